@@ -1,0 +1,184 @@
+//! The command line as the user typed it (clap types only).
+//!
+//! Resolving files, `.env` and defaults into a runnable config is `config`'s job.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run a Procfile app the way Heroku runs it: release first, dynos scaled to a formation,
+/// one prefixed log, graceful stops.
+#[derive(Debug, Parser)]
+#[command(name = "hkrun", version, about, after_help = crate::errors::EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the app: the release phase, then every process type of the formation.
+    ///
+    /// Example: `hkrun start -m web=2,worker=1`, or `hkrun start web` for one web dyno.
+    Start(StartArgs),
+    /// Check the Procfile and env files, and show the dynos `start` would run.
+    Check(CheckArgs),
+    /// Run a one-off command (or a Procfile entry by name) with the app's environment.
+    ///
+    /// Example: `hkrun run rake db:migrate`, `hkrun run 'echo $PORT'`, `hkrun run worker`.
+    Run(RunArgs),
+}
+
+/// Where the app's files are.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The Procfile [default: ./Procfile].
+    #[arg(
+        short = 'f',
+        long = "procfile",
+        value_name = "PATH",
+        env = "HKRUN_PROCFILE"
+    )]
+    pub procfile: Option<PathBuf>,
+    /// The app root, where dynos run [default: the Procfile's folder].
+    #[arg(short = 'd', long = "root", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Env files, later ones winning; a comma list or the flag repeated [default: .env in
+    /// the app root, when it exists].
+    #[arg(short = 'e', long = "env", value_name = "FILE", value_delimiter = ',')]
+    pub env: Vec<PathBuf>,
+    /// The base port [default: PORT from the env files, then from the environment, then 5000].
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct FormationArgs {
+    /// The formation: how many of each type, e.g. `web=2,worker=1`, `all=1,clock=0`,
+    /// `web=2:standard-2x`. Types not named run 0 times unless `all=N` is given.
+    #[arg(short = 'm', long = "formation", value_name = "SPEC")]
+    pub formation: Option<String>,
+    /// The default dyno size (memory quota): eco, basic, standard-1x, standard-2x,
+    /// performance-m, performance-l, or an amount such as 768M.
+    #[arg(long = "dyno-size", value_name = "SIZE", default_value = "standard-1x")]
+    pub dyno_size: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Run only these process types, one dyno each (same as `-m TYPE=1,...`).
+    #[arg(value_name = "TYPE", conflicts_with = "formation")]
+    pub types: Vec<String>,
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub formation: FormationArgs,
+    /// Seconds a dyno gets between SIGTERM and SIGKILL when stopping.
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub timeout: f64,
+    /// Skip the Procfile's `release` entry.
+    #[arg(long)]
+    pub no_release: bool,
+    /// Give web dynos foreman's port layout with no router in front (today's only layout).
+    #[arg(long)]
+    pub no_router: bool,
+    /// Stop the whole app when any dyno exits, and exit with its code (foreman's behaviour,
+    /// today's only behaviour).
+    #[arg(long)]
+    pub exit_on_crash: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Colour the prefixes: auto (on a terminal, unless NO_COLOR is set or TERM=dumb),
+    /// always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+    /// Leave the time out of each log line.
+    #[arg(long)]
+    pub no_timestamp: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub formation: FormationArgs,
+    /// Skip the Procfile's `release` entry in the plan shown.
+    #[arg(long)]
+    pub no_release: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// A Procfile entry's name, a shell command line in one argument, or a program and its
+    /// arguments.
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_command_lines() {
+        let ok = [
+            "hkrun start",
+            "hkrun start web worker",
+            "hkrun start -m web=2,worker=1 -p 6000 -t 5 --color never --no-timestamp",
+            "hkrun start -e a.env,b.env -e c.env -f x/Procfile -d x",
+            "hkrun check -m all=2",
+            "hkrun run -- ls -la",
+            "hkrun run echo hi",
+        ];
+        for line in ok {
+            let args = line.split_whitespace();
+            assert!(Cli::try_parse_from(args).is_ok(), "{line}");
+        }
+        let bad = [
+            "hkrun start web -m web=1",
+            "hkrun start --color sometimes",
+            "hkrun run",
+        ];
+        for line in bad {
+            assert!(
+                Cli::try_parse_from(line.split_whitespace()).is_err(),
+                "{line}"
+            );
+        }
+        let cli = Cli::try_parse_from(["hkrun", "start", "-e", "a,b", "-e", "c"]).unwrap();
+        let Command::Start(start) = cli.command else {
+            panic!("start")
+        };
+        assert_eq!(start.files.env, ["a", "b", "c"].map(PathBuf::from));
+    }
+}

@@ -1,0 +1,136 @@
+//! One function per subcommand: load what it needs, do it, return an exit code.
+
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{CheckArgs, RunArgs, StartArgs};
+use crate::config::{self, App, StartConfig};
+use crate::errors::Error;
+use crate::process;
+use crate::supervisor::driver;
+use crate::supervisor::input::ExitStatus;
+
+fn warn_all(app: &App) {
+    for warning in &app.warnings {
+        eprintln!("hkrun: warning: {warning}");
+    }
+}
+
+/// `hkrun start`.
+pub fn start(args: &StartArgs) -> Result<i32, Error> {
+    let config = StartConfig::resolve(args)?;
+    warn_all(&config.app);
+    config::check_ports_free(&config.dynos)?;
+    driver::run(config)
+}
+
+/// `hkrun check`: validates and prints the plan, starting nothing.
+pub fn check(args: &CheckArgs) -> Result<i32, Error> {
+    let app = App::load(&args.files, false)?;
+    warn_all(&app);
+    let plans = config::plans(&app, &args.formation, &[])?;
+    let dynos = config::dynos(&plans, app.base_port)?;
+    let procfile = app.procfile();
+    println!("valid procfile detected ({})", procfile.names().join(", "));
+    let release = procfile.release().filter(|_| !args.no_release);
+    let width = dynos
+        .iter()
+        .map(|d| d.slot.to_string().len())
+        .chain([9])
+        .max()
+        .unwrap_or(9);
+    if let Some(entry) = release {
+        println!(
+            "{:<width$}  {:<10}  {}",
+            "release.1", "release", entry.command
+        );
+    }
+    for dyno in &dynos {
+        let port = dyno.port.map(|p| format!("PORT={p}")).unwrap_or_default();
+        println!(
+            "{:<width$}  {port:<10}  {}",
+            dyno.slot.to_string(),
+            dyno.command
+        );
+    }
+    Ok(0)
+}
+
+/// `hkrun run`: one process attached to the terminal, as `run.1`, with the app's env.
+pub fn run(args: &RunArgs) -> Result<i32, Error> {
+    let app = App::load(&args.files, true)?;
+    warn_all(&app);
+    let entry = match args.command.as_slice() {
+        [one] => app.procfile.as_ref().and_then(|p| p.get(one)),
+        _ => None,
+    };
+    let mut command = match (entry, args.command.as_slice()) {
+        (Some(entry), _) => shell(&entry.command),
+        (None, [line]) => shell(line),
+        (None, [program, rest @ ..]) => {
+            let mut command = Command::new(program);
+            command.args(rest);
+            command
+        }
+        (None, []) => unreachable!("clap requires a command"),
+    };
+    let shown = args.command.join(" ");
+    command
+        .envs(&app.env)
+        .env("PORT", app.base_port.to_string())
+        .env("DYNO", "run.1")
+        .env("PS", "run.1")
+        .current_dir(&app.root)
+        .stdin(Stdio::inherit());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Setup {
+            what: "start the runtime",
+            source,
+        })?;
+    runtime.block_on(async move {
+        let setup = |what| move |source| Error::Setup { what, source };
+        // The terminal sends SIGINT and SIGQUIT to the child as well: hkrun only waits.
+        // SIGTERM and SIGHUP come for hkrun alone, so they are passed on.
+        let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
+        let mut sigquit = signal(SignalKind::quit()).map_err(setup("handle SIGQUIT"))?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(setup("handle SIGTERM"))?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(setup("handle SIGHUP"))?;
+        let mut child = command.spawn().map_err(|source| Error::CannotRun { command: shown, source })?;
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let mut wait = tokio::task::spawn_blocking(move || child.wait());
+        loop {
+            tokio::select! {
+                status = &mut wait => {
+                    let status = status
+                        .map_err(|e| Error::Setup { what: "wait for the command", source: e.into() })?
+                        .map_err(setup("wait for the command"))?;
+                    return Ok(exit_code(status));
+                }
+                _ = sigint.recv() => {}
+                _ = sigquit.recv() => {}
+                _ = sigterm.recv() => process::signal_process(pid, Signal::SIGTERM),
+                _ = sighup.recv() => process::signal_process(pid, Signal::SIGHUP),
+            }
+        }
+    })
+}
+
+fn shell(line: &str) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command.arg("-c").arg(process::exec_form(line));
+    command
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => code,
+        (None, Some(Ok(signal))) => ExitStatus::Signaled(signal).code(),
+        (None, _) => 1,
+    }
+}

@@ -1,0 +1,236 @@
+//! Turns what the user typed, the Procfile and the env files into one resolved config.
+//!
+//! Everything that can be refused is refused here, before anything is spawned.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{ColorChoice, FileArgs, FormationArgs, OutputArgs, StartArgs};
+use crate::env::{self, Vars};
+use crate::errors::Error;
+use crate::formation::{self, DynoSize, FormationSpec, TypePlan};
+use crate::logs::Style;
+use crate::ports;
+use crate::procfile::{Procfile, RELEASE};
+use crate::supervisor::input::{Slot, SpawnSpec};
+
+/// The app on disk: where it is, its Procfile and its environment.
+#[derive(Debug)]
+pub struct App {
+    /// Where dynos run.
+    pub root: PathBuf,
+    /// The Procfile as the user named it (for messages).
+    pub procfile_path: PathBuf,
+    /// `None` only where a Procfile is optional (`hkrun run CMD`) and there is none.
+    pub procfile: Option<Procfile>,
+    /// What the env files set, later files winning. Children get hkrun's environment
+    /// with this on top, so variables hkrun cannot read as UTF-8 still pass through.
+    pub env: Vars,
+    /// The base port: `-p`, the env files' PORT, the inherited PORT, or 5000.
+    pub base_port: u16,
+    /// Things worth saying that do not stop hkrun, each one line.
+    pub warnings: Vec<String>,
+}
+
+impl App {
+    /// Loads the Procfile and the env files. A missing Procfile is an error unless
+    /// `procfile_optional`.
+    pub fn load(files: &FileArgs, procfile_optional: bool) -> Result<Self, Error> {
+        let procfile_path = match (&files.procfile, &files.root) {
+            (Some(path), _) => path.clone(),
+            (None, Some(root)) => root.join("Procfile"),
+            (None, None) => PathBuf::from("Procfile"),
+        };
+        let root = match &files.root {
+            Some(root) => root.clone(),
+            None => match procfile_path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+        };
+        let mut warnings = Vec::new();
+        let procfile = match std::fs::read(&procfile_path) {
+            Ok(bytes) => {
+                let procfile = Procfile::parse(&bytes).map_err(|source| Error::Procfile {
+                    path: procfile_path.clone(),
+                    source,
+                })?;
+                for warning in &procfile.warnings {
+                    let at = warning.line().map(|l| format!(":{l}")).unwrap_or_default();
+                    warnings.push(format!("{}{at}: {warning}", procfile_path.display()));
+                }
+                Some(procfile)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && procfile_optional => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoProcfile {
+                    path: procfile_path,
+                });
+            }
+            Err(source) => {
+                return Err(Error::ReadProcfile {
+                    path: procfile_path,
+                    source,
+                });
+            }
+        };
+        let env_files: Vec<PathBuf> = if files.env.is_empty() {
+            Some(root.join(".env"))
+                .filter(|p| p.is_file())
+                .into_iter()
+                .collect()
+        } else {
+            files.env.clone()
+        };
+        let parsed = env_files
+            .iter()
+            .map(|path| env::load_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env = env::merge([], parsed.iter().map(Vec::as_slice));
+        let inherited_port = std::env::var("PORT").ok();
+        let base_port = ports::base_port(
+            files.port,
+            env.get("PORT").map(String::as_str),
+            inherited_port.as_deref(),
+        )?;
+        Ok(Self {
+            root,
+            procfile_path,
+            procfile,
+            env,
+            base_port,
+            warnings,
+        })
+    }
+
+    /// The Procfile, which `load(_, false)` guarantees.
+    pub fn procfile(&self) -> &Procfile {
+        self.procfile
+            .as_ref()
+            .expect("loaded with the Procfile required")
+    }
+}
+
+/// Resolves the formation for `start` and `check`.
+pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<TypePlan>, Error> {
+    let default_size: DynoSize = args.dyno_size.parse()?;
+    let spec = match (&args.formation, types.is_empty()) {
+        (Some(spec), _) => Some(spec.parse::<FormationSpec>()?),
+        (None, false) => Some(FormationSpec::one_each(types)?),
+        (None, true) => None,
+    };
+    Ok(formation::resolve(
+        spec.as_ref(),
+        app.procfile(),
+        default_size,
+    )?)
+}
+
+/// Every dyno of the formation with its foreman-layout port, in start order.
+pub fn dynos(plans: &[TypePlan], base: u16) -> Result<Vec<SpawnSpec>, Error> {
+    let mut specs = Vec::new();
+    for plan in plans {
+        for n in 1..=plan.count {
+            let slot = Slot::new(&plan.name, n);
+            let port = ports::foreman(base, plan.index, n, &slot.to_string())?;
+            specs.push(SpawnSpec {
+                slot,
+                command: plan.command.clone(),
+                port: Some(port),
+            });
+        }
+    }
+    Ok(specs)
+}
+
+/// Everything `hkrun start` needs, checked.
+#[derive(Debug)]
+pub struct StartConfig {
+    pub app: App,
+    pub plans: Vec<TypePlan>,
+    /// The release command, unless `--no-release` or the Procfile has none.
+    pub release: Option<String>,
+    pub dynos: Vec<SpawnSpec>,
+    pub grace: Duration,
+    pub style: Style,
+}
+
+impl StartConfig {
+    pub fn resolve(args: &StartArgs) -> Result<Self, Error> {
+        let app = App::load(&args.files, false)?;
+        let plans = plans(&app, &args.formation, &args.types)?;
+        let dynos = dynos(&plans, app.base_port)?;
+        if dynos.is_empty() {
+            return Err(Error::BadFlag {
+                flag: "--formation",
+                value: args.formation.formation.clone().unwrap_or_default(),
+                reason: "it runs no dynos",
+            });
+        }
+        let release = if args.no_release {
+            None
+        } else {
+            app.procfile().release().map(|e| e.command.clone())
+        };
+        let grace = Duration::try_from_secs_f64(args.timeout).map_err(|_| Error::BadFlag {
+            flag: "--timeout",
+            value: args.timeout.to_string(),
+            reason: "expected a number of seconds",
+        })?;
+        let names = dynos
+            .iter()
+            .map(|d| d.slot.to_string())
+            .chain(release.as_ref().map(|_| format!("{RELEASE}.1")))
+            .collect::<Vec<_>>();
+        let style = Style {
+            color: use_color(&args.output),
+            timestamps: !args.output.no_timestamp,
+            width: Style::width_for(names.iter().map(String::as_str)),
+        };
+        Ok(Self {
+            app,
+            plans,
+            release,
+            dynos,
+            grace,
+            style,
+        })
+    }
+}
+
+/// Colour only on a terminal, unless `TERM=dumb` or `NO_COLOR` says otherwise, or the
+/// user chose explicitly.
+fn use_color(output: &OutputArgs) -> bool {
+    match output.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    }
+}
+
+/// Refuses to start when a web dyno's port is taken: the dyno would only crash on bind.
+pub fn check_ports_free(dynos: &[SpawnSpec]) -> Result<(), Error> {
+    for dyno in dynos.iter().filter(|d| d.slot.kind == "web") {
+        if let Some(port) = dyno.port {
+            if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port)) {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    return Err(Error::PortInUse {
+                        port,
+                        dyno: dyno.slot.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one-line form of a path for messages.
+pub fn shown(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,104 @@
+//! The errors that stop hkrun, their exit codes, and the one place that prints them.
+//!
+//! A dyno's failure is an event the supervisor logs, never one of these.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::env::EnvError;
+use crate::formation::FormationError;
+use crate::ports::PortError;
+use crate::procfile::ProcfileError;
+
+/// hkrun's own exit codes. A dyno's or the release's code is passed through as it is.
+pub mod exit_code {
+    /// A requested stop, or every dyno finished with 0.
+    pub const OK: u8 = 0;
+    /// The command line was not understood (clap's code).
+    pub const USAGE: u8 = 2;
+    /// The Procfile, an env file, the formation or a port is malformed (EX_DATAERR).
+    pub const BAD_INPUT: u8 = 65;
+    /// The Procfile or an env file cannot be read (EX_NOINPUT).
+    pub const NO_INPUT: u8 = 66;
+    /// A port the app needs is taken (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: u8 = 69;
+    /// hkrun could not set itself up: signals, runtime, pipes (EX_OSERR).
+    pub const OS_ERROR: u8 = 71;
+    /// `hkrun run` could not start its command (the shell's code).
+    pub const CANNOT_RUN: u8 = 127;
+}
+
+/// The exit-code table shown by `hkrun --help` and in the README.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0
+  N        the release phase failed with N; with --exit-on-crash, the first dyno to exit
+           did with N (128+signal when a signal killed it)
+  2        the command line was not understood
+  65       the Procfile, an env file, the formation or a port is malformed
+  66       the Procfile or an env file cannot be read
+  69       a port the app needs is already in use
+  71       hkrun could not set itself up (signals, pipes, runtime)
+  127      `hkrun run` could not start its command";
+
+/// Failures that stop hkrun before or instead of running the app.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: no such file (give the Procfile with -f)", path.display())]
+    NoProcfile { path: PathBuf },
+    #[error("{}: cannot read: {source}", path.display())]
+    ReadProcfile { path: PathBuf, source: io::Error },
+    #[error("{}{}: {source}", path.display(), source.line().map(|l| format!(":{l}")).unwrap_or_default())]
+    Procfile {
+        path: PathBuf,
+        source: ProcfileError,
+    },
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("{0}")]
+    Formation(#[from] FormationError),
+    #[error("{0}")]
+    Port(#[from] PortError),
+    #[error(
+        "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
+    )]
+    PortInUse { port: u16, dyno: String },
+    #[error("bad value `{value}` for {flag}: {reason}")]
+    BadFlag {
+        flag: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("cannot {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot run `{command}`: {source}")]
+    CannotRun { command: String, source: io::Error },
+}
+
+impl Error {
+    /// The documented exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NoProcfile { .. } | Self::ReadProcfile { .. } => exit_code::NO_INPUT,
+            Self::Env(EnvError::Read { .. }) => exit_code::NO_INPUT,
+            Self::Procfile { .. }
+            | Self::Env(_)
+            | Self::Formation(_)
+            | Self::Port(_)
+            | Self::BadFlag { .. } => exit_code::BAD_INPUT,
+            Self::PortInUse { .. } => exit_code::UNAVAILABLE,
+            Self::Setup { .. } => exit_code::OS_ERROR,
+            Self::CannotRun { .. } => exit_code::CANNOT_RUN,
+        }
+    }
+}
+
+/// Prints `hkrun: <error>` on one line to stderr and gives the exit code.
+pub fn report(err: &Error) -> ExitCode {
+    eprintln!("hkrun: {err}");
+    ExitCode::from(err.exit_code())
+}

@@ -1,0 +1,322 @@
+//! The formation: how many dynos of each type run, and at what size (DESIGN section 2).
+//!
+//! Owns `web=2,worker=1`, `all=N`, sizes such as `standard-2x` or `768M`, and resolving a
+//! spec against the Procfile. It does not assign ports (`ports`) or start anything.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::procfile::{Procfile, RELEASE};
+
+/// A memory quota, named after a Heroku dyno size or given in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynoSize {
+    /// Heroku's display name (`Standard-1X`), or `None` for an explicit amount.
+    pub name: Option<&'static str>,
+    /// The memory quota in bytes.
+    pub bytes: u64,
+}
+
+const MB: u64 = 1024 * 1024;
+const NAMED_SIZES: [(&str, &str, u64); 6] = [
+    ("eco", "Eco", 512),
+    ("basic", "Basic", 512),
+    ("standard-1x", "Standard-1X", 512),
+    ("standard-2x", "Standard-2X", 1024),
+    ("performance-m", "Performance-M", 2560),
+    ("performance-l", "Performance-L", 14336),
+];
+
+impl Default for DynoSize {
+    fn default() -> Self {
+        Self {
+            name: Some("Standard-1X"),
+            bytes: 512 * MB,
+        }
+    }
+}
+
+impl FromStr for DynoSize {
+    type Err = FormationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || FormationError::BadSize(s.to_owned());
+        let lower = s.trim().to_ascii_lowercase();
+        if let Some((_, name, mb)) = NAMED_SIZES.iter().find(|(key, ..)| *key == lower) {
+            return Ok(Self {
+                name: Some(name),
+                bytes: mb * MB,
+            });
+        }
+        let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+            Some((i, _)) => lower.split_at(i),
+            None => (lower.as_str(), "m"),
+        };
+        let unit = match unit {
+            "k" | "kb" => 1024,
+            "m" | "mb" => MB,
+            "g" | "gb" => 1024 * MB,
+            _ => return Err(bad()),
+        };
+        let amount: u64 = digits.parse().map_err(|_| bad())?;
+        match amount.checked_mul(unit) {
+            Some(bytes) if bytes > 0 => Ok(Self { name: None, bytes }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for DynoSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{}M", self.bytes.div_ceil(MB)),
+        }
+    }
+}
+
+/// Why a formation was refused; each names the value the user gave.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormationError {
+    #[error("bad formation entry `{0}` (expected TYPE=COUNT, e.g. web=2 or web=2:standard-2x)")]
+    BadEntry(String),
+    #[error("bad dyno count in `{0}` (expected a whole number)")]
+    BadCount(String),
+    #[error(
+        "bad dyno size `{0}` (expected eco, basic, standard-1x, standard-2x, performance-m, performance-l or an amount such as 768M)"
+    )]
+    BadSize(String),
+    #[error("unknown process type `{name}` (the Procfile has {known})")]
+    UnknownType { name: String, known: String },
+    #[error("`release` is the release phase, not a dyno type")]
+    Release,
+}
+
+/// One `TYPE=COUNT[:SIZE]` item as the user wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormationItem {
+    /// A process type, or `all`.
+    pub name: String,
+    pub count: u32,
+    pub size: Option<DynoSize>,
+}
+
+/// A formation spec as given to `-m`: `web=2,worker=1`, `all=1,worker=0`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FormationSpec {
+    pub items: Vec<FormationItem>,
+}
+
+impl FromStr for FormationSpec {
+    type Err = FormationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut items = Vec::new();
+        for part in s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+        {
+            let (name, rest) = part
+                .split_once('=')
+                .filter(|(name, _)| valid_name(name))
+                .ok_or_else(|| FormationError::BadEntry(part.to_owned()))?;
+            let (count, size) = match rest.split_once(':') {
+                Some((count, size)) => (count, Some(size.parse()?)),
+                None => (rest, None),
+            };
+            let count = count
+                .parse()
+                .map_err(|_| FormationError::BadCount(part.to_owned()))?;
+            items.push(FormationItem {
+                name: name.to_owned(),
+                count,
+                size,
+            });
+        }
+        if items.is_empty() {
+            return Err(FormationError::BadEntry(s.to_owned()));
+        }
+        Ok(Self { items })
+    }
+}
+
+impl FormationSpec {
+    /// `hkrun start web worker`: one of each named type.
+    pub fn one_each(names: &[String]) -> Result<Self, FormationError> {
+        let items = names
+            .iter()
+            .map(|name| {
+                if valid_name(name) {
+                    Ok(FormationItem {
+                        name: name.clone(),
+                        count: 1,
+                        size: None,
+                    })
+                } else {
+                    Err(FormationError::BadEntry(name.clone()))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { items })
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What runs of one process type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypePlan {
+    pub name: String,
+    pub command: String,
+    /// Position among the Procfile's dyno types (`release` excluded): ports and colours.
+    pub index: usize,
+    pub count: u32,
+    pub size: DynoSize,
+}
+
+/// Resolves a spec against the Procfile. Without a spec every type runs once; with one,
+/// types not named run 0 times unless `all=N` says otherwise.
+pub fn resolve(
+    spec: Option<&FormationSpec>,
+    procfile: &Procfile,
+    default_size: DynoSize,
+) -> Result<Vec<TypePlan>, FormationError> {
+    let mut plans: Vec<TypePlan> = procfile
+        .types()
+        .enumerate()
+        .map(|(index, entry)| TypePlan {
+            name: entry.name.clone(),
+            command: entry.command.clone(),
+            index,
+            count: u32::from(spec.is_none()),
+            size: default_size,
+        })
+        .collect();
+    let Some(spec) = spec else {
+        return Ok(plans);
+    };
+    // `all` first, so `all=1,worker=0` and `worker=0,all=1` mean the same.
+    let (all, named): (Vec<_>, Vec<_>) = spec.items.iter().partition(|i| i.name == "all");
+    for item in all.into_iter().chain(named) {
+        if item.name == RELEASE {
+            return Err(FormationError::Release);
+        }
+        let targets: Vec<&mut TypePlan> = if item.name == "all" {
+            plans.iter_mut().collect()
+        } else {
+            let known = procfile
+                .types()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let plan = plans
+                .iter_mut()
+                .find(|p| p.name == item.name)
+                .ok_or_else(|| FormationError::UnknownType {
+                    name: item.name.clone(),
+                    known,
+                })?;
+            vec![plan]
+        };
+        for plan in targets {
+            plan.count = item.count;
+            if let Some(size) = item.size {
+                plan.size = size;
+            }
+        }
+    }
+    Ok(plans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn procfile() -> Procfile {
+        Procfile::parse(b"release: migrate\nweb: serve\nworker: work\nclock: tick\n").unwrap()
+    }
+
+    fn counts(spec: Option<&str>) -> Result<Vec<(String, u32)>, FormationError> {
+        let spec = spec.map(str::parse).transpose()?;
+        let plans = resolve(spec.as_ref(), &procfile(), DynoSize::default())?;
+        Ok(plans.into_iter().map(|p| (p.name, p.count)).collect())
+    }
+
+    fn named(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
+        pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
+    }
+
+    #[test]
+    fn resolves_formations() {
+        assert_eq!(
+            counts(None).unwrap(),
+            named(&[("web", 1), ("worker", 1), ("clock", 1)])
+        );
+        assert_eq!(
+            counts(Some("web=2")).unwrap(),
+            named(&[("web", 2), ("worker", 0), ("clock", 0)])
+        );
+        assert_eq!(
+            counts(Some("worker=0, all=3")).unwrap(),
+            named(&[("web", 3), ("worker", 0), ("clock", 3)])
+        );
+    }
+
+    #[test]
+    fn refuses_bad_values_by_name() {
+        let cases = [
+            (
+                "web",
+                "bad formation entry `web` (expected TYPE=COUNT, e.g. web=2 or web=2:standard-2x)",
+            ),
+            (
+                "web=-1",
+                "bad dyno count in `web=-1` (expected a whole number)",
+            ),
+            (
+                "web=two",
+                "bad dyno count in `web=two` (expected a whole number)",
+            ),
+            (
+                "cron=1",
+                "unknown process type `cron` (the Procfile has web, worker, clock)",
+            ),
+            (
+                "release=1",
+                "`release` is the release phase, not a dyno type",
+            ),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(
+                counts(Some(spec)).unwrap_err().to_string(),
+                want,
+                "spec {spec:?}"
+            );
+        }
+        assert!(matches!(
+            "web=1:huge".parse::<FormationSpec>(),
+            Err(FormationError::BadSize(_))
+        ));
+    }
+
+    #[test]
+    fn parses_sizes() {
+        let size = |s: &str| s.parse::<DynoSize>().unwrap();
+        assert_eq!(size("standard-2x").bytes, 1024 * MB);
+        assert_eq!(size("Performance-M").to_string(), "Performance-M");
+        assert_eq!(size("768M").bytes, 768 * MB);
+        assert_eq!(size("1G").bytes, 1024 * MB);
+        assert_eq!(size("512k").bytes, 512 * 1024);
+        assert_eq!(size("768M").to_string(), "768M");
+        assert!("0M".parse::<DynoSize>().is_err());
+        assert!("99999999999999G".parse::<DynoSize>().is_err());
+        let spec: FormationSpec = "web=2:standard-2x,worker=1:256M".parse().unwrap();
+        assert_eq!(spec.items[0].size.unwrap().bytes, 1024 * MB);
+        assert_eq!(spec.items[1].size.unwrap().bytes, 256 * MB);
+    }
+}

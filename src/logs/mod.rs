@@ -1,0 +1,15 @@
+//! The log: framing dyno output into lines, rendering them, and the one writer of stdout.
+//!
+//! `pump` turns a dyno's pipe into whole lines, `writer` owns stdout, and `render` is the
+//! pure function that decides what a line looks like (one function per format).
+
+pub mod pump;
+pub mod render;
+pub mod writer;
+
+pub use render::{Label, Style};
+pub use writer::{LogSender, Writer};
+
+/// The longest line written as one; longer lines are cut into pieces of this size, each
+/// a full line, so a runaway dyno cannot make hkrun hold unbounded memory.
+pub const MAX_LINE: usize = 64 * 1024;

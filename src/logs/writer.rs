@@ -1,0 +1,213 @@
+//! The one writer of stdout: a thread that receives records in order and writes them in
+//! batches, so no two lines ever interleave and a stalled reader only holds dynos back.
+//!
+//! Dyno output is bounded by a byte budget (a semaphore): when stdout stalls, pumps stop
+//! reading and the dynos block on their pipes, instead of hkrun's memory growing. hkrun's
+//! own events take no budget, so the supervisor never waits on the writer.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::render::{Label, Style};
+
+/// Bytes of dyno output that may wait for stdout at once.
+const BUDGET: usize = 8 * 1024 * 1024;
+/// A batch is written once it holds this much.
+const BATCH: usize = 256 * 1024;
+
+enum Record {
+    /// Whole lines, each ending in `\n`, from one dyno.
+    Output {
+        label: Arc<Label>,
+        lines: Vec<u8>,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// One line in hkrun's own words.
+    Event { label: Arc<Label>, text: String },
+    /// Answered once everything before it is written.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// A cheap, cloneable way to hand lines to the writer.
+#[derive(Clone)]
+pub struct LogSender {
+    tx: UnboundedSender<Record>,
+    budget: Arc<Semaphore>,
+}
+
+impl LogSender {
+    /// Queues whole lines (each ending in `\n`), waiting while the budget is spent.
+    /// Returns false once the writer is gone.
+    pub async fn output(&self, label: &Arc<Label>, lines: Vec<u8>) -> bool {
+        // A chunk bigger than the whole budget takes all of it.
+        let wanted = u32::try_from(lines.len().min(BUDGET)).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(wanted).await else {
+            return false;
+        };
+        self.tx
+            .send(Record::Output {
+                label: Arc::clone(label),
+                lines,
+                _permit: permit,
+            })
+            .is_ok()
+    }
+
+    /// Queues one of hkrun's own lines; never waits.
+    pub fn event(&self, label: &Arc<Label>, text: String) {
+        let _ = self.tx.send(Record::Event {
+            label: Arc::clone(label),
+            text,
+        });
+    }
+
+    /// Waits (blocking) until everything queued so far is written.
+    pub fn flush_blocking(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.tx.send(Record::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+}
+
+/// The writer thread and the way to reach it.
+pub struct Writer {
+    sender: LogSender,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer on `out`. `on_closed` runs once if `out` stops taking bytes
+    /// (EPIPE and the like); what follows is read and dropped so no dyno blocks.
+    pub fn spawn(
+        style: Style,
+        out: impl Write + Send + 'static,
+        on_closed: impl FnOnce(io::Error) + Send + 'static,
+    ) -> io::Result<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(BUDGET));
+        let thread = std::thread::Builder::new()
+            .name("hkrun-log".into())
+            .spawn(move || write_loop(&style, rx, out, on_closed))?;
+        Ok(Self {
+            sender: LogSender { tx, budget },
+            thread,
+        })
+    }
+
+    pub fn sender(&self) -> LogSender {
+        self.sender.clone()
+    }
+
+    /// Writes what is queued and stops; senders still held elsewhere are closed off.
+    pub fn finish(self) {
+        let Self { sender, thread } = self;
+        sender.budget.close();
+        sender.flush_blocking();
+        drop(sender);
+        // Remaining clones (pumps of processes that are gone) end on their own; the
+        // flush above already wrote everything they sent.
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_loop(
+    style: &Style,
+    mut rx: UnboundedReceiver<Record>,
+    mut out: impl Write,
+    on_closed: impl FnOnce(io::Error),
+) {
+    let mut on_closed = Some(on_closed);
+    let mut buf = Vec::with_capacity(BATCH * 2);
+    let mut held = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let clock = chrono::Local::now().format("%H:%M:%S").to_string();
+        let mut next = Some(first);
+        while let Some(record) = next.take() {
+            match record {
+                Record::Output {
+                    label,
+                    lines,
+                    _permit,
+                } => {
+                    for line in lines
+                        .strip_suffix(b"\n")
+                        .unwrap_or(&lines)
+                        .split(|&b| b == b'\n')
+                    {
+                        style.render(&clock, &label, line, &mut buf);
+                    }
+                    held.push(_permit);
+                }
+                Record::Event { label, text } => {
+                    style.render(&clock, &label, text.as_bytes(), &mut buf)
+                }
+                Record::Flush(done) => flushes.push(done),
+            }
+            if buf.len() < BATCH && flushes.is_empty() {
+                next = rx.try_recv().ok();
+            }
+        }
+        if on_closed.is_some() {
+            if let Err(err) = out.write_all(&buf).and_then(|()| out.flush()) {
+                if let Some(notify) = on_closed.take() {
+                    notify(err);
+                }
+            }
+        }
+        buf.clear();
+        held.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_records_in_order() {
+        let out = Shared::default();
+        let style = Style {
+            color: false,
+            timestamps: false,
+            width: 6,
+        };
+        let writer = Writer::spawn(style, out.clone(), |_| {}).unwrap();
+        let log = writer.sender();
+        let web = Arc::new(Label {
+            name: "web.1".into(),
+            color: Some(0),
+        });
+        assert!(log.output(&web, b"a\nb\n".to_vec()).await);
+        log.event(&Arc::new(Label::system()), "done".into());
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "web.1  | a\nweb.1  | b\nsystem | done\n");
+    }
+}

@@ -1,0 +1,176 @@
+//! Spawns dynos into their own process groups, signals them, reaps every child, and finds
+//! hkrun's descendants. Never decides when any of this happens: the core does.
+//!
+//! Children are started with `std::process::Command`, not `tokio::process`, whose own
+//! waiting would steal exit statuses from the reaper here (DESIGN section 8).
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::env::Vars;
+use crate::supervisor::input::ExitStatus;
+
+/// A dyno just started.
+pub struct Spawned {
+    /// The leader of its process group, so also the group's id.
+    pub pid: Pid,
+    /// The read end of the pipe its stdout and stderr share.
+    pub output: OwnedFd,
+}
+
+/// Starts `/bin/sh -c command` in `cwd` as the leader of a new process group, with stdin
+/// from `/dev/null` and stdout and stderr into one pipe. `env` is added to hkrun's own
+/// environment.
+pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let write_err = write.try_clone()?;
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(exec_form(command))
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(write)
+        .stderr(write_err)
+        .process_group(0)
+        .spawn()?;
+    // The Command and its copies of the write end are gone, so EOF comes when the dyno
+    // and its descendants close theirs. hkrun waits for the pid itself (`reap`).
+    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
+    Ok(Spawned { pid, output: read })
+}
+
+/// The script given to `sh -c`: a simple command is prefixed with `exec`, so the app
+/// itself leads the group, gets signals first-hand and its exit status is the dyno's (as
+/// bash does on its own; dash, Debian's `sh`, would stay in between and die on SIGTERM
+/// before the app has cleaned up). Anything compound is left to the shell as written.
+pub fn exec_form(command: &str) -> String {
+    const COMPOUND: &[char] = &[';', '&', '|', '(', ')', '<', '>', '`', '\n', '{', '}'];
+    const NOT_A_PROGRAM: &[&str] = &[
+        "exec", "cd", "export", ".", "source", "eval", "set", "if", "for", "while", "until",
+        "case", "!", "time", "trap", "ulimit", "umask", "unset", "readonly", "wait",
+    ];
+    let first = command.split_whitespace().next().unwrap_or_default();
+    let simple = !command.contains(COMPOUND)
+        && !first.contains('=')
+        && !first.starts_with(['"', '\'', '$'])
+        && !NOT_A_PROGRAM.contains(&first);
+    if simple {
+        format!("exec {command}")
+    } else {
+        command.to_owned()
+    }
+}
+
+/// Sends `signal` to a process group; a group already gone is fine.
+pub fn signal_group(pgid: Pid, signal: Signal) {
+    match signal::killpg(pgid, signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => tracing::warn!(%pgid, ?signal, %err, "killpg failed"),
+    }
+}
+
+/// Sends `signal` to one process; one already gone is fine.
+pub fn signal_process(pid: Pid, signal: Signal) {
+    match signal::kill(pid, signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => tracing::warn!(%pid, ?signal, %err, "kill failed"),
+    }
+}
+
+/// Collects every child that has ended, until none is left to collect. One SIGCHLD can
+/// stand for many exits.
+pub fn reap() -> Vec<(Pid, ExitStatus)> {
+    let mut ended = Vec::new();
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => ended.push((pid, ExitStatus::Code(code))),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                ended.push((pid, ExitStatus::Signaled(signal)))
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return ended,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Makes orphaned descendants come back to hkrun instead of init, so they can be found
+/// and stopped (DESIGN section 8).
+pub fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// A live (not zombie) descendant of hkrun.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Descendant {
+    pub pid: Pid,
+    pub pgid: Pid,
+}
+
+/// Every live descendant of `root`, read from /proc. Zombies count as gone.
+pub fn descendants(root: Pid) -> Vec<Descendant> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let stats: Vec<procfs::process::Stat> = all.filter_map(|p| p.ok()?.stat().ok()).collect();
+    let mut family: HashSet<i32> = HashSet::from([root.as_raw()]);
+    let mut found = Vec::new();
+    // Parents may be listed after their children: repeat until nothing new turns up.
+    loop {
+        let before = family.len();
+        for stat in &stats {
+            if family.contains(&stat.ppid) && family.insert(stat.pid) && stat.state != 'Z' {
+                found.push(Descendant {
+                    pid: Pid::from_raw(stat.pid),
+                    pgid: Pid::from_raw(stat.pgrp),
+                });
+            }
+        }
+        if family.len() == before {
+            return found;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_form;
+
+    #[test]
+    fn only_simple_commands_are_execed() {
+        let execed = [
+            "bundle exec puma -C config/puma.rb",
+            "python3 web.py --port $PORT",
+            "node 'a b.js'",
+        ];
+        for command in execed {
+            assert_eq!(exec_form(command), format!("exec {command}"));
+        }
+        let kept = [
+            "cd app && npm start",
+            "FOO=1 node x",
+            "sleep 1000 & sleep 1000 & wait",
+            "bin/worker; echo done",
+            "exec node x",
+            "trap 'echo bye' TERM; sleep 5",
+            "a | b",
+            "cmd > log 2>&1",
+            "$HOME/bin/server",
+            "{ a; }",
+            "if true; then a; fi",
+        ];
+        for command in kept {
+            assert_eq!(exec_form(command), command);
+        }
+    }
+}

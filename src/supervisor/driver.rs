@@ -1,0 +1,246 @@
+//! The async loop around the core: turns signals, exits, timers and closed output into
+//! inputs, and effects into syscalls. Owns I/O handles only (pids, pipes, channels); it
+//! never decides policy.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::net::unix::pipe;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::core::{Plan, Supervisor};
+use super::input::{Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
+use crate::config::StartConfig;
+use crate::env::Vars;
+use crate::errors::Error;
+use crate::logs::{self, Label, LogSender, Writer};
+use crate::process;
+
+/// How often to reap even without SIGCHLD: signals can coalesce or be missed.
+const REAP_FALLBACK: Duration = Duration::from_secs(1);
+/// How long output of processes already gone may take to reach the writer at exit.
+const FINAL_DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs the app to the end and returns hkrun's exit code.
+pub fn run(config: StartConfig) -> Result<i32, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Setup {
+            what: "start the runtime",
+            source,
+        })?;
+    runtime.block_on(drive(config))
+}
+
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Setup { what, source }
+}
+
+async fn drive(config: StartConfig) -> Result<i32, Error> {
+    // Handlers first: nothing is spawned before hkrun can stop it.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(setup("handle SIGTERM"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(setup("handle SIGHUP"))?;
+    let mut sigchld = signal(SignalKind::child()).map_err(setup("handle SIGCHLD"))?;
+    if let Err(err) = process::become_subreaper() {
+        tracing::warn!(%err, "cannot become a child subreaper; escaped descendants may outlive hkrun");
+    }
+
+    let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
+    let closed = inputs_tx.clone();
+    let writer = Writer::spawn(config.style.clone(), std::io::stdout(), move |_| {
+        let _ = closed.send(Input::Stop(StopRequest::StdoutClosed));
+    })
+    .map_err(setup("start the log writer"))?;
+
+    let colors: HashMap<String, usize> = config
+        .plans
+        .iter()
+        .map(|p| (p.name.clone(), p.index))
+        .collect();
+    let plan = Plan {
+        release: config.release,
+        dynos: config.dynos,
+        grace: config.grace,
+    };
+    let mut driver = Driver {
+        root: config.app.root,
+        env: config.app.env,
+        colors,
+        labels: HashMap::new(),
+        system: Arc::new(Label::system()),
+        groups: HashMap::new(),
+        leaders: HashMap::new(),
+        inputs: inputs_tx,
+        log: writer.sender(),
+        pumps: JoinSet::new(),
+        me: Pid::this(),
+        queue: VecDeque::new(),
+    };
+    let mut sup = Supervisor::new(plan);
+    let mut effects = sup.start(std::time::Instant::now());
+    let mut reap_tick = tokio::time::interval(REAP_FALLBACK);
+    let code = loop {
+        if let Some(code) = driver.perform(&mut effects) {
+            break code;
+        }
+        let input = match driver.queue.pop_front() {
+            Some(input) => input,
+            None => tokio::select! {
+                Some(input) = inputs.recv() => input,
+                _ = sigterm.recv() => Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
+                _ = sigint.recv() => Input::Stop(StopRequest::Signal(Signal::SIGINT)),
+                _ = sighup.recv() => Input::Stop(StopRequest::Signal(Signal::SIGHUP)),
+                _ = sigchld.recv() => { driver.reap(); continue; }
+                _ = reap_tick.tick() => { driver.reap(); continue; }
+                () = sleep_until(sup.next_deadline()) => Input::Tick,
+            },
+        };
+        effects = sup.handle(std::time::Instant::now(), input);
+    };
+
+    // Every process is gone, so every pipe is at its end: let the pumps finish.
+    let pumps = std::mem::take(&mut driver.pumps);
+    drop(driver);
+    let _ = tokio::time::timeout(FINAL_DRAIN, pumps.join_all()).await;
+    writer.finish();
+    Ok(code)
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    root: PathBuf,
+    env: Vars,
+    /// Colour slot of each process type.
+    colors: HashMap<String, usize>,
+    labels: HashMap<Slot, Arc<Label>>,
+    system: Arc<Label>,
+    /// Each dyno's process group, kept after it exits for what may remain in it.
+    groups: HashMap<Slot, Pid>,
+    /// Dyno leaders not yet reaped, and where to tell their pump they ended.
+    leaders: HashMap<Pid, oneshot::Sender<ExitStatus>>,
+    inputs: mpsc::UnboundedSender<Input>,
+    log: LogSender,
+    pumps: JoinSet<()>,
+    me: Pid,
+    /// Inputs produced by effects, handled before waiting for the world.
+    queue: VecDeque<Input>,
+}
+
+impl Driver {
+    /// Carries out effects in order; returns the exit code when one says to exit.
+    fn perform(&mut self, effects: &mut Vec<Effect>) -> Option<i32> {
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Spawn(spec) => self.spawn(spec),
+                Effect::Signal { slot, signal } => {
+                    if let Some(&pgid) = self.groups.get(&slot) {
+                        process::signal_group(pgid, signal);
+                    }
+                }
+                Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
+                Effect::ScanStragglers => {
+                    let count = process::descendants(self.me).len();
+                    self.queue.push_back(Input::Stragglers(count));
+                }
+                Effect::Log { source, text } => {
+                    let label = match source {
+                        Source::Dyno(slot) => self.label(&slot),
+                        Source::System => Arc::clone(&self.system),
+                    };
+                    self.log.event(&label, text);
+                }
+                Effect::Exit(code) => return Some(code),
+            }
+        }
+        None
+    }
+
+    fn label(&mut self, slot: &Slot) -> Arc<Label> {
+        let color = self.colors.get(&slot.kind).copied();
+        Arc::clone(self.labels.entry(slot.clone()).or_insert_with(|| {
+            Arc::new(Label {
+                name: slot.to_string(),
+                color,
+            })
+        }))
+    }
+
+    fn spawn(&mut self, spec: SpawnSpec) {
+        let name = spec.slot.to_string();
+        let mut env = self.env.clone();
+        if let Some(port) = spec.port {
+            env.insert("PORT".into(), port.to_string());
+        }
+        env.insert("DYNO".into(), name.clone());
+        env.insert("PS".into(), name);
+        let spawned = process::spawn(&spec.command, &env, &self.root).and_then(|spawned| {
+            let pid = spawned.pid;
+            match pipe::Receiver::from_owned_fd(spawned.output) {
+                Ok(pipe) => Ok((pid, pipe)),
+                Err(err) => {
+                    process::signal_group(pid, Signal::SIGKILL);
+                    Err(err)
+                }
+            }
+        });
+        let (pid, pipe) = match spawned {
+            Ok(running) => running,
+            Err(err) => {
+                let failed = Input::SpawnFailed {
+                    slot: spec.slot,
+                    error: err.to_string(),
+                };
+                self.queue.push_back(failed);
+                return;
+            }
+        };
+        let (exited_tx, exited_rx) = oneshot::channel();
+        self.leaders.insert(pid, exited_tx);
+        self.groups.insert(spec.slot.clone(), pid);
+        let label = self.label(&spec.slot);
+        let inputs = self.inputs.clone();
+        let slot = spec.slot;
+        self.pumps.spawn(logs::pump::run(
+            label,
+            self.log.clone(),
+            pipe,
+            exited_rx,
+            move |status| {
+                let _ = inputs.send(Input::Exited { slot, status });
+            },
+        ));
+    }
+
+    /// Collects ended children and tells each dyno's pump; orphans are just collected.
+    fn reap(&mut self) {
+        for (pid, status) in process::reap() {
+            if let Some(exited) = self.leaders.remove(&pid) {
+                let _ = exited.send(status);
+            }
+        }
+    }
+
+    fn signal_stragglers(&self, signal: Signal) {
+        // Members of a live dyno's group got the signal with their group.
+        let live: HashSet<Pid> = self.leaders.keys().copied().collect();
+        for d in process::descendants(self.me) {
+            if signal == Signal::SIGKILL || !live.contains(&d.pgid) {
+                process::signal_process(d.pid, signal);
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The supervisor's vocabulary: what it reacts to (`Input`) and what it asks for (`Effect`).
+//!
+//! Adding a capability means adding variants here, a branch in `core::Supervisor::handle`,
+//! and, for effects, a branch in the driver's `perform`.
+
+use std::fmt;
+
+use nix::sys::signal::Signal;
+
+/// One dyno, e.g. `web.2`, or the release phase, `release.1`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    /// The process type.
+    pub kind: String,
+    /// The instance number, from 1.
+    pub index: u32,
+}
+
+impl Slot {
+    pub fn new(kind: &str, index: u32) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            index,
+        }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind, self.index)
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called `exit(code)`.
+    Code(i32),
+    /// A signal killed it.
+    Signaled(Signal),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the code, or 128 + the signal's number.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signaled(signal) => 128 + signal as i32,
+        }
+    }
+}
+
+/// Why the app is being stopped on request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopRequest {
+    /// SIGTERM, SIGINT or SIGHUP reached hkrun.
+    Signal(Signal),
+    /// Nobody reads hkrun's output any more (`hkrun start | head -1`).
+    StdoutClosed,
+}
+
+impl fmt::Display for StopRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signal(signal) => write!(f, "{}", signal.as_str()),
+            Self::StdoutClosed => f.write_str("output closed"),
+        }
+    }
+}
+
+/// Everything the core reacts to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A dyno's leader exited and its output so far has been logged.
+    Exited { slot: Slot, status: ExitStatus },
+    /// A dyno could not be spawned at all.
+    SpawnFailed { slot: Slot, error: String },
+    /// A stop was requested.
+    Stop(StopRequest),
+    /// The answer to `Effect::ScanStragglers`: processes of hkrun's still alive.
+    Stragglers(usize),
+    /// A deadline from `next_deadline` has passed.
+    Tick,
+}
+
+/// What to run for a dyno.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpawnSpec {
+    pub slot: Slot,
+    pub command: String,
+    /// `PORT`, absent for the release phase.
+    pub port: Option<u16>,
+}
+
+/// Whose name a log event is under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Dyno(Slot),
+    System,
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Spawn(SpawnSpec),
+    /// Signal a dyno's whole process group.
+    Signal {
+        slot: Slot,
+        signal: Signal,
+    },
+    /// Signal hkrun's descendants outside every live dyno's group (they left it with
+    /// `setsid`, or their dyno is gone); with SIGKILL, every descendant.
+    SignalStragglers(Signal),
+    /// Count hkrun's live descendants and answer with `Input::Stragglers`.
+    ScanStragglers,
+    /// A line in hkrun's own words.
+    Log {
+        source: Source,
+        text: String,
+    },
+    /// Every process is gone: exit with this code.
+    Exit(i32),
+}
