@@ -76,10 +76,13 @@ impl App {
             }
         };
         let env_files: Vec<PathBuf> = if files.env.is_empty() {
-            Some(root.join(".env"))
-                .filter(|p| p.is_file())
-                .into_iter()
-                .collect()
+            // Shown as `.env`, not `./.env`, when the app is the current directory.
+            let default = if root == Path::new(".") {
+                PathBuf::from(".env")
+            } else {
+                root.join(".env")
+            };
+            Some(default).filter(|p| p.is_file()).into_iter().collect()
         } else {
             files.env.clone()
         };
@@ -228,9 +231,4 @@ pub fn check_ports_free(dynos: &[SpawnSpec]) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// The one-line form of a path for messages.
-pub fn shown(path: &Path) -> String {
-    path.display().to_string()
 }

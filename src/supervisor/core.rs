@@ -174,7 +174,13 @@ impl Supervisor {
                 effects.extend(self.begin_stop(now, status.code()));
             }
             // Foreman's behaviour until restarts exist: the first exit stops the app.
-            Phase::Running => effects.extend(self.begin_stop(now, status.code())),
+            Phase::Running => {
+                effects.push(log_system(format!(
+                    "{slot} exited with status {}: stopping the app",
+                    status.code()
+                )));
+                effects.extend(self.begin_stop(now, status.code()));
+            }
             Phase::Stopping { .. } if self.all_down() => effects.push(Effect::ScanStragglers),
             Phase::Idle | Phase::Stopping { .. } | Phase::Done => {}
         }

@@ -1,0 +1,66 @@
+//! `hkrun check` and `hkrun run`.
+
+use crate::harness::{App, run_to_end};
+
+#[test]
+fn check_names_the_types_and_plans_the_ports() {
+    let app = App::new("release: rake db:migrate\nweb: bundle exec puma\nworker: sidekiq\n");
+    let (status, lines, _) =
+        run_to_end(app.path(), &["check", "-m", "web=2,worker=1", "-p", "6000"]);
+    assert!(status.success());
+    assert_eq!(
+        lines,
+        [
+            "valid procfile detected (release, web, worker)",
+            "release.1  release     rake db:migrate",
+            "web.1      PORT=6000   bundle exec puma",
+            "web.2      PORT=6001   bundle exec puma",
+            "worker.1   PORT=6100   sidekiq",
+        ]
+    );
+}
+
+#[test]
+fn check_refuses_junk() {
+    let app = App::new("web: a\n<<<<<<< HEAD\n");
+    let (status, lines, stderr) = run_to_end(app.path(), &["check"]);
+    assert_eq!(status.code(), Some(65));
+    assert!(lines.is_empty());
+    assert_eq!(
+        stderr,
+        "hkrun: Procfile:2: not a process entry: <<<<<<< HEAD\n"
+    );
+}
+
+#[test]
+fn run_has_the_app_env_and_passes_exit_codes_through() {
+    let app = App::new("web: echo web entry $DYNO\n");
+    app.write(".env", "GREETING=hello\nPORT=7000\n");
+    let (status, lines, _) = run_to_end(app.path(), &["run", "echo $GREETING $DYNO $PS $PORT"]);
+    assert!(status.success());
+    assert_eq!(lines, ["hello run.1 run.1 7000"]);
+
+    let (_, lines, _) = run_to_end(app.path(), &["run", "web"]);
+    assert_eq!(lines, ["web entry run.1"]);
+
+    let (status, _, _) = run_to_end(app.path(), &["run", "sh", "-c", "exit 7"]);
+    assert_eq!(status.code(), Some(7));
+
+    let (status, _, _) = run_to_end(app.path(), &["run", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(status.code(), Some(143));
+
+    let (status, _, stderr) = run_to_end(app.path(), &["run", "no-such-program-here", "x"]);
+    assert_eq!(status.code(), Some(127));
+    assert!(
+        stderr.starts_with("hkrun: cannot run `no-such-program-here x`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_works_without_a_procfile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, lines, _) = run_to_end(dir.path(), &["run", "echo", "no procfile needed"]);
+    assert!(status.success());
+    assert_eq!(lines, ["no procfile needed"]);
+}

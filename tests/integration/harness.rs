@@ -1,0 +1,349 @@
+//! Runs the real `hkrun` binary against real children, waits on its output lines with
+//! timeouts, and kills everything a test started, even when the test fails.
+//!
+//! Every process a test starts carries `HKRUN_TEST_TAG=<unique>` in its environment (hkrun
+//! passes its environment on to dynos), so leftovers are found by scanning /proc.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+/// The longest any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A temporary app directory with a Procfile.
+pub struct App {
+    pub dir: tempfile::TempDir,
+}
+
+impl App {
+    pub fn new(procfile: &str) -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary app directory");
+        std::fs::write(dir.path().join("Procfile"), procfile).expect("write the Procfile");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> &Self {
+        std::fs::write(self.file(name), contents).expect("write an app file");
+        self
+    }
+}
+
+fn unique_tag() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The hkrun command, with the test's tag and no colour unless a test asks for it.
+pub fn hkrun(dir: &Path, args: &[&str], tag: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hkrun"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("HKRUN_TEST_TAG", tag)
+        .env("NO_COLOR", "1")
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A running hkrun. Dropping it kills hkrun and every process tagged with its tag.
+pub struct Hk {
+    pub child: Child,
+    pub tag: String,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    /// Every stdout line received so far.
+    pub seen: Vec<String>,
+}
+
+impl Hk {
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(hkrun(dir, args, &unique_tag()))
+    }
+
+    pub fn spawn(mut command: Command) -> Self {
+        let tag = command
+            .get_envs()
+            .find(|(k, _)| *k == "HKRUN_TEST_TAG")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| {
+                let tag = unique_tag();
+                command.env("HKRUN_TEST_TAG", &tag);
+                tag
+            });
+        let mut child = command.spawn().expect("start hkrun");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+                if tx.send(text.into_owned()).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Self {
+            child,
+            tag,
+            lines,
+            stderr: Some(stderr),
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pids fit in i32"))
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        signal::kill(self.pid(), signal).expect("signal hkrun");
+    }
+
+    /// The next line containing `needle`; fails after `PATIENCE`, showing what was seen.
+    #[track_caller]
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {PATIENCE:?}; saw:\n{}",
+                    self.tail()
+                ),
+            }
+        }
+    }
+
+    /// Waits until each needle has appeared in some line, in any order.
+    #[track_caller]
+    pub fn wait_for_each(&mut self, needles: &[&str]) {
+        let mut missing: Vec<&str> = needles.to_vec();
+        let deadline = Instant::now() + PATIENCE;
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    missing.retain(|needle| !line.contains(needle));
+                    self.seen.push(line);
+                }
+                Err(_) => panic!(
+                    "never saw {missing:?} within {PATIENCE:?}; saw:\n{}",
+                    self.tail()
+                ),
+            }
+        }
+    }
+
+    /// Waits for hkrun to exit, then returns its status and the rest of its output.
+    #[track_caller]
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hkrun still running after {PATIENCE:?}; saw:\n{}",
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // The reader thread ends at EOF, which follows hkrun's exit.
+        while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
+            self.seen.push(line);
+        }
+        status
+    }
+
+    /// hkrun's stderr, once it has exited.
+    pub fn stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|t| t.join().expect("stderr reader"))
+            .unwrap_or_default()
+    }
+
+    fn tail(&self) -> String {
+        let from = self.seen.len().saturating_sub(40);
+        self.seen[from..].join("\n")
+    }
+}
+
+impl Drop for Hk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        kill_tagged(&self.tag);
+    }
+}
+
+/// Runs hkrun to its end (bounded by `PATIENCE`): exit status, stdout lines, stderr.
+pub fn run_to_end(dir: &Path, args: &[&str]) -> (ExitStatus, Vec<String>, String) {
+    let mut hk = Hk::start(dir, args);
+    let status = hk.wait_exit();
+    let stderr = hk.stderr();
+    (status, std::mem::take(&mut hk.seen), stderr)
+}
+
+/// Live (not zombie) processes whose environment holds `HKRUN_TEST_TAG=tag`.
+pub fn tagged(tag: &str) -> Vec<Pid> {
+    let needle = format!("HKRUN_TEST_TAG={tag}");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|&b| b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The state follows the parenthesised command name, which may hold spaces.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state.is_some_and(|s| s != 'Z') {
+            found.push(Pid::from_raw(pid));
+        }
+    }
+    found
+}
+
+pub fn kill_tagged(tag: &str) {
+    for pid in tagged(tag) {
+        let _ = signal::kill(pid, Signal::SIGKILL);
+    }
+}
+
+/// Asserts no process of the test is alive, allowing a moment for the kernel to finish
+/// tearing down processes hkrun has already reaped.
+#[track_caller]
+pub fn assert_none_left(tag: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = tagged(tag);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<String> = left
+                .iter()
+                .map(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                        .unwrap_or_default()
+                        .replace('\0', " ")
+                })
+                .collect();
+            panic!("processes left behind: {left:?} {shown:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A base port whose foreman block (base, base+1, base+100, base+101) is free now.
+pub fn free_base_port() -> u16 {
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let base = listener.local_addr().expect("local addr").port();
+        drop(listener);
+        if base > 65000 {
+            continue;
+        }
+        let free = [0, 1, 100, 101]
+            .iter()
+            .all(|off| std::net::TcpListener::bind(("0.0.0.0", base + off)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port block found");
+}
+
+/// Lines whose name column is `name`, with the prefix removed (`--no-timestamp` output).
+pub fn payloads<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (who, text) = line.split_once(" | ")?;
+            (who.trim_end() == name).then_some(text)
+        })
+        .collect()
+}
+
+/// Runs a command to its end with stdout captured as raw bytes, killing it (and failing)
+/// after `PATIENCE`.
+#[track_caller]
+pub fn raw_output(mut command: Command) -> (ExitStatus, Vec<u8>) {
+    let out = tempfile::tempfile().expect("a temporary file");
+    let mut child = command
+        .stdout(out.try_clone().expect("clone the file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hkrun");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = out;
+    let mut bytes = Vec::new();
+    std::io::Seek::rewind(&mut out).expect("rewind");
+    out.read_to_end(&mut bytes).expect("read the output");
+    (status, bytes)
+}

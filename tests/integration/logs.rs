@@ -1,0 +1,144 @@
+//! The log multiplexer: completeness, order, framing, colour and partial lines.
+
+use nix::sys::signal::Signal;
+
+use crate::harness::{App, Hk, free_base_port, hkrun, payloads, raw_output, run_to_end};
+
+const LINES: usize = 50_000;
+
+/// Four dynos flood 50,000 lines each, odd ones on stdout and even ones on stderr: every
+/// line arrives once, whole, in order per dyno (awk flushes each stdout line, so the
+/// dyno itself writes them in order).
+#[test]
+fn four_floods_arrive_complete_in_order_and_unspliced() {
+    let flood = |id: &str| {
+        format!(
+            "{id}: awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) {{ line = sprintf(\"{id}:%08d:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", i); if (i % 2) {{ print line; fflush() }} else print line > \"/dev/stderr\" }} }}'; echo {id} done; exec sleep 1000\n"
+        )
+    };
+    let procfile: String = ["a", "b", "c", "d"].map(flood).concat();
+    let app = App::new(&procfile);
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-p",
+            &free_base_port().to_string(),
+        ],
+    );
+    hk.wait_for_each(&["| a done", "| b done", "| c done", "| d done"]);
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    for id in ["a", "b", "c", "d"] {
+        let got = payloads(&hk.seen, &format!("{id}.1"));
+        let numbers: Vec<usize> = got
+            .iter()
+            .filter(|p| p.starts_with(&format!("{id}:")))
+            .map(|p| {
+                let fields: Vec<&str> = p.split(':').collect();
+                assert_eq!(fields.len(), 3, "spliced line: {p:?}");
+                assert_eq!(fields[2].len(), 52, "cut line: {p:?}");
+                fields[1].parse().expect("a sequence number")
+            })
+            .collect();
+        assert_eq!(numbers.len(), LINES, "lines of {id}.1");
+        assert!(
+            numbers.iter().enumerate().all(|(i, &n)| n == i + 1),
+            "{id}.1 out of order"
+        );
+    }
+}
+
+#[test]
+fn no_colour_on_a_pipe_and_distinct_colours_when_asked() {
+    let app = App::new("web: echo from web\nworker: echo from worker; exec sleep 1000\n");
+    let base = free_base_port().to_string();
+    // Auto: stdout is a pipe, so no escape codes even without NO_COLOR.
+    let mut auto = hkrun(app.path(), &["start", "-p", &base], "colour-auto");
+    auto.env_remove("NO_COLOR");
+    let mut hk = Hk::spawn(auto);
+    hk.wait_exit();
+    assert!(hk.seen.iter().any(|l| l.contains("from web")));
+    assert!(!hk.seen.iter().any(|l| l.contains('\x1b')), "{:?}", hk.seen);
+
+    let (_, lines, _) = run_to_end(app.path(), &["start", "--color", "always", "-p", &base]);
+    let web = lines
+        .iter()
+        .find(|l| l.contains("from web"))
+        .expect("web line");
+    let worker = lines
+        .iter()
+        .find(|l| l.contains("from worker"))
+        .expect("worker line");
+    assert!(web.starts_with("\x1b[36m"), "{web:?}");
+    assert!(worker.starts_with("\x1b[33m"), "{worker:?}");
+    let system = lines
+        .iter()
+        .find(|l| l.contains("system"))
+        .expect("a system line");
+    assert!(!system.starts_with('\x1b'), "{system:?}");
+}
+
+#[test]
+fn a_long_line_without_newline_arrives_whole_in_full_lines() {
+    let app = App::new("big: head -c 204800 /dev/zero | tr '\\0' x\n");
+    let (status, lines, _) = run_to_end(app.path(), &["start", "--no-timestamp"]);
+    assert!(status.success());
+    let pieces: Vec<&str> = payloads(&lines, "big.1")
+        .into_iter()
+        .filter(|p| p.starts_with('x'))
+        .collect();
+    assert!(
+        pieces
+            .iter()
+            .all(|p| p.len() <= 64 * 1024 && p.bytes().all(|b| b == b'x')),
+        "{:?}",
+        pieces.iter().map(|p| p.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), 204_800);
+    assert!(pieces.len() >= 4);
+}
+
+#[test]
+fn a_partial_line_is_shown_while_the_dyno_runs() {
+    let app = App::new("repl: printf 'prompt> '; exec sleep 1000\n");
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp"]);
+    let line = hk.wait_for("| prompt>");
+    assert_eq!(line, "repl.1 | prompt> ");
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+}
+
+#[test]
+fn invalid_utf8_passes_through_unchanged() {
+    let app = App::new("bytes: printf 'caf\\351\\n'\n");
+    let (status, stdout) = raw_output(hkrun(app.path(), &["start", "--no-timestamp"], "bytes"));
+    assert!(status.success());
+    let needle: &[u8] = b"bytes.1 | caf\xe9\n";
+    assert!(
+        stdout.windows(needle.len()).any(|w| w == needle),
+        "{:?}",
+        String::from_utf8_lossy(&stdout)
+    );
+}
+
+#[test]
+fn timestamps_are_shown_unless_turned_off() {
+    let app = App::new("web: echo hi\n");
+    let (_, lines, _) = run_to_end(app.path(), &["start", "-p", &free_base_port().to_string()]);
+    let line = lines
+        .iter()
+        .find(|l| l.ends_with("| hi"))
+        .expect("the line");
+    let (clock, rest) = line.split_at(8);
+    assert!(
+        clock.bytes().enumerate().all(|(i, b)| if i == 2 || i == 5 {
+            b == b':'
+        } else {
+            b.is_ascii_digit()
+        }),
+        "{line}"
+    );
+    assert_eq!(rest, " web.1  | hi");
+}

@@ -1,0 +1,8 @@
+//! One integration binary: the real hkrun, real `sh` and `python3` children, real signals.
+
+mod harness;
+
+mod check_and_run;
+mod logs;
+mod shutdown;
+mod start;
