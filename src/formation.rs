@@ -236,6 +236,21 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(spec in "\\PC{0,40}", size in "\\PC{0,12}") {
+            let _ = spec.parse::<FormationSpec>();
+            let _ = size.parse::<DynoSize>();
+        }
+
+        #[test]
+        fn counts_round_trip(count in 0u32..100_000) {
+            let spec: FormationSpec = format!("web={count}").parse().unwrap();
+            prop_assert_eq!(spec.items[0].count, count);
+        }
+    }
 
     fn procfile() -> Procfile {
         Procfile::parse(b"release: migrate\nweb: serve\nworker: work\nclock: tick\n").unwrap()

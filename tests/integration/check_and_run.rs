@@ -21,6 +21,19 @@ fn check_names_the_types_and_plans_the_ports() {
 }
 
 #[test]
+fn check_warns_about_duplicates_and_keeps_the_last() {
+    let app = App::new("web: old\r\nworker: w\r\nweb: new\r\n");
+    let (status, lines, stderr) = run_to_end(app.path(), &["check"]);
+    assert!(status.success());
+    assert_eq!(
+        stderr,
+        "hkrun: warning: Procfile:3: process type `web` is also defined on line 1; line 3 wins\n"
+    );
+    assert_eq!(lines[0], "valid procfile detected (web, worker)");
+    assert_eq!(lines[1], "web.1      PORT=5000   new");
+}
+
+#[test]
 fn check_refuses_junk() {
     let app = App::new("web: a\n<<<<<<< HEAD\n");
     let (status, lines, stderr) = run_to_end(app.path(), &["check"]);
