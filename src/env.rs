@@ -63,7 +63,14 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<(String, String)>, EnvErro
                 // and a multi-line value started that many lines earlier.
                 let span = text.trim_end_matches(['\n', '\r']).matches('\n').count();
                 let line = lines_read.get().saturating_sub(span).max(1);
-                let text = text.lines().next().unwrap_or_default().to_owned();
+                // Show the whole line: dotenvy's text may be only the value.
+                let text = String::from_utf8_lossy(bytes)
+                    .lines()
+                    .nth(line - 1)
+                    .map_or_else(
+                        || text.lines().next().unwrap_or_default().to_owned(),
+                        str::to_owned,
+                    );
                 return Err(EnvError::Syntax {
                     path: path.into(),
                     line,
@@ -150,6 +157,8 @@ mod tests {
     fn errors_name_file_and_line() {
         let err = parse_str("A=1\n\nB C\nD=4\n").unwrap_err();
         assert_eq!(err.to_string(), ".env:3: cannot parse: B C");
+        let err = parse_str("A=1\nB=\"x$A\"\n").unwrap_err();
+        assert_eq!(err.to_string(), ".env:2: cannot parse: B=\"x$A\"");
         let err = parse_str("A=1\nB=\"open\nstill open\n").unwrap_err();
         assert_eq!(err.to_string(), ".env:2: cannot parse: B=\"open");
         let err = parse(Path::new("x.env"), b"A=1\nB=\xe9\n").unwrap_err();
