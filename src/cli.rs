@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::logs::LogFormat;
+
 /// Run a Procfile app the way Heroku runs it: release first, dynos scaled to a formation,
 /// one prefixed log, graceful stops.
 #[derive(Debug, Parser)]
@@ -87,10 +89,26 @@ pub struct StartArgs {
     /// Give web dynos foreman's port layout with no router in front (today's only layout).
     #[arg(long)]
     pub no_router: bool,
-    /// Stop the whole app when any dyno exits, and exit with its code (foreman's behaviour,
-    /// today's only behaviour).
+    /// Stop the whole app when any dyno exits, and exit with its code (foreman's
+    /// behaviour, for CI), instead of restarting it.
     #[arg(long)]
     pub exit_on_crash: bool,
+    /// Restart policy after a dyno exits unasked: always (Heroku's), on-failure (exit 0
+    /// means done) or never; per type as `css=never,web=always`. hkrun exits once no dyno
+    /// is running or waiting to restart.
+    #[arg(long, value_name = "POLICY", default_value = "always")]
+    pub restart: String,
+    /// The longest wait between restarts of a crashing dyno (the back-off doubles from
+    /// 1 second up to this).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub restart_cap: f64,
+    /// Seconds a web dyno has to listen on its PORT before Error R10 and a kill.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub boot_timeout: f64,
+    /// Memory quota enforcement: on (R14 over the quota, R15 and a kill at twice it),
+    /// warn (R14 only) or off; per type as `worker=warn,web=on`.
+    #[arg(long, value_name = "MODE", default_value = "on")]
+    pub memory_limit: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -101,9 +119,13 @@ pub struct OutputArgs {
     /// always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
-    /// Leave the time out of each log line.
+    /// Leave the time out of each log line (default format).
     #[arg(long)]
     pub no_timestamp: bool,
+    /// Line format: default (`HH:MM:SS web.1 | text`), heroku (`heroku logs`' format) or
+    /// json (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "default")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -156,6 +178,7 @@ mod tests {
             "hkrun start web worker",
             "hkrun start -m web=2,worker=1 -p 6000 -t 5 --color never --no-timestamp",
             "hkrun start -e a.env,b.env -e c.env -f x/Procfile -d x",
+            "hkrun start --restart css=never,web=always --log-format json --boot-timeout 2",
             "hkrun check -m all=2",
             "hkrun run -- ls -la",
             "hkrun run echo hi",
@@ -167,6 +190,7 @@ mod tests {
         let bad = [
             "hkrun start web -m web=1",
             "hkrun start --color sometimes",
+            "hkrun start --log-format xml",
             "hkrun run",
         ];
         for line in bad {

@@ -23,7 +23,7 @@ fn warn_all(app: &App) {
 pub fn start(args: &StartArgs) -> Result<i32, Error> {
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
-    config::check_ports_free(&config.dynos)?;
+    config::check_ports_free(config.dynos.iter().map(|d| &d.spec))?;
     driver::run(config)
 }
 

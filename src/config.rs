@@ -9,10 +9,12 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, FileArgs, FormationArgs, OutputArgs, StartArgs};
 use crate::env::{self, Vars};
 use crate::errors::Error;
-use crate::formation::{self, DynoSize, FormationSpec, TypePlan};
+use crate::formation::{self, DynoSize, FormationError, FormationSpec, TypePlan};
 use crate::logs::Style;
+use crate::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::ports;
 use crate::procfile::{Procfile, RELEASE};
+use crate::supervisor::core::DynoPlan;
 use crate::supervisor::input::{Slot, SpawnSpec};
 
 /// The app on disk: where it is, its Procfile and its environment.
@@ -154,8 +156,10 @@ pub struct StartConfig {
     pub plans: Vec<TypePlan>,
     /// The release command, unless `--no-release` or the Procfile has none.
     pub release: Option<String>,
-    pub dynos: Vec<SpawnSpec>,
+    pub dynos: Vec<DynoPlan>,
     pub grace: Duration,
+    pub exit_on_crash: bool,
+    pub restart_cap: Duration,
     pub style: Style,
 }
 
@@ -176,17 +180,61 @@ impl StartConfig {
         } else {
             app.procfile().release().map(|e| e.command.clone())
         };
-        let grace = Duration::try_from_secs_f64(args.timeout).map_err(|_| Error::BadFlag {
-            flag: "--timeout",
-            value: args.timeout.to_string(),
-            reason: "expected a number of seconds",
-        })?;
+        let grace = seconds("--timeout", args.timeout)?;
+        let restart_cap = seconds("--restart-cap", args.restart_cap)?;
+        let boot_timeout = seconds("--boot-timeout", args.boot_timeout)?;
+        let restart = PerType::parse(
+            &args.restart,
+            RestartPolicy::Always,
+            "--restart",
+            "always, on-failure or never",
+        )?;
+        let memory = PerType::parse(
+            &args.memory_limit,
+            MemoryLimit::On,
+            "--memory-limit",
+            "on, warn or off",
+        )?;
+        let procfile = app.procfile();
+        for name in restart.names().chain(memory.names()) {
+            if procfile.types().all(|e| e.name != name) {
+                let known = procfile
+                    .types()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(FormationError::UnknownType {
+                    name: name.to_owned(),
+                    known,
+                }
+                .into());
+            }
+        }
         let names = dynos
             .iter()
             .map(|d| d.slot.to_string())
             .chain(release.as_ref().map(|_| format!("{RELEASE}.1")))
             .collect::<Vec<_>>();
+        let dynos = dynos
+            .into_iter()
+            .map(|spec| {
+                let kind = spec.slot.kind.clone();
+                let size = plans
+                    .iter()
+                    .find(|p| p.name == kind)
+                    .map(|p| p.size)
+                    .unwrap_or_default();
+                DynoPlan {
+                    restart: restart.get(&kind),
+                    memory: memory.get(&kind),
+                    quota: size.bytes,
+                    boot_timeout: (kind == "web").then_some(boot_timeout),
+                    spec,
+                }
+            })
+            .collect();
         let style = Style {
+            format: args.output.log_format,
             color: use_color(&args.output),
             timestamps: !args.output.no_timestamp,
             width: Style::width_for(names.iter().map(String::as_str)),
@@ -197,9 +245,19 @@ impl StartConfig {
             release,
             dynos,
             grace,
+            exit_on_crash: args.exit_on_crash,
+            restart_cap,
             style,
         })
     }
+}
+
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(value).map_err(|_| Error::BadFlag {
+        flag,
+        value: value.to_string(),
+        reason: "expected a number of seconds",
+    })
 }
 
 /// Colour only on a terminal, unless `TERM=dumb` or `NO_COLOR` says otherwise, or the
@@ -217,8 +275,8 @@ fn use_color(output: &OutputArgs) -> bool {
 }
 
 /// Refuses to start when a web dyno's port is taken: the dyno would only crash on bind.
-pub fn check_ports_free(dynos: &[SpawnSpec]) -> Result<(), Error> {
-    for dyno in dynos.iter().filter(|d| d.slot.kind == "web") {
+pub fn check_ports_free<'a>(dynos: impl IntoIterator<Item = &'a SpawnSpec>) -> Result<(), Error> {
+    for dyno in dynos.into_iter().filter(|d| d.slot.kind == "web") {
         if let Some(port) = dyno.port {
             if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port)) {
                 if e.kind() == std::io::ErrorKind::AddrInUse {

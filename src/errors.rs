@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::env::EnvError;
 use crate::formation::FormationError;
+use crate::policy::PolicyError;
 use crate::ports::PortError;
 use crate::procfile::ProcfileError;
 
@@ -33,8 +34,10 @@ pub mod exit_code {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0
-  N        the release phase failed with N; with --exit-on-crash, the first dyno to exit
-           did with N (128+signal when a signal killed it)
+  N        the release phase failed with N; once no dyno is left running (--restart
+           on-failure or never), the first non-zero exit code of a dyno; with
+           --exit-on-crash, the code of the first dyno to exit (128+signal when a signal
+           killed it)
   2        the command line was not understood
   65       the Procfile, an env file, the formation or a port is malformed
   66       the Procfile or an env file cannot be read
@@ -60,6 +63,8 @@ pub enum Error {
     Formation(#[from] FormationError),
     #[error("{0}")]
     Port(#[from] PortError),
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
     #[error(
         "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
     )]
@@ -89,6 +94,7 @@ impl Error {
             | Self::Env(_)
             | Self::Formation(_)
             | Self::Port(_)
+            | Self::Policy(_)
             | Self::BadFlag { .. } => exit_code::BAD_INPUT,
             Self::PortInUse { .. } => exit_code::UNAVAILABLE,
             Self::Setup { .. } => exit_code::OS_ERROR,

@@ -18,9 +18,12 @@ pub mod env;
 pub mod errors;
 pub mod formation;
 pub mod logs;
+pub mod memory;
+pub mod policy;
 pub mod ports;
 pub mod process;
 pub mod procfile;
+pub mod readiness;
 pub mod supervisor;
 
 use std::process::ExitCode;

@@ -7,7 +7,7 @@ pub mod pump;
 pub mod render;
 pub mod writer;
 
-pub use render::{Label, Style};
+pub use render::{Clock, Label, LogFormat, Origin, Style};
 pub use writer::{LogSender, Writer};
 
 /// The longest line written as one; longer lines are cut into pieces of this size, each

@@ -1,4 +1,6 @@
-//! What a log line looks like: pure functions, no I/O.
+//! What a log line looks like: pure functions, one per format, no I/O.
+
+use std::borrow::Cow;
 
 use super::MAX_LINE;
 
@@ -9,7 +11,7 @@ const PALETTE: [u8; 12] = [36, 33, 32, 35, 31, 34, 96, 93, 92, 95, 91, 94];
 /// The name a line is shown under.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
-    /// `web.1`, or `system` for hkrun's own events.
+    /// `web.1`, or `system` for hkrun's own events about the whole app.
     pub name: String,
     /// The process type's position in the Procfile; `None` leaves the prefix plain.
     pub color: Option<usize>,
@@ -24,13 +26,61 @@ impl Label {
     }
 }
 
+/// Who wrote a line: the app (a dyno's output) or hkrun (Heroku's `heroku[...]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    App,
+    Hkrun,
+}
+
+/// The line formats of `--log-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// foreman's `HH:MM:SS web.1  | text`.
+    #[default]
+    Default,
+    /// `heroku logs`: `2026-11-26T17:41:03.123456+00:00 app[web.1]: text`.
+    Heroku,
+    /// One JSON object per line: `{"ts","source","dyno","line"}`.
+    Json,
+}
+
+/// The time, taken once per batch of lines, in the forms the formats need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Local `HH:MM:SS`.
+    pub hms: String,
+    /// UTC RFC 3339 with microseconds.
+    pub rfc3339: String,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        Self {
+            hms: chrono::Local::now().format("%H:%M:%S").to_string(),
+            rfc3339: chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+                .to_string(),
+        }
+    }
+}
+
 /// How lines are rendered, fixed for a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Style {
+    pub format: LogFormat,
     pub color: bool,
     pub timestamps: bool,
-    /// The width names are padded to.
+    /// The width names are padded to in the default format.
     pub width: usize,
+}
+
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    ts: &'a str,
+    source: &'a str,
+    dyno: &'a str,
+    line: Cow<'a, str>,
 }
 
 impl Style {
@@ -44,47 +94,122 @@ impl Style {
             .unwrap_or(6)
     }
 
-    /// Appends one line in foreman's format, `HH:MM:SS web.1  | text`, cutting a line
-    /// longer than `MAX_LINE` into pieces that are each a full line. `clock` is the
-    /// `HH:MM:SS` of now; `text` has no newline and its bytes pass through unchanged.
-    pub fn render(&self, clock: &str, label: &Label, text: &[u8], out: &mut Vec<u8>) {
+    /// Appends one line (no newline in `text`), cutting a line longer than `MAX_LINE` into
+    /// pieces that are each a full line. Text formats pass the bytes through unchanged;
+    /// json replaces invalid UTF-8.
+    pub fn render(
+        &self,
+        clock: &Clock,
+        origin: Origin,
+        label: &Label,
+        text: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let mut pieces = text.chunks(MAX_LINE);
         let first = pieces.next().unwrap_or_default();
         for piece in std::iter::once(first).chain(pieces) {
-            let color = label
-                .color
-                .filter(|_| self.color)
-                .map(|i| PALETTE[i % PALETTE.len()]);
-            if let Some(code) = color {
-                out.extend_from_slice(b"\x1b[");
-                out.extend_from_slice(code.to_string().as_bytes());
-                out.push(b'm');
+            match self.format {
+                LogFormat::Default => self.foreman(clock, label, piece, out),
+                LogFormat::Heroku => self.heroku(clock, origin, label, piece, out),
+                LogFormat::Json => json(clock, origin, label, piece, out),
             }
-            if self.timestamps {
-                out.extend_from_slice(clock.as_bytes());
-                out.push(b' ');
-            }
-            out.extend_from_slice(label.name.as_bytes());
-            let pad = self.width.saturating_sub(label.name.len());
-            out.resize(out.len() + pad, b' ');
-            out.extend_from_slice(b" |");
-            if color.is_some() {
-                out.extend_from_slice(b"\x1b[0m");
-            }
-            out.push(b' ');
-            out.extend_from_slice(piece);
             out.push(b'\n');
         }
     }
+
+    fn color_code(&self, label: &Label) -> Option<u8> {
+        label
+            .color
+            .filter(|_| self.color)
+            .map(|i| PALETTE[i % PALETTE.len()])
+    }
+
+    fn start_color(out: &mut Vec<u8>, code: Option<u8>) {
+        if let Some(code) = code {
+            out.extend_from_slice(format!("\x1b[{code}m").as_bytes());
+        }
+    }
+
+    fn end_color(out: &mut Vec<u8>, code: Option<u8>) {
+        if code.is_some() {
+            out.extend_from_slice(b"\x1b[0m");
+        }
+    }
+
+    /// `HH:MM:SS web.1  | text`.
+    fn foreman(&self, clock: &Clock, label: &Label, text: &[u8], out: &mut Vec<u8>) {
+        let color = self.color_code(label);
+        Self::start_color(out, color);
+        if self.timestamps {
+            out.extend_from_slice(clock.hms.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(label.name.as_bytes());
+        let pad = self.width.saturating_sub(label.name.len());
+        out.resize(out.len() + pad, b' ');
+        out.extend_from_slice(b" |");
+        Self::end_color(out, color);
+        out.push(b' ');
+        out.extend_from_slice(text);
+    }
+
+    /// `2026-11-26T17:41:03.123456+00:00 app[web.1]: text`.
+    fn heroku(&self, clock: &Clock, origin: Origin, label: &Label, text: &[u8], out: &mut Vec<u8>) {
+        let color = self.color_code(label);
+        out.extend_from_slice(clock.rfc3339.as_bytes());
+        out.push(b' ');
+        Self::start_color(out, color);
+        out.extend_from_slice(source_name(origin).as_bytes());
+        out.push(b'[');
+        out.extend_from_slice(label.name.as_bytes());
+        out.extend_from_slice(b"]:");
+        Self::end_color(out, color);
+        out.push(b' ');
+        out.extend_from_slice(text);
+    }
+}
+
+fn source_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::App => "app",
+        Origin::Hkrun => "heroku",
+    }
+}
+
+fn json(clock: &Clock, origin: Origin, label: &Label, text: &[u8], out: &mut Vec<u8>) {
+    let line = JsonLine {
+        ts: &clock.rfc3339,
+        source: source_name(origin),
+        dyno: &label.name,
+        line: String::from_utf8_lossy(text),
+    };
+    // Serializing plain strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &line);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn render(style: &Style, label: &Label, text: &[u8]) -> String {
+    fn clock() -> Clock {
+        Clock {
+            hms: "17:41:03".into(),
+            rfc3339: "2026-11-26T17:41:03.123456+00:00".into(),
+        }
+    }
+
+    fn style(format: LogFormat, color: bool, timestamps: bool, width: usize) -> Style {
+        Style {
+            format,
+            color,
+            timestamps,
+            width,
+        }
+    }
+
+    fn render(style: &Style, origin: Origin, label: &Label, text: &[u8]) -> String {
         let mut out = Vec::new();
-        style.render("17:41:03", label, text, &mut out);
+        style.render(&clock(), origin, label, text, &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
 
@@ -97,32 +222,24 @@ mod tests {
 
     #[test]
     fn foreman_format() {
-        let plain = Style {
-            color: false,
-            timestamps: true,
-            width: 8,
-        };
+        let plain = style(LogFormat::Default, false, true, 8);
         assert_eq!(
-            render(&plain, &web(), b"hello"),
+            render(&plain, Origin::App, &web(), b"hello"),
             "17:41:03 web.1    | hello\n"
         );
-        let bare = Style {
-            timestamps: false,
-            ..plain
-        };
-        assert_eq!(render(&bare, &Label::system(), b"x"), "system   | x\n");
-        assert_eq!(render(&bare, &web(), b""), "web.1    | \n");
+        let bare = style(LogFormat::Default, false, false, 8);
+        assert_eq!(
+            render(&bare, Origin::Hkrun, &Label::system(), b"x"),
+            "system   | x\n"
+        );
+        assert_eq!(render(&bare, Origin::App, &web(), b""), "web.1    | \n");
     }
 
     #[test]
     fn colours_the_prefix_by_type() {
-        let style = Style {
-            color: true,
-            timestamps: false,
-            width: 6,
-        };
+        let s = style(LogFormat::Default, true, false, 6);
         assert_eq!(
-            render(&style, &web(), b"hi"),
+            render(&s, Origin::App, &web(), b"hi"),
             "\x1b[36mweb.1  |\x1b[0m hi\n"
         );
         let worker = Label {
@@ -130,27 +247,50 @@ mod tests {
             color: Some(1),
         };
         assert_eq!(
-            render(&style, &worker, b"hi"),
+            render(&s, Origin::App, &worker, b"hi"),
             "\x1b[33mworker.1 |\x1b[0m hi\n"
         );
         assert_eq!(
-            render(&style, &Label::system(), b"hi"),
-            "system |\x1b[0m hi\n".replace("\x1b[0m", "")
+            render(&s, Origin::Hkrun, &Label::system(), b"hi"),
+            "system | hi\n"
+        );
+    }
+
+    #[test]
+    fn heroku_format() {
+        let s = style(LogFormat::Heroku, false, true, 6);
+        assert_eq!(
+            render(&s, Origin::App, &web(), b"GET /"),
+            "2026-11-26T17:41:03.123456+00:00 app[web.1]: GET /\n"
+        );
+        assert_eq!(
+            render(
+                &s,
+                Origin::Hkrun,
+                &web(),
+                b"State changed from starting to up"
+            ),
+            "2026-11-26T17:41:03.123456+00:00 heroku[web.1]: State changed from starting to up\n"
+        );
+    }
+
+    #[test]
+    fn json_format_escapes_and_replaces_invalid_utf8() {
+        let s = style(LogFormat::Json, true, true, 6);
+        assert_eq!(
+            render(&s, Origin::App, &web(), b"say \"hi\"\t\xff"),
+            "{\"ts\":\"2026-11-26T17:41:03.123456+00:00\",\"source\":\"app\",\"dyno\":\"web.1\",\"line\":\"say \\\"hi\\\"\\t\u{fffd}\"}\n"
         );
     }
 
     #[test]
     fn passes_bytes_through_and_cuts_long_lines() {
-        let style = Style {
-            color: false,
-            timestamps: false,
-            width: 6,
-        };
+        let s = style(LogFormat::Default, false, false, 6);
         let mut out = Vec::new();
-        style.render("", &web(), b"caf\xe9", &mut out);
+        s.render(&clock(), Origin::App, &web(), b"caf\xe9", &mut out);
         assert_eq!(out, b"web.1  | caf\xe9\n");
         let long = vec![b'x'; MAX_LINE * 2 + 10];
-        let text = render(&style, &web(), &long);
+        let text = render(&s, Origin::App, &web(), &long);
         let lengths: Vec<usize> = text.lines().map(|l| l.len() - "web.1  | ".len()).collect();
         assert_eq!(lengths, [MAX_LINE, MAX_LINE, 10]);
     }

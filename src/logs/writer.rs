@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::render::{Label, Style};
+use super::render::{Clock, Label, Origin, Style};
 
 /// Bytes of dyno output that may wait for stdout at once.
 const BUDGET: usize = 8 * 1024 * 1024;
@@ -128,7 +128,7 @@ fn write_loop(
     let mut held = Vec::new();
     let mut flushes = Vec::new();
     while let Some(first) = rx.blocking_recv() {
-        let clock = chrono::Local::now().format("%H:%M:%S").to_string();
+        let clock = Clock::now();
         let mut next = Some(first);
         while let Some(record) = next.take() {
             match record {
@@ -142,12 +142,12 @@ fn write_loop(
                         .unwrap_or(&lines)
                         .split(|&b| b == b'\n')
                     {
-                        style.render(&clock, &label, line, &mut buf);
+                        style.render(&clock, Origin::App, &label, line, &mut buf);
                     }
                     held.push(_permit);
                 }
                 Record::Event { label, text } => {
-                    style.render(&clock, &label, text.as_bytes(), &mut buf)
+                    style.render(&clock, Origin::Hkrun, &label, text.as_bytes(), &mut buf);
                 }
                 Record::Flush(done) => flushes.push(done),
             }
@@ -173,6 +173,7 @@ fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::render::LogFormat;
     use std::sync::Mutex;
 
     #[derive(Clone, Default)]
@@ -192,6 +193,7 @@ mod tests {
     async fn writes_records_in_order() {
         let out = Shared::default();
         let style = Style {
+            format: LogFormat::Default,
             color: false,
             timestamps: false,
             width: 6,

@@ -1,45 +1,111 @@
 //! The supervisor's state and every decision about it: `handle(now, input) -> effects`.
 //!
 //! Pure: no I/O, no clock, no sleeps. The driver feeds it inputs with the time they
-//! happened and carries out the effects. Today it knows the release phase, starting the
-//! formation, foreman's stop-everything on the first exit, and shutdown escalation.
+//! happened and carries out the effects. It owns the release phase, dyno states
+//! (starting, up, crashed, stopping, down), readiness and R10, crash restarts with
+//! back-off, R14/R15, the exit rule, and shutdown escalation.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::input::{Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
+use super::restart;
+use crate::memory::{self, Verdict};
+use crate::policy::{MemoryLimit, RestartPolicy};
 use crate::procfile::RELEASE;
 
 /// How often to look again for processes that outlived their dyno while stopping.
 pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
+/// R14 is logged at most this often per dyno.
+pub const R14_EVERY: Duration = Duration::from_secs(20);
+
+/// How one dyno is run and watched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynoPlan {
+    pub spec: SpawnSpec,
+    pub restart: RestartPolicy,
+    pub memory: MemoryLimit,
+    /// The memory quota in bytes.
+    pub quota: u64,
+    /// For web dynos: how long it may take to listen on its PORT (R10).
+    pub boot_timeout: Option<Duration>,
+}
 
 /// What to run, fixed at start.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// The release command, when the release phase runs.
     pub release: Option<String>,
-    /// The dynos in start order, with their ports.
-    pub dynos: Vec<SpawnSpec>,
+    /// The dynos in start order.
+    pub dynos: Vec<DynoPlan>,
     /// Between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
+    /// foreman's behaviour: the first exit stops the app.
+    pub exit_on_crash: bool,
+    /// The longest wait between crash restarts.
+    pub restart_cap: Duration,
 }
 
-/// One process the core started.
+/// One process slot the core manages, with what `hkrun ps` shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dyno {
-    pub spec: SpawnSpec,
+    pub plan: DynoPlan,
     pub state: DynoState,
+    /// When `state` last changed.
+    pub since: Instant,
+    /// The running process, once the driver has reported it.
+    pub pid: Option<i32>,
+    /// The last memory sample, in bytes.
+    pub memory: Option<u64>,
+    /// How the last process ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Crashes in a row, for the back-off.
+    crashes: u32,
+    /// When it last became up.
+    up_since: Option<Instant>,
+    /// When R14 was last logged.
+    last_r14: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DynoState {
-    /// Spawned at `since`.
-    Running { since: Instant },
-    /// Sent SIGTERM (or SIGKILL) at `since`, not yet exited.
-    Stopping { since: Instant },
-    /// Exited.
-    Down { status: ExitStatus },
+    /// Spawned; a web dyno has until `boot_deadline` to listen.
+    Starting {
+        boot_deadline: Option<Instant>,
+    },
+    Up,
+    /// SIGKILLed by hkrun (R10, R15): its exit takes the crash path.
+    Killed,
+    /// Asked to stop: its exit is expected.
+    Stopping,
+    /// Exited unasked; restarts at `restart_at`, or not at all.
+    Crashed {
+        restart_at: Option<Instant>,
+    },
+    /// Stopped, or done for good.
+    Down,
+}
+
+impl DynoState {
+    /// The word `hkrun ps` and the logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Starting { .. } => "starting",
+            Self::Up => "up",
+            Self::Killed | Self::Stopping => "stopping",
+            Self::Crashed { .. } => "crashed",
+            Self::Down => "down",
+        }
+    }
+
+    /// Whether a process of this dyno may be running.
+    fn is_live(self) -> bool {
+        matches!(
+            self,
+            Self::Starting { .. } | Self::Up | Self::Killed | Self::Stopping
+        )
+    }
 }
 
 /// Where the app as a whole is.
@@ -68,8 +134,10 @@ enum Phase {
 pub struct Supervisor {
     plan: Plan,
     phase: Phase,
-    /// Every process started, the release phase included, in start order.
+    /// The release phase, then the formation, in start order.
     dynos: Vec<Dyno>,
+    /// The first non-zero exit code of any dyno, for the exit when nothing is left.
+    first_failure: Option<i32>,
 }
 
 impl Supervisor {
@@ -78,10 +146,11 @@ impl Supervisor {
             plan,
             phase: Phase::Idle,
             dynos: Vec::new(),
+            first_failure: None,
         }
     }
 
-    /// The processes started so far, in start order.
+    /// Every dyno, the release phase included, in start order.
     pub fn dynos(&self) -> &[Dyno] {
         &self.dynos
     }
@@ -92,12 +161,19 @@ impl Supervisor {
         match self.plan.release.clone() {
             Some(command) => {
                 self.phase = Phase::Releasing;
-                let spec = SpawnSpec {
-                    slot: Slot::new(RELEASE, 1),
-                    command,
-                    port: None,
+                let plan = DynoPlan {
+                    spec: SpawnSpec {
+                        slot: Slot::new(RELEASE, 1),
+                        command,
+                        port: None,
+                    },
+                    restart: RestartPolicy::Never,
+                    memory: MemoryLimit::Off,
+                    quota: u64::MAX,
+                    boot_timeout: None,
                 };
-                self.spawn(now, spec)
+                self.dynos.push(Dyno::new(plan, now));
+                self.launch(now, self.dynos.len() - 1)
             }
             None => self.start_formation(now),
         }
@@ -105,84 +181,271 @@ impl Supervisor {
 
     /// The next instant at which `Input::Tick` is due, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match self.phase {
+        let phase = match self.phase {
             Phase::Stopping {
                 kill_at, rescan_at, ..
-            } => match (kill_at, rescan_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            } => [kill_at, rescan_at].into_iter().flatten().min(),
             _ => None,
-        }
+        };
+        let dynos = self.dynos.iter().filter_map(|d| match d.state {
+            DynoState::Starting { boot_deadline } => boot_deadline,
+            DynoState::Crashed { restart_at } => restart_at,
+            _ => None,
+        });
+        phase.into_iter().chain(dynos).min()
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
         match input {
-            Input::Exited { slot, status } => self.on_exited(now, &slot, status),
+            Input::Spawned { slot, pid } => {
+                if let Some(i) = self.find(&slot) {
+                    self.dynos[i].pid = Some(pid);
+                }
+                Vec::new()
+            }
             Input::SpawnFailed { slot, error } => {
                 let mut effects =
                     vec![log_dyno(&slot, format!("Failed to start process: {error}"))];
                 effects.extend(self.on_exited(now, &slot, ExitStatus::Code(127)));
                 effects
             }
+            Input::Ready { slot } => self.on_ready(now, &slot),
+            Input::Exited { slot, status } => self.on_exited(now, &slot, status),
+            Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::Tick => self.on_tick(now),
         }
     }
 
+    fn find(&self, slot: &Slot) -> Option<usize> {
+        self.dynos.iter().position(|d| &d.plan.spec.slot == slot)
+    }
+
     fn start_formation(&mut self, now: Instant) -> Vec<Effect> {
         self.phase = Phase::Running;
-        let specs = self.plan.dynos.clone();
-        specs
-            .into_iter()
-            .flat_map(|spec| self.spawn(now, spec))
+        let first = self.dynos.len();
+        self.dynos.extend(
+            self.plan
+                .dynos
+                .iter()
+                .cloned()
+                .map(|plan| Dyno::new(plan, now)),
+        );
+        (first..self.dynos.len())
+            .flat_map(|i| self.launch(now, i))
             .collect()
     }
 
-    fn spawn(&mut self, now: Instant, spec: SpawnSpec) -> Vec<Effect> {
-        let log = log_dyno(
-            &spec.slot,
-            format!("Starting process with command `{}`", spec.command),
-        );
-        self.dynos.push(Dyno {
-            spec: spec.clone(),
-            state: DynoState::Running { since: now },
-        });
-        vec![log, Effect::Spawn(spec)]
+    /// Spawns dyno `i`. A web dyno starts booting; any other is up at once.
+    fn launch(&mut self, now: Instant, i: usize) -> Vec<Effect> {
+        let dyno = &mut self.dynos[i];
+        let spec = dyno.plan.spec.clone();
+        let slot = spec.slot.clone();
+        let mut effects = vec![
+            log_dyno(
+                &slot,
+                format!("Starting process with command `{}`", spec.command),
+            ),
+            Effect::Spawn(spec.clone()),
+        ];
+        dyno.pid = None;
+        match (dyno.plan.boot_timeout, spec.port) {
+            (Some(timeout), Some(port)) => {
+                dyno.set_state(
+                    now,
+                    DynoState::Starting {
+                        boot_deadline: Some(now + timeout),
+                    },
+                );
+                effects.push(Effect::AwaitReady { slot, port });
+            }
+            _ if slot.kind == RELEASE => {
+                dyno.set_state(
+                    now,
+                    DynoState::Starting {
+                        boot_deadline: None,
+                    },
+                );
+            }
+            _ => {
+                dyno.set_state(now, DynoState::Up);
+                dyno.up_since = Some(now);
+                effects.push(log_dyno(&slot, "State changed from starting to up".into()));
+            }
+        }
+        effects
+    }
+
+    fn on_ready(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
+        let Some(i) = self.find(slot) else {
+            return Vec::new();
+        };
+        let dyno = &mut self.dynos[i];
+        if !matches!(dyno.state, DynoState::Starting { .. }) {
+            return Vec::new();
+        }
+        dyno.set_state(now, DynoState::Up);
+        dyno.up_since = Some(now);
+        vec![log_dyno(slot, "State changed from starting to up".into())]
     }
 
     fn on_exited(&mut self, now: Instant, slot: &Slot, status: ExitStatus) -> Vec<Effect> {
-        let Some(dyno) = self.dynos.iter_mut().find(|d| &d.spec.slot == slot) else {
+        let Some(i) = self.find(slot) else {
             return Vec::new();
         };
-        if matches!(dyno.state, DynoState::Down { .. }) {
+        let dyno = &mut self.dynos[i];
+        if !dyno.state.is_live() {
             return Vec::new();
         }
-        dyno.state = DynoState::Down { status };
-        let mut effects = vec![log_dyno(
-            slot,
-            format!("Process exited with status {}", status.code()),
-        )];
+        let was = dyno.state;
+        dyno.pid = None;
+        dyno.last_exit = Some(status);
+        let code = status.code();
+        let mut effects = vec![log_dyno(slot, format!("Process exited with status {code}"))];
         match self.phase {
-            Phase::Releasing if status.code() == 0 => effects.extend(self.start_formation(now)),
             Phase::Releasing => {
-                effects.push(log_system(format!(
-                    "release failed (exit {})",
-                    status.code()
-                )));
-                effects.extend(self.begin_stop(now, status.code()));
+                dyno.set_state(now, DynoState::Down);
+                if code == 0 {
+                    effects.extend(self.start_formation(now));
+                } else {
+                    effects.push(log_system(format!("release failed (exit {code})")));
+                    effects.extend(self.begin_stop(now, code));
+                }
             }
-            // Foreman's behaviour until restarts exist: the first exit stops the app.
-            Phase::Running => {
-                effects.push(log_system(format!(
-                    "{slot} exited with status {}: stopping the app",
-                    status.code()
-                )));
-                effects.extend(self.begin_stop(now, status.code()));
+            Phase::Running if was == DynoState::Stopping => dyno.set_state(now, DynoState::Down),
+            Phase::Running => effects.extend(self.on_crash(now, i, was, code)),
+            Phase::Stopping { .. } => {
+                dyno.set_state(now, DynoState::Down);
+                if self.all_settled() {
+                    effects.push(Effect::ScanStragglers);
+                }
             }
-            Phase::Stopping { .. } if self.all_down() => effects.push(Effect::ScanStragglers),
-            Phase::Idle | Phase::Stopping { .. } | Phase::Done => {}
+            Phase::Idle | Phase::Done => {}
+        }
+        effects
+    }
+
+    /// An exit nobody asked for (Heroku counts exit 0 too).
+    fn on_crash(&mut self, now: Instant, i: usize, was: DynoState, code: i32) -> Vec<Effect> {
+        if code != 0 {
+            self.first_failure.get_or_insert(code);
+        }
+        let slot = self.dynos[i].plan.spec.slot.clone();
+        if self.plan.exit_on_crash {
+            let mut effects = vec![log_system(format!(
+                "{slot} exited with status {code}: stopping the app"
+            ))];
+            self.dynos[i].set_state(now, DynoState::Crashed { restart_at: None });
+            effects.extend(self.begin_stop(now, code));
+            return effects;
+        }
+        let cap = self.plan.restart_cap;
+        let dyno = &mut self.dynos[i];
+        let from = was.name();
+        if !dyno.plan.restart.restarts(code) {
+            let next = if code == 0 {
+                DynoState::Down
+            } else {
+                DynoState::Crashed { restart_at: None }
+            };
+            dyno.set_state(now, next);
+            let mut effects = vec![log_dyno(
+                &slot,
+                format!("State changed from {from} to {}", next.name()),
+            )];
+            if self.all_settled() {
+                let code = self.first_failure.unwrap_or(0);
+                effects.push(log_system(format!(
+                    "no dyno is left running: stopping (exit {code})"
+                )));
+                effects.extend(self.begin_stop(now, code));
+            }
+            return effects;
+        }
+        if dyno
+            .up_since
+            .is_some_and(|up| now.saturating_duration_since(up) >= restart::RESET_AFTER)
+        {
+            dyno.crashes = 0;
+        }
+        let delay = restart::delay(dyno.crashes, cap);
+        dyno.crashes = dyno.crashes.saturating_add(1);
+        let crashes = dyno.crashes;
+        dyno.up_since = None;
+        dyno.set_state(
+            now,
+            DynoState::Crashed {
+                restart_at: Some(now + delay),
+            },
+        );
+        let mut effects = vec![log_dyno(
+            &slot,
+            format!("State changed from {from} to crashed"),
+        )];
+        if delay.is_zero() {
+            effects.extend(self.restart(now, i));
+        } else {
+            let text = format!(
+                "Restarting in {} ({crashes} crashes in a row)",
+                seconds(delay)
+            );
+            effects.push(log_dyno(&slot, text));
+        }
+        effects
+    }
+
+    fn restart(&mut self, now: Instant, i: usize) -> Vec<Effect> {
+        let slot = self.dynos[i].plan.spec.slot.clone();
+        let mut effects = vec![log_dyno(
+            &slot,
+            "State changed from crashed to starting".into(),
+        )];
+        effects.extend(self.launch(now, i));
+        effects
+    }
+
+    fn on_memory(&mut self, now: Instant, samples: Vec<(Slot, u64)>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (slot, rss) in samples {
+            let Some(i) = self.find(&slot) else { continue };
+            let dyno = &mut self.dynos[i];
+            if !matches!(dyno.state, DynoState::Starting { .. } | DynoState::Up) {
+                continue;
+            }
+            dyno.memory = Some(rss);
+            let quota = dyno.plan.quota;
+            let verdict = match (dyno.plan.memory, memory::classify(rss, quota)) {
+                (MemoryLimit::Off, _) => Verdict::Ok,
+                (MemoryLimit::Warn, Verdict::FarOverQuota) => Verdict::OverQuota,
+                (_, verdict) => verdict,
+            };
+            match verdict {
+                Verdict::Ok => {}
+                Verdict::OverQuota => {
+                    if dyno
+                        .last_r14
+                        .is_none_or(|at| now.saturating_duration_since(at) >= R14_EVERY)
+                    {
+                        dyno.last_r14 = Some(now);
+                        effects.push(log_dyno(&slot, memory::usage_line(rss, quota)));
+                        effects.push(log_dyno(&slot, "Error R14 (Memory quota exceeded)".into()));
+                    }
+                }
+                Verdict::FarOverQuota => {
+                    dyno.set_state(now, DynoState::Killed);
+                    effects.push(log_dyno(&slot, memory::usage_line(rss, quota)));
+                    effects.push(log_dyno(
+                        &slot,
+                        "Error R15 (Memory quota vastly exceeded)".into(),
+                    ));
+                    effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
+                    effects.push(Effect::Signal {
+                        slot,
+                        signal: Signal::SIGKILL,
+                    });
+                }
+            }
         }
         effects
     }
@@ -214,21 +477,31 @@ impl Supervisor {
         };
         let mut effects = Vec::new();
         for dyno in &mut self.dynos {
-            if let DynoState::Running { .. } = dyno.state {
-                dyno.state = DynoState::Stopping { since: now };
-                let slot = dyno.spec.slot.clone();
-                effects.push(log_dyno(
-                    &slot,
-                    "Stopping all processes with SIGTERM".into(),
-                ));
-                effects.push(Effect::Signal {
-                    slot,
-                    signal: Signal::SIGTERM,
-                });
+            match dyno.state {
+                DynoState::Starting { .. } | DynoState::Up => {
+                    dyno.set_state(now, DynoState::Stopping);
+                    let slot = dyno.plan.spec.slot.clone();
+                    effects.push(log_dyno(
+                        &slot,
+                        "Stopping all processes with SIGTERM".into(),
+                    ));
+                    effects.push(Effect::Signal {
+                        slot,
+                        signal: Signal::SIGTERM,
+                    });
+                }
+                // A restart that has not happened yet never will.
+                DynoState::Crashed {
+                    restart_at: Some(_),
+                } => dyno.set_state(now, DynoState::Down),
+                DynoState::Killed
+                | DynoState::Stopping
+                | DynoState::Crashed { .. }
+                | DynoState::Down => {}
             }
         }
         effects.push(Effect::SignalStragglers(Signal::SIGTERM));
-        if self.all_down() {
+        if self.all_settled() {
             effects.push(Effect::ScanStragglers);
         }
         effects
@@ -239,27 +512,65 @@ impl Supervisor {
             *kill_at = None;
         }
         let mut effects = Vec::new();
-        for dyno in &self.dynos {
-            if let DynoState::Stopping { .. } | DynoState::Running { .. } = dyno.state {
-                let slot = dyno.spec.slot.clone();
-                effects.push(log_dyno(
-                    &slot,
-                    "Stopping remaining processes with SIGKILL".into(),
-                ));
-                effects.push(Effect::Signal {
-                    slot,
-                    signal: Signal::SIGKILL,
-                });
-            }
+        for dyno in self.dynos.iter().filter(|d| d.state.is_live()) {
+            let slot = dyno.plan.spec.slot.clone();
+            effects.push(log_dyno(
+                &slot,
+                "Stopping remaining processes with SIGKILL".into(),
+            ));
+            effects.push(Effect::Signal {
+                slot,
+                signal: Signal::SIGKILL,
+            });
         }
         effects.push(Effect::SignalStragglers(Signal::SIGKILL));
-        if self.all_down() {
+        if self.all_settled() {
             effects.push(Effect::ScanStragglers);
         }
         effects
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
+        match self.phase {
+            Phase::Stopping { .. } => self.tick_stopping(now),
+            Phase::Running => self.tick_running(now),
+            Phase::Idle | Phase::Releasing | Phase::Done => Vec::new(),
+        }
+    }
+
+    fn tick_running(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for i in 0..self.dynos.len() {
+            match self.dynos[i].state {
+                DynoState::Crashed {
+                    restart_at: Some(at),
+                } if at <= now => {
+                    effects.extend(self.restart(now, i));
+                }
+                DynoState::Starting {
+                    boot_deadline: Some(at),
+                } if at <= now => {
+                    let dyno = &mut self.dynos[i];
+                    dyno.set_state(now, DynoState::Killed);
+                    let slot = dyno.plan.spec.slot.clone();
+                    let secs = seconds(dyno.plan.boot_timeout.unwrap_or_default());
+                    effects.push(log_dyno(
+                        &slot,
+                        format!("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {secs} of launch"),
+                    ));
+                    effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
+                    effects.push(Effect::Signal {
+                        slot,
+                        signal: Signal::SIGKILL,
+                    });
+                }
+                _ => {}
+            }
+        }
+        effects
+    }
+
+    fn tick_stopping(&mut self, now: Instant) -> Vec<Effect> {
         let Phase::Stopping {
             kill_at, rescan_at, ..
         } = &mut self.phase
@@ -272,16 +583,12 @@ impl Supervisor {
             effects.push(Effect::ScanStragglers);
         }
         if kill_at.is_some_and(|at| at <= now) {
-            let secs = self.plan.grace.as_secs_f64();
-            for dyno in &self.dynos {
-                if let DynoState::Stopping { .. } = dyno.state {
-                    effects.push(log_dyno(
-                        &dyno.spec.slot,
-                        format!(
-                            "Error R12 (Exit timeout) -> At least one process failed to exit within {secs} seconds of SIGTERM"
-                        ),
-                    ));
-                }
+            let secs = seconds(self.plan.grace);
+            for dyno in self.dynos.iter().filter(|d| d.state == DynoState::Stopping) {
+                effects.push(log_dyno(
+                    &dyno.plan.spec.slot,
+                    format!("Error R12 (Exit timeout) -> At least one process failed to exit within {secs} of SIGTERM"),
+                ));
             }
             effects.extend(self.kill_all());
         }
@@ -289,6 +596,7 @@ impl Supervisor {
     }
 
     fn on_stragglers(&mut self, now: Instant, count: usize) -> Vec<Effect> {
+        let settled = self.all_settled();
         let Phase::Stopping {
             code,
             kill_at,
@@ -297,11 +605,7 @@ impl Supervisor {
         else {
             return Vec::new();
         };
-        if !self
-            .dynos
-            .iter()
-            .all(|d| matches!(d.state, DynoState::Down { .. }))
-        {
+        if !settled {
             return Vec::new();
         }
         if count == 0 {
@@ -317,10 +621,45 @@ impl Supervisor {
         Vec::new()
     }
 
-    fn all_down(&self) -> bool {
-        self.dynos
-            .iter()
-            .all(|d| matches!(d.state, DynoState::Down { .. }))
+    /// No dyno has a process running, and none waits to restart.
+    fn all_settled(&self) -> bool {
+        self.dynos.iter().all(|d| {
+            matches!(
+                d.state,
+                DynoState::Down | DynoState::Crashed { restart_at: None }
+            )
+        })
+    }
+}
+
+impl Dyno {
+    fn new(plan: DynoPlan, now: Instant) -> Self {
+        Self {
+            plan,
+            state: DynoState::Down,
+            since: now,
+            pid: None,
+            memory: None,
+            last_exit: None,
+            crashes: 0,
+            up_since: None,
+            last_r14: None,
+        }
+    }
+
+    fn set_state(&mut self, now: Instant, state: DynoState) {
+        self.state = state;
+        self.since = now;
+    }
+}
+
+/// `60 seconds`, `1.5 seconds`: Heroku's way of writing a duration in its errors.
+fn seconds(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs == 1.0 {
+        "1 second".into()
+    } else {
+        format!("{secs} seconds")
     }
 }
 
@@ -339,303 +678,4 @@ fn log_system(text: String) -> Effect {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GRACE: Duration = Duration::from_secs(5);
-
-    fn spec(kind: &str, index: u32, port: u16) -> SpawnSpec {
-        SpawnSpec {
-            slot: Slot::new(kind, index),
-            command: format!("run-{kind}"),
-            port: Some(port),
-        }
-    }
-
-    fn plan(release: bool) -> Plan {
-        Plan {
-            release: release.then(|| "migrate".to_owned()),
-            dynos: vec![
-                spec("web", 1, 5000),
-                spec("web", 2, 5001),
-                spec("worker", 1, 5100),
-            ],
-            grace: GRACE,
-        }
-    }
-
-    /// Effects without the log lines, which have their own tests.
-    fn actions(effects: Vec<Effect>) -> Vec<Effect> {
-        effects
-            .into_iter()
-            .filter(|e| !matches!(e, Effect::Log { .. }))
-            .collect()
-    }
-
-    fn logs(effects: &[Effect]) -> Vec<String> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Log {
-                    source: Source::Dyno(slot),
-                    text,
-                } => Some(format!("{slot}: {text}")),
-                Effect::Log {
-                    source: Source::System,
-                    text,
-                } => Some(format!("system: {text}")),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn exited(kind: &str, index: u32, code: i32) -> Input {
-        Input::Exited {
-            slot: Slot::new(kind, index),
-            status: ExitStatus::Code(code),
-        }
-    }
-
-    fn term(kind: &str, index: u32) -> Effect {
-        Effect::Signal {
-            slot: Slot::new(kind, index),
-            signal: Signal::SIGTERM,
-        }
-    }
-
-    fn kill(kind: &str, index: u32) -> Effect {
-        Effect::Signal {
-            slot: Slot::new(kind, index),
-            signal: Signal::SIGKILL,
-        }
-    }
-
-    fn started(release: bool, t0: Instant) -> Supervisor {
-        let mut sup = Supervisor::new(plan(release));
-        sup.start(t0);
-        sup
-    }
-
-    #[test]
-    fn starts_the_formation_in_order() {
-        let t0 = Instant::now();
-        let mut sup = Supervisor::new(plan(false));
-        let effects = sup.start(t0);
-        assert_eq!(
-            logs(&effects)[0],
-            "web.1: Starting process with command `run-web`"
-        );
-        assert_eq!(
-            actions(effects),
-            vec![
-                Effect::Spawn(spec("web", 1, 5000)),
-                Effect::Spawn(spec("web", 2, 5001)),
-                Effect::Spawn(spec("worker", 1, 5100))
-            ]
-        );
-        assert_eq!(sup.next_deadline(), None);
-    }
-
-    #[test]
-    fn release_runs_first_then_the_formation() {
-        let t0 = Instant::now();
-        let mut sup = Supervisor::new(plan(true));
-        let release = SpawnSpec {
-            slot: Slot::new("release", 1),
-            command: "migrate".into(),
-            port: None,
-        };
-        assert_eq!(actions(sup.start(t0)), vec![Effect::Spawn(release)]);
-        let effects = actions(sup.handle(t0, exited("release", 1, 0)));
-        assert_eq!(effects.len(), 3);
-        assert_eq!(effects[0], Effect::Spawn(spec("web", 1, 5000)));
-    }
-
-    #[test]
-    fn failed_release_starts_nothing_and_exits_with_its_code() {
-        let t0 = Instant::now();
-        let mut sup = started(true, t0);
-        let effects = sup.handle(t0, exited("release", 1, 3));
-        assert!(logs(&effects).contains(&"system: release failed (exit 3)".to_owned()));
-        assert_eq!(
-            actions(effects),
-            vec![
-                Effect::SignalStragglers(Signal::SIGTERM),
-                Effect::ScanStragglers
-            ]
-        );
-        assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(3)]);
-    }
-
-    #[test]
-    fn first_exit_stops_everything_with_its_code() {
-        let t0 = Instant::now();
-        let mut sup = started(false, t0);
-        let effects = sup.handle(t0, exited("web", 2, 7));
-        assert_eq!(
-            actions(effects),
-            vec![
-                term("web", 1),
-                term("worker", 1),
-                Effect::SignalStragglers(Signal::SIGTERM)
-            ]
-        );
-        assert!(actions(sup.handle(t0, exited("web", 1, 143))).is_empty());
-        assert_eq!(
-            actions(sup.handle(t0, exited("worker", 1, 0))),
-            vec![Effect::ScanStragglers]
-        );
-        assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(7)]);
-    }
-
-    #[test]
-    fn a_stop_request_terms_then_kills_at_the_grace() {
-        let t0 = Instant::now();
-        let mut sup = started(false, t0);
-        let effects = sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
-        assert_eq!(logs(&effects)[0], "system: SIGTERM received");
-        assert_eq!(
-            actions(effects),
-            vec![
-                term("web", 1),
-                term("web", 2),
-                term("worker", 1),
-                Effect::SignalStragglers(Signal::SIGTERM)
-            ]
-        );
-        assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
-        // Not a moment early.
-        assert!(
-            sup.handle(t0 + GRACE - Duration::from_millis(1), Input::Tick)
-                .is_empty()
-        );
-        sup.handle(t0, exited("web", 1, 143));
-        let effects = sup.handle(t0 + GRACE, Input::Tick);
-        assert!(logs(&effects).contains(
-            &"web.2: Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM"
-                .to_owned()
-        ));
-        assert_eq!(
-            actions(effects),
-            vec![
-                kill("web", 2),
-                kill("worker", 1),
-                Effect::SignalStragglers(Signal::SIGKILL)
-            ]
-        );
-        assert_eq!(sup.next_deadline(), None);
-        sup.handle(
-            t0 + GRACE,
-            Input::Exited {
-                slot: Slot::new("web", 2),
-                status: ExitStatus::Signaled(Signal::SIGKILL),
-            },
-        );
-        assert_eq!(
-            actions(sup.handle(t0 + GRACE, exited("worker", 1, 0))),
-            vec![Effect::ScanStragglers]
-        );
-        assert_eq!(
-            sup.handle(t0 + GRACE, Input::Stragglers(0)),
-            vec![Effect::Exit(0)]
-        );
-    }
-
-    #[test]
-    fn a_second_stop_request_kills_at_once() {
-        let t0 = Instant::now();
-        let mut sup = started(false, t0);
-        sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGINT)));
-        let t1 = t0 + Duration::from_millis(10);
-        let effects = sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGINT)));
-        assert_eq!(logs(&effects)[0], "system: SIGINT received again");
-        assert_eq!(
-            actions(effects),
-            vec![
-                kill("web", 1),
-                kill("web", 2),
-                kill("worker", 1),
-                Effect::SignalStragglers(Signal::SIGKILL)
-            ]
-        );
-        // A third changes nothing.
-        assert!(
-            sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGINT)))
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn stragglers_hold_the_exit_until_they_are_gone() {
-        let t0 = Instant::now();
-        let mut sup = started(false, t0);
-        sup.handle(t0, Input::Stop(StopRequest::StdoutClosed));
-        for (kind, index) in [("web", 1), ("web", 2), ("worker", 1)] {
-            sup.handle(t0, exited(kind, index, 0));
-        }
-        assert!(sup.handle(t0, Input::Stragglers(2)).is_empty());
-        assert_eq!(sup.next_deadline(), Some(t0 + STRAGGLER_RESCAN));
-        assert_eq!(
-            sup.handle(t0 + STRAGGLER_RESCAN, Input::Tick),
-            vec![Effect::ScanStragglers]
-        );
-        // Past the grace they are killed, and looked for again until none is left.
-        let effects = actions(sup.handle(t0 + GRACE, Input::Tick));
-        assert_eq!(
-            effects,
-            vec![
-                Effect::SignalStragglers(Signal::SIGKILL),
-                Effect::ScanStragglers
-            ]
-        );
-        assert_eq!(
-            sup.handle(t0 + GRACE, Input::Stragglers(1)),
-            vec![Effect::SignalStragglers(Signal::SIGKILL)]
-        );
-        assert_eq!(
-            sup.handle(t0 + GRACE, Input::Stragglers(0)),
-            vec![Effect::Exit(0)]
-        );
-    }
-
-    #[test]
-    fn a_stop_during_release_stops_the_release() {
-        let t0 = Instant::now();
-        let mut sup = started(true, t0);
-        let effects = actions(sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM))));
-        assert_eq!(
-            effects,
-            vec![
-                term("release", 1),
-                Effect::SignalStragglers(Signal::SIGTERM)
-            ]
-        );
-        // The release ending now must not start the formation.
-        assert_eq!(
-            actions(sup.handle(t0, exited("release", 1, 0))),
-            vec![Effect::ScanStragglers]
-        );
-        assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(0)]);
-    }
-
-    #[test]
-    fn a_spawn_failure_counts_as_exit_127() {
-        let t0 = Instant::now();
-        let mut sup = started(false, t0);
-        let effects = sup.handle(
-            t0,
-            Input::SpawnFailed {
-                slot: Slot::new("web", 1),
-                error: "EAGAIN".into(),
-            },
-        );
-        assert_eq!(logs(&effects)[0], "web.1: Failed to start process: EAGAIN");
-        assert_eq!(logs(&effects)[1], "web.1: Process exited with status 127");
-    }
-
-    #[test]
-    fn signals_map_to_128_plus() {
-        assert_eq!(ExitStatus::Signaled(Signal::SIGKILL).code(), 137);
-        assert_eq!(ExitStatus::Code(3).code(), 3);
-    }
-}
+mod tests;

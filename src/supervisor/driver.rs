@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::net::unix::pipe;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::core::{Plan, Supervisor};
@@ -20,7 +20,8 @@ use crate::config::StartConfig;
 use crate::env::Vars;
 use crate::errors::Error;
 use crate::logs::{self, Label, LogSender, Writer};
-use crate::process;
+use crate::readiness::Watch;
+use crate::{memory, process, readiness};
 
 /// How often to reap even without SIGCHLD: signals can coalesce or be missed.
 const REAP_FALLBACK: Duration = Duration::from_secs(1);
@@ -69,7 +70,25 @@ async fn drive(config: StartConfig) -> Result<i32, Error> {
         release: config.release,
         dynos: config.dynos,
         grace: config.grace,
+        exit_on_crash: config.exit_on_crash,
+        restart_cap: config.restart_cap,
     };
+
+    // The observers: they only measure, and report as inputs.
+    let (probe, probe_rx) = mpsc::unbounded_channel();
+    let ready = inputs_tx.clone();
+    tokio::spawn(readiness::run(probe_rx, move |slot| {
+        let _ = ready.send(Input::Ready { slot });
+    }));
+    let (sampled, sampled_rx) = watch::channel(Vec::new());
+    let samples = inputs_tx.clone();
+    tokio::spawn(memory::run(
+        sampled_rx,
+        memory::SAMPLE_EVERY,
+        move |sample| {
+            let _ = samples.send(Input::Memory(sample));
+        },
+    ));
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
@@ -78,6 +97,8 @@ async fn drive(config: StartConfig) -> Result<i32, Error> {
         system: Arc::new(Label::system()),
         groups: HashMap::new(),
         leaders: HashMap::new(),
+        probe,
+        sampled,
         inputs: inputs_tx,
         log: writer.sender(),
         pumps: JoinSet::new(),
@@ -131,7 +152,11 @@ struct Driver {
     /// Each dyno's process group, kept after it exits for what may remain in it.
     groups: HashMap<Slot, Pid>,
     /// Dyno leaders not yet reaped, and where to tell their pump they ended.
-    leaders: HashMap<Pid, oneshot::Sender<ExitStatus>>,
+    leaders: HashMap<Pid, (Slot, oneshot::Sender<ExitStatus>)>,
+    /// Booting web dynos for the readiness probe.
+    probe: mpsc::UnboundedSender<Watch>,
+    /// Running dynos' groups for the memory sampler.
+    sampled: watch::Sender<Vec<(Slot, Pid)>>,
     inputs: mpsc::UnboundedSender<Input>,
     log: LogSender,
     pumps: JoinSet<()>,
@@ -146,6 +171,11 @@ impl Driver {
         for effect in effects.drain(..) {
             match effect {
                 Effect::Spawn(spec) => self.spawn(spec),
+                Effect::AwaitReady { slot, port } => {
+                    if let Some(&pgid) = self.groups.get(&slot) {
+                        let _ = self.probe.send(Watch::Add { slot, pgid, port });
+                    }
+                }
                 Effect::Signal { slot, signal } => {
                     if let Some(&pgid) = self.groups.get(&slot) {
                         process::signal_group(pgid, signal);
@@ -209,8 +239,13 @@ impl Driver {
             }
         };
         let (exited_tx, exited_rx) = oneshot::channel();
-        self.leaders.insert(pid, exited_tx);
+        self.leaders.insert(pid, (spec.slot.clone(), exited_tx));
         self.groups.insert(spec.slot.clone(), pid);
+        self.publish_groups();
+        self.queue.push_back(Input::Spawned {
+            slot: spec.slot.clone(),
+            pid: pid.as_raw(),
+        });
         let label = self.label(&spec.slot);
         let inputs = self.inputs.clone();
         let slot = spec.slot;
@@ -227,11 +262,28 @@ impl Driver {
 
     /// Collects ended children and tells each dyno's pump; orphans are just collected.
     fn reap(&mut self) {
+        let mut changed = false;
         for (pid, status) in process::reap() {
-            if let Some(exited) = self.leaders.remove(&pid) {
+            if let Some((slot, exited)) = self.leaders.remove(&pid) {
                 let _ = exited.send(status);
+                let _ = self.probe.send(Watch::Remove { slot });
+                changed = true;
             }
         }
+        if changed {
+            self.publish_groups();
+        }
+    }
+
+    /// Tells the memory sampler which dynos run now.
+    fn publish_groups(&self) {
+        let mut groups: Vec<(Slot, Pid)> = self
+            .leaders
+            .iter()
+            .map(|(pid, (slot, _))| (slot.clone(), *pid))
+            .collect();
+        groups.sort();
+        self.sampled.send_replace(groups);
     }
 
     fn signal_stragglers(&self, signal: Signal) {

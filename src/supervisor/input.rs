@@ -1,7 +1,7 @@
 //! The supervisor's vocabulary: what it reacts to (`Input`) and what it asks for (`Effect`).
 //!
 //! Adding a capability means adding variants here, a branch in `core::Supervisor::handle`,
-//! and, for effects, a branch in the driver's `perform`.
+//! and, for effects, a branch in the driver's `perform` (see ARCHITECTURE.md).
 
 use std::fmt;
 
@@ -71,10 +71,16 @@ impl fmt::Display for StopRequest {
 /// Everything the core reacts to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// A dyno's leader exited and its output so far has been logged.
-    Exited { slot: Slot, status: ExitStatus },
+    /// A dyno's process started with this pid.
+    Spawned { slot: Slot, pid: i32 },
     /// A dyno could not be spawned at all.
     SpawnFailed { slot: Slot, error: String },
+    /// A web dyno's process group listens on its PORT.
+    Ready { slot: Slot },
+    /// A dyno's leader exited and its output so far has been logged.
+    Exited { slot: Slot, status: ExitStatus },
+    /// Resident memory of each running dyno's processes, in bytes.
+    Memory(Vec<(Slot, u64)>),
     /// A stop was requested.
     Stop(StopRequest),
     /// The answer to `Effect::ScanStragglers`: processes of hkrun's still alive.
@@ -103,6 +109,11 @@ pub enum Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     Spawn(SpawnSpec),
+    /// Report `Input::Ready` once the dyno's group listens on `port`.
+    AwaitReady {
+        slot: Slot,
+        port: u16,
+    },
     /// Signal a dyno's whole process group.
     Signal {
         slot: Slot,

@@ -55,14 +55,21 @@ fn no_colour_on_a_pipe_and_distinct_colours_when_asked() {
     let app = App::new("web: echo from web\nworker: echo from worker; exec sleep 1000\n");
     let base = free_base_port().to_string();
     // Auto: stdout is a pipe, so no escape codes even without NO_COLOR.
-    let mut auto = hkrun(app.path(), &["start", "-p", &base], "colour-auto");
+    let mut auto = hkrun(
+        app.path(),
+        &["start", "--exit-on-crash", "-p", &base],
+        "colour-auto",
+    );
     auto.env_remove("NO_COLOR");
     let mut hk = Hk::spawn(auto);
     hk.wait_exit();
     assert!(hk.seen.iter().any(|l| l.contains("from web")));
     assert!(!hk.seen.iter().any(|l| l.contains('\x1b')), "{:?}", hk.seen);
 
-    let (_, lines, _) = run_to_end(app.path(), &["start", "--color", "always", "-p", &base]);
+    let (_, lines, _) = run_to_end(
+        app.path(),
+        &["start", "--exit-on-crash", "--color", "always", "-p", &base],
+    );
     let web = lines
         .iter()
         .find(|l| l.contains("from web"))
@@ -83,7 +90,10 @@ fn no_colour_on_a_pipe_and_distinct_colours_when_asked() {
 #[test]
 fn a_long_line_without_newline_arrives_whole_in_full_lines() {
     let app = App::new("big: head -c 204800 /dev/zero | tr '\\0' x\n");
-    let (status, lines, _) = run_to_end(app.path(), &["start", "--no-timestamp"]);
+    let (status, lines, _) = run_to_end(
+        app.path(),
+        &["start", "--no-timestamp", "--restart", "never"],
+    );
     assert!(status.success());
     let pieces: Vec<&str> = payloads(&lines, "big.1")
         .into_iter()
@@ -113,7 +123,11 @@ fn a_partial_line_is_shown_while_the_dyno_runs() {
 #[test]
 fn invalid_utf8_passes_through_unchanged() {
     let app = App::new("bytes: printf 'caf\\351\\n'\n");
-    let (status, stdout) = raw_output(hkrun(app.path(), &["start", "--no-timestamp"], "bytes"));
+    let (status, stdout) = raw_output(hkrun(
+        app.path(),
+        &["start", "--no-timestamp", "--restart", "never"],
+        "bytes",
+    ));
     assert!(status.success());
     let needle: &[u8] = b"bytes.1 | caf\xe9\n";
     assert!(
@@ -126,7 +140,16 @@ fn invalid_utf8_passes_through_unchanged() {
 #[test]
 fn timestamps_are_shown_unless_turned_off() {
     let app = App::new("web: echo hi\n");
-    let (_, lines, _) = run_to_end(app.path(), &["start", "-p", &free_base_port().to_string()]);
+    let (_, lines, _) = run_to_end(
+        app.path(),
+        &[
+            "start",
+            "--restart",
+            "never",
+            "-p",
+            &free_base_port().to_string(),
+        ],
+    );
     let line = lines
         .iter()
         .find(|l| l.ends_with("| hi"))

@@ -55,7 +55,7 @@ fn a_dyno_ignoring_term_is_killed_at_the_timeout() {
     hk.wait_for("| ready");
     let asked = Instant::now();
     hk.signal(Signal::SIGTERM);
-    hk.wait_for("Error R12 (Exit timeout) -> At least one process failed to exit within 1 seconds of SIGTERM");
+    hk.wait_for("Error R12 (Exit timeout) -> At least one process failed to exit within 1 second of SIGTERM");
     let status = hk.wait_exit();
     let took = asked.elapsed();
     assert_eq!(status.code(), Some(0));

@@ -1,0 +1,686 @@
+//! The core driven with exact inputs and instants: no processes, no runtime, no sleeps.
+
+use super::*;
+
+const GRACE: Duration = Duration::from_secs(5);
+const BOOT: Duration = Duration::from_secs(60);
+const MB: u64 = 1024 * 1024;
+const QUOTA: u64 = 512 * MB;
+
+fn slot(kind: &str, index: u32) -> Slot {
+    Slot::new(kind, index)
+}
+
+fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoPlan {
+    DynoPlan {
+        spec: SpawnSpec {
+            slot: slot(kind, index),
+            command: format!("run-{kind}"),
+            port: Some(port),
+        },
+        restart,
+        memory: MemoryLimit::On,
+        quota: QUOTA,
+        boot_timeout: (kind == "web").then_some(BOOT),
+    }
+}
+
+fn plan(release: bool, restart: RestartPolicy) -> Plan {
+    Plan {
+        release: release.then(|| "migrate".to_owned()),
+        dynos: vec![
+            dyno("web", 1, 5000, restart),
+            dyno("web", 2, 5001, restart),
+            dyno("worker", 1, 5100, restart),
+        ],
+        grace: GRACE,
+        exit_on_crash: false,
+        restart_cap: Duration::from_secs(300),
+    }
+}
+
+fn foreman_plan() -> Plan {
+    Plan {
+        exit_on_crash: true,
+        ..plan(false, RestartPolicy::Always)
+    }
+}
+
+/// Effects without the log lines, which are checked on their own.
+fn actions(effects: &[Effect]) -> Vec<Effect> {
+    effects
+        .iter()
+        .filter(|e| !matches!(e, Effect::Log { .. }))
+        .cloned()
+        .collect()
+}
+
+fn logs(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Log {
+                source: Source::Dyno(slot),
+                text,
+            } => Some(format!("{slot}: {text}")),
+            Effect::Log {
+                source: Source::System,
+                text,
+            } => Some(format!("system: {text}")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exited(kind: &str, index: u32, code: i32) -> Input {
+    Input::Exited {
+        slot: slot(kind, index),
+        status: ExitStatus::Code(code),
+    }
+}
+
+fn signal(kind: &str, index: u32, signal: Signal) -> Effect {
+    Effect::Signal {
+        slot: slot(kind, index),
+        signal,
+    }
+}
+
+fn spawn(kind: &str, index: u32, port: u16) -> Effect {
+    Effect::Spawn(SpawnSpec {
+        slot: slot(kind, index),
+        command: format!("run-{kind}"),
+        port: Some(port),
+    })
+}
+
+fn state(sup: &Supervisor, kind: &str, index: u32) -> DynoState {
+    sup.dynos()
+        .iter()
+        .find(|d| d.plan.spec.slot == slot(kind, index))
+        .expect("a dyno")
+        .state
+}
+
+fn started(plan: Plan, t0: Instant) -> Supervisor {
+    let mut sup = Supervisor::new(plan);
+    sup.start(t0);
+    sup
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn starts_the_formation_in_order_web_boots_and_others_are_up() {
+    let t0 = Instant::now();
+    let mut sup = Supervisor::new(plan(false, RestartPolicy::Always));
+    let effects = sup.start(t0);
+    assert_eq!(
+        actions(&effects),
+        vec![
+            spawn("web", 1, 5000),
+            Effect::AwaitReady {
+                slot: slot("web", 1),
+                port: 5000
+            },
+            spawn("web", 2, 5001),
+            Effect::AwaitReady {
+                slot: slot("web", 2),
+                port: 5001
+            },
+            spawn("worker", 1, 5100),
+        ]
+    );
+    assert_eq!(
+        logs(&effects)[..3],
+        [
+            "web.1: Starting process with command `run-web`",
+            "web.2: Starting process with command `run-web`",
+            "worker.1: Starting process with command `run-worker`",
+        ]
+    );
+    assert_eq!(
+        logs(&effects)[3],
+        "worker.1: State changed from starting to up"
+    );
+    assert_eq!(
+        state(&sup, "web", 1),
+        DynoState::Starting {
+            boot_deadline: Some(t0 + BOOT)
+        }
+    );
+    assert_eq!(sup.next_deadline(), Some(t0 + BOOT));
+
+    let t1 = t0 + secs(2);
+    let effects = sup.handle(
+        t1,
+        Input::Ready {
+            slot: slot("web", 1),
+        },
+    );
+    assert_eq!(logs(&effects), ["web.1: State changed from starting to up"]);
+    assert_eq!(state(&sup, "web", 1), DynoState::Up);
+    // A second report changes nothing.
+    assert!(
+        sup.handle(
+            t1,
+            Input::Ready {
+                slot: slot("web", 1)
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn keeps_what_ps_shows() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(
+        t0,
+        Input::Spawned {
+            slot: slot("worker", 1),
+            pid: 42,
+        },
+    );
+    sup.handle(
+        t0 + secs(1),
+        Input::Memory(vec![(slot("worker", 1), 100 * MB)]),
+    );
+    let worker = sup
+        .dynos()
+        .iter()
+        .find(|d| d.plan.spec.slot == slot("worker", 1))
+        .unwrap();
+    assert_eq!(
+        (worker.pid, worker.memory, worker.plan.quota),
+        (Some(42), Some(100 * MB), QUOTA)
+    );
+    assert_eq!(
+        (worker.state.name(), worker.since, worker.plan.spec.port),
+        ("up", t0, Some(5100))
+    );
+}
+
+#[test]
+fn release_runs_first_then_the_formation() {
+    let t0 = Instant::now();
+    let mut sup = Supervisor::new(plan(true, RestartPolicy::Always));
+    let release = SpawnSpec {
+        slot: slot("release", 1),
+        command: "migrate".into(),
+        port: None,
+    };
+    assert_eq!(actions(&sup.start(t0)), vec![Effect::Spawn(release)]);
+    assert_eq!(sup.next_deadline(), None);
+    let effects = sup.handle(t0, exited("release", 1, 0));
+    assert_eq!(actions(&effects)[0], spawn("web", 1, 5000));
+}
+
+#[test]
+fn failed_release_starts_nothing_and_exits_with_its_code() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(true, RestartPolicy::Always), t0);
+    let effects = sup.handle(t0, exited("release", 1, 3));
+    assert!(logs(&effects).contains(&"system: release failed (exit 3)".to_owned()));
+    assert_eq!(
+        actions(&effects),
+        vec![
+            Effect::SignalStragglers(Signal::SIGTERM),
+            Effect::ScanStragglers
+        ]
+    );
+    assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(3)]);
+}
+
+#[test]
+fn crash_restarts_back_off_and_reset() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    // The first crash restarts at once.
+    let effects = sup.handle(t0, exited("worker", 1, 7));
+    assert_eq!(
+        logs(&effects),
+        [
+            "worker.1: Process exited with status 7",
+            "worker.1: State changed from up to crashed",
+            "worker.1: State changed from crashed to starting",
+            "worker.1: Starting process with command `run-worker`",
+            "worker.1: State changed from starting to up",
+        ]
+    );
+    assert_eq!(actions(&effects), vec![spawn("worker", 1, 5100)]);
+    // Then 1 s, 2 s, 4 s, 8 s: each restart exactly at its deadline, not before.
+    let mut now = t0;
+    for wait in [1, 2, 4, 8] {
+        let effects = sup.handle(now, exited("worker", 1, 7));
+        assert_eq!(actions(&effects), vec![]);
+        assert!(logs(&effects).contains(&format!(
+            "worker.1: Restarting in {} ({} crashes in a row)",
+            if wait == 1 {
+                "1 second".to_owned()
+            } else {
+                format!("{wait} seconds")
+            },
+            match wait {
+                1 => 2,
+                2 => 3,
+                4 => 4,
+                _ => 5,
+            }
+        )));
+        let due = now + secs(wait);
+        assert_eq!(sup.next_deadline().map(|d| d.min(due)), Some(due));
+        assert!(actions(&sup.handle(due - Duration::from_millis(1), Input::Tick)).is_empty());
+        assert_eq!(
+            actions(&sup.handle(due, Input::Tick)),
+            vec![spawn("worker", 1, 5100)]
+        );
+        now = due;
+    }
+    // Up for ten minutes: the next crash restarts at once again.
+    let later = now + restart::RESET_AFTER;
+    assert_eq!(
+        actions(&sup.handle(later, exited("worker", 1, 7))),
+        vec![spawn("worker", 1, 5100)]
+    );
+    assert_eq!(actions(&sup.handle(later, exited("worker", 1, 7))), vec![]);
+    assert_eq!(
+        state(&sup, "worker", 1),
+        DynoState::Crashed {
+            restart_at: Some(later + secs(1))
+        }
+    );
+}
+
+#[test]
+fn the_back_off_is_capped() {
+    let t0 = Instant::now();
+    let mut sup = started(
+        Plan {
+            restart_cap: secs(3),
+            ..plan(false, RestartPolicy::Always)
+        },
+        t0,
+    );
+    for _ in 0..5 {
+        sup.handle(t0, exited("worker", 1, 1));
+        sup.handle(t0 + secs(10), Input::Tick);
+    }
+    sup.handle(t0 + secs(10), exited("worker", 1, 1));
+    assert_eq!(
+        state(&sup, "worker", 1),
+        DynoState::Crashed {
+            restart_at: Some(t0 + secs(13))
+        }
+    );
+}
+
+#[test]
+fn r10_at_exactly_the_boot_timeout() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(
+        t0,
+        Input::Ready {
+            slot: slot("web", 2),
+        },
+    );
+    assert!(
+        sup.handle(t0 + BOOT - Duration::from_nanos(1), Input::Tick)
+            .is_empty()
+    );
+    let effects = sup.handle(t0 + BOOT, Input::Tick);
+    assert_eq!(
+        logs(&effects),
+        [
+            "web.1: Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 60 seconds of launch",
+            "web.1: Stopping process with SIGKILL",
+        ]
+    );
+    assert_eq!(actions(&effects), vec![signal("web", 1, Signal::SIGKILL)]);
+    // The kill takes the crash path: restarted (the first crash, so at once).
+    let killed = Input::Exited {
+        slot: slot("web", 1),
+        status: ExitStatus::Signaled(Signal::SIGKILL),
+    };
+    let effects = sup.handle(t0 + BOOT, killed);
+    assert_eq!(
+        logs(&effects)[..2],
+        [
+            "web.1: Process exited with status 137",
+            "web.1: State changed from stopping to crashed"
+        ]
+    );
+    assert_eq!(actions(&effects)[0], spawn("web", 1, 5000));
+}
+
+#[test]
+fn r14_is_logged_at_most_every_20_seconds() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let over = |rss| Input::Memory(vec![(slot("worker", 1), rss)]);
+    assert!(sup.handle(t0, over(QUOTA)).is_empty());
+    let effects = sup.handle(t0, over(600 * MB));
+    assert_eq!(
+        logs(&effects),
+        [
+            "worker.1: Process running mem=600M(117.2%)",
+            "worker.1: Error R14 (Memory quota exceeded)"
+        ]
+    );
+    assert!(sup.handle(t0 + secs(19), over(600 * MB)).is_empty());
+    assert_eq!(logs(&sup.handle(t0 + secs(20), over(600 * MB))).len(), 2);
+    assert!(sup.handle(t0 + secs(21), over(600 * MB)).is_empty());
+}
+
+#[test]
+fn r15_at_exactly_twice_the_quota_kills_and_restarts() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let sample = |rss| Input::Memory(vec![(slot("worker", 1), rss)]);
+    assert!(actions(&sup.handle(t0, sample(2 * QUOTA - 1))).is_empty());
+    let effects = sup.handle(t0 + secs(1), sample(2 * QUOTA));
+    assert_eq!(
+        logs(&effects),
+        [
+            "worker.1: Process running mem=1024M(200.0%)",
+            "worker.1: Error R15 (Memory quota vastly exceeded)",
+            "worker.1: Stopping process with SIGKILL",
+        ]
+    );
+    assert_eq!(
+        actions(&effects),
+        vec![signal("worker", 1, Signal::SIGKILL)]
+    );
+    // Samples after the kill are not judged again.
+    assert!(sup.handle(t0 + secs(1), sample(4 * QUOTA)).is_empty());
+    let killed = Input::Exited {
+        slot: slot("worker", 1),
+        status: ExitStatus::Signaled(Signal::SIGKILL),
+    };
+    let effects = sup.handle(t0 + secs(1), killed);
+    assert_eq!(
+        logs(&effects)[0],
+        "worker.1: Process exited with status 137"
+    );
+    assert_eq!(actions(&effects), vec![spawn("worker", 1, 5100)]);
+}
+
+#[test]
+fn memory_limits_can_warn_only_or_be_off() {
+    let t0 = Instant::now();
+    let mut p = plan(false, RestartPolicy::Always);
+    p.dynos[0].memory = MemoryLimit::Warn;
+    p.dynos[1].memory = MemoryLimit::Off;
+    let mut sup = started(p, t0);
+    let effects = sup.handle(
+        t0,
+        Input::Memory(vec![
+            (slot("web", 1), 3 * QUOTA),
+            (slot("web", 2), 3 * QUOTA),
+        ]),
+    );
+    assert_eq!(
+        logs(&effects),
+        [
+            "web.1: Process running mem=1536M(300.0%)",
+            "web.1: Error R14 (Memory quota exceeded)"
+        ]
+    );
+    assert!(actions(&effects).is_empty());
+}
+
+#[test]
+fn restart_never_exits_with_the_first_failure_once_all_are_done() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Never), t0);
+    let effects = sup.handle(t0, exited("web", 2, 0));
+    assert_eq!(
+        logs(&effects)[1],
+        "web.2: State changed from starting to down"
+    );
+    assert!(actions(&effects).is_empty());
+    let effects = sup.handle(t0, exited("worker", 1, 3));
+    assert_eq!(
+        logs(&effects)[1],
+        "worker.1: State changed from up to crashed"
+    );
+    assert!(actions(&effects).is_empty());
+    let effects = sup.handle(t0, exited("web", 1, 0));
+    assert!(
+        logs(&effects).contains(&"system: no dyno is left running: stopping (exit 3)".to_owned())
+    );
+    assert_eq!(
+        actions(&effects),
+        vec![
+            Effect::SignalStragglers(Signal::SIGTERM),
+            Effect::ScanStragglers
+        ]
+    );
+    assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(3)]);
+}
+
+#[test]
+fn on_failure_restarts_only_failures() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::OnFailure), t0);
+    assert!(actions(&sup.handle(t0, exited("web", 1, 0))).is_empty());
+    assert_eq!(state(&sup, "web", 1), DynoState::Down);
+    assert_eq!(
+        actions(&sup.handle(t0, exited("worker", 1, 3)))[0],
+        spawn("worker", 1, 5100)
+    );
+}
+
+#[test]
+fn exit_on_crash_stops_everything_with_its_code() {
+    let t0 = Instant::now();
+    let mut sup = started(foreman_plan(), t0);
+    let effects = sup.handle(t0, exited("web", 2, 7));
+    assert!(
+        logs(&effects).contains(&"system: web.2 exited with status 7: stopping the app".to_owned())
+    );
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 1, Signal::SIGTERM),
+            signal("worker", 1, Signal::SIGTERM),
+            Effect::SignalStragglers(Signal::SIGTERM)
+        ]
+    );
+    assert!(actions(&sup.handle(t0, exited("web", 1, 143))).is_empty());
+    assert_eq!(
+        actions(&sup.handle(t0, exited("worker", 1, 0))),
+        vec![Effect::ScanStragglers]
+    );
+    assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(7)]);
+}
+
+#[test]
+fn a_stop_request_terms_then_kills_at_the_grace() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    assert_eq!(logs(&effects)[0], "system: SIGTERM received");
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 1, Signal::SIGTERM),
+            signal("web", 2, Signal::SIGTERM),
+            signal("worker", 1, Signal::SIGTERM),
+            Effect::SignalStragglers(Signal::SIGTERM)
+        ]
+    );
+    assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
+    assert!(
+        sup.handle(t0 + GRACE - Duration::from_millis(1), Input::Tick)
+            .is_empty()
+    );
+    sup.handle(t0, exited("web", 1, 143));
+    let effects = sup.handle(t0 + GRACE, Input::Tick);
+    assert!(logs(&effects).contains(
+        &"web.2: Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM".to_owned()
+    ));
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 2, Signal::SIGKILL),
+            signal("worker", 1, Signal::SIGKILL),
+            Effect::SignalStragglers(Signal::SIGKILL)
+        ]
+    );
+    assert_eq!(sup.next_deadline(), None);
+    sup.handle(
+        t0 + GRACE,
+        Input::Exited {
+            slot: slot("web", 2),
+            status: ExitStatus::Signaled(Signal::SIGKILL),
+        },
+    );
+    assert_eq!(
+        actions(&sup.handle(t0 + GRACE, exited("worker", 1, 0))),
+        vec![Effect::ScanStragglers]
+    );
+    assert_eq!(
+        sup.handle(t0 + GRACE, Input::Stragglers(0)),
+        vec![Effect::Exit(0)]
+    );
+}
+
+#[test]
+fn no_restart_once_stopping() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, exited("worker", 1, 1));
+    sup.handle(t0, exited("worker", 1, 1));
+    assert!(matches!(
+        state(&sup, "worker", 1),
+        DynoState::Crashed {
+            restart_at: Some(_)
+        }
+    ));
+    sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    // The pending restart is cancelled, and exits while stopping are not crashes.
+    assert_eq!(state(&sup, "worker", 1), DynoState::Down);
+    assert!(actions(&sup.handle(t0 + secs(2), Input::Tick)).is_empty());
+    let effects = sup.handle(t0, exited("web", 1, 1));
+    assert!(
+        !actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Spawn(_)))
+    );
+    assert_eq!(state(&sup, "web", 1), DynoState::Down);
+    // Nor do memory samples or R10 act on a stopping app.
+    assert!(
+        sup.handle(t0, Input::Memory(vec![(slot("web", 2), 4 * QUOTA)]))
+            .is_empty()
+    );
+    assert!(
+        !logs(&sup.handle(t0 + BOOT, Input::Tick))
+            .iter()
+            .any(|l| l.contains("R10"))
+    );
+}
+
+#[test]
+fn a_second_stop_request_kills_at_once() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGINT)));
+    let t1 = t0 + Duration::from_millis(10);
+    let effects = sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGINT)));
+    assert_eq!(logs(&effects)[0], "system: SIGINT received again");
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 1, Signal::SIGKILL),
+            signal("web", 2, Signal::SIGKILL),
+            signal("worker", 1, Signal::SIGKILL),
+            Effect::SignalStragglers(Signal::SIGKILL)
+        ]
+    );
+    assert!(
+        sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGINT)))
+            .is_empty()
+    );
+}
+
+#[test]
+fn stragglers_hold_the_exit_until_they_are_gone() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, Input::Stop(StopRequest::StdoutClosed));
+    for (kind, index) in [("web", 1), ("web", 2), ("worker", 1)] {
+        sup.handle(t0, exited(kind, index, 0));
+    }
+    assert!(sup.handle(t0, Input::Stragglers(2)).is_empty());
+    assert_eq!(sup.next_deadline(), Some(t0 + STRAGGLER_RESCAN));
+    assert_eq!(
+        sup.handle(t0 + STRAGGLER_RESCAN, Input::Tick),
+        vec![Effect::ScanStragglers]
+    );
+    let effects = actions(&sup.handle(t0 + GRACE, Input::Tick));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SignalStragglers(Signal::SIGKILL),
+            Effect::ScanStragglers
+        ]
+    );
+    assert_eq!(
+        sup.handle(t0 + GRACE, Input::Stragglers(1)),
+        vec![Effect::SignalStragglers(Signal::SIGKILL)]
+    );
+    assert_eq!(
+        sup.handle(t0 + GRACE, Input::Stragglers(0)),
+        vec![Effect::Exit(0)]
+    );
+}
+
+#[test]
+fn a_stop_during_release_stops_the_release() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(true, RestartPolicy::Always), t0);
+    let effects = actions(&sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM))));
+    assert_eq!(
+        effects,
+        vec![
+            signal("release", 1, Signal::SIGTERM),
+            Effect::SignalStragglers(Signal::SIGTERM)
+        ]
+    );
+    assert_eq!(
+        actions(&sup.handle(t0, exited("release", 1, 0))),
+        vec![Effect::ScanStragglers]
+    );
+    assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(0)]);
+}
+
+#[test]
+fn a_spawn_failure_counts_as_exit_127() {
+    let t0 = Instant::now();
+    let mut sup = started(foreman_plan(), t0);
+    let effects = sup.handle(
+        t0,
+        Input::SpawnFailed {
+            slot: slot("web", 1),
+            error: "EAGAIN".into(),
+        },
+    );
+    assert_eq!(
+        logs(&effects)[..2],
+        [
+            "web.1: Failed to start process: EAGAIN",
+            "web.1: Process exited with status 127"
+        ]
+    );
+}
+
+#[test]
+fn signals_map_to_128_plus() {
+    assert_eq!(ExitStatus::Signaled(Signal::SIGKILL).code(), 137);
+    assert_eq!(ExitStatus::Code(3).code(), 3);
+}
