@@ -75,8 +75,10 @@ pub enum DynoState {
         boot_deadline: Option<Instant>,
     },
     Up,
-    /// SIGKILLed by hkrun (R10, R15): its exit takes the crash path.
-    Killed,
+    /// SIGKILLed by hkrun (R10, R15) while starting or up: its exit takes the crash path.
+    Killed {
+        was_up: bool,
+    },
     /// Asked to stop: its exit is expected.
     Stopping,
     /// Exited unasked; restarts at `restart_at`, or not at all.
@@ -93,7 +95,7 @@ impl DynoState {
         match self {
             Self::Starting { .. } => "starting",
             Self::Up => "up",
-            Self::Killed | Self::Stopping => "stopping",
+            Self::Killed { .. } | Self::Stopping => "stopping",
             Self::Crashed { .. } => "crashed",
             Self::Down => "down",
         }
@@ -103,7 +105,7 @@ impl DynoState {
     fn is_live(self) -> bool {
         matches!(
             self,
-            Self::Starting { .. } | Self::Up | Self::Killed | Self::Stopping
+            Self::Starting { .. } | Self::Up | Self::Killed { .. } | Self::Stopping
         )
     }
 }
@@ -342,7 +344,12 @@ impl Supervisor {
         }
         let cap = self.plan.restart_cap;
         let dyno = &mut self.dynos[i];
-        let from = was.name();
+        // Heroku names the state before hkrun's kill: `from starting to crashed` after R10.
+        let from = match was {
+            DynoState::Killed { was_up: true } => "up",
+            DynoState::Killed { was_up: false } => "starting",
+            other => other.name(),
+        };
         if !dyno.plan.restart.restarts(code) {
             let next = if code == 0 {
                 DynoState::Down
@@ -433,7 +440,8 @@ impl Supervisor {
                     }
                 }
                 Verdict::FarOverQuota => {
-                    dyno.set_state(now, DynoState::Killed);
+                    let was_up = dyno.state == DynoState::Up;
+                    dyno.set_state(now, DynoState::Killed { was_up });
                     effects.push(log_dyno(&slot, memory::usage_line(rss, quota)));
                     effects.push(log_dyno(
                         &slot,
@@ -494,7 +502,7 @@ impl Supervisor {
                 DynoState::Crashed {
                     restart_at: Some(_),
                 } => dyno.set_state(now, DynoState::Down),
-                DynoState::Killed
+                DynoState::Killed { .. }
                 | DynoState::Stopping
                 | DynoState::Crashed { .. }
                 | DynoState::Down => {}
@@ -551,7 +559,7 @@ impl Supervisor {
                     boot_deadline: Some(at),
                 } if at <= now => {
                     let dyno = &mut self.dynos[i];
-                    dyno.set_state(now, DynoState::Killed);
+                    dyno.set_state(now, DynoState::Killed { was_up: false });
                     let slot = dyno.plan.spec.slot.clone();
                     let secs = seconds(dyno.plan.boot_timeout.unwrap_or_default());
                     effects.push(log_dyno(

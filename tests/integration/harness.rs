@@ -150,6 +150,33 @@ impl Hk {
         }
     }
 
+    /// The next line, if one arrives before `deadline`.
+    pub fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        let line = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// CPU time hkrun itself has used so far (user + system), from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read hkrun's stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .expect("stat format")
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 of stat; `fields` starts at field 3.
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        let per_second = procfs::ticks_per_second();
+        Duration::from_millis(ticks * 1000 / per_second.max(1))
+    }
+
     /// Waits until each needle has appeared in some line, in any order.
     #[track_caller]
     pub fn wait_for_each(&mut self, needles: &[&str]) {

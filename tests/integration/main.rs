@@ -6,3 +6,4 @@ mod check_and_run;
 mod logs;
 mod shutdown;
 mod start;
+mod supervision;

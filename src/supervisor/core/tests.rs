@@ -351,7 +351,7 @@ fn r10_at_exactly_the_boot_timeout() {
         logs(&effects)[..2],
         [
             "web.1: Process exited with status 137",
-            "web.1: State changed from stopping to crashed"
+            "web.1: State changed from starting to crashed"
         ]
     );
     assert_eq!(actions(&effects)[0], spawn("web", 1, 5000));
