@@ -40,11 +40,22 @@ fn main() {
         .0
         .iter()
         .zip(1..)
-        .map(|(child, n)| (Slot::new("sleeper", n), Pid::from_raw(i32::try_from(child.id()).expect("pid"))))
+        .map(|(child, n)| {
+            (
+                Slot::new("sleeper", n),
+                Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+            )
+        })
         .collect();
     let mut sampler = Sampler::default();
     let processes = std::fs::read_dir("/proc")
-        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            })
+            .count()
+        })
         .unwrap_or(0);
     let mut times: Vec<Duration> = (0..SAMPLES)
         .map(|_| {
