@@ -29,6 +29,92 @@ pub enum Command {
     ///
     /// Example: `hkrun run rake db:migrate`, `hkrun run 'echo $PORT'`, `hkrun run worker`.
     Run(RunArgs),
+    /// Show the running app's dynos: state, since when, pid, port, memory and quota.
+    Ps(PsArgs),
+    /// Change the running formation, Heroku's way.
+    ///
+    /// Example: `hkrun scale web=3 worker=0 clock+1 web=2:standard-2x`. New dynos start;
+    /// removed ones stop gracefully, highest numbers first.
+    #[command(alias = "ps:scale")]
+    Scale(ScaleArgs),
+    /// Restart dynos (stop, then start): a type (`web`), one dyno (`web.2`), or all.
+    /// Returns once the new dynos are up.
+    #[command(aliases = ["ps:restart", "dyno:restart"])]
+    Restart(TargetArgs),
+    /// Stop dynos: a type or one dyno leaves the formation until scaled again; with no
+    /// target the whole app stops, as on SIGTERM.
+    #[command(aliases = ["ps:stop", "dyno:stop"])]
+    Stop(TargetArgs),
+    /// Show the running app's recent log lines (the last 1500 are kept), and with --tail
+    /// follow new ones.
+    Logs(LogsArgs),
+}
+
+/// How a client command finds the running supervisor.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The control socket [default: .hkrun.sock in the app root].
+    #[arg(long, value_name = "PATH", env = "HKRUN_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The app root [default: the Procfile's folder, or the current one].
+    #[arg(short = 'd', long = "root", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The Procfile, whose folder is the app root.
+    #[arg(
+        short = 'f',
+        long = "procfile",
+        value_name = "PATH",
+        env = "HKRUN_PROCFILE"
+    )]
+    pub procfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// `TYPE=N`, `TYPE+N`, `TYPE-N`, optionally with `:SIZE` (`web=2:standard-2x`).
+    #[arg(value_name = "CHANGE", required = true)]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// A process type (`web`) or a dyno (`web.2`) [default: every dyno].
+    #[arg(value_name = "TYPE|DYNO")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// How many past lines to show (at most 1500).
+    #[arg(short = 'n', long = "num", value_name = "N", default_value_t = crate::control::protocol::DEFAULT_LINES)]
+    pub num: usize,
+    /// Keep showing new lines as they come.
+    #[arg(short = 't', long)]
+    pub tail: bool,
+    /// Only this process type (`web`) or dyno (`web.1`).
+    #[arg(short = 'p', long = "ps", alias = "dyno", value_name = "TYPE|DYNO")]
+    pub ps: Option<String>,
+    /// Only the app's lines or only hkrun's (Heroku's `heroku[...]` events).
+    #[arg(short = 's', long, value_name = "SOURCE")]
+    pub source: Option<crate::control::protocol::LogSource>,
+    /// Colour the prefixes: auto, always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
 }
 
 /// Where the app's files are.
@@ -86,6 +172,10 @@ pub struct StartArgs {
     /// Skip the Procfile's `release` entry.
     #[arg(long)]
     pub no_release: bool,
+    /// The control socket for `hkrun ps`, `scale` and the rest [default: .hkrun.sock in
+    /// the app root].
+    #[arg(long, value_name = "PATH", env = "HKRUN_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Give web dynos foreman's port layout with no router in front (today's only layout).
     #[arg(long)]
     pub no_router: bool,
@@ -182,6 +272,13 @@ mod tests {
             "hkrun check -m all=2",
             "hkrun run -- ls -la",
             "hkrun run echo hi",
+            "hkrun ps --json -d app",
+            "hkrun scale web=3 worker=0 clock+1",
+            "hkrun ps:scale web-1",
+            "hkrun restart",
+            "hkrun dyno:restart web.2",
+            "hkrun stop web",
+            "hkrun logs -n 20 --tail --ps web --source app",
         ];
         for line in ok {
             let args = line.split_whitespace();
@@ -192,6 +289,8 @@ mod tests {
             "hkrun start --color sometimes",
             "hkrun start --log-format xml",
             "hkrun run",
+            "hkrun scale",
+            "hkrun logs --source db",
         ];
         for line in bad {
             assert!(

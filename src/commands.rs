@@ -8,6 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{CheckArgs, RunArgs, StartArgs};
 use crate::config::{self, App, StartConfig};
+use crate::control::socket;
 use crate::errors::Error;
 use crate::process;
 use crate::supervisor::driver;
@@ -24,7 +25,31 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
     config::check_ports_free(config.dynos.iter().map(|d| &d.spec))?;
-    driver::run(config)
+    let path = socket::path(args.socket.as_deref(), &config.app.root);
+    // Claimed before anything starts, and removed when `_socket` drops after the run.
+    let (listener, _socket) = match socket::claim(&path, &config.app.root) {
+        Ok((listener, file)) => (Some(listener), Some(file)),
+        // A read-only app folder (a locked-down container) still runs, uncontrolled.
+        Err(Error::Socket { path, source })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc_errno::EROFS | libc_errno::EACCES)
+            ) =>
+        {
+            eprintln!(
+                "hkrun: warning: no control socket ({}: {source}); choose a writable path with --socket or HKRUN_SOCKET",
+                path.display()
+            );
+            (None, None)
+        }
+        Err(err) => return Err(err),
+    };
+    driver::run(config, listener)
+}
+
+mod libc_errno {
+    pub const EROFS: i32 = nix::errno::Errno::EROFS as i32;
+    pub const EACCES: i32 = nix::errno::Errno::EACCES as i32;
 }
 
 /// `hkrun check`: validates and prints the plan, starting nothing.

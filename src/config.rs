@@ -14,7 +14,7 @@ use crate::logs::Style;
 use crate::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::ports;
 use crate::procfile::{Procfile, RELEASE};
-use crate::supervisor::core::DynoPlan;
+use crate::supervisor::core::{DynoPlan, DynoType};
 use crate::supervisor::input::{Slot, SpawnSpec};
 
 /// The app on disk: where it is, its Procfile and its environment.
@@ -157,6 +157,8 @@ pub struct StartConfig {
     /// The release command, unless `--no-release` or the Procfile has none.
     pub release: Option<String>,
     pub dynos: Vec<DynoPlan>,
+    /// Every process type, for scaling while running.
+    pub types: Vec<DynoType>,
     pub grace: Duration,
     pub exit_on_crash: bool,
     pub restart_cap: Duration,
@@ -210,29 +212,28 @@ impl StartConfig {
                 .into());
             }
         }
+        let types: Vec<DynoType> = plans
+            .iter()
+            .map(|plan| DynoType {
+                name: plan.name.clone(),
+                command: plan.command.clone(),
+                index: plan.index,
+                size: plan.size,
+                restart: restart.get(&plan.name),
+                memory: memory.get(&plan.name),
+                boot_timeout: (plan.name == "web").then_some(boot_timeout),
+            })
+            .collect();
         let names = dynos
             .iter()
             .map(|d| d.slot.to_string())
             .chain(release.as_ref().map(|_| format!("{RELEASE}.1")))
             .collect::<Vec<_>>();
-        let dynos = dynos
-            .into_iter()
-            .map(|spec| {
-                let kind = spec.slot.kind.clone();
-                let size = plans
-                    .iter()
-                    .find(|p| p.name == kind)
-                    .map(|p| p.size)
-                    .unwrap_or_default();
-                DynoPlan {
-                    restart: restart.get(&kind),
-                    memory: memory.get(&kind),
-                    quota: size.bytes,
-                    boot_timeout: (kind == "web").then_some(boot_timeout),
-                    spec,
-                }
-            })
-            .collect();
+        let dynos = types
+            .iter()
+            .zip(&plans)
+            .flat_map(|(ty, plan)| (1..=plan.count).map(move |n| ty.plan(n, app.base_port)))
+            .collect::<Result<Vec<_>, _>>()?;
         let style = Style {
             format: args.output.log_format,
             color: use_color(&args.output),
@@ -244,6 +245,7 @@ impl StartConfig {
             plans,
             release,
             dynos,
+            types,
             grace,
             exit_on_crash: args.exit_on_crash,
             restart_cap,
@@ -263,7 +265,12 @@ fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {
 /// Colour only on a terminal, unless `TERM=dumb` or `NO_COLOR` says otherwise, or the
 /// user chose explicitly.
 fn use_color(output: &OutputArgs) -> bool {
-    match output.color {
+    color_for(output.color)
+}
+
+/// Whether to colour stdout, given `--color`.
+pub fn color_for(choice: ColorChoice) -> bool {
+    match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {

@@ -16,13 +16,16 @@ use crate::procfile::ProcfileError;
 pub mod exit_code {
     /// A requested stop, or every dyno finished with 0.
     pub const OK: u8 = 0;
+    /// The supervisor refused a control command, or what it started failed.
+    pub const REFUSED: u8 = 1;
     /// The command line was not understood (clap's code).
     pub const USAGE: u8 = 2;
     /// The Procfile, an env file, the formation or a port is malformed (EX_DATAERR).
     pub const BAD_INPUT: u8 = 65;
     /// The Procfile or an env file cannot be read (EX_NOINPUT).
     pub const NO_INPUT: u8 = 66;
-    /// A port the app needs is taken (EX_UNAVAILABLE).
+    /// A port the app needs is taken, hkrun already runs the app, or (for control
+    /// commands) no hkrun runs it (EX_UNAVAILABLE).
     pub const UNAVAILABLE: u8 = 69;
     /// hkrun could not set itself up: signals, runtime, pipes (EX_OSERR).
     pub const OS_ERROR: u8 = 71;
@@ -38,10 +41,13 @@ Exit codes:
            on-failure or never), the first non-zero exit code of a dyno; with
            --exit-on-crash, the code of the first dyno to exit (128+signal when a signal
            killed it)
+  1        (ps, scale, restart, stop, logs) the supervisor refused the command, or a
+           restarted dyno did not come up
   2        the command line was not understood
   65       the Procfile, an env file, the formation or a port is malformed
   66       the Procfile or an env file cannot be read
-  69       a port the app needs is already in use
+  69       a port the app needs is already in use, or hkrun already runs this app;
+           (control commands) no hkrun runs this app
   71       hkrun could not set itself up (signals, pipes, runtime)
   127      `hkrun run` could not start its command";
 
@@ -82,6 +88,22 @@ pub enum Error {
     },
     #[error("cannot run `{command}`: {source}")]
     CannotRun { command: String, source: io::Error },
+    #[error("hkrun is already running in {} (pid {pid})", root.display())]
+    AlreadyRunning { root: PathBuf, pid: i32 },
+    #[error("no hkrun is running in {} ({why})", root.display())]
+    NotRunning { root: PathBuf, why: String },
+    #[error("control socket {}: {source}", path.display())]
+    Socket { path: PathBuf, source: io::Error },
+    #[error(
+        "control socket path {} is {len} bytes, more than the 107 Unix allows (choose a shorter one with --socket)",
+        path.display()
+    )]
+    SocketPathTooLong { path: PathBuf, len: usize },
+    /// The supervisor's own words.
+    #[error("{0}")]
+    Refused(String),
+    #[error("control socket {}: {what}", path.display())]
+    BadAnswer { path: PathBuf, what: String },
 }
 
 impl Error {
@@ -96,7 +118,12 @@ impl Error {
             | Self::Port(_)
             | Self::Policy(_)
             | Self::BadFlag { .. } => exit_code::BAD_INPUT,
-            Self::PortInUse { .. } => exit_code::UNAVAILABLE,
+            Self::PortInUse { .. } | Self::AlreadyRunning { .. } | Self::NotRunning { .. } => {
+                exit_code::UNAVAILABLE
+            }
+            Self::SocketPathTooLong { .. } => exit_code::BAD_INPUT,
+            Self::Socket { .. } | Self::BadAnswer { .. } => exit_code::OS_ERROR,
+            Self::Refused(_) => exit_code::REFUSED,
             Self::Setup { .. } => exit_code::OS_ERROR,
             Self::CannotRun { .. } => exit_code::CANNOT_RUN,
         }

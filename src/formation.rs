@@ -90,6 +90,10 @@ pub enum FormationError {
     UnknownType { name: String, known: String },
     #[error("`release` is the release phase, not a dyno type")]
     Release,
+    #[error(
+        "bad scale change `{0}` (expected TYPE=COUNT, TYPE+N, TYPE-N or TYPE=COUNT:SIZE, e.g. web=3, clock+1, web=2:standard-2x)"
+    )]
+    BadScale(String),
 }
 
 /// One `TYPE=COUNT[:SIZE]` item as the user wrote it.
@@ -158,6 +162,69 @@ impl FormationSpec {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { items })
+    }
+}
+
+/// How `hkrun scale` changes one type's count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleOp {
+    /// `web=3`
+    Set(u32),
+    /// `web+1`
+    Add(u32),
+    /// `web-1`
+    Sub(u32),
+    /// `web:standard-2x`: the size only.
+    Keep,
+}
+
+/// One argument of `hkrun scale`, Heroku's syntax: `web=3`, `clock+1`, `web-1`,
+/// `web=2:standard-2x`, `web:standard-2x`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaleChange {
+    pub name: String,
+    pub op: ScaleOp,
+    pub size: Option<DynoSize>,
+}
+
+impl FromStr for ScaleChange {
+    type Err = FormationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || FormationError::BadScale(s.to_owned());
+        let (head, size) = match s.split_once(':') {
+            Some((head, size)) => (head, Some(size.parse::<DynoSize>()?)),
+            None => (s, None),
+        };
+        // `=` or `+` ends the name; `-` does only before a number (`web-api-1`).
+        let at = head.find(['=', '+']).or_else(|| {
+            head.rfind('-')
+                .filter(|&j| head[j + 1..].bytes().all(|b| b.is_ascii_digit()))
+        });
+        let (name, op) = match at {
+            Some(i) => {
+                let count = &head[i + 1..];
+                let count: u32 = count
+                    .parse()
+                    .map_err(|_| FormationError::BadCount(s.to_owned()))?;
+                let op = match head.as_bytes()[i] {
+                    b'=' => ScaleOp::Set(count),
+                    b'+' => ScaleOp::Add(count),
+                    _ => ScaleOp::Sub(count),
+                };
+                (&head[..i], op)
+            }
+            None if size.is_some() => (head, ScaleOp::Keep),
+            None => return Err(bad()),
+        };
+        if !valid_name(name) {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            op,
+            size,
+        })
     }
 }
 
@@ -243,6 +310,11 @@ mod tests {
         fn parsing_never_panics(spec in "\\PC{0,40}", size in "\\PC{0,12}") {
             let _ = spec.parse::<FormationSpec>();
             let _ = size.parse::<DynoSize>();
+        }
+
+        #[test]
+        fn scale_changes_never_panic(change in "\\PC{0,30}") {
+            let _ = change.parse::<ScaleChange>();
         }
 
         #[test]
@@ -333,5 +405,38 @@ mod tests {
         let spec: FormationSpec = "web=2:standard-2x,worker=1:256M".parse().unwrap();
         assert_eq!(spec.items[0].size.unwrap().bytes, 1024 * MB);
         assert_eq!(spec.items[1].size.unwrap().bytes, 256 * MB);
+    }
+
+    #[test]
+    fn parses_scale_changes() {
+        let change = |s: &str| s.parse::<ScaleChange>().unwrap();
+        assert_eq!(change("web=3").op, ScaleOp::Set(3));
+        assert_eq!(change("clock+1").op, ScaleOp::Add(1));
+        assert_eq!(change("web-1").op, ScaleOp::Sub(1));
+        assert_eq!(change("web-api=2").name, "web-api");
+        assert_eq!(change("web-api-1").name, "web-api");
+        assert_eq!(change("web-api-1").op, ScaleOp::Sub(1));
+        let sized = change("web=2:standard-2x");
+        assert_eq!(
+            (sized.op, sized.size.unwrap().bytes),
+            (ScaleOp::Set(2), 1024 * MB)
+        );
+        assert_eq!(change("worker:256M").op, ScaleOp::Keep);
+        for bad in [
+            "web",
+            "web=",
+            "=2",
+            "web=x",
+            "web=-1",
+            "web=2:huge",
+            "w b=1",
+            "",
+        ] {
+            assert!(bad.parse::<ScaleChange>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            "web".parse::<ScaleChange>().unwrap_err().to_string(),
+            "bad scale change `web` (expected TYPE=COUNT, TYPE+N, TYPE-N or TYPE=COUNT:SIZE, e.g. web=3, clock+1, web=2:standard-2x)"
+        );
     }
 }

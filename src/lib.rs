@@ -9,11 +9,14 @@
 //! - `process`: spawning in process groups, signalling, reaping, `/proc` scans.
 //! - `logs`: pumps that frame dyno output into lines, the render functions, the one
 //!   writer of stdout.
+//! - `control`: the socket, its protocol, the server in `start`, and the client
+//!   commands (`ps`, `scale`, `restart`, `stop`, `logs`).
 //! - `commands`: one function per subcommand; `errors`: what stops hkrun and its exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod env;
 pub mod errors;
 pub mod formation;
@@ -34,6 +37,11 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         cli::Command::Start(args) => commands::start(args),
         cli::Command::Check(args) => commands::check(args),
         cli::Command::Run(args) => commands::run(args),
+        cli::Command::Ps(args) => control::client::ps(args),
+        cli::Command::Scale(args) => control::client::scale(args),
+        cli::Command::Restart(args) => control::client::restart(args),
+        cli::Command::Stop(args) => control::client::stop(args),
+        cli::Command::Logs(args) => control::client::logs(args),
     };
     match result {
         // Codes past 255 cannot be passed on; 1 says "failed" without lying about which.

@@ -1,12 +1,15 @@
 //! The log: framing dyno output into lines, rendering them, and the one writer of stdout.
 //!
-//! `pump` turns a dyno's pipe into whole lines, `writer` owns stdout, and `render` is the
-//! pure function that decides what a line looks like (one function per format).
+//! `pump` turns a dyno's pipe into whole lines, `writer` owns stdout, `render` is the
+//! pure function that decides what a line looks like (one function per format), and
+//! `history` keeps the last lines for `hkrun logs`.
 
+pub mod history;
 pub mod pump;
 pub mod render;
 pub mod writer;
 
+pub use history::History;
 pub use render::{Clock, Label, LogFormat, Origin, Style};
 pub use writer::{LogSender, Writer};
 

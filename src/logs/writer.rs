@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::history::{Entry, History};
 use super::render::{Clock, Label, Origin, Style};
 
 /// Bytes of dyno output that may wait for stdout at once.
@@ -85,6 +86,7 @@ impl Writer {
     /// (EPIPE and the like); what follows is read and dropped so no dyno blocks.
     pub fn spawn(
         style: Style,
+        history: Arc<History>,
         out: impl Write + Send + 'static,
         on_closed: impl FnOnce(io::Error) + Send + 'static,
     ) -> io::Result<Self> {
@@ -92,7 +94,7 @@ impl Writer {
         let budget = Arc::new(Semaphore::new(BUDGET));
         let thread = std::thread::Builder::new()
             .name("hkrun-log".into())
-            .spawn(move || write_loop(&style, rx, out, on_closed))?;
+            .spawn(move || write_loop(&style, &history, rx, out, on_closed))?;
         Ok(Self {
             sender: LogSender { tx, budget },
             thread,
@@ -119,6 +121,7 @@ impl Writer {
 
 fn write_loop(
     style: &Style,
+    history: &History,
     mut rx: UnboundedReceiver<Record>,
     mut out: impl Write,
     on_closed: impl FnOnce(io::Error),
@@ -127,8 +130,9 @@ fn write_loop(
     let mut buf = Vec::with_capacity(BATCH * 2);
     let mut held = Vec::new();
     let mut flushes = Vec::new();
+    let mut entries = Vec::new();
     while let Some(first) = rx.blocking_recv() {
-        let clock = Clock::now();
+        let clock = Arc::new(Clock::now());
         let mut next = Some(first);
         while let Some(record) = next.take() {
             match record {
@@ -139,15 +143,32 @@ fn write_loop(
                 } => {
                     // Every line ends in `\n` (the pump guarantees it): memchr finds
                     // them a word at a time, the hot path of the log.
+                    let chunk = Arc::new(lines);
                     let mut start = 0;
-                    for end in memchr::memchr_iter(b'\n', &lines) {
-                        style.render(&clock, Origin::App, &label, &lines[start..end], &mut buf);
+                    for end in memchr::memchr_iter(b'\n', &chunk) {
+                        style.render(&clock, Origin::App, &label, &chunk[start..end], &mut buf);
+                        entries.push(Entry::new(
+                            Arc::clone(&clock),
+                            Origin::App,
+                            Arc::clone(&label),
+                            Arc::clone(&chunk),
+                            start..end,
+                        ));
                         start = end + 1;
                     }
                     held.push(_permit);
                 }
                 Record::Event { label, text } => {
                     style.render(&clock, Origin::Hkrun, &label, text.as_bytes(), &mut buf);
+                    let len = text.len();
+                    let chunk = Arc::new(text.into_bytes());
+                    entries.push(Entry::new(
+                        Arc::clone(&clock),
+                        Origin::Hkrun,
+                        label,
+                        chunk,
+                        0..len,
+                    ));
                 }
                 Record::Flush(done) => flushes.push(done),
             }
@@ -155,6 +176,8 @@ fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
+        // Before the write: `hkrun logs` must not wait on a stalled stdout.
+        history.record(entries.drain(..));
         if on_closed.is_some() {
             if let Err(err) = out.write_all(&buf).and_then(|()| out.flush()) {
                 if let Some(notify) = on_closed.take() {
@@ -198,7 +221,7 @@ mod tests {
             timestamps: false,
             width: 6,
         };
-        let writer = Writer::spawn(style, out.clone(), |_| {}).unwrap();
+        let writer = Writer::spawn(style, History::new(), out.clone(), |_| {}).unwrap();
         let log = writer.sender();
         let web = Arc::new(Label {
             name: "web.1".into(),

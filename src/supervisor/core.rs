@@ -11,9 +11,13 @@ use nix::sys::signal::Signal;
 
 use super::input::{Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
 use super::restart;
+use crate::formation::DynoSize;
 use crate::memory::{self, Verdict};
 use crate::policy::{MemoryLimit, RestartPolicy};
+use crate::ports::{self, PortError};
 use crate::procfile::RELEASE;
+
+mod control;
 
 /// How often to look again for processes that outlived their dyno while stopping.
 pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
@@ -32,6 +36,39 @@ pub struct DynoPlan {
     pub boot_timeout: Option<Duration>,
 }
 
+/// A process type of the Procfile and how its dynos run: what `hkrun scale` starts more of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynoType {
+    pub name: String,
+    pub command: String,
+    /// Position among the Procfile's dyno types, for ports (DESIGN section 3).
+    pub index: usize,
+    pub size: DynoSize,
+    pub restart: RestartPolicy,
+    pub memory: MemoryLimit,
+    /// For web: how long a dyno may take to listen on its PORT (R10).
+    pub boot_timeout: Option<Duration>,
+}
+
+impl DynoType {
+    /// Dyno number `n` of this type, with its port in foreman's layout.
+    pub fn plan(&self, n: u32, base_port: u16) -> Result<DynoPlan, PortError> {
+        let slot = Slot::new(&self.name, n);
+        let port = ports::foreman(base_port, self.index, n, &slot.to_string())?;
+        Ok(DynoPlan {
+            spec: SpawnSpec {
+                slot,
+                command: self.command.clone(),
+                port: Some(port),
+            },
+            restart: self.restart,
+            memory: self.memory,
+            quota: self.size.bytes,
+            boot_timeout: self.boot_timeout,
+        })
+    }
+}
+
 /// What to run, fixed at start.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -39,6 +76,10 @@ pub struct Plan {
     pub release: Option<String>,
     /// The dynos in start order.
     pub dynos: Vec<DynoPlan>,
+    /// Every process type of the Procfile (`release` aside), for `hkrun scale`.
+    pub types: Vec<DynoType>,
+    /// Where ports of new dynos are counted from.
+    pub base_port: u16,
     /// Between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
     /// foreman's behaviour: the first exit stops the app.
@@ -62,6 +103,8 @@ pub struct Dyno {
     pub last_exit: Option<ExitStatus>,
     /// Crashes in a row, for the back-off.
     crashes: u32,
+    /// How many times it was launched: tells a restarted process from the one before.
+    boots: u64,
     /// When it last became up.
     up_since: Option<Instant>,
     /// When R14 was last logged.
@@ -79,8 +122,12 @@ pub enum DynoState {
     Killed {
         was_up: bool,
     },
-    /// Asked to stop: its exit is expected.
-    Stopping,
+    /// Asked to stop: its exit is expected. A dyno stopped on its own (scale, restart,
+    /// stop) is SIGKILLed at `kill_at`; while the app stops, the app's grace rules.
+    Stopping {
+        kill_at: Option<Instant>,
+        then: AfterStop,
+    },
     /// Exited unasked; restarts at `restart_at`, or not at all.
     Crashed {
         restart_at: Option<Instant>,
@@ -89,13 +136,29 @@ pub enum DynoState {
     Down,
 }
 
+/// What becomes of a dyno once its stopping process has exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStop {
+    /// It stays down: the app is stopping.
+    Down,
+    /// It leaves the formation (scaled down, or `hkrun stop`).
+    Remove,
+    /// It starts again (`hkrun restart`).
+    Restart,
+}
+
 impl DynoState {
     /// The word `hkrun ps` and the logs use.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Starting { .. } => "starting",
+            // Heroku's restart: `State changed from up to starting`, then the stop.
+            Self::Starting { .. }
+            | Self::Stopping {
+                then: AfterStop::Restart,
+                ..
+            } => "starting",
             Self::Up => "up",
-            Self::Killed { .. } | Self::Stopping => "stopping",
+            Self::Killed { .. } | Self::Stopping { .. } => "stopping",
             Self::Crashed { .. } => "crashed",
             Self::Down => "down",
         }
@@ -105,7 +168,7 @@ impl DynoState {
     fn is_live(self) -> bool {
         matches!(
             self,
-            Self::Starting { .. } | Self::Up | Self::Killed { .. } | Self::Stopping
+            Self::Starting { .. } | Self::Up | Self::Killed { .. } | Self::Stopping { .. }
         )
     }
 }
@@ -140,6 +203,8 @@ pub struct Supervisor {
     dynos: Vec<Dyno>,
     /// The first non-zero exit code of any dyno, for the exit when nothing is left.
     first_failure: Option<i32>,
+    /// Control requests answered once their dynos have settled.
+    pending: Vec<control::Pending>,
 }
 
 impl Supervisor {
@@ -149,12 +214,18 @@ impl Supervisor {
             phase: Phase::Idle,
             dynos: Vec::new(),
             first_failure: None,
+            pending: Vec::new(),
         }
     }
 
     /// Every dyno, the release phase included, in start order.
     pub fn dynos(&self) -> &[Dyno] {
         &self.dynos
+    }
+
+    /// The Procfile's process types with their current sizes.
+    pub fn types(&self) -> &[DynoType] {
+        &self.plan.types
     }
 
     /// Starts the app: the release phase if there is one, else the formation.
@@ -183,21 +254,33 @@ impl Supervisor {
 
     /// The next instant at which `Input::Tick` is due, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let phase = match self.phase {
+        match self.phase {
             Phase::Stopping {
                 kill_at, rescan_at, ..
             } => [kill_at, rescan_at].into_iter().flatten().min(),
-            _ => None,
-        };
-        let dynos = self.dynos.iter().filter_map(|d| match d.state {
-            DynoState::Starting { boot_deadline } => boot_deadline,
-            DynoState::Crashed { restart_at } => restart_at,
-            _ => None,
-        });
-        phase.into_iter().chain(dynos).min()
+            Phase::Running => self
+                .dynos
+                .iter()
+                .filter_map(|d| match d.state {
+                    DynoState::Starting { boot_deadline } => boot_deadline,
+                    DynoState::Crashed { restart_at } => restart_at,
+                    DynoState::Stopping { kill_at, .. } => kill_at,
+                    _ => None,
+                })
+                .min(),
+            Phase::Idle | Phase::Releasing | Phase::Done => None,
+        }
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+        let mut effects = self.dispatch(now, input);
+        if !self.pending.is_empty() {
+            effects.extend(self.answer_pending());
+        }
+        effects
+    }
+
+    fn dispatch(&mut self, now: Instant, input: Input) -> Vec<Effect> {
         match input {
             Input::Spawned { slot, pid } => {
                 if let Some(i) = self.find(&slot) {
@@ -217,6 +300,7 @@ impl Supervisor {
             Input::Stop(request) => self.on_stop(now, request),
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::Tick => self.on_tick(now),
+            Input::Control { id, request } => self.on_control(now, id, request),
         }
     }
 
@@ -252,6 +336,7 @@ impl Supervisor {
             Effect::Spawn(spec.clone()),
         ];
         dyno.pid = None;
+        dyno.boots += 1;
         match (dyno.plan.boot_timeout, spec.port) {
             (Some(timeout), Some(port)) => {
                 dyno.set_state(
@@ -315,8 +400,10 @@ impl Supervisor {
                     effects.extend(self.begin_stop(now, code));
                 }
             }
-            Phase::Running if was == DynoState::Stopping => dyno.set_state(now, DynoState::Down),
-            Phase::Running => effects.extend(self.on_crash(now, i, was, code)),
+            Phase::Running => match was {
+                DynoState::Stopping { then, .. } => effects.extend(self.after_stop(now, i, then)),
+                _ => effects.extend(self.on_crash(now, i, was, code)),
+            },
             Phase::Stopping { .. } => {
                 dyno.set_state(now, DynoState::Down);
                 if self.all_settled() {
@@ -487,7 +574,7 @@ impl Supervisor {
         for dyno in &mut self.dynos {
             match dyno.state {
                 DynoState::Starting { .. } | DynoState::Up => {
-                    dyno.set_state(now, DynoState::Stopping);
+                    dyno.set_state(now, STOPPING_WITH_APP);
                     let slot = dyno.plan.spec.slot.clone();
                     effects.push(log_dyno(
                         &slot,
@@ -502,10 +589,9 @@ impl Supervisor {
                 DynoState::Crashed {
                     restart_at: Some(_),
                 } => dyno.set_state(now, DynoState::Down),
-                DynoState::Killed { .. }
-                | DynoState::Stopping
-                | DynoState::Crashed { .. }
-                | DynoState::Down => {}
+                // Already signalled on its own: the app's grace takes over.
+                DynoState::Stopping { .. } => dyno.state = STOPPING_WITH_APP,
+                DynoState::Killed { .. } | DynoState::Crashed { .. } | DynoState::Down => {}
             }
         }
         effects.push(Effect::SignalStragglers(Signal::SIGTERM));
@@ -572,6 +658,23 @@ impl Supervisor {
                         signal: Signal::SIGKILL,
                     });
                 }
+                DynoState::Stopping {
+                    kill_at: Some(at),
+                    then,
+                } if at <= now => {
+                    let dyno = &mut self.dynos[i];
+                    dyno.state = DynoState::Stopping {
+                        kill_at: None,
+                        then,
+                    };
+                    let slot = dyno.plan.spec.slot.clone();
+                    effects.push(log_dyno(&slot, r12(self.plan.grace)));
+                    effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
+                    effects.push(Effect::Signal {
+                        slot,
+                        signal: Signal::SIGKILL,
+                    });
+                }
                 _ => {}
             }
         }
@@ -591,12 +694,12 @@ impl Supervisor {
             effects.push(Effect::ScanStragglers);
         }
         if kill_at.is_some_and(|at| at <= now) {
-            let secs = seconds(self.plan.grace);
-            for dyno in self.dynos.iter().filter(|d| d.state == DynoState::Stopping) {
-                effects.push(log_dyno(
-                    &dyno.plan.spec.slot,
-                    format!("Error R12 (Exit timeout) -> At least one process failed to exit within {secs} of SIGTERM"),
-                ));
+            for dyno in self
+                .dynos
+                .iter()
+                .filter(|d| matches!(d.state, DynoState::Stopping { .. }))
+            {
+                effects.push(log_dyno(&dyno.plan.spec.slot, r12(self.plan.grace)));
             }
             effects.extend(self.kill_all());
         }
@@ -650,6 +753,7 @@ impl Dyno {
             memory: None,
             last_exit: None,
             crashes: 0,
+            boots: 0,
             up_since: None,
             last_r14: None,
         }
@@ -659,6 +763,19 @@ impl Dyno {
         self.state = state;
         self.since = now;
     }
+}
+
+/// How the app's stop leaves a dyno it signals.
+const STOPPING_WITH_APP: DynoState = DynoState::Stopping {
+    kill_at: None,
+    then: AfterStop::Down,
+};
+
+fn r12(grace: Duration) -> String {
+    format!(
+        "Error R12 (Exit timeout) -> At least one process failed to exit within {} of SIGTERM",
+        seconds(grace)
+    )
 }
 
 /// `60 seconds`, `1.5 seconds`: Heroku's way of writing a duration in its errors.

@@ -3,9 +3,10 @@
 //! never decides policy.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -17,9 +18,12 @@ use tokio::task::JoinSet;
 use super::core::{Plan, Supervisor};
 use super::input::{Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
 use crate::config::StartConfig;
+use crate::control::protocol::LogsHeader;
+use crate::control::ps;
+use crate::control::server::{self, Call};
 use crate::env::Vars;
 use crate::errors::Error;
-use crate::logs::{self, Label, LogSender, Writer};
+use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::readiness::Watch;
 use crate::{memory, process, readiness};
 
@@ -28,8 +32,9 @@ const REAP_FALLBACK: Duration = Duration::from_secs(1);
 /// How long output of processes already gone may take to reach the writer at exit.
 const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
-/// Runs the app to the end and returns hkrun's exit code.
-pub fn run(config: StartConfig) -> Result<i32, Error> {
+/// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
+/// control socket, when there is one.
+pub fn run(config: StartConfig, control: Option<UnixListener>) -> Result<i32, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -37,14 +42,14 @@ pub fn run(config: StartConfig) -> Result<i32, Error> {
             what: "start the runtime",
             source,
         })?;
-    runtime.block_on(drive(config))
+    runtime.block_on(drive(config, control))
 }
 
 fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Setup { what, source }
 }
 
-async fn drive(config: StartConfig) -> Result<i32, Error> {
+async fn drive(config: StartConfig, control: Option<UnixListener>) -> Result<i32, Error> {
     // Handlers first: nothing is spawned before hkrun can stop it.
     let mut sigterm = signal(SignalKind::terminate()).map_err(setup("handle SIGTERM"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
@@ -56,10 +61,29 @@ async fn drive(config: StartConfig) -> Result<i32, Error> {
 
     let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
     let closed = inputs_tx.clone();
-    let writer = Writer::spawn(config.style.clone(), std::io::stdout(), move |_| {
-        let _ = closed.send(Input::Stop(StopRequest::StdoutClosed));
-    })
+    let history = History::new();
+    let writer = Writer::spawn(
+        config.style.clone(),
+        Arc::clone(&history),
+        std::io::stdout(),
+        move |_| {
+            let _ = closed.send(Input::Stop(StopRequest::StdoutClosed));
+        },
+    )
     .map_err(setup("start the log writer"))?;
+    let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    if let Some(listener) = control {
+        let context = server::Context {
+            calls: calls_tx,
+            history,
+            header: LogsHeader {
+                format: config.style.format,
+                timestamps: config.style.timestamps,
+                width: config.style.width,
+            },
+        };
+        tokio::spawn(server::serve(listener, context));
+    }
 
     let colors: HashMap<String, usize> = config
         .plans
@@ -69,6 +93,8 @@ async fn drive(config: StartConfig) -> Result<i32, Error> {
     let plan = Plan {
         release: config.release,
         dynos: config.dynos,
+        types: config.types,
+        base_port: config.app.base_port,
         grace: config.grace,
         exit_on_crash: config.exit_on_crash,
         restart_cap: config.restart_cap,
@@ -104,9 +130,11 @@ async fn drive(config: StartConfig) -> Result<i32, Error> {
         pumps: JoinSet::new(),
         me: Pid::this(),
         queue: VecDeque::new(),
+        replies: HashMap::new(),
+        next_id: 0,
     };
     let mut sup = Supervisor::new(plan);
-    let mut effects = sup.start(std::time::Instant::now());
+    let mut effects = sup.start(Instant::now());
     let mut reap_tick = tokio::time::interval(REAP_FALLBACK);
     let code = loop {
         if let Some(code) = driver.perform(&mut effects) {
@@ -120,11 +148,23 @@ async fn drive(config: StartConfig) -> Result<i32, Error> {
                 _ = sigint.recv() => Input::Stop(StopRequest::Signal(Signal::SIGINT)),
                 _ = sighup.recv() => Input::Stop(StopRequest::Signal(Signal::SIGHUP)),
                 _ = sigchld.recv() => { driver.reap(); continue; }
+                Some(call) = calls.recv() => match call {
+                    Call::Ps(reply) => {
+                        let _ = reply.send(ps::view(&sup, Instant::now(), SystemTime::now()));
+                        continue;
+                    }
+                    Call::Change { request, reply } => {
+                        driver.next_id += 1;
+                        driver.replies.insert(driver.next_id, reply);
+                        Input::Control { id: driver.next_id, request }
+                    }
+                    Call::StopAll => Input::Stop(StopRequest::Control),
+                },
                 _ = reap_tick.tick() => { driver.reap(); continue; }
                 () = sleep_until(sup.next_deadline()) => Input::Tick,
             },
         };
-        effects = sup.handle(std::time::Instant::now(), input);
+        effects = sup.handle(Instant::now(), input);
     };
 
     // Every process is gone, so every pipe is at its end: let the pumps finish.
@@ -163,6 +203,9 @@ struct Driver {
     me: Pid,
     /// Inputs produced by effects, handled before waiting for the world.
     queue: VecDeque<Input>,
+    /// Control clients waiting for the core's answer, by request id.
+    replies: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    next_id: u64,
 }
 
 impl Driver {
@@ -192,6 +235,11 @@ impl Driver {
                         Source::System => Arc::clone(&self.system),
                     };
                     self.log.event(&label, text);
+                }
+                Effect::Reply { id, result } => {
+                    if let Some(reply) = self.replies.remove(&id) {
+                        let _ = reply.send(result);
+                    }
                 }
                 Effect::Exit(code) => return Some(code),
             }

@@ -4,8 +4,11 @@
 //! and, for effects, a branch in the driver's `perform` (see ARCHITECTURE.md).
 
 use std::fmt;
+use std::str::FromStr;
 
 use nix::sys::signal::Signal;
+
+use crate::formation::ScaleChange;
 
 /// One dyno, e.g. `web.2`, or the release phase, `release.1`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,6 +24,20 @@ impl Slot {
         Self {
             kind: kind.to_owned(),
             index,
+        }
+    }
+}
+
+impl FromStr for Slot {
+    type Err = ();
+
+    /// `web.2`: a type, a dot and an instance number from 1.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (kind, index) = s.rsplit_once('.').ok_or(())?;
+        match index.parse::<u32>() {
+            // `web.01` is not a name hkrun gives, so it names no dyno.
+            Ok(n) if n > 0 && !kind.is_empty() && n.to_string() == index => Ok(Self::new(kind, n)),
+            _ => Err(()),
         }
     }
 }
@@ -57,6 +74,8 @@ pub enum StopRequest {
     Signal(Signal),
     /// Nobody reads hkrun's output any more (`hkrun start | head -1`).
     StdoutClosed,
+    /// `hkrun stop` with no target.
+    Control,
 }
 
 impl fmt::Display for StopRequest {
@@ -64,6 +83,7 @@ impl fmt::Display for StopRequest {
         match self {
             Self::Signal(signal) => write!(f, "{}", signal.as_str()),
             Self::StdoutClosed => f.write_str("output closed"),
+            Self::Control => f.write_str("hkrun stop"),
         }
     }
 }
@@ -87,6 +107,54 @@ pub enum Input {
     Stragglers(usize),
     /// A deadline from `next_deadline` has passed.
     Tick,
+    /// A control client's request; answered with `Effect::Reply` carrying the same `id`.
+    Control { id: u64, request: Control },
+}
+
+/// What a control client asks the core to change (`hkrun ps` only reads, and
+/// `hkrun stop` with no target is `Input::Stop`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// `hkrun scale web=3 worker=0`: all or nothing.
+    Scale(Vec<ScaleChange>),
+    /// `hkrun restart [TARGET]`: stop-then-start; no target means every dyno.
+    Restart(Option<Target>),
+    /// `hkrun stop TARGET`: the dynos stop and leave the formation.
+    Stop(Target),
+}
+
+/// A process type (`web`) or one dyno (`web.2`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Type(String),
+    Dyno(Slot),
+}
+
+impl FromStr for Target {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let valid = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        match s.parse::<Slot>() {
+            Ok(slot) if valid(&slot.kind) => Ok(Self::Dyno(slot)),
+            _ if valid(s) => Ok(Self::Type(s.to_owned())),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Type(kind) => f.write_str(kind),
+            Self::Dyno(slot) => slot.fmt(f),
+        }
+    }
 }
 
 /// What to run for a dyno.
@@ -128,6 +196,11 @@ pub enum Effect {
     Log {
         source: Source,
         text: String,
+    },
+    /// The answer to `Input::Control { id, .. }`: a line for the user, or why not.
+    Reply {
+        id: u64,
+        result: Result<String, String>,
     },
     /// Every process is gone: exit with this code.
     Exit(i32),

@@ -25,6 +25,18 @@ fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoPlan {
     }
 }
 
+fn dyno_type(kind: &str, index: usize) -> DynoType {
+    DynoType {
+        name: kind.to_owned(),
+        command: format!("run-{kind}"),
+        index,
+        size: DynoSize::default(),
+        restart: RestartPolicy::Always,
+        memory: MemoryLimit::On,
+        boot_timeout: (kind == "web").then_some(BOOT),
+    }
+}
+
 fn plan(release: bool, restart: RestartPolicy) -> Plan {
     Plan {
         release: release.then(|| "migrate".to_owned()),
@@ -33,6 +45,8 @@ fn plan(release: bool, restart: RestartPolicy) -> Plan {
             dyno("web", 2, 5001, restart),
             dyno("worker", 1, 5100, restart),
         ],
+        types: vec![dyno_type("web", 0), dyno_type("worker", 1)],
+        base_port: 5000,
         grace: GRACE,
         exit_on_crash: false,
         restart_cap: Duration::from_secs(300),

@@ -1,0 +1,205 @@
+//! The client commands: `ps`, `scale`, `restart`, `stop` and `logs`, each one request
+//! over the socket and its answer printed.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use super::protocol::{LogSource, Request, Response, encode_request};
+use super::{ps, socket};
+use crate::cli::{ControlArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
+use crate::config;
+use crate::errors::Error;
+use crate::formation::ScaleChange;
+use crate::logs::{Clock, Label, Origin, Style};
+
+struct Client {
+    stream: BufReader<UnixStream>,
+    path: PathBuf,
+}
+
+impl Client {
+    fn open(args: &ControlArgs) -> Result<Self, Error> {
+        let root = match (&args.root, &args.procfile) {
+            (Some(root), _) => root.clone(),
+            (None, Some(procfile)) => match procfile.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            (None, None) => PathBuf::from("."),
+        };
+        let path = socket::path(args.socket.as_deref(), &root);
+        let stream = socket::connect(&path, &root)?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+            path,
+        })
+    }
+
+    fn broken(&self, what: impl Into<String>) -> Error {
+        Error::BadAnswer {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn send(&mut self, request: &Request) -> Result<(), Error> {
+        let line = encode_request(request);
+        self.stream
+            .get_mut()
+            .write_all(line.as_bytes())
+            .map_err(|e| self.broken(format!("cannot send the request: {e}")))
+    }
+
+    /// The next line from the supervisor, or `None` once it has closed the connection.
+    fn next(&mut self) -> Result<Option<Response>, Error> {
+        let mut line = Vec::new();
+        match self.stream.read_until(b'\n', &mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => serde_json::from_slice(&line)
+                .map(Some)
+                .map_err(|e| self.broken(format!("unreadable answer: {e}"))),
+            Err(e) => Err(self.broken(format!("cannot read the answer: {e}"))),
+        }
+    }
+
+    /// One answer; a refusal becomes the error.
+    fn answer(&mut self) -> Result<Response, Error> {
+        match self.next()? {
+            Some(response) if response.ok => Ok(response),
+            Some(response) => Err(Error::Refused(
+                response.error.unwrap_or_else(|| "refused".into()),
+            )),
+            None => Err(self.broken("hkrun closed the connection without answering")),
+        }
+    }
+
+    fn message(&mut self, request: &Request) -> Result<String, Error> {
+        self.send(request)?;
+        let response = self.answer()?;
+        Ok(response.message.unwrap_or_default())
+    }
+}
+
+/// `hkrun ps [--json]`.
+pub fn ps(args: &PsArgs) -> Result<i32, Error> {
+    let mut client = Client::open(&args.control)?;
+    client.send(&Request::Ps {})?;
+    let response = client.answer()?;
+    let ps = response
+        .ps
+        .ok_or_else(|| client.broken("the answer to ps has no dynos"))?;
+    let text = if args.json {
+        let mut text = serde_json::to_string_pretty(&ps).unwrap_or_default();
+        text.push('\n');
+        text
+    } else {
+        ps::render(&ps)
+    };
+    print_out(text.as_bytes());
+    Ok(0)
+}
+
+/// `hkrun scale web=3 worker=0 clock+1`.
+pub fn scale(args: &ScaleArgs) -> Result<i32, Error> {
+    // Malformed changes are refused here, before the socket is even opened.
+    for change in &args.changes {
+        change.parse::<ScaleChange>()?;
+    }
+    let mut client = Client::open(&args.control)?;
+    let text = client.message(&Request::Scale {
+        changes: args.changes.clone(),
+    })?;
+    println!("{text}");
+    Ok(0)
+}
+
+/// `hkrun restart [TARGET]`: returns once the new dynos are up.
+pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
+    let mut client = Client::open(&args.control)?;
+    let text = client.message(&Request::Restart {
+        target: args.target.clone(),
+    })?;
+    println!("{text}");
+    Ok(0)
+}
+
+/// `hkrun stop [TARGET]`: with no target, returns once the supervisor has exited.
+pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
+    let mut client = Client::open(&args.control)?;
+    let text = client.message(&Request::Stop {
+        target: args.target.clone(),
+    })?;
+    println!("{text}");
+    if args.target.is_none() {
+        // The supervisor closes every connection as it exits.
+        while client.next()?.is_some() {}
+        println!("hkrun has stopped");
+    }
+    Ok(0)
+}
+
+/// `hkrun logs [-n N] [--tail] [--ps TYPE|DYNO] [--source app|heroku]`.
+pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
+    let mut client = Client::open(&args.control)?;
+    client.send(&Request::Logs {
+        lines: args.num,
+        tail: args.tail,
+        ps: args.ps.clone(),
+        source: args.source,
+    })?;
+    let header = client
+        .answer()?
+        .logs
+        .ok_or_else(|| client.broken("the answer to logs has no header"))?;
+    let style = Style {
+        format: header.format,
+        color: config::color_for(args.color),
+        timestamps: header.timestamps,
+        width: header.width,
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut buf = Vec::new();
+    while let Some(response) = client.next()? {
+        if let Some(line) = response.line {
+            let origin = match line.source {
+                LogSource::App => Origin::App,
+                LogSource::Heroku => Origin::Hkrun,
+            };
+            let clock = Clock {
+                hms: line.hms,
+                rfc3339: line.ts,
+            };
+            let label = Label {
+                name: line.dyno,
+                color: line.color,
+            };
+            buf.clear();
+            style.render(&clock, origin, &label, line.line.as_bytes(), &mut buf);
+            if out.write_all(&buf).is_err() {
+                // Nobody reads any more (`hkrun logs | head`): done.
+                return Ok(0);
+            }
+        } else if let Some(n) = response.skipped {
+            let _ = out.flush();
+            eprintln!("hkrun: {n} lines skipped (this client read too slowly)");
+        } else if response.end {
+            break;
+        } else if !response.ok {
+            return Err(Error::Refused(response.error.unwrap_or_default()));
+        }
+        // Show what has come as soon as nothing more is waiting.
+        if client.stream.buffer().is_empty() && out.flush().is_err() {
+            return Ok(0);
+        }
+    }
+    let _ = out.flush();
+    Ok(0)
+}
+
+/// Writes to stdout, quietly giving up when nobody reads.
+fn print_out(bytes: &[u8]) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}

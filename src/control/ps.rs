@@ -1,0 +1,214 @@
+//! `hkrun ps`: the view of the core's dynos the server sends, and how the client shows it
+//! (Heroku's `=== web (Standard-1X): python web.py (2)` then one line per dyno).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use super::protocol::{Ps, PsDyno, PsType};
+use crate::procfile::RELEASE;
+use crate::supervisor::core::{DynoState, Supervisor};
+
+/// What `ps` shows of the supervisor at `now` (wall clock `wall`).
+pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
+    let mut dynos: Vec<_> = sup
+        .dynos()
+        .iter()
+        // The release phase shows while it runs; a done one-shot dyno stays listed.
+        .filter(|d| d.plan.spec.slot.kind != RELEASE || d.state != DynoState::Down)
+        .collect();
+    let order = |kind: &str| {
+        sup.types()
+            .iter()
+            .position(|t| t.name == kind)
+            .map_or(0, |i| i + 1)
+    };
+    dynos.sort_by_key(|d| (order(&d.plan.spec.slot.kind), d.plan.spec.slot.index));
+    let mut types: Vec<PsType> = Vec::new();
+    for dyno in &dynos {
+        let kind = &dyno.plan.spec.slot.kind;
+        let leaving = matches!(
+            dyno.state,
+            DynoState::Stopping {
+                then: crate::supervisor::core::AfterStop::Remove,
+                ..
+            }
+        );
+        match types.iter_mut().find(|t| &t.name == kind) {
+            Some(t) => t.count += usize::from(!leaving),
+            None => types.push(PsType {
+                name: kind.clone(),
+                command: dyno.plan.spec.command.clone(),
+                size: sup
+                    .types()
+                    .iter()
+                    .find(|t| &t.name == kind)
+                    .map(|t| t.size.to_string()),
+                count: usize::from(!leaving),
+            }),
+        }
+    }
+    let dynos = dynos
+        .into_iter()
+        .map(|d| {
+            let age = now.saturating_duration_since(d.since);
+            let since: DateTime<Utc> = wall.checked_sub(age).unwrap_or(wall).into();
+            let release = d.plan.spec.slot.kind == RELEASE;
+            PsDyno {
+                name: d.plan.spec.slot.to_string(),
+                kind: d.plan.spec.slot.kind.clone(),
+                state: d.state.name().to_owned(),
+                since: since.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                age_secs: age.as_secs(),
+                pid: d.pid,
+                port: d.plan.spec.port,
+                memory: d.memory,
+                quota: (!release).then_some(d.plan.quota),
+                last_exit: d.last_exit.map(|e| e.code()),
+            }
+        })
+        .collect();
+    Ps { types, dynos }
+}
+
+/// The human form.
+pub fn render(ps: &Ps) -> String {
+    if ps.dynos.is_empty() {
+        return "No dynos are running (start some with `hkrun scale TYPE=N`).\n".into();
+    }
+    // Heroku's part first, then columns aligned across every line.
+    let heads: Vec<String> = ps
+        .dynos
+        .iter()
+        .map(|d| {
+            let since = DateTime::parse_from_rfc3339(&d.since)
+                .map(|t| t.format("%Y/%m/%d %H:%M:%S +0000").to_string())
+                .unwrap_or_else(|_| d.since.clone());
+            format!(
+                "{}: {} {since} (~ {} ago)",
+                d.name,
+                d.state,
+                ago(Duration::from_secs(d.age_secs))
+            )
+        })
+        .collect();
+    let head_width = heads.iter().map(String::len).max().unwrap_or(0);
+    let pids: Vec<String> = ps
+        .dynos
+        .iter()
+        .map(|d| d.pid.map_or_else(|| "-".into(), |p| p.to_string()))
+        .collect();
+    let pid_width = pids.iter().map(String::len).max().unwrap_or(1);
+    let ports: Vec<String> = ps
+        .dynos
+        .iter()
+        .map(|d| d.port.map_or_else(|| "-".into(), |p| p.to_string()))
+        .collect();
+    let port_width = ports.iter().map(String::len).max().unwrap_or(1);
+
+    let mut out = String::new();
+    for t in &ps.types {
+        let size = t
+            .size
+            .as_deref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "=== {}{size}: {} ({})\n",
+            t.name, t.command, t.count
+        ));
+        for (i, d) in ps
+            .dynos
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.kind == t.name)
+        {
+            let memory = match (d.memory, d.quota) {
+                (Some(used), Some(quota)) => format!(
+                    "mem {} / {} ({:.1}%)",
+                    megabytes(used),
+                    megabytes(quota),
+                    used as f64 * 100.0 / quota as f64
+                ),
+                (None, Some(quota)) => format!("mem - / {}", megabytes(quota)),
+                (Some(used), None) => format!("mem {}", megabytes(used)),
+                (None, None) => String::new(),
+            };
+            let line = format!(
+                "{:<head_width$}   pid {:>pid_width$}   port {:>port_width$}   {memory}",
+                heads[i], pids[i], ports[i]
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{}M", bytes.div_ceil(1024 * 1024))
+}
+
+/// Heroku's `~ 5s`, `~ 3m`, `~ 2h`, `~ 4d`.
+fn ago(age: Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dyno(name: &str, state: &str, pid: Option<i32>, memory: Option<u64>) -> PsDyno {
+        PsDyno {
+            name: name.into(),
+            kind: name.split('.').next().unwrap().into(),
+            state: state.into(),
+            since: "2026-11-26T17:41:03Z".into(),
+            age_secs: 5,
+            pid,
+            port: Some(5000),
+            memory,
+            quota: Some(512 * 1024 * 1024),
+            last_exit: None,
+        }
+    }
+
+    #[test]
+    fn renders_like_heroku_with_columns() {
+        let ps = Ps {
+            types: vec![PsType {
+                name: "web".into(),
+                command: "python web.py".into(),
+                size: Some("Standard-1X".into()),
+                count: 2,
+            }],
+            dynos: vec![
+                dyno("web.1", "up", Some(4242), Some(23 * 1024 * 1024)),
+                dyno("web.2", "starting", None, None),
+            ],
+        };
+        assert_eq!(
+            render(&ps),
+            "=== web (Standard-1X): python web.py (2)\n\
+             web.1: up 2026/11/26 17:41:03 +0000 (~ 5s ago)         pid 4242   port 5000   mem 23M / 512M (4.5%)\n\
+             web.2: starting 2026/11/26 17:41:03 +0000 (~ 5s ago)   pid    -   port 5000   mem - / 512M\n"
+        );
+    }
+
+    #[test]
+    fn ages_read_like_heroku() {
+        assert_eq!(ago(Duration::from_secs(5)), "5s");
+        assert_eq!(ago(Duration::from_secs(180)), "3m");
+        assert_eq!(ago(Duration::from_secs(7300)), "2h");
+        assert_eq!(ago(Duration::from_secs(90000)), "1d");
+    }
+}

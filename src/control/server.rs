@@ -1,0 +1,356 @@
+//! The control server: accepts clients on the socket, checks who they are, reads their
+//! requests and answers them. Questions about dynos go to the driver as `Call`s (the core
+//! decides); `logs` is served from the log history directly.
+//!
+//! A client can never hold up the supervisor: each connection is its own task, reads and
+//! writes time out, request lines are capped, and the number of clients is bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::time::timeout;
+
+use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
+use crate::formation::ScaleChange;
+use crate::logs::Origin;
+use crate::logs::history::{self, Entry, History};
+use crate::supervisor::input::{Control, Target};
+
+/// How long a client may take to send a whole request.
+const IDLE: Duration = Duration::from_secs(10);
+/// How long one answer may take to be taken by the client.
+const WRITE: Duration = Duration::from_secs(10);
+/// Clients served at once; more are told to come back.
+const MAX_CLIENTS: usize = 64;
+/// Log lines sent to a `--tail` client in one write, at most.
+const TAIL_BATCH: usize = 512;
+
+/// What the server asks the driver.
+#[derive(Debug)]
+pub enum Call {
+    /// `hkrun ps`.
+    Ps(oneshot::Sender<Ps>),
+    /// scale, restart, stop TARGET: the core's answer.
+    Change {
+        request: Control,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `hkrun stop` with no target: the app stops as on SIGTERM.
+    StopAll,
+}
+
+/// What every connection needs.
+pub struct Context {
+    pub calls: mpsc::UnboundedSender<Call>,
+    pub history: Arc<History>,
+    /// How the supervisor renders its log, for `hkrun logs`.
+    pub header: LogsHeader,
+}
+
+/// Serves clients until the runtime ends.
+pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context) {
+    let listener = match tokio::net::UnixListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%err, "the control socket cannot be served");
+            return;
+        }
+    };
+    let context = Arc::new(context);
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let me = nix::unistd::geteuid().as_raw();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors, most likely: let some close.
+                tracing::warn!(%err, "cannot accept a control client");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let context = Arc::clone(&context);
+        match Arc::clone(&clients).try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    connection(stream, &context, me).await;
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let busy = Response::error("too many control clients at once; try again");
+                    let _ = send(&mut stream, &busy.encode()).await;
+                });
+            }
+        }
+    }
+}
+
+async fn connection(mut stream: UnixStream, context: &Context, me: u32) {
+    // The socket is 0600 already; this also holds if someone loosens its mode.
+    match stream.peer_cred() {
+        Ok(peer) if peer.uid() == me || peer.uid() == 0 => {}
+        Ok(peer) => {
+            let text = format!(
+                "permission denied: uid {} may not control hkrun (it runs as uid {me})",
+                peer.uid()
+            );
+            let _ = send(&mut stream, &Response::error(text).encode()).await;
+            return;
+        }
+        Err(_) => return,
+    }
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    loop {
+        let line = match timeout(IDLE, read_request(&mut read)).await {
+            Ok(Line::Request(line)) => line,
+            Ok(Line::TooLong) => {
+                let text = format!("request longer than {MAX_REQUEST} bytes");
+                let _ = send(&mut write, &Response::error(text).encode()).await;
+                return;
+            }
+            // Gone, or silent for too long.
+            Ok(Line::End) | Err(_) => return,
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let sent = match protocol::parse_request(&line) {
+            Err(text) => send(&mut write, &Response::error(text).encode()).await,
+            Ok(Request::Logs {
+                lines,
+                tail,
+                ps,
+                source,
+            }) => {
+                let filter = Filter { ps, source };
+                let (last, follow) = context.history.since(lines, |e| filter.keeps(e), tail);
+                let mut out = Response {
+                    logs: Some(context.header.clone()),
+                    ..Response::ok()
+                }
+                .encode();
+                for entry in &last {
+                    out.extend(line_response(entry));
+                }
+                if follow.is_none() {
+                    out.extend(
+                        Response {
+                            end: true,
+                            ..Response::ok()
+                        }
+                        .encode(),
+                    );
+                }
+                match (send(&mut write, &out).await, follow) {
+                    (Ok(()), Some(follow)) => {
+                        tail_log(&mut read, &mut write, follow, &filter).await;
+                        return;
+                    }
+                    (sent, _) => sent,
+                }
+            }
+            Ok(request) => {
+                let response = call(context, request).await;
+                send(&mut write, &response.encode()).await
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+enum Line {
+    /// One request, without its newline.
+    Request(Vec<u8>),
+    TooLong,
+    /// The client hung up, perhaps halfway through a line.
+    End,
+}
+
+async fn read_request(read: &mut (impl AsyncBufReadExt + Unpin)) -> Line {
+    let mut line = Vec::new();
+    let limit = u64::try_from(MAX_REQUEST).unwrap_or(u64::MAX);
+    match (&mut *read).take(limit).read_until(b'\n', &mut line).await {
+        Ok(_) if line.last() == Some(&b'\n') => {
+            line.pop();
+            Line::Request(line)
+        }
+        Ok(_) if line.len() >= MAX_REQUEST => Line::TooLong,
+        Ok(_) | Err(_) => Line::End,
+    }
+}
+
+async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(), ()> {
+    match timeout(WRITE, write.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Turns a request about dynos into a call to the driver and its answer into a response.
+async fn call(context: &Context, request: Request) -> Response {
+    let request = match request {
+        Request::Ps {} => {
+            let (tx, rx) = oneshot::channel();
+            if context.calls.send(Call::Ps(tx)).is_err() {
+                return stopping();
+            }
+            return match rx.await {
+                Ok(ps) => Response {
+                    ps: Some(ps),
+                    ..Response::ok()
+                },
+                Err(_) => stopping(),
+            };
+        }
+        Request::Stop { target: None } => {
+            if context.calls.send(Call::StopAll).is_err() {
+                return stopping();
+            }
+            return Response::message("Stopping all dynos...");
+        }
+        Request::Scale { changes } => {
+            if changes.is_empty() {
+                return Response::error("nothing to scale (give changes such as web=2 worker+1)");
+            }
+            match changes.iter().map(|c| c.parse::<ScaleChange>()).collect() {
+                Ok(changes) => Control::Scale(changes),
+                Err(err) => return Response::error(err.to_string()),
+            }
+        }
+        Request::Restart { target } => match target.as_deref().map(parse_target).transpose() {
+            Ok(target) => Control::Restart(target),
+            Err(text) => return Response::error(text),
+        },
+        Request::Stop {
+            target: Some(target),
+        } => match parse_target(&target) {
+            Ok(target) => Control::Stop(target),
+            Err(text) => return Response::error(text),
+        },
+        Request::Logs { .. } => return Response::error("logs is answered elsewhere"),
+    };
+    let (reply, rx) = oneshot::channel();
+    if context.calls.send(Call::Change { request, reply }).is_err() {
+        return stopping();
+    }
+    match rx.await {
+        Ok(Ok(text)) => Response::message(text),
+        Ok(Err(text)) => Response::error(text),
+        Err(_) => stopping(),
+    }
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    text.parse().map_err(|()| {
+        format!(
+            "bad target `{text}` (expected a process type such as web, or a dyno such as web.2)"
+        )
+    })
+}
+
+fn stopping() -> Response {
+    Response::error("hkrun is stopping the app")
+}
+
+/// `--ps` and `--source`.
+struct Filter {
+    ps: Option<String>,
+    source: Option<LogSource>,
+}
+
+impl Filter {
+    fn keeps(&self, entry: &Entry) -> bool {
+        let name = entry.label.name.as_str();
+        let ps_ok = self.ps.as_deref().is_none_or(|ps| {
+            name == ps
+                || name
+                    .strip_prefix(ps)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        ps_ok && self.source.is_none_or(|s| s == source(entry.origin))
+    }
+}
+
+fn source(origin: Origin) -> LogSource {
+    match origin {
+        Origin::App => LogSource::App,
+        Origin::Hkrun => LogSource::Heroku,
+    }
+}
+
+fn line_response(entry: &Entry) -> Vec<u8> {
+    Response {
+        line: Some(LogLine {
+            ts: entry.clock.rfc3339.clone(),
+            hms: entry.clock.hms.clone(),
+            source: source(entry.origin),
+            dyno: entry.label.name.clone(),
+            color: entry.label.color,
+            line: String::from_utf8_lossy(entry.text()).into_owned(),
+        }),
+        ..Response::ok()
+    }
+    .encode()
+}
+
+/// Streams new lines until the client leaves or stops reading.
+async fn tail_log(
+    read: &mut (impl AsyncRead + Unpin),
+    write: &mut (impl AsyncWrite + Unpin),
+    mut follow: broadcast::Receiver<Entry>,
+    filter: &Filter,
+) {
+    let mut scratch = [0u8; 256];
+    loop {
+        let first = tokio::select! {
+            got = follow.recv() => got,
+            // Anything but more bytes means the client has gone.
+            n = read.read(&mut scratch) => match n {
+                Ok(n) if n > 0 => continue,
+                _ => return,
+            },
+        };
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(got) = next.take() {
+            match got {
+                Ok(entry) if filter.keeps(&entry) => out.extend(line_response(&entry)),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => out.extend(
+                    Response {
+                        skipped: Some(n),
+                        ..Response::ok()
+                    }
+                    .encode(),
+                ),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            taken += 1;
+            if taken < TAIL_BATCH {
+                next = match follow.try_recv() {
+                    Ok(entry) => Some(Ok(entry)),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Some(Err(broadcast::error::RecvError::Lagged(n)))
+                    }
+                    Err(_) => None,
+                };
+            }
+        }
+        if !out.is_empty() && send(write, &out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Lines `hkrun logs -n` can ask for.
+pub const MAX_LINES: usize = history::KEEP;

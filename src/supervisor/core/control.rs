@@ -1,0 +1,466 @@
+//! What control clients change: scaling, restarting and stopping dynos, and the replies
+//! that wait for those dynos to settle. Part of the core: pure, explicit instants.
+
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno};
+use crate::formation::{DynoSize, ScaleChange, ScaleOp};
+use crate::procfile::RELEASE;
+use crate::supervisor::input::{Control, Effect, Slot, Target};
+
+/// A reply that waits for dynos.
+#[derive(Debug)]
+pub(super) struct Pending {
+    id: u64,
+    wait: Wait,
+}
+
+#[derive(Debug)]
+enum Wait {
+    /// Each dyno with its launch count at the request: done when a later launch is up.
+    Restarted(Vec<(Slot, u64)>),
+    /// Done when none of these is left.
+    Gone(Vec<Slot>),
+}
+
+type Reply = Result<String, String>;
+
+impl Supervisor {
+    pub(super) fn on_control(&mut self, now: Instant, id: u64, request: Control) -> Vec<Effect> {
+        let refused = match self.phase {
+            Phase::Running => None,
+            Phase::Idle | Phase::Releasing => Some("the release phase is still running"),
+            Phase::Stopping { .. } | Phase::Done => Some("hkrun is stopping the app"),
+        };
+        if let Some(why) = refused {
+            return vec![reply(id, Err(why.to_owned()))];
+        }
+        let done = match request {
+            Control::Scale(changes) => self.scale(now, &changes),
+            Control::Restart(target) => self.restart_dynos(now, id, target.as_ref()),
+            Control::Stop(target) => self.stop_dynos(now, id, &target),
+        };
+        match done {
+            Ok((effects, None)) => effects,
+            Ok((mut effects, Some(answer))) => {
+                effects.push(reply(id, Ok(answer)));
+                effects
+            }
+            Err(why) => vec![reply(id, Err(why))],
+        }
+    }
+
+    /// The formation's dynos of `kind`: not the ones leaving it.
+    fn members(&self, kind: &str) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = self
+            .dynos
+            .iter()
+            .filter(|d| d.plan.spec.slot.kind == kind && !d.leaving())
+            .map(|d| d.plan.spec.slot.clone())
+            .collect();
+        slots.sort();
+        slots
+    }
+
+    fn unknown_type(&self, name: &str) -> String {
+        let known: Vec<&str> = self.plan.types.iter().map(|t| t.name.as_str()).collect();
+        format!(
+            "unknown process type `{name}` (the Procfile has {})",
+            known.join(", ")
+        )
+    }
+
+    /// All or nothing: every change is checked before any takes effect.
+    fn scale(
+        &mut self,
+        now: Instant,
+        changes: &[ScaleChange],
+    ) -> Result<(Vec<Effect>, Option<String>), String> {
+        // (type, new count, new size) in the order first named.
+        let mut wanted: Vec<(usize, u32, Option<DynoSize>)> = Vec::new();
+        for change in changes {
+            if change.name == RELEASE {
+                return Err("`release` is the release phase, not a dyno type".into());
+            }
+            let t = self
+                .plan
+                .types
+                .iter()
+                .position(|t| t.name == change.name)
+                .ok_or_else(|| self.unknown_type(&change.name))?;
+            let entry = match wanted.iter().position(|w| w.0 == t) {
+                Some(at) => at,
+                None => {
+                    let count = u32::try_from(self.members(&change.name).len()).unwrap_or(0);
+                    wanted.push((t, count, None));
+                    wanted.len() - 1
+                }
+            };
+            let (_, count, size) = &mut wanted[entry];
+            *count = match change.op {
+                ScaleOp::Set(n) => n,
+                ScaleOp::Add(n) => count.saturating_add(n),
+                ScaleOp::Sub(n) => count.checked_sub(n).ok_or_else(|| {
+                    format!("cannot scale {} below 0 (it runs {count})", change.name)
+                })?,
+                ScaleOp::Keep => *count,
+            };
+            if change.size.is_some() {
+                *size = change.size;
+            }
+        }
+        // Every new dyno must have a port before anything starts.
+        let mut additions = Vec::new();
+        for &(t, count, _) in &wanted {
+            let kind = &self.plan.types[t].name;
+            let taken: Vec<u32> = self
+                .dynos
+                .iter()
+                .filter(|d| &d.plan.spec.slot.kind == kind)
+                .map(|d| d.plan.spec.slot.index)
+                .collect();
+            let have = self.members(kind).len();
+            let free = (1..).filter(|n| !taken.contains(n));
+            for n in free.take((count as usize).saturating_sub(have)) {
+                let plan = self.plan.types[t]
+                    .plan(n, self.plan.base_port)
+                    .map_err(|e| e.to_string())?;
+                additions.push((t, plan));
+            }
+        }
+
+        let mut effects = Vec::new();
+        for &(t, count, size) in &wanted {
+            let kind = self.plan.types[t].name.clone();
+            let resized = size.is_some_and(|size| size != self.plan.types[t].size);
+            if let Some(size) = size {
+                self.plan.types[t].size = size;
+            }
+            let members = self.members(&kind);
+            let keep = members.len().min(count as usize);
+            // Highest numbers leave first.
+            for slot in members[keep..].iter().rev() {
+                effects.extend(self.retire(now, slot));
+            }
+            if resized {
+                let quota = self.plan.types[t].size.bytes;
+                for slot in &members[..keep] {
+                    if let Some(i) = self.find(slot) {
+                        self.dynos[i].plan.quota = quota;
+                        effects.extend(self.restart_one(now, i));
+                    }
+                }
+            }
+        }
+        for (t, mut plan) in additions {
+            // A size given in this same request applies to the new dynos too.
+            plan.quota = self.plan.types[t].size.bytes;
+            self.dynos.push(Dyno::new(plan, now));
+            effects.extend(self.launch(now, self.dynos.len() - 1));
+        }
+        let now_running: Vec<String> = wanted
+            .iter()
+            .map(|&(t, count, _)| {
+                let ty = &self.plan.types[t];
+                format!("{} at {count}:{}", ty.name, ty.size)
+            })
+            .collect();
+        let answer = format!(
+            "Scaling dynos... done, now running {}",
+            now_running.join(", ")
+        );
+        Ok((effects, Some(answer)))
+    }
+
+    /// The formation's dynos a target names; none is an error.
+    fn targets(&self, target: Option<&Target>) -> Result<Vec<Slot>, String> {
+        let slots: Vec<Slot> = match target {
+            None => {
+                let mut all: Vec<Slot> = self
+                    .dynos
+                    .iter()
+                    .filter(|d| d.plan.spec.slot.kind != RELEASE && !d.leaving())
+                    .map(|d| d.plan.spec.slot.clone())
+                    .collect();
+                all.sort();
+                all
+            }
+            Some(Target::Type(kind)) => {
+                if self.plan.types.iter().all(|t| &t.name != kind) {
+                    return Err(self.unknown_type(kind));
+                }
+                self.members(kind)
+            }
+            Some(Target::Dyno(slot)) => self
+                .find(slot)
+                .filter(|&i| !self.dynos[i].leaving() && slot.kind != RELEASE)
+                .map(|_| vec![slot.clone()])
+                .ok_or_else(|| {
+                    let running = self.members(&slot.kind);
+                    let names: Vec<String> = running.iter().map(Slot::to_string).collect();
+                    match names.is_empty() {
+                        true => format!("no dyno {slot} is running"),
+                        false => format!(
+                            "no dyno {slot} is running ({} runs {})",
+                            slot.kind,
+                            names.join(", ")
+                        ),
+                    }
+                })?,
+        };
+        if slots.is_empty() {
+            return Err(match target {
+                Some(target) => {
+                    format!("{target} has no dynos (start some with `hkrun scale {target}=1`)")
+                }
+                None => "no dyno is running".to_owned(),
+            });
+        }
+        Ok(slots)
+    }
+
+    fn restart_dynos(
+        &mut self,
+        now: Instant,
+        id: u64,
+        target: Option<&Target>,
+    ) -> Result<(Vec<Effect>, Option<String>), String> {
+        let slots = self.targets(target)?;
+        let mut effects = Vec::new();
+        let mut waits = Vec::new();
+        for slot in slots {
+            if let Some(i) = self.find(&slot) {
+                waits.push((slot, self.dynos[i].boots));
+                effects.extend(self.restart_one(now, i));
+            }
+        }
+        self.pending.push(Pending {
+            id,
+            wait: Wait::Restarted(waits),
+        });
+        Ok((effects, None))
+    }
+
+    /// Stop-then-start, Heroku's words: `Restarting`, `State changed from up to starting`,
+    /// `Stopping all processes with SIGTERM`, then the start once it has exited.
+    fn restart_one(&mut self, now: Instant, i: usize) -> Vec<Effect> {
+        let grace = self.plan.grace;
+        let dyno = &mut self.dynos[i];
+        let slot = dyno.plan.spec.slot.clone();
+        // Asked for: the back-off starts over.
+        dyno.crashes = 0;
+        let mut effects = vec![log_dyno(&slot, "Restarting".into())];
+        match dyno.state {
+            DynoState::Starting { .. } | DynoState::Up | DynoState::Killed { .. } => {
+                let was = dyno.state;
+                dyno.set_state(
+                    now,
+                    DynoState::Stopping {
+                        kill_at: Some(now + grace),
+                        then: AfterStop::Restart,
+                    },
+                );
+                if was.name() != "starting" {
+                    let text = format!("State changed from {} to starting", was.name());
+                    effects.push(log_dyno(&slot, text));
+                }
+                // A killed dyno already had its SIGKILL.
+                if !matches!(was, DynoState::Killed { .. }) {
+                    effects.extend(term(&slot));
+                }
+            }
+            DynoState::Stopping { kill_at, .. } => {
+                dyno.state = DynoState::Stopping {
+                    kill_at,
+                    then: AfterStop::Restart,
+                };
+            }
+            DynoState::Crashed { .. } | DynoState::Down => {
+                let text = format!("State changed from {} to starting", dyno.state.name());
+                effects.push(log_dyno(&slot, text));
+                effects.extend(self.launch(now, i));
+            }
+        }
+        effects
+    }
+
+    fn stop_dynos(
+        &mut self,
+        now: Instant,
+        id: u64,
+        target: &Target,
+    ) -> Result<(Vec<Effect>, Option<String>), String> {
+        let slots = self.targets(Some(target))?;
+        let mut effects = Vec::new();
+        for slot in slots.iter().rev() {
+            effects.extend(self.retire(now, slot));
+        }
+        self.pending.push(Pending {
+            id,
+            wait: Wait::Gone(slots),
+        });
+        Ok((effects, None))
+    }
+
+    /// Takes a dyno out of the formation: a running one stops gracefully first.
+    fn retire(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
+        let Some(i) = self.find(slot) else {
+            return Vec::new();
+        };
+        let grace = self.plan.grace;
+        let dyno = &mut self.dynos[i];
+        match dyno.state {
+            DynoState::Starting { .. } | DynoState::Up => {
+                dyno.set_state(
+                    now,
+                    DynoState::Stopping {
+                        kill_at: Some(now + grace),
+                        then: AfterStop::Remove,
+                    },
+                );
+                term(slot)
+            }
+            DynoState::Killed { .. } => {
+                dyno.set_state(
+                    now,
+                    DynoState::Stopping {
+                        kill_at: None,
+                        then: AfterStop::Remove,
+                    },
+                );
+                Vec::new()
+            }
+            DynoState::Stopping { kill_at, .. } => {
+                dyno.state = DynoState::Stopping {
+                    kill_at,
+                    then: AfterStop::Remove,
+                };
+                Vec::new()
+            }
+            DynoState::Crashed { .. } | DynoState::Down => {
+                self.dynos.remove(i);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A dyno stopped on request has exited.
+    pub(super) fn after_stop(&mut self, now: Instant, i: usize, then: AfterStop) -> Vec<Effect> {
+        match then {
+            AfterStop::Down => {
+                self.dynos[i].set_state(now, DynoState::Down);
+                Vec::new()
+            }
+            AfterStop::Remove => {
+                self.dynos.remove(i);
+                Vec::new()
+            }
+            AfterStop::Restart => self.launch(now, i),
+        }
+    }
+
+    /// Replies whose dynos have settled; every one of them once the app stops.
+    pub(super) fn answer_pending(&mut self) -> Vec<Effect> {
+        let stopping = matches!(self.phase, Phase::Stopping { .. } | Phase::Done);
+        let mut effects = Vec::new();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.retain(|p| {
+            let answer = if stopping {
+                Some(Err("hkrun is stopping the app".to_owned()))
+            } else {
+                self.settled(&p.wait)
+            };
+            match answer {
+                Some(result) => {
+                    effects.push(reply(p.id, result));
+                    false
+                }
+                None => true,
+            }
+        });
+        self.pending = pending;
+        effects
+    }
+
+    fn settled(&self, wait: &Wait) -> Option<Reply> {
+        match wait {
+            Wait::Gone(slots) => {
+                if slots.iter().any(|s| self.find(s).is_some()) {
+                    return None;
+                }
+                Some(Ok(format!("Stopping {}... done", names(slots))))
+            }
+            Wait::Restarted(waits) => {
+                let mut failed = Vec::new();
+                for (slot, boots) in waits {
+                    let Some(i) = self.find(slot) else {
+                        failed.push(format!("{slot} left the formation"));
+                        continue;
+                    };
+                    let dyno = &self.dynos[i];
+                    if dyno.boots <= *boots {
+                        return None;
+                    }
+                    match dyno.state {
+                        DynoState::Up => {}
+                        DynoState::Crashed { .. } | DynoState::Down => {
+                            let how = dyno
+                                .last_exit
+                                .map(|e| format!(" (exit {})", e.code()))
+                                .unwrap_or_default();
+                            failed.push(format!("{slot} crashed{how}"));
+                        }
+                        // Still booting, or being killed on its way to a crash.
+                        _ => return None,
+                    }
+                }
+                let slots: Vec<Slot> = waits.iter().map(|(s, _)| s.clone()).collect();
+                Some(match failed.is_empty() {
+                    true => Ok(format!("Restarting {}... done", names(&slots))),
+                    false => Err(format!(
+                        "restart failed: {} did not come up: {}",
+                        names(&slots),
+                        failed.join(", ")
+                    )),
+                })
+            }
+        }
+    }
+}
+
+impl Dyno {
+    /// Stopping to leave the formation.
+    fn leaving(&self) -> bool {
+        matches!(
+            self.state,
+            DynoState::Stopping {
+                then: AfterStop::Remove,
+                ..
+            }
+        )
+    }
+}
+
+fn term(slot: &Slot) -> Vec<Effect> {
+    vec![
+        log_dyno(slot, "Stopping all processes with SIGTERM".into()),
+        Effect::Signal {
+            slot: slot.clone(),
+            signal: Signal::SIGTERM,
+        },
+    ]
+}
+
+fn names(slots: &[Slot]) -> String {
+    slots
+        .iter()
+        .map(Slot::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn reply(id: u64, result: Reply) -> Effect {
+    Effect::Reply { id, result }
+}
