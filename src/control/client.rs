@@ -45,10 +45,16 @@ impl Client {
 
     fn send(&mut self, request: &Request) -> Result<(), Error> {
         let line = encode_request(request);
-        self.stream
-            .get_mut()
-            .write_all(line.as_bytes())
-            .map_err(|e| self.broken(format!("cannot send the request: {e}")))
+        match self.stream.get_mut().write_all(line.as_bytes()) {
+            Ok(()) => Ok(()),
+            // The supervisor may have answered before hanging up (a refused peer).
+            Err(e) => match self.next() {
+                Ok(Some(response)) if !response.ok => Err(Error::Refused(
+                    response.error.unwrap_or_else(|| "refused".into()),
+                )),
+                _ => Err(self.broken(format!("cannot send the request: {e}"))),
+            },
+        }
     }
 
     /// The next line from the supervisor, or `None` once it has closed the connection.

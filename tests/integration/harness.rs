@@ -374,3 +374,59 @@ pub fn raw_output(mut command: Command) -> (ExitStatus, Vec<u8>) {
     out.read_to_end(&mut bytes).expect("read the output");
     (status, bytes)
 }
+
+/// What a client command (`hkrun ps`, `scale`, ...) printed, and how it exited.
+pub struct Client {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a client command in `dir` to its end, failing the test after `PATIENCE`.
+#[track_caller]
+pub fn client(dir: &Path, args: &[&str]) -> Client {
+    let mut command = hkrun(dir, args, &unique_tag());
+    let out = tempfile::tempfile().expect("a temporary file");
+    let err = tempfile::tempfile().expect("a temporary file");
+    let mut child = command
+        .stdout(out.try_clone().expect("clone the file"))
+        .stderr(err.try_clone().expect("clone the file"))
+        .spawn()
+        .expect("start the hkrun client");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hkrun {args:?} still running after {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let read = |mut file: std::fs::File| {
+        let mut text = String::new();
+        std::io::Seek::rewind(&mut file).expect("rewind");
+        file.read_to_string(&mut text).expect("read the output");
+        text
+    };
+    Client {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+/// Polls `check` every 20 ms until it gives a value, failing after `PATIENCE`.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,614 @@
+//! The control socket: `hkrun ps`, `scale`, `restart`, `stop` and `logs` against a running
+//! supervisor, its refusals, the socket's lifetime, and clients that misbehave.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hkrun::control::protocol::{Ps, PsDyno, Response};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::harness::{
+    App, Hk, PATIENCE, assert_none_left, client, eventually, free_base_port, hkrun, kill_tagged,
+    payloads,
+};
+
+/// A dyno that says when it is ready and when SIGTERM reaches it.
+const POLITE: &str = "trap 'echo $DYNO got TERM; exit 0' TERM; echo $DYNO ready on $PORT; while :; do sleep 0.1; done";
+
+fn polite_app() -> App {
+    App::new(&format!("worker: {POLITE}\nclock: {POLITE}\n"))
+}
+
+#[track_caller]
+fn ps(dir: &Path) -> Ps {
+    let out = client(dir, &["ps", "--json"]);
+    assert!(out.status.success(), "ps failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("ps --json is JSON")
+}
+
+fn dyno<'a>(ps: &'a Ps, name: &str) -> Option<&'a PsDyno> {
+    ps.dynos.iter().find(|d| d.name == name)
+}
+
+fn names(ps: &Ps) -> Vec<&str> {
+    ps.dynos.iter().map(|d| d.name.as_str()).collect()
+}
+
+fn pid_of(ps: &Ps, name: &str) -> i32 {
+    dyno(ps, name)
+        .and_then(|d| d.pid)
+        .unwrap_or_else(|| panic!("{name} has a pid in {ps:?}"))
+}
+
+fn alive(pid: i32) -> bool {
+    signal::kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// Runs hkrun with these args; returns it once `needle` has been printed.
+fn started(app: &App, args: &[&str], needle: &str) -> Hk {
+    let mut hk = Hk::start(app.path(), args);
+    hk.wait_for(needle);
+    hk
+}
+
+#[test]
+fn scale_up_and_down() {
+    let app = polite_app();
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+
+    let out = client(app.path(), &["scale", "worker=3", "clock+1"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Scaling dynos... done, now running worker at 3:Standard-1X, clock at 1:Standard-1X\n"
+    );
+    hk.wait_for_each(&["worker.2 ready", "worker.3 ready", "clock.1 ready"]);
+    let now = ps(app.path());
+    assert_eq!(names(&now), ["worker.1", "worker.2", "worker.3", "clock.1"]);
+    // Ports follow foreman's layout: worker is the first type, clock the second.
+    let port_of = |name| dyno(&now, name).and_then(|d| d.port);
+    assert_eq!(port_of("worker.3"), Some(base + 2));
+    assert_eq!(port_of("clock.1"), Some(base + 100));
+    assert!(now.dynos.iter().all(|d| d.state == "up" && d.pid.is_some()));
+    let gone = [pid_of(&now, "worker.3"), pid_of(&now, "worker.2")];
+
+    // `ps:scale` is the same command; removed dynos stop gracefully, highest first.
+    let out = client(app.path(), &["ps:scale", "worker-2"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Scaling dynos... done, now running worker at 1:Standard-1X\n"
+    );
+    hk.wait_for_each(&["worker.3 got TERM", "worker.2 got TERM"]);
+    let after = eventually("worker.2 and worker.3 to leave ps", || {
+        let now = ps(app.path());
+        (names(&now) == ["worker.1", "clock.1"]).then_some(now)
+    });
+    assert_eq!(
+        after
+            .types
+            .iter()
+            .find(|t| t.name == "worker")
+            .map(|t| t.count),
+        Some(1)
+    );
+    eventually("the removed dynos' processes to end", || {
+        gone.iter().all(|&pid| !alive(pid)).then_some(())
+    });
+    let stops: Vec<&String> = hk
+        .seen
+        .iter()
+        .filter(|l| l.ends_with("Stopping all processes with SIGTERM"))
+        .collect();
+    assert!(stops[0].starts_with("worker.3"), "{stops:?}");
+    assert!(stops[1].starts_with("worker.2"), "{stops:?}");
+
+    // Scaling up again reuses the lowest free numbers.
+    let out = client(app.path(), &["scale", "worker=2"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    hk.wait_for("worker.2 ready");
+    assert_eq!(names(&ps(app.path())), ["worker.1", "worker.2", "clock.1"]);
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn restart_a_dyno_then_a_type() {
+    let app = App::new(&format!(
+        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: {POLITE}\n"
+    ));
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "web=1,worker=2",
+            "-p",
+            &port,
+        ],
+        "web.1    | State changed from starting to up",
+    );
+    let before = ps(app.path());
+
+    let out = client(app.path(), &["restart", "worker.1"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "Restarting worker.1... done\n");
+    let after = ps(app.path());
+    assert_ne!(pid_of(&after, "worker.1"), pid_of(&before, "worker.1"));
+    assert_eq!(pid_of(&after, "worker.2"), pid_of(&before, "worker.2"));
+    assert!(!alive(pid_of(&before, "worker.1")));
+    hk.wait_for_each(&["worker.1 | Restarting", "worker.1 | worker.1 got TERM"]);
+
+    // A web restart returns only once the new dyno listens.
+    let out = client(app.path(), &["dyno:restart", "web"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "Restarting web.1... done\n");
+    let after_web = ps(app.path());
+    let web = dyno(&after_web, "web.1").expect("web.1");
+    assert_eq!(web.state, "up");
+    assert_ne!(web.pid, dyno(&before, "web.1").and_then(|d| d.pid));
+    std::net::TcpStream::connect(("127.0.0.1", web.port.expect("a port")))
+        .expect("the restarted web dyno accepts connections");
+
+    // A whole type.
+    let out = client(app.path(), &["ps:restart", "worker"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "Restarting worker.1, worker.2... done\n");
+    let last = ps(app.path());
+    assert_ne!(pid_of(&last, "worker.1"), pid_of(&after, "worker.1"));
+    assert_ne!(pid_of(&last, "worker.2"), pid_of(&after, "worker.2"));
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn stop_a_type_then_the_app() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "worker=2,clock=1",
+            "-p",
+            &port,
+        ],
+        "Starting process",
+    );
+    hk.wait_for_each(&["worker.1 ready", "worker.2 ready", "clock.1 ready"]);
+    let before = ps(app.path());
+    let out = client(app.path(), &["stop", "worker"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    // `stop` returns once they are gone.
+    assert_eq!(out.stdout, "Stopping worker.1, worker.2... done\n");
+    assert_eq!(names(&ps(app.path())), ["clock.1"]);
+    assert!(!alive(pid_of(&before, "worker.1")));
+    assert!(!alive(pid_of(&before, "worker.2")));
+    // The rest of the app runs on.
+    assert!(hk.child.try_wait().expect("try_wait").is_none());
+    assert!(alive(pid_of(&before, "clock.1")));
+
+    let socket = app.file(".hkrun.sock");
+    assert!(socket.exists());
+    let out = client(app.path(), &["stop"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "Stopping all dynos...\nhkrun has stopped\n");
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert!(hk.seen.iter().any(|l| l == "clock.1  | clock.1 got TERM"));
+    assert!(!socket.exists(), "the socket is removed on exit");
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn logs_last_lines_tail_and_filters() {
+    let app = App::new(
+        "counter: seq 1 300; exec sleep 1000\nticker: i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.05; done\n",
+    );
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-p", &port],
+        "counter.1 | 300",
+    );
+    hk.wait_for("ticker.1  | tick 3");
+
+    let out = client(
+        app.path(),
+        &["logs", "-n", "5", "--ps", "counter", "--source", "app"],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "counter.1 | 296\ncounter.1 | 297\ncounter.1 | 298\ncounter.1 | 299\ncounter.1 | 300\n"
+    );
+    // hkrun's own events only.
+    let out = client(
+        app.path(),
+        &["logs", "--ps", "counter.1", "--source", "heroku"],
+    );
+    assert_eq!(
+        out.stdout,
+        "counter.1 | Starting process with command `seq 1 300; exec sleep 1000`\ncounter.1 | State changed from starting to up\n"
+    );
+    // Without -n: the last 100 lines of everything.
+    let out = client(app.path(), &["logs"]);
+    assert_eq!(out.stdout.lines().count(), 100);
+
+    // --tail: what was there, then new lines as they come, none missed.
+    let mut tail = hkrun(
+        app.path(),
+        &["logs", "--tail", "-n", "1", "--ps", "ticker"],
+        &hk.tag,
+    )
+    .spawn()
+    .expect("start logs --tail");
+    let mut lines = BufReader::new(tail.stdout.take().expect("piped")).lines();
+    let mut ticks = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while ticks.len() < 20 && Instant::now() < deadline {
+        let line = lines.next().expect("a line").expect("utf-8");
+        let n: u32 = line
+            .strip_prefix("ticker.1  | tick ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a tick line: {line:?}"));
+        ticks.push(n);
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(ticks.len(), 20);
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive: {ticks:?}"
+    );
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn refusals_leave_the_formation_as_it_was() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=2", "-p", &port],
+        "Starting process",
+    );
+    hk.wait_for_each(&["worker.1 ready", "worker.2 ready"]);
+    let before = ps(app.path());
+    let cases: [(&[&str], i32, &str); 7] = [
+        (
+            &["scale", "worker=3", "nope=1"],
+            1,
+            "hkrun: unknown process type `nope` (the Procfile has worker, clock)\n",
+        ),
+        (
+            &["scale", "worker=two"],
+            65,
+            "hkrun: bad dyno count in `worker=two` (expected a whole number)\n",
+        ),
+        (
+            &["scale", "worker"],
+            65,
+            "hkrun: bad scale change `worker` (expected TYPE=COUNT, TYPE+N, TYPE-N or TYPE=COUNT:SIZE, e.g. web=3, clock+1, web=2:standard-2x)\n",
+        ),
+        (
+            &["scale", "clock=1", "worker-5"],
+            1,
+            "hkrun: cannot scale worker below 0 (it runs 2)\n",
+        ),
+        (
+            &["scale", "release=1"],
+            1,
+            "hkrun: `release` is the release phase, not a dyno type\n",
+        ),
+        (
+            &["restart", "worker.9"],
+            1,
+            "hkrun: no dyno worker.9 is running (worker runs worker.1, worker.2)\n",
+        ),
+        (
+            &["stop", "clock"],
+            1,
+            "hkrun: clock has no dynos (start some with `hkrun scale clock=1`)\n",
+        ),
+    ];
+    for (args, code, stderr) in cases {
+        let out = client(app.path(), args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, stderr, "{args:?}");
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+    let after = ps(app.path());
+    assert_eq!(names(&after), names(&before));
+    for d in &before.dynos {
+        assert_eq!(pid_of(&after, &d.name), d.pid.expect("a pid"));
+    }
+    assert!(
+        !hk.seen.iter().any(|l| l.starts_with("clock")),
+        "{:?}",
+        hk.seen
+    );
+    drop(hk);
+
+    // Nobody runs here.
+    let empty = tempfile::tempdir().expect("a directory");
+    let root = std::fs::canonicalize(empty.path()).expect("canonical");
+    for args in [&["ps"][..], &["scale", "web=1"], &["logs"], &["stop"]] {
+        let out = client(empty.path(), args);
+        assert_eq!(out.status.code(), Some(69), "{args:?}");
+        assert_eq!(
+            out.stderr,
+            format!(
+                "hkrun: no hkrun is running in {} (no socket at {}/.hkrun.sock)\n",
+                root.display(),
+                root.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn one_supervisor_per_app_and_stale_sockets_are_replaced() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let args = ["start", "--no-timestamp", "-m", "worker=1", "-p", &port];
+    let mut first = started(&app, &args, "worker.1 ready");
+    let socket = app.file(".hkrun.sock");
+    let mode = std::fs::metadata(&socket)
+        .expect("the socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    let mut second = Hk::start(app.path(), &args);
+    assert_eq!(second.wait_exit().code(), Some(69));
+    let root = std::fs::canonicalize(app.path()).expect("canonical");
+    assert_eq!(
+        second.stderr(),
+        format!(
+            "hkrun: hkrun is already running in {} (pid {})\n",
+            root.display(),
+            first.pid()
+        )
+    );
+    assert!(second.seen.is_empty(), "nothing started: {:?}", second.seen);
+
+    // A supervisor killed outright leaves its socket behind; the next start replaces it.
+    first.signal(Signal::SIGKILL);
+    let _ = first.wait_exit();
+    kill_tagged(&first.tag);
+    assert!(socket.exists(), "a stale socket is left");
+    let mut third = started(&app, &args, "worker.1 ready");
+    assert_eq!(names(&ps(app.path())), ["worker.1"]);
+    third.signal(Signal::SIGTERM);
+    assert_eq!(third.wait_exit().code(), Some(0));
+    assert!(!socket.exists());
+    assert_none_left(&third.tag);
+}
+
+/// The tests run as root on CI; elsewhere they cannot switch users.
+fn as_nobody() -> Option<std::process::Command> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching to another uid needs root");
+        return None;
+    }
+    let mut command = std::process::Command::new("setpriv");
+    command.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ]);
+    Some(command)
+}
+
+#[test]
+fn other_users_are_refused() {
+    let Some(mut nobody) = as_nobody() else {
+        return;
+    };
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let socket = app.file(".hkrun.sock");
+    // Let another user reach the folder, so only the socket stands in the way.
+    std::fs::set_permissions(app.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the app folder");
+    let run = |command: &mut std::process::Command| {
+        let out = command
+            .arg(env!("CARGO_BIN_EXE_hkrun"))
+            .args(["ps", "--socket"])
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hkrun ps as nobody");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The socket's mode refuses the connection.
+    let (code, stderr) = run(&mut nobody);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+
+    // Its mode loosened, the peer check still refuses.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (code, stderr) = run(as_nobody().as_mut().expect("root"));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "hkrun: permission denied: uid 65534 may not control hkrun (it runs as uid 0)\n"
+    );
+    assert_eq!(names(&ps(app.path())), ["worker.1"]);
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+}
+
+fn answer(stream: &mut UnixStream) -> Response {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte).expect("read an answer") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    serde_json::from_slice(&line).expect("a JSON answer")
+}
+
+#[test]
+fn misbehaving_clients_do_not_disturb_the_supervisor() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let socket = app.file(".hkrun.sock");
+    let connect = || {
+        let stream = UnixStream::connect(&socket).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream
+    };
+    // Connected and silent, or halfway through a line: held open throughout.
+    let silent = connect();
+    let mut halfway = connect();
+    halfway.write_all(b"{\"v\":1,\"cm").expect("write");
+
+    // Garbage: an error, and the connection still serves.
+    let mut garbage = connect();
+    garbage.write_all(b"\x00\xff\xfe{{{\n").expect("write");
+    let response = answer(&mut garbage);
+    assert!(!response.ok);
+    assert!(
+        response
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("malformed request")),
+        "{response:?}"
+    );
+    garbage
+        .write_all(b"{\"v\":1,\"cmd\":\"ps\"}\n")
+        .expect("write");
+    let response = answer(&mut garbage);
+    assert!(response.ok && response.ps.is_some(), "{response:?}");
+
+    // A 10 MB line: refused, and the connection closed.
+    let mut huge = connect();
+    let writer = {
+        let mut huge = huge.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1024 * 1024];
+            for _ in 0..10 {
+                if huge.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let response = answer(&mut huge);
+    assert_eq!(
+        response.error.as_deref(),
+        Some("request longer than 65536 bytes")
+    );
+    writer.join().expect("the writer thread");
+
+    // Meanwhile other clients are served.
+    let start = Instant::now();
+    assert_eq!(names(&ps(app.path())), ["worker.1"]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // An idle connection is closed after a while: the read ends instead of blocking.
+    let mut rest = Vec::new();
+    let mut silent = silent;
+    let read = silent.read_to_end(&mut rest);
+    assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+    let mut rest = Vec::new();
+    assert!(halfway.read_to_end(&mut rest).is_ok());
+    assert_eq!(names(&ps(app.path())), ["worker.1"]);
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn twenty_clients_ask_ps_while_the_app_logs_heavily() {
+    const LINES: u32 = 50_000;
+    let app = App::new(&format!(
+        "loud: awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) printf \"%s:%08d\\n\", ENVIRON[\"DYNO\"], i }}'; exec sleep 1000\n"
+    ));
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "loud=4", "-p", &port],
+        ":00000001",
+    );
+    let askers: Vec<_> = (0..20)
+        .map(|_| {
+            let dir = app.path().to_path_buf();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| {
+                        let start = Instant::now();
+                        let out = client(&dir, &["ps", "--json"]);
+                        let ps: Ps = serde_json::from_str(&out.stdout).expect("JSON");
+                        (out.status.success(), ps.dynos.len(), start.elapsed())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for asker in askers {
+        for (ok, dynos, took) in asker.join().expect("an asking thread") {
+            assert!(ok);
+            assert_eq!(dynos, 4);
+            slowest = slowest.max(took);
+        }
+    }
+    // Generous: each answer is one round trip on an idle machine.
+    assert!(
+        slowest < Duration::from_secs(10),
+        "slowest ps took {slowest:?}"
+    );
+    let last: Vec<String> = (1..=4).map(|n| format!("loud.{n}:{LINES:08}")).collect();
+    hk.wait_for_each(&last.iter().map(String::as_str).collect::<Vec<_>>());
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    for n in 1..=4 {
+        let name = format!("loud.{n}");
+        let seqs: Vec<u32> = payloads(&hk.seen, &name)
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{name}:"))?.parse().ok())
+            .collect();
+        assert_eq!(seqs.len(), LINES as usize, "{name}: every line, once");
+        assert!(
+            seqs.iter().zip(1..).all(|(&s, i)| s == i),
+            "{name}: in order"
+        );
+    }
+    assert_none_left(&hk.tag);
+}
