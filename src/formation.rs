@@ -18,6 +18,9 @@ pub struct DynoSize {
 }
 
 const MB: u64 = 1024 * 1024;
+/// The most dynos of one type: foreman's layout gives each type 100 ports, and Heroku
+/// allows 100 dynos per type.
+pub const MAX_PER_TYPE: u32 = 100;
 const NAMED_SIZES: [(&str, &str, u64); 6] = [
     ("eco", "Eco", 512),
     ("basic", "Basic", 512),
@@ -90,6 +93,10 @@ pub enum FormationError {
     UnknownType { name: String, known: String },
     #[error("`release` is the release phase, not a dyno type")]
     Release,
+    #[error(
+        "{count} {name} dynos is more than the {MAX_PER_TYPE} a type may have (each type has a block of {MAX_PER_TYPE} ports)"
+    )]
+    TooMany { name: String, count: u32 },
     #[error(
         "bad scale change `{0}` (expected TYPE=COUNT, TYPE+N, TYPE-N or TYPE=COUNT:SIZE, e.g. web=3, clock+1, web=2:standard-2x)"
     )]
@@ -290,6 +297,12 @@ pub fn resolve(
                 })?;
             vec![plan]
         };
+        if item.count > MAX_PER_TYPE {
+            return Err(FormationError::TooMany {
+                name: item.name.clone(),
+                count: item.count,
+            });
+        }
         for plan in targets {
             plan.count = item.count;
             if let Some(size) = item.size {
@@ -376,6 +389,10 @@ mod tests {
             (
                 "release=1",
                 "`release` is the release phase, not a dyno type",
+            ),
+            (
+                "web=101",
+                "101 web dynos is more than the 100 a type may have (each type has a block of 100 ports)",
             ),
         ];
         for (spec, want) in cases {

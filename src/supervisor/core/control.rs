@@ -6,7 +6,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 
 use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno};
-use crate::formation::{DynoSize, ScaleChange, ScaleOp};
+use crate::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::procfile::RELEASE;
 use crate::supervisor::input::{Control, Effect, Slot, Target};
 
@@ -107,6 +107,13 @@ impl Supervisor {
                 })?,
                 ScaleOp::Keep => *count,
             };
+            if *count > MAX_PER_TYPE {
+                return Err(FormationError::TooMany {
+                    name: change.name.clone(),
+                    count: *count,
+                }
+                .to_string());
+            }
             if change.size.is_some() {
                 *size = change.size;
             }
@@ -403,7 +410,16 @@ impl Supervisor {
                     if dyno.boots <= *boots {
                         return None;
                     }
+                    // Launched again since: the restarted process crashed.
+                    let crashed = dyno.boots > boots + 1;
                     match dyno.state {
+                        _ if crashed => {
+                            let how = dyno
+                                .last_exit
+                                .map(|e| format!(" (exit {})", e.code()))
+                                .unwrap_or_default();
+                            failed.push(format!("{slot} crashed{how}"));
+                        }
                         DynoState::Up => {}
                         DynoState::Crashed { .. } | DynoState::Down => {
                             let how = dyno

@@ -1,6 +1,8 @@
 //! The core driven with exact inputs and instants: no processes, no runtime, no sleeps.
 
 use super::*;
+use crate::formation::DynoSize;
+use crate::supervisor::input::{Control, Target};
 
 const GRACE: Duration = Duration::from_secs(5);
 const BOOT: Duration = Duration::from_secs(60);
@@ -697,4 +699,324 @@ fn a_spawn_failure_counts_as_exit_127() {
 fn signals_map_to_128_plus() {
     assert_eq!(ExitStatus::Signaled(Signal::SIGKILL).code(), 137);
     assert_eq!(ExitStatus::Code(3).code(), 3);
+}
+
+// Control: scale, restart, stop, and the replies that wait for dynos.
+
+fn control(sup: &mut Supervisor, now: Instant, id: u64, request: Control) -> Vec<Effect> {
+    sup.handle(now, Input::Control { id, request })
+}
+
+fn scale(changes: &[&str]) -> Control {
+    Control::Scale(changes.iter().map(|c| c.parse().unwrap()).collect())
+}
+
+fn replies(effects: &[Effect]) -> Vec<(u64, Result<String, String>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Reply { id, result } => Some((*id, result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn names(sup: &Supervisor) -> Vec<String> {
+    sup.dynos()
+        .iter()
+        .map(|d| d.plan.spec.slot.to_string())
+        .collect()
+}
+
+#[test]
+fn scaling_up_starts_dynos_on_foreman_ports_and_answers_at_once() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = control(&mut sup, t0, 1, scale(&["worker=3", "web+1"]));
+    assert_eq!(
+        actions(&effects),
+        vec![
+            spawn("worker", 2, 5101),
+            spawn("worker", 3, 5102),
+            spawn("web", 3, 5002),
+            Effect::AwaitReady {
+                slot: slot("web", 3),
+                port: 5002
+            },
+            Effect::Reply {
+                id: 1,
+                result: Ok(
+                    "Scaling dynos... done, now running worker at 3:Standard-1X, web at 3:Standard-1X"
+                        .into()
+                )
+            },
+        ]
+    );
+    assert_eq!(
+        names(&sup),
+        [
+            "web.1", "web.2", "worker.1", "worker.2", "worker.3", "web.3"
+        ]
+    );
+}
+
+#[test]
+fn scaling_down_stops_the_highest_numbers_then_removes_them() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = control(&mut sup, t0, 1, scale(&["web=0"]));
+    assert_eq!(
+        actions(&effects)[..2],
+        [
+            signal("web", 2, Signal::SIGTERM),
+            signal("web", 1, Signal::SIGTERM)
+        ]
+    );
+    assert_eq!(state(&sup, "web", 2).name(), "stopping");
+    // A process that ignores SIGTERM is killed at the grace, R12 first.
+    assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
+    sup.handle(t0, exited("web", 1, 143));
+    let effects = sup.handle(t0 + GRACE, Input::Tick);
+    assert_eq!(
+        logs(&effects),
+        [
+            "web.2: Error R12 (Exit timeout) -> At least one process failed to exit within 5 seconds of SIGTERM",
+            "web.2: Stopping process with SIGKILL"
+        ]
+    );
+    assert_eq!(actions(&effects), [signal("web", 2, Signal::SIGKILL)]);
+    // Their exits are neither crashes nor restarts.
+    let effects = sup.handle(t0 + GRACE, exited("web", 2, 137));
+    assert!(
+        !actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Spawn(_)))
+    );
+    assert_eq!(names(&sup), ["worker.1"]);
+    assert_eq!(sup.next_deadline(), None);
+    // Back up: the lowest free numbers again.
+    let effects = control(&mut sup, t0 + GRACE, 2, scale(&["web=1"]));
+    assert_eq!(actions(&effects)[0], spawn("web", 1, 5000));
+}
+
+#[test]
+fn a_scale_is_all_or_nothing() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    for (request, why) in [
+        (
+            scale(&["worker=2", "cron=1"]),
+            "unknown process type `cron` (the Procfile has web, worker)",
+        ),
+        (
+            scale(&["worker=2", "web-3"]),
+            "cannot scale web below 0 (it runs 2)",
+        ),
+        (
+            scale(&["release=1"]),
+            "`release` is the release phase, not a dyno type",
+        ),
+        (
+            scale(&["worker=101"]),
+            "101 worker dynos is more than the 100 a type may have (each type has a block of 100 ports)",
+        ),
+    ] {
+        let effects = control(&mut sup, t0, 7, request);
+        assert_eq!(
+            effects,
+            [Effect::Reply {
+                id: 7,
+                result: Err(why.into())
+            }]
+        );
+    }
+    assert_eq!(names(&sup), ["web.1", "web.2", "worker.1"]);
+}
+
+#[test]
+fn a_size_change_restarts_the_type_with_the_new_quota() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = control(&mut sup, t0, 1, scale(&["worker=2:standard-2x"]));
+    assert_eq!(
+        replies(&effects),
+        [(
+            1,
+            Ok("Scaling dynos... done, now running worker at 2:Standard-2X".into())
+        )]
+    );
+    assert!(actions(&effects).contains(&signal("worker", 1, Signal::SIGTERM)));
+    assert!(actions(&effects).contains(&spawn("worker", 2, 5101)));
+    let quota = |sup: &Supervisor, n| {
+        sup.dynos()
+            .iter()
+            .find(|d| d.plan.spec.slot == slot("worker", n))
+            .map(|d| d.plan.quota)
+    };
+    assert_eq!(quota(&sup, 1), Some(1024 * MB));
+    assert_eq!(quota(&sup, 2), Some(1024 * MB));
+    let effects = sup.handle(t0, exited("worker", 1, 0));
+    assert_eq!(actions(&effects), [spawn("worker", 1, 5100)]);
+}
+
+#[test]
+fn restart_answers_once_the_new_dynos_are_up() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(
+        t0,
+        Input::Ready {
+            slot: slot("web", 1),
+        },
+    );
+    let effects = control(
+        &mut sup,
+        t0,
+        3,
+        Control::Restart(Some(Target::Type("web".into()))),
+    );
+    assert_eq!(
+        logs(&effects)[..3],
+        [
+            "web.1: Restarting",
+            "web.1: State changed from up to starting",
+            "web.1: Stopping all processes with SIGTERM"
+        ]
+    );
+    assert_eq!(
+        actions(&effects),
+        [
+            signal("web", 1, Signal::SIGTERM),
+            signal("web", 2, Signal::SIGTERM)
+        ]
+    );
+    assert_eq!(state(&sup, "web", 1).name(), "starting");
+    // The old process's exit starts the new one: not a crash.
+    let effects = sup.handle(t0 + secs(1), exited("web", 1, 143));
+    assert_eq!(
+        logs(&effects),
+        [
+            "web.1: Process exited with status 143",
+            "web.1: Starting process with command `run-web`"
+        ]
+    );
+    sup.handle(t0 + secs(1), exited("web", 2, 143));
+    assert!(
+        replies(&sup.handle(
+            t0 + secs(2),
+            Input::Ready {
+                slot: slot("web", 1)
+            }
+        ))
+        .is_empty()
+    );
+    let effects = sup.handle(
+        t0 + secs(2),
+        Input::Ready {
+            slot: slot("web", 2),
+        },
+    );
+    assert_eq!(
+        replies(&effects),
+        [(3, Ok("Restarting web.1, web.2... done".into()))]
+    );
+}
+
+#[test]
+fn a_restart_that_does_not_come_up_fails() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let target = Target::Dyno(slot("web", 1));
+    control(&mut sup, t0, 4, Control::Restart(Some(target)));
+    sup.handle(t0, exited("web", 1, 143));
+    // R10 for the new process, then its exit: the restart failed.
+    let effects = sup.handle(t0 + BOOT, Input::Tick);
+    assert_eq!(
+        actions(&effects),
+        [
+            signal("web", 1, Signal::SIGKILL),
+            signal("web", 2, Signal::SIGKILL)
+        ]
+    );
+    let effects = sup.handle(t0 + BOOT, exited("web", 1, 137));
+    assert_eq!(
+        replies(&effects),
+        [(
+            4,
+            Err("restart failed: web.1 did not come up: web.1 crashed (exit 137)".into())
+        )]
+    );
+}
+
+#[test]
+fn stop_of_a_type_answers_once_its_dynos_are_gone() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = control(
+        &mut sup,
+        t0,
+        5,
+        Control::Stop(Target::Type("worker".into())),
+    );
+    assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGTERM)]);
+    let effects = sup.handle(t0, exited("worker", 1, 0));
+    assert_eq!(
+        replies(&effects),
+        [(5, Ok("Stopping worker.1... done".into()))]
+    );
+    assert_eq!(names(&sup), ["web.1", "web.2"]);
+    // A type with no dynos left, and a dyno that does not exist, are refused.
+    let effects = control(
+        &mut sup,
+        t0,
+        6,
+        Control::Stop(Target::Type("worker".into())),
+    );
+    assert_eq!(
+        replies(&effects),
+        [(
+            6,
+            Err("worker has no dynos (start some with `hkrun scale worker=1`)".into())
+        )]
+    );
+    let effects = control(
+        &mut sup,
+        t0,
+        7,
+        Control::Restart(Some(Target::Dyno(slot("web", 9)))),
+    );
+    assert_eq!(
+        replies(&effects),
+        [(
+            7,
+            Err("no dyno web.9 is running (web runs web.1, web.2)".into())
+        )]
+    );
+}
+
+#[test]
+fn control_waits_for_release_and_gives_way_to_a_stop() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(true, RestartPolicy::Always), t0);
+    let effects = control(&mut sup, t0, 1, scale(&["web=3"]));
+    assert_eq!(
+        replies(&effects),
+        [(1, Err("the release phase is still running".into()))]
+    );
+    sup.handle(t0, exited("release", 1, 0));
+    control(&mut sup, t0, 2, Control::Restart(None));
+    // The app stops before the restart is done: the client hears so.
+    let effects = sup.handle(t0, Input::Stop(StopRequest::Control));
+    assert_eq!(logs(&effects)[0], "system: hkrun stop received");
+    assert_eq!(
+        replies(&effects),
+        [(2, Err("hkrun is stopping the app".into()))]
+    );
+    // Dynos already stopping on their own are covered by the app's grace.
+    assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
+    let effects = control(&mut sup, t0, 3, scale(&["web=1"]));
+    assert_eq!(
+        replies(&effects),
+        [(3, Err("hkrun is stopping the app".into()))]
+    );
 }
