@@ -189,7 +189,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
             }
         } else if let Some(n) = response.skipped {
             let _ = out.flush();
-            eprintln!("hkrun: {n} lines skipped (this client read too slowly)");
+            eprintln!("hkrun: lines were skipped here ({n} batches; this client read too slowly)");
         } else if response.end {
             break;
         } else if !response.ok {

@@ -106,7 +106,7 @@ pub struct Response {
     pub logs: Option<LogsHeader>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<LogLine>,
-    /// Lines a `--tail` client missed because it read too slowly.
+    /// Batches of lines a `--tail` client missed because it read too slowly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -16,7 +16,7 @@ use tokio::time::timeout;
 use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
 use crate::formation::ScaleChange;
 use crate::logs::Origin;
-use crate::logs::history::{self, Entry, History};
+use crate::logs::history::{self, Chunk, History};
 use crate::supervisor::input::{Control, Target};
 
 /// How long a client may take to send a whole request.
@@ -25,8 +25,8 @@ const IDLE: Duration = Duration::from_secs(10);
 const WRITE: Duration = Duration::from_secs(10);
 /// Clients served at once; more are told to come back.
 const MAX_CLIENTS: usize = 64;
-/// Log lines sent to a `--tail` client in one write, at most.
-const TAIL_BATCH: usize = 512;
+/// Chunks of log lines sent to a `--tail` client in one write, at most.
+const TAIL_BATCH: usize = 64;
 
 /// What the server asks the driver.
 #[derive(Debug)]
@@ -130,14 +130,14 @@ async fn connection(mut stream: UnixStream, context: &Context, me: u32) {
                 source,
             }) => {
                 let filter = Filter { ps, source };
-                let (last, follow) = context.history.since(lines, |e| filter.keeps(e), tail);
+                let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
                 let mut out = Response {
                     logs: Some(context.header.clone()),
                     ..Response::ok()
                 }
                 .encode();
-                for entry in &last {
-                    out.extend(line_response(entry));
+                for (chunk, line) in history::last_lines(&chunks, lines) {
+                    out.extend(line_response(chunk, line));
                 }
                 if follow.is_none() {
                     out.extend(
@@ -268,15 +268,15 @@ struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, entry: &Entry) -> bool {
-        let name = entry.label.name.as_str();
+    fn keeps(&self, chunk: &Chunk) -> bool {
+        let name = chunk.label.name.as_str();
         let ps_ok = self.ps.as_deref().is_none_or(|ps| {
             name == ps
                 || name
                     .strip_prefix(ps)
                     .is_some_and(|rest| rest.starts_with('.'))
         });
-        ps_ok && self.source.is_none_or(|s| s == source(entry.origin))
+        ps_ok && self.source.is_none_or(|s| s == source(chunk.origin))
     }
 }
 
@@ -287,15 +287,15 @@ fn source(origin: Origin) -> LogSource {
     }
 }
 
-fn line_response(entry: &Entry) -> Vec<u8> {
+fn line_response(chunk: &Chunk, line: &[u8]) -> Vec<u8> {
     Response {
         line: Some(LogLine {
-            ts: entry.clock.rfc3339.clone(),
-            hms: entry.clock.hms.clone(),
-            source: source(entry.origin),
-            dyno: entry.label.name.clone(),
-            color: entry.label.color,
-            line: String::from_utf8_lossy(entry.text()).into_owned(),
+            ts: chunk.clock.rfc3339.clone(),
+            hms: chunk.clock.hms.clone(),
+            source: source(chunk.origin),
+            dyno: chunk.label.name.clone(),
+            color: chunk.label.color,
+            line: String::from_utf8_lossy(line).into_owned(),
         }),
         ..Response::ok()
     }
@@ -306,7 +306,7 @@ fn line_response(entry: &Entry) -> Vec<u8> {
 async fn tail_log(
     read: &mut (impl AsyncRead + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
-    mut follow: broadcast::Receiver<Entry>,
+    mut follow: broadcast::Receiver<Chunk>,
     filter: &Filter,
 ) {
     let mut scratch = [0u8; 256];
@@ -324,7 +324,11 @@ async fn tail_log(
         let mut taken = 0;
         while let Some(got) = next.take() {
             match got {
-                Ok(entry) if filter.keeps(&entry) => out.extend(line_response(&entry)),
+                Ok(chunk) if filter.keeps(&chunk) => {
+                    for line in chunk.lines() {
+                        out.extend(line_response(&chunk, line));
+                    }
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => out.extend(
                     Response {
@@ -338,7 +342,7 @@ async fn tail_log(
             taken += 1;
             if taken < TAIL_BATCH {
                 next = match follow.try_recv() {
-                    Ok(entry) => Some(Ok(entry)),
+                    Ok(chunk) => Some(Ok(chunk)),
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
                         Some(Err(broadcast::error::RecvError::Lagged(n)))
                     }
@@ -351,6 +355,3 @@ async fn tail_log(
         }
     }
 }
-
-/// Lines `hkrun logs -n` can ask for.
-pub const MAX_LINES: usize = history::KEEP;

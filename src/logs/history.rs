@@ -1,11 +1,11 @@
 //! The last lines of the log, for `hkrun logs`, and the live stream for `--tail`.
 //!
-//! The writer thread records every line it writes; the control server reads. A line's
-//! text stays in the chunk the pump read it in (shared, not copied), so keeping history
-//! costs the writer a queue push per line.
+//! The writer thread records what it writes as chunks: whole lines of one dyno as the
+//! pump read them (shared, not copied), or one of hkrun's events. Keeping history costs
+//! the writer one queue push per chunk, not per line; lines are split out only when a
+//! client asks.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast;
@@ -16,39 +16,42 @@ use super::render::{Clock, Label, Origin};
 pub const KEEP: usize = 1500;
 /// Bytes of text kept at most, so long lines cannot make the history large.
 const KEEP_BYTES: usize = 8 * 1024 * 1024;
-/// Lines a `--tail` client may fall behind before it misses some.
-const TAIL_QUEUE: usize = 4096;
+/// Chunks a `--tail` client may fall behind before it misses some.
+const TAIL_QUEUE: usize = 1024;
 
-/// One line as the writer wrote it.
+/// Whole lines from one source, each ending in `\n`, as the writer wrote them.
 #[derive(Clone, Debug)]
-pub struct Entry {
+pub struct Chunk {
     pub clock: Arc<Clock>,
     pub origin: Origin,
     pub label: Arc<Label>,
-    chunk: Arc<Vec<u8>>,
-    range: Range<usize>,
+    text: Arc<Vec<u8>>,
+    lines: usize,
 }
 
-impl Entry {
-    /// `range` of `chunk` is the line, without its newline.
+impl Chunk {
+    /// `text` holds `lines` lines, each ending in `\n`.
     pub fn new(
         clock: Arc<Clock>,
         origin: Origin,
         label: Arc<Label>,
-        chunk: Arc<Vec<u8>>,
-        range: Range<usize>,
+        text: Arc<Vec<u8>>,
+        lines: usize,
     ) -> Self {
         Self {
             clock,
             origin,
             label,
-            chunk,
-            range,
+            text,
+            lines,
         }
     }
 
-    pub fn text(&self) -> &[u8] {
-        self.chunk.get(self.range.clone()).unwrap_or_default()
+    /// Each line, without its newline.
+    pub fn lines(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+        // `a\nb\n` is two lines; an empty chunk is none.
+        let text = self.text.strip_suffix(b"\n");
+        text.map(|t| t.split(|&b| b == b'\n')).into_iter().flatten()
     }
 }
 
@@ -60,16 +63,18 @@ pub struct History {
 
 #[derive(Debug)]
 struct Inner {
-    ring: VecDeque<Entry>,
+    ring: VecDeque<Chunk>,
+    lines: usize,
     bytes: usize,
-    tail: broadcast::Sender<Entry>,
+    tail: broadcast::Sender<Chunk>,
 }
 
 impl History {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
-                ring: VecDeque::with_capacity(KEEP),
+                ring: VecDeque::new(),
+                lines: 0,
                 bytes: 0,
                 tail: broadcast::channel(TAIL_QUEUE).0,
             }),
@@ -81,96 +86,138 @@ impl History {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a batch of lines, oldest first.
-    pub fn record(&self, entries: impl IntoIterator<Item = Entry>) {
+    /// Records a batch of chunks, oldest first.
+    pub fn record(&self, chunks: impl IntoIterator<Item = Chunk>) {
         let mut inner = self.lock();
         let live = inner.tail.receiver_count() > 0;
-        for entry in entries {
+        for chunk in chunks {
             if live {
-                let _ = inner.tail.send(entry.clone());
+                let _ = inner.tail.send(chunk.clone());
             }
-            inner.bytes += entry.range.len();
-            inner.ring.push_back(entry);
-            while inner.ring.len() > KEEP || inner.bytes > KEEP_BYTES {
-                let Some(old) = inner.ring.pop_front() else {
+            inner.lines += chunk.lines;
+            inner.bytes += chunk.text.len();
+            inner.ring.push_back(chunk);
+            // Drop the oldest chunk while what remains still holds enough lines.
+            while let Some(old) = inner.ring.front() {
+                let (lines, bytes) = (old.lines, old.text.len());
+                if inner.lines - lines < KEEP && inner.bytes <= KEEP_BYTES {
                     break;
-                };
-                inner.bytes -= old.range.len();
+                }
+                inner.lines -= lines;
+                inner.bytes -= bytes;
+                inner.ring.pop_front();
             }
         }
     }
 
-    /// The last `n` lines that `keep` accepts, and with `follow` a receiver of every line
-    /// after them: nothing missed, nothing twice.
+    /// The chunks holding the last `n` lines that `keep` accepts (the first may hold more;
+    /// `last_lines` trims), and with `follow` a receiver of every chunk after them:
+    /// nothing missed, nothing twice.
     pub fn since(
         &self,
         n: usize,
-        keep: impl Fn(&Entry) -> bool,
+        keep: impl Fn(&Chunk) -> bool,
         follow: bool,
-    ) -> (Vec<Entry>, Option<broadcast::Receiver<Entry>>) {
+    ) -> (Vec<Chunk>, Option<broadcast::Receiver<Chunk>>) {
         let inner = self.lock();
-        let mut last: Vec<Entry> = inner
-            .ring
-            .iter()
-            .rev()
-            .filter(|e| keep(e))
-            .take(n)
-            .cloned()
-            .collect();
-        last.reverse();
+        let mut found = 0;
+        let mut chunks = Vec::new();
+        for chunk in inner.ring.iter().rev() {
+            if found >= n {
+                break;
+            }
+            if keep(chunk) {
+                found += chunk.lines;
+                chunks.push(chunk.clone());
+            }
+        }
+        chunks.reverse();
         let rx = follow.then(|| inner.tail.subscribe());
-        (last, rx)
+        (chunks, rx)
     }
+}
+
+/// The last `n` lines of `chunks`, each with its chunk.
+pub fn last_lines(chunks: &[Chunk], n: usize) -> Vec<(&Chunk, &[u8])> {
+    let mut lines: Vec<(&Chunk, &[u8])> = chunks
+        .iter()
+        .rev()
+        .flat_map(|c| c.lines().rev().map(move |l| (c, l)))
+        .take(n)
+        .collect();
+    lines.reverse();
+    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(text: &str) -> Entry {
-        let chunk = Arc::new(text.as_bytes().to_vec());
-        let range = 0..chunk.len();
-        Entry::new(
+    fn chunk(name: &str, lines: &[&str]) -> Chunk {
+        let mut text = Vec::new();
+        for line in lines {
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+        Chunk::new(
             Arc::new(Clock {
                 hms: "00:00:00".into(),
                 rfc3339: "x".into(),
             }),
             Origin::App,
-            Arc::new(Label::system()),
-            chunk,
-            range,
+            Arc::new(Label {
+                name: name.into(),
+                color: None,
+            }),
+            Arc::new(text),
+            lines.len(),
         )
     }
 
-    fn texts(entries: &[Entry]) -> Vec<String> {
-        entries
+    fn texts(lines: &[(&Chunk, &[u8])]) -> Vec<String> {
+        lines
             .iter()
-            .map(|e| String::from_utf8_lossy(e.text()).into_owned())
+            .map(|(_, l)| String::from_utf8_lossy(l).into_owned())
             .collect()
     }
 
     #[test]
     fn keeps_the_last_lines_and_follows_without_a_gap() {
         let history = History::new();
-        history.record((0..KEEP + 10).map(|i| entry(&i.to_string())));
-        let (last, rx) = history.since(3, |_| true, true);
-        assert_eq!(texts(&last), ["1507", "1508", "1509"]);
+        let numbers: Vec<String> = (0..KEEP + 10).map(|i| i.to_string()).collect();
+        for pair in numbers.chunks(2) {
+            let refs: Vec<&str> = pair.iter().map(String::as_str).collect();
+            history.record([chunk("a.1", &refs)]);
+        }
+        let (chunks, rx) = history.since(3, |_| true, true);
+        assert_eq!(texts(&last_lines(&chunks, 3)), ["1507", "1508", "1509"]);
         let (all, _) = history.since(usize::MAX, |_| true, false);
+        let all = last_lines(&all, usize::MAX);
         assert_eq!(all.len(), KEEP);
         assert_eq!(texts(&all[..1]), ["10"]);
-        history.record([entry("next")]);
+        history.record([chunk("b.1", &["next"])]);
         let mut rx = rx.unwrap();
-        assert_eq!(texts(&[rx.try_recv().unwrap()]), ["next"]);
-        let (odd, _) = history.since(2, |e| e.text().ends_with(b"1"), false);
-        assert_eq!(texts(&odd), ["1491", "1501"]);
+        let next = rx.try_recv().unwrap();
+        assert_eq!(next.lines().collect::<Vec<_>>(), [b"next"]);
+        let (b, _) = history.since(5, |c| c.label.name == "b.1", false);
+        assert_eq!(texts(&last_lines(&b, 5)), ["next"]);
+    }
+
+    #[test]
+    fn empty_lines_count() {
+        let c = chunk("a.1", &["", "x", ""]);
+        assert_eq!(c.lines().count(), 3);
+        assert_eq!(chunk("a.1", &[]).lines().count(), 0);
     }
 
     #[test]
     fn long_lines_are_bounded_by_bytes() {
         let history = History::new();
         let long = "x".repeat(1024 * 1024);
-        history.record((0..20).map(|_| entry(&long)));
+        for _ in 0..20 {
+            history.record([chunk("a.1", &[&long])]);
+        }
         let (all, _) = history.since(usize::MAX, |_| true, false);
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 7);
     }
 }

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::history::{Entry, History};
+use super::history::{Chunk, History};
 use super::render::{Clock, Label, Origin, Style};
 
 /// Bytes of dyno output that may wait for stdout at once.
@@ -130,7 +130,7 @@ fn write_loop(
     let mut buf = Vec::with_capacity(BATCH * 2);
     let mut held = Vec::new();
     let mut flushes = Vec::new();
-    let mut entries = Vec::new();
+    let mut chunks = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let clock = Arc::new(Clock::now());
         let mut next = Some(first);
@@ -143,31 +143,33 @@ fn write_loop(
                 } => {
                     // Every line ends in `\n` (the pump guarantees it): memchr finds
                     // them a word at a time, the hot path of the log.
-                    let chunk = Arc::new(lines);
                     let mut start = 0;
-                    for end in memchr::memchr_iter(b'\n', &chunk) {
-                        style.render(&clock, Origin::App, &label, &chunk[start..end], &mut buf);
-                        entries.push(Entry::new(
-                            Arc::clone(&clock),
-                            Origin::App,
-                            Arc::clone(&label),
-                            Arc::clone(&chunk),
-                            start..end,
-                        ));
+                    let mut count = 0;
+                    for end in memchr::memchr_iter(b'\n', &lines) {
+                        style.render(&clock, Origin::App, &label, &lines[start..end], &mut buf);
                         start = end + 1;
+                        count += 1;
                     }
+                    let text = Arc::new(lines);
+                    chunks.push(Chunk::new(
+                        Arc::clone(&clock),
+                        Origin::App,
+                        label,
+                        text,
+                        count,
+                    ));
                     held.push(_permit);
                 }
                 Record::Event { label, text } => {
                     style.render(&clock, Origin::Hkrun, &label, text.as_bytes(), &mut buf);
-                    let len = text.len();
-                    let chunk = Arc::new(text.into_bytes());
-                    entries.push(Entry::new(
+                    let mut text = text.into_bytes();
+                    text.push(b'\n');
+                    chunks.push(Chunk::new(
                         Arc::clone(&clock),
                         Origin::Hkrun,
                         label,
-                        chunk,
-                        0..len,
+                        Arc::new(text),
+                        1,
                     ));
                 }
                 Record::Flush(done) => flushes.push(done),
@@ -177,7 +179,7 @@ fn write_loop(
             }
         }
         // Before the write: `hkrun logs` must not wait on a stalled stdout.
-        history.record(entries.drain(..));
+        history.record(chunks.drain(..));
         if on_closed.is_some() {
             if let Err(err) = out.write_all(&buf).and_then(|()| out.flush()) {
                 if let Some(notify) = on_closed.take() {
