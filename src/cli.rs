@@ -37,16 +37,21 @@ pub enum Command {
     /// removed ones stop gracefully, highest numbers first.
     #[command(alias = "ps:scale")]
     Scale(ScaleArgs),
-    /// Restart dynos (stop, then start): a type (`web`), one dyno (`web.2`), or all.
-    /// Returns once the new dynos are up.
+    /// Restart dynos: a type, one dyno, or all.
+    ///
+    /// Each dyno stops, then starts again; `hkrun restart web` returns once the new web
+    /// dynos are up, and exits 1 if one does not come up.
     #[command(aliases = ["ps:restart", "dyno:restart"])]
     Restart(TargetArgs),
-    /// Stop dynos: a type or one dyno leaves the formation until scaled again; with no
-    /// target the whole app stops, as on SIGTERM.
+    /// Stop dynos: a type, one dyno, or the whole app.
+    ///
+    /// A type or dyno leaves the formation until scaled again; with no target the whole
+    /// app stops, as on SIGTERM, and the command returns once hkrun has exited.
     #[command(aliases = ["ps:stop", "dyno:stop"])]
     Stop(TargetArgs),
-    /// Show the running app's recent log lines (the last 1500 are kept), and with --tail
-    /// follow new ones.
+    /// Show the running app's recent log lines, and with --tail follow new ones.
+    ///
+    /// The supervisor keeps the last 1500 lines.
     Logs(LogsArgs),
 }
 
