@@ -24,13 +24,12 @@ fn warn_all(app: &App) {
 pub fn start(args: &StartArgs) -> Result<i32, Error> {
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
-    config::check_ports_free(config.dynos.iter().map(|d| &d.spec))?;
     let path = socket::path(args.socket.as_deref(), &config.app.root);
     // Claimed before anything starts, and removed when `_socket` drops after the run.
     let (listener, _socket) = match socket::claim(&path, &config.app.root) {
         Ok((listener, file)) => (Some(listener), Some(file)),
         // A read-only app folder (a locked-down container) still runs, uncontrolled.
-        Err(Error::Socket { path, source })
+        Err(Error::SocketNotCreated { path, source })
             if matches!(
                 source.raw_os_error(),
                 Some(libc_errno::EROFS | libc_errno::EACCES)
@@ -44,6 +43,9 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
         }
         Err(err) => return Err(err),
     };
+    // After the claim: a second start of a running app hears "already running", not
+    // that its ports are taken.
+    config::check_ports_free(config.dynos.iter().map(|d| &d.spec))?;
     driver::run(config, listener)
 }
 

@@ -94,6 +94,8 @@ pub enum Error {
     NotRunning { root: PathBuf, why: String },
     #[error("control socket {}: {source}", path.display())]
     Socket { path: PathBuf, source: io::Error },
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    SocketNotCreated { path: PathBuf, source: io::Error },
     #[error(
         "control socket path {} is {len} bytes, more than the 107 Unix allows (choose a shorter one with --socket)",
         path.display()
@@ -122,7 +124,9 @@ impl Error {
                 exit_code::UNAVAILABLE
             }
             Self::SocketPathTooLong { .. } => exit_code::BAD_INPUT,
-            Self::Socket { .. } | Self::BadAnswer { .. } => exit_code::OS_ERROR,
+            Self::Socket { .. } | Self::SocketNotCreated { .. } | Self::BadAnswer { .. } => {
+                exit_code::OS_ERROR
+            }
             Self::Refused(_) => exit_code::REFUSED,
             Self::Setup { .. } => exit_code::OS_ERROR,
             Self::CannotRun { .. } => exit_code::CANNOT_RUN,

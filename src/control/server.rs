@@ -24,7 +24,12 @@ const IDLE: Duration = Duration::from_secs(10);
 /// How long one answer may take to be taken by the client.
 const WRITE: Duration = Duration::from_secs(10);
 /// Clients served at once; more are told to come back.
-const MAX_CLIENTS: usize = 64;
+const MAX_CLIENTS: usize = 128;
+/// `logs` requests served at once (a `--tail` holds its place until it hangs up), so
+/// streams cannot crowd out `ps` and `stop`.
+const MAX_STREAMS: usize = 16;
+/// Bytes of log answer gathered before each write.
+const SEND_BATCH: usize = 64 * 1024;
 /// Chunks of log lines sent to a `--tail` client in one write, at most.
 const TAIL_BATCH: usize = 64;
 
@@ -59,7 +64,10 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
             return;
         }
     };
-    let context = Arc::new(context);
+    let shared = Arc::new(Shared {
+        context,
+        streams: Semaphore::new(MAX_STREAMS),
+    });
     let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     let me = nix::unistd::geteuid().as_raw();
     loop {
@@ -72,12 +80,12 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
                 continue;
             }
         };
-        let context = Arc::clone(&context);
+        let shared = Arc::clone(&shared);
         match Arc::clone(&clients).try_acquire_owned() {
             Ok(permit) => {
                 tokio::spawn(async move {
                     let _permit = permit;
-                    connection(stream, &context, me).await;
+                    connection(stream, &shared, me).await;
                 });
             }
             Err(_) => {
@@ -91,7 +99,13 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
     }
 }
 
-async fn connection(mut stream: UnixStream, context: &Context, me: u32) {
+struct Shared {
+    context: Context,
+    streams: Semaphore,
+}
+
+async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
+    let context = &shared.context;
     // The socket is 0600 already; this also holds if someone loosens its mode.
     match stream.peer_cred() {
         Ok(peer) if peer.uid() == me || peer.uid() == 0 => {}
@@ -129,16 +143,30 @@ async fn connection(mut stream: UnixStream, context: &Context, me: u32) {
                 ps,
                 source,
             }) => {
+                let Ok(_stream) = shared.streams.try_acquire() else {
+                    let busy = Response::error("too many logs clients at once; try again");
+                    let _ = send(&mut write, &busy.encode()).await;
+                    return;
+                };
                 let filter = Filter { ps, source };
+                let lines = lines.min(history::KEEP);
                 let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
                 let mut out = Response {
                     logs: Some(context.header.clone()),
                     ..Response::ok()
                 }
                 .encode();
+                // In batches, each awaited: a client that does not read holds only one.
                 for (chunk, line) in history::last_lines(&chunks, lines) {
                     out.extend(line_response(chunk, line));
+                    if out.len() >= SEND_BATCH {
+                        if send(&mut write, &out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
                 }
+                drop(chunks);
                 if follow.is_none() {
                     out.extend(
                         Response {
@@ -157,8 +185,25 @@ async fn connection(mut stream: UnixStream, context: &Context, me: u32) {
                 }
             }
             Ok(request) => {
-                let response = call(context, request).await;
-                send(&mut write, &response.encode()).await
+                let stop_all = request == Request::Stop { target: None };
+                let answer = call(context, request);
+                tokio::pin!(answer);
+                // A client that hangs up while waiting (a long restart) frees its place.
+                let response = tokio::select! {
+                    response = &mut answer => response,
+                    gone = hung_up(&mut read) => {
+                        if gone {
+                            return;
+                        }
+                        answer.await
+                    }
+                };
+                let sent = send(&mut write, &response.encode()).await;
+                if stop_all && sent.is_ok() {
+                    // Held open until hkrun exits: the client waits for that.
+                    std::future::pending::<()>().await;
+                }
+                sent
             }
         };
         if sent.is_err() {
@@ -185,6 +230,15 @@ async fn read_request(read: &mut (impl AsyncBufReadExt + Unpin)) -> Line {
         }
         Ok(_) if line.len() >= MAX_REQUEST => Line::TooLong,
         Ok(_) | Err(_) => Line::End,
+    }
+}
+
+/// Whether the client has hung up; returns false as soon as it has sent more instead
+/// (left unread for the next request).
+async fn hung_up(read: &mut (impl AsyncBufReadExt + Unpin)) -> bool {
+    match read.fill_buf().await {
+        Ok(buffered) => buffered.is_empty(),
+        Err(_) => true,
     }
 }
 

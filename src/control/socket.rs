@@ -91,7 +91,10 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
     let old = umask(Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(path);
     umask(old);
-    let listener = bound.map_err(fail)?;
+    let listener = bound.map_err(|source| Error::SocketNotCreated {
+        path: path.to_path_buf(),
+        source,
+    })?;
     listener.set_nonblocking(true).map_err(fail)?;
     let meta = std::fs::symlink_metadata(path).map_err(fail)?;
     Ok((

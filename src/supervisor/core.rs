@@ -105,6 +105,12 @@ pub struct Dyno {
     crashes: u32,
     /// How many times it was launched: tells a restarted process from the one before.
     boots: u64,
+    /// Exits nobody asked for, ever: a restart that crashes fails.
+    crashed: u64,
+    /// Stopped on its own, its leader has exited, and the rest of its process group is
+    /// still finishing; counted again at `rescan_at`.
+    draining: bool,
+    rescan_at: Option<Instant>,
     /// When it last became up.
     up_since: Option<Instant>,
     /// When R14 was last logged.
@@ -264,7 +270,9 @@ impl Supervisor {
                 .filter_map(|d| match d.state {
                     DynoState::Starting { boot_deadline } => boot_deadline,
                     DynoState::Crashed { restart_at } => restart_at,
-                    DynoState::Stopping { kill_at, .. } => kill_at,
+                    DynoState::Stopping { kill_at, .. } => {
+                        [kill_at, d.rescan_at].into_iter().flatten().min()
+                    }
                     _ => None,
                 })
                 .min(),
@@ -299,6 +307,7 @@ impl Supervisor {
             Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
             Input::Stragglers(count) => self.on_stragglers(now, count),
+            Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
             Input::Control { id, request } => self.on_control(now, id, request),
         }
@@ -387,6 +396,7 @@ impl Supervisor {
         }
         let was = dyno.state;
         dyno.pid = None;
+        dyno.memory = None;
         dyno.last_exit = Some(status);
         let code = status.code();
         let mut effects = vec![log_dyno(slot, format!("Process exited with status {code}"))];
@@ -401,7 +411,11 @@ impl Supervisor {
                 }
             }
             Phase::Running => match was {
-                DynoState::Stopping { then, .. } => effects.extend(self.after_stop(now, i, then)),
+                // What else ran in its group may still be finishing: wait for it.
+                DynoState::Stopping { .. } => {
+                    dyno.draining = true;
+                    effects.push(Effect::ScanGroup { slot: slot.clone() });
+                }
                 _ => effects.extend(self.on_crash(now, i, was, code)),
             },
             Phase::Stopping { .. } => {
@@ -417,6 +431,7 @@ impl Supervisor {
 
     /// An exit nobody asked for (Heroku counts exit 0 too).
     fn on_crash(&mut self, now: Instant, i: usize, was: DynoState, code: i32) -> Vec<Effect> {
+        self.dynos[i].crashed += 1;
         if code != 0 {
             self.first_failure.get_or_insert(code);
         }
@@ -589,6 +604,12 @@ impl Supervisor {
                 DynoState::Crashed {
                     restart_at: Some(_),
                 } => dyno.set_state(now, DynoState::Down),
+                // Its leader is gone: what is left of it is a straggler now.
+                DynoState::Stopping { .. } if dyno.draining => {
+                    dyno.draining = false;
+                    dyno.rescan_at = None;
+                    dyno.set_state(now, DynoState::Down);
+                }
                 // Already signalled on its own: the app's grace takes over.
                 DynoState::Stopping { .. } => dyno.state = STOPPING_WITH_APP,
                 DynoState::Killed { .. } | DynoState::Crashed { .. } | DynoState::Down => {}
@@ -675,6 +696,15 @@ impl Supervisor {
                         signal: Signal::SIGKILL,
                     });
                 }
+                DynoState::Stopping { .. }
+                    if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>
+                {
+                    let dyno = &mut self.dynos[i];
+                    dyno.rescan_at = None;
+                    effects.push(Effect::ScanGroup {
+                        slot: dyno.plan.spec.slot.clone(),
+                    });
+                }
                 _ => {}
             }
         }
@@ -754,6 +784,9 @@ impl Dyno {
             last_exit: None,
             crashes: 0,
             boots: 0,
+            crashed: 0,
+            draining: false,
+            rescan_at: None,
             up_since: None,
             last_r14: None,
         }

@@ -225,6 +225,15 @@ impl Driver {
                     }
                 }
                 Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
+                Effect::ScanGroup { slot } => {
+                    let count = self.groups.get(&slot).map_or(0, |&pgid| {
+                        process::descendants(self.me)
+                            .iter()
+                            .filter(|d| d.pgid == pgid)
+                            .count()
+                    });
+                    self.queue.push_back(Input::GroupLeft { slot, count });
+                }
                 Effect::ScanStragglers => {
                     let count = process::descendants(self.me).len();
                     self.queue.push_back(Input::Stragglers(count));

@@ -105,6 +105,8 @@ pub enum Input {
     Stop(StopRequest),
     /// The answer to `Effect::ScanStragglers`: processes of hkrun's still alive.
     Stragglers(usize),
+    /// The answer to `Effect::ScanGroup`: live processes left in the dyno's group.
+    GroupLeft { slot: Slot, count: usize },
     /// A deadline from `next_deadline` has passed.
     Tick,
     /// A control client's request; answered with `Effect::Reply` carrying the same `id`.
@@ -192,6 +194,11 @@ pub enum Effect {
     SignalStragglers(Signal),
     /// Count hkrun's live descendants and answer with `Input::Stragglers`.
     ScanStragglers,
+    /// Count the live processes in a dyno's (last) process group and answer with
+    /// `Input::GroupLeft`.
+    ScanGroup {
+        slot: Slot,
+    },
     /// A line in hkrun's own words.
     Log {
         source: Source,

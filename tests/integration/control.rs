@@ -197,7 +197,10 @@ fn stop_a_type_then_the_app() {
     let out = client(app.path(), &["stop", "worker"]);
     assert!(out.status.success(), "{}", out.stderr);
     // `stop` returns once they are gone.
-    assert_eq!(out.stdout, "Stopping worker.1, worker.2... done\n");
+    assert_eq!(
+        out.stdout,
+        "Stopping worker.1, worker.2... done, now running worker at 0\n"
+    );
     assert_eq!(names(&ps(app.path())), ["clock.1"]);
     assert!(!alive(pid_of(&before, "worker.1")));
     assert!(!alive(pid_of(&before, "worker.2")));
@@ -259,11 +262,25 @@ fn logs_last_lines_tail_and_filters() {
     )
     .spawn()
     .expect("start logs --tail");
-    let mut lines = BufReader::new(tail.stdout.take().expect("piped")).lines();
+    let stdout = tail.stdout.take().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut ticks = Vec::new();
     let deadline = Instant::now() + PATIENCE;
-    while ticks.len() < 20 && Instant::now() < deadline {
-        let line = lines.next().expect("a line").expect("utf-8");
+    while ticks.len() < 20 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            let _ = tail.kill();
+            let _ = tail.wait();
+            panic!("logs --tail gave only {ticks:?} within {PATIENCE:?}");
+        };
         let n: u32 = line
             .strip_prefix("ticker.1  | tick ")
             .and_then(|n| n.parse().ok())
@@ -566,6 +583,13 @@ fn twenty_clients_ask_ps_while_the_app_logs_heavily() {
         &["start", "--no-timestamp", "-m", "loud=4", "-p", &port],
         ":00000001",
     );
+    // Readers of the whole history at the same time.
+    let readers: Vec<_> = (0..5)
+        .map(|_| {
+            let dir = app.path().to_path_buf();
+            std::thread::spawn(move || client(&dir, &["logs", "-n", "1500"]))
+        })
+        .collect();
     let askers: Vec<_> = (0..20)
         .map(|_| {
             let dir = app.path().to_path_buf();
@@ -589,6 +613,11 @@ fn twenty_clients_ask_ps_while_the_app_logs_heavily() {
             slowest = slowest.max(took);
         }
     }
+    for reader in readers {
+        let out = reader.join().expect("a reading thread");
+        assert!(out.status.success(), "{}", out.stderr);
+        assert!(out.stdout.lines().count() > 0);
+    }
     // Generous: each answer is one round trip on an idle machine.
     assert!(
         slowest < Duration::from_secs(10),
@@ -610,5 +639,74 @@ fn twenty_clients_ask_ps_while_the_app_logs_heavily() {
             "{name}: in order"
         );
     }
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn a_restarted_dyno_finishes_its_whole_group_first() {
+    let app = App::new("worker: python3 -u drain.py; echo never reached\n");
+    app.write(
+        "drain.py",
+        "import os, signal, sys, time\n\
+         def finish(*_):\n    time.sleep(1)\n    print('drained', os.getpid(), flush=True)\n    sys.exit(0)\n\
+         signal.signal(signal.SIGTERM, finish)\n\
+         print('ready', os.getpid(), flush=True)\n\
+         while True:\n    time.sleep(0.1)\n",
+    );
+    let port = free_base_port().to_string();
+    let mut hk = started(&app, &["start", "--no-timestamp", "-p", &port], "| ready");
+    let old: i32 = hk
+        .seen
+        .last()
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("a pid");
+    // The shell leads the group and dies at once; python takes a second to finish.
+    let out = client(app.path(), &["restart", "worker"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    hk.wait_for(&format!("worker.1 | drained {old}"));
+    hk.wait_for("| ready");
+    let drained = hk
+        .seen
+        .iter()
+        .position(|l| l.contains("drained"))
+        .expect("drained");
+    let restarted = hk
+        .seen
+        .iter()
+        .rposition(|l| l.contains("Starting process"))
+        .expect("a start");
+    assert!(drained < restarted, "{:?}", hk.seen);
+    assert!(!alive(old));
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn stop_without_a_target_returns_once_hkrun_has_exited() {
+    // Slower to stop than a control connection may sit idle.
+    let app =
+        App::new("slow: trap 'sleep 11; echo done; exit 0' TERM; while :; do sleep 0.1; done\n");
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-p", &port],
+        "State changed from starting to up",
+    );
+    let start = Instant::now();
+    let out = client(app.path(), &["stop"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "Stopping all dynos...\nhkrun has stopped\n");
+    assert!(
+        start.elapsed() >= Duration::from_secs(11),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert!(
+        hk.seen.iter().any(|l| l == "slow.1 | done"),
+        "{:?}",
+        hk.seen
+    );
     assert_none_left(&hk.tag);
 }

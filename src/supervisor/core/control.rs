@@ -19,8 +19,9 @@ pub(super) struct Pending {
 
 #[derive(Debug)]
 enum Wait {
-    /// Each dyno with its launch count at the request: done when a later launch is up.
-    Restarted(Vec<(Slot, u64)>),
+    /// Each dyno with its launch and crash counts at the request: done when a later
+    /// launch is up, failed when it has crashed since.
+    Restarted(Vec<(Slot, u64, u64)>),
     /// Done when none of these is left.
     Gone(Vec<Slot>),
 }
@@ -129,8 +130,18 @@ impl Supervisor {
                 .map(|d| d.plan.spec.slot.index)
                 .collect();
             let have = self.members(kind).len();
-            let free = (1..).filter(|n| !taken.contains(n));
-            for n in free.take((count as usize).saturating_sub(have)) {
+            let wanted = (count as usize).saturating_sub(have);
+            // Numbers stay within the type's block of ports, even while others stop.
+            let free: Vec<u32> = (1..=MAX_PER_TYPE)
+                .filter(|n| !taken.contains(n))
+                .take(wanted)
+                .collect();
+            if free.len() < wanted {
+                return Err(format!(
+                    "{kind} has dynos still stopping; scale up again once they have stopped"
+                ));
+            }
+            for n in free {
                 let plan = self.plan.types[t]
                     .plan(n, self.plan.base_port)
                     .map_err(|e| e.to_string())?;
@@ -239,7 +250,7 @@ impl Supervisor {
         let mut waits = Vec::new();
         for slot in slots {
             if let Some(i) = self.find(&slot) {
-                waits.push((slot, self.dynos[i].boots));
+                waits.push((slot, self.dynos[i].boots, self.dynos[i].crashed));
                 effects.extend(self.restart_one(now, i));
             }
         }
@@ -262,19 +273,24 @@ impl Supervisor {
         match dyno.state {
             DynoState::Starting { .. } | DynoState::Up | DynoState::Killed { .. } => {
                 let was = dyno.state;
+                let (from, killed) = match was {
+                    DynoState::Killed { was_up: true } => ("up", true),
+                    DynoState::Killed { was_up: false } => ("starting", true),
+                    other => (other.name(), false),
+                };
                 dyno.set_state(
                     now,
                     DynoState::Stopping {
-                        kill_at: Some(now + grace),
+                        // A killed dyno already had its SIGKILL.
+                        kill_at: (!killed).then_some(now + grace),
                         then: AfterStop::Restart,
                     },
                 );
-                if was.name() != "starting" {
-                    let text = format!("State changed from {} to starting", was.name());
+                if from != "starting" {
+                    let text = format!("State changed from {from} to starting");
                     effects.push(log_dyno(&slot, text));
                 }
-                // A killed dyno already had its SIGKILL.
-                if !matches!(was, DynoState::Killed { .. }) {
+                if !killed {
                     effects.extend(term(&slot));
                 }
             }
@@ -353,8 +369,29 @@ impl Supervisor {
         }
     }
 
-    /// A dyno stopped on request has exited.
-    pub(super) fn after_stop(&mut self, now: Instant, i: usize, then: AfterStop) -> Vec<Effect> {
+    /// The count of a draining dyno's group: once it is empty, the dyno has stopped.
+    pub(super) fn on_group_left(&mut self, now: Instant, slot: &Slot, count: usize) -> Vec<Effect> {
+        let Some(i) = self.find(slot) else {
+            return Vec::new();
+        };
+        let dyno = &mut self.dynos[i];
+        let DynoState::Stopping { then, .. } = dyno.state else {
+            return Vec::new();
+        };
+        if !dyno.draining || !matches!(self.phase, Phase::Running) {
+            return Vec::new();
+        }
+        if count > 0 {
+            dyno.rescan_at = Some(now + super::STRAGGLER_RESCAN);
+            return Vec::new();
+        }
+        dyno.draining = false;
+        dyno.rescan_at = None;
+        self.after_stop(now, i, then)
+    }
+
+    /// A dyno stopped on request has exited, and its whole group with it.
+    fn after_stop(&mut self, now: Instant, i: usize, then: AfterStop) -> Vec<Effect> {
         match then {
             AfterStop::Down => {
                 self.dynos[i].set_state(now, DynoState::Down);
@@ -397,11 +434,21 @@ impl Supervisor {
                 if slots.iter().any(|s| self.find(s).is_some()) {
                     return None;
                 }
-                Some(Ok(format!("Stopping {}... done", names(slots))))
+                let mut kinds: Vec<&str> = slots.iter().map(|s| s.kind.as_str()).collect();
+                kinds.dedup();
+                let now_running: Vec<String> = kinds
+                    .iter()
+                    .map(|k| format!("{k} at {}", self.members(k).len()))
+                    .collect();
+                Some(Ok(format!(
+                    "Stopping {}... done, now running {}",
+                    names(slots),
+                    now_running.join(", ")
+                )))
             }
             Wait::Restarted(waits) => {
                 let mut failed = Vec::new();
-                for (slot, boots) in waits {
+                for (slot, boots, crashed) in waits {
                     let Some(i) = self.find(slot) else {
                         failed.push(format!("{slot} left the formation"));
                         continue;
@@ -410,10 +457,8 @@ impl Supervisor {
                     if dyno.boots <= *boots {
                         return None;
                     }
-                    // Launched again since: the restarted process crashed.
-                    let crashed = dyno.boots > boots + 1;
                     match dyno.state {
-                        _ if crashed => {
+                        _ if dyno.crashed > *crashed => {
                             let how = dyno
                                 .last_exit
                                 .map(|e| format!(" (exit {})", e.code()))
@@ -432,7 +477,7 @@ impl Supervisor {
                         _ => return None,
                     }
                 }
-                let slots: Vec<Slot> = waits.iter().map(|(s, _)| s.clone()).collect();
+                let slots: Vec<Slot> = waits.iter().map(|(s, ..)| s.clone()).collect();
                 Some(match failed.is_empty() {
                     true => Ok(format!("Restarting {}... done", names(&slots))),
                     false => Err(format!(

@@ -721,6 +721,24 @@ fn replies(effects: &[Effect]) -> Vec<(u64, Result<String, String>)> {
         .collect()
 }
 
+/// A dyno stopped on request exits, and its process group turns out empty.
+fn stopped(sup: &mut Supervisor, now: Instant, (kind, n, code): (&str, u32, i32)) -> Vec<Effect> {
+    let mut effects = sup.handle(now, exited(kind, n, code));
+    let scan = Effect::ScanGroup {
+        slot: slot(kind, n),
+    };
+    assert!(effects.contains(&scan), "{effects:?}");
+    effects.retain(|e| e != &scan);
+    effects.extend(sup.handle(
+        now,
+        Input::GroupLeft {
+            slot: slot(kind, n),
+            count: 0,
+        },
+    ));
+    effects
+}
+
 fn names(sup: &Supervisor) -> Vec<String> {
     sup.dynos()
         .iter()
@@ -775,7 +793,7 @@ fn scaling_down_stops_the_highest_numbers_then_removes_them() {
     assert_eq!(state(&sup, "web", 2).name(), "stopping");
     // A process that ignores SIGTERM is killed at the grace, R12 first.
     assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
-    sup.handle(t0, exited("web", 1, 143));
+    stopped(&mut sup, t0, ("web", 1, 143));
     let effects = sup.handle(t0 + GRACE, Input::Tick);
     assert_eq!(
         logs(&effects),
@@ -786,7 +804,7 @@ fn scaling_down_stops_the_highest_numbers_then_removes_them() {
     );
     assert_eq!(actions(&effects), [signal("web", 2, Signal::SIGKILL)]);
     // Their exits are neither crashes nor restarts.
-    let effects = sup.handle(t0 + GRACE, exited("web", 2, 137));
+    let effects = stopped(&mut sup, t0 + GRACE, ("web", 2, 137));
     assert!(
         !actions(&effects)
             .iter()
@@ -855,7 +873,7 @@ fn a_size_change_restarts_the_type_with_the_new_quota() {
     };
     assert_eq!(quota(&sup, 1), Some(1024 * MB));
     assert_eq!(quota(&sup, 2), Some(1024 * MB));
-    let effects = sup.handle(t0, exited("worker", 1, 0));
+    let effects = stopped(&mut sup, t0, ("worker", 1, 0));
     assert_eq!(actions(&effects), [spawn("worker", 1, 5100)]);
 }
 
@@ -892,7 +910,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
     );
     assert_eq!(state(&sup, "web", 1).name(), "starting");
     // The old process's exit starts the new one: not a crash.
-    let effects = sup.handle(t0 + secs(1), exited("web", 1, 143));
+    let effects = stopped(&mut sup, t0 + secs(1), ("web", 1, 143));
     assert_eq!(
         logs(&effects),
         [
@@ -900,7 +918,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
             "web.1: Starting process with command `run-web`"
         ]
     );
-    sup.handle(t0 + secs(1), exited("web", 2, 143));
+    stopped(&mut sup, t0 + secs(1), ("web", 2, 143));
     assert!(
         replies(&sup.handle(
             t0 + secs(2),
@@ -928,7 +946,7 @@ fn a_restart_that_does_not_come_up_fails() {
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
     let target = Target::Dyno(slot("web", 1));
     control(&mut sup, t0, 4, Control::Restart(Some(target)));
-    sup.handle(t0, exited("web", 1, 143));
+    stopped(&mut sup, t0, ("web", 1, 143));
     // R10 for the new process, then its exit: the restart failed.
     let effects = sup.handle(t0 + BOOT, Input::Tick);
     assert_eq!(
@@ -959,10 +977,13 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         Control::Stop(Target::Type("worker".into())),
     );
     assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGTERM)]);
-    let effects = sup.handle(t0, exited("worker", 1, 0));
+    let effects = stopped(&mut sup, t0, ("worker", 1, 0));
     assert_eq!(
         replies(&effects),
-        [(5, Ok("Stopping worker.1... done".into()))]
+        [(
+            5,
+            Ok("Stopping worker.1... done, now running worker at 0".into())
+        )]
     );
     assert_eq!(names(&sup), ["web.1", "web.2"]);
     // A type with no dynos left, and a dyno that does not exist, are refused.
@@ -1018,5 +1039,144 @@ fn control_waits_for_release_and_gives_way_to_a_stop() {
     assert_eq!(
         replies(&effects),
         [(3, Err("hkrun is stopping the app".into()))]
+    );
+}
+
+#[test]
+fn a_stopped_dyno_waits_for_the_rest_of_its_group() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    control(
+        &mut sup,
+        t0,
+        1,
+        Control::Restart(Some(Target::Type("worker".into()))),
+    );
+    // `sh -c 'a; b'`: the shell has gone, its child still finishes its work.
+    let effects = sup.handle(t0, exited("worker", 1, 143));
+    assert_eq!(
+        actions(&effects),
+        [Effect::ScanGroup {
+            slot: slot("worker", 1)
+        }]
+    );
+    let left = |count| Input::GroupLeft {
+        slot: slot("worker", 1),
+        count,
+    };
+    assert!(sup.handle(t0, left(1)).is_empty());
+    assert_eq!(sup.next_deadline(), Some(t0 + STRAGGLER_RESCAN));
+    assert_eq!(
+        actions(&sup.handle(t0 + STRAGGLER_RESCAN, Input::Tick)),
+        [Effect::ScanGroup {
+            slot: slot("worker", 1)
+        }]
+    );
+    sup.handle(t0 + STRAGGLER_RESCAN, left(1));
+    // At the grace, the group is killed; once it is empty the dyno starts again.
+    let effects = sup.handle(t0 + GRACE, Input::Tick);
+    assert!(actions(&effects).contains(&signal("worker", 1, Signal::SIGKILL)));
+    let effects = sup.handle(t0 + GRACE, left(0));
+    assert_eq!(actions(&effects)[0], spawn("worker", 1, 5100));
+    assert_eq!(
+        replies(&effects),
+        [(1, Ok("Restarting worker.1... done".into()))]
+    );
+}
+
+#[test]
+fn an_app_stop_while_a_group_drains_leaves_it_to_the_straggler_sweep() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    control(
+        &mut sup,
+        t0,
+        1,
+        Control::Stop(Target::Type("worker".into())),
+    );
+    sup.handle(t0, exited("worker", 1, 143));
+    sup.handle(
+        t0,
+        Input::GroupLeft {
+            slot: slot("worker", 1),
+            count: 2,
+        },
+    );
+    sup.handle(t0, Input::Stop(StopRequest::Control));
+    assert_eq!(state(&sup, "worker", 1), DynoState::Down);
+    sup.handle(t0, exited("web", 1, 143));
+    let effects = sup.handle(t0, exited("web", 2, 143));
+    assert_eq!(actions(&effects), [Effect::ScanStragglers]);
+}
+
+#[test]
+fn overlapping_restarts_both_succeed() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let web1 = || Control::Restart(Some(Target::Dyno(slot("web", 1))));
+    control(&mut sup, t0, 1, web1());
+    stopped(&mut sup, t0, ("web", 1, 143));
+    // The new process is still booting when the second restart comes.
+    control(&mut sup, t0, 2, web1());
+    stopped(&mut sup, t0, ("web", 1, 143));
+    let effects = sup.handle(
+        t0,
+        Input::Ready {
+            slot: slot("web", 1),
+        },
+    );
+    assert_eq!(
+        replies(&effects),
+        [
+            (1, Ok("Restarting web.1... done".into())),
+            (2, Ok("Restarting web.1... done".into()))
+        ]
+    );
+}
+
+#[test]
+fn restarting_a_dyno_being_killed_for_r15() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, Input::Memory(vec![(slot("worker", 1), 2 * QUOTA)]));
+    let effects = control(
+        &mut sup,
+        t0,
+        1,
+        Control::Restart(Some(Target::Dyno(slot("worker", 1)))),
+    );
+    assert_eq!(
+        logs(&effects),
+        [
+            "worker.1: Restarting",
+            "worker.1: State changed from up to starting"
+        ]
+    );
+    // No SIGTERM after the SIGKILL, and no grace to run out (only the webs' boot).
+    assert!(actions(&effects).is_empty());
+    assert_eq!(sup.next_deadline(), Some(t0 + BOOT));
+    let effects = stopped(&mut sup, t0, ("worker", 1, 137));
+    assert_eq!(actions(&effects)[0], spawn("worker", 1, 5100));
+}
+
+#[test]
+fn new_dynos_stay_within_the_types_ports() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    control(&mut sup, t0, 1, scale(&["web=100"]));
+    control(&mut sup, t0, 2, scale(&["web=0"]));
+    // All 100 numbers are still stopping.
+    let effects = control(&mut sup, t0, 3, scale(&["web=3"]));
+    assert_eq!(
+        replies(&effects),
+        [(
+            3,
+            Err("web has dynos still stopping; scale up again once they have stopped".into())
+        )]
+    );
+    assert!(
+        !actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Spawn(_)))
     );
 }
