@@ -78,6 +78,24 @@ impl Lines {
     }
 }
 
+impl Lines {
+    /// Reads what the pipe holds right now, up to `turns` reads, whether or not the
+    /// runtime has seen it become readable yet (`try_read` trusts that readiness and
+    /// would report nothing). Returns true at end of file.
+    async fn drain(&mut self, pipe: &pipe::Receiver, buf: &mut [u8], turns: usize) -> bool {
+        for _ in 0..turns {
+            match nix::unistd::read(pipe, buf) {
+                Ok(0) => return true,
+                Ok(n) => self.take(&buf[..n]).await,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return false,
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
 /// Pumps `pipe` until it closes and the dyno's exit is known; `on_exit` gets the status
 /// once every line the dyno wrote before exiting is queued.
 pub async fn run<S: Send + 'static>(
@@ -111,7 +129,7 @@ pub async fn run<S: Send + 'static>(
                 // The dyno is gone, so what it wrote is in the pipe: take it all before
                 // reporting. Descendants that outlive it may keep writing; bound the drain.
                 if !eof {
-                    eof = lines.read_ready(&pipe, &mut buf, 4 * READS_PER_TURN).await;
+                    eof = lines.drain(&pipe, &mut buf, 4 * READS_PER_TURN).await;
                 }
                 lines.flush().await;
                 match (status, on_exit.take()) {
