@@ -181,7 +181,8 @@ pub struct StartArgs {
     /// the app root].
     #[arg(long, value_name = "PATH", env = "HKRUN_SOCKET")]
     pub socket: Option<PathBuf>,
-    /// Give web dynos foreman's port layout with no router in front (today's only layout).
+    /// No router: web dynos take foreman's ports (web.1 on the base port) and are reached
+    /// directly, as with foreman.
     #[arg(long)]
     pub no_router: bool,
     /// Stop the whole app when any dyno exits, and exit with its code (foreman's
@@ -239,6 +240,9 @@ pub struct CheckArgs {
     /// Skip the Procfile's `release` entry in the plan shown.
     #[arg(long)]
     pub no_release: bool,
+    /// Show foreman's port layout, with no router in front of web.
+    #[arg(long)]
+    pub no_router: bool,
 }
 
 #[derive(Debug, Args)]

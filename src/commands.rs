@@ -46,7 +46,23 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     // After the claim: a second start of a running app hears "already running", not
     // that its ports are taken.
     config::check_ports_free(config.dynos.iter().map(|d| &d.spec))?;
-    driver::run(config, listener)
+    let router = match config.router {
+        Some(port) => Some(std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                Error::PortInUse {
+                    port,
+                    dyno: "the router".into(),
+                }
+            } else {
+                Error::Setup {
+                    what: "listen on the router's port",
+                    source: e,
+                }
+            }
+        })?),
+        None => None,
+    };
+    driver::run(config, listener, router)
 }
 
 mod libc_errno {
@@ -59,7 +75,8 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
     let app = App::load(&args.files, false)?;
     warn_all(&app);
     let plans = config::plans(&app, &args.formation, &[])?;
-    let dynos = config::dynos(&plans, app.base_port)?;
+    let router = config::router(&plans, app.base_port, args.no_router)?;
+    let dynos = config::dynos(&plans, app.base_port, router.is_some())?;
     let procfile = app.procfile();
     println!("valid procfile detected ({})", procfile.names().join(", "));
     let release = procfile.release().filter(|_| !args.no_release);
@@ -73,6 +90,13 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
         println!(
             "{:<width$}  {:<10}  {}",
             "release.1", "release", entry.command
+        );
+    }
+    if let Some(port) = router {
+        let port = format!("PORT={port}");
+        println!(
+            "{:<width$}  {port:<10}  (hkrun's router, in front of web)",
+            "router"
         );
     }
     for dyno in &dynos {

@@ -17,6 +17,9 @@ use crate::procfile::{Procfile, RELEASE};
 use crate::supervisor::core::{DynoPlan, DynoType};
 use crate::supervisor::input::{Slot, SpawnSpec};
 
+/// The process type that gets HTTP traffic, readiness checks and the router.
+pub const WEB: &str = "web";
+
 /// The app on disk: where it is, its Procfile and its environment.
 #[derive(Debug)]
 pub struct App {
@@ -132,13 +135,24 @@ pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<Ty
     )?)
 }
 
-/// Every dyno of the formation with its foreman-layout port, in start order.
-pub fn dynos(plans: &[TypePlan], base: u16) -> Result<Vec<SpawnSpec>, Error> {
+/// The router's port, when web runs and `--no-router` is not given: the first of web's
+/// block.
+pub fn router(plans: &[TypePlan], base: u16, no_router: bool) -> Result<Option<u16>, Error> {
+    match plans.iter().find(|p| p.name == WEB) {
+        Some(web) if web.count > 0 && !no_router => Ok(Some(ports::router_port(base, web.index)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Every dyno of the formation with its port, in start order: foreman's layout, with web
+/// one port further along when the router runs.
+pub fn dynos(plans: &[TypePlan], base: u16, router: bool) -> Result<Vec<SpawnSpec>, Error> {
     let mut specs = Vec::new();
     for plan in plans {
         for n in 1..=plan.count {
             let slot = Slot::new(&plan.name, n);
-            let port = ports::foreman(base, plan.index, n, &slot.to_string())?;
+            let behind = router && plan.name == WEB;
+            let port = ports::dyno_port(base, plan.index, n, behind, &slot.to_string())?;
             specs.push(SpawnSpec {
                 slot,
                 command: plan.command.clone(),
@@ -157,6 +171,8 @@ pub struct StartConfig {
     /// The release command, unless `--no-release` or the Procfile has none.
     pub release: Option<String>,
     pub dynos: Vec<DynoPlan>,
+    /// The router's port, when it runs.
+    pub router: Option<u16>,
     /// Every process type, for scaling while running.
     pub types: Vec<DynoType>,
     pub grace: Duration,
@@ -169,7 +185,8 @@ impl StartConfig {
     pub fn resolve(args: &StartArgs) -> Result<Self, Error> {
         let app = App::load(&args.files, false)?;
         let plans = plans(&app, &args.formation, &args.types)?;
-        let dynos = dynos(&plans, app.base_port)?;
+        let router = router(&plans, app.base_port, args.no_router)?;
+        let dynos = dynos(&plans, app.base_port, router.is_some())?;
         if dynos.is_empty() {
             return Err(Error::BadFlag {
                 flag: "--formation",
@@ -221,7 +238,8 @@ impl StartConfig {
                 size: plan.size,
                 restart: restart.get(&plan.name),
                 memory: memory.get(&plan.name),
-                boot_timeout: (plan.name == "web").then_some(boot_timeout),
+                boot_timeout: (plan.name == WEB).then_some(boot_timeout),
+                behind_router: router.is_some() && plan.name == WEB,
             })
             .collect();
         let names = dynos
@@ -245,6 +263,7 @@ impl StartConfig {
             plans,
             release,
             dynos,
+            router,
             types,
             grace,
             exit_on_crash: args.exit_on_crash,
@@ -283,7 +302,7 @@ pub fn color_for(choice: ColorChoice) -> bool {
 
 /// Refuses to start when a web dyno's port is taken: the dyno would only crash on bind.
 pub fn check_ports_free<'a>(dynos: impl IntoIterator<Item = &'a SpawnSpec>) -> Result<(), Error> {
-    for dyno in dynos.into_iter().filter(|d| d.slot.kind == "web") {
+    for dyno in dynos.into_iter().filter(|d| d.slot.kind == WEB) {
         if let Some(port) = dyno.port {
             if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port)) {
                 if e.kind() == std::io::ErrorKind::AddrInUse {

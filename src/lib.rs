@@ -27,6 +27,7 @@ pub mod ports;
 pub mod process;
 pub mod procfile;
 pub mod readiness;
+pub mod router;
 pub mod supervisor;
 
 use std::process::ExitCode;

@@ -12,6 +12,10 @@ pub enum PortError {
     BadBase { value: String, origin: &'static str },
     #[error("port for {dyno} would be {port}, past 65535 (choose a lower base port with -p)")]
     OutOfRange { dyno: String, port: u32 },
+    #[error(
+        "{dyno} would take a port of the next type's block (the router takes the first of web's 100)"
+    )]
+    BlockFull { dyno: String },
 }
 
 /// Base port: `-p` > `.env` PORT > inherited PORT > 5000.
@@ -35,6 +39,31 @@ pub fn base_port(
         }
     }
     Ok(DEFAULT_BASE)
+}
+
+/// A dyno's port: foreman's layout, or behind the router the port after it, so the
+/// router keeps the first of the type's block (router 5000, web.1 5001, web.2 5002).
+pub fn dyno_port(
+    base: u16,
+    type_index: usize,
+    instance: u32,
+    behind_router: bool,
+    dyno: &str,
+) -> Result<u16, PortError> {
+    if !behind_router {
+        return foreman(base, type_index, instance, dyno);
+    }
+    if instance >= 100 {
+        return Err(PortError::BlockFull {
+            dyno: dyno.to_owned(),
+        });
+    }
+    foreman(base, type_index, instance + 1, dyno)
+}
+
+/// The router's port: the first of the type's block.
+pub fn router_port(base: u16, type_index: usize) -> Result<u16, PortError> {
+    foreman(base, type_index, 1, "the router")
 }
 
 /// Foreman's layout: `base + 100 * type_index + (instance - 1)`.
@@ -68,5 +97,15 @@ mod tests {
         assert_eq!(foreman(5000, 0, 2, "web.2"), Ok(5001));
         assert_eq!(foreman(5000, 1, 1, "worker.1"), Ok(5100));
         assert!(foreman(65500, 1, 1, "worker.1").is_err());
+    }
+
+    #[test]
+    fn behind_the_router() {
+        assert_eq!(router_port(5000, 0), Ok(5000));
+        assert_eq!(dyno_port(5000, 0, 1, true, "web.1"), Ok(5001));
+        assert_eq!(dyno_port(5000, 0, 2, true, "web.2"), Ok(5002));
+        assert_eq!(dyno_port(5000, 0, 99, true, "web.99"), Ok(5099));
+        assert!(dyno_port(5000, 0, 100, true, "web.100").is_err());
+        assert_eq!(dyno_port(5000, 0, 2, false, "web.2"), Ok(5001));
     }
 }

@@ -149,6 +149,9 @@ impl Response {
 /// `hkrun ps --json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ps {
+    /// The router's port, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<u16>,
     /// Types with dynos, in Procfile order (`release` first while it runs).
     pub types: Vec<PsType>,
     pub dynos: Vec<PsDyno>,

@@ -68,7 +68,11 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
             }
         })
         .collect();
-    Ps { types, dynos }
+    Ps {
+        router: sup.router(),
+        types,
+        dynos,
+    }
 }
 
 /// The human form.
@@ -107,6 +111,11 @@ pub fn render(ps: &Ps) -> String {
     let port_width = ports.iter().map(String::len).max().unwrap_or(1);
 
     let mut out = String::new();
+    if let Some(port) = ps.router {
+        out.push_str(&format!(
+            "=== router: port {port}, to the web dynos that are up\n\n"
+        ));
+    }
     for t in &ps.types {
         let size = t
             .size
@@ -185,6 +194,7 @@ mod tests {
     #[test]
     fn renders_like_heroku_with_columns() {
         let ps = Ps {
+            router: None,
             types: vec![PsType {
                 name: "web".into(),
                 command: "python web.py".into(),

@@ -16,6 +16,7 @@ use crate::memory::{self, Verdict};
 use crate::policy::{MemoryLimit, RestartPolicy};
 use crate::ports::{self, PortError};
 use crate::procfile::RELEASE;
+use crate::router::Backend;
 
 mod control;
 
@@ -48,13 +49,21 @@ pub struct DynoType {
     pub memory: MemoryLimit,
     /// For web: how long a dyno may take to listen on its PORT (R10).
     pub boot_timeout: Option<Duration>,
+    /// Web behind the router: the router has the block's first port.
+    pub behind_router: bool,
 }
 
 impl DynoType {
     /// Dyno number `n` of this type, with its port in foreman's layout.
     pub fn plan(&self, n: u32, base_port: u16) -> Result<DynoPlan, PortError> {
         let slot = Slot::new(&self.name, n);
-        let port = ports::foreman(base_port, self.index, n, &slot.to_string())?;
+        let port = ports::dyno_port(
+            base_port,
+            self.index,
+            n,
+            self.behind_router,
+            &slot.to_string(),
+        )?;
         Ok(DynoPlan {
             spec: SpawnSpec {
                 slot,
@@ -80,6 +89,8 @@ pub struct Plan {
     pub types: Vec<DynoType>,
     /// Where ports of new dynos are counted from.
     pub base_port: u16,
+    /// The router's port, when web dynos are behind it.
+    pub router: Option<u16>,
     /// Between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
     /// foreman's behaviour: the first exit stops the app.
@@ -211,6 +222,8 @@ pub struct Supervisor {
     first_failure: Option<i32>,
     /// Control requests answered once their dynos have settled.
     pending: Vec<control::Pending>,
+    /// The backends last published to the router.
+    published: Vec<Backend>,
 }
 
 impl Supervisor {
@@ -221,6 +234,7 @@ impl Supervisor {
             dynos: Vec::new(),
             first_failure: None,
             pending: Vec::new(),
+            published: Vec::new(),
         }
     }
 
@@ -285,7 +299,37 @@ impl Supervisor {
         if !self.pending.is_empty() {
             effects.extend(self.answer_pending());
         }
+        if self.plan.router.is_some() {
+            effects.extend(self.publish_backends());
+        }
         effects
+    }
+
+    /// The router's port, when it runs.
+    pub fn router(&self) -> Option<u16> {
+        self.plan.router
+    }
+
+    /// New connections go to web dynos that are up, and only those: one that crashes or
+    /// starts to stop leaves the set at once, one that comes up joins it.
+    fn publish_backends(&mut self) -> Option<Effect> {
+        let mut up: Vec<Backend> = self
+            .dynos
+            .iter()
+            .filter(|d| d.plan.spec.slot.kind == crate::config::WEB && d.state == DynoState::Up)
+            .filter_map(|d| {
+                Some(Backend {
+                    slot: d.plan.spec.slot.clone(),
+                    port: d.plan.spec.port?,
+                })
+            })
+            .collect();
+        up.sort_by(|a, b| a.slot.cmp(&b.slot));
+        if up == self.published {
+            return None;
+        }
+        self.published = up.clone();
+        Some(Effect::Backends(up))
     }
 
     fn dispatch(&mut self, now: Instant, input: Input) -> Vec<Effect> {

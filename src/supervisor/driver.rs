@@ -3,6 +3,7 @@
 //! never decides policy.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::env::Vars;
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::readiness::Watch;
+use crate::router::{self, Backend};
 use crate::{memory, process, readiness};
 
 /// How often to reap even without SIGCHLD: signals can coalesce or be missed.
@@ -34,7 +36,12 @@ const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
 /// control socket, when there is one.
-pub fn run(config: StartConfig, control: Option<UnixListener>) -> Result<i32, Error> {
+/// `router` is the router's bound listener, when it runs.
+pub fn run(
+    config: StartConfig,
+    control: Option<UnixListener>,
+    router: Option<TcpListener>,
+) -> Result<i32, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,14 +49,18 @@ pub fn run(config: StartConfig, control: Option<UnixListener>) -> Result<i32, Er
             what: "start the runtime",
             source,
         })?;
-    runtime.block_on(drive(config, control))
+    runtime.block_on(drive(config, control, router))
 }
 
 fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Setup { what, source }
 }
 
-async fn drive(config: StartConfig, control: Option<UnixListener>) -> Result<i32, Error> {
+async fn drive(
+    config: StartConfig,
+    control: Option<UnixListener>,
+    router: Option<TcpListener>,
+) -> Result<i32, Error> {
     // Handlers first: nothing is spawned before hkrun can stop it.
     let mut sigterm = signal(SignalKind::terminate()).map_err(setup("handle SIGTERM"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
@@ -71,6 +82,10 @@ async fn drive(config: StartConfig, control: Option<UnixListener>) -> Result<i32
         },
     )
     .map_err(setup("start the log writer"))?;
+    let (backends, backends_rx) = watch::channel(Vec::new());
+    if let Some(listener) = router {
+        router::spawn(listener, backends_rx).map_err(setup("start the router"))?;
+    }
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = control {
         let context = server::Context {
@@ -94,6 +109,7 @@ async fn drive(config: StartConfig, control: Option<UnixListener>) -> Result<i32
         release: config.release,
         dynos: config.dynos,
         types: config.types,
+        router: config.router,
         base_port: config.app.base_port,
         grace: config.grace,
         exit_on_crash: config.exit_on_crash,
@@ -132,6 +148,7 @@ async fn drive(config: StartConfig, control: Option<UnixListener>) -> Result<i32
         queue: VecDeque::new(),
         replies: HashMap::new(),
         next_id: 0,
+        backends,
     };
     let mut sup = Supervisor::new(plan);
     let mut effects = sup.start(Instant::now());
@@ -206,6 +223,8 @@ struct Driver {
     /// Control clients waiting for the core's answer, by request id.
     replies: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     next_id: u64,
+    /// The router's backends, as the core publishes them.
+    backends: watch::Sender<Vec<Backend>>,
 }
 
 impl Driver {
@@ -244,6 +263,9 @@ impl Driver {
                         Source::System => Arc::clone(&self.system),
                     };
                     self.log.event(&label, text);
+                }
+                Effect::Backends(set) => {
+                    self.backends.send_replace(set);
                 }
                 Effect::Reply { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {

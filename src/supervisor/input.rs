@@ -9,6 +9,7 @@ use std::str::FromStr;
 use nix::sys::signal::Signal;
 
 use crate::formation::ScaleChange;
+use crate::router::Backend;
 
 /// One dyno, e.g. `web.2`, or the release phase, `release.1`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,6 +195,8 @@ pub enum Effect {
     SignalStragglers(Signal),
     /// Count hkrun's live descendants and answer with `Input::Stragglers`.
     ScanStragglers,
+    /// The web dynos that take new connections now (the router's set).
+    Backends(Vec<Backend>),
     /// Count the live processes in a dyno's (last) process group and answer with
     /// `Input::GroupLeft`.
     ScanGroup {

@@ -13,11 +13,19 @@ fn check_names_the_types_and_plans_the_ports() {
         [
             "valid procfile detected (release, web, worker)",
             "release.1  release     rake db:migrate",
-            "web.1      PORT=6000   bundle exec puma",
-            "web.2      PORT=6001   bundle exec puma",
+            "router     PORT=6000   (hkrun's router, in front of web)",
+            "web.1      PORT=6001   bundle exec puma",
+            "web.2      PORT=6002   bundle exec puma",
             "worker.1   PORT=6100   sidekiq",
         ]
     );
+    // foreman's layout.
+    let (_, lines, _) = run_to_end(
+        app.path(),
+        &["check", "-m", "web=2,worker=1", "-p", "6000", "--no-router"],
+    );
+    assert_eq!(lines[2], "web.1      PORT=6000   bundle exec puma");
+    assert_eq!(lines[3], "web.2      PORT=6001   bundle exec puma");
 }
 
 #[test]
@@ -30,7 +38,7 @@ fn check_warns_about_duplicates_and_keeps_the_last() {
         "hkrun: warning: Procfile:3: process type `web` is also defined on line 1; line 3 wins\n"
     );
     assert_eq!(lines[0], "valid procfile detected (web, worker)");
-    assert_eq!(lines[1], "web.1      PORT=5000   new");
+    assert_eq!(lines[2], "web.1      PORT=5001   new");
 }
 
 #[test]

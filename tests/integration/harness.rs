@@ -316,7 +316,8 @@ pub fn assert_none_left(tag: &str) {
     }
 }
 
-/// A base port whose foreman block (base, base+1, base+100, base+101) is free now.
+/// A base port whose block (base to base+2, base+100, base+101) is free now: the router
+/// and two web dynos, or foreman's layout.
 pub fn free_base_port() -> u16 {
     for _ in 0..100 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
@@ -325,7 +326,7 @@ pub fn free_base_port() -> u16 {
         if base > 65000 {
             continue;
         }
-        let free = [0, 1, 100, 101]
+        let free = [0, 1, 2, 100, 101]
             .iter()
             .all(|off| std::net::TcpListener::bind(("0.0.0.0", base + off)).is_ok());
         if free {

@@ -88,8 +88,7 @@ fn descendants_that_left_the_group_are_stopped_too() {
         "web: setsid sleep 1000 & setsid sh -c 'trap \"\" TERM; echo stubborn; while :; do sleep 0.1; done' & echo ready; exec sleep 1000\n",
         &["-t", "1"],
     );
-    hk.wait_for("| ready");
-    hk.wait_for("| stubborn");
+    hk.wait_for_each(&["| ready", "| stubborn"]);
     hk.signal(Signal::SIGTERM);
     assert_eq!(hk.wait_exit().code(), Some(0));
     assert_none_left(&hk.tag);

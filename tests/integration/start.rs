@@ -65,9 +65,10 @@ fn formation_sets_dyno_ps_and_foreman_ports() {
             &base.to_string(),
         ],
     );
+    // The router has the base port; web dynos take the next ones.
     hk.wait_for_each(&[
-        &format!("| web.1 web.1 {base}"),
-        &format!("| web.2 web.2 {}", base + 1),
+        &format!("| web.1 web.1 {}", base + 1),
+        &format!("| web.2 web.2 {}", base + 2),
         &format!("| worker.1 worker.1 {}", base + 100),
     ]);
     hk.signal(Signal::SIGTERM);
@@ -89,7 +90,7 @@ fn positional_types_run_one_each_and_port_comes_from_dotenv() {
     app.write(".env", &format!("PORT={base}\n"));
     let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "web", "worker"]);
     hk.wait_for_each(&[
-        &format!("| web {base}"),
+        &format!("| web {}", base + 1),
         &format!("| worker {}", base + 100),
     ]);
     hk.signal(Signal::SIGINT);
@@ -272,10 +273,20 @@ fn a_web_port_in_use_is_refused_before_anything_starts() {
     let (status, _, stderr) = run_to_end(app.path(), &["start", "-p", &port]);
     assert_eq!(status.code(), Some(69), "{stderr}");
     assert!(
+        stderr.starts_with(&format!(
+            "hkrun: port {port} for the router is already in use"
+        )),
+        "{stderr}"
+    );
+    // Without the router, web.1 has that port.
+    let (status, _, stderr) = run_to_end(app.path(), &["start", "-p", &port, "--no-router"]);
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(
         stderr.starts_with(&format!("hkrun: port {port} for web.1 is already in use")),
         "{stderr}"
     );
     assert!(!app.file("started").exists());
+    assert!(!app.file(".hkrun.sock").exists());
 }
 
 #[test]

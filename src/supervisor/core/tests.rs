@@ -36,6 +36,7 @@ fn dyno_type(kind: &str, index: usize) -> DynoType {
         restart: RestartPolicy::Always,
         memory: MemoryLimit::On,
         boot_timeout: (kind == "web").then_some(BOOT),
+        behind_router: false,
     }
 }
 
@@ -49,6 +50,7 @@ fn plan(release: bool, restart: RestartPolicy) -> Plan {
         ],
         types: vec![dyno_type("web", 0), dyno_type("worker", 1)],
         base_port: 5000,
+        router: None,
         grace: GRACE,
         exit_on_crash: false,
         restart_cap: Duration::from_secs(300),
