@@ -5,6 +5,7 @@ mod harness;
 mod check_and_run;
 mod control;
 mod logs;
+mod router;
 mod shutdown;
 mod start;
 mod supervision;

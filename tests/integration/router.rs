@@ -1,0 +1,187 @@
+//! The router: one public port in front of the web dynos that are up.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hkrun::control::protocol::Ps;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::harness::{App, Hk, assert_none_left, client, eventually, free_base_port};
+
+/// A web dyno that answers every request with its name.
+pub const WEB_PY: &str = "\
+import http.server, os
+class Name(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ['DYNO'].encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Name).serve_forever()
+";
+
+/// One HTTP/1.0 request through `port`: the dyno that answered, or why not.
+pub fn get(port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: hkrun\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_owned()),
+        _ => Err(format!("bad answer: {answer:?}")),
+    }
+}
+
+#[track_caller]
+pub fn ps(app: &App) -> Ps {
+    let out = client(app.path(), &["ps", "--json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("JSON")
+}
+
+/// Starts `-m web=N` behind the router and waits until every web dyno is up.
+pub fn web_app(n: usize, extra: &[&str]) -> (App, Hk, u16) {
+    let app = App::new("web: exec python3 -u web.py\n");
+    app.write("web.py", WEB_PY);
+    let base = free_base_port();
+    let formation = format!("web={n}");
+    let port = base.to_string();
+    let mut args = vec!["start", "--no-timestamp", "-m", &formation, "-p", &port];
+    args.extend_from_slice(extra);
+    let mut hk = Hk::start(app.path(), &args);
+    // The socket exists before anything starts.
+    hk.wait_for("Starting process");
+    eventually("every web dyno to be up", || {
+        let ps = ps(&app);
+        (ps.dynos.len() == n && ps.dynos.iter().all(|d| d.state == "up")).then_some(())
+    });
+    (app, hk, base)
+}
+
+#[test]
+fn spreads_requests_and_routes_around_a_killed_dyno() {
+    let (app, mut hk, port) = web_app(3, &[]);
+    let now = ps(&app);
+    assert_eq!(now.router, Some(port));
+    let ports: Vec<Option<u16>> = now.dynos.iter().map(|d| d.port).collect();
+    assert_eq!(ports, [Some(port + 1), Some(port + 2), Some(port + 3)]);
+
+    let answered: HashSet<String> = (0..30)
+        .map(|_| get(port).expect("a request through the router"))
+        .collect();
+    assert!(answered.len() >= 2, "{answered:?}");
+
+    // Four clients in a loop; web.2 is killed outright in the middle.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut done = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let result = get(port);
+                    done.push((start, Instant::now(), result));
+                }
+                done
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = now
+        .dynos
+        .iter()
+        .find(|d| d.name == "web.2")
+        .and_then(|d| d.pid)
+        .expect("web.2's pid");
+    signal::kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill web.2");
+    // Dead once it is a zombie: its sockets are closed by then.
+    let killed_at = eventually("web.2 to die", || {
+        let stat = std::fs::read_to_string(format!("/proc/{victim}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        matches!(state, None | Some('Z')).then(Instant::now)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let done: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("a client thread"))
+        .collect();
+
+    let failed: Vec<_> = done.iter().filter(|(_, _, r)| r.is_err()).collect();
+    // At most the requests in flight on web.2 when it died: one per client.
+    assert!(failed.len() <= 4, "{} failed: {failed:?}", failed.len());
+    for (start, _, result) in &failed {
+        assert!(
+            *start <= killed_at,
+            "failed after web.2 was gone: {result:?}"
+        );
+    }
+    let after: Vec<&String> = done
+        .iter()
+        .filter(|(start, _, _)| *start > killed_at + Duration::from_millis(100))
+        .filter_map(|(_, _, r)| r.as_ref().ok())
+        .collect();
+    assert!(
+        after.len() > 10,
+        "only {} requests after the kill",
+        after.len()
+    );
+    assert!(after.iter().any(|d| *d == "web.1") && after.iter().any(|d| *d == "web.3"));
+    eprintln!(
+        "{} requests, {} failed, {} after the kill",
+        done.len(),
+        failed.len(),
+        after.len()
+    );
+    hk.wait_for("web.2  | State changed from up to crashed");
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn without_the_router_web_keeps_foremans_ports() {
+    let (app, mut hk, port) = web_app(2, &["--no-router"]);
+    let now = ps(&app);
+    assert_eq!(now.router, None);
+    assert_eq!(get(port).as_deref(), Ok("web.1"));
+    assert_eq!(get(port + 1).as_deref(), Ok("web.2"));
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn a_connection_waits_for_a_web_dyno_to_come_up() {
+    // The dyno takes a second to listen; a request sent at once is answered, not refused.
+    let app = App::new("web: sleep 1; exec python3 -u web.py\n");
+    app.write("web.py", WEB_PY);
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+    eventually("the router to listen", || {
+        TcpStream::connect(("127.0.0.1", base)).ok()
+    });
+    assert_eq!(get(base).as_deref(), Ok("web.1"));
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
