@@ -36,6 +36,8 @@ pub fn spawn(
     backends: watch::Receiver<Vec<Backend>>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
+    // One thread: on the measured 2-core machine two router threads gave less
+    // throughput, not more (BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Router overhead: wrk against a small HTTP app directly (the dyno's own port) and through
+# hkrun's router (the public port), interleaved in the same run.
+#
+# The app is bench/http_ok.rs (keep-alive, `200 ok`), run as one web dyno by hkrun. Each
+# round runs wrk on the dyno's port, then on the router's port; the figures are medians
+# over the rounds. wrk comes from Debian's packages (`apt-get install -y wrk`).
+#
+# Usage: bench/router.sh
+# Environment (all optional):
+#   BENCH_ROUNDS=3        rounds (direct, then routed)
+#   BENCH_DURATION=10s    each wrk run
+#   BENCH_CONNECTIONS=32  wrk connections (-c); BENCH_THREADS=2 wrk threads (-t)
+#   HKRUN=path            hkrun binary [default: `cargo build --release`, then target/release/hkrun]
+set -euo pipefail
+
+ROUNDS=${BENCH_ROUNDS:-3}
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-2}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+(cd "$root" && cargo build --release --quiet --example bench_http)
+if [ -z "${HKRUN:-}" ]; then
+    (cd "$root" && cargo build --release --quiet)
+    HKRUN=$root/target/release/hkrun
+fi
+app=$root/target/release/examples/bench_http
+work=$(mktemp -d)
+printf 'web: exec %s\n' "$app" > "$work/Procfile"
+base=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$HKRUN" start -f "$work/Procfile" -m web=1 -p "$base" --no-timestamp > "$work/hkrun.log" 2>&1 &
+hk=$!
+trap 'kill -TERM $hk 2>/dev/null; wait $hk 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q "State changed from starting to up" "$work/hkrun.log" && break; sleep 0.1; done
+
+# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
+run() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
+p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(rps, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0))
+'
+}
+
+echo "router: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
+echo "hkrun: $HKRUN ($(git -C "$root" rev-parse --short HEAD)), router on $base, web.1 on $((base + 1))"
+direct=(); routed=()
+for round in $(seq "$ROUNDS"); do
+    d=$(run $((base + 1))); r=$(run "$base")
+    echo "round $round: direct $d | routed $r   (req/s p50_ms p99_ms errors)"
+    direct+=("$d"); routed+=("$r")
+done
+python3 - "${direct[@]}" -- "${routed[@]}" <<'PY'
+import statistics, sys
+args = sys.argv[1:]
+cut = args.index("--")
+def parse(rows):
+    return [tuple(map(float, r.split())) for r in rows]
+d, r = parse(args[:cut]), parse(args[cut + 1:])
+med = lambda rows, i: statistics.median(row[i] for row in rows)
+print()
+print("| path | requests/s (median) | p50 | p99 | errors |")
+print("|---|---|---|---|---|")
+for name, rows in (("direct to web.1", d), ("through the router", r)):
+    print(f"| {name} | {med(rows, 0):,.0f} | {med(rows, 1):.3f} ms | {med(rows, 2):.3f} ms | {sum(x[3] for x in rows):.0f} |")
+print()
+print(f"router ÷ direct throughput: {med(r, 0) / med(d, 0):.2f}; added p50 {med(r, 1) - med(d, 1):+.3f} ms, added p99 {med(r, 2) - med(d, 2):+.3f} ms")
+PY
