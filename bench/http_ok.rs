@@ -23,7 +23,9 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             saw_request = true;
         }
         if saw_request {
-            writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")?;
+            writer.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok",
+            )?;
         }
     }
 }

@@ -185,6 +185,10 @@ pub struct StartArgs {
     /// directly, as with foreman.
     #[arg(long)]
     pub no_router: bool,
+    /// Restart web dynos by stopping, then starting them, instead of preboot (new dynos
+    /// first, traffic moved once they are up, then the old ones stopped).
+    #[arg(long)]
+    pub no_preboot: bool,
     /// Stop the whole app when any dyno exits, and exit with its code (foreman's
     /// behaviour, for CI), instead of restarting it.
     #[arg(long)]

@@ -173,6 +173,8 @@ pub struct StartConfig {
     pub dynos: Vec<DynoPlan>,
     /// The router's port, when it runs.
     pub router: Option<u16>,
+    /// `--no-preboot`: web restarts stop, then start.
+    pub no_preboot: bool,
     /// Every process type, for scaling while running.
     pub types: Vec<DynoType>,
     pub grace: Duration,
@@ -264,6 +266,7 @@ impl StartConfig {
             release,
             dynos,
             router,
+            no_preboot: args.no_preboot,
             types,
             grace,
             exit_on_crash: args.exit_on_crash,

@@ -23,7 +23,11 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
             .position(|t| t.name == kind)
             .map_or(0, |i| i + 1)
     };
-    dynos.sort_by_key(|d| (order(&d.plan.spec.slot.kind), d.plan.spec.slot.index));
+    // A preboot's new generation shows under the old one of the same name.
+    dynos.sort_by_key(|d| {
+        let slot = &d.plan.spec.slot;
+        (order(&slot.kind), slot.index, slot.generation)
+    });
     let mut types: Vec<PsType> = Vec::new();
     for dyno in &dynos {
         let kind = &dyno.plan.spec.slot.kind;

@@ -19,6 +19,7 @@ use crate::procfile::RELEASE;
 use crate::router::Backend;
 
 mod control;
+mod preboot;
 
 /// How often to look again for processes that outlived their dyno while stopping.
 pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
@@ -91,6 +92,8 @@ pub struct Plan {
     pub base_port: u16,
     /// The router's port, when web dynos are behind it.
     pub router: Option<u16>,
+    /// Restart web preboot-style (needs the router).
+    pub preboot: bool,
     /// Between SIGTERM and SIGKILL when stopping.
     pub grace: Duration,
     /// foreman's behaviour: the first exit stops the app.
@@ -122,6 +125,9 @@ pub struct Dyno {
     /// still finishing; counted again at `rescan_at`.
     draining: bool,
     rescan_at: Option<Instant>,
+    /// Leaving after a preboot: SIGTERM is due then, once connections the router had
+    /// already sent it have arrived.
+    term_at: Option<Instant>,
     /// When it last became up.
     up_since: Option<Instant>,
     /// When R14 was last logged.
@@ -224,6 +230,8 @@ pub struct Supervisor {
     pending: Vec<control::Pending>,
     /// The backends last published to the router.
     published: Vec<Backend>,
+    /// A preboot restart of web under way.
+    preboot: Option<preboot::Preboot>,
 }
 
 impl Supervisor {
@@ -235,6 +243,7 @@ impl Supervisor {
             first_failure: None,
             pending: Vec::new(),
             published: Vec::new(),
+            preboot: None,
         }
     }
 
@@ -284,9 +293,10 @@ impl Supervisor {
                 .filter_map(|d| match d.state {
                     DynoState::Starting { boot_deadline } => boot_deadline,
                     DynoState::Crashed { restart_at } => restart_at,
-                    DynoState::Stopping { kill_at, .. } => {
-                        [kill_at, d.rescan_at].into_iter().flatten().min()
-                    }
+                    DynoState::Stopping { kill_at, .. } => [kill_at, d.rescan_at, d.term_at]
+                        .into_iter()
+                        .flatten()
+                        .min(),
                     _ => None,
                 })
                 .min(),
@@ -298,6 +308,9 @@ impl Supervisor {
         let mut effects = self.dispatch(now, input);
         if !self.pending.is_empty() {
             effects.extend(self.answer_pending());
+        }
+        if self.preboot.is_some() {
+            effects.extend(self.advance_preboot(now));
         }
         if self.plan.router.is_some() {
             effects.extend(self.publish_backends());
@@ -317,6 +330,13 @@ impl Supervisor {
             .dynos
             .iter()
             .filter(|d| d.plan.spec.slot.kind == crate::config::WEB && d.state == DynoState::Up)
+            // New dynos of a preboot take traffic only once all of them are up.
+            .filter(|d| {
+                !self
+                    .preboot
+                    .as_ref()
+                    .is_some_and(|p| p.is_new(&d.plan.spec.slot))
+            })
             .filter_map(|d| {
                 Some(Backend {
                     slot: d.plan.spec.slot.clone(),
@@ -654,8 +674,16 @@ impl Supervisor {
                     dyno.rescan_at = None;
                     dyno.set_state(now, DynoState::Down);
                 }
-                // Already signalled on its own: the app's grace takes over.
-                DynoState::Stopping { .. } => dyno.state = STOPPING_WITH_APP,
+                // Already signalled on its own (or about to be): the app's grace takes over.
+                DynoState::Stopping { .. } => {
+                    dyno.state = STOPPING_WITH_APP;
+                    if dyno.term_at.take().is_some() {
+                        effects.push(Effect::Signal {
+                            slot: dyno.plan.spec.slot.clone(),
+                            signal: Signal::SIGTERM,
+                        });
+                    }
+                }
                 DynoState::Killed { .. } | DynoState::Crashed { .. } | DynoState::Down => {}
             }
         }
@@ -738,6 +766,19 @@ impl Supervisor {
                     effects.push(Effect::Signal {
                         slot,
                         signal: Signal::SIGKILL,
+                    });
+                }
+                DynoState::Stopping { .. } if self.dynos[i].term_at.is_some_and(|at| at <= now) => {
+                    let dyno = &mut self.dynos[i];
+                    dyno.term_at = None;
+                    let slot = dyno.plan.spec.slot.clone();
+                    effects.push(log_dyno(
+                        &slot,
+                        "Stopping all processes with SIGTERM".into(),
+                    ));
+                    effects.push(Effect::Signal {
+                        slot,
+                        signal: Signal::SIGTERM,
                     });
                 }
                 DynoState::Stopping { .. }
@@ -831,6 +872,7 @@ impl Dyno {
             crashed: 0,
             draining: false,
             rescan_at: None,
+            term_at: None,
             up_since: None,
             last_r14: None,
         }

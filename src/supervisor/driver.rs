@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::core::{Plan, Supervisor};
-use super::input::{Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
+use super::input::{Control, Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
 use crate::config::StartConfig;
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
@@ -66,6 +66,8 @@ async fn drive(
     let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(setup("handle SIGHUP"))?;
     let mut sigchld = signal(SignalKind::child()).map_err(setup("handle SIGCHLD"))?;
+    // Heroku's preboot trigger: restart every dyno, web preboot-style.
+    let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(setup("handle SIGUSR2"))?;
     if let Err(err) = process::become_subreaper() {
         tracing::warn!(%err, "cannot become a child subreaper; escaped descendants may outlive hkrun");
     }
@@ -110,6 +112,7 @@ async fn drive(
         dynos: config.dynos,
         types: config.types,
         router: config.router,
+        preboot: config.router.is_some() && !config.no_preboot,
         base_port: config.app.base_port,
         grace: config.grace,
         exit_on_crash: config.exit_on_crash,
@@ -164,6 +167,8 @@ async fn drive(
                 _ = sigterm.recv() => Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
                 _ = sigint.recv() => Input::Stop(StopRequest::Signal(Signal::SIGINT)),
                 _ = sighup.recv() => Input::Stop(StopRequest::Signal(Signal::SIGHUP)),
+                // Nobody waits for the answer: id 0 is never a client's.
+                _ = sigusr2.recv() => Input::Control { id: 0, request: Control::Restart(None) },
                 _ = sigchld.recv() => { driver.reap(); continue; }
                 Some(call) = calls.recv() => match call {
                     Call::Ps(reply) => {

@@ -18,6 +18,9 @@ pub struct Slot {
     pub kind: String,
     /// The instance number, from 1.
     pub index: u32,
+    /// Which process under this name: a preboot starts `web.1` anew beside the running
+    /// one, and both are `web.1` to the app and in the log.
+    pub generation: u32,
 }
 
 impl Slot {
@@ -25,6 +28,15 @@ impl Slot {
         Self {
             kind: kind.to_owned(),
             index,
+            generation: 0,
+        }
+    }
+
+    /// The same name, one generation on.
+    pub fn next_generation(&self) -> Self {
+        Self {
+            generation: self.generation + 1,
+            ..self.clone()
         }
     }
 }

@@ -153,12 +153,17 @@ fn restart_a_dyno_then_a_type() {
     assert!(!alive(pid_of(&before, "worker.1")));
     hk.wait_for_each(&["worker.1 | Restarting", "worker.1 | worker.1 got TERM"]);
 
-    // A web restart returns only once the new dyno listens.
+    // A web restart (preboot, behind the router) returns only once the new dyno listens;
+    // for a moment `ps` shows the old web.1 stopping above the new one.
     let out = client(app.path(), &["dyno:restart", "web"]);
     assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout, "Restarting web.1... done\n");
+    assert_eq!(out.stdout, "Restarting web.1... done (preboot)\n");
     let after_web = ps(app.path());
-    let web = dyno(&after_web, "web.1").expect("web.1");
+    let web = after_web
+        .dynos
+        .iter()
+        .rfind(|d| d.name == "web.1")
+        .expect("web.1");
     assert_eq!(web.state, "up");
     assert_ne!(web.pid, dyno(&before, "web.1").and_then(|d| d.pid));
     std::net::TcpStream::connect(("127.0.0.1", web.port.expect("a port")))

@@ -31,6 +31,10 @@ type Reply = Result<String, String>;
 impl Supervisor {
     pub(super) fn on_control(&mut self, now: Instant, id: u64, request: Control) -> Vec<Effect> {
         let refused = match self.phase {
+            // Heroku refuses formation changes during a preboot too.
+            Phase::Running if self.preboot.is_some() && !matches!(request, Control::Stop(_)) => {
+                Some("a preboot restart of web is under way; try again once it is done")
+            }
             Phase::Running => None,
             Phase::Idle | Phase::Releasing => Some("the release phase is still running"),
             Phase::Stopping { .. } | Phase::Done => Some("hkrun is stopping the app"),
@@ -211,10 +215,12 @@ impl Supervisor {
                 }
                 self.members(kind)
             }
+            // By name: whichever process is `web.2` now.
             Some(Target::Dyno(slot)) => self
-                .find(slot)
-                .filter(|&i| !self.dynos[i].leaving() && slot.kind != RELEASE)
-                .map(|_| vec![slot.clone()])
+                .members(&slot.kind)
+                .into_iter()
+                .find(|s| s.index == slot.index && slot.kind != RELEASE)
+                .map(|s| vec![s])
                 .ok_or_else(|| {
                     let running = self.members(&slot.kind);
                     let names: Vec<String> = running.iter().map(Slot::to_string).collect();
@@ -245,8 +251,23 @@ impl Supervisor {
         id: u64,
         target: Option<&Target>,
     ) -> Result<(Vec<Effect>, Option<String>), String> {
-        let slots = self.targets(target)?;
+        let mut slots = self.targets(target)?;
         let mut effects = Vec::new();
+        // Web behind the router restarts preboot-style; the rest stop, then start.
+        if self.plan.preboot {
+            let (web, rest): (Vec<Slot>, Vec<Slot>) = slots
+                .into_iter()
+                .partition(|s| s.kind == crate::config::WEB);
+            slots = rest;
+            if !web.is_empty() {
+                // The reply follows the web dynos when they are all there is to restart.
+                let reply = slots.is_empty().then_some(id);
+                effects.extend(self.begin_preboot(now, &web, reply)?);
+                if slots.is_empty() {
+                    return Ok((effects, None));
+                }
+            }
+        }
         let mut waits = Vec::new();
         for slot in slots {
             if let Some(i) = self.find(&slot) {
@@ -328,7 +349,7 @@ impl Supervisor {
     }
 
     /// Takes a dyno out of the formation: a running one stops gracefully first.
-    fn retire(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
+    pub(super) fn retire(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };

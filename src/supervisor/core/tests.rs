@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::formation::DynoSize;
+use crate::router::Backend;
 use crate::supervisor::input::{Control, Target};
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -51,6 +52,7 @@ fn plan(release: bool, restart: RestartPolicy) -> Plan {
         types: vec![dyno_type("web", 0), dyno_type("worker", 1)],
         base_port: 5000,
         router: None,
+        preboot: false,
         grace: GRACE,
         exit_on_crash: false,
         restart_cap: Duration::from_secs(300),
@@ -1181,4 +1183,186 @@ fn new_dynos_stay_within_the_types_ports() {
             .iter()
             .any(|e| matches!(e, Effect::Spawn(_)))
     );
+}
+
+// Preboot: new web dynos first, traffic moved once all are up, then the old ones stop.
+
+fn router_plan() -> Plan {
+    let mut plan = plan(false, RestartPolicy::Always);
+    plan.dynos[0].spec.port = Some(5001);
+    plan.dynos[1].spec.port = Some(5002);
+    Plan {
+        router: Some(5000),
+        preboot: true,
+        ..plan
+    }
+}
+
+fn backend(kind: &str, index: u32, generation: u32, port: u16) -> Backend {
+    Backend {
+        slot: Slot {
+            generation,
+            ..slot(kind, index)
+        },
+        port,
+    }
+}
+
+fn ready(sup: &mut Supervisor, now: Instant, slot: Slot) -> Vec<Effect> {
+    sup.handle(now, Input::Ready { slot })
+}
+
+#[test]
+fn preboot_moves_traffic_once_every_new_dyno_is_up() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    let effects = ready(&mut sup, t0, slot("web", 2));
+    assert_eq!(
+        actions(&effects),
+        [Effect::Backends(vec![
+            backend("web", 1, 0, 5001),
+            backend("web", 2, 0, 5002)
+        ])]
+    );
+    let web = || Control::Restart(Some(Target::Type("web".into())));
+    let effects = control(&mut sup, t0, 9, web());
+    let new1 = slot("web", 1).next_generation();
+    let new2 = slot("web", 2).next_generation();
+    // New processes under the same names, on the next free ports of web's block.
+    assert!(actions(&effects).contains(&Effect::Spawn(SpawnSpec {
+        slot: new1.clone(),
+        command: "run-web".into(),
+        port: Some(5003)
+    })));
+    assert!(actions(&effects).contains(&Effect::AwaitReady {
+        slot: new2.clone(),
+        port: 5004
+    }));
+    assert!(replies(&effects).is_empty());
+    // A second restart or a scale waits for this one.
+    let refused = control(&mut sup, t0, 10, web());
+    assert_eq!(
+        replies(&refused),
+        [(
+            10,
+            Err("a preboot restart of web is under way; try again once it is done".into())
+        )]
+    );
+    // One new dyno up: nothing moves yet.
+    assert!(actions(&ready(&mut sup, t0 + secs(1), new1.clone())).is_empty());
+    // All up: the router gets the new set; the old dynos get SIGTERM a moment later.
+    let t2 = t0 + secs(2);
+    let effects = ready(&mut sup, t2, new2.clone());
+    assert_eq!(
+        actions(&effects),
+        [
+            Effect::Backends(vec![backend("web", 1, 1, 5003), backend("web", 2, 1, 5004)]),
+            Effect::Reply {
+                id: 9,
+                result: Ok("Restarting web.1, web.2... done (preboot)".into())
+            },
+        ]
+    );
+    assert_eq!(state(&sup, "web", 1).name(), "stopping");
+    assert_eq!(sup.next_deadline(), Some(t2 + preboot::SETTLE));
+    let effects = sup.handle(t2 + preboot::SETTLE, Input::Tick);
+    assert_eq!(
+        actions(&effects),
+        [
+            signal("web", 1, Signal::SIGTERM),
+            signal("web", 2, Signal::SIGTERM)
+        ]
+    );
+    stopped(&mut sup, t0 + secs(4), ("web", 1, 143));
+    stopped(&mut sup, t0 + secs(4), ("web", 2, 143));
+    assert_eq!(names(&sup), ["worker.1", "web.1", "web.2"]);
+    // The new generation is what `restart web.1` names now.
+    let effects = control(
+        &mut sup,
+        t0 + secs(4),
+        11,
+        Control::Restart(Some(Target::Dyno(slot("web", 1)))),
+    );
+    assert!(
+        actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Spawn(s) if s.slot.generation == 2))
+    );
+}
+
+#[test]
+fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let t1 = t0 + secs(1);
+    control(
+        &mut sup,
+        t1,
+        9,
+        Control::Restart(Some(Target::Type("web".into()))),
+    );
+    let new1 = slot("web", 1).next_generation();
+    let new2 = slot("web", 2).next_generation();
+    ready(&mut sup, t1, new2.clone());
+    // R10 for the new web.1: every new dyno is killed, no old one is touched.
+    let effects = sup.handle(t1 + BOOT, Input::Tick);
+    let signals: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Signal { .. }))
+        .collect();
+    assert_eq!(
+        signals,
+        [
+            &Effect::Signal {
+                slot: new1.clone(),
+                signal: Signal::SIGKILL
+            },
+            &Effect::Signal {
+                slot: new2.clone(),
+                signal: Signal::SIGKILL
+            }
+        ]
+    );
+    assert!(logs(&effects).contains(
+        &"system: Preboot failed: the new web.1 missed its boot timeout; the old dynos keep serving"
+            .to_owned()
+    ));
+    assert_eq!(
+        replies(&effects),
+        [(
+            9,
+            Err(
+                "restart failed: the new web.1 missed its boot timeout; the old dynos keep serving"
+                    .into()
+            )
+        )]
+    );
+    assert!(
+        !actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Backends(_)))
+    );
+    assert_eq!(state(&sup, "web", 1), DynoState::Up);
+    // Their exits remove them and restart nothing.
+    for new in [new1, new2] {
+        let effects = sup.handle(
+            t1 + BOOT,
+            Input::Exited {
+                slot: new.clone(),
+                status: ExitStatus::Signaled(Signal::SIGKILL),
+            },
+        );
+        assert_eq!(actions(&effects), [Effect::ScanGroup { slot: new.clone() }]);
+        sup.handle(
+            t1 + BOOT,
+            Input::GroupLeft {
+                slot: new,
+                count: 0,
+            },
+        );
+    }
+    assert_eq!(names(&sup), ["web.1", "web.2", "worker.1"]);
 }

@@ -1,0 +1,222 @@
+//! Preboot (DESIGN 4.6): restarting web with no failed request. New web dynos start on
+//! free ports of web's block beside the old ones; only once every new one is up does the
+//! router get the new set, and then the old ones stop. If a new one fails to come up,
+//! the new ones are killed and the old ones keep serving.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno, log_system};
+use crate::ports;
+use crate::supervisor::input::{Effect, Slot};
+
+/// Between moving traffic to the new dynos and SIGTERM to the old ones: a connection the
+/// router sent an old dyno just before the switch reaches it (and is served) first.
+pub(super) const SETTLE: Duration = Duration::from_secs(1);
+
+/// A preboot under way.
+#[derive(Debug)]
+pub(super) struct Preboot {
+    /// Who asked, when a control client waits for the outcome.
+    reply: Option<u64>,
+    old: Vec<Slot>,
+    new: Vec<Slot>,
+}
+
+impl Preboot {
+    pub(super) fn is_new(&self, slot: &Slot) -> bool {
+        self.new.contains(slot)
+    }
+}
+
+impl Supervisor {
+    /// Starts a new generation of each of `old` on a free port of web's block.
+    pub(super) fn begin_preboot(
+        &mut self,
+        now: Instant,
+        old: &[Slot],
+        reply: Option<u64>,
+    ) -> Result<Vec<Effect>, String> {
+        if self.preboot.is_some() {
+            return Err("a preboot restart of web is under way; try again once it is done".into());
+        }
+        let Some(router) = self.plan.router else {
+            return Err("preboot needs the router".into());
+        };
+        // Ports of every web process that may still run, old or new.
+        let mut taken: Vec<u16> = self
+            .dynos
+            .iter()
+            .filter(|d| d.plan.spec.slot.kind == crate::config::WEB)
+            .filter_map(|d| d.plan.spec.port)
+            .collect();
+        let mut plans = Vec::new();
+        for slot in old {
+            let Some(i) = self.find(slot) else { continue };
+            let port = (1..100u16)
+                .filter_map(|k| router.checked_add(k))
+                .find(|p| !taken.contains(p))
+                .ok_or_else(|| {
+                    ports::PortError::BlockFull {
+                        dyno: slot.to_string(),
+                    }
+                    .to_string()
+                })?;
+            taken.push(port);
+            let mut plan = self.dynos[i].plan.clone();
+            plan.spec.slot = slot.next_generation();
+            plan.spec.port = Some(port);
+            plans.push(plan);
+        }
+        let mut effects = vec![log_system(format!(
+            "Preboot: starting new {} beside the running ones",
+            names(old)
+        ))];
+        let mut new = Vec::new();
+        for plan in plans {
+            new.push(plan.spec.slot.clone());
+            self.dynos.push(Dyno::new(plan, now));
+            effects.extend(self.launch(now, self.dynos.len() - 1));
+        }
+        self.preboot = Some(Preboot {
+            reply,
+            old: old.to_vec(),
+            new,
+        });
+        Ok(effects)
+    }
+
+    /// Moves a preboot on once its new dynos are all up, or abandons it when one fails.
+    pub(super) fn advance_preboot(&mut self, now: Instant) -> Vec<Effect> {
+        let Some(preboot) = &self.preboot else {
+            return Vec::new();
+        };
+        if !matches!(self.phase, Phase::Running) {
+            let reply = preboot.reply;
+            self.preboot = None;
+            return reply_to(reply, Err("hkrun is stopping the app".into()));
+        }
+        let mut failed = None;
+        let mut all_up = true;
+        for slot in &preboot.new {
+            match self.find(slot).map(|i| &self.dynos[i]) {
+                None => failed = Some(format!("{slot} was stopped")),
+                Some(d) if d.crashed > 0 || matches!(d.state, DynoState::Killed { .. }) => {
+                    let how = match d.last_exit {
+                        Some(status) if d.crashed > 0 => {
+                            format!("exited with status {}", status.code())
+                        }
+                        _ => "missed its boot timeout".to_owned(),
+                    };
+                    failed = Some(format!("the new {slot} {how}"));
+                }
+                Some(d) => all_up &= d.state == DynoState::Up,
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        let Some(preboot) = (if failed.is_some() || all_up {
+            self.preboot.take()
+        } else {
+            None
+        }) else {
+            return Vec::new();
+        };
+        if let Some(why) = failed {
+            return self.abandon(preboot, why);
+        }
+        // The switch: the router gets the new set now; the old dynos get SIGTERM once
+        // what the router had already sent them has arrived.
+        for slot in &preboot.old {
+            self.retire_after_preboot(now, slot);
+        }
+        let mut effects = vec![log_system(format!(
+            "Preboot: new {} take new connections; stopping the old ones",
+            names(&preboot.new)
+        ))];
+        effects.extend(self.publish_backends());
+        effects.extend(reply_to(
+            preboot.reply,
+            Ok(format!(
+                "Restarting {}... done (preboot)",
+                names(&preboot.old)
+            )),
+        ));
+        effects
+    }
+
+    fn retire_after_preboot(&mut self, now: Instant, slot: &Slot) {
+        let grace = self.plan.grace;
+        let Some(i) = self.find(slot) else { return };
+        let dyno = &mut self.dynos[i];
+        match dyno.state {
+            DynoState::Starting { .. } | DynoState::Up => {
+                dyno.set_state(
+                    now,
+                    DynoState::Stopping {
+                        kill_at: Some(now + SETTLE + grace),
+                        then: AfterStop::Remove,
+                    },
+                );
+                dyno.term_at = Some(now + SETTLE);
+            }
+            // Crashed, killed or already stopping: the usual way out.
+            _ => {}
+        }
+        if !matches!(self.dynos[i].state, DynoState::Stopping { .. }) {
+            let _ = self.retire(now, slot);
+        }
+    }
+
+    /// A new dyno failed: kill every new one; the old ones never stopped serving.
+    fn abandon(&mut self, preboot: Preboot, why: String) -> Vec<Effect> {
+        let mut effects = vec![log_system(format!(
+            "Preboot failed: {why}; the old dynos keep serving"
+        ))];
+        for slot in &preboot.new {
+            let Some(i) = self.find(slot) else { continue };
+            let dyno = &mut self.dynos[i];
+            match dyno.state {
+                DynoState::Crashed { .. } | DynoState::Down => {
+                    self.dynos.remove(i);
+                }
+                state => {
+                    dyno.state = DynoState::Stopping {
+                        kill_at: None,
+                        then: AfterStop::Remove,
+                    };
+                    // R10 or R15 already sent its SIGKILL.
+                    if matches!(state, DynoState::Killed { .. }) {
+                        continue;
+                    }
+                    effects.push(log_dyno(slot, "Stopping process with SIGKILL".into()));
+                    effects.push(Effect::Signal {
+                        slot: slot.clone(),
+                        signal: Signal::SIGKILL,
+                    });
+                }
+            }
+        }
+        effects.extend(reply_to(
+            preboot.reply,
+            Err(format!("restart failed: {why}; the old dynos keep serving")),
+        ));
+        effects
+    }
+}
+
+fn reply_to(id: Option<u64>, result: Result<String, String>) -> Vec<Effect> {
+    id.map(|id| Effect::Reply { id, result })
+        .into_iter()
+        .collect()
+}
+
+fn names(slots: &[Slot]) -> String {
+    slots
+        .iter()
+        .map(Slot::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
