@@ -654,15 +654,7 @@ impl Supervisor {
             match dyno.state {
                 DynoState::Starting { .. } | DynoState::Up => {
                     dyno.set_state(now, STOPPING_WITH_APP);
-                    let slot = dyno.plan.spec.slot.clone();
-                    effects.push(log_dyno(
-                        &slot,
-                        "Stopping all processes with SIGTERM".into(),
-                    ));
-                    effects.push(Effect::Signal {
-                        slot,
-                        signal: Signal::SIGTERM,
-                    });
+                    effects.extend(control::term(&dyno.plan.spec.slot));
                 }
                 // A restart that has not happened yet never will.
                 DynoState::Crashed {
@@ -771,15 +763,7 @@ impl Supervisor {
                 DynoState::Stopping { .. } if self.dynos[i].term_at.is_some_and(|at| at <= now) => {
                     let dyno = &mut self.dynos[i];
                     dyno.term_at = None;
-                    let slot = dyno.plan.spec.slot.clone();
-                    effects.push(log_dyno(
-                        &slot,
-                        "Stopping all processes with SIGTERM".into(),
-                    ));
-                    effects.push(Effect::Signal {
-                        slot,
-                        signal: Signal::SIGTERM,
-                    });
+                    effects.extend(control::term(&dyno.plan.spec.slot));
                 }
                 DynoState::Stopping { .. }
                     if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>

@@ -13,9 +13,11 @@ use nix::unistd::Pid;
 
 use crate::harness::{App, Hk, assert_none_left, client, eventually, free_base_port};
 
-/// A web dyno that answers every request with its name.
-pub const WEB_PY: &str = "\
-import http.server, os
+/// The request handler of the test web dynos: every answer is the dyno's name.
+macro_rules! name_handler {
+    () => {
+        "\
+import http.server, os, signal, threading, time
 class Name(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = os.environ['DYNO'].encode()
@@ -25,8 +27,15 @@ class Name(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Name).serve_forever()
-";
+"
+    };
+}
+
+/// A web dyno that answers every request with its name.
+pub const WEB_PY: &str = concat!(
+    name_handler!(),
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Name).serve_forever()\n"
+);
 
 /// One HTTP/1.0 request through `port`: the dyno that answered, or why not.
 pub fn get(port: u16) -> Result<String, String> {
@@ -189,26 +198,19 @@ fn a_connection_waits_for_a_web_dyno_to_come_up() {
 
 /// A web dyno that takes 1.5 s to listen (or never, while `broken` exists in the app
 /// folder) and finishes the requests it has on SIGTERM.
-const GRACEFUL_PY: &str = "\
-import http.server, os, signal, threading, time
+const GRACEFUL_PY: &str = concat!(
+    name_handler!(),
+    "\
 while os.path.exists('broken'):
     time.sleep(0.1)
 time.sleep(float(os.environ.get('BIND_DELAY', '1.5')))
-class Name(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = os.environ['DYNO'].encode()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
 server = http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Name)
 server.daemon_threads = False
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 server.serve_forever()
 server.server_close()
-";
+"
+);
 
 /// Clients requesting through the router in a loop until dropped; counts what failed.
 struct Load {

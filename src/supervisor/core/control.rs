@@ -525,7 +525,8 @@ impl Dyno {
     }
 }
 
-fn term(slot: &Slot) -> Vec<Effect> {
+/// `Stopping all processes with SIGTERM`, and the signal.
+pub(super) fn term(slot: &Slot) -> Vec<Effect> {
     vec![
         log_dyno(slot, "Stopping all processes with SIGTERM".into()),
         Effect::Signal {
@@ -535,7 +536,7 @@ fn term(slot: &Slot) -> Vec<Effect> {
     ]
 }
 
-fn names(slots: &[Slot]) -> String {
+pub(super) fn names(slots: &[Slot]) -> String {
     slots
         .iter()
         .map(Slot::to_string)

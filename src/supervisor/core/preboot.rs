@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::control::names;
 use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno, log_system};
 use crate::ports;
 use crate::supervisor::input::{Effect, Slot};
@@ -211,12 +212,4 @@ fn reply_to(id: Option<u64>, result: Result<String, String>) -> Vec<Effect> {
     id.map(|id| Effect::Reply { id, result })
         .into_iter()
         .collect()
-}
-
-fn names(slots: &[Slot]) -> String {
-    slots
-        .iter()
-        .map(Slot::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
