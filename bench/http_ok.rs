@@ -1,8 +1,17 @@
 //! The smallest HTTP/1.1 app for the router benchmark: keep-alive, `200 ok` to every
 //! request, a thread per connection. Listens on 127.0.0.1:$PORT.
+//!
+//! On SIGTERM it drains as a well-behaved app does: it stops accepting, answers the next
+//! request of each open connection with `Connection: close`, and exits once every
+//! connection has closed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 fn serve(stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
@@ -22,19 +31,57 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             }
             saw_request = true;
         }
-        if saw_request {
-            writer.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok",
-            )?;
+        if !saw_request {
+            continue;
         }
+        if STOPPING.load(Ordering::Relaxed) {
+            writer.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            )?;
+            return Ok(());
+        }
+        writer.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok",
+        )?;
     }
 }
 
 fn main() -> std::io::Result<()> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
     let listener = TcpListener::bind(format!("127.0.0.1:{port}"))?;
-    for stream in listener.incoming().flatten() {
-        std::thread::spawn(move || serve(stream));
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            term.recv().await;
+            STOPPING.store(true, Ordering::Relaxed);
+        });
+    });
+    while !STOPPING.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                OPEN.fetch_add(1, Ordering::Relaxed);
+                std::thread::spawn(move || {
+                    let _ = serve(stream);
+                    OPEN.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    drop(listener);
+    while OPEN.load(Ordering::Relaxed) > 0 {
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }

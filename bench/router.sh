@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Router overhead: wrk against a small HTTP app directly (the dyno's own port) and through
-# hkrun's router (the public port), interleaved in the same run.
+# hkrun's router (the public port), interleaved in the same run; then requests failed
+# while `hkrun restart web` (preboot) runs 10 times under load.
 #
 # The app is bench/http_ok.rs (keep-alive, `200 ok`), run as one web dyno by hkrun. Each
 # round runs wrk on the dyno's port, then on the router's port; the figures are medians
@@ -35,8 +36,9 @@ trap 'kill -TERM $hk 2>/dev/null; wait $hk 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q "State changed from starting to up" "$work/hkrun.log" && break; sleep 0.1; done
 
 # Prints "requests/s p50_ms p99_ms errors" for one wrk run.
-run() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/" | python3 -c '
+run() { run_for "$DURATION" "$1"; }
+run_for() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" --latency "http://127.0.0.1:$2/" | python3 -c '
 import re, sys
 text = sys.stdin.read()
 def ms(v):
@@ -60,6 +62,20 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round: direct $d | routed $r   (req/s p50_ms p99_ms errors)"
     direct+=("$d"); routed+=("$r")
 done
+# Preboot under load: wrk through the router while `hkrun restart web` runs 10 times.
+restarts=$work/restarts.log
+(
+    sleep 2
+    for i in $(seq 10); do
+        if "$HKRUN" restart web -d "$work" >> "$restarts" 2>&1; then echo "restart $i ok" >> "$restarts"; else echo "restart $i FAILED" >> "$restarts"; fi
+        sleep 1
+    done
+) &
+restarter=$!
+preboot=$(run_for 25s "$base")
+wait $restarter
+echo "preboot: 10 restarts under wrk -c$CONNECTIONS for 25s: $(grep -c ' ok$' "$restarts") succeeded; wrk: $preboot (req/s p50_ms p99_ms errors)"
+
 python3 - "${direct[@]}" -- "${routed[@]}" <<'PY'
 import statistics, sys
 args = sys.argv[1:]
