@@ -342,3 +342,53 @@ fn alive(pid: i32) -> bool {
         })
         .is_some_and(|state| state != 'Z')
 }
+
+#[test]
+fn sigusr2_restarts_every_dyno_with_web_prebooted() {
+    let app = App::new(
+        "web: exec python3 -u web.py\nworker: trap 'exit 0' TERM; echo working; while :; do sleep 0.1; done\n",
+    );
+    app.write("web.py", GRACEFUL_PY);
+    app.write("quick.env", "BIND_DELAY=0\n");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "web=1,worker=1",
+            "-p",
+            &port,
+            "-e",
+            "quick.env",
+        ],
+    );
+    hk.wait_for("Starting process");
+    let before = eventually("both dynos to be up", || {
+        let ps = ps(&app);
+        (ps.dynos.len() == 2 && ps.dynos.iter().all(|d| d.state == "up")).then_some(ps)
+    });
+    let pid = |ps: &Ps, name: &str| {
+        ps.dynos
+            .iter()
+            .rfind(|d| d.name == name)
+            .and_then(|d| d.pid)
+    };
+    hk.signal(Signal::SIGUSR2);
+    hk.wait_for_each(&[
+        "Preboot: new web.1 take new connections",
+        "worker.1 | Restarting",
+    ]);
+    let old_web = pid(&before, "web.1").expect("web.1's pid");
+    eventually("new pids, and the old web.1 gone", || {
+        let now = ps(&app);
+        let new_web = pid(&now, "web.1").filter(|&p| p != old_web);
+        let new_worker = pid(&now, "worker.1").filter(|&p| Some(p) != pid(&before, "worker.1"));
+        (now.dynos.len() == 2 && new_web.is_some() && new_worker.is_some() && !alive(old_web))
+            .then_some(())
+    });
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}

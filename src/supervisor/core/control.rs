@@ -168,10 +168,24 @@ impl Supervisor {
             }
             if resized {
                 let quota = self.plan.types[t].size.bytes;
-                for slot in &members[..keep] {
+                let kept = &members[..keep];
+                for slot in kept {
                     if let Some(i) = self.find(slot) {
                         self.dynos[i].plan.quota = quota;
-                        effects.extend(self.restart_one(now, i));
+                    }
+                }
+                // A new size is a restart: preboot for web behind the router (or, with no
+                // free ports for a second generation, stop-then-start).
+                let preboot = (self.plan.preboot && kind == crate::config::WEB && !kept.is_empty())
+                    .then(|| self.begin_preboot(now, kept, None).ok())
+                    .flatten();
+                if let Some(started) = preboot {
+                    effects.extend(started);
+                } else {
+                    for slot in kept {
+                        if let Some(i) = self.find(slot) {
+                            effects.extend(self.restart_one(now, i));
+                        }
                     }
                 }
             }

@@ -1366,3 +1366,36 @@ fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
     }
     assert_eq!(names(&sup), ["web.1", "web.2", "worker.1"]);
 }
+
+#[test]
+fn a_new_web_size_restarts_web_preboot_style() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let effects = control(&mut sup, t0, 1, scale(&["web=2:standard-2x"]));
+    assert_eq!(
+        replies(&effects),
+        [(
+            1,
+            Ok("Scaling dynos... done, now running web at 2:Standard-2X".into())
+        )]
+    );
+    // New dynos at the new size beside the old ones, which keep serving for now.
+    let new = slot("web", 1).next_generation();
+    assert!(actions(&effects).contains(&Effect::AwaitReady {
+        slot: new.clone(),
+        port: 5003
+    }));
+    assert!(
+        !actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Signal { .. }))
+    );
+    let quota = sup
+        .dynos()
+        .iter()
+        .find(|d| d.plan.spec.slot == new)
+        .map(|d| d.plan.quota);
+    assert_eq!(quota, Some(1024 * MB));
+}
