@@ -232,6 +232,9 @@ pub struct Supervisor {
     published: Vec<Backend>,
     /// A preboot restart of web under way.
     preboot: Option<preboot::Preboot>,
+    /// How the last preboot nobody waited on directly ended (`hkrun restart` of every
+    /// dyno answers with it).
+    preboot_result: Option<Result<String, String>>,
 }
 
 impl Supervisor {
@@ -244,6 +247,7 @@ impl Supervisor {
             pending: Vec::new(),
             published: Vec::new(),
             preboot: None,
+            preboot_result: None,
         }
     }
 
@@ -306,11 +310,12 @@ impl Supervisor {
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
         let mut effects = self.dispatch(now, input);
-        if !self.pending.is_empty() {
-            effects.extend(self.answer_pending());
-        }
+        // The preboot first: a pending restart may wait for its outcome.
         if self.preboot.is_some() {
             effects.extend(self.advance_preboot(now));
+        }
+        if !self.pending.is_empty() {
+            effects.extend(self.answer_pending());
         }
         if self.plan.router.is_some() {
             effects.extend(self.publish_backends());

@@ -20,8 +20,12 @@ pub(super) struct Pending {
 #[derive(Debug)]
 enum Wait {
     /// Each dyno with its launch and crash counts at the request: done when a later
-    /// launch is up, failed when it has crashed since.
-    Restarted(Vec<(Slot, u64, u64)>),
+    /// launch is up, failed when it has crashed since; and, with `preboot`, once the
+    /// preboot of those web dynos has ended too.
+    Restarted {
+        waits: Vec<(Slot, u64, u64)>,
+        preboot: Option<Vec<Slot>>,
+    },
     /// Done when none of these is left.
     Gone(Vec<Slot>),
 }
@@ -267,6 +271,7 @@ impl Supervisor {
     ) -> Result<(Vec<Effect>, Option<String>), String> {
         let mut slots = self.targets(target)?;
         let mut effects = Vec::new();
+        let mut prebooted = None;
         // Web behind the router restarts preboot-style; the rest stop, then start.
         if self.plan.preboot {
             let (web, rest): (Vec<Slot>, Vec<Slot>) = slots
@@ -274,12 +279,13 @@ impl Supervisor {
                 .partition(|s| s.kind == crate::config::WEB);
             slots = rest;
             if !web.is_empty() {
-                // The reply follows the web dynos when they are all there is to restart.
+                // The preboot answers alone when web is all there is to restart.
                 let reply = slots.is_empty().then_some(id);
                 effects.extend(self.begin_preboot(now, &web, reply)?);
                 if slots.is_empty() {
                     return Ok((effects, None));
                 }
+                prebooted = Some(web);
             }
         }
         let mut waits = Vec::new();
@@ -291,7 +297,10 @@ impl Supervisor {
         }
         self.pending.push(Pending {
             id,
-            wait: Wait::Restarted(waits),
+            wait: Wait::Restarted {
+                waits,
+                preboot: prebooted,
+            },
         });
         Ok((effects, None))
     }
@@ -481,8 +490,14 @@ impl Supervisor {
                     now_running.join(", ")
                 )))
             }
-            Wait::Restarted(waits) => {
+            Wait::Restarted { waits, preboot } => {
+                if preboot.is_some() && self.preboot.is_some() {
+                    return None;
+                }
                 let mut failed = Vec::new();
+                if let (Some(_), Some(Err(why))) = (preboot, &self.preboot_result) {
+                    failed.push(why.clone());
+                }
                 for (slot, boots, crashed) in waits {
                     let Some(i) = self.find(slot) else {
                         failed.push(format!("{slot} left the formation"));
@@ -512,7 +527,8 @@ impl Supervisor {
                         _ => return None,
                     }
                 }
-                let slots: Vec<Slot> = waits.iter().map(|(s, ..)| s.clone()).collect();
+                let mut slots: Vec<Slot> = preboot.clone().unwrap_or_default();
+                slots.extend(waits.iter().map(|(s, ..)| s.clone()));
                 Some(match failed.is_empty() {
                     true => Ok(format!("Restarting {}... done", names(&slots))),
                     false => Err(format!(

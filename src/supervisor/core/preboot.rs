@@ -80,6 +80,7 @@ impl Supervisor {
             self.dynos.push(Dyno::new(plan, now));
             effects.extend(self.launch(now, self.dynos.len() - 1));
         }
+        self.preboot_result = None;
         self.preboot = Some(Preboot {
             reply,
             old: old.to_vec(),
@@ -96,7 +97,7 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Running) {
             let reply = preboot.reply;
             self.preboot = None;
-            return reply_to(reply, Err("hkrun is stopping the app".into()));
+            return self.preboot_done(reply, Err("hkrun is stopping the app".into()));
         }
         let mut failed = None;
         let mut all_up = true;
@@ -138,7 +139,7 @@ impl Supervisor {
             names(&preboot.new)
         ))];
         effects.extend(self.publish_backends());
-        effects.extend(reply_to(
+        effects.extend(self.preboot_done(
             preboot.reply,
             Ok(format!(
                 "Restarting {}... done (preboot)",
@@ -200,7 +201,7 @@ impl Supervisor {
                 }
             }
         }
-        effects.extend(reply_to(
+        effects.extend(self.preboot_done(
             preboot.reply,
             Err(format!("restart failed: {why}; the old dynos keep serving")),
         ));
@@ -208,8 +209,16 @@ impl Supervisor {
     }
 }
 
-fn reply_to(id: Option<u64>, result: Result<String, String>) -> Vec<Effect> {
-    id.map(|id| Effect::Reply { id, result })
-        .into_iter()
-        .collect()
+impl Supervisor {
+    /// Answers whoever asked for the preboot, or keeps the outcome for a restart of every
+    /// dyno that waits on it.
+    fn preboot_done(&mut self, reply: Option<u64>, result: Result<String, String>) -> Vec<Effect> {
+        match reply {
+            Some(id) => vec![Effect::Reply { id, result }],
+            None => {
+                self.preboot_result = Some(result);
+                Vec::new()
+            }
+        }
+    }
 }

@@ -1399,3 +1399,22 @@ fn a_new_web_size_restarts_web_preboot_style() {
         .map(|d| d.plan.quota);
     assert_eq!(quota, Some(1024 * MB));
 }
+
+#[test]
+fn restarting_every_dyno_answers_once_the_preboot_is_done_too() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let effects = control(&mut sup, t0, 5, Control::Restart(None));
+    assert!(actions(&effects).contains(&signal("worker", 1, Signal::SIGTERM)));
+    // The worker is back, but web's preboot is not done yet.
+    let effects = stopped(&mut sup, t0, ("worker", 1, 0));
+    assert!(replies(&effects).is_empty());
+    ready(&mut sup, t0, slot("web", 1).next_generation());
+    let effects = ready(&mut sup, t0, slot("web", 2).next_generation());
+    assert_eq!(
+        replies(&effects),
+        [(5, Ok("Restarting web.1, web.2, worker.1... done".into()))]
+    );
+}
