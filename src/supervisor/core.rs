@@ -23,6 +23,9 @@ mod preboot;
 
 /// How often to look again for processes that outlived their dyno while stopping.
 pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
+/// Stop requests this close to the first are the same request: nobody presses Ctrl-C
+/// twice within it.
+pub const SAME_REQUEST: Duration = Duration::from_millis(100);
 /// R14 is logged at most this often per dyno.
 pub const R14_EVERY: Duration = Duration::from_secs(20);
 
@@ -636,6 +639,12 @@ impl Supervisor {
                 effects.extend(self.begin_stop(now, 0));
                 effects
             }
+            // The same signal delivered twice at once (`timeout`, or a signal sent to
+            // hkrun's whole process group) is one request, not a second.
+            Phase::Stopping {
+                kill_at: Some(kill_at),
+                ..
+            } if now < kill_at - self.plan.grace + SAME_REQUEST => Vec::new(),
             // A second request means "now".
             Phase::Stopping {
                 kill_at: Some(_), ..

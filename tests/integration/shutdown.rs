@@ -104,6 +104,8 @@ fn a_second_sigint_kills_at_once() {
     let asked = Instant::now();
     hk.signal(Signal::SIGINT);
     hk.wait_for("Stopping all processes with SIGTERM");
+    // A person's second Ctrl-C: signals closer than 100 ms count as one.
+    std::thread::sleep(Duration::from_millis(200));
     hk.signal(Signal::SIGINT);
     hk.wait_for("SIGINT received again");
     assert_eq!(hk.wait_exit().code(), Some(0));
@@ -128,6 +130,30 @@ fn sighup_stops_the_app_too() {
         hk.seen
             .iter()
             .any(|l| l.starts_with("system") && l.ends_with("| SIGHUP received")),
+        "{:?}",
+        hk.seen
+    );
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn the_same_signal_twice_at_once_keeps_the_grace() {
+    // `timeout` and `kill -- -PGID` deliver SIGTERM to hkrun twice in a row.
+    let (_app, mut hk) = start(
+        "web: trap 'sleep 0.5; echo cleaned up; exit 0' TERM; echo ready; while :; do sleep 0.1; done\n",
+        &[],
+    );
+    hk.wait_for("| ready");
+    hk.signal(Signal::SIGTERM);
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert!(
+        hk.seen.iter().any(|l| l.ends_with("| cleaned up")),
+        "{:?}",
+        hk.seen
+    );
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("received again")),
         "{:?}",
         hk.seen
     );
