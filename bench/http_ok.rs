@@ -1,5 +1,6 @@
-//! The smallest HTTP/1.1 app for the router benchmark: keep-alive, `200 ok` to every
-//! request, a thread per connection. Listens on 127.0.0.1:$PORT.
+//! The smallest HTTP/1.1 app for the router benchmarks: keep-alive, `200 ok` to every
+//! request (after 20 ms for `GET /slow`), a thread per connection. Listens on
+//! 127.0.0.1:$PORT. With `WEB_CONCURRENCY=1` it serves one connection at a time.
 //!
 //! On SIGTERM it drains as a well-behaved app does: it stops accepting, answers the next
 //! request of each open connection with `Connection: close`, and exits once every
@@ -21,6 +22,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
     loop {
         // Headers end at an empty line; the benchmark sends no bodies.
         let mut saw_request = false;
+        let mut slow = false;
         loop {
             line.clear();
             if reader.read_line(&mut line)? == 0 {
@@ -29,10 +31,17 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             if line == "\r\n" || line == "\n" {
                 break;
             }
+            if !saw_request {
+                slow = line.starts_with("GET /slow ");
+            }
             saw_request = true;
         }
         if !saw_request {
             continue;
+        }
+        // `GET /slow`: a request that takes 20 ms, for the balancing benchmark.
+        if slow {
+            std::thread::sleep(Duration::from_millis(20));
         }
         if STOPPING.load(Ordering::Relaxed) {
             writer.write_all(
@@ -50,6 +59,7 @@ fn main() -> std::io::Result<()> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
     let listener = TcpListener::bind(format!("127.0.0.1:{port}"))?;
     listener.set_nonblocking(true)?;
+    let serial = std::env::var("WEB_CONCURRENCY").is_ok_and(|v| v == "1");
     std::thread::spawn(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -65,6 +75,11 @@ fn main() -> std::io::Result<()> {
     });
     while !STOPPING.load(Ordering::Relaxed) {
         match listener.accept() {
+            // WEB_CONCURRENCY=1: one request at a time, like a single-threaded app server.
+            Ok((stream, _)) if serial => {
+                stream.set_nonblocking(false)?;
+                let _ = serve(stream);
+            }
             Ok((stream, _)) => {
                 stream.set_nonblocking(false)?;
                 OPEN.fetch_add(1, Ordering::Relaxed);

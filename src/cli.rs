@@ -189,6 +189,10 @@ pub struct StartArgs {
     /// first, traffic moved once they are up, then the old ones stopped).
     #[arg(long)]
     pub no_preboot: bool,
+    /// How the router spreads new connections over the web dynos that are up:
+    /// round-robin or least-connections.
+    #[arg(long, value_name = "HOW", default_value = "round-robin")]
+    pub balance: crate::router::Balance,
     /// Stop the whole app when any dyno exits, and exit with its code (foreman's
     /// behaviour, for CI), instead of restarting it.
     #[arg(long)]

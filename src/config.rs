@@ -175,6 +175,8 @@ pub struct StartConfig {
     pub router: Option<u16>,
     /// `--no-preboot`: web restarts stop, then start.
     pub no_preboot: bool,
+    /// How the router spreads connections.
+    pub balance: crate::router::Balance,
     /// Every process type, for scaling while running.
     pub types: Vec<DynoType>,
     pub grace: Duration,
@@ -267,6 +269,7 @@ impl StartConfig {
             dynos,
             router,
             no_preboot: args.no_preboot,
+            balance: args.balance,
             types,
             grace,
             exit_on_crash: args.exit_on_crash,

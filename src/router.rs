@@ -6,9 +6,10 @@
 //! runs on its own thread and runtime, so proxying never competes with the supervisor's
 //! loop, and a slow client never delays a signal or a reap.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -23,6 +24,58 @@ pub const WAIT_FOR_DYNO: Duration = Duration::from_secs(30);
 /// How long to wait before trying again when every dyno refused a connection.
 const RETRY: Duration = Duration::from_millis(50);
 
+/// How the router chooses a dyno for a new connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Balance {
+    /// Each dyno in turn.
+    #[default]
+    RoundRobin,
+    /// The dyno with the fewest open connections through the router (in turn on ties).
+    LeastConnections,
+}
+
+/// Chooses dynos and counts the connections open to each.
+#[derive(Debug)]
+struct Picker {
+    balance: Balance,
+    next: AtomicUsize,
+    open: Mutex<HashMap<u16, usize>>,
+}
+
+impl Picker {
+    /// The order to try `ports` in for one new connection.
+    fn order(&self, ports: &[u16]) -> Vec<u16> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut order: Vec<u16> = (0..ports.len())
+            .map(|k| ports[(start + k) % ports.len()])
+            .collect();
+        if self.balance == Balance::LeastConnections {
+            let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            // Stable: dynos with as many connections keep their turn order.
+            order.sort_by_key(|port| open.get(port).copied().unwrap_or(0));
+        }
+        order
+    }
+
+    fn count(&self, port: u16, up: bool) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(port).or_insert(0);
+        *n = if up { *n + 1 } else { n.saturating_sub(1) };
+    }
+}
+
+/// One open connection to a dyno, counted while it lives.
+struct Open<'a> {
+    picker: &'a Picker,
+    port: u16,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.picker.count(self.port, false);
+    }
+}
+
 /// A web dyno taking traffic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
@@ -34,6 +87,7 @@ pub struct Backend {
 pub fn spawn(
     listener: TcpListener,
     backends: watch::Receiver<Vec<Backend>>,
+    balance: Balance,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     // One thread: on the measured 2-core machine two router threads gave less
@@ -43,11 +97,11 @@ pub fn spawn(
         .build()?;
     std::thread::Builder::new()
         .name("hkrun-router".into())
-        .spawn(move || runtime.block_on(serve(listener, backends)))?;
+        .spawn(move || runtime.block_on(serve(listener, backends, balance)))?;
     Ok(())
 }
 
-async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>) {
+async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>, balance: Balance) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(err) => {
@@ -55,7 +109,11 @@ async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>) {
             return;
         }
     };
-    let next = Arc::new(AtomicUsize::new(0));
+    let picker = Arc::new(Picker {
+        balance,
+        next: AtomicUsize::new(0),
+        open: Mutex::new(HashMap::new()),
+    });
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
@@ -66,17 +124,17 @@ async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>) {
                 continue;
             }
         };
-        tokio::spawn(proxy(client, backends.clone(), Arc::clone(&next)));
+        tokio::spawn(proxy(client, backends.clone(), Arc::clone(&picker)));
     }
 }
 
 async fn proxy(
     mut client: TcpStream,
     mut backends: watch::Receiver<Vec<Backend>>,
-    next: Arc<AtomicUsize>,
+    picker: Arc<Picker>,
 ) {
     let _ = client.set_nodelay(true);
-    let Some(mut upstream) = connect(&mut backends, &next).await else {
+    let Some((mut upstream, _open)) = connect(&mut backends, &picker).await else {
         // No dyno came up in time: the client sees the connection close.
         return;
     };
@@ -88,10 +146,10 @@ async fn proxy(
 
 /// A connection to an up dyno, trying each in turn from the round-robin position. Nothing
 /// of the client's has been sent yet, so trying another dyno is always safe.
-async fn connect(
+async fn connect<'a>(
     backends: &mut watch::Receiver<Vec<Backend>>,
-    next: &AtomicUsize,
-) -> Option<TcpStream> {
+    picker: &'a Picker,
+) -> Option<(TcpStream, Open<'a>)> {
     let deadline = Instant::now() + WAIT_FOR_DYNO;
     loop {
         let ports: Vec<u16> = backends
@@ -99,13 +157,12 @@ async fn connect(
             .iter()
             .map(|b| b.port)
             .collect();
-        if !ports.is_empty() {
-            let start = next.fetch_add(1, Ordering::Relaxed);
-            for k in 0..ports.len() {
-                let port = ports[(start + k) % ports.len()];
-                if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await {
-                    return Some(stream);
-                }
+        for port in picker.order(&ports) {
+            // Counted from before the connect, so connections opening at once spread out.
+            picker.count(port, true);
+            let open = Open { picker, port };
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await {
+                return Some((stream, open));
             }
         }
         // Wait for the set to change (a dyno coming up), or retry shortly: a dyno may
@@ -122,5 +179,40 @@ async fn connect(
             Ok(true) => {}
             Ok(false) | Err(_) => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picker(balance: Balance) -> Picker {
+        Picker {
+            balance,
+            next: AtomicUsize::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_turns() {
+        let p = picker(Balance::RoundRobin);
+        p.count(5001, true);
+        assert_eq!(p.order(&[5001, 5002, 5003]), [5001, 5002, 5003]);
+        assert_eq!(p.order(&[5001, 5002, 5003]), [5002, 5003, 5001]);
+    }
+
+    #[test]
+    fn least_connections_prefers_the_idle_and_takes_turns_on_ties() {
+        let p = picker(Balance::LeastConnections);
+        p.count(5001, true);
+        p.count(5001, true);
+        p.count(5002, true);
+        assert_eq!(p.order(&[5001, 5002, 5003]), [5003, 5002, 5001]);
+        p.count(5001, false);
+        p.count(5001, false);
+        p.count(5002, false);
+        assert_eq!(p.order(&[5001, 5002, 5003]), [5002, 5003, 5001]);
+        assert_eq!(p.order(&[5001, 5002, 5003]), [5003, 5001, 5002]);
     }
 }

@@ -86,7 +86,7 @@ async fn drive(
     .map_err(setup("start the log writer"))?;
     let (backends, backends_rx) = watch::channel(Vec::new());
     if let Some(listener) = router {
-        router::spawn(listener, backends_rx).map_err(setup("start the router"))?;
+        router::spawn(listener, backends_rx, config.balance).map_err(setup("start the router"))?;
     }
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = control {
