@@ -34,19 +34,8 @@ run() {
     "$HKRUN" start -f "$work/Procfile" -m web=2 -p "$base" --balance "$balance" > "$work/hk.log" 2>&1 &
     local hk=$!
     for _ in $(seq 100); do [ "$(grep -c 'State changed from starting to up' "$work/hk.log")" -ge 2 ] && break; sleep 0.1; done
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/mix.lua" "http://127.0.0.1:$base/" | python3 -c '
-import re, sys
-t = sys.stdin.read()
-def ms(v):
-    n, u = re.match(r"([\d.]+)(\w+)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
-p75 = ms(re.search(r"^\s+75%\s+(\S+)", t, re.M).group(1))
-p90 = ms(re.search(r"^\s+90%\s+(\S+)", t, re.M).group(1))
-p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
-errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
-print(f"{rps:.0f} {p50:.3f} {p75:.3f} {p90:.3f} {p99:.3f} {errors}")'
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/mix.lua" "http://127.0.0.1:$base/" |
+        python3 "$root/bench/wrk_summary.py" rps p50 p75 p90 p99 errors
     kill -TERM "$hk"; wait "$hk" 2>/dev/null || true
 }
 
