@@ -3,6 +3,7 @@
 mod harness;
 
 mod check_and_run;
+mod container;
 mod control;
 mod logs;
 mod router;
