@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,6 +20,8 @@ use super::render::{Clock, Label, Origin, Style};
 const BUDGET: usize = 8 * 1024 * 1024;
 /// A batch is written once it holds this much.
 const BATCH: usize = 256 * 1024;
+/// How long hkrun's exit waits for stdout to take what is queued.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
 enum Record {
     /// Whole lines, each ending in `\n`, from one dyno.
@@ -66,12 +69,20 @@ impl LogSender {
         });
     }
 
-    /// Waits (blocking) until everything queued so far is written.
-    pub fn flush_blocking(&self) {
+    /// Waits (blocking) until everything queued so far is written, or for `limit` when
+    /// stdout does not take it (a reader that never reads).
+    pub fn flush_blocking(&self, limit: Duration) {
         let (done, wait) = std::sync::mpsc::channel();
         if self.tx.send(Record::Flush(done)).is_ok() {
-            let _ = wait.recv();
+            let _ = wait.recv_timeout(limit);
         }
+    }
+
+    /// Stops holding dyno output back: what is waiting for the budget is queued at once.
+    /// For the end of a stop, when every dyno is being killed: a pump waiting on a
+    /// stalled stdout must still see its dyno exit, and dying processes write little.
+    pub fn unbound(&self) {
+        self.budget.add_permits(Semaphore::MAX_PERMITS / 2);
     }
 }
 
@@ -109,7 +120,7 @@ impl Writer {
     pub fn finish(self) {
         let Self { sender, thread } = self;
         sender.budget.close();
-        sender.flush_blocking();
+        sender.flush_blocking(FINAL_FLUSH);
         drop(sender);
         // Remaining clones (pumps of processes that are gone) end on their own; the
         // flush above already wrote everything they sent.

@@ -248,7 +248,14 @@ impl Driver {
                         process::signal_group(pgid, signal);
                     }
                 }
-                Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
+                Effect::SignalStragglers(signal) => {
+                    // SIGKILL is the end of a stop: output must no longer hold a dyno's
+                    // exit back, even when nobody reads stdout.
+                    if signal == Signal::SIGKILL {
+                        self.log.unbound();
+                    }
+                    self.signal_stragglers(signal);
+                }
                 Effect::ScanGroup { slot } => {
                     let count = self.groups.get(&slot).map_or(0, |&pgid| {
                         process::descendants(self.me)

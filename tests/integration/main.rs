@@ -6,6 +6,7 @@ mod check_and_run;
 mod container;
 mod control;
 mod logs;
+mod pipeline;
 mod router;
 mod shutdown;
 mod start;
