@@ -7,8 +7,9 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -22,6 +23,8 @@ const BUDGET: usize = 8 * 1024 * 1024;
 const BATCH: usize = 256 * 1024;
 /// How long hkrun's exit waits for stdout to take what is queued.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
+/// A write that has not finished in this long means nobody is reading.
+pub const STALLED: Duration = Duration::from_secs(1);
 
 enum Record {
     /// Whole lines, each ending in `\n`, from one dyno.
@@ -41,6 +44,36 @@ enum Record {
 pub struct LogSender {
     tx: UnboundedSender<Record>,
     budget: Arc<Semaphore>,
+    writing: Arc<WriteClock>,
+}
+
+/// When the writer's current `write` began, so others can tell a stalled stdout.
+#[derive(Debug)]
+struct WriteClock {
+    origin: Instant,
+    /// Milliseconds since `origin` when the current write began, plus one; 0 when idle.
+    since: AtomicU64,
+}
+
+impl WriteClock {
+    fn begin(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.since.store(ms + 1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
+
+    fn stalled_for(&self) -> Duration {
+        match self.since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            began => self
+                .origin
+                .elapsed()
+                .saturating_sub(Duration::from_millis(began - 1)),
+        }
+    }
 }
 
 impl LogSender {
@@ -78,6 +111,12 @@ impl LogSender {
         }
     }
 
+    /// Whether stdout has not taken a write for `longer_than`: a reader that stopped
+    /// reading, or never reads.
+    pub fn stalled(&self, longer_than: Duration) -> bool {
+        self.writing.stalled_for() > longer_than
+    }
+
     /// Stops holding dyno output back: what is waiting for the budget is queued at once.
     /// For the end of a stop, when every dyno is being killed: a pump waiting on a
     /// stalled stdout must still see its dyno exit, and dying processes write little.
@@ -103,11 +142,20 @@ impl Writer {
     ) -> io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(BUDGET));
+        let writing = Arc::new(WriteClock {
+            origin: Instant::now(),
+            since: AtomicU64::new(0),
+        });
+        let clock = Arc::clone(&writing);
         let thread = std::thread::Builder::new()
             .name("hkrun-log".into())
-            .spawn(move || write_loop(&style, &history, rx, out, on_closed))?;
+            .spawn(move || write_loop(&style, &history, &clock, rx, out, on_closed))?;
         Ok(Self {
-            sender: LogSender { tx, budget },
+            sender: LogSender {
+                tx,
+                budget,
+                writing,
+            },
             thread,
         })
     }
@@ -120,7 +168,10 @@ impl Writer {
     pub fn finish(self) {
         let Self { sender, thread } = self;
         sender.budget.close();
-        sender.flush_blocking(FINAL_FLUSH);
+        // A stdout that has taken nothing for a while will not take the rest either.
+        if !sender.stalled(STALLED) {
+            sender.flush_blocking(FINAL_FLUSH);
+        }
         drop(sender);
         // Remaining clones (pumps of processes that are gone) end on their own; the
         // flush above already wrote everything they sent.
@@ -133,6 +184,7 @@ impl Writer {
 fn write_loop(
     style: &Style,
     history: &History,
+    writing: &WriteClock,
     mut rx: UnboundedReceiver<Record>,
     mut out: impl Write,
     on_closed: impl FnOnce(io::Error),
@@ -192,7 +244,10 @@ fn write_loop(
         // Before the write: `hkrun logs` must not wait on a stalled stdout.
         history.record(chunks.drain(..));
         if on_closed.is_some() {
-            if let Err(err) = out.write_all(&buf).and_then(|()| out.flush()) {
+            writing.begin();
+            let written = out.write_all(&buf).and_then(|()| out.flush());
+            writing.end();
+            if let Err(err) = written {
                 if let Some(notify) = on_closed.take() {
                     notify(err);
                 }

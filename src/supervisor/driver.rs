@@ -186,6 +186,11 @@ async fn drive(
                 () = sleep_until(sup.next_deadline()) => Input::Tick,
             },
         };
+        // A stop while nobody reads stdout: dynos' output must not hold their exits back,
+        // or hkrun would wait out the grace for processes already gone.
+        if matches!(input, Input::Stop(_)) && driver.log.stalled(logs::writer::STALLED) {
+            driver.log.unbound();
+        }
         effects = sup.handle(Instant::now(), input);
     };
 
