@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ pub struct LogSender {
     tx: UnboundedSender<Record>,
     budget: Arc<Semaphore>,
     writing: Arc<WriteClock>,
+    /// Set once the budget is lifted: lifting it twice would overflow the semaphore.
+    unbounded: Arc<AtomicBool>,
 }
 
 /// When the writer's current `write` began, so others can tell a stalled stdout.
@@ -121,7 +123,9 @@ impl LogSender {
     /// For the end of a stop, when every dyno is being killed: a pump waiting on a
     /// stalled stdout must still see its dyno exit, and dying processes write little.
     pub fn unbound(&self) {
-        self.budget.add_permits(Semaphore::MAX_PERMITS / 2);
+        if !self.unbounded.swap(true, Ordering::Relaxed) {
+            self.budget.add_permits(Semaphore::MAX_PERMITS / 2);
+        }
     }
 }
 
@@ -155,6 +159,7 @@ impl Writer {
                 tx,
                 budget,
                 writing,
+                unbounded: Arc::new(AtomicBool::new(false)),
             },
             thread,
         })
@@ -278,6 +283,29 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[tokio::test]
+    async fn the_budget_can_be_lifted_more_than_once() {
+        let writer = Writer::spawn(
+            Style {
+                format: LogFormat::Default,
+                color: false,
+                timestamps: false,
+                width: 6,
+            },
+            History::new(),
+            Shared::default(),
+            |_| {},
+        )
+        .unwrap();
+        let log = writer.sender();
+        log.unbound();
+        log.unbound();
+        log.clone().unbound();
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -90,7 +90,8 @@ fn descendants_that_left_the_group_are_stopped_too() {
     );
     hk.wait_for_each(&["| ready", "| stubborn"]);
     hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
+    let status = hk.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", hk.stderr());
     assert_none_left(&hk.tag);
 }
 
