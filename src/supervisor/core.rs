@@ -378,6 +378,7 @@ impl Supervisor {
             Input::Exited { slot, status } => self.on_exited(now, &slot, status),
             Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
+            Input::Forward(signal) => self.forward(signal),
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
@@ -655,6 +656,19 @@ impl Supervisor {
             }
             Phase::Stopping { kill_at: None, .. } | Phase::Done => Vec::new(),
         }
+    }
+
+    /// Each dyno's group gets the signal once; processes outside their dyno's group
+    /// (`setsid`) chose to leave it.
+    fn forward(&self, signal: Signal) -> Vec<Effect> {
+        self.dynos
+            .iter()
+            .filter(|d| d.state.is_live() && !d.draining)
+            .map(|d| Effect::Signal {
+                slot: d.plan.spec.slot.clone(),
+                signal,
+            })
+            .collect()
     }
 
     fn begin_stop(&mut self, now: Instant, code: i32) -> Vec<Effect> {

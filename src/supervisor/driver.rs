@@ -66,6 +66,10 @@ async fn drive(
     let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(setup("handle SIGHUP"))?;
     let mut sigchld = signal(SignalKind::child()).map_err(setup("handle SIGCHLD"))?;
+    // Passed on to every dyno, as tini and dumb-init do.
+    let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(setup("handle SIGUSR1"))?;
+    let mut sigwinch = signal(SignalKind::window_change()).map_err(setup("handle SIGWINCH"))?;
+    let mut sigquit = signal(SignalKind::quit()).map_err(setup("handle SIGQUIT"))?;
     // Heroku's preboot trigger: restart every dyno, web preboot-style.
     let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(setup("handle SIGUSR2"))?;
     if let Err(err) = process::become_subreaper() {
@@ -167,6 +171,9 @@ async fn drive(
                 _ = sigterm.recv() => Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
                 _ = sigint.recv() => Input::Stop(StopRequest::Signal(Signal::SIGINT)),
                 _ = sighup.recv() => Input::Stop(StopRequest::Signal(Signal::SIGHUP)),
+                _ = sigusr1.recv() => Input::Forward(Signal::SIGUSR1),
+                _ = sigwinch.recv() => Input::Forward(Signal::SIGWINCH),
+                _ = sigquit.recv() => Input::Forward(Signal::SIGQUIT),
                 // Nobody waits for the answer: id 0 is never a client's.
                 _ = sigusr2.recv() => Input::Control { id: 0, request: Control::Restart(None) },
                 _ = sigchld.recv() => { driver.reap(); continue; }

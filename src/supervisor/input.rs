@@ -116,6 +116,8 @@ pub enum Input {
     Memory(Vec<(Slot, u64)>),
     /// A stop was requested.
     Stop(StopRequest),
+    /// A signal hkrun passes on to every dyno (SIGUSR1, SIGWINCH, SIGQUIT).
+    Forward(Signal),
     /// The answer to `Effect::ScanStragglers`: processes of hkrun's still alive.
     Stragglers(usize),
     /// The answer to `Effect::ScanGroup`: live processes left in the dyno's group.

@@ -65,9 +65,9 @@ fn zombies(tag: &str) -> usize {
 }
 
 #[test]
-fn as_pid1_orphans_are_reaped_and_sigterm_stops_everything() {
+fn as_pid1_orphans_are_reaped_signals_pass_on_and_sigterm_stops_everything() {
     let app = App::new(
-        "orphans: for i in $(seq 50); do (sleep 0.2 &); done; echo spawned; exec sleep 1000\nstubborn: trap '' TERM; echo stubborn; while :; do sleep 0.1; done\n",
+        "orphans: for i in $(seq 50); do (sleep 0.2 &); done; echo spawned; exec sleep 1000\nstubborn: trap '' TERM; trap 'echo got USR1' USR1; echo stubborn; while :; do sleep 0.1; done\n",
     );
     let port = free_base_port().to_string();
     let Some(mut hk) = as_pid1(&app, &["start", "--no-timestamp", "-t", "2", "-p", &port]) else {
@@ -78,6 +78,9 @@ fn as_pid1_orphans_are_reaped_and_sigterm_stops_everything() {
     // The 50 orphans end after 0.2 s, re-parented to hkrun, which reaps every one.
     std::thread::sleep(Duration::from_millis(500));
     eventually("no zombie left", || (zombies(&hk.tag) == 0).then_some(()));
+    // SIGUSR1 is passed on to every dyno, once.
+    signal::kill(hkrun, Signal::SIGUSR1).expect("signal hkrun");
+    hk.wait_for("stubborn.1 | got USR1");
     // SIGTERM from outside the namespace, as `docker stop` sends it.
     let asked = Instant::now();
     signal::kill(hkrun, Signal::SIGTERM).expect("signal hkrun");
@@ -90,6 +93,8 @@ fn as_pid1_orphans_are_reaped_and_sigterm_stops_everything() {
         hk.stderr(),
         hk.seen
     );
+    let usr1 = hk.seen.iter().filter(|l| l.ends_with("| got USR1")).count();
+    assert_eq!(usr1, 1, "{:?}", hk.seen);
     let took = asked.elapsed();
     assert!(
         took >= Duration::from_secs(2) && took < PATIENCE,

@@ -1424,3 +1424,19 @@ fn restarting_every_dyno_answers_once_the_preboot_is_done_too() {
         [(5, Ok("Restarting web.1, web.2, worker.1... done".into()))]
     );
 }
+
+#[test]
+fn forwarded_signals_reach_each_running_dyno_once() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, exited("worker", 1, 1));
+    sup.handle(t0, exited("worker", 1, 1));
+    // worker.1 waits to restart: nothing of it runs to get the signal.
+    assert_eq!(
+        sup.handle(t0, Input::Forward(Signal::SIGUSR1)),
+        [
+            signal("web", 1, Signal::SIGUSR1),
+            signal("web", 2, Signal::SIGUSR1)
+        ]
+    );
+}
