@@ -54,9 +54,16 @@ fn unique_tag() -> String {
 
 /// The hkrun command, with the test's tag and no colour unless a test asks for it.
 pub fn hkrun(dir: &Path, args: &[&str], tag: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hkrun"));
+    let mut command = tagged_command(env!("CARGO_BIN_EXE_hkrun"), dir, tag);
+    command.args(args);
     command
-        .args(args)
+}
+
+/// `program` in `dir` as the tests run hkrun: tagged, no colour, no inherited PORT, stdin
+/// empty, stdout and stderr piped.
+pub fn tagged_command(program: &str, dir: &Path, tag: &str) -> Command {
+    let mut command = Command::new(program);
+    command
         .current_dir(dir)
         .env("HKRUN_TEST_TAG", tag)
         .env("NO_COLOR", "1")
@@ -357,18 +364,7 @@ pub fn raw_output(mut command: Command) -> (ExitStatus, Vec<u8>) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start hkrun");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_bounded(&mut child, "hkrun");
     let mut out = out;
     let mut bytes = Vec::new();
     std::io::Seek::rewind(&mut out).expect("rewind");
@@ -394,18 +390,7 @@ pub fn client(dir: &Path, args: &[&str]) -> Client {
         .stderr(err.try_clone().expect("clone the file"))
         .spawn()
         .expect("start the hkrun client");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hkrun {args:?} still running after {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_bounded(&mut child, &format!("hkrun {args:?}"));
     let read = |mut file: std::fs::File| {
         let mut text = String::new();
         std::io::Seek::rewind(&mut file).expect("rewind");
@@ -429,5 +414,22 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to exit, killing it and failing the test after `PATIENCE`.
+#[track_caller]
+pub fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{App, Hk, PATIENCE, assert_none_left, eventually, free_base_port, tagged};
+use crate::harness::{
+    App, Hk, PATIENCE, assert_none_left, eventually, free_base_port, tagged, tagged_command,
+};
 
 /// hkrun under `unshare`, with the test's tag, or `None` where namespaces are not allowed.
 fn as_pid1(app: &App, args: &[&str]) -> Option<Hk> {
@@ -22,18 +24,11 @@ fn as_pid1(app: &App, args: &[&str]) -> Option<Hk> {
         return None;
     }
     let tag = format!("pid1-{}", std::process::id());
-    let mut command = Command::new("unshare");
+    let mut command = tagged_command("unshare", app.path(), &tag);
     command
         .args(["--pid", "--fork", "--mount-proc"])
         .arg(env!("CARGO_BIN_EXE_hkrun"))
-        .args(args)
-        .current_dir(app.path())
-        .env("HKRUN_TEST_TAG", &tag)
-        .env("NO_COLOR", "1")
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(args);
     Some(Hk::spawn(command))
 }
 

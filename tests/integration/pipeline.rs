@@ -2,7 +2,7 @@
 //! reads. Neither may stop supervision or leave a process behind.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hkrun::control::protocol::Ps;
@@ -10,7 +10,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    App, PATIENCE, assert_none_left, client, eventually, free_base_port, kill_tagged,
+    App, assert_none_left, client, eventually, free_base_port, kill_tagged, tagged_command,
+    wait_bounded,
 };
 
 /// Kills whatever carries the tag when the test ends, passed or failed.
@@ -32,25 +33,11 @@ fn a_closed_stdout_stops_the_app_quietly() {
         env!("CARGO_BIN_EXE_hkrun"),
         free_base_port()
     );
-    let mut shell = Command::new("sh")
+    let mut shell = tagged_command("sh", app.path(), &tag)
         .args(["-c", &line])
-        .current_dir(app.path())
-        .env("HKRUN_TEST_TAG", &tag)
-        .env("NO_COLOR", "1")
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("start the pipeline");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = shell.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the pipeline is still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut shell, "the pipeline");
     let mut out = String::new();
     let mut err = String::new();
     shell
@@ -81,14 +68,9 @@ fn an_unread_stdout_does_not_stop_supervision() {
     let tag = format!("unread-{}", std::process::id());
     let _cleanup = Cleanup(tag.clone());
     // stdout is a pipe this test holds and never reads.
-    let mut hk = Command::new(env!("CARGO_BIN_EXE_hkrun"))
+    let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)
         .args(["start", "-m", "loud=1,hog=1:64M", "-t", "3", "-p"])
         .arg(free_base_port().to_string())
-        .current_dir(app.path())
-        .env("HKRUN_TEST_TAG", &tag)
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start hkrun");

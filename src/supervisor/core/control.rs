@@ -1,7 +1,7 @@
 //! What control clients change: scaling, restarting and stopping dynos, and the replies
 //! that wait for those dynos to settle. Part of the core: pure, explicit instants.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -168,7 +168,7 @@ impl Supervisor {
             let keep = members.len().min(count as usize);
             // Highest numbers leave first.
             for slot in members[keep..].iter().rev() {
-                effects.extend(self.retire(now, slot));
+                effects.extend(self.retire(now, slot, Duration::ZERO));
             }
             if resized {
                 let quota = self.plan.types[t].size.bytes;
@@ -362,7 +362,7 @@ impl Supervisor {
         let slots = self.targets(Some(target))?;
         let mut effects = Vec::new();
         for slot in slots.iter().rev() {
-            effects.extend(self.retire(now, slot));
+            effects.extend(self.retire(now, slot, Duration::ZERO));
         }
         self.pending.push(Pending {
             id,
@@ -371,8 +371,9 @@ impl Supervisor {
         Ok((effects, None))
     }
 
-    /// Takes a dyno out of the formation: a running one stops gracefully first.
-    pub(super) fn retire(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
+    /// Takes a dyno out of the formation: a running one stops gracefully first, its
+    /// SIGTERM `settle` from now (after a preboot) or at once.
+    pub(super) fn retire(&mut self, now: Instant, slot: &Slot, settle: Duration) -> Vec<Effect> {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
@@ -383,11 +384,15 @@ impl Supervisor {
                 dyno.set_state(
                     now,
                     DynoState::Stopping {
-                        kill_at: Some(now + grace),
+                        kill_at: Some(now + settle + grace),
                         then: AfterStop::Remove,
                     },
                 );
-                term(slot)
+                if settle.is_zero() {
+                    return term(slot);
+                }
+                dyno.term_at = Some(now + settle);
+                Vec::new()
             }
             DynoState::Killed { .. } => {
                 dyno.set_state(

@@ -131,14 +131,16 @@ impl Supervisor {
         }
         // The switch: the router gets the new set now; the old dynos get SIGTERM once
         // what the router had already sent them has arrived.
+        let mut retired = Vec::new();
         for slot in &preboot.old {
-            self.retire_after_preboot(now, slot);
+            retired.extend(self.retire(now, slot, SETTLE));
         }
         let mut effects = vec![log_system(format!(
             "Preboot: new {} take new connections; stopping the old ones",
             names(&preboot.new)
         ))];
         effects.extend(self.publish_backends());
+        effects.extend(retired);
         effects.extend(self.preboot_done(
             preboot.reply,
             Ok(format!(
@@ -147,29 +149,6 @@ impl Supervisor {
             )),
         ));
         effects
-    }
-
-    fn retire_after_preboot(&mut self, now: Instant, slot: &Slot) {
-        let grace = self.plan.grace;
-        let Some(i) = self.find(slot) else { return };
-        let dyno = &mut self.dynos[i];
-        match dyno.state {
-            DynoState::Starting { .. } | DynoState::Up => {
-                dyno.set_state(
-                    now,
-                    DynoState::Stopping {
-                        kill_at: Some(now + SETTLE + grace),
-                        then: AfterStop::Remove,
-                    },
-                );
-                dyno.term_at = Some(now + SETTLE);
-            }
-            // Crashed, killed or already stopping: the usual way out.
-            _ => {}
-        }
-        if !matches!(self.dynos[i].state, DynoState::Stopping { .. }) {
-            let _ = self.retire(now, slot);
-        }
     }
 
     /// A new dyno failed: kill every new one; the old ones never stopped serving.
