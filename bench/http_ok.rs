@@ -1,6 +1,7 @@
 //! The smallest HTTP/1.1 app for the router benchmarks: keep-alive, `200 ok` to every
 //! request (after 20 ms for `GET /slow`), a thread per connection. Listens on
-//! 127.0.0.1:$PORT. With `WEB_CONCURRENCY=1` it serves one connection at a time.
+//! 127.0.0.1:$PORT. With `WEB_CONCURRENCY=1` it serves one connection at a time. With
+//! `WORK_US=N` every request first spends N µs of CPU, as an app that renders something does.
 //!
 //! On SIGTERM it drains as a well-behaved app does: it stops accepting, answers the next
 //! request of each open connection with `Connection: close`, and exits once every
@@ -14,7 +15,16 @@ use std::time::Duration;
 static STOPPING: AtomicBool = AtomicBool::new(false);
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-fn serve(stream: TcpStream) -> std::io::Result<()> {
+/// Spends `micros` of CPU, the stand-in for an app's own work on a request.
+fn work(micros: u64) {
+    let until = std::time::Instant::now() + Duration::from_micros(micros);
+    let mut x = 0u64;
+    while std::time::Instant::now() < until {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
+fn serve(stream: TcpStream, work_us: u64) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
@@ -43,6 +53,9 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         if slow {
             std::thread::sleep(Duration::from_millis(20));
         }
+        if work_us > 0 {
+            work(work_us);
+        }
         if STOPPING.load(Ordering::Relaxed) {
             writer.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
@@ -60,6 +73,10 @@ fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(format!("127.0.0.1:{port}"))?;
     listener.set_nonblocking(true)?;
     let serial = std::env::var("WEB_CONCURRENCY").is_ok_and(|v| v == "1");
+    let work_us: u64 = std::env::var("WORK_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     std::thread::spawn(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -78,13 +95,13 @@ fn main() -> std::io::Result<()> {
             // WEB_CONCURRENCY=1: one request at a time, like a single-threaded app server.
             Ok((stream, _)) if serial => {
                 stream.set_nonblocking(false)?;
-                let _ = serve(stream);
+                let _ = serve(stream, work_us);
             }
             Ok((stream, _)) => {
                 stream.set_nonblocking(false)?;
                 OPEN.fetch_add(1, Ordering::Relaxed);
                 std::thread::spawn(move || {
-                    let _ = serve(stream);
+                    let _ = serve(stream, work_us);
                     OPEN.fetch_sub(1, Ordering::Relaxed);
                 });
             }

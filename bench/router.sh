@@ -12,6 +12,8 @@
 #   BENCH_ROUNDS=3        rounds (direct, then routed)
 #   BENCH_DURATION=10s    each wrk run
 #   BENCH_CONNECTIONS=32  wrk connections (-c); BENCH_THREADS=2 wrk threads (-t)
+#   BENCH_WORK_US=0       CPU the app spends on each request, in µs (0: none, the
+#                         worst case for the router; a lean app endpoint takes 250 µs or more)
 #   HKRUN=path            hkrun binary [default: `cargo build --release`, then target/release/hkrun]
 set -euo pipefail
 
@@ -19,6 +21,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
+export WORK_US=${BENCH_WORK_US:-0}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 (cd "$root" && cargo build --release --quiet --example bench_http)
@@ -68,7 +71,7 @@ run_for() {
         python3 "$root/bench/wrk_summary.py" rps p50 p99 errors
 }
 
-echo "router: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
+echo "router: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, app work ${WORK_US} µs/request, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
 echo "hkrun: $HKRUN ($(git -C "$root" rev-parse --short HEAD)), router on $base, web.1 on $((base + 1))"
 direct=(); routed=(); peer=()
 for round in $(seq "$ROUNDS"); do
