@@ -19,6 +19,7 @@ use crate::procfile::RELEASE;
 use crate::router::Backend;
 
 mod control;
+mod pause;
 mod preboot;
 
 /// How often to look again for processes that outlived their dyno while stopping.
@@ -215,6 +216,9 @@ enum Phase {
         kill_at: Option<Instant>,
         /// When to count stragglers again, once every dyno is down.
         rescan_at: Option<Instant>,
+        /// What the dynos were asked to stop with. After SIGINT, what outlives its
+        /// dyno's leader gets SIGTERM: a shell's `cmd &` children ignore SIGINT.
+        signal: Signal,
     },
     /// `Effect::Exit` went out.
     Done,
@@ -238,6 +242,8 @@ pub struct Supervisor {
     /// How the last preboot nobody waited on directly ended (`hkrun restart` of every
     /// dyno answers with it).
     preboot_result: Option<Result<String, String>>,
+    /// When Ctrl-Z paused the app; no timer runs until it resumes.
+    paused_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -251,6 +257,7 @@ impl Supervisor {
             published: Vec::new(),
             preboot: None,
             preboot_result: None,
+            paused_at: None,
         }
     }
 
@@ -290,6 +297,9 @@ impl Supervisor {
 
     /// The next instant at which `Input::Tick` is due, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.paused() {
+            return None;
+        }
         match self.phase {
             Phase::Stopping {
                 kill_at, rescan_at, ..
@@ -379,6 +389,8 @@ impl Supervisor {
             Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
             Input::Forward(signal) => self.forward(signal),
+            Input::Pause => self.on_pause(now),
+            Input::Resume => self.on_resume(now),
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
@@ -480,7 +492,7 @@ impl Supervisor {
                     effects.extend(self.start_formation(now));
                 } else {
                     effects.push(log_system(format!("release failed (exit {code})")));
-                    effects.extend(self.begin_stop(now, code));
+                    effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
                 }
             }
             Phase::Running => match was {
@@ -514,7 +526,7 @@ impl Supervisor {
                 "{slot} exited with status {code}: stopping the app"
             ))];
             self.dynos[i].set_state(now, DynoState::Crashed { restart_at: None });
-            effects.extend(self.begin_stop(now, code));
+            effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
             return effects;
         }
         let cap = self.plan.restart_cap;
@@ -541,7 +553,7 @@ impl Supervisor {
                 effects.push(log_system(format!(
                     "no dyno is left running: stopping (exit {code})"
                 )));
-                effects.extend(self.begin_stop(now, code));
+                effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
             }
             return effects;
         }
@@ -637,7 +649,7 @@ impl Supervisor {
         match self.phase {
             Phase::Idle | Phase::Releasing | Phase::Running => {
                 let mut effects = vec![log_system(format!("{request} received"))];
-                effects.extend(self.begin_stop(now, 0));
+                effects.extend(self.begin_stop(now, 0, request.signal()));
                 effects
             }
             // The same signal delivered twice at once (`timeout`, or a signal sent to
@@ -671,18 +683,20 @@ impl Supervisor {
             .collect()
     }
 
-    fn begin_stop(&mut self, now: Instant, code: i32) -> Vec<Effect> {
+    fn begin_stop(&mut self, now: Instant, code: i32, signal: Signal) -> Vec<Effect> {
+        // Stopped processes would not act on the signal until continued.
+        let mut effects = self.on_resume(now);
         self.phase = Phase::Stopping {
             code,
             kill_at: Some(now + self.plan.grace),
             rescan_at: None,
+            signal,
         };
-        let mut effects = Vec::new();
         for dyno in &mut self.dynos {
             match dyno.state {
                 DynoState::Starting { .. } | DynoState::Up => {
                     dyno.set_state(now, STOPPING_WITH_APP);
-                    effects.extend(control::term(&dyno.plan.spec.slot));
+                    effects.extend(control::stop_with(&dyno.plan.spec.slot, signal));
                 }
                 // A restart that has not happened yet never will.
                 DynoState::Crashed {
@@ -700,14 +714,14 @@ impl Supervisor {
                     if dyno.term_at.take().is_some() {
                         effects.push(Effect::Signal {
                             slot: dyno.plan.spec.slot.clone(),
-                            signal: Signal::SIGTERM,
+                            signal,
                         });
                     }
                 }
                 DynoState::Killed { .. } | DynoState::Crashed { .. } | DynoState::Down => {}
             }
         }
-        effects.push(Effect::SignalStragglers(Signal::SIGTERM));
+        effects.push(Effect::SignalStragglers(signal));
         if self.all_settled() {
             effects.push(Effect::ScanStragglers);
         }
@@ -738,6 +752,9 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
+        if self.paused() {
+            return Vec::new();
+        }
         match self.phase {
             Phase::Stopping { .. } => self.tick_stopping(now),
             Phase::Running => self.tick_running(now),
@@ -781,7 +798,7 @@ impl Supervisor {
                         then,
                     };
                     let slot = dyno.plan.spec.slot.clone();
-                    effects.push(log_dyno(&slot, r12(self.plan.grace)));
+                    effects.push(log_dyno(&slot, r12(self.plan.grace, Signal::SIGTERM)));
                     effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
                     effects.push(Effect::Signal {
                         slot,
@@ -810,11 +827,15 @@ impl Supervisor {
 
     fn tick_stopping(&mut self, now: Instant) -> Vec<Effect> {
         let Phase::Stopping {
-            kill_at, rescan_at, ..
+            kill_at,
+            rescan_at,
+            signal,
+            ..
         } = &mut self.phase
         else {
             return Vec::new();
         };
+        let signal = *signal;
         let mut effects = Vec::new();
         if rescan_at.is_some_and(|at| at <= now) {
             *rescan_at = None;
@@ -826,7 +847,7 @@ impl Supervisor {
                 .iter()
                 .filter(|d| matches!(d.state, DynoState::Stopping { .. }))
             {
-                effects.push(log_dyno(&dyno.plan.spec.slot, r12(self.plan.grace)));
+                effects.push(log_dyno(&dyno.plan.spec.slot, r12(self.plan.grace, signal)));
             }
             effects.extend(self.kill_all());
         }
@@ -839,6 +860,7 @@ impl Supervisor {
             code,
             kill_at,
             rescan_at,
+            signal,
         } = &mut self.phase
         else {
             return Vec::new();
@@ -855,6 +877,10 @@ impl Supervisor {
         if kill_at.is_none() {
             // Past the grace, whatever turns up is killed on sight.
             return vec![Effect::SignalStragglers(Signal::SIGKILL)];
+        }
+        if *signal != Signal::SIGTERM {
+            *signal = Signal::SIGTERM;
+            return vec![Effect::SignalStragglers(Signal::SIGTERM)];
         }
         Vec::new()
     }
@@ -902,10 +928,11 @@ const STOPPING_WITH_APP: DynoState = DynoState::Stopping {
     then: AfterStop::Down,
 };
 
-fn r12(grace: Duration) -> String {
+fn r12(grace: Duration, signal: Signal) -> String {
     format!(
-        "Error R12 (Exit timeout) -> At least one process failed to exit within {} of SIGTERM",
-        seconds(grace)
+        "Error R12 (Exit timeout) -> At least one process failed to exit within {} of {}",
+        seconds(grace),
+        signal.as_str()
     )
 }
 

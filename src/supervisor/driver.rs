@@ -34,6 +34,9 @@ const REAP_FALLBACK: Duration = Duration::from_secs(1);
 /// How long output of processes already gone may take to reach the writer at exit.
 const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long Ctrl-Z waits for the pause to be logged before hkrun stops itself.
+const PAUSE_FLUSH: Duration = Duration::from_millis(200);
+
 /// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
 /// control socket, when there is one.
 /// `router` is the router's bound listener, when it runs.
@@ -72,6 +75,11 @@ async fn drive(
     let mut sigquit = signal(SignalKind::quit()).map_err(setup("handle SIGQUIT"))?;
     // Heroku's preboot trigger: restart every dyno, web preboot-style.
     let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(setup("handle SIGUSR2"))?;
+    // Job control: Ctrl-Z reaches only hkrun (dynos have their own groups).
+    let mut sigtstp =
+        signal(SignalKind::from_raw(nix::libc::SIGTSTP)).map_err(setup("handle SIGTSTP"))?;
+    let mut sigcont =
+        signal(SignalKind::from_raw(nix::libc::SIGCONT)).map_err(setup("handle SIGCONT"))?;
     if let Err(err) = process::become_subreaper() {
         tracing::warn!(%err, "cannot become a child subreaper; escaped descendants may outlive hkrun");
     }
@@ -174,6 +182,8 @@ async fn drive(
                 _ = sigusr1.recv() => Input::Forward(Signal::SIGUSR1),
                 _ = sigwinch.recv() => Input::Forward(Signal::SIGWINCH),
                 _ = sigquit.recv() => Input::Forward(Signal::SIGQUIT),
+                _ = sigtstp.recv() => Input::Pause,
+                _ = sigcont.recv() => Input::Resume,
                 // Nobody waits for the answer: id 0 is never a client's.
                 _ = sigusr2.recv() => Input::Control { id: 0, request: Control::Restart(None) },
                 _ = sigchld.recv() => { driver.reap(); continue; }
@@ -294,6 +304,15 @@ impl Driver {
                 Effect::Reply { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);
+                    }
+                }
+                Effect::StopSelf => {
+                    // The kernel does not stop PID 1; SIGCONT resumes the dynos there.
+                    if self.me.as_raw() != 1 {
+                        self.log.flush_blocking(PAUSE_FLUSH);
+                        let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+                        // Continued: the core hears it before any timer that ran on.
+                        self.queue.push_back(Input::Resume);
                     }
                 }
                 Effect::Exit(code) => return Some(code),

@@ -91,6 +91,17 @@ pub enum StopRequest {
     Control,
 }
 
+impl StopRequest {
+    /// What every dyno's group gets: SIGINT when the user pressed Ctrl-C (or sent
+    /// SIGINT), as the dyno would in a terminal of its own; SIGTERM otherwise, Heroku's.
+    pub fn signal(self) -> Signal {
+        match self {
+            Self::Signal(Signal::SIGINT) => Signal::SIGINT,
+            _ => Signal::SIGTERM,
+        }
+    }
+}
+
 impl fmt::Display for StopRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -118,6 +129,11 @@ pub enum Input {
     Stop(StopRequest),
     /// A signal hkrun passes on to every dyno (SIGUSR1, SIGWINCH, SIGQUIT).
     Forward(Signal),
+    /// SIGTSTP (a terminal's Ctrl-Z): every dyno stops, then hkrun itself.
+    Pause,
+    /// SIGCONT, or hkrun continuing after it stopped itself: every dyno resumes, and
+    /// the time spent stopped does not count toward any timer.
+    Resume,
     /// The answer to `Effect::ScanStragglers`: processes of hkrun's still alive.
     Stragglers(usize),
     /// The answer to `Effect::ScanGroup`: live processes left in the dyno's group.
@@ -226,6 +242,9 @@ pub enum Effect {
         id: u64,
         result: Result<String, String>,
     },
+    /// Stop hkrun itself until SIGCONT (job control), once what is queued is logged;
+    /// then report `Input::Resume`. Not as PID 1, which the kernel does not stop.
+    StopSelf,
     /// Every process is gone: exit with this code.
     Exit(i32),
 }

@@ -43,7 +43,7 @@ impl App {
     }
 }
 
-fn unique_tag() -> String {
+pub fn unique_tag() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{}-{}",
@@ -101,6 +101,18 @@ impl Hk {
             });
         let mut child = command.spawn().expect("start hkrun");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Self::attach(child, tag, stdout, Some(stderr))
+    }
+
+    /// A started hkrun whose output comes from `stdout` (a pipe, or a terminal's master
+    /// side); `stderr` is read to its end when given.
+    pub fn attach(
+        child: Child,
+        tag: String,
+        stdout: impl Read + Send + 'static,
+        stderr: Option<impl Read + Send + 'static>,
+    ) -> Self {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
@@ -113,17 +125,18 @@ impl Hk {
                 line.clear();
             }
         });
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+        let stderr = stderr.map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
         });
         Self {
             child,
             tag,
             lines,
-            stderr: Some(stderr),
+            stderr,
             seen: Vec::new(),
         }
     }

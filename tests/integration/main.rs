@@ -12,3 +12,4 @@ mod router;
 mod shutdown;
 mod start;
 mod supervision;
+mod terminal;

@@ -104,7 +104,7 @@ fn a_second_sigint_kills_at_once() {
     hk.wait_for("| ready");
     let asked = Instant::now();
     hk.signal(Signal::SIGINT);
-    hk.wait_for("Stopping all processes with SIGTERM");
+    hk.wait_for("Stopping all processes with SIGINT");
     // A person's second Ctrl-C: signals closer than 100 ms count as one.
     std::thread::sleep(Duration::from_millis(200));
     hk.signal(Signal::SIGINT);

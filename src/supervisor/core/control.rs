@@ -36,6 +36,9 @@ impl Supervisor {
     pub(super) fn on_control(&mut self, now: Instant, id: u64, request: Control) -> Vec<Effect> {
         let refused = match self.phase {
             // Heroku refuses formation changes during a preboot too.
+            Phase::Running if self.paused() => {
+                Some("the app is paused (Ctrl-Z, SIGTSTP); send hkrun SIGCONT first")
+            }
             Phase::Running if self.preboot.is_some() && !matches!(request, Control::Stop(_)) => {
                 Some("a preboot restart of web is under way; try again once it is done")
             }
@@ -562,11 +565,19 @@ impl Dyno {
 
 /// `Stopping all processes with SIGTERM`, and the signal.
 pub(super) fn term(slot: &Slot) -> Vec<Effect> {
+    stop_with(slot, Signal::SIGTERM)
+}
+
+/// `Stopping all processes with SIGINT` (or another signal), and the signal.
+pub(super) fn stop_with(slot: &Slot, signal: Signal) -> Vec<Effect> {
     vec![
-        log_dyno(slot, "Stopping all processes with SIGTERM".into()),
+        log_dyno(
+            slot,
+            format!("Stopping all processes with {}", signal.as_str()),
+        ),
         Effect::Signal {
             slot: slot.clone(),
-            signal: Signal::SIGTERM,
+            signal,
         },
     ]
 }

@@ -1440,3 +1440,169 @@ fn forwarded_signals_reach_each_running_dyno_once() {
         ]
     );
 }
+
+#[test]
+fn ctrl_c_stops_dynos_with_sigint_and_leftovers_get_sigterm() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGINT)));
+    assert_eq!(
+        logs(&effects)[1],
+        "web.1: Stopping all processes with SIGINT"
+    );
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 1, Signal::SIGINT),
+            signal("web", 2, Signal::SIGINT),
+            signal("worker", 1, Signal::SIGINT),
+            Effect::SignalStragglers(Signal::SIGINT)
+        ]
+    );
+    for (kind, index) in [("web", 1), ("web", 2), ("worker", 1)] {
+        sup.handle(t0, exited(kind, index, 0));
+    }
+    // A shell's `cmd &` child ignores SIGINT: once the leaders are gone, SIGTERM, once.
+    assert_eq!(
+        sup.handle(t0, Input::Stragglers(1)),
+        vec![Effect::SignalStragglers(Signal::SIGTERM)]
+    );
+    assert!(sup.handle(t0, Input::Stragglers(1)).is_empty());
+    assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(0)]);
+}
+
+#[test]
+fn sigterm_and_hkrun_stop_stop_dynos_with_sigterm() {
+    for request in [
+        StopRequest::Signal(Signal::SIGTERM),
+        StopRequest::Signal(Signal::SIGHUP),
+        StopRequest::Control,
+        StopRequest::StdoutClosed,
+    ] {
+        let t0 = Instant::now();
+        let mut sup = started(plan(false, RestartPolicy::Always), t0);
+        let effects = actions(&sup.handle(t0, Input::Stop(request)));
+        assert_eq!(effects[0], signal("web", 1, Signal::SIGTERM), "{request}");
+        assert_eq!(
+            effects.last(),
+            Some(&Effect::SignalStragglers(Signal::SIGTERM))
+        );
+    }
+}
+
+#[test]
+fn ctrl_z_pauses_every_dyno_then_hkrun_and_sigcont_resumes_them() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = sup.handle(t0, Input::Pause);
+    assert_eq!(
+        logs(&effects),
+        ["system: SIGTSTP received: pausing all processes with SIGSTOP"]
+    );
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 1, Signal::SIGSTOP),
+            signal("web", 2, Signal::SIGSTOP),
+            signal("worker", 1, Signal::SIGSTOP),
+            Effect::StopSelf
+        ]
+    );
+    // A second Ctrl-Z while paused, and no timer while paused.
+    assert!(sup.handle(t0, Input::Pause).is_empty());
+    assert_eq!(sup.next_deadline(), None);
+    let effects = sup.handle(t0 + secs(90), Input::Resume);
+    assert_eq!(
+        logs(&effects),
+        ["system: Resuming all processes with SIGCONT (paused for 90.0s)"]
+    );
+    assert_eq!(
+        actions(&effects),
+        vec![
+            signal("web", 1, Signal::SIGCONT),
+            signal("web", 2, Signal::SIGCONT),
+            signal("worker", 1, Signal::SIGCONT),
+        ]
+    );
+    // The SIGCONT that continued hkrun arrives after it has resumed: nothing more.
+    assert!(sup.handle(t0 + secs(90), Input::Resume).is_empty());
+}
+
+#[test]
+fn time_paused_does_not_count_toward_the_boot_timeout() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let paused = secs(600);
+    sup.handle(t0 + secs(10), Input::Pause);
+    // A tick already due when hkrun stopped does nothing while paused.
+    assert!(sup.handle(t0 + BOOT, Input::Tick).is_empty());
+    sup.handle(t0 + secs(10) + paused, Input::Resume);
+    assert_eq!(sup.next_deadline(), Some(t0 + BOOT + paused));
+    assert!(
+        sup.handle(t0 + BOOT + paused - Duration::from_nanos(1), Input::Tick)
+            .is_empty()
+    );
+    assert!(
+        logs(&sup.handle(t0 + BOOT + paused, Input::Tick))[0].contains("Error R10 (Boot timeout)")
+    );
+}
+
+#[test]
+fn time_paused_does_not_count_toward_the_back_off_or_the_grace() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    // Two crashes: the second restart waits 1 s.
+    sup.handle(t0, exited("worker", 1, 1));
+    sup.handle(t0, exited("worker", 1, 1));
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(1)));
+    sup.handle(t0, Input::Pause);
+    sup.handle(t0 + secs(30), Input::Resume);
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(31)));
+    let effects = actions(&sup.handle(t0 + secs(31), Input::Tick));
+    assert_eq!(effects, vec![spawn("worker", 1, 5100)]);
+
+    // The grace of a stop started before the pause.
+    let t1 = t0 + secs(40);
+    sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    sup.handle(t1 + secs(1), Input::Pause);
+    sup.handle(t1 + secs(101), Input::Resume);
+    assert!(sup.handle(t1 + GRACE, Input::Tick).is_empty());
+    assert!(
+        logs(&sup.handle(t1 + GRACE + secs(100), Input::Tick))
+            .iter()
+            .any(|l| l.contains("Error R12"))
+    );
+}
+
+#[test]
+fn a_stop_while_paused_resumes_the_dynos_first() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, Input::Pause);
+    // Control requests wait for the app to resume.
+    let effects = sup.handle(
+        t0,
+        Input::Control {
+            id: 1,
+            request: Control::Restart(None),
+        },
+    );
+    assert!(
+        matches!(&effects[..], [Effect::Reply { result: Err(why), .. }] if why.contains("paused"))
+    );
+    let effects = actions(&sup.handle(
+        t0 + secs(5),
+        Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
+    ));
+    assert_eq!(
+        effects[..6],
+        [
+            signal("web", 1, Signal::SIGCONT),
+            signal("web", 2, Signal::SIGCONT),
+            signal("worker", 1, Signal::SIGCONT),
+            signal("web", 1, Signal::SIGTERM),
+            signal("web", 2, Signal::SIGTERM),
+            signal("worker", 1, Signal::SIGTERM),
+        ]
+    );
+}

@@ -1,0 +1,171 @@
+//! hkrun in a terminal, as a shell runs a job: the session leader of a pseudo-terminal,
+//! its foreground process group, with Ctrl-C and Ctrl-Z typed on the terminal. The dynos
+//! have groups of their own, so what they get comes from hkrun.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::harness::{
+    App, Hk, assert_none_left, eventually, free_base_port, tagged, tagged_command, unique_tag,
+};
+
+const CTRL_C: &[u8] = b"\x03";
+const CTRL_Z: &[u8] = b"\x1a";
+
+/// hkrun on a new pseudo-terminal, which is its controlling terminal (`setsid --ctty`).
+struct Terminal {
+    hk: Hk,
+    master: File,
+}
+
+impl Terminal {
+    fn start(app: &App, args: &[&str]) -> Self {
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let slave = File::from(pty.slave);
+        let tag = unique_tag();
+        let mut command = tagged_command("setsid", app.path(), &tag);
+        command
+            .arg("--ctty")
+            .arg(env!("CARGO_BIN_EXE_hkrun"))
+            .args(args)
+            .stdin(slave.try_clone().expect("dup the terminal"))
+            .stdout(slave.try_clone().expect("dup the terminal"))
+            .stderr(slave);
+        let child = command.spawn().expect("start hkrun on the terminal");
+        // The test keeps no end of the terminal's slave side open: reading the master
+        // side ends once hkrun has exited.
+        drop(command);
+        let master = File::from(pty.master);
+        let output = WithoutCr(master.try_clone().expect("dup the master side"));
+        Self {
+            hk: Hk::attach(child, tag, output, None::<File>),
+            master,
+        }
+    }
+
+    fn type_keys(&mut self, keys: &[u8]) {
+        self.master.write_all(keys).expect("type on the terminal");
+    }
+}
+
+/// A terminal ends lines with `\r\n`.
+struct WithoutCr(File);
+
+impl Read for WithoutCr {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.0.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut kept = 0;
+            for i in 0..n {
+                if buf[i] != b'\r' {
+                    buf[kept] = buf[i];
+                    kept += 1;
+                }
+            }
+            if kept > 0 {
+                return Ok(kept);
+            }
+        }
+    }
+}
+
+/// A process's state letter from /proc (`T` when stopped).
+fn state(pid: Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Counts the SIGINTs and SIGTERMs it gets, for half a second after the first.
+const COUNTING: &str = "n=0; t=0; trap 'n=$((n+1))' INT; trap 't=$((t+1))' TERM; echo ready; while [ $((n+t)) -eq 0 ]; do sleep 0.05; done; sleep 0.5; echo \"INT=$n TERM=$t\"";
+
+#[test]
+fn ctrl_c_stops_every_dyno_with_one_sigint() {
+    let app = App::new(&format!("first: {COUNTING}\nsecond: {COUNTING}\n"));
+    let port = free_base_port().to_string();
+    let mut term = Terminal::start(&app, &["start", "--no-timestamp", "-t", "10", "-p", &port]);
+    term.hk
+        .wait_for_each(&["first.1  | ready", "second.1 | ready"]);
+    term.type_keys(CTRL_C);
+    term.hk.wait_for("SIGINT received");
+    term.hk
+        .wait_for_each(&["first.1  | INT=1 TERM=0", "second.1 | INT=1 TERM=0"]);
+    assert_eq!(term.hk.wait_exit().code(), Some(0));
+    assert_none_left(&term.hk.tag);
+}
+
+#[test]
+fn ctrl_z_pauses_every_dyno_and_the_time_paused_counts_toward_no_timer() {
+    // web takes 1 s to listen, with 4 s to do it; the app stays paused for 5 s.
+    let app = App::new(
+        "web: sleep 1; exec python3 -m http.server $PORT --bind 127.0.0.1\nticker: i=0; while :; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done\n",
+    );
+    let port = free_base_port().to_string();
+    let mut term = Terminal::start(
+        &app,
+        &[
+            "start",
+            "--no-timestamp",
+            "--boot-timeout",
+            "4",
+            "-p",
+            &port,
+        ],
+    );
+    term.hk.wait_for("ticker.1 | tick 2");
+    term.type_keys(CTRL_Z);
+    term.hk
+        .wait_for("SIGTSTP received: pausing all processes with SIGSTOP");
+    // hkrun and every process of every dyno are stopped, as `jobs` would show.
+    let hkrun = term.hk.pid();
+    eventually("hkrun and every dyno stopped", || {
+        let pids = tagged(&term.hk.tag);
+        (pids.contains(&hkrun) && pids.len() >= 4 && pids.iter().all(|&p| state(p) == Some('T')))
+            .then_some(())
+    });
+    let before = last_tick(&term.hk.seen);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        tagged(&term.hk.tag).iter().all(|&p| state(p) == Some('T')),
+        "everything stays stopped"
+    );
+    // `fg`: the shell sends SIGCONT to the job's process group.
+    signal::killpg(hkrun, Signal::SIGCONT).expect("continue hkrun");
+    let resumed = term.hk.wait_for("Resuming all processes with SIGCONT");
+    assert!(resumed.contains("paused for 5."), "{resumed}");
+    let next: u32 = term
+        .hk
+        .wait_for("ticker.1 | tick ")
+        .rsplit_once(' ')
+        .and_then(|(_, n)| n.parse().ok())
+        .expect("a tick number");
+    // The ticker did not run while paused: 5 s would have been 50 ticks.
+    assert!(next <= before + 5, "tick {next} after tick {before}");
+    // The boot timeout did not count the 5 s either.
+    term.hk
+        .wait_for("web.1    | State changed from starting to up");
+    let started = Instant::now();
+    term.type_keys(CTRL_C);
+    assert_eq!(term.hk.wait_exit().code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        !term.hk.seen.iter().any(|l| l.contains("R10")),
+        "{:#?}",
+        term.hk.seen
+    );
+    assert_none_left(&term.hk.tag);
+}
+
+fn last_tick(lines: &[String]) -> u32 {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once("| tick ")?.1.trim().parse().ok())
+        .max()
+        .expect("ticks before the pause")
+}
