@@ -9,10 +9,18 @@ use nix::unistd::Pid;
 
 use crate::harness::{
     App, Hk, PATIENCE, assert_none_left, eventually, free_base_port, tagged, tagged_command,
+    unique_tag,
 };
 
 /// hkrun under `unshare`, with the test's tag, or `None` where namespaces are not allowed.
 fn as_pid1(app: &App, args: &[&str]) -> Option<Hk> {
+    let mut command = vec![env!("CARGO_BIN_EXE_hkrun")];
+    command.extend_from_slice(args);
+    in_namespace(app, &command)
+}
+
+/// `command` as PID 1 of a new PID namespace, or `None` where that is not allowed.
+fn in_namespace(app: &App, command: &[&str]) -> Option<Hk> {
     let allowed = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .stdout(Stdio::null())
@@ -23,20 +31,18 @@ fn as_pid1(app: &App, args: &[&str]) -> Option<Hk> {
         eprintln!("skipped: unshare --pid needs root");
         return None;
     }
-    let tag = format!("pid1-{}", std::process::id());
-    let mut command = tagged_command("unshare", app.path(), &tag);
-    command
+    let mut unshare = tagged_command("unshare", app.path(), &unique_tag());
+    unshare
         .args(["--pid", "--fork", "--mount-proc"])
-        .arg(env!("CARGO_BIN_EXE_hkrun"))
-        .args(args);
-    Some(Hk::spawn(command))
+        .args(command);
+    Some(Hk::spawn(unshare))
 }
 
-/// hkrun's pid as seen from outside the namespace.
-fn outer_pid(tag: &str) -> Pid {
-    eventually("hkrun to run in its namespace", || {
+/// The pid of the process named `comm` as seen from outside the namespace.
+fn outer_pid(tag: &str, comm: &str) -> Pid {
+    eventually(&format!("{comm} to run in its namespace"), || {
         tagged(tag).into_iter().find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "hkrun")
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
         })
     })
 }
@@ -69,7 +75,7 @@ fn as_pid1_orphans_are_reaped_signals_pass_on_and_sigterm_stops_everything() {
         return;
     };
     hk.wait_for_each(&["| spawned", "| stubborn"]);
-    let hkrun = outer_pid(&hk.tag);
+    let hkrun = outer_pid(&hk.tag, "hkrun");
     // The 50 orphans end after 0.2 s, re-parented to hkrun, which reaps every one.
     std::thread::sleep(Duration::from_millis(500));
     eventually("no zombie left", || (zombies(&hk.tag) == 0).then_some(()));
@@ -97,3 +103,106 @@ fn as_pid1_orphans_are_reaped_signals_pass_on_and_sigterm_stops_everything() {
     );
     assert_none_left(&hk.tag);
 }
+
+/// The init programs hkrun stands in for, as a container's entrypoint runs them.
+const PEERS: [&str; 2] = ["tini", "dumb-init"];
+
+/// What a dyno does in the test above, as the one child of tini or dumb-init: leaves 50
+/// short-lived orphans, says when SIGUSR1 comes, and stops on SIGTERM.
+const PEER_CHILD: &str = "for i in $(seq 50); do (sleep 0.2 &); done; trap 'echo got USR1' USR1; trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done";
+
+/// The same scenarios against tini and dumb-init (`apt-get install tini dumb-init`, which
+/// `.ci/run` does; skipped with a message when absent) where they behave alike: orphans
+/// reaped, SIGUSR1 passed on once, SIGTERM stops the app. Where hkrun does more (a child
+/// that ignores SIGTERM, grandchildren that trap it) the test prints what each does.
+#[test]
+fn tini_and_dumb_init_pass_the_same_scenarios_where_they_compare() {
+    let app = App::new(&format!("cleans: {CLEANS_UP}\n"));
+    for peer in PEERS {
+        if Command::new(peer).arg("--version").output().is_err() {
+            eprintln!("skipped {peer}: not installed (apt-get install {peer})");
+            continue;
+        }
+        let Some(mut init) = in_namespace(&app, &[peer, "--", "sh", "-c", PEER_CHILD]) else {
+            return;
+        };
+        init.wait_for("ready");
+        let pid = outer_pid(&init.tag, peer);
+        std::thread::sleep(Duration::from_millis(500));
+        eventually(&format!("{peer}: no zombie left"), || {
+            (zombies(&init.tag) == 0).then_some(())
+        });
+        signal::kill(pid, Signal::SIGUSR1).expect("signal the init");
+        init.wait_for("got USR1");
+        let asked = Instant::now();
+        signal::kill(pid, Signal::SIGTERM).expect("signal the init");
+        init.wait_for("got TERM");
+        let status = init.wait_exit();
+        assert_eq!(status.code(), Some(0), "{peer}: {status:?}");
+        assert!(asked.elapsed() < PATIENCE);
+        let usr1 = init.seen.iter().filter(|l| *l == "got USR1").count();
+        assert_eq!(usr1, 1, "{peer}: {:?}", init.seen);
+        assert_none_left(&init.tag);
+
+        // Where hkrun does more: a child ignoring SIGTERM. hkrun kills it at -t (the test
+        // above); tini and dumb-init wait for the orchestrator's SIGKILL.
+        let Some(mut init) = in_namespace(
+            &app,
+            &[
+                peer,
+                "--",
+                "sh",
+                "-c",
+                "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+            ],
+        ) else {
+            return;
+        };
+        init.wait_for("ready");
+        let pid = outer_pid(&init.tag, peer);
+        signal::kill(pid, Signal::SIGTERM).expect("signal the init");
+        std::thread::sleep(Duration::from_secs(3));
+        let running = init.child.try_wait().expect("try_wait").is_none();
+        eprintln!(
+            "{peer}: a child ignoring SIGTERM, 3 s after SIGTERM: {}",
+            if running {
+                "still running (no escalation to SIGKILL)"
+            } else {
+                "stopped"
+            }
+        );
+        drop(init);
+
+        // And a grandchild that cleans up for 1 s on SIGTERM: hkrun waits for it.
+        let Some(mut init) = in_namespace(&app, &[peer, "--", "sh", "-c", CLEANS_UP]) else {
+            return;
+        };
+        init.wait_for("ready");
+        let pid = outer_pid(&init.tag, peer);
+        signal::kill(pid, Signal::SIGTERM).expect("signal the init");
+        let status = init.wait_exit();
+        let cleaned = init.seen.iter().any(|l| l == "cleaned up");
+        eprintln!(
+            "{peer}: a grandchild that takes 1 s to clean up on SIGTERM: {}; exit {:?}",
+            if cleaned {
+                "finished"
+            } else {
+                "killed unfinished when its parent exited"
+            },
+            status.code()
+        );
+    }
+    let port = free_base_port().to_string();
+    let Some(mut hk) = as_pid1(&app, &["start", "--no-timestamp", "-p", &port]) else {
+        return;
+    };
+    hk.wait_for("cleans.1 | ready");
+    let pid = outer_pid(&hk.tag, "hkrun");
+    signal::kill(pid, Signal::SIGTERM).expect("signal hkrun");
+    hk.wait_for("cleans.1 | cleaned up");
+    assert_eq!(hk.wait_exit().code(), Some(0), "{:?}", hk.seen);
+    assert_none_left(&hk.tag);
+}
+
+/// A shell whose background child takes 1 s to clean up after SIGTERM.
+const CLEANS_UP: &str = "(trap 'sleep 1; echo cleaned up; exit 0' TERM; while :; do sleep 0.1; done) & echo ready; wait";
