@@ -22,6 +22,7 @@ fn warn_all(app: &App) {
 
 /// `hkrun start`.
 pub fn start(args: &StartArgs) -> Result<i32, Error> {
+    process::close_inherited_on_exec();
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
     let path = socket::path(args.socket.as_deref(), &config.app.root);

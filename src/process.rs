@@ -104,6 +104,46 @@ pub fn reap() -> Vec<(Pid, ExitStatus)> {
     }
 }
 
+/// Descriptors hkrun inherited (a parent's leak, a shell's `3>file`) stay open in hkrun
+/// but reach no dyno: every open descriptor above stderr gets close-on-exec. Called before
+/// hkrun starts a thread, so no number listed can be closed and reused meanwhile.
+#[allow(unsafe_code)]
+pub fn close_inherited_on_exec() {
+    let Ok(fds) = procfs::process::Process::myself().and_then(|me| me.fd()) else {
+        return;
+    };
+    // Collected first: the listing's own descriptor is closed when the iterator drops.
+    let numbers: Vec<i32> = fds
+        .flatten()
+        .map(|info| info.fd)
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in numbers {
+        // SAFETY: fcntl(F_SETFD) touches only the descriptor's flags; on a number that is
+        // not open (the listing's own) it fails with EBADF and changes nothing.
+        unsafe {
+            nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// Signals hkrun was started with ignored (nohup's SIGHUP, a shell's `trap '' ALRM`), other
+/// than SIGPIPE (std ignores it on purpose and restores it in children) and the C library's
+/// reserved 32 and 33. An ignored signal stays ignored across exec, a handled one does not:
+/// the driver handles these (doing nothing) so dynos start with the default.
+pub fn inherited_ignores() -> Vec<i32> {
+    let Ok(ignored) = procfs::process::Process::myself()
+        .and_then(|me| me.status())
+        .map(|status| status.sigign)
+    else {
+        return Vec::new();
+    };
+    (1..=64)
+        .filter(|&n| ignored & (1 << (n - 1)) != 0)
+        .filter(|&n| ![nix::libc::SIGPIPE, 32, 33].contains(&n))
+        .collect()
+}
+
 /// Makes orphaned descendants come back to hkrun instead of init, so they can be found
 /// and stopped (DESIGN section 8).
 pub fn become_subreaper() -> io::Result<()> {

@@ -80,6 +80,11 @@ async fn drive(
         signal(SignalKind::from_raw(nix::libc::SIGTSTP)).map_err(setup("handle SIGTSTP"))?;
     let mut sigcont =
         signal(SignalKind::from_raw(nix::libc::SIGCONT)).map_err(setup("handle SIGCONT"))?;
+    // Inherited ignores would pass on to every dyno; handled signals reset at exec. The
+    // handler stays installed once its stream is dropped, and does nothing.
+    for raw in process::inherited_ignores() {
+        let _ = signal(SignalKind::from_raw(raw));
+    }
     if let Err(err) = process::become_subreaper() {
         tracing::warn!(%err, "cannot become a child subreaper; escaped descendants may outlive hkrun");
     }

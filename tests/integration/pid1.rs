@@ -206,3 +206,44 @@ fn tini_and_dumb_init_pass_the_same_scenarios_where_they_compare() {
 
 /// A shell whose background child takes 1 s to clean up after SIGTERM.
 const CLEANS_UP: &str = "(trap 'sleep 1; echo cleaned up; exit 0' TERM; while :; do sleep 0.1; done) & echo ready; wait";
+
+/// Whatever hkrun was started with (ignored and blocked signals, an inheritable file
+/// descriptor, a terminal on stdin), a dyno starts clean: no signal blocked or ignored, stdin
+/// `/dev/null`, nothing open but stdin, stdout and stderr.
+#[test]
+fn dynos_start_with_default_signals_and_no_stray_descriptors() {
+    let app = App::new(
+        "probe: grep -E '^Sig(Blk|Ign)' /proc/$$/status; ls /proc/$$/fd | sort -n | xargs echo fds; echo stdin $(readlink /proc/$$/fd/0); exec sleep 1000\n",
+    );
+    // The parent a shell in a pipeline or nohup can be: SIGALRM, SIGHUP and SIGXFSZ
+    // ignored, SIGUSR1 and SIGALRM blocked, and a descriptor left inheritable.
+    let launcher = "import os, signal, sys\n\
+        for s in (signal.SIGALRM, signal.SIGHUP, signal.SIGXFSZ): signal.signal(s, signal.SIG_IGN)\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGALRM})\n\
+        fd = os.open('/dev/null', os.O_RDONLY)\n\
+        os.set_inheritable(fd, True)\n\
+        os.execv(sys.argv[1], sys.argv[1:])\n";
+    let port = free_base_port().to_string();
+    let mut command = tagged_command("python3", app.path(), &unique_tag());
+    command
+        .args(["-c", launcher, env!("CARGO_BIN_EXE_hkrun")])
+        .args(["start", "--no-timestamp", "-p", &port]);
+    let mut hk = Hk::spawn(command);
+    let blocked = hk.wait_for("probe.1 | SigBlk:");
+    let ignored = hk.wait_for("probe.1 | SigIgn:");
+    let fds = hk.wait_for("probe.1 | fds ");
+    let stdin = hk.wait_for("probe.1 | stdin ");
+    let mask = |line: &str| {
+        u64::from_str_radix(line.rsplit('\t').next().unwrap_or_default(), 16).expect("a mask")
+    };
+    assert_eq!(mask(&blocked), 0, "{blocked}");
+    // Signals 32 and 33 are the C library's own (its threads); no program changes them
+    // through it, and python3, the launcher here, ignores them.
+    let reserved = 0b11 << 31;
+    assert_eq!(mask(&ignored) & !reserved, 0, "{ignored}");
+    assert!(fds.ends_with("fds 0 1 2"), "{fds}");
+    assert!(stdin.ends_with("stdin /dev/null"), "{stdin}");
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}
