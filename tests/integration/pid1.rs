@@ -97,6 +97,7 @@ fn as_pid1_orphans_are_reaped_signals_pass_on_and_sigterm_stops_everything() {
     let usr1 = hk.seen.iter().filter(|l| l.ends_with("| got USR1")).count();
     assert_eq!(usr1, 1, "{:?}", hk.seen);
     let took = asked.elapsed();
+    eprintln!("hkrun as PID 1 exited 0 {took:?} after SIGTERM (-t 2), USR1 seen {usr1} time(s)");
     assert!(
         took >= Duration::from_secs(2) && took < PATIENCE,
         "{took:?}"

@@ -160,6 +160,7 @@ fn ctrl_z_pauses_every_dyno_and_the_time_paused_counts_toward_no_timer() {
         .expect("a tick number");
     // The ticker did not run while paused: 5 s would have been 50 ticks.
     assert!(next <= before + 5, "tick {next} after tick {before}");
+    eprintln!("{resumed}; tick {before} before the pause, tick {next} after");
     // The boot timeout did not count the 5 s either.
     term.hk
         .wait_for("web.1    | State changed from starting to up");
