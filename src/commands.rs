@@ -23,6 +23,9 @@ fn warn_all(app: &App) {
 /// `hkrun start`.
 pub fn start(args: &StartArgs) -> Result<i32, Error> {
     process::close_inherited_on_exec();
+    if let Err(err) = process::unblock_signals() {
+        tracing::warn!(%err, "cannot unblock signals; dynos may start with some blocked");
+    }
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
     let path = socket::path(args.socket.as_deref(), &config.app.root);

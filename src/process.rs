@@ -127,11 +127,30 @@ pub fn close_inherited_on_exec() {
     }
 }
 
-/// Signals hkrun was started with ignored (nohup's SIGHUP, a shell's `trap '' ALRM`), other
-/// than SIGPIPE (std ignores it on purpose and restores it in children) and the C library's
-/// reserved 32 and 33. An ignored signal stays ignored across exec, a handled one does not:
-/// the driver handles these (doing nothing) so dynos start with the default.
+/// A mask hkrun was started with (a parent that blocked signals around its exec) would
+/// keep hkrun from hearing them, and pass on to every dyno. Called before hkrun starts a
+/// thread, so every thread after has the empty mask.
+pub fn unblock_signals() -> io::Result<()> {
+    signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(io::Error::from)
+}
+
+/// Signals hkrun was started with ignored (nohup's SIGHUP, a shell's `trap '' ALRM`) that
+/// it can safely handle instead. An ignored signal stays ignored across exec, a handled one
+/// does not: the driver handles these (doing nothing) so dynos start with the default.
+/// Left as they are: SIGPIPE (std ignores it on purpose and restores it in children), the
+/// C library's reserved 32 and 33, signals of a fault (a handler that returns would fault
+/// again), and SIGTTIN/SIGTTOU, whose handling makes a background write to a terminal
+/// with `tostop` retry for ever.
 pub fn inherited_ignores() -> Vec<i32> {
+    use nix::libc::{
+        SIGBUS, SIGFPE, SIGILL, SIGPIPE, SIGSEGV, SIGSYS, SIGTRAP, SIGTSTP, SIGTTIN, SIGTTOU,
+    };
+    const KEEP: [i32; 12] = [
+        SIGPIPE, 32, 33, SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV, SIGSYS, SIGTTIN, SIGTTOU,
+        SIGTSTP,
+    ];
     let Ok(ignored) = procfs::process::Process::myself()
         .and_then(|me| me.status())
         .map(|status| status.sigign)
@@ -140,7 +159,7 @@ pub fn inherited_ignores() -> Vec<i32> {
     };
     (1..=64)
         .filter(|&n| ignored & (1 << (n - 1)) != 0)
-        .filter(|&n| ![nix::libc::SIGPIPE, 32, 33].contains(&n))
+        .filter(|n| !KEEP.contains(n))
         .collect()
 }
 

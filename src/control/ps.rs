@@ -55,7 +55,7 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
     let dynos = dynos
         .into_iter()
         .map(|d| {
-            let age = now.saturating_duration_since(d.since);
+            let age = sup.clock(now).saturating_duration_since(d.since);
             let since: DateTime<Utc> = wall.checked_sub(age).unwrap_or(wall).into();
             let release = d.plan.spec.slot.kind == RELEASE;
             PsDyno {

@@ -242,8 +242,13 @@ pub struct Supervisor {
     /// How the last preboot nobody waited on directly ended (`hkrun restart` of every
     /// dyno answers with it).
     preboot_result: Option<Result<String, String>>,
-    /// When Ctrl-Z paused the app; no timer runs until it resumes.
+    /// When Ctrl-Z paused the app (real time); the core's clock stands still until it
+    /// resumes.
     paused_at: Option<Instant>,
+    /// Time spent paused so far: the core's clock is real time less this.
+    paused_total: Duration,
+    /// The real time of the input being handled.
+    real_now: Option<Instant>,
 }
 
 impl Supervisor {
@@ -258,6 +263,8 @@ impl Supervisor {
             preboot: None,
             preboot_result: None,
             paused_at: None,
+            paused_total: Duration::ZERO,
+            real_now: None,
         }
     }
 
@@ -295,11 +302,24 @@ impl Supervisor {
         }
     }
 
-    /// The next instant at which `Input::Tick` is due, if any.
+    /// The next instant (real time) at which `Input::Tick` is due, if any; none while
+    /// paused.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.paused() {
             return None;
         }
+        self.deadline().map(|at| at + self.paused_total)
+    }
+
+    /// The core's clock at real time `real`: time spent paused does not count, so every
+    /// timer (boot, back-off, grace) is in this time, and it stands still while paused.
+    pub fn clock(&self, real: Instant) -> Instant {
+        let at = self.paused_at.unwrap_or(real);
+        at.checked_sub(self.paused_total).unwrap_or(at)
+    }
+
+    /// The next deadline on the core's clock.
+    fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Stopping {
                 kill_at, rescan_at, ..
@@ -322,7 +342,18 @@ impl Supervisor {
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
-        let mut effects = self.dispatch(now, input);
+        self.real_now = Some(now);
+        let mut effects = match input {
+            // A stop ends a pause first: a stopped process acts on SIGTERM only once
+            // continued.
+            Input::Resume | Input::Stop(_) => self.on_resume(),
+            _ => Vec::new(),
+        };
+        let now = self.clock(now);
+        effects.extend(self.dispatch(now, input));
+        if self.paused() {
+            effects = self.spawned_paused(effects);
+        }
         // The preboot first: a pending restart may wait for its outcome.
         if self.preboot.is_some() {
             effects.extend(self.advance_preboot(now));
@@ -389,8 +420,9 @@ impl Supervisor {
             Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
             Input::Forward(signal) => self.forward(signal),
-            Input::Pause => self.on_pause(now),
-            Input::Resume => self.on_resume(now),
+            Input::Pause => self.on_pause(),
+            // Handled before dispatch, on the real clock.
+            Input::Resume => Vec::new(),
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
@@ -684,8 +716,9 @@ impl Supervisor {
     }
 
     fn begin_stop(&mut self, now: Instant, code: i32, signal: Signal) -> Vec<Effect> {
-        // Stopped processes would not act on the signal until continued.
-        let mut effects = self.on_resume(now);
+        // Stopped processes would not act on the signal until continued (a crash that
+        // stops the app while paused, as PID 1).
+        let mut effects = self.on_resume();
         self.phase = Phase::Stopping {
             code,
             kill_at: Some(now + self.plan.grace),
@@ -752,6 +785,7 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
+        // A tick already due when hkrun stopped itself.
         if self.paused() {
             return Vec::new();
         }

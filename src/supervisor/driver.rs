@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
@@ -75,7 +76,14 @@ async fn drive(
     let mut sigquit = signal(SignalKind::quit()).map_err(setup("handle SIGQUIT"))?;
     // Heroku's preboot trigger: restart every dyno, web preboot-style.
     let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(setup("handle SIGUSR2"))?;
-    // Job control: Ctrl-Z reaches only hkrun (dynos have their own groups).
+    // Job control: Ctrl-Z reaches only hkrun (dynos have their own groups). The streams
+    // only wake the loop: which of SIGTSTP and SIGCONT came last is what counts, and
+    // only the handlers see their order.
+    let job = Arc::new(AtomicUsize::new(JOB_RUNNING));
+    signal_hook::flag::register_usize(nix::libc::SIGTSTP, Arc::clone(&job), JOB_PAUSED)
+        .map_err(setup("handle SIGTSTP"))?;
+    signal_hook::flag::register_usize(nix::libc::SIGCONT, Arc::clone(&job), JOB_RUNNING)
+        .map_err(setup("handle SIGCONT"))?;
     let mut sigtstp =
         signal(SignalKind::from_raw(nix::libc::SIGTSTP)).map_err(setup("handle SIGTSTP"))?;
     let mut sigcont =
@@ -169,6 +177,7 @@ async fn drive(
         replies: HashMap::new(),
         next_id: 0,
         backends,
+        stop_self: false,
     };
     let mut sup = Supervisor::new(plan);
     let mut effects = sup.start(Instant::now());
@@ -176,6 +185,15 @@ async fn drive(
     let code = loop {
         if let Some(code) = driver.perform(&mut effects) {
             break code;
+        }
+        if std::mem::take(&mut driver.stop_self) {
+            driver.log.flush_blocking(PAUSE_FLUSH);
+            // A SIGCONT since the SIGTSTP (while the pause was logged) means go on at once.
+            if job.load(Ordering::SeqCst) == JOB_PAUSED {
+                let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+            }
+            // Continued: the core hears it before any timer that ran on.
+            driver.queue.push_back(Input::Resume);
         }
         let input = match driver.queue.pop_front() {
             Some(input) => input,
@@ -187,8 +205,8 @@ async fn drive(
                 _ = sigusr1.recv() => Input::Forward(Signal::SIGUSR1),
                 _ = sigwinch.recv() => Input::Forward(Signal::SIGWINCH),
                 _ = sigquit.recv() => Input::Forward(Signal::SIGQUIT),
-                _ = sigtstp.recv() => Input::Pause,
-                _ = sigcont.recv() => Input::Resume,
+                _ = sigtstp.recv() => job_input(&job),
+                _ = sigcont.recv() => job_input(&job),
                 // Nobody waits for the answer: id 0 is never a client's.
                 _ = sigusr2.recv() => Input::Control { id: 0, request: Control::Restart(None) },
                 _ = sigchld.recv() => { driver.reap(); continue; }
@@ -224,6 +242,18 @@ async fn drive(
     Ok(code)
 }
 
+/// What the last of SIGTSTP and SIGCONT asks for. The kernel drops a pending SIGTSTP
+/// when SIGCONT comes and the reverse, so the handlers run in the order sent.
+const JOB_RUNNING: usize = 0;
+const JOB_PAUSED: usize = 1;
+
+fn job_input(job: &AtomicUsize) -> Input {
+    match job.load(Ordering::SeqCst) {
+        JOB_PAUSED => Input::Pause,
+        _ => Input::Resume,
+    }
+}
+
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -257,6 +287,8 @@ struct Driver {
     next_id: u64,
     /// The router's backends, as the core publishes them.
     backends: watch::Sender<Vec<Backend>>,
+    /// The core asked hkrun to stop itself (Ctrl-Z), once the effects before are done.
+    stop_self: bool,
 }
 
 impl Driver {
@@ -311,15 +343,8 @@ impl Driver {
                         let _ = reply.send(result);
                     }
                 }
-                Effect::StopSelf => {
-                    // The kernel does not stop PID 1; SIGCONT resumes the dynos there.
-                    if self.me.as_raw() != 1 {
-                        self.log.flush_blocking(PAUSE_FLUSH);
-                        let _ = nix::sys::signal::raise(Signal::SIGSTOP);
-                        // Continued: the core hears it before any timer that ran on.
-                        self.queue.push_back(Input::Resume);
-                    }
-                }
+                // The kernel does not stop PID 1; SIGCONT resumes the dynos there.
+                Effect::StopSelf => self.stop_self = self.me.as_raw() != 1,
                 Effect::Exit(code) => return Some(code),
             }
         }

@@ -1,41 +1,42 @@
-//! Job control: Ctrl-Z (SIGTSTP) stops every dyno and then hkrun, SIGCONT resumes them,
-//! and the time spent stopped counts toward no timer (boot timeout, back-off, grace).
-//! Not the signals themselves: the driver turns them into `Input::Pause` and `Resume`.
-
-use std::time::{Duration, Instant};
+//! Job control: Ctrl-Z (SIGTSTP) stops every dyno and then hkrun, SIGCONT resumes them.
+//! The core's clock (`Supervisor::clock`) stands still meanwhile, so the time paused counts
+//! toward no timer (boot timeout, back-off, grace). Not the signals themselves: the driver
+//! turns them into `Input::Pause` and `Resume`.
 
 use nix::sys::signal::Signal;
 
-use super::{DynoState, Effect, Phase, Supervisor, log_system};
+use super::{Effect, Phase, Supervisor, log_system};
 
 impl Supervisor {
     /// Dynos get SIGSTOP rather than the SIGTSTP hkrun got: an app may ignore SIGTSTP,
-    /// and the kernel drops it for a group without a terminal of its own.
-    pub(super) fn on_pause(&mut self, now: Instant) -> Vec<Effect> {
-        if self.paused_at.is_some() || matches!(self.phase, Phase::Idle | Phase::Done) {
+    /// and the kernel drops it for a group without a terminal of its own. While the app
+    /// stops, Ctrl-Z is ignored: the stop goes on.
+    pub(super) fn on_pause(&mut self) -> Vec<Effect> {
+        if self.paused() || !matches!(self.phase, Phase::Releasing | Phase::Running) {
             return Vec::new();
         }
-        self.paused_at = Some(now);
+        self.paused_at = self.real_now;
         let mut effects = vec![log_system(
             "SIGTSTP received: pausing all processes with SIGSTOP".into(),
         )];
-        effects.extend(self.signal_running(Signal::SIGSTOP));
+        effects.extend(self.signal_every_process(Signal::SIGSTOP));
         effects.push(Effect::StopSelf);
         effects
     }
 
-    /// Also called before a stop: a stopped process acts on SIGTERM only once continued.
-    pub(super) fn on_resume(&mut self, now: Instant) -> Vec<Effect> {
+    /// Ends a pause, if any, at the real time of the input being handled. Called on
+    /// SIGCONT and before any stop.
+    pub(super) fn on_resume(&mut self) -> Vec<Effect> {
         let Some(at) = self.paused_at.take() else {
             return Vec::new();
         };
-        let paused = now.saturating_duration_since(at);
-        self.shift_timers(paused);
+        let paused = self.real_now.unwrap_or(at).saturating_duration_since(at);
+        self.paused_total += paused;
         let mut effects = vec![log_system(format!(
             "Resuming all processes with SIGCONT (paused for {:.1}s)",
             paused.as_secs_f64()
         ))];
-        effects.extend(self.signal_running(Signal::SIGCONT));
+        effects.extend(self.signal_every_process(Signal::SIGCONT));
         effects
     }
 
@@ -45,45 +46,39 @@ impl Supervisor {
         self.paused_at.is_some()
     }
 
-    /// Every group that may hold a process, those of dynos whose leader already exited
-    /// included.
-    fn signal_running(&self, signal: Signal) -> Vec<Effect> {
-        self.dynos
+    /// A dyno launched while paused (a crash restart, the formation after the release, as
+    /// PID 1) is paused with the others as soon as it exists.
+    pub(super) fn spawned_paused(&self, effects: Vec<Effect>) -> Vec<Effect> {
+        let mut out = Vec::with_capacity(effects.len());
+        for effect in effects {
+            let spawned = match &effect {
+                Effect::Spawn(spec) => Some(spec.slot.clone()),
+                _ => None,
+            };
+            out.push(effect);
+            if let Some(slot) = spawned {
+                out.push(Effect::Signal {
+                    slot,
+                    signal: Signal::SIGSTOP,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every running dyno's group, and every other process of hkrun's (what is left of
+    /// a dyno whose leader exited, what left its group with `setsid`).
+    fn signal_every_process(&self, signal: Signal) -> Vec<Effect> {
+        let mut effects: Vec<Effect> = self
+            .dynos
             .iter()
             .filter(|d| d.state.is_live())
             .map(|d| Effect::Signal {
                 slot: d.plan.spec.slot.clone(),
                 signal,
             })
-            .collect()
-    }
-
-    /// Every deadline moves later by the time the app spent stopped, and so does every
-    /// "since" that a timer measures from (up time for the back-off reset, the last R14).
-    fn shift_timers(&mut self, by: Duration) {
-        let later = |at: &mut Option<Instant>| {
-            if let Some(at) = at {
-                *at += by;
-            }
-        };
-        for dyno in &mut self.dynos {
-            later(&mut dyno.rescan_at);
-            later(&mut dyno.term_at);
-            later(&mut dyno.up_since);
-            later(&mut dyno.last_r14);
-            match &mut dyno.state {
-                DynoState::Starting { boot_deadline: at }
-                | DynoState::Stopping { kill_at: at, .. }
-                | DynoState::Crashed { restart_at: at } => later(at),
-                DynoState::Up | DynoState::Killed { .. } | DynoState::Down => {}
-            }
-        }
-        if let Phase::Stopping {
-            kill_at, rescan_at, ..
-        } = &mut self.phase
-        {
-            later(kill_at);
-            later(rescan_at);
-        }
+            .collect();
+        effects.push(Effect::SignalStragglers(signal));
+        effects
     }
 }

@@ -1505,6 +1505,7 @@ fn ctrl_z_pauses_every_dyno_then_hkrun_and_sigcont_resumes_them() {
             signal("web", 1, Signal::SIGSTOP),
             signal("web", 2, Signal::SIGSTOP),
             signal("worker", 1, Signal::SIGSTOP),
+            Effect::SignalStragglers(Signal::SIGSTOP),
             Effect::StopSelf
         ]
     );
@@ -1522,6 +1523,7 @@ fn ctrl_z_pauses_every_dyno_then_hkrun_and_sigcont_resumes_them() {
             signal("web", 1, Signal::SIGCONT),
             signal("web", 2, Signal::SIGCONT),
             signal("worker", 1, Signal::SIGCONT),
+            Effect::SignalStragglers(Signal::SIGCONT),
         ]
     );
     // The SIGCONT that continued hkrun arrives after it has resumed: nothing more.
@@ -1561,17 +1563,67 @@ fn time_paused_does_not_count_toward_the_back_off_or_the_grace() {
     let effects = actions(&sup.handle(t0 + secs(31), Input::Tick));
     assert_eq!(effects, vec![spawn("worker", 1, 5100)]);
 
-    // The grace of a stop started before the pause.
+    // Ctrl-Z while the app stops is ignored: the stop goes on.
     let t1 = t0 + secs(40);
     sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
-    sup.handle(t1 + secs(1), Input::Pause);
-    sup.handle(t1 + secs(101), Input::Resume);
-    assert!(sup.handle(t1 + GRACE, Input::Tick).is_empty());
+    assert!(sup.handle(t1 + secs(1), Input::Pause).is_empty());
     assert!(
-        logs(&sup.handle(t1 + GRACE + secs(100), Input::Tick))
+        logs(&sup.handle(t1 + GRACE, Input::Tick))
             .iter()
             .any(|l| l.contains("Error R12"))
     );
+}
+
+#[test]
+fn what_happens_while_paused_is_timed_from_the_pause() {
+    // As PID 1 hkrun runs on while the dynos are paused: web.1 crashes 50 s into a 100 s
+    // pause. Its replacement is paused at once, and its boot timeout starts at the resume.
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(
+        t0,
+        Input::Ready {
+            slot: slot("web", 2),
+        },
+    );
+    sup.handle(t0 + secs(10), Input::Pause);
+    let effects = actions(&sup.handle(t0 + secs(60), exited("web", 1, 1)));
+    assert_eq!(
+        effects,
+        vec![
+            spawn("web", 1, 5000),
+            signal("web", 1, Signal::SIGSTOP),
+            Effect::AwaitReady {
+                slot: slot("web", 1),
+                port: 5000
+            }
+        ]
+    );
+    sup.handle(t0 + secs(110), Input::Resume);
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(110) + BOOT));
+    // The clock `hkrun ps` reads leaves the 100 s out too.
+    assert_eq!(sup.clock(t0 + secs(110)), t0 + secs(10));
+}
+
+#[test]
+fn a_release_that_ends_while_paused_starts_the_formation_paused() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(true, RestartPolicy::Always), t0);
+    sup.handle(t0, Input::Pause);
+    let effects = actions(&sup.handle(t0 + secs(5), exited("release", 1, 0)));
+    let stopped: Vec<_> = effects
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Signal {
+                    signal: Signal::SIGSTOP,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(stopped.len(), 3, "{effects:?}");
 }
 
 #[test]
@@ -1595,11 +1647,12 @@ fn a_stop_while_paused_resumes_the_dynos_first() {
         Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
     ));
     assert_eq!(
-        effects[..6],
+        effects[..7],
         [
             signal("web", 1, Signal::SIGCONT),
             signal("web", 2, Signal::SIGCONT),
             signal("worker", 1, Signal::SIGCONT),
+            Effect::SignalStragglers(Signal::SIGCONT),
             signal("web", 1, Signal::SIGTERM),
             signal("web", 2, Signal::SIGTERM),
             signal("worker", 1, Signal::SIGTERM),
