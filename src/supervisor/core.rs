@@ -535,8 +535,16 @@ impl Supervisor {
                 }
                 _ => effects.extend(self.on_crash(now, i, was, code)),
             },
-            Phase::Stopping { .. } => {
+            Phase::Stopping { signal, .. } => {
                 dyno.set_state(now, DynoState::Down);
+                // After SIGINT, what is left in its group (a shell's `cmd &` children,
+                // which ignore SIGINT) gets SIGTERM at once rather than at the grace.
+                if signal != Signal::SIGTERM {
+                    effects.push(Effect::Signal {
+                        slot: slot.clone(),
+                        signal: Signal::SIGTERM,
+                    });
+                }
                 if self.all_settled() {
                     effects.push(Effect::ScanStragglers);
                 }

@@ -94,19 +94,41 @@ const COUNTING: &str = "n=0; t=0; trap 'n=$((n+1))' INT; trap 't=$((t+1))' TERM;
 
 #[test]
 fn ctrl_c_stops_every_dyno_with_one_sigint() {
-    let app = App::new(&format!("first: {COUNTING}\nsecond: {COUNTING}\n"));
+    // `bg`'s `sleep` ignores SIGINT, as a shell's background child does; `slow` takes 3 s
+    // to stop.
+    let app = App::new(&format!(
+        "first: {COUNTING}\nsecond: {COUNTING}\nbg: sleep 1000 & echo ready; wait\nslow: trap 'sleep 3; echo done; exit 0' INT; echo ready; while :; do sleep 0.1; done\n"
+    ));
     let port = free_base_port().to_string();
     let Some(mut term) =
         Terminal::start(&app, &["start", "--no-timestamp", "-t", "10", "-p", &port])
     else {
         return;
     };
-    term.hk
-        .wait_for_each(&["first.1  | ready", "second.1 | ready"]);
+    term.hk.wait_for_each(&[
+        "first.1  | ready",
+        "second.1 | ready",
+        "bg.1     | ready",
+        "slow.1   | ready",
+    ]);
     term.type_keys(CTRL_C);
     term.hk.wait_for("SIGINT received");
     term.hk
         .wait_for_each(&["first.1  | INT=1 TERM=0", "second.1 | INT=1 TERM=0"]);
+    // What is left of `bg` gets SIGTERM once its shell is gone, without waiting for `slow`.
+    eventually("bg's sleep to be stopped", || {
+        let sleeping = tagged(&term.hk.tag).into_iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x001000\x00")
+        });
+        (!sleeping).then_some(())
+    });
+    while term.hk.next_line(Instant::now()).is_some() {}
+    assert!(
+        !term.hk.seen.iter().any(|l| l.ends_with("slow.1   | done")),
+        "bg waited for slow: {:#?}",
+        term.hk.seen
+    );
+    term.hk.wait_for("slow.1   | done");
     assert_eq!(term.hk.wait_exit().code(), Some(0));
     assert_none_left(&term.hk.tag);
 }

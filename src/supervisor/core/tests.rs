@@ -1459,10 +1459,12 @@ fn ctrl_c_stops_dynos_with_sigint_and_leftovers_get_sigterm() {
             Effect::SignalStragglers(Signal::SIGINT)
         ]
     );
+    // A shell's `cmd &` child ignores SIGINT: what is left of a dyno's group gets SIGTERM
+    // as soon as its leader exits, and stragglers once every leader has.
     for (kind, index) in [("web", 1), ("web", 2), ("worker", 1)] {
-        sup.handle(t0, exited(kind, index, 0));
+        let effects = actions(&sup.handle(t0, exited(kind, index, 0)));
+        assert_eq!(effects[0], signal(kind, index, Signal::SIGTERM));
     }
-    // A shell's `cmd &` child ignores SIGINT: once the leaders are gone, SIGTERM, once.
     assert_eq!(
         sup.handle(t0, Input::Stragglers(1)),
         vec![Effect::SignalStragglers(Signal::SIGTERM)]
