@@ -43,6 +43,10 @@ pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
         .stdout(write)
         .stderr(write_err)
         .process_group(0)
+        // Any gid makes std fork and exec rather than posix_spawn (vfork): until exec the
+        // child keeps hkrun's signal handlers, so a Ctrl-Z sent to hkrun's group while the
+        // child is still in it does not stop it there, with hkrun waiting for its exec.
+        .gid(nix::unistd::getgid().as_raw())
         .spawn()?;
     // The Command and its copies of the write end are gone, so EOF comes when the dyno
     // and its descendants close theirs. hkrun waits for the pid itself (`reap`).

@@ -205,3 +205,40 @@ fn last_tick(lines: &[String]) -> u32 {
         .max()
         .expect("ticks before the pause")
 }
+
+/// Job-control signals to hkrun's whole process group, as a shell sends them to a job,
+/// while dynos crash and restart as fast as they can: a dyno's process between fork and
+/// exec is still in hkrun's group, and must not be stopped there while hkrun waits for it.
+#[test]
+fn stop_and_continue_during_spawns_never_leave_hkrun_stuck() {
+    let app = App::new("worker: true\n");
+    let port = free_base_port().to_string();
+    let mut command = crate::harness::hkrun(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--restart-cap",
+            "0",
+            "-m",
+            "worker=8",
+            "-p",
+            &port,
+        ],
+        &unique_tag(),
+    );
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut hk = Hk::spawn(command);
+    hk.wait_for("worker.8 | Starting process");
+    let group = hk.pid();
+    for _ in 0..100 {
+        signal::killpg(group, Signal::SIGTSTP).expect("stop the job");
+        std::thread::sleep(Duration::from_millis(20));
+        signal::killpg(group, Signal::SIGCONT).expect("continue the job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still supervising: it answers SIGTERM and exits, leaving nothing.
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0), "{}", hk.stderr());
+    assert_none_left(&hk.tag);
+}
