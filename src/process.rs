@@ -31,23 +31,28 @@ pub struct Spawned {
 /// Starts `/bin/sh -c command` in `cwd` as the leader of a new process group, with stdin
 /// from `/dev/null` and stdout and stderr into one pipe. `env` is added to hkrun's own
 /// environment.
+#[allow(unsafe_code)]
 pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let write_err = write.try_clone()?;
-    let child = Command::new("/bin/sh")
-        .arg("-c")
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
         .arg(exec_form(command))
         .envs(env)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(write)
         .stderr(write_err)
-        .process_group(0)
-        // Any gid makes std fork and exec rather than posix_spawn (vfork): until exec the
-        // child keeps hkrun's signal handlers, so a Ctrl-Z sent to hkrun's group while the
-        // child is still in it does not stop it there, with hkrun waiting for its exec.
-        .gid(nix::unistd::getgid().as_raw())
-        .spawn()?;
+        .process_group(0);
+    // A hook, even one that does nothing, makes std fork and exec rather than posix_spawn
+    // (a vfork): until exec the child keeps hkrun's signal handlers, so a Ctrl-Z sent to
+    // hkrun's group while the child is still in it does not stop it there, with hkrun
+    // waiting for its exec for ever.
+    // SAFETY: the hook runs between fork and exec and does nothing at all.
+    unsafe {
+        sh.pre_exec(|| Ok(()));
+    }
+    let child = sh.spawn()?;
     // The Command and its copies of the write end are gone, so EOF comes when the dyno
     // and its descendants close theirs. hkrun waits for the pid itself (`reap`).
     let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
@@ -148,12 +153,9 @@ pub fn unblock_signals() -> io::Result<()> {
 /// again), and SIGTTIN/SIGTTOU, whose handling makes a background write to a terminal
 /// with `tostop` retry for ever.
 pub fn inherited_ignores() -> Vec<i32> {
-    use nix::libc::{
-        SIGBUS, SIGFPE, SIGILL, SIGPIPE, SIGSEGV, SIGSYS, SIGTRAP, SIGTSTP, SIGTTIN, SIGTTOU,
-    };
-    const KEEP: [i32; 12] = [
+    use nix::libc::{SIGBUS, SIGFPE, SIGILL, SIGPIPE, SIGSEGV, SIGSYS, SIGTRAP, SIGTTIN, SIGTTOU};
+    const KEEP: [i32; 11] = [
         SIGPIPE, 32, 33, SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV, SIGSYS, SIGTTIN, SIGTTOU,
-        SIGTSTP,
     ];
     let Ok(ignored) = procfs::process::Process::myself()
         .and_then(|me| me.status())

@@ -382,6 +382,9 @@ impl Driver {
         let (pid, pipe) = match spawned {
             Ok(running) => running,
             Err(err) => {
+                // The slot's last group is gone; a signal meant for this dyno must not
+                // reach whatever has its id by now.
+                self.groups.remove(&spec.slot);
                 let failed = Input::SpawnFailed {
                     slot: spec.slot,
                     error: err.to_string(),

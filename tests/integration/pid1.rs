@@ -263,3 +263,33 @@ fn dynos_start_with_default_signals_and_no_stray_descriptors() {
     assert_eq!(hk.wait_exit().code(), Some(0));
     assert_none_left(&hk.tag);
 }
+
+/// In a user namespace with no id mapped (a rootless sandbox), hkrun's gid reads as the
+/// overflow id, which the kernel refuses to set: starting a dyno must not depend on it.
+#[test]
+fn dynos_start_in_a_user_namespace_without_id_mappings() {
+    let allowed = Command::new("unshare")
+        .args(["--user", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("skipped: unshare --user is not allowed here");
+        return;
+    }
+    let app = App::new("hello: echo hello from $DYNO\n");
+    let port = free_base_port().to_string();
+    let mut command = tagged_command("unshare", app.path(), &unique_tag());
+    command.args(["--user", env!("CARGO_BIN_EXE_hkrun")]).args([
+        "start",
+        "--no-timestamp",
+        "--restart",
+        "never",
+        "-p",
+        &port,
+    ]);
+    let mut hk = Hk::spawn(command);
+    hk.wait_for("hello.1 | hello from hello.1");
+    assert_eq!(hk.wait_exit().code(), Some(0), "{:?}", hk.seen);
+}
