@@ -308,17 +308,26 @@ pub fn color_for(choice: ColorChoice) -> bool {
 
 /// Refuses to start when a web dyno's port is taken: the dyno would only crash on bind.
 pub fn check_ports_free<'a>(dynos: impl IntoIterator<Item = &'a SpawnSpec>) -> Result<(), Error> {
-    for dyno in dynos.into_iter().filter(|d| d.slot.kind == WEB) {
-        if let Some(port) = dyno.port {
-            if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port)) {
-                if e.kind() == std::io::ErrorKind::AddrInUse {
-                    return Err(Error::PortInUse {
-                        port,
-                        dyno: dyno.slot.to_string(),
-                    });
-                }
-            }
-        }
+    match first_port_taken(dynos) {
+        Some((port, slot)) => Err(Error::PortInUse {
+            port,
+            dyno: slot.to_string(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first web dyno among `dynos` whose port something else already listens on.
+pub fn first_port_taken<'a>(
+    dynos: impl IntoIterator<Item = &'a SpawnSpec>,
+) -> Option<(u16, &'a Slot)> {
+    dynos
+        .into_iter()
+        .filter(|d| d.slot.kind == WEB)
+        .find_map(|d| {
+            let port = d.port?;
+            let taken = std::net::TcpListener::bind(("0.0.0.0", port))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
+            taken.then_some((port, &d.slot))
+        })
 }

@@ -224,8 +224,9 @@ enum Phase {
     Done,
 }
 
-/// The one owner of the app's state.
-#[derive(Debug)]
+/// The one owner of the app's state. A copy is only ever a trial: the driver tries a
+/// control request on one to see which ports it would bind.
+#[derive(Clone, Debug)]
 pub struct Supervisor {
     plan: Plan,
     phase: Phase,

@@ -208,7 +208,14 @@ async fn drive(
                 _ = sigtstp.recv() => job_input(&job),
                 _ = sigcont.recv() => job_input(&job),
                 // Nobody waits for the answer: id 0 is never a client's.
-                _ = sigusr2.recv() => Input::Control { id: 0, request: Control::Restart(None) },
+                _ = sigusr2.recv() => {
+                    let input = Input::Control { id: 0, request: Control::Restart(None) };
+                    if let Err(why) = ports_free_for(&sup, &input) {
+                        driver.log.event(&driver.system, format!("SIGUSR2 restart refused: {why}"));
+                        continue;
+                    }
+                    input
+                }
                 _ = sigchld.recv() => { driver.reap(); continue; }
                 Some(call) = calls.recv() => match call {
                     Call::Ps(reply) => {
@@ -217,8 +224,13 @@ async fn drive(
                     }
                     Call::Change { request, reply } => {
                         driver.next_id += 1;
+                        let input = Input::Control { id: driver.next_id, request };
+                        if let Err(why) = ports_free_for(&sup, &input) {
+                            let _ = reply.send(Err(why));
+                            continue;
+                        }
                         driver.replies.insert(driver.next_id, reply);
-                        Input::Control { id: driver.next_id, request }
+                        input
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
                 },
@@ -240,6 +252,27 @@ async fn drive(
     let _ = tokio::time::timeout(FINAL_DRAIN, pumps.join_all()).await;
     writer.finish();
     Ok(code)
+}
+
+/// Refuses a control request whose new web dynos would find their port taken, as `hkrun
+/// start` does, rather than start a dyno that can only crash on bind. The request is
+/// tried on a copy of the core, so the ports checked are exactly those it would use.
+fn ports_free_for(sup: &Supervisor, input: &Input) -> Result<(), String> {
+    let mut trial = sup.clone();
+    let spawns: Vec<SpawnSpec> = trial
+        .handle(Instant::now(), input.clone())
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Spawn(spec) => Some(spec),
+            _ => None,
+        })
+        .collect();
+    match crate::config::first_port_taken(&spawns) {
+        Some((port, slot)) => Err(format!(
+            "port {port} for {slot} is already in use; stop what holds it and try again"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What the last of SIGTSTP and SIGCONT asks for. The kernel drops a pending SIGTSTP

@@ -716,3 +716,37 @@ fn stop_without_a_target_returns_once_hkrun_has_exited() {
     );
     assert_none_left(&hk.tag);
 }
+
+/// A new web dyno's port that something else holds refuses the request, as `hkrun start`
+/// does, instead of starting a dyno that can only crash on bind.
+#[test]
+fn scaling_web_onto_a_taken_port_is_refused() {
+    let app = App::new("web: exec python3 -m http.server $PORT --bind 127.0.0.1\n");
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-p", &port],
+        "Starting process",
+    );
+    hk.wait_for("| State changed from starting to up");
+    // Behind the router web.1 listens on base+1; web.2 would take base+2.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", base + 2)).expect("hold a port");
+    let out = client(app.path(), &["scale", "web=2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hkrun: port {} for web.2 is already in use; stop what holds it and try again\n",
+            base + 2
+        )
+    );
+    assert_eq!(names(&ps(app.path())), ["web.1"]);
+    drop(holder);
+    let out = client(app.path(), &["scale", "web=2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let up = hk.wait_for("| State changed from starting to up");
+    assert!(up.starts_with("web.2"), "{up}");
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+}

@@ -11,13 +11,13 @@ use crate::procfile::RELEASE;
 use crate::supervisor::input::{Control, Effect, Slot, Target};
 
 /// A reply that waits for dynos.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Pending {
     id: u64,
     wait: Wait,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Wait {
     /// Each dyno with its launch and crash counts at the request: done when a later
     /// launch is up, failed when it has crashed since; and, with `preboot`, once the

@@ -17,7 +17,7 @@ use crate::supervisor::input::{Effect, Slot};
 pub(super) const SETTLE: Duration = Duration::from_secs(1);
 
 /// A preboot under way.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Preboot {
     /// Who asked, when a control client waits for the outcome.
     reply: Option<u64>,
