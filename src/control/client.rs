@@ -158,7 +158,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
         .answer()?
         .logs
         .ok_or_else(|| client.broken("the answer to logs has no header"))?;
-    let style = Style {
+    let mut style = Style {
         format: header.format,
         color: config::color_for(args.color),
         timestamps: header.timestamps,
@@ -182,6 +182,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
                 color: line.color,
             };
             buf.clear();
+            style.widen_for(&label.name);
             style.render(&clock, origin, &label, line.line.as_bytes(), &mut buf);
             if out.write_all(&buf).is_err() {
                 // Nobody reads any more (`hkrun logs | head`): done.

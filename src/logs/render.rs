@@ -105,6 +105,12 @@ impl Style {
             .unwrap_or(6)
     }
 
+    /// Widens the padding for a name longer than any so far (`hkrun scale worker=10`
+    /// adds `worker.10`): the lines after it line up again.
+    pub fn widen_for(&mut self, name: &str) {
+        self.width = self.width.max(name.len());
+    }
+
     /// Appends one line (no newline in `text`), cutting a line longer than `MAX_LINE` into
     /// pieces that are each a full line. Text formats pass the bytes through unchanged;
     /// json replaces invalid UTF-8.

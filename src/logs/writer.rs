@@ -194,6 +194,7 @@ fn write_loop(
     mut out: impl Write,
     on_closed: impl FnOnce(io::Error),
 ) {
+    let mut style = style.clone();
     let mut on_closed = Some(on_closed);
     let mut buf = Vec::with_capacity(BATCH * 2);
     let mut held = Vec::new();
@@ -209,6 +210,7 @@ fn write_loop(
                     lines,
                     _permit,
                 } => {
+                    style.widen_for(&label.name);
                     // Every line ends in `\n` (the pump guarantees it): memchr finds
                     // them a word at a time, the hot path of the log.
                     let mut start = 0;
@@ -229,6 +231,7 @@ fn write_loop(
                     held.push(_permit);
                 }
                 Record::Event { label, text } => {
+                    style.widen_for(&label.name);
                     style.render(&clock, Origin::Hkrun, &label, text.as_bytes(), &mut buf);
                     let mut text = text.into_bytes();
                     text.push(b'\n');
@@ -330,5 +333,32 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text, "web.1  | a\nweb.1  | b\nsystem | done\n");
+    }
+
+    #[tokio::test]
+    async fn a_longer_name_widens_the_padding_from_then_on() {
+        let out = Shared::default();
+        let style = Style {
+            format: LogFormat::Default,
+            color: false,
+            timestamps: false,
+            width: 8,
+        };
+        let writer = Writer::spawn(style, History::new(), out.clone(), |_| {}).unwrap();
+        let log = writer.sender();
+        let label = |name: &str| {
+            Arc::new(Label {
+                name: name.into(),
+                color: Some(0),
+            })
+        };
+        assert!(log.output(&label("worker.1"), b"a\n".to_vec()).await);
+        assert!(log.output(&label("worker.10"), b"b\n".to_vec()).await);
+        assert!(log.output(&label("worker.1"), b"c\n".to_vec()).await);
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "worker.1 | a\nworker.10 | b\nworker.1  | c\n");
     }
 }
