@@ -219,6 +219,8 @@ enum Phase {
         /// What the dynos were asked to stop with. After SIGINT, what outlives its
         /// dyno's leader gets SIGTERM: a shell's `cmd &` children ignore SIGINT.
         signal: Signal,
+        /// Processes outside every dyno's group have had that SIGTERM (once).
+        leftovers_termed: bool,
     },
     /// `Effect::Exit` went out.
     Done,
@@ -344,14 +346,9 @@ impl Supervisor {
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
         self.real_now = Some(now);
-        let mut effects = match input {
-            // A stop ends a pause first: a stopped process acts on SIGTERM only once
-            // continued.
-            Input::Resume | Input::Stop(_) => self.on_resume(),
-            _ => Vec::new(),
-        };
+        // The core's clock reads the same just before and just after a resume.
         let now = self.clock(now);
-        effects.extend(self.dispatch(now, input));
+        let mut effects = self.dispatch(now, input);
         if self.paused() {
             effects = self.spawned_paused(effects);
         }
@@ -422,8 +419,7 @@ impl Supervisor {
             Input::Stop(request) => self.on_stop(now, request),
             Input::Forward(signal) => self.forward(signal),
             Input::Pause => self.on_pause(),
-            // Handled before dispatch, on the real clock.
-            Input::Resume => Vec::new(),
+            Input::Resume => self.on_resume(),
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
@@ -725,14 +721,15 @@ impl Supervisor {
     }
 
     fn begin_stop(&mut self, now: Instant, code: i32, signal: Signal) -> Vec<Effect> {
-        // Stopped processes would not act on the signal until continued (a crash that
-        // stops the app while paused, as PID 1).
+        // Any stop of a paused app resumes it first: stopped processes would not act on
+        // the signal until continued.
         let mut effects = self.on_resume();
         self.phase = Phase::Stopping {
             code,
             kill_at: Some(now + self.plan.grace),
             rescan_at: None,
             signal,
+            leftovers_termed: signal == Signal::SIGTERM,
         };
         for dyno in &mut self.dynos {
             match dyno.state {
@@ -794,10 +791,6 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
-        // A tick already due when hkrun stopped itself.
-        if self.paused() {
-            return Vec::new();
-        }
         match self.phase {
             Phase::Stopping { .. } => self.tick_stopping(now),
             Phase::Running => self.tick_running(now),
@@ -903,7 +896,8 @@ impl Supervisor {
             code,
             kill_at,
             rescan_at,
-            signal,
+            leftovers_termed,
+            ..
         } = &mut self.phase
         else {
             return Vec::new();
@@ -921,8 +915,8 @@ impl Supervisor {
             // Past the grace, whatever turns up is killed on sight.
             return vec![Effect::SignalStragglers(Signal::SIGKILL)];
         }
-        if *signal != Signal::SIGTERM {
-            *signal = Signal::SIGTERM;
+        if !*leftovers_termed {
+            *leftovers_termed = true;
             return vec![Effect::SignalStragglers(Signal::SIGTERM)];
         }
         Vec::new()

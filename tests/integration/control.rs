@@ -119,9 +119,7 @@ fn scale_up_and_down() {
     assert!(out.status.success(), "{}", out.stderr);
     hk.wait_for("worker.2 ready");
     assert_eq!(names(&ps(app.path())), ["worker.1", "worker.2", "clock.1"]);
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -176,9 +174,7 @@ fn restart_a_dyno_then_a_type() {
     let last = ps(app.path());
     assert_ne!(pid_of(&last, "worker.1"), pid_of(&after, "worker.1"));
     assert_ne!(pid_of(&last, "worker.2"), pid_of(&after, "worker.2"));
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -299,9 +295,7 @@ fn logs_last_lines_tail_and_filters() {
         ticks.windows(2).all(|w| w[1] == w[0] + 1),
         "consecutive: {ticks:?}"
     );
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -571,9 +565,7 @@ fn misbehaving_clients_do_not_disturb_the_supervisor() {
     let mut rest = Vec::new();
     assert!(halfway.read_to_end(&mut rest).is_ok());
     assert_eq!(names(&ps(app.path())), ["worker.1"]);
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -683,9 +675,7 @@ fn a_restarted_dyno_finishes_its_whole_group_first() {
         .expect("a start");
     assert!(drained < restarted, "{:?}", hk.seen);
     assert!(!alive(old));
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]

@@ -239,6 +239,15 @@ impl Hk {
         status
     }
 
+    /// SIGTERM, then hkrun must exit 0 with no process of the test's left behind.
+    #[track_caller]
+    pub fn stop_cleanly(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_exit();
+        assert_eq!(status.code(), Some(0), "{}", self.stderr());
+        assert_none_left(&self.tag);
+    }
+
     /// hkrun's stderr, once it has exited.
     pub fn stderr(&mut self) -> String {
         self.stderr

@@ -65,6 +65,15 @@ fn zombies(tag: &str) -> usize {
         .count()
 }
 
+/// The `sleep 0.2` orphans have all ended (none runs) and none is left a zombie. Waiting
+/// for both, not for "no zombie" alone, which holds while the orphans still run.
+fn orphans_reaped(tag: &str) -> bool {
+    let running = tagged(tag).into_iter().any(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x000.2\x00")
+    });
+    !running && zombies(tag) == 0
+}
+
 #[test]
 fn as_pid1_orphans_are_reaped_signals_pass_on_and_sigterm_stops_everything() {
     let app = App::new(
@@ -77,8 +86,9 @@ fn as_pid1_orphans_are_reaped_signals_pass_on_and_sigterm_stops_everything() {
     hk.wait_for_each(&["| spawned", "| stubborn"]);
     let hkrun = outer_pid(&hk.tag, "hkrun");
     // The 50 orphans end after 0.2 s, re-parented to hkrun, which reaps every one.
-    std::thread::sleep(Duration::from_millis(500));
-    eventually("no zombie left", || (zombies(&hk.tag) == 0).then_some(()));
+    eventually("the orphans to end and be reaped", || {
+        orphans_reaped(&hk.tag).then_some(())
+    });
     // SIGUSR1 is passed on to every dyno, once.
     signal::kill(hkrun, Signal::SIGUSR1).expect("signal hkrun");
     hk.wait_for("stubborn.1 | got USR1");
@@ -129,9 +139,8 @@ fn tini_and_dumb_init_pass_the_same_scenarios_where_they_compare() {
         };
         init.wait_for("ready");
         let pid = outer_pid(&init.tag, peer);
-        std::thread::sleep(Duration::from_millis(500));
-        eventually(&format!("{peer}: no zombie left"), || {
-            (zombies(&init.tag) == 0).then_some(())
+        eventually(&format!("{peer}: the orphans to end and be reaped"), || {
+            orphans_reaped(&init.tag).then_some(())
         });
         signal::kill(pid, Signal::SIGUSR1).expect("signal the init");
         init.wait_for("got USR1");
@@ -259,9 +268,7 @@ fn dynos_start_with_default_signals_and_no_stray_descriptors() {
     // of it (138 = 128 + SIGUSR1).
     hk.signal(Signal::SIGUSR1);
     hk.wait_for("probe.1 | Process exited with status 138");
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 /// In a user namespace with no id mapped (a rootless sandbox), hkrun's gid reads as the

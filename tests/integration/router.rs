@@ -11,7 +11,7 @@ use hkrun::control::protocol::Ps;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{App, Hk, assert_none_left, client, eventually, free_base_port};
+use crate::harness::{App, Hk, client, eventually, free_base_port};
 
 /// The request handler of the test web dynos: every answer is the dyno's name.
 macro_rules! name_handler {
@@ -162,9 +162,7 @@ fn spreads_requests_and_routes_around_a_killed_dyno() {
         after.len()
     );
     hk.wait_for("web.2  | State changed from up to crashed");
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -174,9 +172,7 @@ fn without_the_router_web_keeps_foremans_ports() {
     assert_eq!(now.router, None);
     assert_eq!(get(port).as_deref(), Ok("web.1"));
     assert_eq!(get(port + 1).as_deref(), Ok("web.2"));
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -191,9 +187,7 @@ fn a_connection_waits_for_a_web_dyno_to_come_up() {
         TcpStream::connect(("127.0.0.1", base)).ok()
     });
     assert_eq!(get(base).as_deref(), Ok("web.1"));
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 /// A web dyno that takes 1.5 s to listen (or never, while `broken` exists in the app
@@ -304,9 +298,7 @@ fn preboot_restarts_lose_no_request() {
     seen_pids.retain(|p| now.contains(p));
     assert!(seen_pids.is_empty(), "old pids still serve: {seen_pids:?}");
     eprintln!("{ok} requests through three preboot restarts, 0 failed");
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -328,9 +320,7 @@ fn a_preboot_that_never_binds_keeps_the_old_dynos_serving() {
     assert!(ok > 50, "only {ok} requests");
     assert_eq!(web_pids(&ps(&app)), before);
     assert!(before.iter().all(|&p| alive(p)));
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 fn alive(pid: i32) -> bool {
@@ -388,7 +378,5 @@ fn sigusr2_restarts_every_dyno_with_web_prebooted() {
         (now.dynos.len() == 2 && new_web.is_some() && new_worker.is_some() && !alive(old_web))
             .then_some(())
     });
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }

@@ -75,9 +75,7 @@ fn a_dyno_ignoring_term_is_killed_at_the_timeout() {
 fn background_children_are_stopped_with_their_group() {
     let (_app, mut hk) = start("web: sleep 1000 & sleep 1000 & echo ready; wait\n", &[]);
     hk.wait_for("| ready");
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]

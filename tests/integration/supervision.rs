@@ -132,9 +132,7 @@ fn a_crash_loop_backs_off_while_other_dynos_run_untouched() {
         cpu < Duration::from_secs(1),
         "hkrun used {cpu:?} of CPU in 10 s"
     );
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -162,9 +160,7 @@ fn a_web_dyno_that_never_binds_gets_r10() {
     hk.wait_for("web.1  | Process exited with status 137");
     hk.wait_for("web.1  | State changed from starting to crashed");
     hk.wait_for("web.1  | State changed from crashed to starting");
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
@@ -198,9 +194,7 @@ fn memory_over_quota_gives_r14_then_r15_and_a_restart() {
     hk.wait_for("hog.1  | Stopping process with SIGKILL");
     hk.wait_for("hog.1  | Process exited with status 137");
     hk.wait_for("hog.1  | State changed from crashed to starting");
-    hk.signal(Signal::SIGTERM);
-    assert_eq!(hk.wait_exit().code(), Some(0));
-    assert_none_left(&hk.tag);
+    hk.stop_cleanly();
 }
 
 #[test]
