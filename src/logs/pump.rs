@@ -3,8 +3,11 @@
 //!
 //! A line without a newline is sent after a short pause or when the dyno exits; one that
 //! grows past `MAX_LINE` is sent in pieces. Exits are reported only after the dyno's
-//! output so far is queued, so `Process exited` always follows its last line.
+//! output so far is queued, so `Process exited` always follows its last line; but never
+//! later than that output can wait on a stalled stdout (`LogSender::may_drop`): then it is
+//! dropped, and one line says how many bytes.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,28 +24,35 @@ pub const PARTIAL_FLUSH: Duration = Duration::from_millis(500);
 const READ_SIZE: usize = 64 * 1024;
 /// Reads per wake-up before other dynos get a turn.
 const READS_PER_TURN: usize = 16;
+/// How often output waiting on the budget checks whether it may be dropped.
+const DROP_CHECK: Duration = Duration::from_millis(100);
 
 struct Lines {
     label: Arc<Label>,
     log: LogSender,
     pending: Vec<u8>,
     pending_since: Option<Instant>,
+    /// Whole lines read and not yet queued for the writer, oldest first: at most one
+    /// turn of reads, since the pipe is read only when this is empty.
+    ready: VecDeque<Vec<u8>>,
+    /// Bytes dropped and not yet said.
+    dropped: usize,
 }
 
 impl Lines {
-    async fn take(&mut self, bytes: &[u8]) {
+    fn take(&mut self, bytes: &[u8]) {
         match memchr::memrchr(b'\n', bytes) {
             Some(last) => {
                 let mut lines = std::mem::take(&mut self.pending);
                 lines.extend_from_slice(&bytes[..=last]);
-                self.log.output(&self.label, lines).await;
+                self.ready.push_back(lines);
                 self.pending_since = None;
                 self.keep(&bytes[last + 1..]);
             }
             None => self.keep(bytes),
         }
         if self.pending.len() >= MAX_LINE {
-            self.flush().await;
+            self.flush();
         }
     }
 
@@ -53,22 +63,48 @@ impl Lines {
         }
     }
 
-    /// Sends a partial line as a line of its own.
-    async fn flush(&mut self) {
+    /// Makes a partial line a line of its own.
+    fn flush(&mut self) {
         if !self.pending.is_empty() {
             let mut line = std::mem::take(&mut self.pending);
             line.push(b'\n');
-            self.log.output(&self.label, line).await;
+            self.ready.push_back(line);
         }
         self.pending_since = None;
     }
 
+    /// Queues what the budget has room for now; true when nothing is left waiting.
+    fn send_ready(&mut self) -> bool {
+        while let Some(front) = self.ready.front() {
+            let Some(permit) = self.log.try_reserve(front.len()) else {
+                return false;
+            };
+            let lines = self.ready.pop_front().expect("front exists");
+            self.log.send(&self.label, lines, permit);
+        }
+        true
+    }
+
+    fn drop_ready(&mut self) {
+        self.dropped += self.ready.drain(..).map(|lines| lines.len()).sum::<usize>();
+    }
+
+    fn say_dropped(&mut self) {
+        if self.dropped > 0 {
+            let text = format!(
+                "{} bytes of output dropped: stdout was not read",
+                std::mem::take(&mut self.dropped)
+            );
+            self.log.event(&self.label, text);
+        }
+    }
+
     /// Reads what the pipe holds, up to `turns` reads. Returns true at end of file.
-    async fn read_ready(&mut self, pipe: &pipe::Receiver, buf: &mut [u8], turns: usize) -> bool {
+    fn read_ready(&mut self, pipe: &pipe::Receiver, buf: &mut [u8], turns: usize) -> bool {
         for _ in 0..turns {
             match pipe.try_read(buf) {
                 Ok(0) => return true,
-                Ok(n) => self.take(&buf[..n]).await,
+                Ok(n) => self.take(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return true,
@@ -76,17 +112,15 @@ impl Lines {
         }
         false
     }
-}
 
-impl Lines {
     /// Reads what the pipe holds right now, up to `turns` reads, whether or not the
     /// runtime has seen it become readable yet (`try_read` trusts that readiness and
     /// would report nothing). Returns true at end of file.
-    async fn drain(&mut self, pipe: &pipe::Receiver, buf: &mut [u8], turns: usize) -> bool {
+    fn drain(&mut self, pipe: &pipe::Receiver, buf: &mut [u8], turns: usize) -> bool {
         for _ in 0..turns {
             match nix::unistd::read(pipe, buf) {
                 Ok(0) => return true,
-                Ok(n) => self.take(&buf[..n]).await,
+                Ok(n) => self.take(&buf[..n]),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::EAGAIN) => return false,
                 Err(_) => return true,
@@ -97,7 +131,7 @@ impl Lines {
 }
 
 /// Pumps `pipe` until it closes and the dyno's exit is known; `on_exit` gets the status
-/// once every line the dyno wrote before exiting is queued.
+/// once every line the dyno wrote before exiting is queued (or dropped, see the module).
 pub async fn run<S: Send + 'static>(
     label: Arc<Label>,
     log: LogSender,
@@ -110,36 +144,62 @@ pub async fn run<S: Send + 'static>(
         log,
         pending: Vec::new(),
         pending_since: None,
+        ready: VecDeque::new(),
+        dropped: 0,
     };
     let mut buf = vec![0; READ_SIZE];
     let mut exited = Some(exited);
+    // The exit, known and not yet reported.
+    let mut status = None;
     let mut on_exit = Some(on_exit);
     let mut eof = false;
-    while !eof || exited.is_some() {
-        let flush_at = lines.pending_since.map(|since| since + PARTIAL_FLUSH);
-        tokio::select! {
-            ready = pipe.readable(), if !eof => {
-                eof = ready.is_err() || lines.read_ready(&pipe, &mut buf, READS_PER_TURN).await;
-                if eof {
-                    lines.flush().await;
+    loop {
+        let waiting = !lines.send_ready();
+        if !waiting {
+            if let Some(status) = status.take() {
+                lines.say_dropped();
+                if let Some(report) = on_exit.take() {
+                    report(status);
                 }
             }
-            status = async { exited.as_mut().expect("guarded by is_some").await }, if exited.is_some() => {
+            if eof && exited.is_none() {
+                break;
+            }
+        }
+        let front = lines.ready.front().map_or(0, Vec::len);
+        let flush_at = lines.pending_since.map(|since| since + PARTIAL_FLUSH);
+        tokio::select! {
+            got = async { exited.as_mut().expect("guarded by is_some").await }, if exited.is_some() => {
                 exited = None;
+                let Ok(got) = got else { return };
                 // The dyno is gone, so what it wrote is in the pipe: take it all before
                 // reporting. Descendants that outlive it may keep writing; bound the drain.
                 if !eof {
-                    eof = lines.drain(&pipe, &mut buf, 4 * READS_PER_TURN).await;
+                    eof = lines.drain(&pipe, &mut buf, 4 * READS_PER_TURN);
                 }
-                lines.flush().await;
-                match (status, on_exit.take()) {
-                    (Ok(status), Some(report)) => report(status),
-                    _ => return,
+                lines.flush();
+                status = Some(got);
+            }
+            permit = lines.log.reserve(front), if waiting => {
+                let Some(permit) = permit else { return };
+                let first = lines.ready.pop_front().expect("waiting means a chunk");
+                lines.log.send(&lines.label, first, permit);
+            }
+            () = tokio::time::sleep(DROP_CHECK), if waiting => {
+                if lines.log.may_drop(exited.is_none()) {
+                    lines.drop_ready();
                 }
             }
-            () = sleep_until(flush_at) => lines.flush().await,
+            ready = pipe.readable(), if !eof && !waiting => {
+                eof = ready.is_err() || lines.read_ready(&pipe, &mut buf, READS_PER_TURN);
+                if eof {
+                    lines.flush();
+                }
+            }
+            () = sleep_until(flush_at), if !waiting => lines.flush(),
         }
     }
+    lines.say_dropped();
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

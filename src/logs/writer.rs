@@ -3,11 +3,12 @@
 //!
 //! Dyno output is bounded by a byte budget (a semaphore): when stdout stalls, pumps stop
 //! reading and the dynos block on their pipes, instead of hkrun's memory growing. hkrun's
-//! own events take no budget, so the supervisor never waits on the writer.
+//! own events take no budget, so the supervisor never waits on the writer; they have a
+//! bound of their own, past which they are counted and dropped.
 
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ const BATCH: usize = 256 * 1024;
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
 /// A write that has not finished in this long means nobody is reading.
 pub const STALLED: Duration = Duration::from_secs(1);
+/// Bytes of hkrun's own lines that may wait for stdout at once: a crash loop under a
+/// stalled stdout must not grow hkrun either.
+const EVENT_BUDGET: usize = 1024 * 1024;
 
 enum Record {
     /// Whole lines, each ending in `\n`, from one dyno.
@@ -33,7 +37,7 @@ enum Record {
         lines: Vec<u8>,
         _permit: OwnedSemaphorePermit,
     },
-    /// One line in hkrun's own words.
+    /// One line in hkrun's own words; its length counts toward `EVENT_BUDGET`.
     Event { label: Arc<Label>, text: String },
     /// Answered once everything before it is written.
     Flush(std::sync::mpsc::Sender<()>),
@@ -45,8 +49,16 @@ pub struct LogSender {
     tx: UnboundedSender<Record>,
     budget: Arc<Semaphore>,
     writing: Arc<WriteClock>,
-    /// Set once the budget is lifted: lifting it twice would overflow the semaphore.
-    unbounded: Arc<AtomicBool>,
+    events: Arc<EventCount>,
+    /// The app is stopping: output a stalled stdout holds back may be dropped.
+    stopping: Arc<AtomicBool>,
+}
+
+/// hkrun's own lines waiting for stdout, and those dropped for want of room.
+#[derive(Debug, Default)]
+struct EventCount {
+    waiting: AtomicUsize,
+    dropped: AtomicU64,
 }
 
 /// When the writer's current `write` began, so others can tell a stalled stdout.
@@ -82,26 +94,63 @@ impl LogSender {
     /// Queues whole lines (each ending in `\n`), waiting while the budget is spent.
     /// Returns false once the writer is gone.
     pub async fn output(&self, label: &Arc<Label>, lines: Vec<u8>) -> bool {
-        // A chunk bigger than the whole budget takes all of it.
-        let wanted = u32::try_from(lines.len().min(BUDGET)).unwrap_or(u32::MAX);
-        let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(wanted).await else {
-            return false;
-        };
+        match self.reserve(lines.len()).await {
+            Some(permit) => self.send(label, lines, permit),
+            None => false,
+        }
+    }
+
+    /// Room for `len` bytes of output, once the budget has it; `None` once the writer is
+    /// gone. Cancel-safe: dropping the future gives nothing up.
+    pub async fn reserve(&self, len: usize) -> Option<Permit> {
+        Arc::clone(&self.budget)
+            .acquire_many_owned(permits(len))
+            .await
+            .ok()
+            .map(Permit)
+    }
+
+    /// Room for `len` bytes of output if the budget has it now.
+    pub fn try_reserve(&self, len: usize) -> Option<Permit> {
+        Arc::clone(&self.budget)
+            .try_acquire_many_owned(permits(len))
+            .ok()
+            .map(Permit)
+    }
+
+    /// Queues whole lines (each ending in `\n`) in the room `permit` holds. Returns false
+    /// once the writer is gone.
+    pub fn send(&self, label: &Arc<Label>, lines: Vec<u8>, permit: Permit) -> bool {
         self.tx
             .send(Record::Output {
                 label: Arc::clone(label),
                 lines,
-                _permit: permit,
+                _permit: permit.0,
             })
             .is_ok()
     }
 
-    /// Queues one of hkrun's own lines; never waits.
+    /// Queues one of hkrun's own lines; never waits. Past `EVENT_BUDGET` of lines waiting
+    /// for stdout, the line is counted and dropped, and the count is logged once stdout
+    /// takes lines again.
     pub fn event(&self, label: &Arc<Label>, text: String) {
-        let _ = self.tx.send(Record::Event {
-            label: Arc::clone(label),
-            text,
-        });
+        let len = text.len();
+        let waiting = self.events.waiting.fetch_add(len, Ordering::Relaxed);
+        if waiting + len > EVENT_BUDGET {
+            self.events.waiting.fetch_sub(len, Ordering::Relaxed);
+            self.events.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self
+            .tx
+            .send(Record::Event {
+                label: Arc::clone(label),
+                text,
+            })
+            .is_err()
+        {
+            self.events.waiting.fetch_sub(len, Ordering::Relaxed);
+        }
     }
 
     /// Waits (blocking) until everything queued so far is written, or for `limit` when
@@ -119,14 +168,27 @@ impl LogSender {
         self.writing.stalled_for() > longer_than
     }
 
-    /// Stops holding dyno output back: what is waiting for the budget is queued at once.
-    /// For the end of a stop, when every dyno is being killed: a pump waiting on a
-    /// stalled stdout must still see its dyno exit, and dying processes write little.
-    pub fn unbound(&self) {
-        if !self.unbounded.swap(true, Ordering::Relaxed) {
-            self.budget.add_permits(Semaphore::MAX_PERMITS / 2);
-        }
+    /// The app is stopping: from now on output that a stalled stdout holds back may be
+    /// dropped (`may_drop`), so no dyno's exit waits for a reader that never reads.
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
+
+    /// Whether output waiting for the budget may be dropped rather than wait: stdout has
+    /// taken nothing for `STALLED`, and the dyno has exited (`exited`) or the app is
+    /// stopping. A running dyno is held back instead, so a paused terminal (Ctrl-S)
+    /// loses nothing.
+    pub fn may_drop(&self, exited: bool) -> bool {
+        (exited || self.stopping.load(Ordering::Relaxed)) && self.stalled(STALLED)
+    }
+}
+
+/// Room in the budget for one chunk of output.
+pub struct Permit(OwnedSemaphorePermit);
+
+/// A chunk bigger than the whole budget takes all of it.
+fn permits(len: usize) -> u32 {
+    u32::try_from(len.min(BUDGET)).unwrap_or(u32::MAX)
 }
 
 /// The writer thread and the way to reach it.
@@ -151,15 +213,18 @@ impl Writer {
             since: AtomicU64::new(0),
         });
         let clock = Arc::clone(&writing);
+        let events = Arc::new(EventCount::default());
+        let counted = Arc::clone(&events);
         let thread = std::thread::Builder::new()
             .name("hkrun-log".into())
-            .spawn(move || write_loop(&style, &history, &clock, rx, out, on_closed))?;
+            .spawn(move || write_loop(&style, &history, &clock, &counted, rx, out, on_closed))?;
         Ok(Self {
             sender: LogSender {
                 tx,
                 budget,
                 writing,
-                unbounded: Arc::new(AtomicBool::new(false)),
+                events,
+                stopping: Arc::new(AtomicBool::new(false)),
             },
             thread,
         })
@@ -190,6 +255,7 @@ fn write_loop(
     style: &Style,
     history: &History,
     writing: &WriteClock,
+    events: &EventCount,
     mut rx: UnboundedReceiver<Record>,
     mut out: impl Write,
     on_closed: impl FnOnce(io::Error),
@@ -200,9 +266,15 @@ fn write_loop(
     let mut held = Vec::new();
     let mut flushes = Vec::new();
     let mut chunks = Vec::new();
+    let system = Arc::new(Label::system());
     while let Some(first) = rx.blocking_recv() {
         let clock = Arc::new(Clock::now());
         let mut next = Some(first);
+        let dropped = events.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let text = format!("{dropped} of hkrun's own lines dropped: stdout was not read");
+            style.render(&clock, Origin::Hkrun, &system, text.as_bytes(), &mut buf);
+        }
         while let Some(record) = next.take() {
             match record {
                 Record::Output {
@@ -231,6 +303,7 @@ fn write_loop(
                     held.push(_permit);
                 }
                 Record::Event { label, text } => {
+                    events.waiting.fetch_sub(text.len(), Ordering::Relaxed);
                     style.widen_for(&label.name);
                     style.render(&clock, Origin::Hkrun, &label, text.as_bytes(), &mut buf);
                     let mut text = text.into_bytes();
@@ -288,27 +361,36 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_budget_can_be_lifted_more_than_once() {
-        let writer = Writer::spawn(
-            Style {
-                format: LogFormat::Default,
-                color: false,
-                timestamps: false,
-                width: 6,
-            },
-            History::new(),
-            Shared::default(),
-            |_| {},
-        )
-        .unwrap();
+    #[test]
+    fn events_past_their_budget_are_counted_not_queued() {
+        // A writer that never takes a line: stdout stalled for good.
+        struct Stuck;
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                std::thread::park();
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let style = Style {
+            format: LogFormat::Default,
+            color: false,
+            timestamps: false,
+            width: 6,
+        };
+        let writer = Writer::spawn(style, History::new(), Stuck, |_| {}).unwrap();
         let log = writer.sender();
-        log.unbound();
-        log.unbound();
-        log.clone().unbound();
-        tokio::task::spawn_blocking(move || writer.finish())
-            .await
-            .unwrap();
+        let system = Arc::new(Label::system());
+        let line = "x".repeat(1000);
+        for _ in 0..5000 {
+            log.event(&system, line.clone());
+        }
+        let waiting = log.events.waiting.load(Ordering::Relaxed);
+        let dropped = log.events.dropped.load(Ordering::Relaxed);
+        assert!(waiting <= EVENT_BUDGET, "{waiting}");
+        assert!(dropped >= 3000, "{dropped}");
     }
 
     #[tokio::test]

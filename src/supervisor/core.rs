@@ -365,6 +365,11 @@ impl Supervisor {
         effects
     }
 
+    /// Whether the app is stopping (or has stopped).
+    pub fn stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. } | Phase::Done)
+    }
+
     /// The router's port, when it runs.
     pub fn router(&self) -> Option<u16> {
         self.plan.router

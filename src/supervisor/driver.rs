@@ -238,12 +238,11 @@ async fn drive(
                 () = sleep_until(sup.next_deadline()) => Input::Tick,
             },
         };
-        // A stop while nobody reads stdout: dynos' output must not hold their exits back,
-        // or hkrun would wait out the grace for processes already gone.
-        if matches!(input, Input::Stop(_)) && driver.log.stalled(logs::writer::STALLED) {
-            driver.log.unbound();
-        }
         effects = sup.handle(Instant::now(), input);
+        // Output a stalled stdout holds back may go now, so no exit waits on it.
+        if sup.stopping() {
+            driver.log.stopping();
+        }
     };
 
     // Every process is gone, so every pipe is at its end: let the pumps finish.
@@ -340,14 +339,7 @@ impl Driver {
                         process::signal_group(pgid, signal);
                     }
                 }
-                Effect::SignalStragglers(signal) => {
-                    // SIGKILL is the end of a stop: output must no longer hold a dyno's
-                    // exit back, even when nobody reads stdout.
-                    if signal == Signal::SIGKILL {
-                        self.log.unbound();
-                    }
-                    self.signal_stragglers(signal);
-                }
+                Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
                 Effect::ScanGroup { slot } => {
                     let count = self.groups.get(&slot).map_or(0, |&pgid| {
                         process::descendants(self.me)

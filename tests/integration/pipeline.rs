@@ -115,3 +115,143 @@ fn an_unread_stdout_does_not_stop_supervision() {
     drop(hk.stdout.take());
     assert_none_left(&tag);
 }
+
+/// hkrun's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pid `ps` shows for `dyno`, when it has one.
+fn dyno_pid(dir: &std::path::Path, dyno: &str) -> Option<i32> {
+    let out = client(dir, &["ps", "--json"]);
+    let ps: Ps = serde_json::from_str(&out.stdout).ok()?;
+    ps.dynos.iter().find(|d| d.name == dyno)?.pid
+}
+
+/// How long stdout stays unread while the app is crashed, restarted and scaled.
+const HELD: Duration = Duration::from_secs(30);
+
+#[test]
+fn crashes_restart_and_scale_answer_while_stdout_is_unread() {
+    let app = App::new("chatty: yes 'a line nobody reads'\nquiet: exec sleep 1000\n");
+    let tag = format!("held-{}", std::process::id());
+    let _cleanup = Cleanup(tag.clone());
+    // stdout is a pipe this test holds and does not read until the end.
+    let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)
+        .args(["start", "--no-timestamp", "-t", "3", "-p"])
+        .arg(free_base_port().to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hkrun");
+    let held = Instant::now();
+    let first = eventually("chatty.1 to run", || dyno_pid(app.path(), "chatty.1"));
+    // `yes` fills the log's budget and the pipes behind it in well under this, then
+    // blocks on its output.
+    std::thread::sleep(Duration::from_secs(2));
+    // A crash is reported and restarted.
+    signal::kill(Pid::from_raw(first), Signal::SIGKILL).expect("kill chatty.1");
+    let second = eventually("chatty.1 to be restarted", || {
+        dyno_pid(app.path(), "chatty.1").filter(|&pid| pid != first)
+    });
+    eprintln!(
+        "crash restarted after {:?} of unread stdout",
+        held.elapsed()
+    );
+    // `restart` answers with the new dyno up.
+    let out = client(app.path(), &["restart", "chatty"]);
+    assert!(
+        out.status.success(),
+        "restart: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    let third = dyno_pid(app.path(), "chatty.1").expect("chatty.1 runs");
+    assert_ne!(third, second);
+    // `scale` takes it down and back up.
+    let out = client(app.path(), &["scale", "chatty=0"]);
+    assert!(out.status.success(), "scale: {} {}", out.stdout, out.stderr);
+    eventually("chatty.1 to be gone", || {
+        dyno_pid(app.path(), "chatty.1").is_none().then_some(())
+    });
+    let out = client(app.path(), &["scale", "chatty=1"]);
+    assert!(out.status.success(), "scale: {} {}", out.stdout, out.stderr);
+    // Still held: one more crash, after the whole hold.
+    std::thread::sleep(HELD.saturating_sub(held.elapsed()));
+    let fourth = eventually("chatty.1 to run again", || dyno_pid(app.path(), "chatty.1"));
+    signal::kill(Pid::from_raw(fourth), Signal::SIGKILL).expect("kill chatty.1");
+    eventually("chatty.1 to be restarted after the hold", || {
+        dyno_pid(app.path(), "chatty.1").filter(|&pid| pid != fourth)
+    });
+    eprintln!("stdout held unread for {:?}", held.elapsed());
+    // Reading again: the log goes on, with each crash reported.
+    let mut out = hk.stdout.take().expect("piped");
+    signal::kill(
+        Pid::from_raw(i32::try_from(hk.id()).expect("a pid")),
+        Signal::SIGTERM,
+    )
+    .expect("signal hkrun");
+    let mut text = Vec::new();
+    out.read_to_end(&mut text).expect("read hkrun's output");
+    let status = wait_bounded(&mut hk, "hkrun");
+    assert_eq!(status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("chatty.1 | Process exited with status 137"),
+        "no exit line in {} bytes of output",
+        text.len()
+    );
+    assert_none_left(&tag);
+}
+
+#[test]
+fn a_stop_meeting_an_unread_stdout_keeps_memory_bounded() {
+    // Ignores SIGTERM and keeps writing: only the SIGKILL at the grace ends it.
+    let app = App::new("loud: trap '' TERM; exec yes 'a line nobody reads'\n");
+    let tag = format!("bounded-{}", std::process::id());
+    let _cleanup = Cleanup(tag.clone());
+    let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)
+        .args(["start", "--no-timestamp", "-t", "5", "-p"])
+        .arg(free_base_port().to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hkrun");
+    eventually("loud.1 to run", || dyno_pid(app.path(), "loud.1"));
+    // The log's budget fills, then the dyno blocks: that is hkrun's held-back size.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = rss_kib(hk.id());
+    signal::kill(
+        Pid::from_raw(i32::try_from(hk.id()).expect("a pid")),
+        Signal::SIGTERM,
+    )
+    .expect("signal hkrun");
+    let asked = Instant::now();
+    let mut most = before;
+    let status = loop {
+        most = most.max(rss_kib(hk.id()));
+        if let Some(status) = hk.try_wait().expect("try_wait") {
+            break status;
+        }
+        if asked.elapsed() > Duration::from_secs(15) || most > before + 512 * 1024 {
+            let _ = hk.kill();
+            let _ = hk.wait();
+            panic!("hkrun grew from {before} KiB to {most} KiB during the stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "hkrun's RSS: {before} KiB before the stop, at most {most} KiB during it; exited after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        most <= before + 16 * 1024,
+        "hkrun grew from {before} KiB to {most} KiB during the stop"
+    );
+    drop(hk.stdout.take());
+    assert_none_left(&tag);
+}
