@@ -175,6 +175,22 @@ pub fn become_subreaper() -> io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
+/// The variable that marks every process of one run of a dyno (`HKRUN_DYNO_ID`): a
+/// process that leaves the dyno's group (a double fork, `setsid`) keeps its environment,
+/// so it can still be found and stopped with its dyno.
+pub const RUN_MARK: &str = "HKRUN_DYNO_ID";
+
+/// Whether `pid`'s environment (as it was at its exec) holds `RUN_MARK=mark`.
+pub fn carries_mark(pid: Pid, mark: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{RUN_MARK}={mark}");
+    environ
+        .split(|&b| b == 0)
+        .any(|var| var == wanted.as_bytes())
+}
+
 /// A live (not zombie) descendant of hkrun.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Descendant {

@@ -125,10 +125,13 @@ pub struct Dyno {
     boots: u64,
     /// Exits nobody asked for, ever: a restart that crashes fails.
     crashed: u64,
-    /// Stopped on its own, its leader has exited, and the rest of its process group is
-    /// still finishing; counted again at `rescan_at`.
+    /// Its leader has exited (stopped on its own, or crashed), and the rest of its run
+    /// (its process group, and what escaped it) is still finishing; counted again at
+    /// `rescan_at`. No new run starts until the last one is gone.
     draining: bool,
     rescan_at: Option<Instant>,
+    /// After a crash: how far the stop of what its run left behind has gone.
+    leftovers: Leftovers,
     /// Leaving after a preboot: SIGTERM is due then, once connections the router had
     /// already sent it have arrived.
     term_at: Option<Instant>,
@@ -161,6 +164,24 @@ pub enum DynoState {
     },
     /// Stopped, or done for good.
     Down,
+}
+
+/// The stop of what a crashed run left behind: SIGTERM once something is found, SIGKILL
+/// at the grace, as when the app stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leftovers {
+    Unsignalled,
+    Termed { kill_at: Instant },
+    Killed,
+}
+
+impl Leftovers {
+    fn kill_at(self) -> Option<Instant> {
+        match self {
+            Self::Termed { kill_at } => Some(kill_at),
+            Self::Unsignalled | Self::Killed => None,
+        }
+    }
 }
 
 /// What becomes of a dyno once its stopping process has exited.
@@ -332,7 +353,15 @@ impl Supervisor {
                 .iter()
                 .filter_map(|d| match d.state {
                     DynoState::Starting { boot_deadline } => boot_deadline,
-                    DynoState::Crashed { restart_at } => restart_at,
+                    // Not while what its last run left is still going.
+                    DynoState::Crashed { restart_at } => [
+                        restart_at.filter(|_| !d.draining),
+                        d.rescan_at,
+                        d.leftovers.kill_at(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min(),
                     DynoState::Stopping { kill_at, .. } => [kill_at, d.rescan_at, d.term_at]
                         .into_iter()
                         .flatten()
@@ -558,6 +587,24 @@ impl Supervisor {
 
     /// An exit nobody asked for (Heroku counts exit 0 too).
     fn on_crash(&mut self, now: Instant, i: usize, was: DynoState, code: i32) -> Vec<Effect> {
+        // A run that will be replaced must be gone first, what escaped its group too; one
+        // that will not (a daemonizing command under `--restart never`) is left to the
+        // app's stop.
+        let replaced = !self.plan.exit_on_crash && self.dynos[i].plan.restart.restarts(code);
+        let mut effects = Vec::new();
+        if replaced {
+            let dyno = &mut self.dynos[i];
+            dyno.draining = true;
+            dyno.leftovers = Leftovers::Unsignalled;
+            effects.push(Effect::ScanGroup {
+                slot: dyno.plan.spec.slot.clone(),
+            });
+        }
+        effects.extend(self.crashed(now, i, was, code));
+        effects
+    }
+
+    fn crashed(&mut self, now: Instant, i: usize, was: DynoState, code: i32) -> Vec<Effect> {
         self.dynos[i].crashed += 1;
         if code != 0 {
             self.first_failure.get_or_insert(code);
@@ -620,7 +667,10 @@ impl Supervisor {
             format!("State changed from {from} to crashed"),
         )];
         if delay.is_zero() {
-            effects.extend(self.restart(now, i));
+            // At once, or once what the crashed run left is gone.
+            if !self.dynos[i].draining {
+                effects.extend(self.restart(now, i));
+            }
         } else {
             let text = format!(
                 "Restarting in {} ({crashes} crashes in a row)",
@@ -677,7 +727,7 @@ impl Supervisor {
                         "Error R15 (Memory quota vastly exceeded)".into(),
                     ));
                     effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
-                    effects.push(Effect::Signal {
+                    effects.push(Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
                     });
@@ -742,10 +792,15 @@ impl Supervisor {
                     dyno.set_state(now, STOPPING_WITH_APP);
                     effects.extend(control::stop_with(&dyno.plan.spec.slot, signal));
                 }
-                // A restart that has not happened yet never will.
-                DynoState::Crashed {
-                    restart_at: Some(_),
-                } => dyno.set_state(now, DynoState::Down),
+                // A restart that has not happened yet never will; what its last run left is
+                // a straggler now.
+                DynoState::Crashed { restart_at } => {
+                    dyno.draining = false;
+                    dyno.rescan_at = None;
+                    if restart_at.is_some() {
+                        dyno.set_state(now, DynoState::Down);
+                    }
+                }
                 // Its leader is gone: what is left of it is a straggler now.
                 DynoState::Stopping { .. } if dyno.draining => {
                     dyno.draining = false;
@@ -762,7 +817,7 @@ impl Supervisor {
                         });
                     }
                 }
-                DynoState::Killed { .. } | DynoState::Crashed { .. } | DynoState::Down => {}
+                DynoState::Killed { .. } | DynoState::Down => {}
             }
         }
         effects.push(Effect::SignalStragglers(signal));
@@ -783,7 +838,7 @@ impl Supervisor {
                 &slot,
                 "Stopping remaining processes with SIGKILL".into(),
             ));
-            effects.push(Effect::Signal {
+            effects.push(Effect::SignalAll {
                 slot,
                 signal: Signal::SIGKILL,
             });
@@ -809,8 +864,36 @@ impl Supervisor {
             match self.dynos[i].state {
                 DynoState::Crashed {
                     restart_at: Some(at),
-                } if at <= now => {
+                } if at <= now && !self.dynos[i].draining => {
                     effects.extend(self.restart(now, i));
+                }
+                DynoState::Crashed { .. }
+                    if self.dynos[i]
+                        .leftovers
+                        .kill_at()
+                        .is_some_and(|at| at <= now) =>
+                {
+                    let dyno = &mut self.dynos[i];
+                    dyno.leftovers = Leftovers::Killed;
+                    let slot = dyno.plan.spec.slot.clone();
+                    effects.push(log_dyno(&slot, r12(self.plan.grace, Signal::SIGTERM)));
+                    effects.push(log_dyno(
+                        &slot,
+                        "Stopping remaining processes with SIGKILL".into(),
+                    ));
+                    effects.push(Effect::SignalAll {
+                        slot,
+                        signal: Signal::SIGKILL,
+                    });
+                }
+                DynoState::Crashed { .. }
+                    if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>
+                {
+                    let dyno = &mut self.dynos[i];
+                    dyno.rescan_at = None;
+                    effects.push(Effect::ScanGroup {
+                        slot: dyno.plan.spec.slot.clone(),
+                    });
                 }
                 DynoState::Starting {
                     boot_deadline: Some(at),
@@ -824,7 +907,7 @@ impl Supervisor {
                         format!("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {secs} of launch"),
                     ));
                     effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
-                    effects.push(Effect::Signal {
+                    effects.push(Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
                     });
@@ -841,7 +924,7 @@ impl Supervisor {
                     let slot = dyno.plan.spec.slot.clone();
                     effects.push(log_dyno(&slot, r12(self.plan.grace, Signal::SIGTERM)));
                     effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
-                    effects.push(Effect::Signal {
+                    effects.push(Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
                     });
@@ -952,6 +1035,7 @@ impl Dyno {
             crashed: 0,
             draining: false,
             rescan_at: None,
+            leftovers: Leftovers::Unsignalled,
             term_at: None,
             up_since: None,
             last_r14: None,

@@ -166,6 +166,8 @@ async fn drive(
         labels: HashMap::new(),
         system: Arc::new(Label::system()),
         groups: HashMap::new(),
+        marks: HashMap::new(),
+        runs: 0,
         leaders: HashMap::new(),
         probe,
         sampled,
@@ -302,6 +304,10 @@ struct Driver {
     system: Arc<Label>,
     /// Each dyno's process group, kept after it exits for what may remain in it.
     groups: HashMap<Slot, Pid>,
+    /// Each dyno's last run's mark (`process::RUN_MARK`), for what escaped its group.
+    marks: HashMap<Slot, String>,
+    /// Runs started so far: each run's mark is hkrun's pid and this count.
+    runs: u64,
     /// Dyno leaders not yet reaped, and where to tell their pump they ended.
     leaders: HashMap<Pid, (Slot, oneshot::Sender<ExitStatus>)>,
     /// Booting web dynos for the readiness probe.
@@ -339,14 +345,22 @@ impl Driver {
                         process::signal_group(pgid, signal);
                     }
                 }
+                Effect::SignalAll { slot, signal } => {
+                    if let Some(&pgid) = self.groups.get(&slot) {
+                        process::signal_group(pgid, signal);
+                    }
+                    for pid in self.escaped(&slot, &process::descendants(self.me)) {
+                        process::signal_process(pid, signal);
+                    }
+                }
                 Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
                 Effect::ScanGroup { slot } => {
-                    let count = self.groups.get(&slot).map_or(0, |&pgid| {
-                        process::descendants(self.me)
-                            .iter()
-                            .filter(|d| d.pgid == pgid)
-                            .count()
-                    });
+                    let all = process::descendants(self.me);
+                    let in_group = self
+                        .groups
+                        .get(&slot)
+                        .map_or(0, |&pgid| all.iter().filter(|d| d.pgid == pgid).count());
+                    let count = in_group + self.escaped(&slot, &all).len();
                     self.queue.push_back(Input::GroupLeft { slot, count });
                 }
                 Effect::ScanStragglers => {
@@ -394,6 +408,9 @@ impl Driver {
         }
         env.insert("DYNO".into(), name.clone());
         env.insert("PS".into(), name);
+        self.runs += 1;
+        let mark = format!("{}-{}", self.me, self.runs);
+        env.insert(process::RUN_MARK.into(), mark.clone());
         let spawned = process::spawn(&spec.command, &env, &self.root).and_then(|spawned| {
             let pid = spawned.pid;
             match pipe::Receiver::from_owned_fd(spawned.output) {
@@ -410,6 +427,7 @@ impl Driver {
                 // The slot's last group is gone; a signal meant for this dyno must not
                 // reach whatever has its id by now.
                 self.groups.remove(&spec.slot);
+                self.marks.remove(&spec.slot);
                 let failed = Input::SpawnFailed {
                     slot: spec.slot,
                     error: err.to_string(),
@@ -421,6 +439,7 @@ impl Driver {
         let (exited_tx, exited_rx) = oneshot::channel();
         self.leaders.insert(pid, (spec.slot.clone(), exited_tx));
         self.groups.insert(spec.slot.clone(), pid);
+        self.marks.insert(spec.slot.clone(), mark);
         self.publish_groups();
         self.queue.push_back(Input::Spawned {
             slot: spec.slot.clone(),
@@ -464,6 +483,21 @@ impl Driver {
             .collect();
         groups.sort();
         self.sampled.send_replace(groups);
+    }
+
+    /// Live processes of the dyno's last run that left its group: descendants carrying its
+    /// mark, outside every live dyno's group.
+    fn escaped(&self, slot: &Slot, descendants: &[process::Descendant]) -> Vec<Pid> {
+        let Some(mark) = self.marks.get(slot) else {
+            return Vec::new();
+        };
+        let group = self.groups.get(slot).copied();
+        descendants
+            .iter()
+            .filter(|d| Some(d.pgid) != group && !self.leaders.contains_key(&d.pgid))
+            .filter(|d| process::carries_mark(d.pid, mark))
+            .map(|d| d.pid)
+            .collect()
     }
 
     fn signal_stragglers(&self, signal: Signal) {

@@ -136,7 +136,7 @@ pub enum Input {
     Resume,
     /// The answer to `Effect::ScanStragglers`: processes of hkrun's still alive.
     Stragglers(usize),
-    /// The answer to `Effect::ScanGroup`: live processes left in the dyno's group.
+    /// The answer to `Effect::ScanGroup`: live processes left of the dyno's last run.
     GroupLeft { slot: Slot, count: usize },
     /// A deadline from `next_deadline` has passed.
     Tick,
@@ -215,8 +215,15 @@ pub enum Effect {
         slot: Slot,
         port: u16,
     },
-    /// Signal a dyno's whole process group.
+    /// Signal a dyno's whole process group (signals passed on, job control).
     Signal {
+        slot: Slot,
+        signal: Signal,
+    },
+    /// Signal every process of a dyno's (last) run, to stop it: its process group, and
+    /// the descendants that left the group (a double fork, `setsid`), known by the mark
+    /// the run's environment gave them.
+    SignalAll {
         slot: Slot,
         signal: Signal,
     },
@@ -227,8 +234,8 @@ pub enum Effect {
     ScanStragglers,
     /// The web dynos that take new connections now (the router's set).
     Backends(Vec<Backend>),
-    /// Count the live processes in a dyno's (last) process group and answer with
-    /// `Input::GroupLeft`.
+    /// Count the live processes of a dyno's (last) run, in its group or escaped from it
+    /// (as `SignalAll` finds them), and answer with `Input::GroupLeft`.
     ScanGroup {
         slot: Slot,
     },

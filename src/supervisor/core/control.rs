@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno};
+use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno};
 use crate::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::procfile::RELEASE;
 use crate::supervisor::input::{Control, Effect, Slot, Target};
@@ -350,7 +350,7 @@ impl Supervisor {
             DynoState::Crashed { .. } | DynoState::Down => {
                 let text = format!("State changed from {} to starting", dyno.state.name());
                 effects.push(log_dyno(&slot, text));
-                effects.extend(self.launch(now, i));
+                effects.extend(self.replace_settled(now, i, AfterStop::Restart));
             }
         }
         effects
@@ -415,31 +415,95 @@ impl Supervisor {
                 Vec::new()
             }
             DynoState::Crashed { .. } | DynoState::Down => {
-                self.dynos.remove(i);
-                Vec::new()
+                self.replace_settled(now, i, AfterStop::Remove)
             }
         }
     }
 
-    /// The count of a draining dyno's group: once it is empty, the dyno has stopped.
+    /// The count of what is left of a draining dyno's last run: once nothing is, the
+    /// dyno has stopped, or a crashed one may start again.
     pub(super) fn on_group_left(&mut self, now: Instant, slot: &Slot, count: usize) -> Vec<Effect> {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
+        let grace = self.plan.grace;
         let dyno = &mut self.dynos[i];
-        let DynoState::Stopping { then, .. } = dyno.state else {
-            return Vec::new();
-        };
         if !dyno.draining || !matches!(self.phase, Phase::Running) {
             return Vec::new();
         }
+        let mut effects = Vec::new();
         if count > 0 {
             dyno.rescan_at = Some(now + super::STRAGGLER_RESCAN);
-            return Vec::new();
+            // A crash's leftovers get the stop the app's stop would give them.
+            if matches!(dyno.state, DynoState::Crashed { .. })
+                && dyno.leftovers == Leftovers::Unsignalled
+            {
+                dyno.leftovers = Leftovers::Termed {
+                    kill_at: now + grace,
+                };
+                effects.push(log_dyno(
+                    slot,
+                    "Stopping remaining processes with SIGTERM".into(),
+                ));
+                effects.push(Effect::SignalAll {
+                    slot: slot.clone(),
+                    signal: Signal::SIGTERM,
+                });
+            }
+            return effects;
         }
         dyno.draining = false;
         dyno.rescan_at = None;
-        self.after_stop(now, i, then)
+        dyno.leftovers = Leftovers::Unsignalled;
+        match dyno.state {
+            DynoState::Stopping { then, .. } => self.after_stop(now, i, then),
+            DynoState::Crashed {
+                restart_at: Some(at),
+            } if at <= now => self.restart(now, i),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A crashed or finished dyno leaves the formation (`then: Remove`) or starts again
+    /// (`Restart`) once what its last run left (its group, what escaped it) is gone: that
+    /// gets SIGTERM, and SIGKILL at the grace, as a running dyno's stop would.
+    pub(super) fn replace_settled(
+        &mut self,
+        now: Instant,
+        i: usize,
+        then: AfterStop,
+    ) -> Vec<Effect> {
+        let grace = self.plan.grace;
+        let dyno = &mut self.dynos[i];
+        if dyno.boots == 0 {
+            return match then {
+                AfterStop::Remove => {
+                    self.dynos.remove(i);
+                    Vec::new()
+                }
+                _ => self.launch(now, i),
+            };
+        }
+        let (kill_at, termed) = match dyno.leftovers {
+            Leftovers::Unsignalled => (Some(now + grace), false),
+            Leftovers::Termed { kill_at } => (Some(kill_at), true),
+            Leftovers::Killed => (None, true),
+        };
+        let slot = dyno.plan.spec.slot.clone();
+        let mut effects = Vec::new();
+        if !termed {
+            effects.push(Effect::SignalAll {
+                slot: slot.clone(),
+                signal: Signal::SIGTERM,
+            });
+        }
+        if !dyno.draining {
+            dyno.draining = true;
+            effects.push(Effect::ScanGroup { slot });
+        }
+        dyno.leftovers = Leftovers::Unsignalled;
+        dyno.set_state(now, DynoState::Stopping { kill_at, then });
+        effects
     }
 
     /// A dyno stopped on request has exited, and its whole group with it.
@@ -575,7 +639,7 @@ pub(super) fn stop_with(slot: &Slot, signal: Signal) -> Vec<Effect> {
             slot,
             format!("Stopping all processes with {}", signal.as_str()),
         ),
-        Effect::Signal {
+        Effect::SignalAll {
             slot: slot.clone(),
             signal,
         },

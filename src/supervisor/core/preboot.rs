@@ -127,7 +127,7 @@ impl Supervisor {
             return Vec::new();
         };
         if let Some(why) = failed {
-            return self.abandon(preboot, why);
+            return self.abandon(now, preboot, why);
         }
         // The switch: the router gets the new set now; the old dynos get SIGTERM once
         // what the router had already sent them has arrived.
@@ -152,7 +152,7 @@ impl Supervisor {
     }
 
     /// A new dyno failed: kill every new one; the old ones never stopped serving.
-    fn abandon(&mut self, preboot: Preboot, why: String) -> Vec<Effect> {
+    fn abandon(&mut self, now: Instant, preboot: Preboot, why: String) -> Vec<Effect> {
         let mut effects = vec![log_system(format!(
             "Preboot failed: {why}; the old dynos keep serving"
         ))];
@@ -161,7 +161,7 @@ impl Supervisor {
             let dyno = &mut self.dynos[i];
             match dyno.state {
                 DynoState::Crashed { .. } | DynoState::Down => {
-                    self.dynos.remove(i);
+                    effects.extend(self.replace_settled(now, i, AfterStop::Remove));
                 }
                 state => {
                     dyno.state = DynoState::Stopping {
@@ -173,7 +173,7 @@ impl Supervisor {
                         continue;
                     }
                     effects.push(log_dyno(slot, "Stopping process with SIGKILL".into()));
-                    effects.push(Effect::Signal {
+                    effects.push(Effect::SignalAll {
                         slot: slot.clone(),
                         signal: Signal::SIGKILL,
                     });

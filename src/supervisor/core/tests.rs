@@ -92,6 +92,41 @@ fn logs(effects: &[Effect]) -> Vec<String> {
         .collect()
 }
 
+/// A crash of a dyno that will be replaced: the exit, the scan of what its run left, and
+/// the answer that nothing did.
+fn crash_with(
+    sup: &mut Supervisor,
+    at: Instant,
+    kind: &str,
+    index: u32,
+    status: ExitStatus,
+) -> Vec<Effect> {
+    let mut effects = sup.handle(
+        at,
+        Input::Exited {
+            slot: slot(kind, index),
+            status,
+        },
+    );
+    let scan = Effect::ScanGroup {
+        slot: slot(kind, index),
+    };
+    assert!(effects.contains(&scan), "{effects:?}");
+    effects.retain(|e| e != &scan);
+    effects.extend(sup.handle(
+        at,
+        Input::GroupLeft {
+            slot: slot(kind, index),
+            count: 0,
+        },
+    ));
+    effects
+}
+
+fn crash(sup: &mut Supervisor, at: Instant, kind: &str, index: u32, code: i32) -> Vec<Effect> {
+    crash_with(sup, at, kind, index, ExitStatus::Code(code))
+}
+
 fn exited(kind: &str, index: u32, code: i32) -> Input {
     Input::Exited {
         slot: slot(kind, index),
@@ -99,7 +134,16 @@ fn exited(kind: &str, index: u32, code: i32) -> Input {
     }
 }
 
+/// A stop's signal: to the dyno's group and what escaped it.
 fn signal(kind: &str, index: u32, signal: Signal) -> Effect {
+    Effect::SignalAll {
+        slot: slot(kind, index),
+        signal,
+    }
+}
+
+/// A signal passed on to the dyno's group only.
+fn group_signal(kind: &str, index: u32, signal: Signal) -> Effect {
     Effect::Signal {
         slot: slot(kind, index),
         signal,
@@ -260,7 +304,7 @@ fn crash_restarts_back_off_and_reset() {
     let t0 = Instant::now();
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
     // The first crash restarts at once.
-    let effects = sup.handle(t0, exited("worker", 1, 7));
+    let effects = crash(&mut sup, t0, "worker", 1, 7);
     assert_eq!(
         logs(&effects),
         [
@@ -275,7 +319,7 @@ fn crash_restarts_back_off_and_reset() {
     // Then 1 s, 2 s, 4 s, 8 s: each restart exactly at its deadline, not before.
     let mut now = t0;
     for wait in [1, 2, 4, 8] {
-        let effects = sup.handle(now, exited("worker", 1, 7));
+        let effects = crash(&mut sup, now, "worker", 1, 7);
         assert_eq!(actions(&effects), vec![]);
         assert!(logs(&effects).contains(&format!(
             "worker.1: Restarting in {} ({} crashes in a row)",
@@ -303,10 +347,10 @@ fn crash_restarts_back_off_and_reset() {
     // Up for ten minutes: the next crash restarts at once again.
     let later = now + restart::RESET_AFTER;
     assert_eq!(
-        actions(&sup.handle(later, exited("worker", 1, 7))),
+        actions(&crash(&mut sup, later, "worker", 1, 7)),
         vec![spawn("worker", 1, 5100)]
     );
-    assert_eq!(actions(&sup.handle(later, exited("worker", 1, 7))), vec![]);
+    assert_eq!(actions(&crash(&mut sup, later, "worker", 1, 7)), vec![]);
     assert_eq!(
         state(&sup, "worker", 1),
         DynoState::Crashed {
@@ -326,10 +370,10 @@ fn the_back_off_is_capped() {
         t0,
     );
     for _ in 0..5 {
-        sup.handle(t0, exited("worker", 1, 1));
+        crash(&mut sup, t0, "worker", 1, 1);
         sup.handle(t0 + secs(10), Input::Tick);
     }
-    sup.handle(t0 + secs(10), exited("worker", 1, 1));
+    crash(&mut sup, t0 + secs(10), "worker", 1, 1);
     assert_eq!(
         state(&sup, "worker", 1),
         DynoState::Crashed {
@@ -362,11 +406,8 @@ fn r10_at_exactly_the_boot_timeout() {
     );
     assert_eq!(actions(&effects), vec![signal("web", 1, Signal::SIGKILL)]);
     // The kill takes the crash path: restarted (the first crash, so at once).
-    let killed = Input::Exited {
-        slot: slot("web", 1),
-        status: ExitStatus::Signaled(Signal::SIGKILL),
-    };
-    let effects = sup.handle(t0 + BOOT, killed);
+    let killed = ExitStatus::Signaled(Signal::SIGKILL);
+    let effects = crash_with(&mut sup, t0 + BOOT, "web", 1, killed);
     assert_eq!(
         logs(&effects)[..2],
         [
@@ -417,11 +458,8 @@ fn r15_at_exactly_twice_the_quota_kills_and_restarts() {
     );
     // Samples after the kill are not judged again.
     assert!(sup.handle(t0 + secs(1), sample(4 * QUOTA)).is_empty());
-    let killed = Input::Exited {
-        slot: slot("worker", 1),
-        status: ExitStatus::Signaled(Signal::SIGKILL),
-    };
-    let effects = sup.handle(t0 + secs(1), killed);
+    let killed = ExitStatus::Signaled(Signal::SIGKILL);
+    let effects = crash_with(&mut sup, t0 + secs(1), "worker", 1, killed);
     assert_eq!(
         logs(&effects)[0],
         "worker.1: Process exited with status 137"
@@ -490,7 +528,7 @@ fn on_failure_restarts_only_failures() {
     assert!(actions(&sup.handle(t0, exited("web", 1, 0))).is_empty());
     assert_eq!(state(&sup, "web", 1), DynoState::Down);
     assert_eq!(
-        actions(&sup.handle(t0, exited("worker", 1, 3)))[0],
+        actions(&crash(&mut sup, t0, "worker", 1, 3))[0],
         spawn("worker", 1, 5100)
     );
 }
@@ -1317,16 +1355,16 @@ fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
     let effects = sup.handle(t1 + BOOT, Input::Tick);
     let signals: Vec<&Effect> = effects
         .iter()
-        .filter(|e| matches!(e, Effect::Signal { .. }))
+        .filter(|e| matches!(e, Effect::SignalAll { .. }))
         .collect();
     assert_eq!(
         signals,
         [
-            &Effect::Signal {
+            &Effect::SignalAll {
                 slot: new1.clone(),
                 signal: Signal::SIGKILL
             },
-            &Effect::Signal {
+            &Effect::SignalAll {
                 slot: new2.clone(),
                 signal: Signal::SIGKILL
             }
@@ -1429,14 +1467,14 @@ fn restarting_every_dyno_answers_once_the_preboot_is_done_too() {
 fn forwarded_signals_reach_each_running_dyno_once() {
     let t0 = Instant::now();
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
-    sup.handle(t0, exited("worker", 1, 1));
-    sup.handle(t0, exited("worker", 1, 1));
+    crash(&mut sup, t0, "worker", 1, 1);
+    crash(&mut sup, t0, "worker", 1, 1);
     // worker.1 waits to restart: nothing of it runs to get the signal.
     assert_eq!(
         sup.handle(t0, Input::Forward(Signal::SIGUSR1)),
         [
-            signal("web", 1, Signal::SIGUSR1),
-            signal("web", 2, Signal::SIGUSR1)
+            group_signal("web", 1, Signal::SIGUSR1),
+            group_signal("web", 2, Signal::SIGUSR1)
         ]
     );
 }
@@ -1463,7 +1501,7 @@ fn ctrl_c_stops_dynos_with_sigint_and_leftovers_get_sigterm() {
     // as soon as its leader exits, and stragglers once every leader has.
     for (kind, index) in [("web", 1), ("web", 2), ("worker", 1)] {
         let effects = actions(&sup.handle(t0, exited(kind, index, 0)));
-        assert_eq!(effects[0], signal(kind, index, Signal::SIGTERM));
+        assert_eq!(effects[0], group_signal(kind, index, Signal::SIGTERM));
     }
     assert_eq!(
         sup.handle(t0, Input::Stragglers(1)),
@@ -1504,9 +1542,9 @@ fn ctrl_z_pauses_every_dyno_then_hkrun_and_sigcont_resumes_them() {
     assert_eq!(
         actions(&effects),
         vec![
-            signal("web", 1, Signal::SIGSTOP),
-            signal("web", 2, Signal::SIGSTOP),
-            signal("worker", 1, Signal::SIGSTOP),
+            group_signal("web", 1, Signal::SIGSTOP),
+            group_signal("web", 2, Signal::SIGSTOP),
+            group_signal("worker", 1, Signal::SIGSTOP),
             Effect::SignalStragglers(Signal::SIGSTOP),
             Effect::StopSelf
         ]
@@ -1522,9 +1560,9 @@ fn ctrl_z_pauses_every_dyno_then_hkrun_and_sigcont_resumes_them() {
     assert_eq!(
         actions(&effects),
         vec![
-            signal("web", 1, Signal::SIGCONT),
-            signal("web", 2, Signal::SIGCONT),
-            signal("worker", 1, Signal::SIGCONT),
+            group_signal("web", 1, Signal::SIGCONT),
+            group_signal("web", 2, Signal::SIGCONT),
+            group_signal("worker", 1, Signal::SIGCONT),
             Effect::SignalStragglers(Signal::SIGCONT),
         ]
     );
@@ -1556,8 +1594,8 @@ fn time_paused_does_not_count_toward_the_back_off_or_the_grace() {
     let t0 = Instant::now();
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
     // Two crashes: the second restart waits 1 s.
-    sup.handle(t0, exited("worker", 1, 1));
-    sup.handle(t0, exited("worker", 1, 1));
+    crash(&mut sup, t0, "worker", 1, 1);
+    crash(&mut sup, t0, "worker", 1, 1);
     assert_eq!(sup.next_deadline(), Some(t0 + secs(1)));
     sup.handle(t0, Input::Pause);
     sup.handle(t0 + secs(30), Input::Resume);
@@ -1589,12 +1627,12 @@ fn what_happens_while_paused_is_timed_from_the_pause() {
         },
     );
     sup.handle(t0 + secs(10), Input::Pause);
-    let effects = actions(&sup.handle(t0 + secs(60), exited("web", 1, 1)));
+    let effects = actions(&crash(&mut sup, t0 + secs(60), "web", 1, 1));
     assert_eq!(
         effects,
         vec![
             spawn("web", 1, 5000),
-            signal("web", 1, Signal::SIGSTOP),
+            group_signal("web", 1, Signal::SIGSTOP),
             Effect::AwaitReady {
                 slot: slot("web", 1),
                 port: 5000
@@ -1651,13 +1689,88 @@ fn a_stop_while_paused_resumes_the_dynos_first() {
     assert_eq!(
         effects[..7],
         [
-            signal("web", 1, Signal::SIGCONT),
-            signal("web", 2, Signal::SIGCONT),
-            signal("worker", 1, Signal::SIGCONT),
+            group_signal("web", 1, Signal::SIGCONT),
+            group_signal("web", 2, Signal::SIGCONT),
+            group_signal("worker", 1, Signal::SIGCONT),
             Effect::SignalStragglers(Signal::SIGCONT),
             signal("web", 1, Signal::SIGTERM),
             signal("web", 2, Signal::SIGTERM),
             signal("worker", 1, Signal::SIGTERM),
         ]
     );
+}
+
+#[test]
+fn a_crash_is_replaced_only_once_what_its_run_left_is_gone() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = sup.handle(t0, exited("worker", 1, 1));
+    assert_eq!(
+        actions(&effects),
+        [Effect::ScanGroup {
+            slot: slot("worker", 1)
+        }]
+    );
+    // Something is left (a double fork, `setsid`): SIGTERM, and no new run yet.
+    let left = |count| Input::GroupLeft {
+        slot: slot("worker", 1),
+        count,
+    };
+    let effects = sup.handle(t0, left(2));
+    assert_eq!(
+        logs(&effects),
+        ["worker.1: Stopping remaining processes with SIGTERM"]
+    );
+    assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGTERM)]);
+    assert_eq!(sup.next_deadline(), Some(t0 + STRAGGLER_RESCAN));
+    let effects = sup.handle(t0 + STRAGGLER_RESCAN, Input::Tick);
+    assert_eq!(
+        actions(&effects),
+        [Effect::ScanGroup {
+            slot: slot("worker", 1)
+        }]
+    );
+    assert!(actions(&sup.handle(t0 + STRAGGLER_RESCAN, left(1))).is_empty());
+    // Still there at the grace: SIGKILL.
+    let effects = sup.handle(t0 + GRACE, Input::Tick);
+    assert!(
+        logs(&effects).contains(&"worker.1: Stopping remaining processes with SIGKILL".to_owned()),
+        "{effects:?}"
+    );
+    assert!(actions(&effects).contains(&signal("worker", 1, Signal::SIGKILL)));
+    // Gone: the restart that was due at once happens now.
+    let effects = sup.handle(t0 + GRACE, left(0));
+    assert_eq!(actions(&effects), [spawn("worker", 1, 5100)]);
+}
+
+#[test]
+fn restarting_a_finished_dyno_stops_what_its_run_left_first() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Never), t0);
+    // Done for good: nothing is stopped until someone asks for a new run.
+    let effects = sup.handle(t0, exited("worker", 1, 0));
+    assert!(actions(&effects).is_empty(), "{effects:?}");
+    let effects = control(
+        &mut sup,
+        t0,
+        3,
+        Control::Restart(Some(Target::Type("worker".into()))),
+    );
+    assert_eq!(
+        actions(&effects),
+        [
+            signal("worker", 1, Signal::SIGTERM),
+            Effect::ScanGroup {
+                slot: slot("worker", 1)
+            }
+        ]
+    );
+    let effects = sup.handle(
+        t0,
+        Input::GroupLeft {
+            slot: slot("worker", 1),
+            count: 0,
+        },
+    );
+    assert_eq!(actions(&effects)[0], spawn("worker", 1, 5100));
 }
