@@ -188,6 +188,8 @@ async fn drive(
         if let Some(code) = driver.perform(&mut effects) {
             break code;
         }
+        // A finished pump is kept until joined: a crash loop would otherwise grow hkrun.
+        while driver.pumps.try_join_next().is_some() {}
         if std::mem::take(&mut driver.stop_self) {
             driver.log.flush_blocking(PAUSE_FLUSH);
             // A SIGCONT since the SIGTSTP (while the pause was logged) means go on at once.
@@ -373,6 +375,11 @@ impl Driver {
                         Source::System => Arc::clone(&self.system),
                     };
                     self.log.event(&label, text);
+                }
+                Effect::Forget { slot } => {
+                    self.labels.remove(&slot);
+                    self.groups.remove(&slot);
+                    self.marks.remove(&slot);
                 }
                 Effect::Backends(set) => {
                     self.backends.send_replace(set);

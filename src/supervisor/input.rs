@@ -239,6 +239,10 @@ pub enum Effect {
     ScanGroup {
         slot: Slot,
     },
+    /// The dyno has left the formation and nothing of it runs: its handles can go.
+    Forget {
+        slot: Slot,
+    },
     /// A line in hkrun's own words.
     Log {
         source: Source,

@@ -514,8 +514,10 @@ impl Supervisor {
                 Vec::new()
             }
             AfterStop::Remove => {
-                self.dynos.remove(i);
-                Vec::new()
+                let gone = self.dynos.remove(i);
+                vec![Effect::Forget {
+                    slot: gone.plan.spec.slot,
+                }]
             }
             AfterStop::Restart => self.launch(now, i),
         }

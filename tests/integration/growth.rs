@@ -1,0 +1,85 @@
+//! hkrun's memory stays flat however long it runs: crash loops and formation changes
+//! leave nothing behind in it.
+
+use std::time::Instant;
+
+use crate::harness::{App, Hk, client, free_base_port};
+
+fn rss_kib(hk: &Hk) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", hk.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits for `boots` more `Starting process` lines.
+fn boots(hk: &mut Hk, boots: usize) {
+    for _ in 0..boots {
+        hk.wait_for("Starting process");
+    }
+}
+
+#[test]
+fn a_crash_loop_does_not_grow_hkrun() {
+    // No back-off: a restart every few milliseconds.
+    let app = App::new("crashy: exit 1\n");
+    let base = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "--restart-cap", "0", "-p", &base],
+    );
+    // Past the log history's 1500 lines, which fill once.
+    boots(&mut hk, 1000);
+    let before = rss_kib(&hk);
+    let started = Instant::now();
+    boots(&mut hk, 3000);
+    let after = rss_kib(&hk);
+    eprintln!(
+        "3000 crash restarts in {:?}: hkrun's RSS {before} KiB -> {after} KiB",
+        started.elapsed()
+    );
+    assert!(
+        after <= before + 512,
+        "hkrun grew {} KiB over 3000 restarts",
+        after.saturating_sub(before)
+    );
+    hk.seen.clear();
+    hk.stop_cleanly();
+}
+
+#[test]
+fn scaling_up_and_down_does_not_grow_hkrun() {
+    let app = App::new("worker: exec sleep 1000\n");
+    let base = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-t", "1", "-p", &base],
+    );
+    hk.wait_for("worker.1 | State changed from starting to up");
+    let cycle = |n: usize| {
+        for _ in 0..n {
+            for spec in ["worker=3", "worker=1"] {
+                let out = client(app.path(), &["scale", spec]);
+                assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+            }
+        }
+    };
+    // Past the log history's 1500 lines, which fill once.
+    cycle(300);
+    let before = rss_kib(&hk);
+    let started = Instant::now();
+    cycle(300);
+    let after = rss_kib(&hk);
+    eprintln!(
+        "600 scale requests in {:?}: hkrun's RSS {before} KiB -> {after} KiB",
+        started.elapsed()
+    );
+    assert!(
+        after <= before + 512,
+        "hkrun grew {} KiB over 600 scale requests",
+        after.saturating_sub(before)
+    );
+    hk.stop_cleanly();
+}
