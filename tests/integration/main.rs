@@ -11,6 +11,7 @@ mod logs;
 mod pid1;
 mod pipeline;
 mod router;
+mod scale;
 mod shutdown;
 mod start;
 mod supervision;

@@ -28,6 +28,8 @@ enum Wait {
     },
     /// Done when none of these is left.
     Gone(Vec<Slot>),
+    /// A scale's answer, given once none of the dynos leaving is left.
+    Scaled { leaving: Vec<Slot>, answer: String },
 }
 
 type Reply = Result<String, String>;
@@ -50,7 +52,7 @@ impl Supervisor {
             return vec![reply(id, Err(why.to_owned()))];
         }
         let done = match request {
-            Control::Scale(changes) => self.scale(now, &changes),
+            Control::Scale(changes) => self.scale(now, id, &changes),
             Control::Restart(target) => self.restart_dynos(now, id, target.as_ref()),
             Control::Stop(target) => self.stop_dynos(now, id, &target),
         };
@@ -84,10 +86,12 @@ impl Supervisor {
         )
     }
 
-    /// All or nothing: every change is checked before any takes effect.
+    /// All or nothing: every change is checked before any takes effect. Answered once the
+    /// dynos leaving the formation are gone, so the next request starts from there.
     fn scale(
         &mut self,
         now: Instant,
+        id: u64,
         changes: &[ScaleChange],
     ) -> Result<(Vec<Effect>, Option<String>), String> {
         // (type, new count, new size) in the order first named.
@@ -161,6 +165,7 @@ impl Supervisor {
         }
 
         let mut effects = Vec::new();
+        let mut leaving = Vec::new();
         for &(t, count, size) in &wanted {
             let kind = self.plan.types[t].name.clone();
             let resized = size.is_some_and(|size| size != self.plan.types[t].size);
@@ -172,6 +177,7 @@ impl Supervisor {
             // Highest numbers leave first.
             for slot in members[keep..].iter().rev() {
                 effects.extend(self.retire(now, slot, Duration::ZERO));
+                leaving.push(slot.clone());
             }
             if resized {
                 let quota = self.plan.types[t].size.bytes;
@@ -214,7 +220,14 @@ impl Supervisor {
             "Scaling dynos... done, now running {}",
             now_running.join(", ")
         );
-        Ok((effects, Some(answer)))
+        if leaving.iter().all(|s| self.find(s).is_none()) {
+            return Ok((effects, Some(answer)));
+        }
+        self.pending.push(Pending {
+            id,
+            wait: Wait::Scaled { leaving, answer },
+        });
+        Ok((effects, None))
     }
 
     /// The formation's dynos a target names; none is an error.
@@ -548,6 +561,10 @@ impl Supervisor {
 
     fn settled(&self, wait: &Wait) -> Option<Reply> {
         match wait {
+            Wait::Scaled { leaving, answer } => leaving
+                .iter()
+                .all(|s| self.find(s).is_none())
+                .then(|| Ok(answer.clone())),
             Wait::Gone(slots) => {
                 if slots.iter().any(|s| self.find(s).is_some()) {
                     return None;

@@ -839,9 +839,11 @@ fn scaling_down_stops_the_highest_numbers_then_removes_them() {
         ]
     );
     assert_eq!(state(&sup, "web", 2).name(), "stopping");
+    // The answer waits for the formation to be what it says.
+    assert!(replies(&effects).is_empty());
     // A process that ignores SIGTERM is killed at the grace, R12 first.
     assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
-    stopped(&mut sup, t0, ("web", 1, 143));
+    assert!(replies(&stopped(&mut sup, t0, ("web", 1, 143))).is_empty());
     let effects = sup.handle(t0 + GRACE, Input::Tick);
     assert_eq!(
         logs(&effects),
@@ -857,6 +859,13 @@ fn scaling_down_stops_the_highest_numbers_then_removes_them() {
         !actions(&effects)
             .iter()
             .any(|e| matches!(e, Effect::Spawn(_)))
+    );
+    assert_eq!(
+        replies(&effects),
+        [(
+            1,
+            Ok("Scaling dynos... done, now running web at 0:Standard-1X".into())
+        )]
     );
     assert_eq!(names(&sup), ["worker.1"]);
     assert_eq!(sup.next_deadline(), None);
