@@ -27,6 +27,8 @@ pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
 /// Stop requests this close to the first are the same request: nobody presses Ctrl-C
 /// twice within it.
 pub const SAME_REQUEST: Duration = Duration::from_millis(100);
+/// A stop still waiting on dynos this long after it began says so.
+pub const STOP_NOTICE: Duration = Duration::from_secs(1);
 /// R14 is logged at most this often per dyno.
 pub const R14_EVERY: Duration = Duration::from_secs(20);
 
@@ -242,6 +244,8 @@ enum Phase {
         signal: Signal,
         /// Processes outside every dyno's group have had that SIGTERM (once).
         leftovers_termed: bool,
+        /// When to say which dynos the stop still waits for, if any.
+        notice_at: Option<Instant>,
     },
     /// `Effect::Exit` went out.
     Done,
@@ -346,8 +350,11 @@ impl Supervisor {
     fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Stopping {
-                kill_at, rescan_at, ..
-            } => [kill_at, rescan_at].into_iter().flatten().min(),
+                kill_at,
+                rescan_at,
+                notice_at,
+                ..
+            } => [kill_at, rescan_at, notice_at].into_iter().flatten().min(),
             Phase::Running => self
                 .dynos
                 .iter()
@@ -785,6 +792,7 @@ impl Supervisor {
             rescan_at: None,
             signal,
             leftovers_termed: signal == Signal::SIGTERM,
+            notice_at: Some(now + STOP_NOTICE),
         };
         for dyno in &mut self.dynos {
             match dyno.state {
@@ -828,8 +836,12 @@ impl Supervisor {
     }
 
     fn kill_all(&mut self) -> Vec<Effect> {
-        if let Phase::Stopping { kill_at, .. } = &mut self.phase {
+        if let Phase::Stopping {
+            kill_at, notice_at, ..
+        } = &mut self.phase
+        {
             *kill_at = None;
+            *notice_at = None;
         }
         let mut effects = Vec::new();
         for dyno in self.dynos.iter().filter(|d| d.state.is_live()) {
@@ -952,8 +964,8 @@ impl Supervisor {
     fn tick_stopping(&mut self, now: Instant) -> Vec<Effect> {
         let Phase::Stopping {
             kill_at,
-            rescan_at,
             signal,
+            notice_at,
             ..
         } = &mut self.phase
         else {
@@ -961,6 +973,19 @@ impl Supervisor {
         };
         let signal = *signal;
         let mut effects = Vec::new();
+        if notice_at.is_some_and(|at| at <= now) {
+            *notice_at = None;
+            if let Some(kill_at) = *kill_at {
+                let left = kill_at.saturating_duration_since(now);
+                effects.extend(self.waiting_notice(left, signal));
+            }
+        }
+        let Phase::Stopping {
+            kill_at, rescan_at, ..
+        } = &mut self.phase
+        else {
+            return effects;
+        };
         if rescan_at.is_some_and(|at| at <= now) {
             *rescan_at = None;
             effects.push(Effect::ScanStragglers);
@@ -976,6 +1001,30 @@ impl Supervisor {
             effects.extend(self.kill_all());
         }
         effects
+    }
+
+    /// `waiting up to 29 seconds for web.1; press Ctrl-C again to stop now`: a stop that
+    /// takes a while says what it waits for, and how not to.
+    fn waiting_notice(&self, left: Duration, signal: Signal) -> Option<Effect> {
+        let waiting: Vec<String> = self
+            .dynos
+            .iter()
+            .filter(|d| d.state.is_live())
+            .map(|d| d.plan.spec.slot.to_string())
+            .collect();
+        if waiting.is_empty() || left.is_zero() {
+            return None;
+        }
+        let again = match signal {
+            Signal::SIGINT => "press Ctrl-C again",
+            _ => "send SIGTERM again",
+        };
+        let left = Duration::from_secs(left.as_secs_f64().round() as u64);
+        Some(log_system(format!(
+            "waiting up to {} for {}; {again} to stop now",
+            seconds(left),
+            waiting.join(", ")
+        )))
     }
 
     fn on_stragglers(&mut self, now: Instant, count: usize) -> Vec<Effect> {

@@ -158,3 +158,21 @@ fn the_same_signal_twice_at_once_keeps_the_grace() {
     );
     assert_none_left(&hk.tag);
 }
+
+#[test]
+fn a_slow_stop_says_what_it_waits_for_and_how_to_skip_it() {
+    let (_app, mut hk) = start(
+        "slow: trap 'sleep 3; exit 0' INT TERM; echo ready; while :; do sleep 0.1; done\nquick: exec sleep 1000\n",
+        &["-t", "10"],
+    );
+    hk.wait_for("slow.1  | ready");
+    hk.signal(Signal::SIGINT);
+    let line = hk.wait_for("| waiting up to");
+    eprintln!("{line}");
+    assert_eq!(
+        line,
+        "system  | waiting up to 9 seconds for slow.1; press Ctrl-C again to stop now"
+    );
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    assert_none_left(&hk.tag);
+}

@@ -572,6 +572,15 @@ fn a_stop_request_terms_then_kills_at_the_grace() {
             Effect::SignalStragglers(Signal::SIGTERM)
         ]
     );
+    // A second on, the stop says what it waits for.
+    assert_eq!(sup.next_deadline(), Some(t0 + STOP_NOTICE));
+    assert_eq!(
+        sup.handle(t0 + STOP_NOTICE, Input::Tick),
+        [log_system(
+            "waiting up to 4 seconds for web.1, web.2, worker.1; send SIGTERM again to stop now"
+                .into()
+        )]
+    );
     assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
     assert!(
         sup.handle(t0 + GRACE - Duration::from_millis(1), Input::Tick)
@@ -1091,6 +1100,8 @@ fn control_waits_for_release_and_gives_way_to_a_stop() {
         [(2, Err("hkrun is stopping the app".into()))]
     );
     // Dynos already stopping on their own are covered by the app's grace.
+    assert_eq!(sup.next_deadline(), Some(t0 + STOP_NOTICE));
+    sup.handle(t0 + STOP_NOTICE, Input::Tick);
     assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
     let effects = control(&mut sup, t0, 3, scale(&["web=1"]));
     assert_eq!(
