@@ -1,0 +1,96 @@
+//! How a command reaches `sh -c`: builtins and keywords run in the shell, a simple command
+//! (quoted operators and all) replaces it, so the app's own status and signals are the
+//! dyno's.
+
+use nix::sys::signal::Signal;
+
+use crate::harness::{App, Hk, client, free_base_port, payloads};
+
+#[test]
+fn a_builtin_as_a_web_dyno_reports_its_own_status() {
+    let app = App::new("web: exit 3\n");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "--restart", "never", "-p", &port],
+    );
+    let status = hk.wait_exit();
+    let web = payloads(&hk.seen, "web.1");
+    assert!(
+        web.contains(&"Process exited with status 3"),
+        "{:#?}",
+        hk.seen
+    );
+    assert!(!web.iter().any(|l| l.contains("not found")), "{web:#?}");
+    assert_eq!(status.code(), Some(3), "{}", hk.stderr());
+}
+
+#[test]
+fn run_passes_a_builtins_status_through() {
+    let app = App::new("web: true\n");
+    let out = client(app.path(), &["run", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+    assert!(!out.stderr.contains("not found"), "{}", out.stderr);
+}
+
+#[test]
+fn run_execs_a_command_with_quoted_operators() {
+    // The command's parent is hkrun itself when no shell stays in between.
+    let app = App::new("web: true\n");
+    let out = client(
+        app.path(),
+        &[
+            "run",
+            "python3 -c \"import os; print(open('/proc/%d/comm' % os.getppid()).read().strip())\"",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "hkrun", "{}", out.stderr);
+}
+
+/// A dyno that handles SIGTERM and SIGINT by cleaning up for a moment, then exiting 0.
+const CLEANS_UP: &str = "worker: python3 -c \"import signal,sys,time; \
+    stop = lambda *_: (print('cleaning up', flush=True), time.sleep(0.3), \
+    print('cleaned up', flush=True), sys.exit(0)); \
+    signal.signal(signal.SIGTERM, stop); signal.signal(signal.SIGINT, stop); \
+    print('ready', flush=True); time.sleep(60)\"\n";
+
+fn stopped_with(signal: Signal) {
+    let app = App::new(CLEANS_UP);
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp"]);
+    hk.wait_for("| ready");
+    hk.signal(signal);
+    let status = hk.wait_exit();
+    let worker = payloads(&hk.seen, "worker.1");
+    let cleaned = worker.iter().position(|l| *l == "cleaned up");
+    let exited = worker
+        .iter()
+        .position(|l| l.starts_with("Process exited with status"));
+    assert!(
+        cleaned.is_some() && exited.is_some() && cleaned < exited,
+        "{:#?}",
+        hk.seen
+    );
+    assert_eq!(
+        worker[exited.unwrap_or_default()],
+        "Process exited with status 0",
+        "{:#?}",
+        hk.seen
+    );
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("Terminated")),
+        "{:#?}",
+        hk.seen
+    );
+    assert_eq!(status.code(), Some(0), "{}", hk.stderr());
+}
+
+#[test]
+fn an_app_stopped_with_sigterm_reports_its_own_status() {
+    stopped_with(Signal::SIGTERM);
+}
+
+#[test]
+fn an_app_stopped_with_ctrl_c_reports_its_own_status() {
+    stopped_with(Signal::SIGINT);
+}
