@@ -147,8 +147,8 @@ async fn drive(
     // The observers: they only measure, and report as inputs.
     let (probe, probe_rx) = mpsc::unbounded_channel();
     let ready = inputs_tx.clone();
-    tokio::spawn(readiness::run(probe_rx, move |slot| {
-        let _ = ready.send(Input::Ready { slot });
+    tokio::spawn(readiness::run(probe_rx, move |slot, ip| {
+        let _ = ready.send(Input::Ready { slot, ip });
     }));
     let (sampled, sampled_rx) = watch::channel(Vec::new());
     let samples = inputs_tx.clone();

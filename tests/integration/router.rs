@@ -190,6 +190,30 @@ fn a_connection_waits_for_a_web_dyno_to_come_up() {
     hk.stop_cleanly();
 }
 
+/// A web dyno listening on IPv6's loopback only.
+const WEB_V6_PY: &str = concat!(
+    name_handler!(),
+    "\
+import socket
+class V6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+V6(('::1', int(os.environ['PORT'])), Name).serve_forever()
+"
+);
+
+#[test]
+fn a_dyno_listening_on_ipv6_only_is_reached() {
+    let app = App::new("web: python3 -u web.py\n");
+    app.write("web.py", WEB_V6_PY);
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+    hk.wait_for("web.1  | State changed from starting to up");
+    assert_eq!(get(base).as_deref(), Ok("web.1"));
+    assert_eq!(get(base).as_deref(), Ok("web.1"));
+    hk.stop_cleanly();
+}
+
 /// A web dyno that takes 1.5 s to listen (or never, while `broken` exists in the app
 /// folder) and finishes the requests it has on SIGTERM.
 const GRACEFUL_PY: &str = concat!(
