@@ -23,7 +23,7 @@ use crate::config::StartConfig;
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
 use crate::control::server::{self, Call};
-use crate::env::Vars;
+use crate::env::{self, Vars};
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::readiness::Watch;
@@ -395,13 +395,7 @@ impl Driver {
     }
 
     fn spawn(&mut self, spec: SpawnSpec) {
-        let name = spec.slot.to_string();
-        let mut env = self.env.clone();
-        if let Some(port) = spec.port {
-            env.insert("PORT".into(), port.to_string());
-        }
-        env.insert("DYNO".into(), name.clone());
-        env.insert("PS".into(), name);
+        let env = env::for_dyno(&self.env, &spec.slot.to_string(), spec.port);
         let spawned = process::spawn(&spec.command, &env, &self.root).and_then(|spawned| {
             let pid = spawned.pid;
             match pipe::Receiver::from_owned_fd(spawned.output) {

@@ -1,10 +1,10 @@
-//! How a command reaches `sh -c`: builtins and keywords run in the shell, a simple command
-//! (quoted operators and all) replaces it, so the app's own status and signals are the
-//! dyno's.
+//! How a command is run: builtins and keywords run in `sh -c`, a simple command (quoted
+//! operators and all) replaces the shell, so the app's own status and signals are the
+//! dyno's; and the environment it gets.
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{App, Hk, client, free_base_port, payloads};
+use crate::harness::{App, Hk, client, free_base_port, hkrun, payloads, raw_output, unique_tag};
 
 #[test]
 fn a_builtin_as_a_web_dyno_reports_its_own_status() {
@@ -93,4 +93,54 @@ fn an_app_stopped_with_sigterm_reports_its_own_status() {
 #[test]
 fn an_app_stopped_with_ctrl_c_reports_its_own_status() {
     stopped_with(Signal::SIGINT);
+}
+
+/// A Python worker that writes without a newline or a flush, then waits.
+const PARTIAL: &str = "worker: python3 -c \"import os, sys, time; \
+    sys.stdout.write('unbuffered=%r' % os.environ.get('PYTHONUNBUFFERED')); time.sleep(60)\"\n";
+
+#[test]
+fn python_output_shows_without_a_newline_or_a_flush() {
+    let app = App::new(PARTIAL);
+    let mut start = hkrun(app.path(), &["start", "--no-timestamp"], &unique_tag());
+    start.env_remove("PYTHONUNBUFFERED");
+    let mut hk = Hk::spawn(start);
+    hk.wait_for("worker.1 | unbuffered='1'");
+    hk.stop_cleanly();
+}
+
+#[test]
+fn pythonunbuffered_set_empty_in_an_env_file_stays_empty() {
+    let app = App::new(
+        "worker: python3 -c \"import os; \
+         print('unbuffered=%r' % os.environ.get('PYTHONUNBUFFERED'), flush=True)\"\n",
+    );
+    app.write(".env", "PYTHONUNBUFFERED=\n");
+    let args = ["start", "--no-timestamp", "--restart", "never"];
+    let mut start = hkrun(app.path(), &args, &unique_tag());
+    start.env_remove("PYTHONUNBUFFERED");
+    let mut hk = Hk::spawn(start);
+    hk.wait_for("worker.1 | unbuffered=''");
+    assert_eq!(hk.wait_exit().code(), Some(0), "{}", hk.stderr());
+}
+
+#[test]
+fn run_sets_pythonunbuffered_unless_hkruns_environment_does() {
+    let app = App::new("web: true\n");
+    let script = "import os; print(repr(os.environ.get('PYTHONUNBUFFERED')))";
+    let args = ["run", "python3", "-c", script];
+    let mut run = hkrun(app.path(), &args, &unique_tag());
+    run.env_remove("PYTHONUNBUFFERED");
+    let (status, out) = raw_output(run);
+    assert_eq!(
+        (status.code(), String::from_utf8_lossy(&out).trim()),
+        (Some(0), "'1'")
+    );
+    let mut run = hkrun(app.path(), &args, &unique_tag());
+    run.env("PYTHONUNBUFFERED", "yes");
+    let (status, out) = raw_output(run);
+    assert_eq!(
+        (status.code(), String::from_utf8_lossy(&out).trim()),
+        (Some(0), "'yes'")
+    );
 }
