@@ -173,6 +173,29 @@ fn without_the_router_web_keeps_foremans_ports() {
     assert_eq!(get(port).as_deref(), Ok("web.1"));
     assert_eq!(get(port + 1).as_deref(), Ok("web.2"));
     hk.stop_cleanly();
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("router listening")),
+        "{:#?}",
+        hk.seen
+    );
+}
+
+#[test]
+fn one_line_says_where_the_router_listens() {
+    let (_app, mut hk, port) = web_app(2, &[]);
+    hk.stop_cleanly();
+    let said: Vec<&String> = hk
+        .seen
+        .iter()
+        .filter(|l| l.contains("router listening"))
+        .collect();
+    let want =
+        format!("system | router listening on http://127.0.0.1:{port} \u{2192} web.1, web.2");
+    assert_eq!(said, [&want], "{:#?}", hk.seen);
+    // Before any dyno starts.
+    let first_start = hk.seen.iter().position(|l| l.contains("Starting process"));
+    let line = hk.seen.iter().position(|l| *l == want);
+    assert!(line < first_start, "{:#?}", hk.seen);
 }
 
 #[test]
