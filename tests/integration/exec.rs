@@ -144,3 +144,41 @@ fn run_sets_pythonunbuffered_unless_hkruns_environment_does() {
         (Some(0), "'yes'")
     );
 }
+
+#[test]
+fn the_example_app_stops_cleanly_on_ctrl_c() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    let read = |name: &str| std::fs::read_to_string(example.join(name)).expect("an example file");
+    let app = App::new(&read("Procfile"));
+    for name in ["release.py", "web.py", "worker.py"] {
+        app.write(name, &read(name));
+    }
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+    hk.wait_for("job 1 done");
+    let web_up = |seen: &[String]| {
+        seen.iter()
+            .any(|l| l.starts_with("web.1 ") && l.ends_with("State changed from starting to up"))
+    };
+    while !web_up(&hk.seen) {
+        hk.wait_for("State changed from starting to up");
+    }
+    hk.signal(Signal::SIGINT);
+    let status = hk.wait_exit();
+    for name in ["web.1", "worker.1"] {
+        let lines = payloads(&hk.seen, name);
+        assert!(
+            lines.contains(&"Process exited with status 0"),
+            "{:#?}",
+            hk.seen
+        );
+    }
+    assert!(
+        !hk.seen
+            .iter()
+            .any(|l| l.contains("Traceback") || l.contains("KeyboardInterrupt")),
+        "{:#?}",
+        hk.seen
+    );
+    assert_eq!(status.code(), Some(0), "{}", hk.stderr());
+}
