@@ -9,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::cli::{CheckArgs, RunArgs, StartArgs};
 use crate::config::{self, App, StartConfig};
 use crate::control::socket;
+use crate::env;
 use crate::errors::Error;
 use crate::process;
 use crate::supervisor::driver;
@@ -134,10 +135,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Error> {
     };
     let shown = args.command.join(" ");
     command
-        .envs(&app.env)
-        .env("PORT", app.base_port.to_string())
-        .env("DYNO", "run.1")
-        .env("PS", "run.1")
+        .envs(env::for_dyno(&app.env, "run.1", Some(app.base_port)))
         .current_dir(&app.root)
         .stdin(Stdio::inherit());
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -128,6 +128,30 @@ pub fn merge<'a>(
     vars
 }
 
+/// What a dyno (or `hkrun run`) gets on top of hkrun's own environment: the app's env
+/// files, its PORT (none for the release phase), DYNO and PS, and `PYTHONUNBUFFERED=1`
+/// unless the env files or hkrun's environment set it, even empty (README).
+pub fn for_dyno(app: &Vars, name: &str, port: Option<u16>) -> Vars {
+    let inherited = std::env::var_os(PYTHONUNBUFFERED).is_some();
+    dyno_vars(app, name, port, inherited)
+}
+
+const PYTHONUNBUFFERED: &str = "PYTHONUNBUFFERED";
+
+fn dyno_vars(app: &Vars, name: &str, port: Option<u16>, python_set: bool) -> Vars {
+    let mut env = app.clone();
+    if !python_set && !env.contains_key(PYTHONUNBUFFERED) {
+        // Python buffers a pipe's output in blocks: a dyno's prints would show minutes late.
+        env.insert(PYTHONUNBUFFERED.into(), "1".into());
+    }
+    if let Some(port) = port {
+        env.insert("PORT".into(), port.to_string());
+    }
+    env.insert("DYNO".into(), name.into());
+    env.insert("PS".into(), name.into());
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +204,32 @@ mod tests {
         assert_eq!(vars["A"], "one");
         assert_eq!(vars["B"], "env");
         assert_eq!(vars["C"], "two");
+    }
+
+    #[test]
+    fn a_dyno_gets_its_names_port_and_unbuffered_python() {
+        let app = Vars::from([("A".to_owned(), "1".to_owned())]);
+        let env = dyno_vars(&app, "web.1", Some(5001), false);
+        let want = [
+            ("A", "1"),
+            ("DYNO", "web.1"),
+            ("PORT", "5001"),
+            ("PS", "web.1"),
+            ("PYTHONUNBUFFERED", "1"),
+        ];
+        assert_eq!(
+            env,
+            Vars::from(want.map(|(k, v)| (k.to_owned(), v.to_owned())))
+        );
+        assert!(!dyno_vars(&app, "release.1", None, false).contains_key("PORT"));
+        // Set by hkrun's environment: left to it.
+        assert!(!dyno_vars(&app, "web.1", None, true).contains_key("PYTHONUNBUFFERED"));
+        // Set empty in an env file: stays empty, which Python reads as unset.
+        let off = Vars::from([("PYTHONUNBUFFERED".to_owned(), String::new())]);
+        assert_eq!(
+            dyno_vars(&off, "web.1", None, false)["PYTHONUNBUFFERED"],
+            ""
+        );
     }
 
     proptest! {

@@ -62,18 +62,43 @@ pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
 /// The script given to `sh -c`: a simple command is prefixed with `exec`, so the app
 /// itself leads the group, gets signals first-hand and its exit status is the dyno's (as
 /// bash does on its own; dash, Debian's `sh`, would stay in between and die on SIGTERM
-/// before the app has cleaned up). Anything compound is left to the shell as written.
+/// before the app has cleaned up). Left to the shell as written: an operator outside
+/// quotes (a list, pipe, redirection, subshell or substitution), and a first word `exec`
+/// cannot run (a builtin, a reserved word, an assignment, an expansion).
 pub fn exec_form(command: &str) -> String {
-    const COMPOUND: &[char] = &[';', '&', '|', '(', ')', '<', '>', '`', '\n', '{', '}'];
-    const NOT_A_PROGRAM: &[&str] = &[
-        "exec", "cd", "export", ".", "source", "eval", "set", "if", "for", "while", "until",
-        "case", "!", "time", "trap", "ulimit", "umask", "unset", "readonly", "wait",
+    // Characters that end a simple command when they stand outside quotes.
+    const OPERATORS: &[char] = &[';', '&', '|', '(', ')', '<', '>', '`', '\n'];
+    // The reserved words of dash and bash; POSIX's special builtins; its regular builtins
+    // with the other builtins of dash and bash.
+    const NOT_A_PROGRAM: [&str; 3] = [
+        "! { } [[ ]] case coproc do done elif else esac fi for function if in select then \
+         time until while",
+        ". : break continue eval exec exit export readonly return set shift times trap unset",
+        "[ alias bg bind builtin caller cd chdir command compgen complete compopt declare dirs \
+         disown echo enable false fc fg getopts hash help history jobs kill let local logout \
+         mapfile newgrp popd printf pushd pwd read readarray shopt source suspend test true \
+         type typeset ulimit umask unalias wait",
     ];
-    let first = command.split_whitespace().next().unwrap_or_default();
-    let simple = !command.contains(COMPOUND)
-        && !first.contains('=')
-        && !first.starts_with(['"', '\'', '$'])
-        && !NOT_A_PROGRAM.contains(&first);
+    // Whether the character at byte `i` is outside quotes and not escaped: the text
+    // before it reads as whole words (shlex refuses an open quote or a trailing backslash).
+    let outside_quotes = |i: usize| shlex::split(&command[..i]).is_some();
+    // shlex reads words as the shell does, and refuses an unclosed quote.
+    let words = shlex::split(command).unwrap_or_default();
+    let simple = words.first().is_some_and(|first| {
+        let assignment = first.split_once('=').is_some_and(|(name, _)| {
+            name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        !assignment
+            && !NOT_A_PROGRAM
+                .iter()
+                .any(|words| words.split_whitespace().any(|w| w == first))
+            // An expansion may name a builtin, or nothing.
+            && !first.contains(['$', '`'])
+            && !command
+                .char_indices()
+                .any(|(i, c)| OPERATORS.contains(&c) && outside_quotes(i))
+    });
     if simple {
         format!("exec {command}")
     } else {
@@ -233,25 +258,52 @@ mod tests {
             "bundle exec puma -C config/puma.rb",
             "python3 web.py --port $PORT",
             "node 'a b.js'",
+            "python3 -c \"import a; a.b()\"",
+            "node -e 'run(); process.exit(1)'",
+            "gunicorn --access-logformat '%(h)s %(r)s' app:wsgi",
+            "grep 'a|b' x",
+            "echo_server \\; x",
+            "printf_tool a\\\nb",
+            "python3 -c \"print('a > b')\" # a note",
+            "./env-check",
         ];
         for command in execed {
-            assert_eq!(exec_form(command), format!("exec {command}"));
+            assert_eq!(exec_form(command), format!("exec {command}"), "{command}");
         }
         let kept = [
             "cd app && npm start",
             "FOO=1 node x",
+            "_x=1 node x",
             "sleep 1000 & sleep 1000 & wait",
             "bin/worker; echo done",
             "exec node x",
+            "exit 3",
+            "'exit' 3",
+            ": nothing",
+            "true",
+            "echo hi",
             "trap 'echo bye' TERM; sleep 5",
             "a | b",
+            "a 'b'|c",
+            "a \"b\";c",
             "cmd > log 2>&1",
+            "cmd\nother",
+            "node $(cat args)",
+            "node `cat args`",
             "$HOME/bin/server",
+            "\"$SERVER\" --port 1",
             "{ a; }",
+            "! false",
+            "[[ -f x ]]",
             "if true; then a; fi",
+            "time node x",
+            "node 'unclosed",
+            "node x\\",
+            "# only a comment",
+            "",
         ];
         for command in kept {
-            assert_eq!(exec_form(command), command);
+            assert_eq!(exec_form(command), command, "{command}");
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (DESIGN section 4.2). Read from /proc without opening a connection to the app, so a
 //! probe never shows up in the app's logs or counts as a request.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nix::unistd::Pid;
@@ -13,35 +14,48 @@ use crate::supervisor::input::Slot;
 /// How often booting web dynos are looked at.
 pub const PROBE_EVERY: Duration = Duration::from_millis(50);
 
-/// Socket inodes listening on TCP `port`, IPv4 or IPv6.
-fn listening_inodes(port: u16) -> HashSet<u64> {
+/// Socket inodes listening on TCP `port`, IPv4 or IPv6, with their local addresses.
+fn listening_inodes(port: u16) -> HashMap<u64, IpAddr> {
     let v4 = procfs::net::tcp().unwrap_or_default();
     let v6 = procfs::net::tcp6().unwrap_or_default();
     v4.into_iter()
         .chain(v6)
         .filter(|e| e.state == procfs::net::TcpState::Listen && e.local_address.port() == port)
-        .map(|e| e.inode)
+        .map(|e| (e.inode, e.local_address.ip()))
         .collect()
 }
 
-/// Whether a process whose process group is `pgid` holds a socket listening on `port`.
-pub fn group_listens(pgid: Pid, port: u16) -> bool {
+/// Where to connect to a listener bound to `ip`: a wildcard address is reached on the
+/// loopback address of its family.
+fn reachable(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) if v6.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The address to reach a process whose process group is `pgid` and that holds a socket
+/// listening on `port`, if there is one; IPv4 first when it listens on both.
+pub fn group_listens(pgid: Pid, port: u16) -> Option<IpAddr> {
     let inodes = listening_inodes(port);
     if inodes.is_empty() {
-        return false;
+        return None;
     }
-    let Ok(all) = procfs::process::all_processes() else {
-        return false;
-    };
+    let all = procfs::process::all_processes().ok()?;
     all.filter_map(Result::ok)
         .filter(|p| p.stat().is_ok_and(|s| s.pgrp == pgid.as_raw()))
-        .any(|p| {
-            p.fd().is_ok_and(|fds| {
-                fds.filter_map(Result::ok).any(|fd| {
-                    matches!(fd.target, procfs::process::FDTarget::Socket(inode) if inodes.contains(&inode))
-                })
+        .filter_map(|p| p.fd().ok())
+        .flat_map(|fds| {
+            fds.filter_map(|fd| match fd.ok()?.target {
+                procfs::process::FDTarget::Socket(inode) => inodes.get(&inode).copied(),
+                _ => None,
             })
+            .collect::<Vec<_>>()
         })
+        .map(reachable)
+        .min_by_key(IpAddr::is_ipv6)
 }
 
 /// A change to the set of dynos being watched.
@@ -51,9 +65,9 @@ pub enum Watch {
     Remove { slot: Slot },
 }
 
-/// Watches booting dynos and calls `ready` once for each that listens. Ends when the
-/// sender of `changes` is dropped.
-pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slot)) {
+/// Watches booting dynos and calls `ready` once for each that listens, with the address
+/// to reach it at. Ends when the sender of `changes` is dropped.
+pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slot, IpAddr)) {
     let mut watched: Vec<(Slot, Pid, u16)> = Vec::new();
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -72,15 +86,14 @@ pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slo
                 let found = tokio::task::spawn_blocking(move || {
                     probes
                         .into_iter()
-                        .filter(|(_, pgid, port)| group_listens(*pgid, *port))
-                        .map(|(slot, ..)| slot)
+                        .filter_map(|(slot, pgid, port)| Some((slot, group_listens(pgid, port)?)))
                         .collect::<Vec<_>>()
                 })
                 .await
                 .unwrap_or_default();
-                for slot in found {
+                for (slot, ip) in found {
                     watched.retain(|(s, ..)| *s != slot);
-                    ready(slot);
+                    ready(slot, ip);
                 }
             }
         }
@@ -95,8 +108,28 @@ mod tests {
     fn sees_a_listener_in_this_process_group() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        assert!(group_listens(nix::unistd::getpgrp(), port));
+        let me = nix::unistd::getpgrp();
+        assert_eq!(group_listens(me, port), Some(Ipv4Addr::LOCALHOST.into()));
         drop(listener);
-        assert!(!group_listens(nix::unistd::getpgrp(), port));
+        assert_eq!(group_listens(me, port), None);
+    }
+
+    #[test]
+    fn reports_where_the_listener_is_reached() {
+        let me = nix::unistd::getpgrp();
+        let v6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = v6.local_addr().unwrap().port();
+        assert_eq!(group_listens(me, port), Some(Ipv6Addr::LOCALHOST.into()));
+        let any = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = any.local_addr().unwrap().port();
+        assert_eq!(group_listens(me, port), Some(Ipv4Addr::LOCALHOST.into()));
+        assert_eq!(
+            reachable(Ipv6Addr::UNSPECIFIED.into()),
+            IpAddr::from(Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(
+            reachable("::ffff:127.0.0.2".parse().unwrap()),
+            IpAddr::from([127, 0, 0, 2])
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! loop, and a slow client never delays a signal or a reap.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -39,27 +39,27 @@ pub enum Balance {
 struct Picker {
     balance: Balance,
     next: AtomicUsize,
-    open: Mutex<HashMap<u16, usize>>,
+    open: Mutex<HashMap<SocketAddr, usize>>,
 }
 
 impl Picker {
-    /// The order to try `ports` in for one new connection.
-    fn order(&self, ports: &[u16]) -> Vec<u16> {
+    /// The order to try `addrs` in for one new connection.
+    fn order(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut order: Vec<u16> = (0..ports.len())
-            .map(|k| ports[(start + k) % ports.len()])
+        let mut order: Vec<SocketAddr> = (0..addrs.len())
+            .map(|k| addrs[(start + k) % addrs.len()])
             .collect();
         if self.balance == Balance::LeastConnections {
             let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
             // Stable: dynos with as many connections keep their turn order.
-            order.sort_by_key(|port| open.get(port).copied().unwrap_or(0));
+            order.sort_by_key(|addr| open.get(addr).copied().unwrap_or(0));
         }
         order
     }
 
-    fn count(&self, port: u16, up: bool) {
+    fn count(&self, addr: SocketAddr, up: bool) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = open.entry(port).or_insert(0);
+        let n = open.entry(addr).or_insert(0);
         *n = if up { *n + 1 } else { n.saturating_sub(1) };
     }
 }
@@ -67,20 +67,29 @@ impl Picker {
 /// One open connection to a dyno, counted while it lives.
 struct Open<'a> {
     picker: &'a Picker,
-    port: u16,
+    addr: SocketAddr,
 }
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.picker.count(self.port, false);
+        self.picker.count(self.addr, false);
     }
 }
 
-/// A web dyno taking traffic.
+/// A web dyno taking traffic, and where it listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
     pub slot: Slot,
-    pub port: u16,
+    pub addr: SocketAddr,
+}
+
+/// The line logged once the router runs: its address, and the web dynos of the formation
+/// behind it.
+pub fn listening_line(port: u16, web: &[String]) -> String {
+    format!(
+        "router listening on http://127.0.0.1:{port} \u{2192} {}",
+        web.join(", ")
+    )
 }
 
 /// Starts the router on `listener` in its own thread.
@@ -152,23 +161,23 @@ async fn connect<'a>(
 ) -> Option<(TcpStream, Open<'a>)> {
     let deadline = Instant::now() + WAIT_FOR_DYNO;
     loop {
-        let ports: Vec<u16> = backends
+        let addrs: Vec<SocketAddr> = backends
             .borrow_and_update()
             .iter()
-            .map(|b| b.port)
+            .map(|b| b.addr)
             .collect();
-        for port in picker.order(&ports) {
+        for addr in picker.order(&addrs) {
             // Counted from before the connect, so connections opening at once spread out.
-            picker.count(port, true);
-            let open = Open { picker, port };
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await {
+            picker.count(addr, true);
+            let open = Open { picker, addr };
+            if let Ok(stream) = TcpStream::connect(addr).await {
                 return Some((stream, open));
             }
         }
         // Wait for the set to change (a dyno coming up), or retry shortly: a dyno may
         // refuse for a moment while the core has not yet heard it died.
         let wait = async {
-            if ports.is_empty() {
+            if addrs.is_empty() {
                 backends.changed().await.is_ok()
             } else {
                 tokio::time::sleep(RETRY).await;
@@ -186,6 +195,10 @@ async fn connect<'a>(
 mod tests {
     use super::*;
 
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     fn picker(balance: Balance) -> Picker {
         Picker {
             balance,
@@ -195,24 +208,48 @@ mod tests {
     }
 
     #[test]
+    fn the_listening_line_names_the_web_dynos() {
+        let web = ["web.1".to_owned(), "web.2".to_owned()];
+        assert_eq!(
+            listening_line(5000, &web),
+            "router listening on http://127.0.0.1:5000 \u{2192} web.1, web.2"
+        );
+    }
+
+    #[test]
     fn round_robin_takes_turns() {
         let p = picker(Balance::RoundRobin);
-        p.count(5001, true);
-        assert_eq!(p.order(&[5001, 5002, 5003]), [5001, 5002, 5003]);
-        assert_eq!(p.order(&[5001, 5002, 5003]), [5002, 5003, 5001]);
+        p.count(a(5001), true);
+        assert_eq!(
+            p.order(&[a(5001), a(5002), a(5003)]),
+            [a(5001), a(5002), a(5003)]
+        );
+        assert_eq!(
+            p.order(&[a(5001), a(5002), a(5003)]),
+            [a(5002), a(5003), a(5001)]
+        );
     }
 
     #[test]
     fn least_connections_prefers_the_idle_and_takes_turns_on_ties() {
         let p = picker(Balance::LeastConnections);
-        p.count(5001, true);
-        p.count(5001, true);
-        p.count(5002, true);
-        assert_eq!(p.order(&[5001, 5002, 5003]), [5003, 5002, 5001]);
-        p.count(5001, false);
-        p.count(5001, false);
-        p.count(5002, false);
-        assert_eq!(p.order(&[5001, 5002, 5003]), [5002, 5003, 5001]);
-        assert_eq!(p.order(&[5001, 5002, 5003]), [5003, 5001, 5002]);
+        p.count(a(5001), true);
+        p.count(a(5001), true);
+        p.count(a(5002), true);
+        assert_eq!(
+            p.order(&[a(5001), a(5002), a(5003)]),
+            [a(5003), a(5002), a(5001)]
+        );
+        p.count(a(5001), false);
+        p.count(a(5001), false);
+        p.count(a(5002), false);
+        assert_eq!(
+            p.order(&[a(5001), a(5002), a(5003)]),
+            [a(5002), a(5003), a(5001)]
+        );
+        assert_eq!(
+            p.order(&[a(5001), a(5002), a(5003)]),
+            [a(5003), a(5001), a(5002)]
+        );
     }
 }

@@ -26,7 +26,9 @@ def stop(signum, _frame):
     sys.exit(0)
 
 
+# SIGTERM from `hkrun stop` or a container's stop, SIGINT from Ctrl-C: either exits cleanly.
 signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
 server = http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Hello)
 print(f"listening on http://127.0.0.1:{PORT}/", flush=True)
 server.serve_forever()

@@ -12,7 +12,9 @@ def stop(signum, _frame):
     running = False
 
 
+# SIGTERM from `hkrun stop` or a container's stop, SIGINT from Ctrl-C: finish the job.
 signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
 job = 0
 while running:
     job += 1

@@ -5,6 +5,7 @@
 //! (starting, up, crashed, stopping, down), readiness and R10, crash restarts with
 //! back-off, R14/R15, the exit rule, and shutdown escalation.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -141,6 +142,8 @@ pub struct Dyno {
     up_since: Option<Instant>,
     /// When R14 was last logged.
     last_r14: Option<Instant>,
+    /// Where readiness saw it listen, for the router.
+    ip: Option<IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,9 +429,10 @@ impl Supervisor {
                     .is_some_and(|p| p.is_new(&d.plan.spec.slot))
             })
             .filter_map(|d| {
+                let ip = d.ip.unwrap_or(Ipv4Addr::LOCALHOST.into());
                 Some(Backend {
                     slot: d.plan.spec.slot.clone(),
-                    port: d.plan.spec.port?,
+                    addr: SocketAddr::new(ip, d.plan.spec.port?),
                 })
             })
             .collect();
@@ -454,7 +458,7 @@ impl Supervisor {
                 effects.extend(self.on_exited(now, &slot, ExitStatus::Code(127)));
                 effects
             }
-            Input::Ready { slot } => self.on_ready(now, &slot),
+            Input::Ready { slot, ip } => self.on_ready(now, &slot, ip),
             Input::Exited { slot, status } => self.on_exited(now, &slot, status),
             Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
@@ -528,7 +532,7 @@ impl Supervisor {
         effects
     }
 
-    fn on_ready(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
+    fn on_ready(&mut self, now: Instant, slot: &Slot, ip: IpAddr) -> Vec<Effect> {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
@@ -538,6 +542,7 @@ impl Supervisor {
         }
         dyno.set_state(now, DynoState::Up);
         dyno.up_since = Some(now);
+        dyno.ip = Some(ip);
         vec![log_dyno(slot, "State changed from starting to up".into())]
     }
 
@@ -1088,6 +1093,7 @@ impl Dyno {
             term_at: None,
             up_since: None,
             last_r14: None,
+            ip: None,
         }
     }
 

@@ -23,7 +23,7 @@ use crate::config::StartConfig;
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
 use crate::control::server::{self, Call};
-use crate::env::Vars;
+use crate::env::{self, Vars};
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::readiness::Watch;
@@ -110,8 +110,16 @@ async fn drive(
     )
     .map_err(setup("start the log writer"))?;
     let (backends, backends_rx) = watch::channel(Vec::new());
-    if let Some(listener) = router {
+    if let (Some(listener), Some(port)) = (router, config.router) {
         router::spawn(listener, backends_rx, config.balance).map_err(setup("start the router"))?;
+        let web: Vec<String> = config
+            .dynos
+            .iter()
+            .filter(|d| d.spec.slot.kind == crate::config::WEB)
+            .map(|d| d.spec.slot.to_string())
+            .collect();
+        let line = router::listening_line(port, &web);
+        writer.sender().event(&Arc::new(Label::system()), line);
     }
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = control {
@@ -147,8 +155,8 @@ async fn drive(
     // The observers: they only measure, and report as inputs.
     let (probe, probe_rx) = mpsc::unbounded_channel();
     let ready = inputs_tx.clone();
-    tokio::spawn(readiness::run(probe_rx, move |slot| {
-        let _ = ready.send(Input::Ready { slot });
+    tokio::spawn(readiness::run(probe_rx, move |slot, ip| {
+        let _ = ready.send(Input::Ready { slot, ip });
     }));
     let (sampled, sampled_rx) = watch::channel(Vec::new());
     let samples = inputs_tx.clone();
@@ -408,13 +416,7 @@ impl Driver {
     }
 
     fn spawn(&mut self, spec: SpawnSpec) {
-        let name = spec.slot.to_string();
-        let mut env = self.env.clone();
-        if let Some(port) = spec.port {
-            env.insert("PORT".into(), port.to_string());
-        }
-        env.insert("DYNO".into(), name.clone());
-        env.insert("PS".into(), name);
+        let mut env = env::for_dyno(&self.env, &spec.slot.to_string(), spec.port);
         self.runs += 1;
         let mark = format!("{}-{}", self.me, self.runs);
         env.insert(process::RUN_MARK.into(), mark.clone());

@@ -4,6 +4,7 @@
 //! and, for effects, a branch in the driver's `perform` (see ARCHITECTURE.md).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use nix::sys::signal::Signal;
@@ -119,8 +120,9 @@ pub enum Input {
     Spawned { slot: Slot, pid: i32 },
     /// A dyno could not be spawned at all.
     SpawnFailed { slot: Slot, error: String },
-    /// A web dyno's process group listens on its PORT.
-    Ready { slot: Slot },
+    /// A web dyno's process group listens on its PORT, reached at `ip` (where the
+    /// listener is bound; a wildcard's loopback address).
+    Ready { slot: Slot, ip: IpAddr },
     /// A dyno's leader exited and its output so far has been logged.
     Exited { slot: Slot, status: ExitStatus },
     /// Resident memory of each running dyno's processes, in bytes.

@@ -5,6 +5,7 @@ mod harness;
 mod check_and_run;
 mod container;
 mod control;
+mod exec;
 mod growth;
 mod leftovers;
 mod logs;

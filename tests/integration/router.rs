@@ -173,6 +173,29 @@ fn without_the_router_web_keeps_foremans_ports() {
     assert_eq!(get(port).as_deref(), Ok("web.1"));
     assert_eq!(get(port + 1).as_deref(), Ok("web.2"));
     hk.stop_cleanly();
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("router listening")),
+        "{:#?}",
+        hk.seen
+    );
+}
+
+#[test]
+fn one_line_says_where_the_router_listens() {
+    let (_app, mut hk, port) = web_app(2, &[]);
+    hk.stop_cleanly();
+    let said: Vec<&String> = hk
+        .seen
+        .iter()
+        .filter(|l| l.contains("router listening"))
+        .collect();
+    let want =
+        format!("system | router listening on http://127.0.0.1:{port} \u{2192} web.1, web.2");
+    assert_eq!(said, [&want], "{:#?}", hk.seen);
+    // Before any dyno starts.
+    let first_start = hk.seen.iter().position(|l| l.contains("Starting process"));
+    let line = hk.seen.iter().position(|l| *l == want);
+    assert!(line < first_start, "{:#?}", hk.seen);
 }
 
 #[test]
@@ -186,6 +209,30 @@ fn a_connection_waits_for_a_web_dyno_to_come_up() {
     eventually("the router to listen", || {
         TcpStream::connect(("127.0.0.1", base)).ok()
     });
+    assert_eq!(get(base).as_deref(), Ok("web.1"));
+    hk.stop_cleanly();
+}
+
+/// A web dyno listening on IPv6's loopback only.
+const WEB_V6_PY: &str = concat!(
+    name_handler!(),
+    "\
+import socket
+class V6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+V6(('::1', int(os.environ['PORT'])), Name).serve_forever()
+"
+);
+
+#[test]
+fn a_dyno_listening_on_ipv6_only_is_reached() {
+    let app = App::new("web: python3 -u web.py\n");
+    app.write("web.py", WEB_V6_PY);
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+    hk.wait_for("web.1  | State changed from starting to up");
+    assert_eq!(get(base).as_deref(), Ok("web.1"));
     assert_eq!(get(base).as_deref(), Ok("web.1"));
     hk.stop_cleanly();
 }

@@ -9,6 +9,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const BOOT: Duration = Duration::from_secs(60);
 const MB: u64 = 1024 * 1024;
 const QUOTA: u64 = 512 * MB;
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn slot(kind: &str, index: u32) -> Slot {
     Slot::new(kind, index)
@@ -222,6 +223,7 @@ fn starts_the_formation_in_order_web_boots_and_others_are_up() {
         t1,
         Input::Ready {
             slot: slot("web", 1),
+            ip: LOCAL,
         },
     );
     assert_eq!(logs(&effects), ["web.1: State changed from starting to up"]);
@@ -231,7 +233,8 @@ fn starts_the_formation_in_order_web_boots_and_others_are_up() {
         sup.handle(
             t1,
             Input::Ready {
-                slot: slot("web", 1)
+                slot: slot("web", 1),
+                ip: LOCAL
             }
         )
         .is_empty()
@@ -390,6 +393,7 @@ fn r10_at_exactly_the_boot_timeout() {
         t0,
         Input::Ready {
             slot: slot("web", 2),
+            ip: LOCAL,
         },
     );
     assert!(
@@ -951,6 +955,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
         t0,
         Input::Ready {
             slot: slot("web", 1),
+            ip: LOCAL,
         },
     );
     let effects = control(
@@ -989,7 +994,8 @@ fn restart_answers_once_the_new_dynos_are_up() {
         replies(&sup.handle(
             t0 + secs(2),
             Input::Ready {
-                slot: slot("web", 1)
+                slot: slot("web", 1),
+                ip: LOCAL
             }
         ))
         .is_empty()
@@ -998,6 +1004,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
         t0 + secs(2),
         Input::Ready {
             slot: slot("web", 2),
+            ip: LOCAL,
         },
     );
     assert_eq!(
@@ -1191,6 +1198,7 @@ fn overlapping_restarts_both_succeed() {
         t0,
         Input::Ready {
             slot: slot("web", 1),
+            ip: LOCAL,
         },
     );
     assert_eq!(
@@ -1268,12 +1276,34 @@ fn backend(kind: &str, index: u32, generation: u32, port: u16) -> Backend {
             generation,
             ..slot(kind, index)
         },
-        port,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
     }
 }
 
 fn ready(sup: &mut Supervisor, now: Instant, slot: Slot) -> Vec<Effect> {
-    sup.handle(now, Input::Ready { slot })
+    sup.handle(now, Input::Ready { slot, ip: LOCAL })
+}
+
+#[test]
+fn the_router_connects_where_readiness_saw_the_dyno_listen() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let effects = sup.handle(
+        t0,
+        Input::Ready {
+            slot: slot("web", 1),
+            ip: v6,
+        },
+    );
+    let addr = SocketAddr::new(v6, 5001);
+    assert_eq!(
+        actions(&effects),
+        [Effect::Backends(vec![Backend {
+            slot: slot("web", 1),
+            addr
+        }])]
+    );
 }
 
 #[test]
@@ -1644,6 +1674,7 @@ fn what_happens_while_paused_is_timed_from_the_pause() {
         t0,
         Input::Ready {
             slot: slot("web", 2),
+            ip: LOCAL,
         },
     );
     sup.handle(t0 + secs(10), Input::Pause);
