@@ -740,3 +740,181 @@ fn scaling_web_onto_a_taken_port_is_refused() {
     hk.signal(Signal::SIGTERM);
     assert_eq!(hk.wait_exit().code(), Some(0));
 }
+
+/// Clients that hold the socket without being served: idle connections, connections that
+/// send a request every 200 ms and never read the answers, and `logs` requests never
+/// read. Each reconnects 200 ms after the supervisor closes it. Dropping it ends them.
+struct Attack {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+enum Hostile {
+    Idle,
+    DeafPs,
+    DeafLogs,
+}
+
+impl Attack {
+    fn start(socket: &Path, clients: &[(Hostile, usize)]) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let connects = std::sync::Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        for &(kind, count) in clients {
+            for _ in 0..count {
+                let (stop, connects) = (stop.clone(), connects.clone());
+                let socket = socket.to_path_buf();
+                threads.push(std::thread::spawn(move || {
+                    let pause = Duration::from_millis(200);
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut stream) = UnixStream::connect(&socket) else {
+                            std::thread::sleep(pause);
+                            continue;
+                        };
+                        connects.fetch_add(1, Ordering::Relaxed);
+                        let _ = stream.set_read_timeout(Some(pause));
+                        let _ = stream.set_write_timeout(Some(pause));
+                        let request: &[u8] = match kind {
+                            Hostile::Idle => b"",
+                            Hostile::DeafPs => b"{\"v\":1,\"cmd\":\"ps\"}\n",
+                            Hostile::DeafLogs => b"{\"v\":1,\"cmd\":\"logs\",\"lines\":1500}\n",
+                        };
+                        let mut sent_logs = false;
+                        // Until the supervisor closes the connection.
+                        while !stop.load(Ordering::Relaxed) {
+                            let open = match kind {
+                                Hostile::Idle => {
+                                    let mut byte = [0u8; 64];
+                                    match stream.read(&mut byte) {
+                                        Ok(0) => false,
+                                        Ok(_) => true,
+                                        Err(e) => matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ),
+                                    }
+                                }
+                                Hostile::DeafPs | Hostile::DeafLogs => {
+                                    // After its one request a logs client sends blank
+                                    // lines, only to notice the hang-up.
+                                    let bytes = if sent_logs { b"\n" } else { request };
+                                    sent_logs = matches!(kind, Hostile::DeafLogs);
+                                    let open = match stream.write(bytes) {
+                                        Ok(_) => true,
+                                        Err(e) => matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ),
+                                    };
+                                    std::thread::sleep(pause);
+                                    open
+                                }
+                            };
+                            if !open {
+                                break;
+                            }
+                        }
+                        drop(stream);
+                        std::thread::sleep(pause);
+                    }
+                }));
+            }
+        }
+        Self {
+            stop,
+            connects,
+            threads,
+        }
+    }
+
+    fn connects(&self) -> usize {
+        self.connects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// 200 hostile clients (idle ones, and ones that send requests and never read) hold
+/// more connections than the supervisor serves at once; `ps`, `scale` and `stop` are
+/// still answered at once.
+#[test]
+fn hostile_clients_do_not_lock_out_ps() {
+    let app = App::new(&format!(
+        "worker: {POLITE}\nchatty: seq 1 1500; exec sleep 1000\n"
+    ));
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "worker=1,chatty=1",
+            "-p",
+            &port,
+        ],
+        "worker.1 ready",
+    );
+    hk.wait_for("chatty.1 | 1500");
+    let attack = Attack::start(
+        &app.file(".hkrun.sock"),
+        &[
+            (Hostile::Idle, 100),
+            (Hostile::DeafPs, 90),
+            (Hostile::DeafLogs, 10),
+        ],
+    );
+    // Every hostile client has connected once, and more than the 128 served at once.
+    eventually("200 hostile connections", || {
+        (attack.connects() >= 200).then_some(())
+    });
+    // For 3 s of the attack, so closed hostile clients come back many times.
+    let mut slowest = Duration::ZERO;
+    let mut answers = 0;
+    let attacked = Instant::now();
+    while answers < 20 || attacked.elapsed() < Duration::from_secs(3) {
+        answers += 1;
+        let start = Instant::now();
+        let out = client(app.path(), &["ps", "--json"]);
+        let took = start.elapsed();
+        assert!(out.status.success(), "ps during the attack: {}", out.stderr);
+        slowest = slowest.max(took);
+    }
+    let start = Instant::now();
+    let out = client(app.path(), &["scale", "worker=2"]);
+    assert!(
+        out.status.success(),
+        "scale during the attack: {}",
+        out.stderr
+    );
+    hk.wait_for("worker.2 ready");
+    let out = client(app.path(), &["stop", "worker.2"]);
+    assert!(
+        out.status.success(),
+        "stop during the attack: {}",
+        out.stderr
+    );
+    let change = start.elapsed();
+    eprintln!(
+        "200 hostile clients ({} connections made): slowest of {answers} ps answers {slowest:?}, scale then stop in {change:?}",
+        attack.connects()
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest ps took {slowest:?}"
+    );
+    drop(attack);
+    hk.stop_cleanly();
+}
