@@ -2,7 +2,7 @@
 //!
 //! A dyno's failure is an event the supervisor logs, never one of these.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,7 +36,8 @@ pub mod exit_code {
 /// The exit-code table shown by `hkrun --help` and in the README.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0
+  0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0; any
+           command whose stdout was closed
   N        the release phase failed with N; once no dyno is left running (--restart
            on-failure or never), the first non-zero exit code of a dyno; with
            --exit-on-crash, the code of the first dyno to exit (128+signal when a signal
@@ -106,6 +107,9 @@ pub enum Error {
     Refused(String),
     #[error("control socket {}: {what}", path.display())]
     BadAnswer { path: PathBuf, what: String },
+    /// Nobody reads stdout any more (`hkrun ps | head -1`): the command ends quietly.
+    #[error("stdout is closed")]
+    StdoutClosed,
 }
 
 impl Error {
@@ -130,12 +134,41 @@ impl Error {
             Self::Refused(_) => exit_code::REFUSED,
             Self::Setup { .. } => exit_code::OS_ERROR,
             Self::CannotRun { .. } => exit_code::CANNOT_RUN,
+            // As ripgrep and other pipeline tools do: a reader that has gone is no failure.
+            Self::StdoutClosed => exit_code::OK,
         }
     }
 }
 
 /// Prints `hkrun: <error>` on one line to stderr and gives the exit code.
 pub fn report(err: &Error) -> ExitCode {
-    eprintln!("hkrun: {err}");
+    if !matches!(err, Error::StdoutClosed) {
+        to_stderr(&format!("hkrun: {err}\n"));
+    }
     ExitCode::from(err.exit_code())
+}
+
+/// Prints `hkrun: warning: <text>` on one line to stderr: the one form of warnings, that
+/// of `tracing::warn!` too (see `init_logging`).
+pub fn warn(text: impl std::fmt::Display) {
+    to_stderr(&format!("hkrun: warning: {text}\n"));
+}
+
+/// One write, so lines from several threads never mix; a closed stderr is no reason to
+/// panic.
+fn to_stderr(line: &str) {
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Writes a command's answer to stdout; `Error::StdoutClosed` when nobody reads it.
+pub fn print_out(text: &str) -> Result<(), Error> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Error::StdoutClosed),
+        Err(source) => Err(Error::Setup {
+            what: "write to stdout",
+            source,
+        }),
+    }
 }

@@ -34,6 +34,8 @@ const MAX_CLIENTS: usize = 128;
 /// `logs` requests served at once (a `--tail` holds its place until it hangs up), so
 /// streams cannot crowd out `ps` and `stop`.
 const MAX_STREAMS: usize = 16;
+/// How often a control client that cannot be accepted is warned about, at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Bytes of log answer gathered before each write.
 const SEND_BATCH: usize = 64 * 1024;
 /// Chunks of log lines sent to a `--tail` client in one write, at most.
@@ -75,22 +77,22 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
         clients: Clients::default(),
     });
     let me = nix::unistd::geteuid().as_raw();
-    let mut failing = false;
+    let mut warned: Option<Instant> = None;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(err) => {
-                // Out of file descriptors, most likely: make room, and say so once.
-                if !failing {
+                // Out of file descriptors, most likely: make room, and say so now and
+                // then, not at every retry.
+                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     tracing::warn!(%err, "cannot accept a control client");
+                    warned = Some(Instant::now());
                 }
-                failing = true;
                 shared.clients.evict_longest_waiting(false);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        failing = false;
         let Some(id) = shared.clients.admit() else {
             // A new connection's buffer is empty, so this short line fits without waiting.
             let busy = Response::error("too many control clients at once; try again");

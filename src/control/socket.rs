@@ -26,6 +26,21 @@ pub fn shown_root(root: &Path) -> PathBuf {
     std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
 }
 
+/// The socket's path for messages: absolute when it can be.
+fn shown_path(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(folder), Some(name)) if path.is_relative() => {
+            let folder = if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            };
+            shown_root(folder).join(name)
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
 /// The socket file this supervisor created; removed when dropped, unless another
 /// process's socket has since taken its place.
 #[derive(Debug)]
@@ -78,7 +93,8 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
             }
             // Nobody listens: a supervisor was killed before it could clean up.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                tracing::info!(path = %path.display(), "replacing a stale control socket");
+                let shown = shown_path(path);
+                tracing::info!(path = %shown.display(), "replacing a stale control socket");
                 std::fs::remove_file(path).map_err(fail)?;
             }
             Err(e) => return Err(fail(e)),
@@ -109,17 +125,7 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
 /// Connects a client to the supervisor of the app at `root`.
 pub fn connect(path: &Path, root: &Path) -> Result<UnixStream, Error> {
     check_length(path)?;
-    let shown = match (path.parent(), path.file_name()) {
-        (Some(folder), Some(name)) if path.is_relative() => {
-            let folder = if folder.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                folder
-            };
-            shown_root(folder).join(name)
-        }
-        _ => path.to_path_buf(),
-    };
+    let shown = shown_path(path);
     UnixStream::connect(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::NotRunning {
             root: shown_root(root),

@@ -6,6 +6,7 @@ mod check_and_run;
 mod container;
 mod control;
 mod logs;
+mod output;
 mod pid1;
 mod pipeline;
 mod router;
