@@ -21,7 +21,7 @@ use tokio::time::timeout;
 use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
 use crate::formation::ScaleChange;
 use crate::logs::Origin;
-use crate::logs::history::{self, Chunk, History};
+use crate::logs::history::{self, Chunk, Follow, History};
 use crate::supervisor::input::{Control, Target};
 
 /// How long a client may take to send a whole request.
@@ -503,12 +503,13 @@ fn line_response(chunk: &Chunk, line: &[u8]) -> Vec<u8> {
     .encode()
 }
 
-/// Streams new lines until the client leaves or stops reading.
+/// Streams new lines until the client leaves or stops reading, or the log ends (hkrun is
+/// exiting): then the last lines and the end.
 async fn tail_log(
     seat: &Seat,
     read: &mut (impl AsyncRead + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
-    mut follow: broadcast::Receiver<Chunk>,
+    mut follow: Follow,
     filter: &Filter,
 ) {
     let mut scratch = [0u8; 256];
@@ -524,6 +525,7 @@ async fn tail_log(
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
+        let mut ended = false;
         while let Some(got) = next.take() {
             match got {
                 Ok(chunk) if filter.keeps(&chunk) => {
@@ -539,7 +541,17 @@ async fn tail_log(
                     }
                     .encode(),
                 ),
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => {
+                    out.extend(
+                        Response {
+                            end: true,
+                            ..Response::ok()
+                        }
+                        .encode(),
+                    );
+                    ended = true;
+                    break;
+                }
             }
             taken += 1;
             if taken < TAIL_BATCH {
@@ -548,11 +560,15 @@ async fn tail_log(
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
                         Some(Err(broadcast::error::RecvError::Lagged(n)))
                     }
-                    Err(_) => None,
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        Some(Err(broadcast::error::RecvError::Closed))
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => None,
                 };
             }
         }
-        if !out.is_empty() && seat.send(write, &out).await.is_err() {
+        let failed = !out.is_empty() && seat.send(write, &out).await.is_err();
+        if failed || ended {
             return;
         }
     }

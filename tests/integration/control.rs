@@ -918,3 +918,58 @@ fn hostile_clients_do_not_lock_out_ps() {
     drop(attack);
     hk.stop_cleanly();
 }
+
+/// A `logs --tail` client gets every line hkrun writes, up to its last one at exit.
+#[test]
+fn logs_tail_gets_every_line_up_to_the_exit() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=2", "-p", &port],
+        "Starting process",
+    );
+    hk.wait_for_each(&["worker.1 ready", "worker.2 ready"]);
+    let mut tail = hkrun(app.path(), &["logs", "--tail", "-n", "1"], &hk.tag)
+        .spawn()
+        .expect("start logs --tail");
+    let stdout = tail.stdout.take().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The backlog line: the tail is following from here on.
+    let first = lines.recv_timeout(PATIENCE);
+    assert!(first.is_ok(), "logs --tail printed nothing");
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    let status = crate::harness::wait_bounded(&mut tail, "logs --tail after hkrun exited");
+    reader.join().expect("the reader thread");
+    let got: Vec<String> = lines.try_iter().collect();
+    let last = hk.seen.last().cloned().unwrap_or_default();
+    eprintln!(
+        "hkrun's last line: {last:?}; the tail's last {} lines: {:?}; tail exit {:?}",
+        got.len().min(3),
+        &got[got.len().saturating_sub(3)..],
+        status.code()
+    );
+    assert!(status.success());
+    assert!(last.contains("Process exited with status"), "{last}");
+    // Everything hkrun printed after SIGTERM, the tail printed too, in order.
+    let from = hk
+        .seen
+        .iter()
+        .position(|l| l.ends_with("SIGTERM received"))
+        .expect("the stop");
+    let tail_from = got
+        .iter()
+        .position(|l| l.ends_with("SIGTERM received"))
+        .unwrap_or(got.len());
+    assert_eq!(got[tail_from..], hk.seen[from..]);
+    assert_none_left(&hk.tag);
+}
