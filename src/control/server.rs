@@ -286,7 +286,12 @@ async fn connection(mut stream: UnixStream, seat: &Seat, me: u32) {
                 tail,
                 ps,
                 source,
-            }) => {
+            }) => 'logs: {
+                if let Some(name) = &ps {
+                    if let Err(text) = known_ps(context, name).await {
+                        break 'logs seat.send(&mut write, &Response::error(text).encode()).await;
+                    }
+                }
                 if !seat.start_stream() {
                     let busy = Response::error("too many logs clients at once; try again");
                     let _ = seat.send(&mut write, &busy.encode()).await;
@@ -448,6 +453,34 @@ async fn call(context: &Context, request: Request) -> Response {
         Ok(Err(text)) => Response::error(text),
         Err(_) => stopping(),
     }
+}
+
+/// Checks that `logs --ps` names a process type of the Procfile, one of its dynos (`web.3`,
+/// running or not: its lines may be in the history, or still to come), `release` or
+/// `system` (hkrun's own lines).
+async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel();
+    if context.calls.send(Call::Ps(tx)).is_err() {
+        return Ok(());
+    }
+    let Ok(view) = rx.await else {
+        return Ok(());
+    };
+    let kind = match ps.rsplit_once('.') {
+        Some((kind, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => kind,
+        Some(_) => "",
+        None => ps,
+    };
+    let known = view.procfile.iter().any(|t| t == kind)
+        || kind == crate::procfile::RELEASE
+        || ps == crate::logs::Label::system().name;
+    if known {
+        return Ok(());
+    }
+    Err(format!(
+        "unknown process type or dyno `{ps}` for --ps (the Procfile has {})",
+        view.procfile.join(", ")
+    ))
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {

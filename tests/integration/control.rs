@@ -919,6 +919,41 @@ fn hostile_clients_do_not_lock_out_ps() {
     hk.stop_cleanly();
 }
 
+/// `logs --ps` names a process type or a dyno of the app; anything else is refused.
+#[test]
+fn logs_of_an_unknown_type_is_refused() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let mut shown = Vec::new();
+    for ps in ["nosuch", "worker.x", "nosuch.1"] {
+        let out = client(app.path(), &["logs", "--ps", ps]);
+        shown.push(format!(
+            "logs --ps {ps}: exit {:?}, {:?}",
+            out.status.code(),
+            out.stderr
+        ));
+        assert_eq!(out.status.code(), Some(1), "{ps}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "hkrun: unknown process type or dyno `{ps}` for --ps (the Procfile has worker, clock)\n"
+            )
+        );
+    }
+    eprintln!("{}", shown.join("\n"));
+    // A type with no dyno yet, a dyno that is not running, and hkrun's own lines are fine.
+    for ps in ["clock", "worker.7", "worker.1", "system"] {
+        let out = client(app.path(), &["logs", "--ps", ps]);
+        assert_eq!(out.status.code(), Some(0), "{ps}: {}", out.stderr);
+    }
+    hk.stop_cleanly();
+}
+
 /// A `logs --tail` client gets every line hkrun writes, up to its last one at exit.
 #[test]
 fn logs_tail_gets_every_line_up_to_the_exit() {
