@@ -30,9 +30,18 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
     let path = socket::path(args.socket.as_deref(), &config.app.root);
+    // One supervisor per app folder, whatever its socket; held until hkrun exits.
+    let _root = socket::claim_root(&config.app.root)?;
     // Claimed before anything starts, and removed when `_socket` drops after the run.
     let (listener, _socket) = match socket::claim(&path, &config.app.root) {
         Ok((listener, file)) => (Some(listener), Some(file)),
+        // The app runs all the same, as in a read-only folder.
+        Err(err @ Error::SocketPathTooLong { .. }) => {
+            errors::warn(format_args!(
+                "no control socket ({err}); choose a shorter path with --socket or HKRUN_SOCKET"
+            ));
+            (None, None)
+        }
         // A read-only app folder (a locked-down container) still runs, uncontrolled.
         Err(Error::SocketNotCreated { path, source })
             if matches!(

@@ -29,6 +29,8 @@ pub mod exit_code {
     pub const UNAVAILABLE: u8 = 69;
     /// hkrun could not set itself up: signals, runtime, pipes (EX_OSERR).
     pub const OS_ERROR: u8 = 71;
+    /// (control commands) the supervisor runs as another user (EX_NOPERM).
+    pub const NO_PERMISSION: u8 = 77;
     /// `hkrun run` could not start its command (the shell's code).
     pub const CANNOT_RUN: u8 = 127;
 }
@@ -50,6 +52,7 @@ Exit codes:
   69       a port the app needs is already in use, or hkrun already runs this app;
            (control commands) no hkrun runs this app
   71       hkrun could not set itself up (signals, pipes, runtime)
+  77       (control commands) the hkrun running the app is another user's
   127      `hkrun run` could not start its command";
 
 /// Failures that stop hkrun before or instead of running the app.
@@ -89,16 +92,34 @@ pub enum Error {
     },
     #[error("cannot run `{command}`: {source}")]
     CannotRun { command: String, source: io::Error },
-    #[error("hkrun is already running in {} (pid {pid})", root.display())]
+    #[error(
+        "hkrun is already running in {}{}",
+        root.display(),
+        if *pid > 0 { format!(" (pid {pid})") } else { String::new() }
+    )]
     AlreadyRunning { root: PathBuf, pid: i32 },
-    #[error("no hkrun is running in {} ({why})", root.display())]
-    NotRunning { root: PathBuf, why: String },
+    #[error(
+        "no hkrun is running in {} ({why}){}",
+        root.display(),
+        if *hint { "; run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH" } else { "" }
+    )]
+    NotRunning {
+        root: PathBuf,
+        why: String,
+        /// The user gave no `-d`, `-f` or `--socket`: say how to.
+        hint: bool,
+    },
+    #[error(
+        "the hkrun behind {} runs as another user (uid {uid}); run this command as that user, or as root",
+        path.display()
+    )]
+    OtherUser { path: PathBuf, uid: u32 },
     #[error("control socket {}: {source}", path.display())]
     Socket { path: PathBuf, source: io::Error },
     #[error("cannot create the control socket {}: {source}", path.display())]
     SocketNotCreated { path: PathBuf, source: io::Error },
     #[error(
-        "control socket path {} is {len} bytes, more than the 107 Unix allows (choose a shorter one with --socket)",
+        "control socket path {} is {len} bytes, more than the 107 Unix allows",
         path.display()
     )]
     SocketPathTooLong { path: PathBuf, len: usize },
@@ -132,6 +153,7 @@ impl Error {
                 exit_code::OS_ERROR
             }
             Self::Refused(_) => exit_code::REFUSED,
+            Self::OtherUser { .. } => exit_code::NO_PERMISSION,
             Self::Setup { .. } => exit_code::OS_ERROR,
             Self::CannotRun { .. } => exit_code::CANNOT_RUN,
             // As ripgrep and other pipeline tools do: a reader that has gone is no failure.

@@ -29,7 +29,8 @@ impl Client {
             (None, None) => PathBuf::from("."),
         };
         let path = socket::path(args.socket.as_deref(), &root);
-        let stream = socket::connect(&path, &root)?;
+        let pointed = args.root.is_some() || args.procfile.is_some() || args.socket.is_some();
+        let stream = socket::connect(&path, &root, !pointed)?;
         Ok(Self {
             stream: BufReader::new(stream),
             path,

@@ -373,7 +373,7 @@ fn refusals_leave_the_formation_as_it_was() {
         assert_eq!(
             out.stderr,
             format!(
-                "hkrun: no hkrun is running in {} (no socket at {}/.hkrun.sock)\n",
+                "hkrun: no hkrun is running in {} (no socket at {}/.hkrun.sock); run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH\n",
                 root.display(),
                 root.display()
             )
@@ -467,10 +467,17 @@ fn other_users_are_refused() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // The socket's mode refuses the connection.
+    // The socket's mode refuses the connection: one line says why (EX_NOPERM).
     let (code, stderr) = run(&mut nobody);
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains("Permission denied"), "{stderr}");
+    eprintln!("ps as uid 65534: exit {code:?}, {stderr:?}");
+    assert_eq!(code, Some(77));
+    assert_eq!(
+        stderr,
+        format!(
+            "hkrun: the hkrun behind {} runs as another user (uid 0); run this command as that user, or as root\n",
+            socket.display()
+        )
+    );
 
     // Its mode loosened, the peer check still refuses.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
@@ -919,6 +926,58 @@ fn hostile_clients_do_not_lock_out_ps() {
     hk.stop_cleanly();
 }
 
+/// An app folder deeper than a Unix socket path may be long (107 bytes) still runs with
+/// its socket, and `ps` reaches it from inside the folder or with `-d`. A socket whose
+/// very name is too long is done without, as in a read-only folder, with a warning.
+#[test]
+fn a_long_socket_path_still_runs_and_answers_ps() {
+    let base = tempfile::tempdir().expect("a directory");
+    let deep = base.path().join("d".repeat(60)).join("e".repeat(60));
+    std::fs::create_dir_all(&deep).expect("create the app folder");
+    std::fs::write(deep.join("Procfile"), format!("worker: {POLITE}\n")).expect("Procfile");
+    let deep_arg = deep.to_str().expect("UTF-8");
+    assert!(deep.join(".hkrun.sock").as_os_str().len() > 107);
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        base.path(),
+        &["start", "--no-timestamp", "-d", deep_arg, "-p", &port],
+    );
+    hk.wait_for("worker.1 ready");
+    let inside = client(&deep, &["ps"]);
+    let outside = client(base.path(), &["ps", "-d", deep_arg]);
+    eprintln!(
+        "ps inside: {inside:?}\nps -d: {outside:?}",
+        inside = (inside.status.code(), &inside.stdout, &inside.stderr),
+        outside = (outside.status.code(), &outside.stdout, &outside.stderr)
+    );
+    assert!(inside.status.success(), "{}", inside.stderr);
+    assert!(inside.stdout.contains("worker.1: up"), "{}", inside.stdout);
+    assert!(outside.status.success(), "{}", outside.stderr);
+    hk.stop_cleanly();
+    assert!(
+        !deep.join(".hkrun.sock").exists(),
+        "the socket is removed on exit"
+    );
+
+    let name = base.path().join("s".repeat(120));
+    let name_arg = name.to_str().expect("UTF-8");
+    let mut hk = Hk::start(
+        &deep,
+        &["start", "--no-timestamp", "--socket", name_arg, "-p", &port],
+    );
+    hk.wait_for("worker.1 ready");
+    hk.stop_cleanly();
+    let stderr = hk.stderr();
+    eprintln!("with a 120-byte socket name: {stderr:?}");
+    assert_eq!(
+        stderr,
+        format!(
+            "hkrun: warning: no control socket (control socket path {name_arg} is {} bytes, more than the 107 Unix allows); choose a shorter path with --socket or HKRUN_SOCKET\n",
+            name_arg.len()
+        )
+    );
+}
+
 /// `logs --ps` names a process type or a dyno of the app; anything else is refused.
 #[test]
 fn logs_of_an_unknown_type_is_refused() {
@@ -1007,4 +1066,77 @@ fn logs_tail_gets_every_line_up_to_the_exit() {
         .unwrap_or(got.len());
     assert_eq!(got[tail_from..], hk.seen[from..]);
     assert_none_left(&hk.tag);
+}
+
+/// The app root is claimed whatever the socket: a second `start --socket other.sock` in
+/// the same folder is refused, naming the running supervisor.
+#[test]
+fn a_second_supervisor_of_the_same_folder_is_refused_whatever_its_socket() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut first = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let other = app.file("other.sock");
+    let mut second = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "worker=1",
+            "-p",
+            &port,
+            "--socket",
+            other.to_str().expect("UTF-8"),
+        ],
+    );
+    let status = second.wait_exit();
+    let stderr = second.stderr();
+    eprintln!("second start: exit {:?}, {stderr:?}", status.code());
+    let root = std::fs::canonicalize(app.path()).expect("canonical");
+    assert_eq!(status.code(), Some(69));
+    assert_eq!(
+        stderr,
+        format!(
+            "hkrun: hkrun is already running in {} (pid {})\n",
+            root.display(),
+            first.pid()
+        )
+    );
+    assert!(second.seen.is_empty(), "nothing started: {:?}", second.seen);
+    assert!(!other.exists());
+    first.stop_cleanly();
+}
+
+/// `hkrun ps` away from the app's folder says where it looked and how to point it there.
+#[test]
+fn ps_elsewhere_hints_at_the_flags() {
+    let empty = tempfile::tempdir().expect("a directory");
+    let root = std::fs::canonicalize(empty.path()).expect("canonical");
+    let out = client(empty.path(), &["ps"]);
+    eprintln!(
+        "ps elsewhere: exit {:?}, {:?}",
+        out.status.code(),
+        out.stderr
+    );
+    assert_eq!(out.status.code(), Some(69));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hkrun: no hkrun is running in {root} (no socket at {root}/.hkrun.sock); run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH\n",
+            root = root.display()
+        )
+    );
+    // Pointed somewhere already: no hint.
+    let out = client(empty.path(), &["ps", "-d", "."]);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hkrun: no hkrun is running in {root} (no socket at {root}/.hkrun.sock)\n",
+            root = root.display()
+        )
+    );
 }
