@@ -749,8 +749,8 @@ fn scaling_web_onto_a_taken_port_is_refused() {
 }
 
 /// Clients that hold the socket without being served: idle connections, connections that
-/// send a request every 200 ms and never read the answers, and `logs` requests never
-/// read. Each reconnects 200 ms after the supervisor closes it. Dropping it ends them.
+/// send a request every 500 ms and never read the answers, and `logs` requests never
+/// read. Each reconnects 500 ms after the supervisor closes it. Dropping it ends them.
 struct Attack {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     connects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -775,7 +775,7 @@ impl Attack {
                 let (stop, connects) = (stop.clone(), connects.clone());
                 let socket = socket.to_path_buf();
                 threads.push(std::thread::spawn(move || {
-                    let pause = Duration::from_millis(200);
+                    let pause = Duration::from_millis(500);
                     while !stop.load(Ordering::Relaxed) {
                         let Ok(mut stream) = UnixStream::connect(&socket) else {
                             std::thread::sleep(pause);
@@ -887,12 +887,15 @@ fn hostile_clients_do_not_lock_out_ps() {
     eventually("200 hostile connections", || {
         (attack.connects() >= 200).then_some(())
     });
-    // For 3 s of the attack, so closed hostile clients come back many times.
+    // One every 100 ms for 3 s of the attack, so closed hostile clients come back many
+    // times meanwhile.
     let mut slowest = Duration::ZERO;
     let mut answers = 0;
     let attacked = Instant::now();
-    while answers < 20 || attacked.elapsed() < Duration::from_secs(3) {
+    while answers < 30 {
         answers += 1;
+        let next = attacked + Duration::from_millis(100) * answers;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let start = Instant::now();
         let out = client(app.path(), &["ps", "--json"]);
         let took = start.elapsed();
