@@ -1,5 +1,6 @@
 //! One function per subcommand: load what it needs, do it, return an exit code.
 
+use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
@@ -10,14 +11,14 @@ use crate::cli::{CheckArgs, RunArgs, StartArgs};
 use crate::config::{self, App, StartConfig};
 use crate::control::socket;
 use crate::env;
-use crate::errors::Error;
+use crate::errors::{self, Error};
 use crate::process;
 use crate::supervisor::driver;
 use crate::supervisor::input::ExitStatus;
 
 fn warn_all(app: &App) {
     for warning in &app.warnings {
-        eprintln!("hkrun: warning: {warning}");
+        errors::warn(warning);
     }
 }
 
@@ -30,9 +31,18 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     let config = StartConfig::resolve(args)?;
     warn_all(&config.app);
     let path = socket::path(args.socket.as_deref(), &config.app.root);
+    // One supervisor per app folder, whatever its socket; held until hkrun exits.
+    let _root = socket::claim_root(&config.app.root)?;
     // Claimed before anything starts, and removed when `_socket` drops after the run.
     let (listener, _socket) = match socket::claim(&path, &config.app.root) {
         Ok((listener, file)) => (Some(listener), Some(file)),
+        // The app runs all the same, as in a read-only folder.
+        Err(err @ Error::SocketPathTooLong { .. }) => {
+            errors::warn(format_args!(
+                "no control socket ({err}); choose a shorter path with --socket or HKRUN_SOCKET"
+            ));
+            (None, None)
+        }
         // A read-only app folder (a locked-down container) still runs, uncontrolled.
         Err(Error::SocketNotCreated { path, source })
             if matches!(
@@ -40,10 +50,10 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
                 Some(libc_errno::EROFS | libc_errno::EACCES)
             ) =>
         {
-            eprintln!(
-                "hkrun: warning: no control socket ({}: {source}); choose a writable path with --socket or HKRUN_SOCKET",
+            errors::warn(format_args!(
+                "no control socket ({}: {source}); choose a writable path with --socket or HKRUN_SOCKET",
                 path.display()
-            );
+            ));
             (None, None)
         }
         Err(err) => return Err(err),
@@ -83,7 +93,12 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
     let router = config::router(&plans, app.base_port, args.no_router)?;
     let dynos = config::dynos(&plans, app.base_port, router.is_some())?;
     let procfile = app.procfile();
-    println!("valid procfile detected ({})", procfile.names().join(", "));
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "valid procfile detected ({})",
+        procfile.names().join(", ")
+    );
     let release = procfile.release().filter(|_| !args.no_release);
     let width = dynos
         .iter()
@@ -92,26 +107,30 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
         .max()
         .unwrap_or(9);
     if let Some(entry) = release {
-        println!(
+        let _ = writeln!(
+            text,
             "{:<width$}  {:<10}  {}",
             "release.1", "release", entry.command
         );
     }
     if let Some(port) = router {
         let port = format!("PORT={port}");
-        println!(
+        let _ = writeln!(
+            text,
             "{:<width$}  {port:<10}  (hkrun's router, in front of web)",
             "router"
         );
     }
     for dyno in &dynos {
         let port = dyno.port.map(|p| format!("PORT={p}")).unwrap_or_default();
-        println!(
+        let _ = writeln!(
+            text,
             "{:<width$}  {port:<10}  {}",
             dyno.slot.to_string(),
             dyno.command
         );
     }
+    errors::print_out(&text)?;
     Ok(0)
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A dyno's failure is an event the supervisor logs, never one of these.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +29,8 @@ pub mod exit_code {
     pub const UNAVAILABLE: u8 = 69;
     /// hkrun could not set itself up: signals, runtime, pipes (EX_OSERR).
     pub const OS_ERROR: u8 = 71;
+    /// (control commands) the supervisor runs as another user (EX_NOPERM).
+    pub const NO_PERMISSION: u8 = 77;
     /// `hkrun run` could not start its command (the shell's code).
     pub const CANNOT_RUN: u8 = 127;
 }
@@ -36,7 +38,8 @@ pub mod exit_code {
 /// The exit-code table shown by `hkrun --help` and in the README.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0
+  0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0; any
+           command whose stdout was closed
   N        the release phase failed with N; once no dyno is left running (--restart
            on-failure or never), the first non-zero exit code of a dyno; with
            --exit-on-crash, the code of the first dyno to exit (128+signal when a signal
@@ -49,6 +52,7 @@ Exit codes:
   69       a port the app needs is already in use, or hkrun already runs this app;
            (control commands) no hkrun runs this app
   71       hkrun could not set itself up (signals, pipes, runtime)
+  77       (control commands) the hkrun running the app is another user's
   127      `hkrun run` could not start its command";
 
 /// Failures that stop hkrun before or instead of running the app.
@@ -88,16 +92,34 @@ pub enum Error {
     },
     #[error("cannot run `{command}`: {source}")]
     CannotRun { command: String, source: io::Error },
-    #[error("hkrun is already running in {} (pid {pid})", root.display())]
+    #[error(
+        "hkrun is already running in {}{}",
+        root.display(),
+        if *pid > 0 { format!(" (pid {pid})") } else { String::new() }
+    )]
     AlreadyRunning { root: PathBuf, pid: i32 },
-    #[error("no hkrun is running in {} ({why})", root.display())]
-    NotRunning { root: PathBuf, why: String },
+    #[error(
+        "no hkrun is running in {} ({why}){}",
+        root.display(),
+        if *hint { "; run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH" } else { "" }
+    )]
+    NotRunning {
+        root: PathBuf,
+        why: String,
+        /// The user gave no `-d`, `-f` or `--socket`: say how to.
+        hint: bool,
+    },
+    #[error(
+        "the hkrun behind {} runs as another user (uid {uid}); run this command as that user, or as root",
+        path.display()
+    )]
+    OtherUser { path: PathBuf, uid: u32 },
     #[error("control socket {}: {source}", path.display())]
     Socket { path: PathBuf, source: io::Error },
     #[error("cannot create the control socket {}: {source}", path.display())]
     SocketNotCreated { path: PathBuf, source: io::Error },
     #[error(
-        "control socket path {} is {len} bytes, more than the 107 Unix allows (choose a shorter one with --socket)",
+        "control socket path {} is {len} bytes, more than the 107 Unix allows",
         path.display()
     )]
     SocketPathTooLong { path: PathBuf, len: usize },
@@ -106,6 +128,9 @@ pub enum Error {
     Refused(String),
     #[error("control socket {}: {what}", path.display())]
     BadAnswer { path: PathBuf, what: String },
+    /// Nobody reads stdout any more (`hkrun ps | head -1`): the command ends quietly.
+    #[error("stdout is closed")]
+    StdoutClosed,
 }
 
 impl Error {
@@ -128,14 +153,44 @@ impl Error {
                 exit_code::OS_ERROR
             }
             Self::Refused(_) => exit_code::REFUSED,
+            Self::OtherUser { .. } => exit_code::NO_PERMISSION,
             Self::Setup { .. } => exit_code::OS_ERROR,
             Self::CannotRun { .. } => exit_code::CANNOT_RUN,
+            // As ripgrep and other pipeline tools do: a reader that has gone is no failure.
+            Self::StdoutClosed => exit_code::OK,
         }
     }
 }
 
 /// Prints `hkrun: <error>` on one line to stderr and gives the exit code.
 pub fn report(err: &Error) -> ExitCode {
-    eprintln!("hkrun: {err}");
+    if !matches!(err, Error::StdoutClosed) {
+        to_stderr(&format!("hkrun: {err}\n"));
+    }
     ExitCode::from(err.exit_code())
+}
+
+/// Prints `hkrun: warning: <text>` on one line to stderr: the one form of warnings, that
+/// of `tracing::warn!` too (see `init_logging`).
+pub fn warn(text: impl std::fmt::Display) {
+    to_stderr(&format!("hkrun: warning: {text}\n"));
+}
+
+/// One write, so lines from several threads never mix; a closed stderr is no reason to
+/// panic.
+fn to_stderr(line: &str) {
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Writes a command's answer to stdout; `Error::StdoutClosed` when nobody reads it.
+pub fn print_out(text: &str) -> Result<(), Error> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Error::StdoutClosed),
+        Err(source) => Err(Error::Setup {
+            what: "write to stdout",
+            source,
+        }),
+    }
 }

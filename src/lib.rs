@@ -30,7 +30,90 @@ pub mod readiness;
 pub mod router;
 pub mod supervisor;
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
+
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, format};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// hkrun's diagnostics on stderr: warnings always, as `hkrun: warning: ...` (one line
+/// each, the form of `errors::warn`); `HKRUN_LOG`, or else `RUST_LOG`, adds more (`info`,
+/// `debug`, per module) in the same form. Writing never panics, even on a closed stderr.
+pub fn init_logging() {
+    let more = std::env::var("HKRUN_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_default();
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::OFF.into())
+        .parse_lossy(more)
+        .or(LevelFilter::WARN);
+    let layer = tracing_subscriber::fmt::layer()
+        .event_format(OneLine)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::Layer::with_filter(layer, filter))
+        .try_init();
+}
+
+/// `hkrun: LEVEL: message: err (field=value, ...)`.
+struct OneLine;
+
+impl<S, N> FormatEvent<S, N> for OneLine
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut line = format!("hkrun: {level}: {}", fields.message);
+        if let Some(err) = fields.err {
+            let _ = write!(line, ": {err}");
+        }
+        if !fields.rest.is_empty() {
+            let _ = write!(line, " ({})", fields.rest.join(", "));
+        }
+        // One line, whatever the values hold.
+        writeln!(writer, "{}", line.replace('\n', " "))
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    err: Option<String>,
+    rest: Vec<String>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "err" | "error" => self.err = Some(format!("{value:?}")),
+            name => self.rest.push(format!("{name}={value:?}")),
+        }
+    }
+}
 
 /// Runs a parsed command line; `main` is only this.
 pub fn main(cli: cli::Cli) -> ExitCode {

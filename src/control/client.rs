@@ -9,7 +9,7 @@ use super::protocol::{LogSource, Request, Response, encode_request};
 use super::{ps, socket};
 use crate::cli::{ControlArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
-use crate::errors::Error;
+use crate::errors::{self, Error};
 use crate::formation::ScaleChange;
 use crate::logs::{Clock, Label, Origin, Style};
 
@@ -29,7 +29,8 @@ impl Client {
             (None, None) => PathBuf::from("."),
         };
         let path = socket::path(args.socket.as_deref(), &root);
-        let stream = socket::connect(&path, &root)?;
+        let pointed = args.root.is_some() || args.procfile.is_some() || args.socket.is_some();
+        let stream = socket::connect(&path, &root, !pointed)?;
         Ok(Self {
             stream: BufReader::new(stream),
             path,
@@ -102,7 +103,7 @@ pub fn ps(args: &PsArgs) -> Result<i32, Error> {
     } else {
         ps::render(&ps)
     };
-    print_out(text.as_bytes());
+    errors::print_out(&text)?;
     Ok(0)
 }
 
@@ -116,7 +117,7 @@ pub fn scale(args: &ScaleArgs) -> Result<i32, Error> {
     let text = client.message(&Request::Scale {
         changes: args.changes.clone(),
     })?;
-    println!("{text}");
+    errors::print_out(&format!("{text}\n"))?;
     Ok(0)
 }
 
@@ -126,7 +127,7 @@ pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
     let text = client.message(&Request::Restart {
         target: args.target.clone(),
     })?;
-    println!("{text}");
+    errors::print_out(&format!("{text}\n"))?;
     Ok(0)
 }
 
@@ -136,13 +137,16 @@ pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
     let text = client.message(&Request::Stop {
         target: args.target.clone(),
     })?;
-    println!("{text}");
+    // Waited for even when nobody reads what is printed: the stop is what was asked.
+    let printed = errors::print_out(&format!("{text}\n"));
     if args.target.is_none() {
         // The supervisor closes every connection as it exits.
         while client.next()?.is_some() {}
-        println!("hkrun has stopped");
+        printed?;
+        errors::print_out("hkrun has stopped\n")?;
+        return Ok(0);
     }
-    Ok(0)
+    printed.map(|()| 0)
 }
 
 /// `hkrun logs [-n N] [--tail] [--ps TYPE|DYNO] [--source app|heroku]`.
@@ -190,7 +194,9 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
             }
         } else if let Some(n) = response.skipped {
             let _ = out.flush();
-            eprintln!("hkrun: lines were skipped here ({n} batches; this client read too slowly)");
+            errors::warn(format_args!(
+                "lines were skipped here ({n} batches; this client read too slowly)"
+            ));
         } else if response.end {
             break;
         } else if !response.ok {
@@ -203,10 +209,4 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
     }
     let _ = out.flush();
     Ok(0)
-}
-
-/// Writes to stdout, quietly giving up when nobody reads.
-fn print_out(bytes: &[u8]) {
-    let mut out = io::stdout().lock();
-    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }

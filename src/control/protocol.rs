@@ -155,6 +155,10 @@ pub struct Ps {
     /// Types with dynos, in Procfile order (`release` first while it runs).
     pub types: Vec<PsType>,
     pub dynos: Vec<PsDyno>,
+    /// Every process type of the Procfile, running or not: what `logs --ps` may name.
+    /// Kept in hkrun, never sent.
+    #[serde(skip)]
+    pub procfile: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

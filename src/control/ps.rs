@@ -76,6 +76,7 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
         router: sup.router(),
         types,
         dynos,
+        procfile: sup.types().iter().map(|t| t.name.clone()).collect(),
     }
 }
 
@@ -209,6 +210,7 @@ mod tests {
                 dyno("web.1", "up", Some(4242), Some(23 * 1024 * 1024)),
                 dyno("web.2", "starting", None, None),
             ],
+            procfile: vec!["web".into()],
         };
         assert_eq!(
             render(&ps),

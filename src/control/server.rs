@@ -4,30 +4,38 @@
 //!
 //! A client can never hold up the supervisor: each connection is its own task, reads and
 //! writes time out, request lines are capped, and the number of clients is bounded.
+//! Nor can clients hold up each other: when every place is taken, the connection that
+//! has waited longest on its client (for a request, or for an answer to be taken) is
+//! closed to make room, so idle or unread connections cannot lock anyone out.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tokio::time::timeout;
 
 use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
 use crate::formation::ScaleChange;
 use crate::logs::Origin;
-use crate::logs::history::{self, Chunk, History};
+use crate::logs::history::{self, Chunk, Follow, History};
 use crate::supervisor::input::{Control, Target};
 
 /// How long a client may take to send a whole request.
 const IDLE: Duration = Duration::from_secs(10);
 /// How long one answer may take to be taken by the client.
 const WRITE: Duration = Duration::from_secs(10);
-/// Clients served at once; more are told to come back.
+/// Clients served at once. A newcomer takes the place of the one that has waited
+/// longest on its client; only when hkrun is working for all of them is it refused.
 const MAX_CLIENTS: usize = 128;
 /// `logs` requests served at once (a `--tail` holds its place until it hangs up), so
 /// streams cannot crowd out `ps` and `stop`.
 const MAX_STREAMS: usize = 16;
+/// How often a control client that cannot be accepted is warned about, at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Bytes of log answer gathered before each write.
 const SEND_BATCH: usize = 64 * 1024;
 /// Chunks of log lines sent to a `--tail` client in one write, at most.
@@ -66,46 +74,178 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
     };
     let shared = Arc::new(Shared {
         context,
-        streams: Semaphore::new(MAX_STREAMS),
+        clients: Clients::default(),
     });
-    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     let me = nix::unistd::geteuid().as_raw();
+    let mut warned: Option<Instant> = None;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(err) => {
-                // Out of file descriptors, most likely: let some close.
-                tracing::warn!(%err, "cannot accept a control client");
+                // Out of file descriptors, most likely: make room, and say so now and
+                // then, not at every retry.
+                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(%err, "cannot accept a control client");
+                    warned = Some(Instant::now());
+                }
+                shared.clients.evict_longest_waiting(false);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
-        match Arc::clone(&clients).try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    connection(stream, &shared, me).await;
-                });
-            }
-            Err(_) => {
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    let busy = Response::error("too many control clients at once; try again");
-                    let _ = send(&mut stream, &busy.encode()).await;
-                });
-            }
-        }
+        let Some(id) = shared.clients.admit() else {
+            // A new connection's buffer is empty, so this short line fits without waiting.
+            let busy = Response::error("too many control clients at once; try again");
+            let _ = stream.try_write(&busy.encode());
+            continue;
+        };
+        let seat = Seat {
+            id,
+            shared: Arc::clone(&shared),
+        };
+        let task = tokio::spawn(async move {
+            connection(stream, &seat, me).await;
+        });
+        shared.clients.set_abort(id, task.abort_handle());
     }
 }
 
 struct Shared {
     context: Context,
-    streams: Semaphore,
+    clients: Clients,
 }
 
-async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
-    let context = &shared.context;
+/// The connections being served, and what each is waiting for.
+#[derive(Default)]
+struct Clients {
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    abort: Option<AbortHandle>,
+    /// Since when the connection has waited on its client: for a request, or for it to
+    /// take an answer. `None` while hkrun works on a request (a restart, a `--tail`).
+    waiting: Option<Instant>,
+    /// Serving a `logs` request.
+    stream: bool,
+}
+
+impl Clients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // Each change is one map operation: a panic leaves nothing half done.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for a new connection, made by closing the connection that has waited
+    /// longest on its client if all are taken; `None` if none is waiting.
+    fn admit(&self) -> Option<u64> {
+        let mut table = self.lock();
+        if table.entries.len() >= MAX_CLIENTS && !evict(&mut table, false) {
+            return None;
+        }
+        table.next += 1;
+        let id = table.next;
+        let entry = Entry {
+            abort: None,
+            waiting: Some(Instant::now()),
+            stream: false,
+        };
+        table.entries.insert(id, entry);
+        Some(id)
+    }
+
+    fn set_abort(&self, id: u64, abort: AbortHandle) {
+        match self.lock().entries.get_mut(&id) {
+            Some(entry) => entry.abort = Some(abort),
+            // Already done, or already evicted before it could be told how to stop.
+            None => abort.abort(),
+        }
+    }
+
+    fn evict_longest_waiting(&self, streams_only: bool) -> bool {
+        evict(&mut self.lock(), streams_only)
+    }
+}
+
+/// Closes the connection that has waited longest on its client (among `logs` streams
+/// only, if asked); false if none is waiting.
+fn evict(table: &mut Table, streams_only: bool) -> bool {
+    let longest = table
+        .entries
+        .iter()
+        .filter(|(_, e)| e.stream || !streams_only)
+        .filter_map(|(&id, e)| Some((e.waiting?, id)))
+        .min();
+    let Some((_, id)) = longest else {
+        return false;
+    };
+    if let Some(entry) = table.entries.remove(&id) {
+        if let Some(abort) = entry.abort {
+            abort.abort();
+        }
+    }
+    true
+}
+
+/// One connection's place among the clients; given up when the connection ends.
+struct Seat {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Seat {
+    fn set_waiting(&self, waiting: bool) {
+        if let Some(entry) = self.shared.clients.lock().entries.get_mut(&self.id) {
+            entry.waiting = waiting.then(Instant::now);
+        }
+    }
+
+    /// Takes one of the `logs` places, closing the stream that has waited longest on its
+    /// client if all are taken; false if none is waiting.
+    fn start_stream(&self) -> bool {
+        let mut table = self.shared.clients.lock();
+        let streams = table.entries.values().filter(|e| e.stream).count();
+        if streams >= MAX_STREAMS && !evict(&mut table, true) {
+            return false;
+        }
+        match table.entries.get_mut(&self.id) {
+            Some(entry) => {
+                entry.stream = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn end_stream(&self) {
+        if let Some(entry) = self.shared.clients.lock().entries.get_mut(&self.id) {
+            entry.stream = false;
+        }
+    }
+
+    /// Writes one answer, waiting on the client meanwhile.
+    async fn send(&self, write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(), ()> {
+        self.set_waiting(true);
+        let sent = send(write, bytes).await;
+        self.set_waiting(false);
+        sent
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.shared.clients.lock().entries.remove(&self.id);
+    }
+}
+
+async fn connection(mut stream: UnixStream, seat: &Seat, me: u32) {
+    let context = &seat.shared.context;
     // The socket is 0600 already; this also holds if someone loosens its mode.
     match stream.peer_cred() {
         Ok(peer) if peer.uid() == me || peer.uid() == 0 => {}
@@ -114,7 +254,9 @@ async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
                 "permission denied: uid {} may not control hkrun (it runs as uid {me})",
                 peer.uid()
             );
-            let _ = send(&mut stream, &Response::error(text).encode()).await;
+            let _ = seat
+                .send(&mut stream, &Response::error(text).encode())
+                .await;
             return;
         }
         Err(_) => return,
@@ -122,32 +264,39 @@ async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     loop {
+        seat.set_waiting(true);
         let line = match timeout(IDLE, read_request(&mut read)).await {
             Ok(Line::Request(line)) => line,
             Ok(Line::TooLong) => {
                 let text = format!("request longer than {MAX_REQUEST} bytes");
-                let _ = send(&mut write, &Response::error(text).encode()).await;
+                let _ = seat.send(&mut write, &Response::error(text).encode()).await;
                 return;
             }
             // Gone, or silent for too long.
             Ok(Line::End) | Err(_) => return,
         };
+        seat.set_waiting(false);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let sent = match protocol::parse_request(&line) {
-            Err(text) => send(&mut write, &Response::error(text).encode()).await,
+            Err(text) => seat.send(&mut write, &Response::error(text).encode()).await,
             Ok(Request::Logs {
                 lines,
                 tail,
                 ps,
                 source,
-            }) => {
-                let Ok(_stream) = shared.streams.try_acquire() else {
+            }) => 'logs: {
+                if let Some(name) = &ps {
+                    if let Err(text) = known_ps(context, name).await {
+                        break 'logs seat.send(&mut write, &Response::error(text).encode()).await;
+                    }
+                }
+                if !seat.start_stream() {
                     let busy = Response::error("too many logs clients at once; try again");
-                    let _ = send(&mut write, &busy.encode()).await;
+                    let _ = seat.send(&mut write, &busy.encode()).await;
                     return;
-                };
+                }
                 let filter = Filter { ps, source };
                 let lines = lines.min(history::KEEP);
                 let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
@@ -160,7 +309,7 @@ async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
                 for (chunk, line) in history::last_lines(&chunks, lines) {
                     out.extend(line_response(chunk, line));
                     if out.len() >= SEND_BATCH {
-                        if send(&mut write, &out).await.is_err() {
+                        if seat.send(&mut write, &out).await.is_err() {
                             return;
                         }
                         out.clear();
@@ -176,12 +325,15 @@ async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
                         .encode(),
                     );
                 }
-                match (send(&mut write, &out).await, follow) {
+                match (seat.send(&mut write, &out).await, follow) {
                     (Ok(()), Some(follow)) => {
-                        tail_log(&mut read, &mut write, follow, &filter).await;
+                        tail_log(seat, &mut read, &mut write, follow, &filter).await;
                         return;
                     }
-                    (sent, _) => sent,
+                    (sent, _) => {
+                        seat.end_stream();
+                        sent
+                    }
                 }
             }
             Ok(request) => {
@@ -198,7 +350,7 @@ async fn connection(mut stream: UnixStream, shared: &Shared, me: u32) {
                         answer.await
                     }
                 };
-                let sent = send(&mut write, &response.encode()).await;
+                let sent = seat.send(&mut write, &response.encode()).await;
                 if stop_all && sent.is_ok() {
                     // Held open until hkrun exits: the client waits for that.
                     std::future::pending::<()>().await;
@@ -303,6 +455,34 @@ async fn call(context: &Context, request: Request) -> Response {
     }
 }
 
+/// Checks that `logs --ps` names a process type of the Procfile, one of its dynos (`web.3`,
+/// running or not: its lines may be in the history, or still to come), `release` or
+/// `system` (hkrun's own lines).
+async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel();
+    if context.calls.send(Call::Ps(tx)).is_err() {
+        return Ok(());
+    }
+    let Ok(view) = rx.await else {
+        return Ok(());
+    };
+    let kind = match ps.rsplit_once('.') {
+        Some((kind, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => kind,
+        Some(_) => "",
+        None => ps,
+    };
+    let known = view.procfile.iter().any(|t| t == kind)
+        || kind == crate::procfile::RELEASE
+        || ps == crate::logs::Label::system().name;
+    if known {
+        return Ok(());
+    }
+    Err(format!(
+        "unknown process type or dyno `{ps}` for --ps (the Procfile has {})",
+        view.procfile.join(", ")
+    ))
+}
+
 fn parse_target(text: &str) -> Result<Target, String> {
     text.parse().map_err(|()| {
         format!(
@@ -356,11 +536,13 @@ fn line_response(chunk: &Chunk, line: &[u8]) -> Vec<u8> {
     .encode()
 }
 
-/// Streams new lines until the client leaves or stops reading.
+/// Streams new lines until the client leaves or stops reading, or the log ends (hkrun is
+/// exiting): then the last lines and the end.
 async fn tail_log(
+    seat: &Seat,
     read: &mut (impl AsyncRead + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
-    mut follow: broadcast::Receiver<Chunk>,
+    mut follow: Follow,
     filter: &Filter,
 ) {
     let mut scratch = [0u8; 256];
@@ -376,6 +558,7 @@ async fn tail_log(
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
+        let mut ended = false;
         while let Some(got) = next.take() {
             match got {
                 Ok(chunk) if filter.keeps(&chunk) => {
@@ -391,7 +574,17 @@ async fn tail_log(
                     }
                     .encode(),
                 ),
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => {
+                    out.extend(
+                        Response {
+                            end: true,
+                            ..Response::ok()
+                        }
+                        .encode(),
+                    );
+                    ended = true;
+                    break;
+                }
             }
             taken += 1;
             if taken < TAIL_BATCH {
@@ -400,11 +593,15 @@ async fn tail_log(
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
                         Some(Err(broadcast::error::RecvError::Lagged(n)))
                     }
-                    Err(_) => None,
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        Some(Err(broadcast::error::RecvError::Closed))
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => None,
                 };
             }
         }
-        if !out.is_empty() && send(write, &out).await.is_err() {
+        let failed = !out.is_empty() && seat.send(write, &out).await.is_err();
+        if failed || ended {
             return;
         }
     }

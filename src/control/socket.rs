@@ -3,8 +3,10 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -24,6 +26,86 @@ pub fn path(flag: Option<&Path>, root: &Path) -> PathBuf {
 /// The app root for messages: absolute when it can be.
 pub fn shown_root(root: &Path) -> PathBuf {
     std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// This supervisor's claim on its app root, held until it exits: one supervisor per app
+/// folder, whatever socket each was given.
+///
+/// A name in Linux's abstract socket namespace, made of the folder's device and inode:
+/// it leaves no file behind (even on SIGKILL), needs no writable folder, and the running
+/// supervisor answers who it is through the peer's credentials.
+#[derive(Debug)]
+pub struct RootClaim {
+    _name: Option<UnixListener>,
+}
+
+/// Claims the app root at `root` for a new supervisor; refused while another runs it.
+pub fn claim_root(root: &Path) -> Result<RootClaim, Error> {
+    let Ok(meta) = std::fs::metadata(root) else {
+        // The Procfile was read from there, so this is a race with its removal: the
+        // start fails further on, with a clearer error than this one could give.
+        return Ok(RootClaim { _name: None });
+    };
+    let name = format!("hkrun/app/{:x}/{}", meta.dev(), meta.ino());
+    let Ok(addr) = SocketAddr::from_abstract_name(name.as_bytes()) else {
+        return Ok(RootClaim { _name: None });
+    };
+    match UnixListener::bind_addr(&addr) {
+        // Never accepted from: only held.
+        Ok(listener) => Ok(RootClaim {
+            _name: Some(listener),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => match holder(name.as_bytes()) {
+            // Anyone may take such a name: only the same user's, or root's, counts.
+            Some(peer) if peer.uid() != nix::unistd::geteuid().as_raw() && peer.uid() != 0 => {
+                tracing::info!(
+                    uid = peer.uid(),
+                    "the app root's claim is held by another user"
+                );
+                Ok(RootClaim { _name: None })
+            }
+            peer => Err(Error::AlreadyRunning {
+                root: shown_root(root),
+                pid: peer.map_or(0, |p| p.pid()),
+            }),
+        },
+        // A sandbox without abstract sockets: the socket file's check still holds for
+        // the default socket.
+        Err(e) => {
+            tracing::info!(err = %e, "cannot claim the app root");
+            Ok(RootClaim { _name: None })
+        }
+    }
+}
+
+/// Who holds the abstract `name`. Its queue is never accepted from, so the connect must
+/// not wait: a full queue only leaves the holder unknown.
+fn holder(name: &[u8]) -> Option<nix::sys::socket::UnixCredentials> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ok()?;
+    connect(fd.as_raw_fd(), &UnixAddr::new_abstract(name).ok()?).ok()?;
+    getsockopt(&fd, PeerCredentials).ok()
+}
+
+/// The socket's path for messages: absolute when it can be.
+fn shown_path(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(folder), Some(name)) if path.is_relative() => {
+            let folder = if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            };
+            shown_root(folder).join(name)
+        }
+        _ => path.to_path_buf(),
+    }
 }
 
 /// The socket file this supervisor created; removed when dropped, unless another
@@ -53,14 +135,11 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
         path: path.to_path_buf(),
         source,
     };
-    check_length(path)?;
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let folder = File::open(folder).map_err(fail)?;
-    let _turn = Flock::lock(folder, FlockArg::LockExclusive)
+    let folder = File::open(folder_of(path)).map_err(fail)?;
+    let turn = Flock::lock(folder, FlockArg::LockExclusive)
         .map_err(|(_, errno)| fail(io::Error::from(errno)))?;
+    // Reached through the open folder when the whole path is too long to bind.
+    let reach = reachable(path, &turn)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(fail(io::Error::new(
@@ -68,7 +147,7 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
                 "a file that is not a socket is in the way",
             )));
         }
-        Ok(_) => match UnixStream::connect(path) {
+        Ok(_) => match UnixStream::connect(&reach) {
             Ok(stream) => {
                 let pid = getsockopt(&stream, PeerCredentials).map_or(0, |c| c.pid());
                 return Err(Error::AlreadyRunning {
@@ -78,7 +157,8 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
             }
             // Nobody listens: a supervisor was killed before it could clean up.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                tracing::info!(path = %path.display(), "replacing a stale control socket");
+                let shown = shown_path(path);
+                tracing::info!(path = %shown.display(), "replacing a stale control socket");
                 std::fs::remove_file(path).map_err(fail)?;
             }
             Err(e) => return Err(fail(e)),
@@ -89,7 +169,7 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
     // Created 0600: no moment exists where another user could connect. No other thread
     // runs yet, so the process-wide umask is only this socket's.
     let old = umask(Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
+    let bound = UnixListener::bind(&reach);
     umask(old);
     let listener = bound.map_err(|source| Error::SocketNotCreated {
         path: path.to_path_buf(),
@@ -106,45 +186,88 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
     ))
 }
 
-/// Connects a client to the supervisor of the app at `root`.
-pub fn connect(path: &Path, root: &Path) -> Result<UnixStream, Error> {
-    check_length(path)?;
-    let shown = match (path.parent(), path.file_name()) {
-        (Some(folder), Some(name)) if path.is_relative() => {
-            let folder = if folder.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                folder
-            };
-            shown_root(folder).join(name)
-        }
-        _ => path.to_path_buf(),
+/// Connects a client to the supervisor of the app at `root`. `hint` says how to point
+/// at an app, for a user who gave no `-d`, `-f` or `--socket`.
+pub fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, Error> {
+    let fail = |source: io::Error| Error::Socket {
+        path: path.to_path_buf(),
+        source,
     };
-    UnixStream::connect(path).map_err(|source| match source.kind() {
+    let shown = shown_path(path);
+    let folder = match File::open(folder_of(path)) {
+        Ok(folder) => Some(folder),
+        // No such folder: said below, as for a missing socket.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(another_user(path, &shown, e));
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let reach = match &folder {
+        Some(folder) => reachable(path, folder)?,
+        None => path.to_path_buf(),
+    };
+    UnixStream::connect(&reach).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => Error::NotRunning {
             root: shown_root(root),
             why: format!("no socket at {}", shown.display()),
+            hint,
         },
         io::ErrorKind::ConnectionRefused => Error::NotRunning {
             root: shown_root(root),
             why: format!("nothing listens on {}", shown.display()),
+            hint,
+        },
+        io::ErrorKind::PermissionDenied => another_user(path, &shown, source),
+        _ => fail(source),
+    })
+}
+
+/// A socket refused for its owner (or its folder's): the supervisor runs as another user.
+fn another_user(path: &Path, shown: &Path, source: io::Error) -> Error {
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = std::fs::metadata(path)
+        .or_else(|_| std::fs::metadata(folder_of(path)))
+        .map(|m| m.uid());
+    match owner {
+        Ok(uid) if uid != me => Error::OtherUser {
+            path: shown.to_path_buf(),
+            uid,
         },
         _ => Error::Socket {
             path: path.to_path_buf(),
             source,
         },
-    })
+    }
 }
 
-/// Unix socket paths are limited to 107 bytes on Linux.
-fn check_length(path: &Path) -> Result<(), Error> {
+/// The folder a socket path is in.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Unix socket paths are limited to 107 bytes on Linux. A longer one is reached through
+/// its open folder, `/proc/self/fd/N/NAME`; only a name too long for that is refused.
+fn reachable(path: &Path, folder: &File) -> Result<PathBuf, Error> {
     const MAX: usize = 107;
     let len = path.as_os_str().len();
-    if len > MAX {
+    if len <= MAX {
+        return Ok(path.to_path_buf());
+    }
+    let short = match path.file_name() {
+        Some(name) => Path::new("/proc/self/fd")
+            .join(folder.as_raw_fd().to_string())
+            .join(name),
+        None => PathBuf::new(),
+    };
+    if short.as_os_str().is_empty() || short.as_os_str().len() > MAX {
         return Err(Error::SocketPathTooLong {
             path: path.to_path_buf(),
             len,
         });
     }
-    Ok(())
+    Ok(short)
 }

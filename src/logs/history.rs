@@ -7,8 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use super::render::{Clock, Label, Origin};
 
@@ -18,6 +19,9 @@ pub const KEEP: usize = 1500;
 const KEEP_BYTES: usize = 8 * 1024 * 1024;
 /// Chunks a `--tail` client may fall behind before it misses some.
 const TAIL_QUEUE: usize = 1024;
+/// How long `finish` waits for `--tail` clients to take the last lines: one that does
+/// not read cannot keep hkrun from exiting.
+const TAIL_DRAIN: Duration = Duration::from_secs(2);
 
 /// Whole lines from one source, each ending in `\n`, as the writer wrote them.
 #[derive(Clone, Debug)]
@@ -66,17 +70,42 @@ struct Inner {
     ring: VecDeque<Chunk>,
     lines: usize,
     bytes: usize,
-    tail: broadcast::Sender<Chunk>,
+    /// `None` once the log has ended (`finish`): followers then see the stream close.
+    tail: Option<broadcast::Sender<Chunk>>,
+    /// Each `Follow` holds a clone; `finish` waits for all of them to be dropped.
+    followers: Option<mpsc::Sender<()>>,
+    gone: Option<mpsc::Receiver<()>>,
+}
+
+/// A `--tail` client's stream of new chunks; it ends (`Closed`) once the log has, after
+/// every chunk recorded before.
+#[derive(Debug)]
+pub struct Follow {
+    rx: broadcast::Receiver<Chunk>,
+    _held: Option<mpsc::Sender<()>>,
+}
+
+impl Follow {
+    pub async fn recv(&mut self) -> Result<Chunk, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Result<Chunk, broadcast::error::TryRecvError> {
+        self.rx.try_recv()
+    }
 }
 
 impl History {
     pub fn new() -> Arc<Self> {
+        let (followers, gone) = mpsc::channel(1);
         Arc::new(Self {
             inner: Mutex::new(Inner {
                 ring: VecDeque::new(),
                 lines: 0,
                 bytes: 0,
-                tail: broadcast::channel(TAIL_QUEUE).0,
+                tail: Some(broadcast::channel(TAIL_QUEUE).0),
+                followers: Some(followers),
+                gone: Some(gone),
             }),
         })
     }
@@ -89,10 +118,14 @@ impl History {
     /// Records a batch of chunks, oldest first.
     pub fn record(&self, chunks: impl IntoIterator<Item = Chunk>) {
         let mut inner = self.lock();
-        let live = inner.tail.receiver_count() > 0;
+        let live = inner
+            .tail
+            .as_ref()
+            .filter(|t| t.receiver_count() > 0)
+            .cloned();
         for chunk in chunks {
-            if live {
-                let _ = inner.tail.send(chunk.clone());
+            if let Some(tail) = &live {
+                let _ = tail.send(chunk.clone());
             }
             inner.lines += chunk.lines;
             inner.bytes += chunk.text.len();
@@ -118,7 +151,7 @@ impl History {
         n: usize,
         keep: impl Fn(&Chunk) -> bool,
         follow: bool,
-    ) -> (Vec<Chunk>, Option<broadcast::Receiver<Chunk>>) {
+    ) -> (Vec<Chunk>, Option<Follow>) {
         let inner = self.lock();
         let mut found = 0;
         let mut chunks = Vec::new();
@@ -132,8 +165,31 @@ impl History {
             }
         }
         chunks.reverse();
-        let rx = follow.then(|| inner.tail.subscribe());
+        // After the end, a follower gets the stream already closed.
+        let rx = follow.then(|| Follow {
+            rx: match &inner.tail {
+                Some(tail) => tail.subscribe(),
+                None => broadcast::channel(1).1,
+            },
+            _held: inner.followers.clone(),
+        });
         (chunks, rx)
+    }
+
+    /// Ends the log once the last chunk is recorded: every follower's stream closes after
+    /// what it has not yet taken, and this returns once all have hung up (for at most
+    /// `TAIL_DRAIN`), so `--tail` clients get every line up to hkrun's exit.
+    pub async fn finish(&self) {
+        let gone = {
+            let mut inner = self.lock();
+            inner.tail = None;
+            inner.followers = None;
+            inner.gone.take()
+        };
+        if let Some(mut gone) = gone {
+            // `None` once every follower's sender is dropped.
+            let _ = tokio::time::timeout(TAIL_DRAIN, gone.recv()).await;
+        }
     }
 }
 

@@ -125,7 +125,7 @@ async fn drive(
     if let Some(listener) = control {
         let context = server::Context {
             calls: calls_tx,
-            history,
+            history: Arc::clone(&history),
             header: LogsHeader {
                 format: config.style.format,
                 timestamps: config.style.timestamps,
@@ -262,6 +262,8 @@ async fn drive(
     drop(driver);
     let _ = tokio::time::timeout(FINAL_DRAIN, pumps.join_all()).await;
     writer.finish();
+    // `logs --tail` clients get every line written, the last included, before hkrun exits.
+    history.finish().await;
     Ok(code)
 }
 

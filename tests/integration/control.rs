@@ -373,7 +373,7 @@ fn refusals_leave_the_formation_as_it_was() {
         assert_eq!(
             out.stderr,
             format!(
-                "hkrun: no hkrun is running in {} (no socket at {}/.hkrun.sock)\n",
+                "hkrun: no hkrun is running in {} (no socket at {}/.hkrun.sock); run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH\n",
                 root.display(),
                 root.display()
             )
@@ -467,10 +467,17 @@ fn other_users_are_refused() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // The socket's mode refuses the connection.
+    // The socket's mode refuses the connection: one line says why (EX_NOPERM).
     let (code, stderr) = run(&mut nobody);
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains("Permission denied"), "{stderr}");
+    eprintln!("ps as uid 65534: exit {code:?}, {stderr:?}");
+    assert_eq!(code, Some(77));
+    assert_eq!(
+        stderr,
+        format!(
+            "hkrun: the hkrun behind {} runs as another user (uid 0); run this command as that user, or as root\n",
+            socket.display()
+        )
+    );
 
     // Its mode loosened, the peer check still refuses.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
@@ -739,4 +746,400 @@ fn scaling_web_onto_a_taken_port_is_refused() {
     assert!(up.starts_with("web.2"), "{up}");
     hk.signal(Signal::SIGTERM);
     assert_eq!(hk.wait_exit().code(), Some(0));
+}
+
+/// Clients that hold the socket without being served: idle connections, connections that
+/// send a request every 500 ms and never read the answers, and `logs` requests never
+/// read. Each reconnects 500 ms after the supervisor closes it. Dropping it ends them.
+struct Attack {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+enum Hostile {
+    Idle,
+    DeafPs,
+    DeafLogs,
+}
+
+impl Attack {
+    fn start(socket: &Path, clients: &[(Hostile, usize)]) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let connects = std::sync::Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        for &(kind, count) in clients {
+            for _ in 0..count {
+                let (stop, connects) = (stop.clone(), connects.clone());
+                let socket = socket.to_path_buf();
+                threads.push(std::thread::spawn(move || {
+                    let pause = Duration::from_millis(500);
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut stream) = UnixStream::connect(&socket) else {
+                            std::thread::sleep(pause);
+                            continue;
+                        };
+                        connects.fetch_add(1, Ordering::Relaxed);
+                        let _ = stream.set_read_timeout(Some(pause));
+                        let _ = stream.set_write_timeout(Some(pause));
+                        let request: &[u8] = match kind {
+                            Hostile::Idle => b"",
+                            Hostile::DeafPs => b"{\"v\":1,\"cmd\":\"ps\"}\n",
+                            Hostile::DeafLogs => b"{\"v\":1,\"cmd\":\"logs\",\"lines\":1500}\n",
+                        };
+                        let mut sent_logs = false;
+                        // Until the supervisor closes the connection.
+                        while !stop.load(Ordering::Relaxed) {
+                            let open = match kind {
+                                Hostile::Idle => {
+                                    let mut byte = [0u8; 64];
+                                    match stream.read(&mut byte) {
+                                        Ok(0) => false,
+                                        Ok(_) => true,
+                                        Err(e) => matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ),
+                                    }
+                                }
+                                Hostile::DeafPs | Hostile::DeafLogs => {
+                                    // After its one request a logs client sends blank
+                                    // lines, only to notice the hang-up.
+                                    let bytes = if sent_logs { b"\n" } else { request };
+                                    sent_logs = matches!(kind, Hostile::DeafLogs);
+                                    let open = match stream.write(bytes) {
+                                        Ok(_) => true,
+                                        Err(e) => matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ),
+                                    };
+                                    std::thread::sleep(pause);
+                                    open
+                                }
+                            };
+                            if !open {
+                                break;
+                            }
+                        }
+                        drop(stream);
+                        std::thread::sleep(pause);
+                    }
+                }));
+            }
+        }
+        Self {
+            stop,
+            connects,
+            threads,
+        }
+    }
+
+    fn connects(&self) -> usize {
+        self.connects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// 200 hostile clients (idle ones, and ones that send requests and never read) hold
+/// more connections than the supervisor serves at once; `ps`, `scale` and `stop` are
+/// still answered at once.
+#[test]
+fn hostile_clients_do_not_lock_out_ps() {
+    let app = App::new(&format!(
+        "worker: {POLITE}\nchatty: seq 1 1500; exec sleep 1000\n"
+    ));
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "worker=1,chatty=1",
+            "-p",
+            &port,
+        ],
+        "worker.1 ready",
+    );
+    hk.wait_for("chatty.1 | 1500");
+    let attack = Attack::start(
+        &app.file(".hkrun.sock"),
+        &[
+            (Hostile::Idle, 100),
+            (Hostile::DeafPs, 90),
+            (Hostile::DeafLogs, 10),
+        ],
+    );
+    // Every hostile client has connected once, and more than the 128 served at once.
+    eventually("200 hostile connections", || {
+        (attack.connects() >= 200).then_some(())
+    });
+    // One every 100 ms for 3 s of the attack, so closed hostile clients come back many
+    // times meanwhile.
+    let mut slowest = Duration::ZERO;
+    let mut answers = 0;
+    let attacked = Instant::now();
+    while answers < 30 {
+        answers += 1;
+        let next = attacked + Duration::from_millis(100) * answers;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let start = Instant::now();
+        let out = client(app.path(), &["ps", "--json"]);
+        let took = start.elapsed();
+        assert!(out.status.success(), "ps during the attack: {}", out.stderr);
+        slowest = slowest.max(took);
+    }
+    let start = Instant::now();
+    let out = client(app.path(), &["scale", "worker=2"]);
+    assert!(
+        out.status.success(),
+        "scale during the attack: {}",
+        out.stderr
+    );
+    hk.wait_for("worker.2 ready");
+    let out = client(app.path(), &["stop", "worker.2"]);
+    assert!(
+        out.status.success(),
+        "stop during the attack: {}",
+        out.stderr
+    );
+    let change = start.elapsed();
+    eprintln!(
+        "200 hostile clients ({} connections made): slowest of {answers} ps answers {slowest:?}, scale then stop in {change:?}",
+        attack.connects()
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest ps took {slowest:?}"
+    );
+    drop(attack);
+    hk.stop_cleanly();
+}
+
+/// An app folder deeper than a Unix socket path may be long (107 bytes) still runs with
+/// its socket, and `ps` reaches it from inside the folder or with `-d`. A socket whose
+/// very name is too long is done without, as in a read-only folder, with a warning.
+#[test]
+fn a_long_socket_path_still_runs_and_answers_ps() {
+    let base = tempfile::tempdir().expect("a directory");
+    let deep = base.path().join("d".repeat(60)).join("e".repeat(60));
+    std::fs::create_dir_all(&deep).expect("create the app folder");
+    std::fs::write(deep.join("Procfile"), format!("worker: {POLITE}\n")).expect("Procfile");
+    let deep_arg = deep.to_str().expect("UTF-8");
+    assert!(deep.join(".hkrun.sock").as_os_str().len() > 107);
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        base.path(),
+        &["start", "--no-timestamp", "-d", deep_arg, "-p", &port],
+    );
+    hk.wait_for("worker.1 ready");
+    let inside = client(&deep, &["ps"]);
+    let outside = client(base.path(), &["ps", "-d", deep_arg]);
+    eprintln!(
+        "ps inside: {inside:?}\nps -d: {outside:?}",
+        inside = (inside.status.code(), &inside.stdout, &inside.stderr),
+        outside = (outside.status.code(), &outside.stdout, &outside.stderr)
+    );
+    assert!(inside.status.success(), "{}", inside.stderr);
+    assert!(inside.stdout.contains("worker.1: up"), "{}", inside.stdout);
+    assert!(outside.status.success(), "{}", outside.stderr);
+    hk.stop_cleanly();
+    assert!(
+        !deep.join(".hkrun.sock").exists(),
+        "the socket is removed on exit"
+    );
+
+    let name = base.path().join("s".repeat(120));
+    let name_arg = name.to_str().expect("UTF-8");
+    let mut hk = Hk::start(
+        &deep,
+        &["start", "--no-timestamp", "--socket", name_arg, "-p", &port],
+    );
+    hk.wait_for("worker.1 ready");
+    hk.stop_cleanly();
+    let stderr = hk.stderr();
+    eprintln!("with a 120-byte socket name: {stderr:?}");
+    assert_eq!(
+        stderr,
+        format!(
+            "hkrun: warning: no control socket (control socket path {name_arg} is {} bytes, more than the 107 Unix allows); choose a shorter path with --socket or HKRUN_SOCKET\n",
+            name_arg.len()
+        )
+    );
+}
+
+/// `logs --ps` names a process type or a dyno of the app; anything else is refused.
+#[test]
+fn logs_of_an_unknown_type_is_refused() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let mut shown = Vec::new();
+    for ps in ["nosuch", "worker.x", "nosuch.1"] {
+        let out = client(app.path(), &["logs", "--ps", ps]);
+        shown.push(format!(
+            "logs --ps {ps}: exit {:?}, {:?}",
+            out.status.code(),
+            out.stderr
+        ));
+        assert_eq!(out.status.code(), Some(1), "{ps}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "hkrun: unknown process type or dyno `{ps}` for --ps (the Procfile has worker, clock)\n"
+            )
+        );
+    }
+    eprintln!("{}", shown.join("\n"));
+    // A type with no dyno yet, a dyno that is not running, and hkrun's own lines are fine.
+    for ps in ["clock", "worker.7", "worker.1", "system"] {
+        let out = client(app.path(), &["logs", "--ps", ps]);
+        assert_eq!(out.status.code(), Some(0), "{ps}: {}", out.stderr);
+    }
+    hk.stop_cleanly();
+}
+
+/// A `logs --tail` client gets every line hkrun writes, up to its last one at exit.
+#[test]
+fn logs_tail_gets_every_line_up_to_the_exit() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=2", "-p", &port],
+        "Starting process",
+    );
+    hk.wait_for_each(&["worker.1 ready", "worker.2 ready"]);
+    let mut tail = hkrun(app.path(), &["logs", "--tail", "-n", "1"], &hk.tag)
+        .spawn()
+        .expect("start logs --tail");
+    let stdout = tail.stdout.take().expect("piped");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The backlog line: the tail is following from here on.
+    let first = lines.recv_timeout(PATIENCE);
+    assert!(first.is_ok(), "logs --tail printed nothing");
+    hk.signal(Signal::SIGTERM);
+    assert_eq!(hk.wait_exit().code(), Some(0));
+    let status = crate::harness::wait_bounded(&mut tail, "logs --tail after hkrun exited");
+    reader.join().expect("the reader thread");
+    let got: Vec<String> = lines.try_iter().collect();
+    let last = hk.seen.last().cloned().unwrap_or_default();
+    eprintln!(
+        "hkrun's last line: {last:?}; the tail's last {} lines: {:?}; tail exit {:?}",
+        got.len().min(3),
+        &got[got.len().saturating_sub(3)..],
+        status.code()
+    );
+    assert!(status.success());
+    assert!(last.contains("Process exited with status"), "{last}");
+    // Everything hkrun printed after SIGTERM, the tail printed too, in order.
+    let from = hk
+        .seen
+        .iter()
+        .position(|l| l.ends_with("SIGTERM received"))
+        .expect("the stop");
+    let tail_from = got
+        .iter()
+        .position(|l| l.ends_with("SIGTERM received"))
+        .unwrap_or(got.len());
+    assert_eq!(got[tail_from..], hk.seen[from..]);
+    assert_none_left(&hk.tag);
+}
+
+/// The app root is claimed whatever the socket: a second `start --socket other.sock` in
+/// the same folder is refused, naming the running supervisor.
+#[test]
+fn a_second_supervisor_of_the_same_folder_is_refused_whatever_its_socket() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut first = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let other = app.file("other.sock");
+    let mut second = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-m",
+            "worker=1",
+            "-p",
+            &port,
+            "--socket",
+            other.to_str().expect("UTF-8"),
+        ],
+    );
+    let status = second.wait_exit();
+    let stderr = second.stderr();
+    eprintln!("second start: exit {:?}, {stderr:?}", status.code());
+    let root = std::fs::canonicalize(app.path()).expect("canonical");
+    assert_eq!(status.code(), Some(69));
+    assert_eq!(
+        stderr,
+        format!(
+            "hkrun: hkrun is already running in {} (pid {})\n",
+            root.display(),
+            first.pid()
+        )
+    );
+    assert!(second.seen.is_empty(), "nothing started: {:?}", second.seen);
+    assert!(!other.exists());
+    first.stop_cleanly();
+}
+
+/// `hkrun ps` away from the app's folder says where it looked and how to point it there.
+#[test]
+fn ps_elsewhere_hints_at_the_flags() {
+    let empty = tempfile::tempdir().expect("a directory");
+    let root = std::fs::canonicalize(empty.path()).expect("canonical");
+    let out = client(empty.path(), &["ps"]);
+    eprintln!(
+        "ps elsewhere: exit {:?}, {:?}",
+        out.status.code(),
+        out.stderr
+    );
+    assert_eq!(out.status.code(), Some(69));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hkrun: no hkrun is running in {root} (no socket at {root}/.hkrun.sock); run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH\n",
+            root = root.display()
+        )
+    );
+    // Pointed somewhere already: no hint.
+    let out = client(empty.path(), &["ps", "-d", "."]);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "hkrun: no hkrun is running in {root} (no socket at {root}/.hkrun.sock)\n",
+            root = root.display()
+        )
+    );
 }

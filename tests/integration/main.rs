@@ -9,6 +9,7 @@ mod exec;
 mod growth;
 mod leftovers;
 mod logs;
+mod output;
 mod pid1;
 mod pipeline;
 mod router;
