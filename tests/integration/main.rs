@@ -15,6 +15,7 @@ mod pipeline;
 mod router;
 mod scale;
 mod shutdown;
+mod soak;
 mod start;
 mod supervision;
 mod terminal;

@@ -239,7 +239,7 @@ fn a_dyno_listening_on_ipv6_only_is_reached() {
 
 /// A web dyno that takes 1.5 s to listen (or never, while `broken` exists in the app
 /// folder) and finishes the requests it has on SIGTERM.
-const GRACEFUL_PY: &str = concat!(
+pub const GRACEFUL_PY: &str = concat!(
     name_handler!(),
     "\
 while os.path.exists('broken'):
@@ -254,13 +254,13 @@ server.server_close()
 );
 
 /// Clients requesting through the router in a loop until dropped; counts what failed.
-struct Load {
+pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
 }
 
 impl Load {
-    fn start(port: u16, clients: usize) -> Self {
+    pub fn start(port: u16, clients: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
             .map(|_| {
@@ -281,7 +281,7 @@ impl Load {
     }
 
     /// Requests that succeeded, and the failures.
-    fn finish(self) -> (usize, Vec<String>) {
+    pub fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let mut ok = 0;
         let mut failed = Vec::new();

@@ -1,0 +1,383 @@
+//! The chaos soak: for a while, dynos are SIGKILLed at random, a worker double-forks and
+//! `setsid`s on every start, the formation is scaled up and down, web restarts
+//! preboot-style under load, and stdout stalls for seconds at a time. At the end: no
+//! failed request but those in flight on a killed web dyno, no spliced line, no orphan
+//! and no zombie, and hkrun's descriptors, threads and memory back where they were.
+//!
+//! `cargo test` runs it for 60 s. `HKRUN_SOAK_SECS=1800` runs it longer, and
+//! `HKRUN_SOAK_SEED=N` replays the same choices (the seed is printed).
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hkrun::control::protocol::Ps;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::harness::{
+    App, assert_none_left, client, eventually, free_base_port, kill_tagged, tagged_command,
+    wait_bounded,
+};
+use crate::router::{GRACEFUL_PY, Load};
+
+const PROCFILE: &str = "\
+web: exec python3 -u web.py
+worker: setsid sleep 1000 & (sleep 1000 &); while :; do echo \"tick $$\"; sleep 0.2; done
+chatty: exec python3 -u chatty.py
+";
+
+/// Bursts of lines of every length up to 300 bytes, so a splice would show.
+const CHATTY_PY: &str = "\
+import random, time
+while True:
+    for _ in range(100):
+        print('c' * random.randint(1, 300))
+    time.sleep(0.05)
+";
+
+const FORMATION: &str = "web=2,worker=1,chatty=1";
+const CLIENTS: usize = 2;
+
+/// A small xorshift: the soak's choices, replayable from the seed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// hkrun's stdout, read by a thread that can be told to stop reading for a while.
+struct Reader {
+    stalled: Arc<AtomicBool>,
+    lines: Arc<AtomicU64>,
+    /// Lines that are not `NAME | text`: a splice, or a line cut in two.
+    bad: Arc<Mutex<Vec<String>>>,
+    /// hkrun's own `N bytes of output dropped` lines.
+    dropped: Arc<Mutex<Vec<String>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(stdout: std::process::ChildStdout) -> Self {
+        let stalled = Arc::new(AtomicBool::new(false));
+        let lines = Arc::new(AtomicU64::new(0));
+        let bad = Arc::new(Mutex::new(Vec::new()));
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stalled, lines, bad, dropped) = (
+                Arc::clone(&stalled),
+                Arc::clone(&lines),
+                Arc::clone(&bad),
+                Arc::clone(&dropped),
+            );
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = Vec::new();
+                loop {
+                    while stalled.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    line.clear();
+                    if !reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                        return;
+                    }
+                    lines.fetch_add(1, Ordering::Relaxed);
+                    let text = String::from_utf8_lossy(&line);
+                    if !well_formed(&text) {
+                        bad.lock().expect("not poisoned").push(text.into_owned());
+                    } else if text.contains("bytes of output dropped") {
+                        dropped
+                            .lock()
+                            .expect("not poisoned")
+                            .push(text.into_owned());
+                    }
+                }
+            })
+        };
+        Self {
+            stalled,
+            lines,
+            bad,
+            dropped,
+            thread,
+        }
+    }
+}
+
+/// `web.1  | text` or `system | text` (no timestamps, no colour), ending in a newline.
+fn well_formed(line: &str) -> bool {
+    let Some(text) = line.strip_suffix('\n') else {
+        return false;
+    };
+    let Some((name, rest)) = text.split_once(" | ") else {
+        return false;
+    };
+    let name = name.trim_end();
+    let known = name == "system"
+        || name.split_once('.').is_some_and(|(kind, n)| {
+            ["web", "worker", "chatty", "release"].contains(&kind) && n.parse::<u32>().is_ok()
+        });
+    // chatty's lines are only `c`s (hkrun's own lines under its name never start with
+    // one): a line of `c`s with anything else in it has another line spliced in.
+    let spliced =
+        name.starts_with("chatty.") && rest.starts_with('c') && rest.bytes().any(|b| b != b'c');
+    known && !spliced
+}
+
+/// What hkrun itself holds: open descriptors, threads, resident KiB.
+fn footprint(pid: u32) -> (usize, u64, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (fds, field("Threads:"), field("VmRSS:"))
+}
+
+/// hkrun's children that have exited and not been reaped.
+fn zombies(pid: u32) -> usize {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn ps(app: &App) -> Option<Ps> {
+    let out = client(app.path(), &["ps", "--json"]);
+    serde_json::from_str(&out.stdout).ok()
+}
+
+/// Every dyno of the formation is up, and nothing else runs.
+fn settled(app: &App) -> bool {
+    ps(app).is_some_and(|ps| {
+        let count = |kind: &str| ps.dynos.iter().filter(|d| d.name.starts_with(kind)).count();
+        ps.dynos.iter().all(|d| d.state == "up")
+            && (count("web."), count("worker."), count("chatty.")) == (2, 1, 1)
+    })
+}
+
+/// What the chaos did, for the report and the bound on failed requests.
+#[derive(Debug, Default)]
+struct Tally {
+    web_kills: usize,
+    other_kills: usize,
+    scales: usize,
+    preboots: usize,
+    restarts: usize,
+    stalls: usize,
+    refused: usize,
+}
+
+#[test]
+fn chaos_soak() {
+    let secs: u64 = std::env::var("HKRUN_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::var("HKRUN_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+            now.map_or(1, |d| u64::from(d.subsec_nanos()) | 1)
+        });
+    eprintln!("chaos soak: {secs} s, HKRUN_SOAK_SEED={seed}");
+    let mut dice = Dice(seed);
+
+    let app = App::new(PROCFILE);
+    app.write("web.py", GRACEFUL_PY);
+    app.write("chatty.py", CHATTY_PY);
+    // Web dynos listen at once; `.env` is read by default.
+    app.write(".env", "BIND_DELAY=0.2\n");
+    let port = free_base_port();
+    let tag = format!("soak-{}", std::process::id());
+    let _cleanup = Cleanup(tag.clone());
+    let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)
+        .args(["start", "--no-timestamp", "-t", "3", "-m", FORMATION, "-p"])
+        .arg(port.to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hkrun");
+    let reader = Reader::start(hk.stdout.take().expect("piped"));
+    let pid = hk.id();
+    eventually("the formation to be up", || settled(&app).then_some(()));
+
+    // Warm up: traffic, a long stall, preboots and crashes, so that every buffer has
+    // reached its largest once; the memory compared at the end is from after this.
+    let load = Load::start(port, CLIENTS);
+    reader.stalled.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(5));
+    reader.stalled.store(false, Ordering::Relaxed);
+    for _ in 0..3 {
+        assert!(client(app.path(), &["restart", "web"]).status.success());
+        assert!(client(app.path(), &["restart", "worker"]).status.success());
+    }
+    let (warm_ok, warm_failed) = load.finish();
+    assert!(warm_failed.is_empty(), "{warm_failed:?}");
+    eventually("the formation to settle", || settled(&app).then_some(()));
+    std::thread::sleep(Duration::from_secs(1));
+    let before = footprint(pid);
+    eprintln!(
+        "after warm-up ({warm_ok} requests): {} fds, {} threads, {} KiB",
+        before.0, before.1, before.2
+    );
+
+    let load = Load::start(port, CLIENTS);
+    let mut tally = Tally::default();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(secs);
+    let every = Duration::from_secs(secs.div_ceil(10).max(5));
+    let mut report_at = started + every;
+    while Instant::now() < end {
+        if Instant::now() >= report_at {
+            report_at += every;
+            let (fds, threads, rss) = footprint(pid);
+            eprintln!(
+                "{:>5} s: {fds} fds, {threads} threads, {rss} KiB",
+                started.elapsed().as_secs()
+            );
+        }
+        match dice.below(10) {
+            0..=2 => {
+                let Some(ps) = ps(&app) else { continue };
+                let live: Vec<_> = ps.dynos.iter().filter(|d| d.pid.is_some()).collect();
+                if live.is_empty() {
+                    continue;
+                }
+                let dyno = live[dice.below(live.len() as u64) as usize];
+                let pid = dyno.pid.expect("filtered");
+                if signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    if dyno.name.starts_with("web.") {
+                        tally.web_kills += 1;
+                    } else {
+                        tally.other_kills += 1;
+                    }
+                }
+            }
+            3 | 4 => {
+                let change = match dice.below(3) {
+                    0 => format!("worker={}", dice.below(3)),
+                    1 => format!("chatty={}", dice.below(3)),
+                    _ => format!("web={}", 1 + dice.below(3)),
+                };
+                let out = client(app.path(), &["scale", &change]);
+                match out.status.success() {
+                    true => tally.scales += 1,
+                    false => tally.refused += 1,
+                }
+            }
+            5 | 6 => {
+                let out = client(app.path(), &["restart", "web"]);
+                match out.status.success() {
+                    true => tally.preboots += 1,
+                    false => tally.refused += 1,
+                }
+            }
+            7 => {
+                let target = ["worker", "chatty"][dice.below(2) as usize];
+                let out = client(app.path(), &["restart", target]);
+                match out.status.success() {
+                    true => tally.restarts += 1,
+                    false => tally.refused += 1,
+                }
+            }
+            _ => {
+                tally.stalls += 1;
+                reader.stalled.store(true, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1000 + dice.below(3000)));
+                reader.stalled.store(false, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100 + dice.below(500)));
+    }
+    let (ok, failed) = load.finish();
+    eprintln!("{tally:?}");
+    eprintln!(
+        "{ok} requests through the router, {} failed ({} web dynos SIGKILLed, {CLIENTS} clients)",
+        failed.len(),
+        tally.web_kills
+    );
+
+    // Back to the starting formation, settled (once a preboot under way has ended).
+    eventually("the starting formation to be asked for", || {
+        let out = client(app.path(), &["scale", "web=2", "worker=1", "chatty=1"]);
+        if !out.status.success() {
+            eprintln!("scale back refused: {}", out.stderr.trim());
+        }
+        out.status.success().then_some(())
+    });
+    eventually("the formation to settle", || settled(&app).then_some(()));
+    std::thread::sleep(Duration::from_secs(1));
+    let after = footprint(pid);
+    eprintln!(
+        "at the end: {} fds, {} threads, {} KiB (from {} fds, {} threads, {} KiB)",
+        after.0, after.1, after.2, before.0, before.1, before.2
+    );
+    eventually("no zombie child of hkrun", || {
+        (zombies(pid) == 0).then_some(())
+    });
+
+    signal::kill(
+        Pid::from_raw(i32::try_from(pid).expect("a pid")),
+        Signal::SIGTERM,
+    )
+    .expect("signal hkrun");
+    let status = wait_bounded(&mut hk, "hkrun");
+    reader.thread.join().expect("the reader");
+    let lines = reader.lines.load(Ordering::Relaxed);
+    let bad = reader.bad.lock().expect("not poisoned").clone();
+    let dropped = reader.dropped.lock().expect("not poisoned").clone();
+    eprintln!(
+        "{lines} lines read, {} malformed, {} `bytes of output dropped` lines",
+        bad.len(),
+        dropped.len()
+    );
+    assert_eq!(status.code(), Some(0));
+    assert_none_left(&tag);
+    assert!(
+        bad.is_empty(),
+        "malformed lines: {:?}",
+        &bad[..bad.len().min(5)]
+    );
+    // Only requests in flight on a dyno that was SIGKILLed may fail: one per client.
+    assert!(
+        failed.len() <= tally.web_kills * CLIENTS,
+        "{} failed with {} web kills: {:?}",
+        failed.len(),
+        tally.web_kills,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        after.0 <= before.0 + 2,
+        "descriptors: {before:?} -> {after:?}"
+    );
+    assert!(after.1 <= before.1 + 2, "threads: {before:?} -> {after:?}");
+    assert!(after.2 <= before.2 + 4096, "RSS: {before:?} -> {after:?}");
+}
+
+/// Kills whatever carries the tag when the test ends, passed or failed.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        kill_tagged(&self.0);
+    }
+}
