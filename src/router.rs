@@ -23,6 +23,8 @@ use crate::supervisor::input::Slot;
 pub const WAIT_FOR_DYNO: Duration = Duration::from_secs(30);
 /// How long to wait before trying again when every dyno refused a connection.
 const RETRY: Duration = Duration::from_millis(50);
+/// How often a failing accept is warned about, at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How the router chooses a dyno for a new connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -123,12 +125,17 @@ async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>, b
         next: AtomicUsize::new(0),
         open: Mutex::new(HashMap::new()),
     });
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
             Err(err) => {
-                // Out of file descriptors, most likely: let some close.
-                tracing::warn!(%err, "the router cannot accept a connection");
+                // Out of file descriptors, most likely: let some close, and say so now
+                // and then, not at every retry.
+                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(%err, "the router cannot accept a connection");
+                    warned = Some(std::time::Instant::now());
+                }
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
