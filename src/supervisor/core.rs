@@ -868,11 +868,20 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
-        match self.phase {
-            Phase::Stopping { .. } => self.tick_stopping(now),
-            Phase::Running => self.tick_running(now),
-            Phase::Idle | Phase::Releasing | Phase::Done => Vec::new(),
+        let mut effects = Vec::new();
+        // A pass takes one due timer per dyno; one with two due at once (its grace and a
+        // rescan) needs another, or its deadline would be left in the past.
+        for _ in 0..4 {
+            effects.extend(match self.phase {
+                Phase::Stopping { .. } => self.tick_stopping(now),
+                Phase::Running => self.tick_running(now),
+                Phase::Idle | Phase::Releasing | Phase::Done => Vec::new(),
+            });
+            if self.deadline().is_none_or(|at| at > now) {
+                break;
+            }
         }
+        effects
     }
 
     fn tick_running(&mut self, now: Instant) -> Vec<Effect> {

@@ -66,7 +66,20 @@ impl Supervisor {
                 })?;
             taken.push(port);
             let mut plan = self.dynos[i].plan.clone();
-            plan.spec.slot = slot.next_generation();
+            // Past every process under this name, one of a failed preboot still stopping
+            // included: no two dynos may share a slot.
+            let last = self
+                .dynos
+                .iter()
+                .map(|d| &d.plan.spec.slot)
+                .filter(|s| s.kind == slot.kind && s.index == slot.index)
+                .map(|s| s.generation)
+                .max()
+                .unwrap_or(slot.generation);
+            plan.spec.slot = Slot {
+                generation: last + 1,
+                ..slot.clone()
+            };
             plan.spec.port = Some(port);
             plans.push(plan);
         }

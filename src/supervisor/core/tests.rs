@@ -1825,3 +1825,25 @@ fn restarting_a_finished_dyno_stops_what_its_run_left_first() {
     );
     assert_eq!(actions(&effects)[0], spawn("worker", 1, 5100));
 }
+
+#[test]
+fn a_preboot_after_a_failed_one_still_stopping_takes_a_generation_of_its_own() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let web = || Control::Restart(Some(Target::Type("web".into())));
+    control(&mut sup, t0, 1, web());
+    // The new ones miss their boot timeout: killed, and not gone yet.
+    sup.handle(t0 + BOOT, Input::Tick);
+    let effects = control(&mut sup, t0 + BOOT, 2, web());
+    let spawned: Vec<Slot> = actions(&effects)
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Spawn(spec) => Some(spec.slot.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawned.len(), 2, "{effects:?}");
+    assert!(spawned.iter().all(|s| s.generation == 2), "{spawned:?}");
+}

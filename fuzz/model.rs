@@ -1,0 +1,417 @@
+//! The supervisor's core driven by arbitrary bytes against a model of the processes it
+//! runs, checking its promises after every input (TESTING.md):
+//! - it exits only once every process it started is gone;
+//! - every control request is answered exactly once, and every one by the end of a stop;
+//! - it signals only dynos it has spawned and not forgotten;
+//! - after a tick, no deadline is left in the past;
+//! - once asked to stop, and with processes that die when killed, it always exits.
+//!
+//! Shared by the `supervisor` fuzz target and `tests/supervisor_model.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use hkrun::formation::{DynoSize, ScaleChange, ScaleOp};
+use hkrun::policy::{MemoryLimit, RestartPolicy};
+use hkrun::supervisor::core::{DynoPlan, DynoType, Plan, Supervisor};
+use hkrun::supervisor::input::{
+    Control, Effect, ExitStatus, Input, Slot, SpawnSpec, StopRequest, Target,
+};
+use nix::sys::signal::Signal;
+
+/// Reads the fuzzer's bytes as choices; zeros once they run out.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::from(self.byte()) % n.max(1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One run of a dyno, as the OS would have it.
+#[derive(Debug)]
+struct Run {
+    _pid: i32,
+    leader_alive: bool,
+    /// Other processes of the run (its group, or escaped): they go on SIGKILL, and on
+    /// SIGTERM when `term_kills`.
+    others: usize,
+    term_kills: bool,
+    /// A signal that ends the leader reached it: it exits when the world says so.
+    doomed: bool,
+}
+
+#[derive(Default)]
+struct World {
+    /// The latest run of each slot the core has spawned and not forgotten.
+    runs: BTreeMap<Slot, Run>,
+    /// Slots the core has asked to spawn and not forgotten (a spawn may fail).
+    spawned: BTreeSet<Slot>,
+    next_pid: i32,
+    /// Control requests sent and not yet answered.
+    waiting: BTreeSet<u64>,
+    next_id: u64,
+    exited: bool,
+}
+
+impl World {
+    fn live(&self) -> usize {
+        self.runs
+            .values()
+            .map(|r| usize::from(r.leader_alive) + r.others)
+            .sum()
+    }
+
+    fn signal(&mut self, slot: &Slot, signal: Signal, all: bool) {
+        assert!(
+            self.spawned.contains(slot),
+            "{signal:?} to {slot}, which was never spawned or is forgotten"
+        );
+        // A failed spawn has nothing to signal.
+        let Some(run) = self.runs.get_mut(slot) else {
+            return;
+        };
+        if ends(signal, run.term_kills) {
+            run.doomed = true;
+            // `Signal` reaches the group; what escaped it only with `SignalAll`. The model
+            // does not tell them apart: both end the run's other processes.
+            let _ = all;
+            run.others = 0;
+        }
+    }
+
+    /// Processes outside every live dyno's group: the other processes of runs whose
+    /// leader has exited; with SIGKILL, every process.
+    fn stragglers(&mut self, signal: Signal) {
+        for run in self.runs.values_mut() {
+            if signal == Signal::SIGKILL {
+                run.doomed = true;
+                run.others = 0;
+            } else if !run.leader_alive && ends(signal, run.term_kills) {
+                run.others = 0;
+            }
+        }
+    }
+}
+
+fn ends(signal: Signal, term_kills: bool) -> bool {
+    match signal {
+        Signal::SIGKILL => true,
+        Signal::SIGTERM | Signal::SIGINT => term_kills,
+        _ => false,
+    }
+}
+
+fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> DynoType {
+    DynoType {
+        name: name.to_owned(),
+        command: format!("run-{name}"),
+        index,
+        size: DynoSize::default(),
+        restart,
+        memory: MemoryLimit::On,
+        boot_timeout: (name == "web").then_some(Duration::from_secs(60)),
+        behind_router: router && name == "web",
+    }
+}
+
+fn plan(b: &mut Bytes) -> Plan {
+    let flags = b.byte();
+    let restart = [
+        RestartPolicy::Always,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Never,
+    ][b.below(3)];
+    let router = flags & 1 != 0;
+    let types = vec![
+        dyno_type("web", 0, restart, router),
+        dyno_type("worker", 1, restart, router),
+    ];
+    let base_port = 5000;
+    let mut dynos: Vec<DynoPlan> = Vec::new();
+    for (t, count) in [(0, 1 + b.below(2)), (1, b.below(3))] {
+        for n in 1..=count {
+            dynos.push(types[t].plan(n as u32, base_port).expect("ports fit"));
+        }
+    }
+    Plan {
+        release: (flags & 2 != 0).then(|| "migrate".to_owned()),
+        dynos,
+        types,
+        base_port,
+        router: router.then_some(base_port),
+        preboot: router && flags & 4 == 0,
+        grace: Duration::from_secs(1 + u64::from(flags >> 5)),
+        exit_on_crash: flags & 8 != 0,
+        restart_cap: Duration::from_secs(1 + u64::from(b.byte() % 8)),
+    }
+}
+
+/// Carries out effects as the driver would, checking each; returns the inputs they
+/// produce at once (the driver's queue).
+fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input> {
+    let mut queue = Vec::new();
+    for effect in effects {
+        assert!(!world.exited, "an effect after the exit: {effect:?}");
+        match effect {
+            Effect::Spawn(SpawnSpec { slot, .. }) => {
+                world.spawned.insert(slot.clone());
+                if let Some(old) = world.runs.remove(&slot) {
+                    // A new run only once the old one is gone entirely.
+                    assert!(
+                        !old.leader_alive && old.others == 0,
+                        "{slot} spawned again while its last run lives: {old:?}"
+                    );
+                }
+                if b.below(16) == 0 {
+                    queue.push(Input::SpawnFailed {
+                        slot,
+                        error: "exec failed".into(),
+                    });
+                    continue;
+                }
+                world.next_pid += 1;
+                let pid = world.next_pid;
+                let (others, term_kills) = (b.below(3), b.below(4) != 0);
+                world.runs.insert(
+                    slot.clone(),
+                    Run {
+                        _pid: pid,
+                        leader_alive: true,
+                        others,
+                        term_kills,
+                        doomed: false,
+                    },
+                );
+                queue.push(Input::Spawned { slot, pid });
+            }
+            Effect::Signal { slot, signal } => world.signal(&slot, signal, false),
+            Effect::SignalAll { slot, signal } => world.signal(&slot, signal, true),
+            Effect::SignalStragglers(signal) => world.stragglers(signal),
+            Effect::ScanStragglers => {
+                // Runs the core no longer waits on count as stragglers too.
+                queue.push(Input::Stragglers(world.live()));
+            }
+            Effect::ScanGroup { slot } => {
+                let count = world.runs.get(&slot).map_or(0, |r| r.others);
+                queue.push(Input::GroupLeft { slot, count });
+            }
+            Effect::Forget { slot } => {
+                assert!(
+                    world.spawned.remove(&slot),
+                    "{slot} forgotten, never spawned"
+                );
+                if let Some(run) = world.runs.remove(&slot) {
+                    assert!(
+                        !run.leader_alive && run.others == 0,
+                        "{slot} forgotten while its run lives: {run:?}"
+                    );
+                }
+            }
+            Effect::Reply { id, .. } => {
+                // id 0 is SIGUSR2's restart, which nobody waits for.
+                assert!(
+                    id == 0 || world.waiting.remove(&id),
+                    "a reply to {id}, which is not waiting"
+                );
+            }
+            Effect::Exit(_) => {
+                assert_eq!(world.live(), 0, "exit with processes alive");
+                world.exited = true;
+            }
+            Effect::AwaitReady { .. }
+            | Effect::Log { .. }
+            | Effect::Backends(_)
+            | Effect::StopSelf => {}
+        }
+    }
+    queue
+}
+
+/// An input the world could send now.
+fn input(world: &mut World, b: &mut Bytes) -> Input {
+    let live: Vec<Slot> = world
+        .runs
+        .iter()
+        .filter(|(_, r)| r.leader_alive)
+        .map(|(s, _)| s.clone())
+        .collect();
+    let pick = |b: &mut Bytes, slots: &[Slot]| slots.get(b.below(slots.len())).cloned();
+    match b.below(12) {
+        0..=2 => match pick(b, &live) {
+            Some(slot) => {
+                let run = world.runs.get_mut(&slot).expect("live");
+                run.leader_alive = false;
+                let status = match b.below(3) {
+                    0 => ExitStatus::Code(0),
+                    1 => ExitStatus::Code(1 + i32::from(b.byte())),
+                    _ => ExitStatus::Signaled(Signal::SIGKILL),
+                };
+                Input::Exited { slot, status }
+            }
+            None => Input::Tick,
+        },
+        3 => match pick(b, &live) {
+            Some(slot) if slot.kind == "web" => Input::Ready {
+                slot,
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            },
+            _ => Input::Tick,
+        },
+        4 => {
+            let mb = 1024 * 1024;
+            let samples = live
+                .iter()
+                .map(|s| (s.clone(), [10 * mb, 600 * mb, 1100 * mb][b.below(3)]))
+                .collect();
+            Input::Memory(samples)
+        }
+        5 => Input::Stop(
+            [
+                StopRequest::Signal(Signal::SIGTERM),
+                StopRequest::Signal(Signal::SIGINT),
+                StopRequest::Control,
+                StopRequest::StdoutClosed,
+            ][b.below(4)],
+        ),
+        6 => Input::Forward(Signal::SIGUSR1),
+        7 => match b.below(2) {
+            0 => Input::Pause,
+            _ => Input::Resume,
+        },
+        8..=10 => {
+            world.next_id += 1;
+            let id = world.next_id;
+            world.waiting.insert(id);
+            let kind = ["web", "worker"][b.below(2)].to_owned();
+            let target = match b.below(3) {
+                0 => None,
+                1 => Some(Target::Type(kind.clone())),
+                _ => Some(Target::Dyno(Slot::new(&kind, 1 + b.below(3) as u32))),
+            };
+            let request = match b.below(3) {
+                0 => Control::Scale(vec![ScaleChange {
+                    name: kind,
+                    op: [
+                        ScaleOp::Set(b.below(4) as u32),
+                        ScaleOp::Add(1),
+                        ScaleOp::Sub(1),
+                    ][b.below(3)],
+                    size: None,
+                }]),
+                1 => Control::Restart(target),
+                _ => Control::Stop(target.unwrap_or(Target::Type(kind))),
+            };
+            Input::Control { id, request }
+        }
+        _ => Input::Tick,
+    }
+}
+
+/// Handles one input and everything its effects lead to at once, checking as it goes.
+fn step(sup: &mut Supervisor, world: &mut World, b: &mut Bytes, now: Instant, input: Input) {
+    let tick = input == Input::Tick;
+    let mut queue = vec![input];
+    while let Some(input) = queue.pop() {
+        if world.exited {
+            return;
+        }
+        if trace() {
+            eprintln!("{input:?}");
+        }
+        let effects = sup.handle(now, input);
+        if trace() {
+            eprintln!("  -> {effects:?}");
+        }
+        let mut more = perform(world, b, effects);
+        more.reverse();
+        queue.extend(more);
+    }
+    if tick && !world.exited {
+        if let Some(at) = sup.next_deadline() {
+            assert!(at > now, "a deadline left in the past after a tick");
+        }
+    }
+}
+
+/// `HKRUN_MODEL_TRACE=1` prints every input and what it led to.
+fn trace() -> bool {
+    std::env::var_os("HKRUN_MODEL_TRACE").is_some()
+}
+
+pub fn run(data: &[u8]) {
+    let mut b = Bytes(data);
+    let mut sup = Supervisor::new(plan(&mut b));
+    let mut world = World::default();
+    let mut now = Instant::now();
+    let effects = sup.start(now);
+    let mut queue = perform(&mut world, &mut b, effects);
+    while let Some(input) = queue.pop() {
+        let effects = sup.handle(now, input);
+        queue.extend(perform(&mut world, &mut b, effects));
+    }
+    while !b.is_empty() && !world.exited {
+        // Time moves: to the next deadline, or by a few milliseconds to seconds.
+        match (b.below(3), sup.next_deadline()) {
+            (0, Some(at)) if at > now => now = at,
+            _ => now += Duration::from_millis(u64::from(b.byte()) * 20),
+        }
+        let next = input(&mut world, &mut b);
+        step(&mut sup, &mut world, &mut b, now, next);
+    }
+    // Then the app is stopped, and every process dies once SIGKILLed: it must exit, with
+    // every request answered.
+    step(
+        &mut sup,
+        &mut world,
+        &mut b,
+        now,
+        Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
+    );
+    for _ in 0..10_000 {
+        if world.exited {
+            break;
+        }
+        let doomed = world
+            .runs
+            .iter()
+            .find(|(_, r)| r.leader_alive && r.doomed)
+            .map(|(s, _)| s.clone());
+        if let Some(slot) = doomed {
+            world.runs.get_mut(&slot).expect("found").leader_alive = false;
+            let status = ExitStatus::Signaled(Signal::SIGKILL);
+            step(
+                &mut sup,
+                &mut world,
+                &mut b,
+                now,
+                Input::Exited { slot, status },
+            );
+            continue;
+        }
+        now = sup
+            .next_deadline()
+            .map_or(now + Duration::from_secs(1), |at| at.max(now));
+        step(&mut sup, &mut world, &mut b, now, Input::Tick);
+    }
+    assert!(world.exited, "no exit after the stop: {:?}", world.runs);
+    assert!(
+        world.waiting.is_empty(),
+        "requests never answered: {:?}",
+        world.waiting
+    );
+}

@@ -1,0 +1,41 @@
+//! The supervisor's core against a model of its processes, over random input sequences:
+//! the same checks as the `supervisor` fuzz target (`fuzz/model.rs`, TESTING.md), run
+//! on stable in `cargo test`.
+
+#[path = "../fuzz/model.rs"]
+mod model;
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn the_core_keeps_its_promises(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        model::run(&data);
+    }
+}
+
+/// Inputs the model once failed on, kept as regressions.
+#[test]
+fn known_failures() {
+    for data in FOUND {
+        model::run(data);
+    }
+}
+
+const FOUND: &[&[u8]] = &[
+    &[
+        10, 0, 31, 0, 0, 1, 0, 0, 0, 0, 43, 0, 0, 0, 8, 0, 203, 0, 1, 0, 0, 27, 0, 0, 0, 54, 0, 0,
+        3, 0, 0, 0, 36,
+    ],
+    &[
+        44, 0, 156, 87, 0, 1, 16, 72, 97, 0, 212, 0, 0, 7, 93, 0, 0, 0, 0, 3, 6, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0,
+    ],
+    &[
+        41, 0, 31, 220, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 150, 30, 0, 0, 128, 0, 0, 121, 1, 0, 0, 1, 0,
+        0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 137, 0, 0, 0, 30, 0, 0, 132, 73, 44, 0, 0,
+        6, 0, 0, 150, 0, 0, 80, 2, 24, 175,
+    ],
+];
