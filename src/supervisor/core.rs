@@ -850,15 +850,7 @@ impl Supervisor {
         }
         let mut effects = Vec::new();
         for dyno in self.dynos.iter().filter(|d| d.state.is_live()) {
-            let slot = dyno.plan.spec.slot.clone();
-            effects.push(log_dyno(
-                &slot,
-                "Stopping remaining processes with SIGKILL".into(),
-            ));
-            effects.push(Effect::SignalAll {
-                slot,
-                signal: Signal::SIGKILL,
-            });
+            effects.extend(kill_remaining(&dyno.plan.spec.slot));
         }
         effects.push(Effect::SignalStragglers(Signal::SIGKILL));
         if self.all_settled() {
@@ -901,16 +893,9 @@ impl Supervisor {
                 {
                     let dyno = &mut self.dynos[i];
                     dyno.leftovers = Leftovers::Killed;
-                    let slot = dyno.plan.spec.slot.clone();
-                    effects.push(log_dyno(&slot, r12(self.plan.grace, Signal::SIGTERM)));
-                    effects.push(log_dyno(
-                        &slot,
-                        "Stopping remaining processes with SIGKILL".into(),
-                    ));
-                    effects.push(Effect::SignalAll {
-                        slot,
-                        signal: Signal::SIGKILL,
-                    });
+                    let slot = &dyno.plan.spec.slot;
+                    effects.push(log_dyno(slot, r12(self.plan.grace, Signal::SIGTERM)));
+                    effects.extend(kill_remaining(slot));
                 }
                 DynoState::Crashed { .. }
                     if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>
@@ -1117,6 +1102,17 @@ const STOPPING_WITH_APP: DynoState = DynoState::Stopping {
     kill_at: None,
     then: AfterStop::Down,
 };
+
+/// `Stopping remaining processes with SIGKILL`, and the signal to all of the dyno's run.
+fn kill_remaining(slot: &Slot) -> [Effect; 2] {
+    [
+        log_dyno(slot, "Stopping remaining processes with SIGKILL".into()),
+        Effect::SignalAll {
+            slot: slot.clone(),
+            signal: Signal::SIGKILL,
+        },
+    ]
+}
 
 fn r12(grace: Duration, signal: Signal) -> String {
     format!(

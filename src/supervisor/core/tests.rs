@@ -102,25 +102,27 @@ fn crash_with(
     index: u32,
     status: ExitStatus,
 ) -> Vec<Effect> {
-    let mut effects = sup.handle(
-        at,
-        Input::Exited {
-            slot: slot(kind, index),
-            status,
-        },
-    );
-    let scan = Effect::ScanGroup {
+    let exit = Input::Exited {
         slot: slot(kind, index),
+        status,
     };
+    exit_and_drain(sup, at, exit)
+}
+
+/// An exit that asks for a scan of what the run left, and the answer that nothing did.
+fn exit_and_drain(sup: &mut Supervisor, at: Instant, exit: Input) -> Vec<Effect> {
+    let Input::Exited { slot, .. } = &exit else {
+        panic!("not an exit: {exit:?}");
+    };
+    let scan = Effect::ScanGroup { slot: slot.clone() };
+    let left = Input::GroupLeft {
+        slot: slot.clone(),
+        count: 0,
+    };
+    let mut effects = sup.handle(at, exit);
     assert!(effects.contains(&scan), "{effects:?}");
     effects.retain(|e| e != &scan);
-    effects.extend(sup.handle(
-        at,
-        Input::GroupLeft {
-            slot: slot(kind, index),
-            count: 0,
-        },
-    ));
+    effects.extend(sup.handle(at, left));
     effects
 }
 
@@ -784,20 +786,7 @@ fn replies(effects: &[Effect]) -> Vec<(u64, Result<String, String>)> {
 
 /// A dyno stopped on request exits, and its process group turns out empty.
 fn stopped(sup: &mut Supervisor, now: Instant, (kind, n, code): (&str, u32, i32)) -> Vec<Effect> {
-    let mut effects = sup.handle(now, exited(kind, n, code));
-    let scan = Effect::ScanGroup {
-        slot: slot(kind, n),
-    };
-    assert!(effects.contains(&scan), "{effects:?}");
-    effects.retain(|e| e != &scan);
-    effects.extend(sup.handle(
-        now,
-        Input::GroupLeft {
-            slot: slot(kind, n),
-            count: 0,
-        },
-    ));
-    effects
+    exit_and_drain(sup, now, exited(kind, n, code))
 }
 
 fn names(sup: &Supervisor) -> Vec<String> {
