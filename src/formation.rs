@@ -330,11 +330,60 @@ mod tests {
             let _ = change.parse::<ScaleChange>();
         }
 
+        /// Formation-shaped text reaches the grammar: valid items parse to what they
+        /// say, and an error names the item or value.
+        #[test]
+        fn shaped_formations_parse_to_what_they_say(
+            items in proptest::collection::vec(
+                ("[a-z][a-z0-9_-]{0,6}|all", 0u32..200, proptest::option::of(size_text())),
+                1..5,
+            ),
+            sep in "[, ]{1,2}",
+        ) {
+            let text = items
+                .iter()
+                .map(|(name, count, size)| match size {
+                    Some(size) => format!("{name}={count}:{size}"),
+                    None => format!("{name}={count}"),
+                })
+                .collect::<Vec<_>>()
+                .join(&sep);
+            let spec: FormationSpec = text.parse().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(spec.items.len(), items.len());
+            for (item, (name, count, size)) in spec.items.iter().zip(&items) {
+                prop_assert_eq!(&item.name, name);
+                prop_assert_eq!(item.count, *count);
+                prop_assert_eq!(item.size.is_some(), size.is_some());
+            }
+        }
+
+        #[test]
+        fn shaped_scale_changes_parse_or_name_the_change(
+            name in "[a-z][a-z0-9_-]{0,6}",
+            op in "[=+-]|",
+            count in "[0-9]{0,3}|x",
+            size in proptest::option::of(size_text()),
+        ) {
+            let text = format!("{name}{op}{count}{}", size.map(|s| format!(":{s}")).unwrap_or_default());
+            match text.parse::<ScaleChange>() {
+                Ok(change) => prop_assert!(text.starts_with(&change.name)),
+                Err(e) => prop_assert!(e.to_string().contains('`'), "{}", e),
+            }
+        }
+
         #[test]
         fn counts_round_trip(count in 0u32..100_000) {
             let spec: FormationSpec = format!("web={count}").parse().unwrap();
             prop_assert_eq!(spec.items[0].count, count);
         }
+    }
+
+    /// Dyno sizes as users write them, valid and not.
+    fn size_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(eco|basic|standard-1x|Standard-2X|performance-m|performance-l)",
+            "[1-9][0-9]{0,4}(k|K|m|M|g|G|kb|MB|gb)?",
+        ]
     }
 
     fn procfile() -> Procfile {

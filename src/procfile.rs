@@ -290,10 +290,63 @@ mod tests {
         );
     }
 
+    /// Procfile-shaped lines: entries, near-entries, comments, blanks, CRLF.
+    fn procfile_text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "[a-z][a-z0-9_-]{0,6}: [ -~]{1,20}",
+            "[ \t]{0,2}[A-Za-z0-9_-]{0,6}[ ]?:[ ]?[ -~]{0,12}",
+            "#[ -~]{0,10}",
+            "[ \t]{0,3}",
+            "[ -~\u{e9}\u{feff}\u{0}]{0,12}",
+        ];
+        (
+            proptest::collection::vec((line, prop_oneof!["\n", "\r\n"]), 0..12),
+            any::<bool>(),
+        )
+            .prop_map(|(lines, bom)| {
+                let body: String = lines.into_iter().map(|(l, end)| l + &end).collect();
+                if bom { format!("\u{feff}{body}") } else { body }
+            })
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Procfile::parse(&bytes);
+        }
+
+        /// Valid text reaches the grammar: the result is entries, or an error naming a
+        /// line of the file.
+        #[test]
+        fn shaped_text_parses_or_names_a_line(text in procfile_text()) {
+            let lines = text.split('\n').count();
+            match Procfile::parse(text.as_bytes()) {
+                Ok(procfile) => {
+                    for entry in procfile.entries() {
+                        prop_assert!(!entry.command.is_empty() && entry.line <= lines);
+                        prop_assert_eq!(entry.command.trim(), entry.command.as_str());
+                    }
+                }
+                Err(ProcfileError::Empty) => {}
+                Err(err) => {
+                    let line = err.line();
+                    prop_assert!(line.is_some_and(|l| l >= 1 && l <= lines), "{err:?}");
+                    prop_assert!(!matches!(err, ProcfileError::NotUtf8 { .. }), "{:?}", err);
+                }
+            }
+        }
+
+        /// The same text as UTF-16 reads as it does as UTF-8.
+        #[test]
+        fn utf16_reads_like_utf8(text in procfile_text()) {
+            let mut bytes = vec![0xFF, 0xFE];
+            bytes.extend(text.trim_start_matches('\u{feff}').encode_utf16().flat_map(u16::to_le_bytes));
+            let utf8 = Procfile::parse(text.trim_start_matches('\u{feff}').as_bytes());
+            let utf16 = Procfile::parse(&bytes);
+            prop_assert_eq!(
+                utf8.map(|p| p.entries().to_vec()),
+                utf16.map(|p| p.entries().to_vec())
+            );
         }
 
         #[test]

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Write;
 use std::panic;
 use std::path::{Path, PathBuf};
 
@@ -622,15 +623,22 @@ fn dotenv_values_match_python_dotenv_except_where_listed() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
-/// The corpus folder, or `None` (after saying so) when this checkout has none.
+/// The corpus folder, or `None` (after saying so) when this checkout has none. Under
+/// `CI=true` a missing corpus is a failure: CI must check what these tests check.
 fn corpus() -> Option<PathBuf> {
     let corpus = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"));
     if corpus.is_dir() {
-        Some(corpus.to_owned())
-    } else {
-        println!("skipped: ../shared/corpus not found");
-        None
+        return Some(corpus.to_owned());
     }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{} not found: under CI the corpus tests must run",
+        corpus.display()
+    );
+    // Straight to stderr: the test harness hides `println!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "skipped: {} not found", corpus.display());
+    None
 }
 
 /// The names of the files in `dir`, sorted.
