@@ -72,13 +72,23 @@ pub enum ProcfileError {
     BadUtf16,
     #[error("no process entries")]
     Empty,
+    #[error("a command cannot hold a NUL byte (no process can be given it)")]
+    Nul { line: usize },
+    /// Found by `config`, which knows exec's limits.
+    #[error(
+        "the command is too large for exec: {len} bytes as given to `sh -c`, at most {max} may be passed"
+    )]
+    TooLong { line: usize, len: usize, max: usize },
 }
 
 impl ProcfileError {
     /// The 1-based line the error is on, when it is on one.
     pub fn line(&self) -> Option<usize> {
         match self {
-            Self::NotAnEntry { line, .. } | Self::NotUtf8 { line } => Some(*line),
+            Self::NotAnEntry { line, .. }
+            | Self::NotUtf8 { line }
+            | Self::Nul { line }
+            | Self::TooLong { line, .. } => Some(*line),
             Self::BadUtf16 | Self::Empty => None,
         }
     }
@@ -115,6 +125,9 @@ impl Procfile {
                     text: raw.to_owned(),
                 });
             };
+            if command.contains('\0') {
+                return Err(ProcfileError::Nul { line });
+            }
             let entry = Entry {
                 name,
                 command,
@@ -279,6 +292,16 @@ mod tests {
         assert_eq!(
             Procfile::parse(&[0xFF, 0xFE, 0x00, 0xD8]).unwrap_err(),
             ProcfileError::BadUtf16
+        );
+    }
+
+    #[test]
+    fn refuses_a_nul_byte_in_a_command_with_its_line() {
+        let err = Procfile::parse(b"web: a\nworker: b\0c\n").unwrap_err();
+        assert_eq!(err, ProcfileError::Nul { line: 2 });
+        assert_eq!(
+            err.to_string(),
+            "a command cannot hold a NUL byte (no process can be given it)"
         );
     }
 

@@ -5,6 +5,7 @@ mod harness;
 mod check_and_run;
 mod container;
 mod control;
+mod input;
 mod logs;
 mod pid1;
 mod pipeline;
