@@ -238,10 +238,16 @@ fn exec_total_limit() -> usize {
 
 /// Resolves the formation for `start` and `check`.
 pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<TypePlan>, Error> {
+    if app.procfile().types().next().is_none() {
+        return Err(Error::Procfile {
+            path: app.procfile_path.clone(),
+            source: ProcfileError::OnlyRelease,
+        });
+    }
     let default_size: DynoSize = args.dyno_size.parse()?;
     let spec = match (&args.formation, types.is_empty()) {
         (Some(spec), _) => Some(spec.parse::<FormationSpec>()?),
-        (None, false) => Some(FormationSpec::one_each(types)?),
+        (None, false) => Some(FormationSpec::from_args(types)?),
         (None, true) => None,
     };
     Ok(formation::resolve(
@@ -310,7 +316,11 @@ impl StartConfig {
         if dynos.is_empty() {
             return Err(Error::BadFlag {
                 flag: "--formation",
-                value: args.formation.formation.clone().unwrap_or_default(),
+                value: args
+                    .formation
+                    .formation
+                    .clone()
+                    .unwrap_or_else(|| args.types.join(" ")),
                 reason: "it runs no dynos",
             });
         }
@@ -322,6 +332,14 @@ impl StartConfig {
         let grace = seconds("--timeout", args.timeout)?;
         let restart_cap = seconds("--restart-cap", args.restart_cap)?;
         let boot_timeout = seconds("--boot-timeout", args.boot_timeout)?;
+        if boot_timeout.is_zero() {
+            // No web dyno could ever come up: each would get R10 at once.
+            return Err(Error::BadFlag {
+                flag: "--boot-timeout",
+                value: args.boot_timeout.to_string(),
+                reason: "expected a number of seconds above 0",
+            });
+        }
         let restart = PerType::parse(
             &args.restart,
             RestartPolicy::Always,

@@ -79,6 +79,9 @@ pub enum ProcfileError {
         "the command is too large for exec: {len} bytes as given to `sh -c`, at most {max} may be passed"
     )]
     TooLong { line: usize, len: usize, max: usize },
+    /// Found by `config`: the types are what `start` and `check` run.
+    #[error("no process type besides `release` (add one, such as `web: ./server`)")]
+    OnlyRelease,
 }
 
 impl ProcfileError {
@@ -89,7 +92,7 @@ impl ProcfileError {
             | Self::NotUtf8 { line }
             | Self::Nul { line }
             | Self::TooLong { line, .. } => Some(*line),
-            Self::BadUtf16 | Self::Empty => None,
+            Self::BadUtf16 | Self::Empty | Self::OnlyRelease => None,
         }
     }
 }

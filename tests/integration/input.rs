@@ -1,7 +1,9 @@
 //! What `check` and `start` refuse up front (one line naming the file and line, or the
 //! value; nothing started), and the forms of input they accept.
 
-use crate::harness::{App, Hk, free_base_port, payloads, run_to_end};
+use nix::sys::signal::Signal;
+
+use crate::harness::{App, Hk, client, free_base_port, payloads, run_to_end};
 
 /// Runs `args` and asserts a refusal: `code`, one stderr line starting with `message`,
 /// no stdout, no dyno started.
@@ -65,11 +67,43 @@ fn nul_bytes_and_values_too_large_for_exec_are_refused_with_their_line() {
 }
 
 #[test]
+fn zero_port_and_zero_boot_timeout_are_refused() {
+    let app = App::new("web: touch started\n");
+    for command in ["check", "start"] {
+        refused(
+            &app,
+            &[command, "-p", "0"],
+            65,
+            "hkrun: bad PORT `0` from -p (expected a number from 1 to 65535)",
+        );
+    }
+    refused(
+        &app,
+        &["start", "--boot-timeout", "0"],
+        65,
+        "hkrun: bad value `0` for --boot-timeout: expected a number of seconds above 0",
+    );
+}
+
+#[test]
 fn a_dotenv_that_is_a_directory_is_named() {
     let app = App::new("web: touch started\n");
     std::fs::create_dir(app.file(".env")).expect("mkdir .env");
     for command in ["check", "start"] {
         refused(&app, &[command], 66, "hkrun: .env: cannot read: ");
+    }
+}
+
+#[test]
+fn a_procfile_with_only_release_says_so() {
+    let app = App::new("release: touch started\n");
+    for command in ["check", "start"] {
+        refused(
+            &app,
+            &[command],
+            65,
+            "hkrun: Procfile: no process type besides `release`",
+        );
     }
 }
 
@@ -105,4 +139,42 @@ fn dollar_names_in_env_files_read_like_bash() {
             .collect::<Vec<_>>(),
         ["URL=postgres://db.internal:5432/app B=x1 C=db.internal-inherited"]
     );
+}
+
+#[test]
+fn positional_formations_mean_what_dash_m_means() {
+    let app = App::new(
+        "web: echo \"$DYNO up\"; exec sleep 1000\nworker: echo \"$DYNO up\"; exec sleep 1000\nclock: echo \"$DYNO up\"\n",
+    );
+    let base = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-p", &base, "web=2", "worker"],
+    );
+    hk.wait_for_each(&["| web.1 up", "| web.2 up", "| worker.1 up"]);
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("clock")),
+        "{:?}",
+        hk.seen
+    );
+}
+
+#[test]
+fn scale_echoes_the_size_as_given() {
+    let app = App::new("worker: echo \"$DYNO ready\"; exec sleep 1000\nclock: exec sleep 1000\n");
+    let base = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &base],
+    );
+    hk.wait_for("worker.1 ready");
+    let out = client(app.path(), &["scale", "clock=0:1K"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Scaling dynos... done, now running clock at 0:1K\n"
+    );
+    hk.stop_cleanly();
 }
