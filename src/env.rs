@@ -1,4 +1,4 @@
-//! Reads `.env` files and merges the app's environment (DESIGN section 2).
+//! Reads `.env` files and merges the app's environment (README, "Using it").
 //!
 //! Owns the dotenv grammar (dotenvy's dialect, with `$NAME` read as bash reads it: see
 //! README) and precedence: inherited < env files in order < hkrun's own variables. It
