@@ -159,7 +159,8 @@ pub struct FormationArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Run only these process types, one dyno each (same as `-m TYPE=1,...`).
+    /// Run only these process types, one dyno each, or as many as `TYPE=COUNT[:SIZE]`
+    /// says: `hkrun start web=2 worker` is `-m web=2,worker=1`.
     #[arg(value_name = "TYPE", conflicts_with = "formation")]
     pub types: Vec<String>,
     #[command(flatten)]
@@ -283,6 +284,7 @@ mod tests {
         let ok = [
             "hkrun start",
             "hkrun start web worker",
+            "hkrun start web=2 worker",
             "hkrun start -m web=2,worker=1 -p 6000 -t 5 --color never --no-timestamp",
             "hkrun start -e a.env,b.env -e c.env -f x/Procfile -d x",
             "hkrun start --restart css=never,web=always --log-format json --boot-timeout 2",

@@ -13,7 +13,7 @@ use crate::formation::{self, DynoSize, FormationError, FormationSpec, TypePlan};
 use crate::logs::Style;
 use crate::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::ports;
-use crate::procfile::{Procfile, RELEASE};
+use crate::procfile::{Procfile, ProcfileError, RELEASE};
 use crate::supervisor::core::{DynoPlan, DynoType};
 use crate::supervisor::input::{Slot, SpawnSpec};
 
@@ -87,15 +87,32 @@ impl App {
             } else {
                 root.join(".env")
             };
-            Some(default).filter(|p| p.is_file()).into_iter().collect()
+            // Optional when absent; anything else by that name (a folder) is read, and
+            // so refused with its name, rather than silently ignored.
+            Some(default)
+                .filter(|p| p.symlink_metadata().is_ok())
+                .into_iter()
+                .collect()
         } else {
             files.env.clone()
         };
-        let parsed = env_files
-            .iter()
-            .map(|path| env::load_file(path))
-            .collect::<Result<Vec<_>, _>>()?;
+        // `$NAME` in a file sees the inherited environment and earlier files, as bash
+        // sourcing them in order would (README).
+        let mut scope: Vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let mut parsed = Vec::new();
+        for path in &env_files {
+            let vars = env::load_file(path, &scope)?;
+            scope.extend(vars.iter().map(|v| (v.key.clone(), v.value.clone())));
+            parsed.push(vars);
+        }
         let env = env::merge([], parsed.iter().map(Vec::as_slice));
+        check_exec_limits(
+            &procfile_path,
+            procfile.as_ref(),
+            env_files.iter().zip(&parsed),
+        )?;
         let inherited_port = std::env::var("PORT").ok();
         let base_port = ports::base_port(
             files.port,
@@ -120,12 +137,117 @@ impl App {
     }
 }
 
+/// The longest string exec passes to a process, its NUL included: Linux's
+/// MAX_ARG_STRLEN (32 pages of 4 KiB), whatever the stack limit.
+const EXEC_STRING_MAX: usize = 131_072;
+
+/// Refuses what exec could never pass to a dyno: one variable or command over
+/// `EXEC_STRING_MAX`, or all of them over the stack's share for exec. Without this the
+/// dyno's spawn fails, and it is restarted forever.
+fn check_exec_limits<'a>(
+    procfile_path: &Path,
+    procfile: Option<&Procfile>,
+    files: impl Iterator<Item = (&'a PathBuf, &'a Vec<env::Var>)>,
+) -> Result<(), Error> {
+    let max = EXEC_STRING_MAX - 1;
+    // What a dyno's environment holds: `KEY=value\0` bytes and where each comes from.
+    let mut sizes: std::collections::BTreeMap<std::ffi::OsString, (usize, String)> =
+        std::env::vars_os()
+            .map(|(k, v)| {
+                let len = k.len() + v.len() + 2;
+                (k, (len, "the environment".to_owned()))
+            })
+            .collect();
+    for (path, vars) in files {
+        for var in vars {
+            let len = var.key.len() + 1 + var.value.len();
+            if len > max {
+                return Err(env::EnvError::TooLarge {
+                    path: path.clone(),
+                    line: var.line,
+                    key: var.key.clone(),
+                    len,
+                    max,
+                }
+                .into());
+            }
+            let origin = format!("{}:{}", path.display(), var.line);
+            sizes.insert(var.key.clone().into(), (len + 1, origin));
+        }
+    }
+    let Some(procfile) = procfile else {
+        return Ok(());
+    };
+    let mut longest: Option<(&str, usize)> = None;
+    for entry in procfile.entries() {
+        let len = crate::process::exec_form(&entry.command).len();
+        if len > max {
+            return Err(Error::Procfile {
+                path: procfile_path.to_owned(),
+                source: ProcfileError::TooLong {
+                    line: entry.line,
+                    len,
+                    max,
+                },
+            });
+        }
+        if longest.is_none_or(|(_, l)| len > l) {
+            longest = Some((&entry.name, len));
+        }
+    }
+    let Some((dyno, command)) = longest else {
+        return Ok(());
+    };
+    // PORT, DYNO and PS, generously; argv is `/bin/sh -c SCRIPT`; one pointer each.
+    let ours = 3 * 32;
+    let argv = "/bin/sh".len() + 1 + "-c".len() + 1 + command + 1;
+    let pointers = std::mem::size_of::<usize>() * (sizes.len() + 3 + 3);
+    let total = sizes.values().map(|(len, _)| len).sum::<usize>() + ours + argv + pointers;
+    let limit = exec_total_limit();
+    if total > limit {
+        let (key, (_, origin)) = sizes
+            .iter()
+            .max_by_key(|(_, (len, _))| *len)
+            .expect("an environment over the limit has variables");
+        return Err(env::EnvError::Total {
+            total,
+            limit,
+            dyno: dyno.to_owned(),
+            largest: key.to_string_lossy().into_owned(),
+            origin: origin.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// What exec lets arguments and environment take together: a quarter of the stack's
+/// soft limit, at most 6 MiB and at least `EXEC_STRING_MAX` (Linux's rule). The largest
+/// when the limit cannot be read, so nothing is refused that might pass.
+fn exec_total_limit() -> usize {
+    use procfs::process::{LimitValue, Process};
+    let stack = Process::myself()
+        .and_then(|p| p.limits())
+        .map(|l| l.max_stack_size.soft_limit);
+    let quarter = match stack {
+        Ok(LimitValue::Value(bytes)) => usize::try_from(bytes / 4).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    quarter.clamp(EXEC_STRING_MAX, 6 << 20)
+}
+
 /// Resolves the formation for `start` and `check`.
 pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<TypePlan>, Error> {
+    if app.procfile().types().next().is_none() {
+        return Err(Error::Procfile {
+            path: app.procfile_path.clone(),
+            source: ProcfileError::OnlyRelease,
+        });
+    }
     let default_size: DynoSize = args.dyno_size.parse()?;
     let spec = match (&args.formation, types.is_empty()) {
         (Some(spec), _) => Some(spec.parse::<FormationSpec>()?),
-        (None, false) => Some(FormationSpec::one_each(types)?),
+        (None, false) => Some(FormationSpec::from_args(types)?),
         (None, true) => None,
     };
     Ok(formation::resolve(
@@ -194,7 +316,11 @@ impl StartConfig {
         if dynos.is_empty() {
             return Err(Error::BadFlag {
                 flag: "--formation",
-                value: args.formation.formation.clone().unwrap_or_default(),
+                value: args
+                    .formation
+                    .formation
+                    .clone()
+                    .unwrap_or_else(|| args.types.join(" ")),
                 reason: "it runs no dynos",
             });
         }
@@ -206,6 +332,14 @@ impl StartConfig {
         let grace = seconds("--timeout", args.timeout)?;
         let restart_cap = seconds("--restart-cap", args.restart_cap)?;
         let boot_timeout = seconds("--boot-timeout", args.boot_timeout)?;
+        if boot_timeout.is_zero() {
+            // No web dyno could ever come up: each would get R10 at once.
+            return Err(Error::BadFlag {
+                flag: "--boot-timeout",
+                value: args.boot_timeout.to_string(),
+                reason: "expected a number of seconds above 0",
+            });
+        }
         let restart = PerType::parse(
             &args.restart,
             RestartPolicy::Always,

@@ -73,7 +73,15 @@ impl fmt::Display for DynoSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name {
             Some(name) => f.write_str(name),
-            None => write!(f, "{}M", self.bytes.div_ceil(MB)),
+            // The largest unit that gives a whole number, so `1K` is echoed as `1K` and
+            // `1024M` as `1G`: never rounded (README).
+            None => {
+                let (amount, unit) = [(1024 * MB, "G"), (MB, "M"), (1024, "K")]
+                    .into_iter()
+                    .find(|(unit, _)| self.bytes % unit == 0)
+                    .map_or((self.bytes, "B"), |(size, unit)| (self.bytes / size, unit));
+                write!(f, "{amount}{unit}")
+            }
         }
     }
 }
@@ -152,22 +160,23 @@ impl FromStr for FormationSpec {
 }
 
 impl FormationSpec {
-    /// `hkrun start web worker`: one of each named type.
-    pub fn one_each(names: &[String]) -> Result<Self, FormationError> {
-        let items = names
-            .iter()
-            .map(|name| {
-                if valid_name(name) {
-                    Ok(FormationItem {
-                        name: name.clone(),
-                        count: 1,
-                        size: None,
-                    })
-                } else {
-                    Err(FormationError::BadEntry(name.clone()))
-                }
-            })
-            .collect::<Result<_, _>>()?;
+    /// `hkrun start web=2 worker`: a type alone is one dyno of it, and `TYPE=COUNT[:SIZE]`
+    /// means what it does in `-m` (as node-foreman and `heroku local` read them).
+    pub fn from_args(args: &[String]) -> Result<Self, FormationError> {
+        let mut items = Vec::new();
+        for arg in args {
+            if arg.contains('=') {
+                items.extend(arg.parse::<Self>()?.items);
+            } else if valid_name(arg) {
+                items.push(FormationItem {
+                    name: arg.clone(),
+                    count: 1,
+                    size: None,
+                });
+            } else {
+                return Err(FormationError::BadEntry(arg.clone()));
+            }
+        }
         Ok(Self { items })
     }
 }
@@ -330,11 +339,60 @@ mod tests {
             let _ = change.parse::<ScaleChange>();
         }
 
+        /// Formation-shaped text reaches the grammar: valid items parse to what they
+        /// say, and an error names the item or value.
+        #[test]
+        fn shaped_formations_parse_to_what_they_say(
+            items in proptest::collection::vec(
+                ("[a-z][a-z0-9_-]{0,6}|all", 0u32..200, proptest::option::of(size_text())),
+                1..5,
+            ),
+            sep in "[, ]{1,2}",
+        ) {
+            let text = items
+                .iter()
+                .map(|(name, count, size)| match size {
+                    Some(size) => format!("{name}={count}:{size}"),
+                    None => format!("{name}={count}"),
+                })
+                .collect::<Vec<_>>()
+                .join(&sep);
+            let spec: FormationSpec = text.parse().map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(spec.items.len(), items.len());
+            for (item, (name, count, size)) in spec.items.iter().zip(&items) {
+                prop_assert_eq!(&item.name, name);
+                prop_assert_eq!(item.count, *count);
+                prop_assert_eq!(item.size.is_some(), size.is_some());
+            }
+        }
+
+        #[test]
+        fn shaped_scale_changes_parse_or_name_the_change(
+            name in "[a-z][a-z0-9_-]{0,6}",
+            op in "[=+-]|",
+            count in "[0-9]{0,3}|x",
+            size in proptest::option::of(size_text()),
+        ) {
+            let text = format!("{name}{op}{count}{}", size.map(|s| format!(":{s}")).unwrap_or_default());
+            match text.parse::<ScaleChange>() {
+                Ok(change) => prop_assert!(text.starts_with(&change.name)),
+                Err(e) => prop_assert!(e.to_string().contains('`'), "{}", e),
+            }
+        }
+
         #[test]
         fn counts_round_trip(count in 0u32..100_000) {
             let spec: FormationSpec = format!("web={count}").parse().unwrap();
             prop_assert_eq!(spec.items[0].count, count);
         }
+    }
+
+    /// Dyno sizes as users write them, valid and not.
+    fn size_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(eco|basic|standard-1x|Standard-2X|performance-m|performance-l)",
+            "[1-9][0-9]{0,4}(k|K|m|M|g|G|kb|MB|gb)?",
+        ]
     }
 
     fn procfile() -> Procfile {
@@ -417,11 +475,40 @@ mod tests {
         assert_eq!(size("1G").bytes, 1024 * MB);
         assert_eq!(size("512k").bytes, 512 * 1024);
         assert_eq!(size("768M").to_string(), "768M");
+        // Echoed as given, or in a larger unit when exactly equal: never rounded.
+        for (given, shown) in [
+            ("1K", "1K"),
+            ("1536k", "1536K"),
+            ("1024M", "1G"),
+            ("3g", "3G"),
+            ("2048kb", "2M"),
+        ] {
+            assert_eq!(size(given).to_string(), shown, "{given}");
+        }
         assert!("0M".parse::<DynoSize>().is_err());
         assert!("99999999999999G".parse::<DynoSize>().is_err());
         let spec: FormationSpec = "web=2:standard-2x,worker=1:256M".parse().unwrap();
         assert_eq!(spec.items[0].size.unwrap().bytes, 1024 * MB);
         assert_eq!(spec.items[1].size.unwrap().bytes, 256 * MB);
+    }
+
+    #[test]
+    fn start_arguments_are_types_or_formation_items() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let spec = FormationSpec::from_args(&args(&["web=2", "worker", "clock=1:1G"])).unwrap();
+        let got: Vec<_> = spec
+            .items
+            .iter()
+            .map(|i| (i.name.as_str(), i.count))
+            .collect();
+        assert_eq!(got, [("web", 2), ("worker", 1), ("clock", 1)]);
+        assert_eq!(
+            FormationSpec::from_args(&args(&["web=two"]))
+                .unwrap_err()
+                .to_string(),
+            "bad dyno count in `web=two` (expected a whole number)"
+        );
+        assert!(FormationSpec::from_args(&args(&["w b"])).is_err());
     }
 
     #[test]

@@ -24,8 +24,16 @@ pub fn base_port(
     dotenv: Option<&str>,
     inherited: Option<&str>,
 ) -> Result<u16, PortError> {
-    if let Some(port) = flag {
-        return Ok(port);
+    match flag {
+        // A dyno cannot listen on port 0 (the kernel would pick one nobody knows).
+        Some(0) => {
+            return Err(PortError::BadBase {
+                value: "0".to_owned(),
+                origin: "-p",
+            });
+        }
+        Some(port) => return Ok(port),
+        None => {}
     }
     for (value, origin) in [(dotenv, "the env files"), (inherited, "the environment")] {
         if let Some(value) = value {
@@ -85,6 +93,13 @@ mod tests {
         assert_eq!(base_port(None, Some("6000"), Some("7000")), Ok(6000));
         assert_eq!(base_port(None, None, Some("7000")), Ok(7000));
         assert_eq!(base_port(None, None, None), Ok(5000));
+        assert_eq!(
+            base_port(Some(0), Some("6000"), None)
+                .unwrap_err()
+                .to_string(),
+            "bad PORT `0` from -p (expected a number from 1 to 65535)"
+        );
+        assert!(base_port(None, Some("0"), None).is_err());
         assert_eq!(
             base_port(None, Some("http"), None).unwrap_err().to_string(),
             "bad PORT `http` from the env files (expected a number from 1 to 65535)"

@@ -72,14 +72,27 @@ pub enum ProcfileError {
     BadUtf16,
     #[error("no process entries")]
     Empty,
+    #[error("a command cannot hold a NUL byte (no process can be given it)")]
+    Nul { line: usize },
+    /// Found by `config`, which knows exec's limits.
+    #[error(
+        "the command is too large for exec: {len} bytes as given to `sh -c`, at most {max} may be passed"
+    )]
+    TooLong { line: usize, len: usize, max: usize },
+    /// Found by `config`: the types are what `start` and `check` run.
+    #[error("no process type besides `release` (add one, such as `web: ./server`)")]
+    OnlyRelease,
 }
 
 impl ProcfileError {
     /// The 1-based line the error is on, when it is on one.
     pub fn line(&self) -> Option<usize> {
         match self {
-            Self::NotAnEntry { line, .. } | Self::NotUtf8 { line } => Some(*line),
-            Self::BadUtf16 | Self::Empty => None,
+            Self::NotAnEntry { line, .. }
+            | Self::NotUtf8 { line }
+            | Self::Nul { line }
+            | Self::TooLong { line, .. } => Some(*line),
+            Self::BadUtf16 | Self::Empty | Self::OnlyRelease => None,
         }
     }
 }
@@ -115,6 +128,9 @@ impl Procfile {
                     text: raw.to_owned(),
                 });
             };
+            if command.contains('\0') {
+                return Err(ProcfileError::Nul { line });
+            }
             let entry = Entry {
                 name,
                 command,
@@ -283,6 +299,16 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_nul_byte_in_a_command_with_its_line() {
+        let err = Procfile::parse(b"web: a\nworker: b\0c\n").unwrap_err();
+        assert_eq!(err, ProcfileError::Nul { line: 2 });
+        assert_eq!(
+            err.to_string(),
+            "a command cannot hold a NUL byte (no process can be given it)"
+        );
+    }
+
+    #[test]
     fn names_the_line_of_invalid_utf8() {
         assert_eq!(
             Procfile::parse(b"web: a\nworker: \xff\n").unwrap_err(),
@@ -290,10 +316,63 @@ mod tests {
         );
     }
 
+    /// Procfile-shaped lines: entries, near-entries, comments, blanks, CRLF.
+    fn procfile_text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "[a-z][a-z0-9_-]{0,6}: [ -~]{1,20}",
+            "[ \t]{0,2}[A-Za-z0-9_-]{0,6}[ ]?:[ ]?[ -~]{0,12}",
+            "#[ -~]{0,10}",
+            "[ \t]{0,3}",
+            "[ -~\u{e9}\u{feff}\u{0}]{0,12}",
+        ];
+        (
+            proptest::collection::vec((line, prop_oneof!["\n", "\r\n"]), 0..12),
+            any::<bool>(),
+        )
+            .prop_map(|(lines, bom)| {
+                let body: String = lines.into_iter().map(|(l, end)| l + &end).collect();
+                if bom { format!("\u{feff}{body}") } else { body }
+            })
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Procfile::parse(&bytes);
+        }
+
+        /// Valid text reaches the grammar: the result is entries, or an error naming a
+        /// line of the file.
+        #[test]
+        fn shaped_text_parses_or_names_a_line(text in procfile_text()) {
+            let lines = text.split('\n').count();
+            match Procfile::parse(text.as_bytes()) {
+                Ok(procfile) => {
+                    for entry in procfile.entries() {
+                        prop_assert!(!entry.command.is_empty() && entry.line <= lines);
+                        prop_assert_eq!(entry.command.trim(), entry.command.as_str());
+                    }
+                }
+                Err(ProcfileError::Empty) => {}
+                Err(err) => {
+                    let line = err.line();
+                    prop_assert!(line.is_some_and(|l| l >= 1 && l <= lines), "{err:?}");
+                    prop_assert!(!matches!(err, ProcfileError::NotUtf8 { .. }), "{:?}", err);
+                }
+            }
+        }
+
+        /// The same text as UTF-16 reads as it does as UTF-8.
+        #[test]
+        fn utf16_reads_like_utf8(text in procfile_text()) {
+            let mut bytes = vec![0xFF, 0xFE];
+            bytes.extend(text.trim_start_matches('\u{feff}').encode_utf16().flat_map(u16::to_le_bytes));
+            let utf8 = Procfile::parse(text.trim_start_matches('\u{feff}').as_bytes());
+            let utf16 = Procfile::parse(&bytes);
+            prop_assert_eq!(
+                utf8.map(|p| p.entries().to_vec()),
+                utf16.map(|p| p.entries().to_vec())
+            );
         }
 
         #[test]

@@ -7,6 +7,7 @@ mod container;
 mod control;
 mod exec;
 mod growth;
+mod input;
 mod leftovers;
 mod logs;
 mod output;

@@ -34,14 +34,14 @@ fn env_files_take_precedence_in_order_and_accept_export_lines() {
     let mut hk = Hk::spawn(cmd);
     let status = hk.wait_exit();
     assert!(status.success(), "{status:?} {}", hk.stderr());
-    // dotenvy expands ${B} from the inherited environment and the same file only.
+    // `${B}` reads as bash sourcing the files in order would: earlier files' B.
     let shown: Vec<&str> = payloads(&hk.seen, "show.1")
         .into_iter()
         .filter(|p| p.starts_with("A="))
         .collect();
     assert_eq!(
         shown,
-        ["A=dotenv B=more C=last D=-last DYNO=show.1 INHERITED=dotenv"]
+        ["A=dotenv B=more C=last D=more-last DYNO=show.1 INHERITED=dotenv"]
     );
 }
 
