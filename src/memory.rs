@@ -95,6 +95,21 @@ impl Sampler {
 
 /// How often dyno memory is sampled (Heroku: every 20 s; hkrun: every second).
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Samples between two trims of hkrun's own free memory (`trim_own`).
+const TRIM_EVERY: u32 = 10;
+
+/// Gives the memory hkrun has freed back to the system. The C library keeps freed memory
+/// in each thread's arena for reuse; after a stalled stdout has had 8 MiB of output
+/// queued, that stays in hkrun's resident size, though almost none of it is in use.
+#[allow(unsafe_code)]
+pub fn trim_own() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas; it is
+    // safe to call from any thread at any time.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
 
 /// Samples the dynos in `groups` every `every` and hands each sample to `report`. Ends
 /// when the sender of `groups` is dropped.
@@ -104,6 +119,7 @@ pub async fn run(
     report: impl Fn(Vec<(Slot, u64)>),
 ) {
     let mut sampler = Sampler::default();
+    let mut samples_taken: u32 = 0;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -115,8 +131,13 @@ pub async fn run(
                     continue;
                 }
                 // /proc is read on a blocking thread so the driver never waits on it.
+                samples_taken = samples_taken.wrapping_add(1);
+                let trim = samples_taken % TRIM_EVERY == 0;
                 let Ok((back, samples)) = tokio::task::spawn_blocking(move || {
                     let samples = sampler.sample(&list);
+                    if trim {
+                        trim_own();
+                    }
                     (sampler, samples)
                 })
                 .await
