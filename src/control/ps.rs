@@ -141,10 +141,10 @@ pub fn render(ps: &Ps) -> String {
                 (Some(used), Some(quota)) => format!(
                     "mem {} / {} ({:.1}%)",
                     megabytes(used),
-                    megabytes(quota),
+                    quota_text(quota),
                     used as f64 * 100.0 / quota as f64
                 ),
-                (None, Some(quota)) => format!("mem - / {}", megabytes(quota)),
+                (None, Some(quota)) => format!("mem - / {}", quota_text(quota)),
                 (Some(used), None) => format!("mem {}", megabytes(used)),
                 (None, None) => String::new(),
             };
@@ -164,6 +164,11 @@ pub fn render(ps: &Ps) -> String {
 
 fn megabytes(bytes: u64) -> String {
     format!("{}M", bytes.div_ceil(1024 * 1024))
+}
+
+/// A quota as the user gave it (`-m clock=1:1K` shows `1K`, not a rounded `1M`).
+fn quota_text(bytes: u64) -> String {
+    crate::formation::DynoSize { name: None, bytes }.to_string()
 }
 
 /// Heroku's `~ 5s`, `~ 3m`, `~ 2h`, `~ 4d`.
@@ -226,5 +231,12 @@ mod tests {
         assert_eq!(ago(Duration::from_secs(180)), "3m");
         assert_eq!(ago(Duration::from_secs(7300)), "2h");
         assert_eq!(ago(Duration::from_secs(90000)), "1d");
+    }
+
+    #[test]
+    fn a_quota_shows_as_given() {
+        assert_eq!(quota_text(512 * 1024 * 1024), "512M");
+        assert_eq!(quota_text(1024), "1K");
+        assert_eq!(quota_text(1536 * 1024), "1536K");
     }
 }
