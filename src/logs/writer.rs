@@ -251,6 +251,32 @@ impl Writer {
     }
 }
 
+/// The most written at once, so the stall clock measures the time since stdout last took
+/// something, not since a batch began: a slow reader (a slow link, a serial console) that
+/// takes a batch in more than `STALLED` is not a stalled one.
+const SLICE: usize = 64 * 1024;
+
+/// Writes `buf` in slices of whole lines of about `SLICE` bytes, starting the clock anew
+/// for each.
+fn write_in_slices(out: &mut impl Write, buf: &[u8], writing: &WriteClock) -> io::Result<()> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let end = if rest.len() <= SLICE {
+            rest.len()
+        } else {
+            // Up to the last newline in the slice; a longer line goes whole.
+            memchr::memrchr(b'\n', &rest[..SLICE])
+                .or_else(|| memchr::memchr(b'\n', rest))
+                .map_or(rest.len(), |at| at + 1)
+        };
+        writing.begin();
+        out.write_all(&rest[..end])?;
+        rest = &rest[end..];
+    }
+    writing.begin();
+    out.flush()
+}
+
 fn write_loop(
     style: &Style,
     history: &History,
@@ -325,8 +351,7 @@ fn write_loop(
         // Before the write: `hkrun logs` must not wait on a stalled stdout.
         history.record(chunks.drain(..));
         if on_closed.is_some() {
-            writing.begin();
-            let written = out.write_all(&buf).and_then(|()| out.flush());
+            let written = write_in_slices(&mut out, &buf, writing);
             writing.end();
             if let Err(err) = written {
                 if let Some(notify) = on_closed.take() {
@@ -442,5 +467,46 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text, "worker.1 | a\nworker.10 | b\nworker.1  | c\n");
+    }
+
+    #[test]
+    fn a_slow_reader_is_not_a_stalled_one() {
+        // Takes 32 KiB every 100 ms: a 256 KiB batch takes 0.8 s, 1 MiB takes 3.2 s.
+        struct Slow;
+        impl Write for Slow {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                std::thread::sleep(Duration::from_millis(100));
+                Ok(buf.len().min(32 * 1024))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let style = Style {
+            format: LogFormat::Default,
+            color: false,
+            timestamps: false,
+            width: 6,
+        };
+        let writer = Writer::spawn(style, History::new(), Slow, |_| {}).unwrap();
+        let log = writer.sender();
+        let web = Arc::new(Label {
+            name: "web.1".into(),
+            color: Some(0),
+        });
+        let line = format!("{}\n", "x".repeat(99));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..10 {
+                assert!(log.output(&web, line.repeat(1000).into_bytes()).await);
+            }
+        });
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            assert!(!log.stalled(STALLED), "a slow reader counted as stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -358,10 +358,15 @@ impl Driver {
                     }
                 }
                 Effect::SignalAll { slot, signal } => {
+                    let all = process::descendants(self.me);
+                    // Only while something of hkrun's is in it: an empty group's id may
+                    // have been taken by any other group since.
                     if let Some(&pgid) = self.groups.get(&slot) {
-                        process::signal_group(pgid, signal);
+                        if all.iter().any(|d| d.pgid == pgid) {
+                            process::signal_group(pgid, signal);
+                        }
                     }
-                    for pid in self.escaped(&slot, &process::descendants(self.me)) {
+                    for pid in self.escaped(&slot, &all) {
                         process::signal_process(pid, signal);
                     }
                 }

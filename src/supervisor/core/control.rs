@@ -447,6 +447,17 @@ impl Supervisor {
         let mut effects = Vec::new();
         if count > 0 {
             dyno.rescan_at = Some(now + super::STRAGGLER_RESCAN);
+            // Past its SIGKILL, whatever turns up (forked since, say) is killed on sight,
+            // as when the app stops.
+            let killed = matches!(dyno.state, DynoState::Stopping { kill_at: None, .. })
+                || dyno.leftovers == Leftovers::Killed;
+            if killed {
+                effects.push(Effect::SignalAll {
+                    slot: slot.clone(),
+                    signal: Signal::SIGKILL,
+                });
+                return effects;
+            }
             // A crash's leftovers get the stop the app's stop would give them.
             if matches!(dyno.state, DynoState::Crashed { .. })
                 && dyno.leftovers == Leftovers::Unsignalled

@@ -1836,3 +1836,29 @@ fn a_preboot_after_a_failed_one_still_stopping_takes_a_generation_of_its_own() {
     assert_eq!(spawned.len(), 2, "{effects:?}");
     assert!(spawned.iter().all(|s| s.generation == 2), "{spawned:?}");
 }
+
+#[test]
+fn what_turns_up_after_a_dynos_sigkill_is_killed_on_sight() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    control(&mut sup, t0, 1, scale(&["worker=0"]));
+    // Past the grace: SIGKILL; the leader exits, and one process is still found.
+    sup.handle(t0 + GRACE, Input::Tick);
+    sup.handle(t0 + GRACE, exited("worker", 1, 137));
+    let left = |count| Input::GroupLeft {
+        slot: slot("worker", 1),
+        count,
+    };
+    assert_eq!(
+        actions(&sup.handle(t0 + GRACE, left(1))),
+        [signal("worker", 1, Signal::SIGKILL)]
+    );
+    let effects = sup.handle(t0 + GRACE, left(0));
+    assert_eq!(
+        replies(&effects),
+        [(
+            1,
+            Ok("Scaling dynos... done, now running worker at 0:Standard-1X".into())
+        )]
+    );
+}
