@@ -95,19 +95,23 @@ impl Sampler {
 
 /// How often dyno memory is sampled (Heroku: every 20 s; hkrun: every second).
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// Samples between two trims of hkrun's own free memory (`trim_own`).
-const TRIM_EVERY: u32 = 10;
+/// What the C library keeps of freed memory before giving it back, and the size from
+/// which an allocation gets pages of its own (glibc's defaults, made fixed).
+const ALLOCATOR_THRESHOLD: i32 = 128 * 1024;
 
-/// Gives the memory hkrun has freed back to the system. The C library keeps freed memory
-/// in each thread's arena for reuse; after a stalled stdout has had 8 MiB of output
-/// queued, that stays in hkrun's resident size, though almost none of it is in use.
+/// Makes hkrun give freed memory back to the system as it goes. By default glibc raises
+/// both thresholds each time a large block is freed, up to 32 MiB: after a stalled stdout
+/// has had its 8 MiB of output queued and written, that memory stayed in hkrun's
+/// resident size for good, although almost none of it was in use (the chaos soak saw
+/// 7 MB become 25 MB; with fixed thresholds it stays near 3 MB).
 #[allow(unsafe_code)]
-pub fn trim_own() {
+pub fn keep_own_memory_small() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas; it is
-    // safe to call from any thread at any time.
+    // SAFETY: mallopt only changes two of the allocator's tuning values; it is safe to call
+    // at any time, from any thread.
     unsafe {
-        nix::libc::malloc_trim(0);
+        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, ALLOCATOR_THRESHOLD);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, ALLOCATOR_THRESHOLD);
     }
 }
 
@@ -119,7 +123,6 @@ pub async fn run(
     report: impl Fn(Vec<(Slot, u64)>),
 ) {
     let mut sampler = Sampler::default();
-    let mut samples_taken: u32 = 0;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -131,13 +134,8 @@ pub async fn run(
                     continue;
                 }
                 // /proc is read on a blocking thread so the driver never waits on it.
-                samples_taken = samples_taken.wrapping_add(1);
-                let trim = samples_taken % TRIM_EVERY == 0;
                 let Ok((back, samples)) = tokio::task::spawn_blocking(move || {
                     let samples = sampler.sample(&list);
-                    if trim {
-                        trim_own();
-                    }
                     (sampler, samples)
                 })
                 .await

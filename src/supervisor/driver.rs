@@ -46,6 +46,7 @@ pub fn run(
     control: Option<UnixListener>,
     router: Option<TcpListener>,
 ) -> Result<i32, Error> {
+    memory::keep_own_memory_small();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

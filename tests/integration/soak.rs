@@ -39,8 +39,6 @@ while True:
 ";
 
 const FORMATION: &str = "web=2,worker=1,chatty=1";
-/// Long enough for hkrun to have given its freed memory back once.
-const TRIMMED: Duration = Duration::from_secs(11);
 const CLIENTS: usize = 2;
 
 /// A small xorshift: the soak's choices, replayable from the seed.
@@ -237,8 +235,7 @@ fn chaos_soak() {
     let (warm_ok, warm_failed) = load.finish();
     assert!(warm_failed.is_empty(), "{warm_failed:?}");
     eventually("the formation to settle", || settled(&app).then_some(()));
-    // hkrun gives freed memory back every 10 s (`memory::trim_own`): measure after that.
-    std::thread::sleep(TRIMMED);
+    std::thread::sleep(Duration::from_secs(1));
     let before = footprint(pid);
     eprintln!(
         "after warm-up ({warm_ok} requests): {} fds, {} threads, {} KiB",
@@ -330,7 +327,7 @@ fn chaos_soak() {
         out.status.success().then_some(())
     });
     eventually("the formation to settle", || settled(&app).then_some(()));
-    std::thread::sleep(TRIMMED);
+    std::thread::sleep(Duration::from_secs(1));
     let after = footprint(pid);
     eprintln!(
         "at the end: {} fds, {} threads, {} KiB (from {} fds, {} threads, {} KiB)",
