@@ -156,7 +156,8 @@ fn children(pid: Pid) -> Vec<Pid> {
 
 #[test]
 fn ctrl_z_pauses_every_dyno_and_the_time_paused_counts_toward_no_timer() {
-    // web takes 1 s to listen, with 4 s to do it; the app stays paused for 5 s.
+    // web takes 1 s to listen, with 8 s to do it (python's start is slow on a busy
+    // machine); the app stays paused for 9 s, longer than that.
     let app = App::new(
         "web: sleep 1; exec python3 -m http.server $PORT --bind 127.0.0.1\nticker: i=0; while :; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done\n",
     );
@@ -167,7 +168,7 @@ fn ctrl_z_pauses_every_dyno_and_the_time_paused_counts_toward_no_timer() {
             "start",
             "--no-timestamp",
             "--boot-timeout",
-            "4",
+            "8",
             "-p",
             &port,
         ],
@@ -185,7 +186,7 @@ fn ctrl_z_pauses_every_dyno_and_the_time_paused_counts_toward_no_timer() {
         (pids.contains(&hkrun) && pids.len() >= 4 && pids.iter().all(|&p| paused(p))).then_some(())
     });
     let before = last_tick(&term.hk.seen);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(9));
     assert!(
         tagged(&term.hk.tag).iter().all(|&p| paused(p)),
         "everything stays stopped"
@@ -193,17 +194,17 @@ fn ctrl_z_pauses_every_dyno_and_the_time_paused_counts_toward_no_timer() {
     // `fg`: the shell sends SIGCONT to the job's process group.
     signal::killpg(hkrun, Signal::SIGCONT).expect("continue hkrun");
     let resumed = term.hk.wait_for("Resuming all processes with SIGCONT");
-    assert!(resumed.contains("paused for 5."), "{resumed}");
+    assert!(resumed.contains("paused for 9."), "{resumed}");
     let next: u32 = term
         .hk
         .wait_for("ticker.1 | tick ")
         .rsplit_once(' ')
         .and_then(|(_, n)| n.parse().ok())
         .expect("a tick number");
-    // The ticker did not run while paused: 5 s would have been 50 ticks.
+    // The ticker did not run while paused: 9 s would have been 90 ticks.
     assert!(next <= before + 5, "tick {next} after tick {before}");
     eprintln!("{resumed}; tick {before} before the pause, tick {next} after");
-    // The boot timeout did not count the 5 s either.
+    // The boot timeout did not count the 9 s either.
     term.hk
         .wait_for("web.1    | State changed from starting to up");
     let started = Instant::now();
