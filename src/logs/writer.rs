@@ -373,6 +373,16 @@ mod tests {
     use crate::logs::render::LogFormat;
     use std::sync::Mutex;
 
+    /// The default format, no colour, no timestamps.
+    fn plain(width: usize) -> Style {
+        Style {
+            format: LogFormat::Default,
+            color: false,
+            timestamps: false,
+            width,
+        }
+    }
+
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
 
@@ -399,12 +409,7 @@ mod tests {
                 Ok(())
             }
         }
-        let style = Style {
-            format: LogFormat::Default,
-            color: false,
-            timestamps: false,
-            width: 6,
-        };
+        let style = plain(6);
         let writer = Writer::spawn(style, History::new(), Stuck, |_| {}).unwrap();
         let log = writer.sender();
         let system = Arc::new(Label::system());
@@ -421,12 +426,7 @@ mod tests {
     #[tokio::test]
     async fn writes_records_in_order() {
         let out = Shared::default();
-        let style = Style {
-            format: LogFormat::Default,
-            color: false,
-            timestamps: false,
-            width: 6,
-        };
+        let style = plain(6);
         let writer = Writer::spawn(style, History::new(), out.clone(), |_| {}).unwrap();
         let log = writer.sender();
         let web = Arc::new(Label {
@@ -445,12 +445,7 @@ mod tests {
     #[tokio::test]
     async fn a_longer_name_widens_the_padding_from_then_on() {
         let out = Shared::default();
-        let style = Style {
-            format: LogFormat::Default,
-            color: false,
-            timestamps: false,
-            width: 8,
-        };
+        let style = plain(8);
         let writer = Writer::spawn(style, History::new(), out.clone(), |_| {}).unwrap();
         let log = writer.sender();
         let label = |name: &str| {
@@ -482,12 +477,7 @@ mod tests {
                 Ok(())
             }
         }
-        let style = Style {
-            format: LogFormat::Default,
-            color: false,
-            timestamps: false,
-            width: 6,
-        };
+        let style = plain(6);
         let writer = Writer::spawn(style, History::new(), Slow, |_| {}).unwrap();
         let log = writer.sender();
         let web = Arc::new(Label {

@@ -3,16 +3,7 @@
 
 use std::time::Instant;
 
-use crate::harness::{App, Hk, client, free_base_port};
-
-fn rss_kib(hk: &Hk) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", hk.child.id()))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
+use crate::harness::{App, Hk, client, free_base_port, own_memory_kib};
 
 /// Waits for `boots` more `Starting process` lines.
 fn boots(hk: &mut Hk, boots: usize) {
@@ -32,12 +23,12 @@ fn a_crash_loop_does_not_grow_hkrun() {
     );
     // Past the log history's 1500 lines, which fill once.
     boots(&mut hk, 1000);
-    let before = rss_kib(&hk);
+    let before = own_memory_kib(hk.child.id());
     let started = Instant::now();
     boots(&mut hk, 3000);
-    let after = rss_kib(&hk);
+    let after = own_memory_kib(hk.child.id());
     eprintln!(
-        "3000 crash restarts in {:?}: hkrun's RSS {before} KiB -> {after} KiB",
+        "3000 crash restarts in {:?}: hkrun's own memory {before} KiB -> {after} KiB",
         started.elapsed()
     );
     assert!(
@@ -68,12 +59,12 @@ fn scaling_up_and_down_does_not_grow_hkrun() {
     };
     // Past the log history's 1500 lines, which fill once.
     cycle(300);
-    let before = rss_kib(&hk);
+    let before = own_memory_kib(hk.child.id());
     let started = Instant::now();
     cycle(300);
-    let after = rss_kib(&hk);
+    let after = own_memory_kib(hk.child.id());
     eprintln!(
-        "600 scale requests in {:?}: hkrun's RSS {before} KiB -> {after} KiB",
+        "600 scale requests in {:?}: hkrun's own memory {before} KiB -> {after} KiB",
         started.elapsed()
     );
     assert!(

@@ -455,3 +455,14 @@ pub fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A process's own resident memory in KiB (`RssAnon`: not the pages of its executable it
+/// has read, which grow as more of its code runs); 0 once it is gone.
+pub fn own_memory_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

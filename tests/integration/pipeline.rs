@@ -10,8 +10,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    App, assert_none_left, client, eventually, free_base_port, kill_tagged, tagged_command,
-    wait_bounded,
+    App, assert_none_left, client, eventually, free_base_port, kill_tagged, own_memory_kib,
+    tagged_command, wait_bounded,
 };
 
 /// Kills whatever carries the tag when the test ends, passed or failed.
@@ -116,16 +116,6 @@ fn an_unread_stdout_does_not_stop_supervision() {
     assert_none_left(&tag);
 }
 
-/// hkrun's resident memory, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The pid `ps` shows for `dyno`, when it has one.
 fn dyno_pid(dir: &std::path::Path, dyno: &str) -> Option<i32> {
     let out = client(dir, &["ps", "--json"]);
@@ -223,7 +213,7 @@ fn a_stop_meeting_an_unread_stdout_keeps_memory_bounded() {
     eventually("loud.1 to run", || dyno_pid(app.path(), "loud.1"));
     // The log's budget fills, then the dyno blocks: that is hkrun's held-back size.
     std::thread::sleep(Duration::from_secs(2));
-    let before = rss_kib(hk.id());
+    let before = own_memory_kib(hk.id());
     signal::kill(
         Pid::from_raw(i32::try_from(hk.id()).expect("a pid")),
         Signal::SIGTERM,
@@ -232,7 +222,7 @@ fn a_stop_meeting_an_unread_stdout_keeps_memory_bounded() {
     let asked = Instant::now();
     let mut most = before;
     let status = loop {
-        most = most.max(rss_kib(hk.id()));
+        most = most.max(own_memory_kib(hk.id()));
         if let Some(status) = hk.try_wait().expect("try_wait") {
             break status;
         }
@@ -244,7 +234,7 @@ fn a_stop_meeting_an_unread_stdout_keeps_memory_bounded() {
         std::thread::sleep(Duration::from_millis(20));
     };
     eprintln!(
-        "hkrun's RSS: {before} KiB before the stop, at most {most} KiB during it; exited after {:?}",
+        "hkrun's own memory: {before} KiB before the stop, at most {most} KiB during it; exited after {:?}",
         asked.elapsed()
     );
     assert_eq!(status.code(), Some(0));

@@ -18,8 +18,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    App, assert_none_left, client, eventually, free_base_port, kill_tagged, tagged_command,
-    wait_bounded,
+    App, assert_none_left, client, eventually, free_base_port, kill_tagged, own_memory_kib,
+    tagged_command, wait_bounded,
 };
 use crate::router::{GRACEFUL_PY, Load};
 
@@ -131,20 +131,11 @@ fn well_formed(line: &str) -> bool {
     known && !spliced
 }
 
-/// What hkrun itself holds: open descriptors, threads, and resident KiB of its own
-/// memory (`RssAnon`: the pages of its executable that have been read count in `VmRSS`
-/// too, and grow as more of its code runs).
+/// What hkrun itself holds: open descriptors, threads, and its own resident KiB.
 fn footprint(pid: u32) -> (usize, u64, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (fds, field("Threads:"), field("RssAnon:"))
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    (fds, threads as u64, own_memory_kib(pid))
 }
 
 /// hkrun's children that have exited and not been reaped.
