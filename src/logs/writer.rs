@@ -402,8 +402,10 @@ mod tests {
         struct Stuck;
         impl Write for Stuck {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                std::thread::park();
-                Ok(0)
+                // `park` may return at any time: never take a byte.
+                loop {
+                    std::thread::park();
+                }
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
