@@ -345,17 +345,32 @@ pub fn assert_none_left(tag: &str) {
     }
 }
 
-/// A base port whose block (base to base+2, base+100, base+101) is free now: the router
-/// and two web dynos, or foreman's layout.
+/// A base port whose block (base to base+3, base+100, base+101, base+200) is free now: the
+/// router and web dynos, or foreman's layout.
 pub fn free_base_port() -> u16 {
-    for _ in 0..100 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let base = listener.local_addr().expect("local addr").port();
-        drop(listener);
-        if base > 65000 {
-            continue;
-        }
-        let free = [0, 1, 2, 100, 101]
+    // Below the kernel's ephemeral range: a port from there can be taken at any moment as
+    // the local end of some connection (the router's own, in a long soak), and a dyno
+    // scaled back up would find its port in use.
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        10_000u32,
+        u32::from(ephemeral).saturating_sub(400).max(10_400),
+    );
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for attempt in 0..200u32 {
+        let n = u32::try_from(NEXT.fetch_add(1, Ordering::Relaxed)).unwrap_or(0);
+        let spread = seed
+            .wrapping_add(n.wrapping_mul(7919))
+            .wrapping_add(attempt.wrapping_mul(104_729));
+        let base = u16::try_from(low + spread % (high - low)).expect("below 65536");
+        let free = [0, 1, 2, 3, 100, 101, 200]
             .iter()
             .all(|off| std::net::TcpListener::bind(("0.0.0.0", base + off)).is_ok());
         if free {
