@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno};
+use super::{AfterStop, Dyno, DynoPlan, DynoState, Leftovers, Phase, Supervisor, log_dyno};
 use crate::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::procfile::RELEASE;
 use crate::supervisor::input::{Control, Effect, Slot, Target};
@@ -157,9 +157,22 @@ impl Supervisor {
                 ));
             }
             for n in free {
-                let plan = self.plan.types[t]
+                let mut plan = self.plan.types[t]
                     .plan(n, self.plan.base_port)
                     .map_err(|e| e.to_string())?;
+                // A preboot may have moved a dyno of this type onto this number's port:
+                // take the next one of the block that no dyno of the app holds.
+                let held = |port: u16, additions: &[(usize, DynoPlan)]| {
+                    self.dynos.iter().any(|d| d.plan.spec.port == Some(port))
+                        || additions.iter().any(|(_, p)| p.spec.port == Some(port))
+                };
+                if let Some(port) = plan.spec.port.filter(|&p| held(p, &additions)) {
+                    let block_end = port - (port - self.plan.base_port) % 100 + 99;
+                    plan.spec.port = (port..=block_end).find(|&p| !held(p, &additions));
+                    if plan.spec.port.is_none() {
+                        return Err(format!("{kind} has no free port left in its block"));
+                    }
+                }
                 additions.push((t, plan));
             }
         }

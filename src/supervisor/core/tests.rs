@@ -1862,3 +1862,42 @@ fn what_turns_up_after_a_dynos_sigkill_is_killed_on_sight() {
         )]
     );
 }
+
+#[test]
+fn a_scale_up_takes_a_free_port_when_a_preboot_moved_a_dyno_onto_its_own() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    control(&mut sup, t0, 1, scale(&["web=1"]));
+    stopped(&mut sup, t0, ("web", 2, 143));
+    // The preboot's new web.1 takes the first free port of the block: web.2's.
+    let effects = control(&mut sup, t0, 2, Control::Restart(None));
+    let new = actions(&effects)
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Spawn(spec) => spec.port,
+            _ => None,
+        })
+        .expect("a new web.1");
+    ready(&mut sup, t0, slot("web", 1).next_generation());
+    let effects = control(&mut sup, t0, 3, scale(&["web=2"]));
+    let web2 = actions(&effects)
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Spawn(spec) if spec.slot == slot("web", 2) => spec.port,
+            _ => None,
+        })
+        .expect("a new web.2");
+    // No other process of the app, the old web.1 still leaving nor the new, holds it.
+    let others: Vec<u16> = sup
+        .dynos()
+        .iter()
+        .filter(|d| d.plan.spec.slot != slot("web", 2))
+        .filter_map(|d| d.plan.spec.port)
+        .collect();
+    assert!(
+        !others.contains(&web2),
+        "web.2 on {web2}, held: {others:?} (new web.1 on {new})"
+    );
+}
