@@ -5,8 +5,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hkrun::memory::Sampler;
-use hkrun::supervisor::input::Slot;
+use hkrun::dyno::Slot;
+use hkrun::os::memory::Sampler;
 use nix::unistd::Pid;
 
 const DYNOS: u32 = 50;

@@ -11,12 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use hkrun::formation::{DynoSize, ScaleChange, ScaleOp};
-use hkrun::policy::{MemoryLimit, RestartPolicy};
-use hkrun::supervisor::core::{DynoPlan, DynoType, Plan, Supervisor};
-use hkrun::supervisor::input::{
-    Control, Effect, ExitStatus, Input, Slot, SpawnSpec, StopRequest, Target,
-};
+use hkrun::dyno::{Exit, Slot};
+use hkrun::plan::formation::{DynoSize, ScaleChange, ScaleOp};
+use hkrun::plan::policy::{MemoryLimit, RestartPolicy};
+use hkrun::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec};
+use hkrun::supervisor::core::Supervisor;
+use hkrun::supervisor::input::{Control, Effect, Input, StopRequest, Target};
 use nix::sys::signal::Signal;
 
 /// Reads the fuzzer's bytes as choices; zeros once they run out.
@@ -116,20 +116,26 @@ fn ends(signal: Signal, term_kills: bool) -> bool {
     }
 }
 
-fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> DynoType {
-    DynoType {
+fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> ProcessType {
+    ProcessType {
         name: name.to_owned(),
         command: format!("run-{name}"),
         index,
+        role: if name == "web" {
+            Role::Web {
+                behind_router: router,
+            }
+        } else {
+            Role::Other
+        },
         size: DynoSize::default(),
         restart,
         memory: MemoryLimit::On,
         boot_timeout: (name == "web").then_some(Duration::from_secs(60)),
-        behind_router: router && name == "web",
     }
 }
 
-fn plan(b: &mut Bytes) -> Plan {
+fn plan(b: &mut Bytes) -> AppPlan {
     let flags = b.byte();
     let restart = [
         RestartPolicy::Always,
@@ -142,13 +148,13 @@ fn plan(b: &mut Bytes) -> Plan {
         dyno_type("worker", 1, restart, router),
     ];
     let base_port = 5000;
-    let mut dynos: Vec<DynoPlan> = Vec::new();
+    let mut dynos: Vec<DynoSpec> = Vec::new();
     for (t, count) in [(0, 1 + b.below(2)), (1, b.below(3))] {
         for n in 1..=count {
-            dynos.push(types[t].plan(n as u32, base_port).expect("ports fit"));
+            dynos.push(types[t].dyno(n as u32, base_port).expect("ports fit"));
         }
     }
-    Plan {
+    AppPlan {
         release: (flags & 2 != 0).then(|| "migrate".to_owned()),
         dynos,
         types,
@@ -257,9 +263,9 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
                 let run = world.runs.get_mut(&slot).expect("live");
                 run.leader_alive = false;
                 let status = match b.below(3) {
-                    0 => ExitStatus::Code(0),
-                    1 => ExitStatus::Code(1 + i32::from(b.byte())),
-                    _ => ExitStatus::Signaled(Signal::SIGKILL),
+                    0 => Exit::Code(0),
+                    1 => Exit::Code(1 + i32::from(b.byte())),
+                    _ => Exit::Signaled(Signal::SIGKILL),
                 };
                 Input::Exited { slot, status }
             }
@@ -393,7 +399,7 @@ pub fn run(data: &[u8]) {
             .map(|(s, _)| s.clone());
         if let Some(slot) = doomed {
             world.runs.get_mut(&slot).expect("found").leader_alive = false;
-            let status = ExitStatus::Signaled(Signal::SIGKILL);
+            let status = Exit::Signaled(Signal::SIGKILL);
             step(
                 &mut sup,
                 &mut world,

@@ -8,13 +8,12 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{CheckArgs, RunArgs, StartArgs};
-use crate::config::{self, App, StartConfig};
+use crate::config::{self, App, StartConfig, env};
 use crate::control::socket;
-use crate::env;
+use crate::dyno::{Exit, Slot};
 use crate::errors::{self, Error};
-use crate::process;
+use crate::os::{self, process};
 use crate::supervisor::driver;
-use crate::supervisor::input::ExitStatus;
 
 fn warn_all(app: &App) {
     for warning in &app.warnings {
@@ -60,8 +59,20 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     };
     // After the claim: a second start of a running app hears "already running", not
     // that its ports are taken.
-    config::check_ports_free(config.dynos.iter().map(|d| &d.spec))?;
-    let router = match config.router {
+    let web_ports: Vec<(u16, Slot)> = config
+        .plan
+        .dynos
+        .iter()
+        .filter(|d| d.role.is_web())
+        .filter_map(|d| Some((d.spec.port?, d.spec.slot.clone())))
+        .collect();
+    if let Some((port, slot)) = os::net::first_taken(&web_ports) {
+        return Err(Error::PortInUse {
+            port: *port,
+            dyno: slot.to_string(),
+        });
+    }
+    let router = match config.plan.router {
         Some(port) => Some(std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 Error::PortInUse {
@@ -202,7 +213,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal().map(Signal::try_from)) {
         (Some(code), _) => code,
-        (None, Some(Ok(signal))) => ExitStatus::Signaled(signal).code(),
+        (None, Some(Ok(signal))) => Exit::Signaled(signal).code(),
         (None, _) => 1,
     }
 }

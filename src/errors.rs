@@ -6,11 +6,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::env::EnvError;
-use crate::formation::FormationError;
-use crate::policy::PolicyError;
-use crate::ports::PortError;
-use crate::procfile::ProcfileError;
+use crate::config::env::EnvError;
+use crate::config::procfile::ProcfileError;
+use crate::plan::formation::FormationError;
+use crate::plan::policy::PolicyError;
+use crate::plan::ports::PortError;
 
 /// hkrun's own exit codes. A dyno's or the release's code is passed through as it is.
 pub mod exit_code {

@@ -1,32 +1,31 @@
 //! hkrun: a Procfile process supervisor, Heroku's dyno manager on a laptop and in a
 //! container. Unix only (Linux for `/proc` and the child subreaper).
 //!
-//! # Layout
-//! - `cli` (what the user typed) → `config` (Procfile + env files + flags, checked).
-//! - `procfile`, `env`, `formation`, `ports`: the parsers and the arithmetic, pure.
+//! # Layout (ARCHITECTURE.md)
+//! - `cli` (what the user typed) → `config` (Procfile + env files + flags, checked) → a
+//!   `plan::AppPlan`.
+//! - `dyno` and `plan`: the vocabulary every layer speaks (a dyno's name and exit, the
+//!   process types, formation, policies and ports), pure.
 //! - `supervisor::core` decides (pure `handle(now, input) -> effects`);
 //!   `supervisor::driver` does (signals, spawning, reaping, timers).
-//! - `process`: spawning in process groups, signalling, reaping, `/proc` scans.
+//! - `os`: spawning in process groups, signalling, reaping, `/proc`, the memory sampler
+//!   and the readiness probe.
 //! - `logs`: pumps that frame dyno output into lines, the render functions, the one
 //!   writer of stdout.
 //! - `control`: the socket, its protocol, the server in `start`, and the client
 //!   commands (`ps`, `scale`, `restart`, `stop`, `logs`).
+//! - `router`: the public port's proxy.
 //! - `commands`: one function per subcommand; `errors`: what stops hkrun and its exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
-pub mod env;
+pub mod dyno;
 pub mod errors;
-pub mod formation;
 pub mod logs;
-pub mod memory;
-pub mod policy;
-pub mod ports;
-pub mod process;
-pub mod procfile;
-pub mod readiness;
+pub mod os;
+pub mod plan;
 pub mod router;
 pub mod supervisor;
 

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
-use crate::supervisor::input::Slot;
+use crate::dyno::Backend;
 
 /// How long a new connection waits for a web dyno to be up before it is closed
 /// (Heroku's router waits 30 s for a response).
@@ -76,13 +76,6 @@ impl Drop for Open<'_> {
     fn drop(&mut self) {
         self.picker.count(self.addr, false);
     }
-}
-
-/// A web dyno taking traffic, and where it listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backend {
-    pub slot: Slot,
-    pub addr: SocketAddr,
 }
 
 /// The line logged once the router runs: its address, and the web dynos of the formation

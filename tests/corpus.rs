@@ -13,7 +13,7 @@ use std::io::Write;
 use std::panic;
 use std::path::{Path, PathBuf};
 
-use hkrun::procfile::{Procfile, ProcfileError, Warning};
+use hkrun::config::procfile::{Procfile, ProcfileError, Warning};
 use serde_json::Value;
 
 /// Why hkrun reads a Procfile differently from foreman and honcho.
@@ -497,7 +497,7 @@ fn dotenv_files_load_or_name_the_failing_line() {
     for name in &files {
         let path = corpus.join("dotenv").join(name);
         let bytes = fs::read(&path).expect("corpus file is readable");
-        let Ok(result) = panic::catch_unwind(|| hkrun::env::parse(&path, &bytes)) else {
+        let Ok(result) = panic::catch_unwind(|| hkrun::config::env::parse(&path, &bytes)) else {
             problems.push(format!("{name}: the parser panicked"));
             continue;
         };
@@ -566,7 +566,7 @@ fn dotenv_values_match_python_dotenv_except_where_listed() {
         let path = corpus.join("dotenv").join(name);
         let bytes = fs::read(&path).expect("corpus file is readable");
         // Files hkrun refuses are the other test's business.
-        let Ok(vars) = hkrun::env::parse(&path, &bytes) else {
+        let Ok(vars) = hkrun::config::env::parse(&path, &bytes) else {
             continue;
         };
         let oracle = oracle(&corpus, "dotenv", name);
@@ -756,7 +756,7 @@ fn dotenv_values_match_bash_except_where_listed() {
     // bash runs in an empty folder with no PATH, so a `$(...)` in a file runs no program.
     let scratch = tempfile::tempdir().expect("a scratch folder");
     // What bash starts with: the PATH given to it, and the PWD it sets itself.
-    let outer: hkrun::env::Vars = [
+    let outer: hkrun::config::env::Vars = [
         ("PATH", "/nonexistent".to_owned()),
         ("PWD", scratch.path().display().to_string()),
     ]
@@ -768,7 +768,7 @@ fn dotenv_values_match_bash_except_where_listed() {
         let path = corpus.join("dotenv").join(name);
         let bytes = fs::read(&path).expect("corpus file is readable");
         // Files hkrun refuses are another test's business.
-        let Ok(vars) = hkrun::env::parse_in(&path, &bytes, &outer) else {
+        let Ok(vars) = hkrun::config::env::parse_in(&path, &bytes, &outer) else {
             continue;
         };
         let mut last = BTreeMap::new();

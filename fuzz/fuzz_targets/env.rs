@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use hkrun::env::{EnvError, Vars, parse_in};
+use hkrun::config::env::{EnvError, Vars, parse_in};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -26,7 +26,7 @@ fuzz_target!(|bytes: &[u8]| {
             }
             let again =
                 parse_in(path, text.as_bytes(), &Vars::new()).expect("written back, it reads");
-            let pairs = |v: &[hkrun::env::Var]| {
+            let pairs = |v: &[hkrun::config::env::Var]| {
                 v.iter()
                     .map(|v| (v.key.clone(), v.value.clone()))
                     .collect::<Vec<_>>()

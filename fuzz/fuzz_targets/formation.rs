@@ -2,7 +2,7 @@
 //! (TESTING.md).
 #![no_main]
 
-use hkrun::formation::{DynoSize, FormationSpec, ScaleChange};
+use hkrun::plan::formation::{DynoSize, FormationSpec, ScaleChange};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -1,7 +1,7 @@
 //! The Procfile parser: never panics, and what it accepts holds (TESTING.md).
 #![no_main]
 
-use hkrun::procfile::{Procfile, ProcfileError};
+use hkrun::config::procfile::{Procfile, ProcfileError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -10,8 +10,8 @@ use super::{ps, socket};
 use crate::cli::{ControlArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
 use crate::errors::{self, Error};
-use crate::formation::ScaleChange;
 use crate::logs::{Clock, Label, Origin, Style};
+use crate::plan::formation::ScaleChange;
 
 struct Client {
     stream: BufReader<UnixStream>,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 
 use super::protocol::{Ps, PsDyno, PsType};
-use crate::procfile::RELEASE;
+use crate::dyno::RELEASE;
 use crate::supervisor::core::{DynoState, Supervisor};
 
 /// What `ps` shows of the supervisor at `now` (wall clock `wall`).
@@ -168,7 +168,7 @@ fn megabytes(bytes: u64) -> String {
 
 /// A quota as the user gave it (`-m clock=1:1K` shows `1K`, not a rounded `1M`).
 fn quota_text(bytes: u64) -> String {
-    crate::formation::DynoSize { name: None, bytes }.to_string()
+    crate::plan::formation::DynoSize { name: None, bytes }.to_string()
 }
 
 /// Heroku's `~ 5s`, `~ 3m`, `~ 2h`, `~ 4d`.

@@ -19,9 +19,9 @@ use tokio::task::AbortHandle;
 use tokio::time::timeout;
 
 use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
-use crate::formation::ScaleChange;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
+use crate::plan::formation::ScaleChange;
 use crate::supervisor::input::{Control, Target};
 
 /// How long a client may take to send a whole request.
@@ -472,7 +472,7 @@ async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
         None => ps,
     };
     let known = view.procfile.iter().any(|t| t == kind)
-        || kind == crate::procfile::RELEASE
+        || kind == crate::dyno::RELEASE
         || ps == crate::logs::Label::system().name;
     if known {
         return Ok(());

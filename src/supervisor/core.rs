@@ -10,18 +10,17 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::input::{Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
+use super::input::{Effect, Input, Source, StopRequest};
 use super::restart;
-use crate::formation::DynoSize;
-use crate::memory::{self, Verdict};
-use crate::policy::{MemoryLimit, RestartPolicy};
-use crate::ports::{self, PortError};
-use crate::procfile::RELEASE;
-use crate::router::Backend;
+use crate::dyno::{Backend, Exit, RELEASE, Slot};
+use crate::plan::policy::{MemoryLimit, RestartPolicy};
+use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec};
+use quota::Verdict;
 
 mod control;
 mod pause;
 mod preboot;
+mod quota;
 
 /// How often to look again for processes that outlived their dyno while stopping.
 pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
@@ -33,86 +32,10 @@ pub const STOP_NOTICE: Duration = Duration::from_secs(1);
 /// R14 is logged at most this often per dyno.
 pub const R14_EVERY: Duration = Duration::from_secs(20);
 
-/// How one dyno is run and watched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DynoPlan {
-    pub spec: SpawnSpec,
-    pub restart: RestartPolicy,
-    pub memory: MemoryLimit,
-    /// The memory quota in bytes.
-    pub quota: u64,
-    /// For web dynos: how long it may take to listen on its PORT (R10).
-    pub boot_timeout: Option<Duration>,
-}
-
-/// A process type of the Procfile and how its dynos run: what `hkrun scale` starts more of.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DynoType {
-    pub name: String,
-    pub command: String,
-    /// Position among the Procfile's dyno types, for ports (DESIGN section 3).
-    pub index: usize,
-    pub size: DynoSize,
-    pub restart: RestartPolicy,
-    pub memory: MemoryLimit,
-    /// For web: how long a dyno may take to listen on its PORT (R10).
-    pub boot_timeout: Option<Duration>,
-    /// Web behind the router: the router has the block's first port.
-    pub behind_router: bool,
-}
-
-impl DynoType {
-    /// Dyno number `n` of this type, with its port in foreman's layout.
-    pub fn plan(&self, n: u32, base_port: u16) -> Result<DynoPlan, PortError> {
-        let slot = Slot::new(&self.name, n);
-        let port = ports::dyno_port(
-            base_port,
-            self.index,
-            n,
-            self.behind_router,
-            &slot.to_string(),
-        )?;
-        Ok(DynoPlan {
-            spec: SpawnSpec {
-                slot,
-                command: self.command.clone(),
-                port: Some(port),
-            },
-            restart: self.restart,
-            memory: self.memory,
-            quota: self.size.bytes,
-            boot_timeout: self.boot_timeout,
-        })
-    }
-}
-
-/// What to run, fixed at start.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The release command, when the release phase runs.
-    pub release: Option<String>,
-    /// The dynos in start order.
-    pub dynos: Vec<DynoPlan>,
-    /// Every process type of the Procfile (`release` aside), for `hkrun scale`.
-    pub types: Vec<DynoType>,
-    /// Where ports of new dynos are counted from.
-    pub base_port: u16,
-    /// The router's port, when web dynos are behind it.
-    pub router: Option<u16>,
-    /// Restart web preboot-style (needs the router).
-    pub preboot: bool,
-    /// Between SIGTERM and SIGKILL when stopping.
-    pub grace: Duration,
-    /// foreman's behaviour: the first exit stops the app.
-    pub exit_on_crash: bool,
-    /// The longest wait between crash restarts.
-    pub restart_cap: Duration,
-}
-
 /// One process slot the core manages, with what `hkrun ps` shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dyno {
-    pub plan: DynoPlan,
+    pub plan: DynoSpec,
     pub state: DynoState,
     /// When `state` last changed.
     pub since: Instant,
@@ -121,7 +44,7 @@ pub struct Dyno {
     /// The last memory sample, in bytes.
     pub memory: Option<u64>,
     /// How the last process ended.
-    pub last_exit: Option<ExitStatus>,
+    pub last_exit: Option<Exit>,
     /// Crashes in a row, for the back-off.
     crashes: u32,
     /// How many times it was launched: tells a restarted process from the one before.
@@ -258,7 +181,7 @@ enum Phase {
 /// control request on one to see which ports it would bind.
 #[derive(Clone, Debug)]
 pub struct Supervisor {
-    plan: Plan,
+    plan: AppPlan,
     phase: Phase,
     /// The release phase, then the formation, in start order.
     dynos: Vec<Dyno>,
@@ -283,7 +206,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(plan: Plan) -> Self {
+    pub fn new(plan: AppPlan) -> Self {
         Self {
             plan,
             phase: Phase::Idle,
@@ -305,7 +228,7 @@ impl Supervisor {
     }
 
     /// The Procfile's process types with their current sizes.
-    pub fn types(&self) -> &[DynoType] {
+    pub fn types(&self) -> &[ProcessType] {
         &self.plan.types
     }
 
@@ -315,12 +238,13 @@ impl Supervisor {
         match self.plan.release.clone() {
             Some(command) => {
                 self.phase = Phase::Releasing;
-                let plan = DynoPlan {
+                let plan = DynoSpec {
                     spec: SpawnSpec {
                         slot: Slot::new(RELEASE, 1),
                         command,
                         port: None,
                     },
+                    role: Role::Other,
                     restart: RestartPolicy::Never,
                     memory: MemoryLimit::Off,
                     quota: u64::MAX,
@@ -420,7 +344,7 @@ impl Supervisor {
         let mut up: Vec<Backend> = self
             .dynos
             .iter()
-            .filter(|d| d.plan.spec.slot.kind == crate::config::WEB && d.state == DynoState::Up)
+            .filter(|d| d.plan.role.is_web() && d.state == DynoState::Up)
             // New dynos of a preboot take traffic only once all of them are up.
             .filter(|d| {
                 !self
@@ -455,7 +379,7 @@ impl Supervisor {
             Input::SpawnFailed { slot, error } => {
                 let mut effects =
                     vec![log_dyno(&slot, format!("Failed to start process: {error}"))];
-                effects.extend(self.on_exited(now, &slot, ExitStatus::Code(127)));
+                effects.extend(self.on_exited(now, &slot, Exit::Code(127)));
                 effects
             }
             Input::Ready { slot, ip } => self.on_ready(now, &slot, ip),
@@ -546,7 +470,7 @@ impl Supervisor {
         vec![log_dyno(slot, "State changed from starting to up".into())]
     }
 
-    fn on_exited(&mut self, now: Instant, slot: &Slot, status: ExitStatus) -> Vec<Effect> {
+    fn on_exited(&mut self, now: Instant, slot: &Slot, status: Exit) -> Vec<Effect> {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
@@ -713,7 +637,7 @@ impl Supervisor {
             }
             dyno.memory = Some(rss);
             let quota = dyno.plan.quota;
-            let verdict = match (dyno.plan.memory, memory::classify(rss, quota)) {
+            let verdict = match (dyno.plan.memory, quota::classify(rss, quota)) {
                 (MemoryLimit::Off, _) => Verdict::Ok,
                 (MemoryLimit::Warn, Verdict::FarOverQuota) => Verdict::OverQuota,
                 (_, verdict) => verdict,
@@ -726,14 +650,14 @@ impl Supervisor {
                         .is_none_or(|at| now.saturating_duration_since(at) >= R14_EVERY)
                     {
                         dyno.last_r14 = Some(now);
-                        effects.push(log_dyno(&slot, memory::usage_line(rss, quota)));
+                        effects.push(log_dyno(&slot, quota::usage_line(rss, quota)));
                         effects.push(log_dyno(&slot, "Error R14 (Memory quota exceeded)".into()));
                     }
                 }
                 Verdict::FarOverQuota => {
                     let was_up = dyno.state == DynoState::Up;
                     dyno.set_state(now, DynoState::Killed { was_up });
-                    effects.push(log_dyno(&slot, memory::usage_line(rss, quota)));
+                    effects.push(log_dyno(&slot, quota::usage_line(rss, quota)));
                     effects.push(log_dyno(
                         &slot,
                         "Error R15 (Memory quota vastly exceeded)".into(),
@@ -1070,7 +994,7 @@ impl Supervisor {
 }
 
 impl Dyno {
-    fn new(plan: DynoPlan, now: Instant) -> Self {
+    fn new(plan: DynoSpec, now: Instant) -> Self {
         Self {
             plan,
             state: DynoState::Down,

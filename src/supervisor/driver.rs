@@ -17,18 +17,20 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::core::{Plan, Supervisor};
-use super::input::{Control, Effect, ExitStatus, Input, Slot, Source, SpawnSpec, StopRequest};
+use super::core::Supervisor;
+use super::input::{Control, Effect, Input, Source, StopRequest};
 use crate::config::StartConfig;
+use crate::config::env::{self, Vars};
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
 use crate::control::server::{self, Call};
-use crate::env::{self, Vars};
+use crate::dyno::{Backend, Exit, Slot};
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
-use crate::readiness::Watch;
-use crate::router::{self, Backend};
-use crate::{memory, process, readiness};
+use crate::os::readiness::Watch;
+use crate::os::{memory, process, readiness};
+use crate::plan::{AppPlan, SpawnSpec};
+use crate::router;
 
 /// How often to reap even without SIGCHLD: signals can coalesce or be missed.
 const REAP_FALLBACK: Duration = Duration::from_secs(1);
@@ -111,12 +113,13 @@ async fn drive(
     )
     .map_err(setup("start the log writer"))?;
     let (backends, backends_rx) = watch::channel(Vec::new());
-    if let (Some(listener), Some(port)) = (router, config.router) {
+    if let (Some(listener), Some(port)) = (router, config.plan.router) {
         router::spawn(listener, backends_rx, config.balance).map_err(setup("start the router"))?;
         let web: Vec<String> = config
+            .plan
             .dynos
             .iter()
-            .filter(|d| d.spec.slot.kind == crate::config::WEB)
+            .filter(|d| d.role.behind_router())
             .map(|d| d.spec.slot.to_string())
             .collect();
         let line = router::listening_line(port, &web);
@@ -136,23 +139,7 @@ async fn drive(
         tokio::spawn(server::serve(listener, context));
     }
 
-    let colors: HashMap<String, usize> = config
-        .plans
-        .iter()
-        .map(|p| (p.name.clone(), p.index))
-        .collect();
-    let plan = Plan {
-        release: config.release,
-        dynos: config.dynos,
-        types: config.types,
-        router: config.router,
-        preboot: config.router.is_some() && !config.no_preboot,
-        base_port: config.app.base_port,
-        grace: config.grace,
-        exit_on_crash: config.exit_on_crash,
-        restart_cap: config.restart_cap,
-    };
-
+    let plan: AppPlan = config.plan;
     // The observers: they only measure, and report as inputs.
     let (probe, probe_rx) = mpsc::unbounded_channel();
     let ready = inputs_tx.clone();
@@ -171,7 +158,7 @@ async fn drive(
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
-        colors,
+        colors: plan.colors(),
         labels: HashMap::new(),
         system: Arc::new(Label::system()),
         groups: HashMap::new(),
@@ -281,7 +268,16 @@ fn ports_free_for(sup: &Supervisor, input: &Input) -> Result<(), String> {
             _ => None,
         })
         .collect();
-    match crate::config::first_port_taken(&spawns) {
+    let web: Vec<(u16, Slot)> = spawns
+        .into_iter()
+        .filter(|s| {
+            sup.types()
+                .iter()
+                .any(|t| t.name == s.slot.kind && t.role.is_web())
+        })
+        .filter_map(|s| Some((s.port?, s.slot)))
+        .collect();
+    match crate::os::net::first_taken(&web) {
         Some((port, slot)) => Err(format!(
             "port {port} for {slot} is already in use; stop what holds it and try again"
         )),
@@ -322,7 +318,7 @@ struct Driver {
     /// Runs started so far: each run's mark is hkrun's pid and this count.
     runs: u64,
     /// Dyno leaders not yet reaped, and where to tell their pump they ended.
-    leaders: HashMap<Pid, (Slot, oneshot::Sender<ExitStatus>)>,
+    leaders: HashMap<Pid, (Slot, oneshot::Sender<Exit>)>,
     /// Booting web dynos for the readiness probe.
     probe: mpsc::UnboundedSender<Watch>,
     /// Running dynos' groups for the memory sampler.

@@ -9,77 +9,9 @@ use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
-use crate::formation::ScaleChange;
-use crate::router::Backend;
-
-/// One dyno, e.g. `web.2`, or the release phase, `release.1`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Slot {
-    /// The process type.
-    pub kind: String,
-    /// The instance number, from 1.
-    pub index: u32,
-    /// Which process under this name: a preboot starts `web.1` anew beside the running
-    /// one, and both are `web.1` to the app and in the log.
-    pub generation: u32,
-}
-
-impl Slot {
-    pub fn new(kind: &str, index: u32) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            index,
-            generation: 0,
-        }
-    }
-
-    /// The same name, one generation on.
-    pub fn next_generation(&self) -> Self {
-        Self {
-            generation: self.generation + 1,
-            ..self.clone()
-        }
-    }
-}
-
-impl FromStr for Slot {
-    type Err = ();
-
-    /// `web.2`: a type, a dot and an instance number from 1.
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let (kind, index) = s.rsplit_once('.').ok_or(())?;
-        match index.parse::<u32>() {
-            // `web.01` is not a name hkrun gives, so it names no dyno.
-            Ok(n) if n > 0 && !kind.is_empty() && n.to_string() == index => Ok(Self::new(kind, n)),
-            _ => Err(()),
-        }
-    }
-}
-
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.kind, self.index)
-    }
-}
-
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It called `exit(code)`.
-    Code(i32),
-    /// A signal killed it.
-    Signaled(Signal),
-}
-
-impl ExitStatus {
-    /// The shell's convention: the code, or 128 + the signal's number.
-    pub fn code(self) -> i32 {
-        match self {
-            Self::Code(code) => code,
-            Self::Signaled(signal) => 128 + signal as i32,
-        }
-    }
-}
+use crate::dyno::{Backend, Exit, Slot, is_type_name};
+use crate::plan::SpawnSpec;
+use crate::plan::formation::ScaleChange;
 
 /// Why the app is being stopped on request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +56,7 @@ pub enum Input {
     /// listener is bound; a wildcard's loopback address).
     Ready { slot: Slot, ip: IpAddr },
     /// A dyno's leader exited and its output so far has been logged.
-    Exited { slot: Slot, status: ExitStatus },
+    Exited { slot: Slot, status: Exit },
     /// Resident memory of each running dyno's processes, in bytes.
     Memory(Vec<(Slot, u64)>),
     /// A stop was requested.
@@ -169,15 +101,9 @@ impl FromStr for Target {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        let valid = |name: &str| {
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
         match s.parse::<Slot>() {
-            Ok(slot) if valid(&slot.kind) => Ok(Self::Dyno(slot)),
-            _ if valid(s) => Ok(Self::Type(s.to_owned())),
+            Ok(slot) if is_type_name(&slot.kind) => Ok(Self::Dyno(slot)),
+            _ if is_type_name(s) => Ok(Self::Type(s.to_owned())),
             _ => Err(()),
         }
     }
@@ -190,15 +116,6 @@ impl fmt::Display for Target {
             Self::Dyno(slot) => slot.fmt(f),
         }
     }
-}
-
-/// What to run for a dyno.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpawnSpec {
-    pub slot: Slot,
-    pub command: String,
-    /// `PORT`, absent for the release phase.
-    pub port: Option<u16>,
 }
 
 /// Whose name a log event is under.

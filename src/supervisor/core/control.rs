@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, Dyno, DynoPlan, DynoState, Leftovers, Phase, Supervisor, log_dyno};
-use crate::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
-use crate::procfile::RELEASE;
-use crate::supervisor::input::{Control, Effect, Slot, Target};
+use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno};
+use crate::dyno::{RELEASE, Slot};
+use crate::plan::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
+use crate::plan::{DynoSpec, Role};
+use crate::supervisor::input::{Control, Effect, Target};
 
 /// A reply that waits for dynos.
 #[derive(Clone, Debug)]
@@ -64,6 +65,15 @@ impl Supervisor {
             }
             Err(why) => vec![reply(id, Err(why))],
         }
+    }
+
+    /// A process type's role; the release phase's, or an unknown name's, is `Other`.
+    fn role_of(&self, kind: &str) -> Role {
+        self.plan
+            .types
+            .iter()
+            .find(|t| t.name == kind)
+            .map_or(Role::Other, |t| t.role)
     }
 
     /// The formation's dynos of `kind`: not the ones leaving it.
@@ -158,17 +168,19 @@ impl Supervisor {
             }
             for n in free {
                 let mut plan = self.plan.types[t]
-                    .plan(n, self.plan.base_port)
+                    .dyno(n, self.plan.base_port)
                     .map_err(|e| e.to_string())?;
                 // A preboot may have moved a dyno of this type onto this number's port:
                 // take the next one of the block that no dyno of the app holds.
-                let held = |port: u16, additions: &[(usize, DynoPlan)]| {
+                let held = |port: u16, additions: &[(usize, DynoSpec)]| {
                     self.dynos.iter().any(|d| d.plan.spec.port == Some(port))
                         || additions.iter().any(|(_, p)| p.spec.port == Some(port))
                 };
                 if let Some(port) = plan.spec.port.filter(|&p| held(p, &additions)) {
-                    let block_end = port - (port - self.plan.base_port) % 100 + 99;
-                    plan.spec.port = (port..=block_end).find(|&p| !held(p, &additions));
+                    plan.spec.port = self.plan.types[t]
+                        .ports(self.plan.base_port)
+                        .filter(|&p| p >= port)
+                        .find(|&p| !held(p, &additions));
                     if plan.spec.port.is_none() {
                         return Err(format!("{kind} has no free port left in its block"));
                     }
@@ -202,7 +214,8 @@ impl Supervisor {
                 }
                 // A new size is a restart: preboot for web behind the router (or, with no
                 // free ports for a second generation, stop-then-start).
-                let preboot = (self.plan.preboot && kind == crate::config::WEB && !kept.is_empty())
+                let web = self.plan.types[t].role.is_web();
+                let preboot = (self.plan.preboot && web && !kept.is_empty())
                     .then(|| self.begin_preboot(now, kept, None).ok())
                     .flatten();
                 if let Some(started) = preboot {
@@ -305,7 +318,7 @@ impl Supervisor {
         if self.plan.preboot {
             let (web, rest): (Vec<Slot>, Vec<Slot>) = slots
                 .into_iter()
-                .partition(|s| s.kind == crate::config::WEB);
+                .partition(|s| self.role_of(&s.kind).is_web());
             slots = rest;
             if !web.is_empty() {
                 // The preboot answers alone when web is all there is to restart.

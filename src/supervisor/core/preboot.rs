@@ -9,8 +9,9 @@ use nix::sys::signal::Signal;
 
 use super::control::names;
 use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno, log_system};
-use crate::ports;
-use crate::supervisor::input::{Effect, Slot};
+use crate::dyno::Slot;
+use crate::plan::ports::PortError;
+use crate::supervisor::input::Effect;
 
 /// Between moving traffic to the new dynos and SIGTERM to the old ones: a connection the
 /// router sent an old dyno just before the switch reaches it (and is served) first.
@@ -42,28 +43,26 @@ impl Supervisor {
         if self.preboot.is_some() {
             return Err("a preboot restart of web is under way; try again once it is done".into());
         }
-        let Some(router) = self.plan.router else {
+        let Some(web) = self.plan.types.iter().find(|t| t.role.behind_router()) else {
             return Err("preboot needs the router".into());
         };
+        let block = web.ports(self.plan.base_port);
         // Ports of every web process that may still run, old or new.
         let mut taken: Vec<u16> = self
             .dynos
             .iter()
-            .filter(|d| d.plan.spec.slot.kind == crate::config::WEB)
+            .filter(|d| d.plan.role.is_web())
             .filter_map(|d| d.plan.spec.port)
             .collect();
         let mut plans = Vec::new();
         for slot in old {
             let Some(i) = self.find(slot) else { continue };
-            let port = (1..100u16)
-                .filter_map(|k| router.checked_add(k))
-                .find(|p| !taken.contains(p))
-                .ok_or_else(|| {
-                    ports::PortError::BlockFull {
-                        dyno: slot.to_string(),
-                    }
-                    .to_string()
-                })?;
+            let port = block.clone().find(|p| !taken.contains(p)).ok_or_else(|| {
+                PortError::BlockFull {
+                    dyno: slot.to_string(),
+                }
+                .to_string()
+            })?;
             taken.push(port);
             let mut plan = self.dynos[i].plan.clone();
             // Past every process under this name, one of a failed preboot still stopping

@@ -1,8 +1,7 @@
 //! The core driven with exact inputs and instants: no processes, no runtime, no sleeps.
 
 use super::*;
-use crate::formation::DynoSize;
-use crate::router::Backend;
+use crate::plan::formation::DynoSize;
 use crate::supervisor::input::{Control, Target};
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -15,13 +14,25 @@ fn slot(kind: &str, index: u32) -> Slot {
     Slot::new(kind, index)
 }
 
-fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoPlan {
-    DynoPlan {
+/// `web` gets traffic; behind the router only in `router_plan`.
+fn role(kind: &str) -> Role {
+    if kind == "web" {
+        Role::Web {
+            behind_router: false,
+        }
+    } else {
+        Role::Other
+    }
+}
+
+fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoSpec {
+    DynoSpec {
         spec: SpawnSpec {
             slot: slot(kind, index),
             command: format!("run-{kind}"),
             port: Some(port),
         },
+        role: role(kind),
         restart,
         memory: MemoryLimit::On,
         quota: QUOTA,
@@ -29,21 +40,21 @@ fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoPlan {
     }
 }
 
-fn dyno_type(kind: &str, index: usize) -> DynoType {
-    DynoType {
+fn dyno_type(kind: &str, index: usize) -> ProcessType {
+    ProcessType {
         name: kind.to_owned(),
         command: format!("run-{kind}"),
         index,
+        role: role(kind),
         size: DynoSize::default(),
         restart: RestartPolicy::Always,
         memory: MemoryLimit::On,
         boot_timeout: (kind == "web").then_some(BOOT),
-        behind_router: false,
     }
 }
 
-fn plan(release: bool, restart: RestartPolicy) -> Plan {
-    Plan {
+fn plan(release: bool, restart: RestartPolicy) -> AppPlan {
+    AppPlan {
         release: release.then(|| "migrate".to_owned()),
         dynos: vec![
             dyno("web", 1, 5000, restart),
@@ -60,8 +71,8 @@ fn plan(release: bool, restart: RestartPolicy) -> Plan {
     }
 }
 
-fn foreman_plan() -> Plan {
-    Plan {
+fn foreman_plan() -> AppPlan {
+    AppPlan {
         exit_on_crash: true,
         ..plan(false, RestartPolicy::Always)
     }
@@ -100,7 +111,7 @@ fn crash_with(
     at: Instant,
     kind: &str,
     index: u32,
-    status: ExitStatus,
+    status: Exit,
 ) -> Vec<Effect> {
     let exit = Input::Exited {
         slot: slot(kind, index),
@@ -127,13 +138,13 @@ fn exit_and_drain(sup: &mut Supervisor, at: Instant, exit: Input) -> Vec<Effect>
 }
 
 fn crash(sup: &mut Supervisor, at: Instant, kind: &str, index: u32, code: i32) -> Vec<Effect> {
-    crash_with(sup, at, kind, index, ExitStatus::Code(code))
+    crash_with(sup, at, kind, index, Exit::Code(code))
 }
 
 fn exited(kind: &str, index: u32, code: i32) -> Input {
     Input::Exited {
         slot: slot(kind, index),
-        status: ExitStatus::Code(code),
+        status: Exit::Code(code),
     }
 }
 
@@ -169,7 +180,7 @@ fn state(sup: &Supervisor, kind: &str, index: u32) -> DynoState {
         .state
 }
 
-fn started(plan: Plan, t0: Instant) -> Supervisor {
+fn started(plan: AppPlan, t0: Instant) -> Supervisor {
     let mut sup = Supervisor::new(plan);
     sup.start(t0);
     sup
@@ -368,7 +379,7 @@ fn crash_restarts_back_off_and_reset() {
 fn the_back_off_is_capped() {
     let t0 = Instant::now();
     let mut sup = started(
-        Plan {
+        AppPlan {
             restart_cap: secs(3),
             ..plan(false, RestartPolicy::Always)
         },
@@ -412,7 +423,7 @@ fn r10_at_exactly_the_boot_timeout() {
     );
     assert_eq!(actions(&effects), vec![signal("web", 1, Signal::SIGKILL)]);
     // The kill takes the crash path: restarted (the first crash, so at once).
-    let killed = ExitStatus::Signaled(Signal::SIGKILL);
+    let killed = Exit::Signaled(Signal::SIGKILL);
     let effects = crash_with(&mut sup, t0 + BOOT, "web", 1, killed);
     assert_eq!(
         logs(&effects)[..2],
@@ -464,7 +475,7 @@ fn r15_at_exactly_twice_the_quota_kills_and_restarts() {
     );
     // Samples after the kill are not judged again.
     assert!(sup.handle(t0 + secs(1), sample(4 * QUOTA)).is_empty());
-    let killed = ExitStatus::Signaled(Signal::SIGKILL);
+    let killed = Exit::Signaled(Signal::SIGKILL);
     let effects = crash_with(&mut sup, t0 + secs(1), "worker", 1, killed);
     assert_eq!(
         logs(&effects)[0],
@@ -610,7 +621,7 @@ fn a_stop_request_terms_then_kills_at_the_grace() {
         t0 + GRACE,
         Input::Exited {
             slot: slot("web", 2),
-            status: ExitStatus::Signaled(Signal::SIGKILL),
+            status: Exit::Signaled(Signal::SIGKILL),
         },
     );
     assert_eq!(
@@ -760,8 +771,8 @@ fn a_spawn_failure_counts_as_exit_127() {
 
 #[test]
 fn signals_map_to_128_plus() {
-    assert_eq!(ExitStatus::Signaled(Signal::SIGKILL).code(), 137);
-    assert_eq!(ExitStatus::Code(3).code(), 3);
+    assert_eq!(Exit::Signaled(Signal::SIGKILL).code(), 137);
+    assert_eq!(Exit::Code(3).code(), 3);
 }
 
 // Control: scale, restart, stop, and the replies that wait for dynos.
@@ -1248,11 +1259,17 @@ fn new_dynos_stay_within_the_types_ports() {
 
 // Preboot: new web dynos first, traffic moved once all are up, then the old ones stop.
 
-fn router_plan() -> Plan {
+fn router_plan() -> AppPlan {
     let mut plan = plan(false, RestartPolicy::Always);
+    let behind = Role::Web {
+        behind_router: true,
+    };
     plan.dynos[0].spec.port = Some(5001);
     plan.dynos[1].spec.port = Some(5002);
-    Plan {
+    plan.dynos[0].role = behind;
+    plan.dynos[1].role = behind;
+    plan.types[0].role = behind;
+    AppPlan {
         router: Some(5000),
         preboot: true,
         ..plan
@@ -1435,7 +1452,7 @@ fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
             t1 + BOOT,
             Input::Exited {
                 slot: new.clone(),
-                status: ExitStatus::Signaled(Signal::SIGKILL),
+                status: Exit::Signaled(Signal::SIGKILL),
             },
         );
         assert_eq!(actions(&effects), [Effect::ScanGroup { slot: new.clone() }]);

@@ -1,4 +1,4 @@
-//! Reads a Procfile into ordered entries (DESIGN section 2).
+//! Reads a Procfile into ordered entries (README, "Using it").
 //!
 //! Owns the Procfile grammar: comments, CRLF, byte-order marks, UTF-16, junk lines and
 //! duplicates. It does not decide what runs: that is `formation`'s job.
@@ -8,11 +8,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// The name of the release phase entry: not a dyno type (DESIGN section 4.1).
-pub const RELEASE: &str = "release";
+use crate::dyno::{RELEASE, TYPE_NAME};
 
 static ENTRY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*([A-Za-z0-9_-]+):\s*(.+)$").expect("the entry pattern is a valid regex")
+    Regex::new(&format!(r"^\s*({TYPE_NAME}):\s*(.+)$")).expect("the entry pattern is a valid regex")
 });
 
 /// One `name: command` line.

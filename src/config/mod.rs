@@ -1,21 +1,24 @@
-//! Turns what the user typed, the Procfile and the env files into one resolved config.
+//! Turns what the user typed, the Procfile and the env files into one resolved config:
+//! the `AppPlan` the core runs, and what the driver needs around it.
 //!
 //! Everything that can be refused is refused here, before anything is spawned.
+
+pub mod env;
+pub mod procfile;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{ColorChoice, FileArgs, FormationArgs, OutputArgs, StartArgs};
-use crate::env::{self, Vars};
+use crate::dyno::{RELEASE, Slot};
 use crate::errors::Error;
-use crate::formation::{self, DynoSize, FormationError, FormationSpec, TypePlan};
 use crate::logs::Style;
-use crate::policy::{MemoryLimit, PerType, RestartPolicy};
-use crate::ports;
-use crate::procfile::{Procfile, ProcfileError, RELEASE};
-use crate::supervisor::core::{DynoPlan, DynoType};
-use crate::supervisor::input::{Slot, SpawnSpec};
+use crate::plan::formation::{self, DynoSize, FormationError, FormationSpec, Quantity};
+use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
+use crate::plan::{AppPlan, ProcessType, Role, SpawnSpec, ports};
+use env::Vars;
+use procfile::{Procfile, ProcfileError};
 
 /// The process type that gets HTTP traffic, readiness checks and the router.
 pub const WEB: &str = "web";
@@ -180,7 +183,7 @@ fn check_exec_limits<'a>(
     };
     let mut longest: Option<(&str, usize)> = None;
     for entry in procfile.entries() {
-        let len = crate::process::exec_form(&entry.command).len();
+        let len = crate::os::process::exec_form(&entry.command).len();
         if len > max {
             return Err(Error::Procfile {
                 path: procfile_path.to_owned(),
@@ -237,7 +240,7 @@ fn exec_total_limit() -> usize {
 }
 
 /// Resolves the formation for `start` and `check`.
-pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<TypePlan>, Error> {
+pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<Quantity>, Error> {
     if app.procfile().types().next().is_none() {
         return Err(Error::Procfile {
             path: app.procfile_path.clone(),
@@ -250,16 +253,17 @@ pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<Ty
         (None, false) => Some(FormationSpec::from_args(types)?),
         (None, true) => None,
     };
-    Ok(formation::resolve(
-        spec.as_ref(),
-        app.procfile(),
-        default_size,
-    )?)
+    let types: Vec<(&str, &str)> = app
+        .procfile()
+        .types()
+        .map(|e| (e.name.as_str(), e.command.as_str()))
+        .collect();
+    Ok(formation::resolve(spec.as_ref(), &types, default_size)?)
 }
 
 /// The router's port, when web runs and `--no-router` is not given: the first of web's
 /// block.
-pub fn router(plans: &[TypePlan], base: u16, no_router: bool) -> Result<Option<u16>, Error> {
+pub fn router(plans: &[Quantity], base: u16, no_router: bool) -> Result<Option<u16>, Error> {
     match plans.iter().find(|p| p.name == WEB) {
         Some(web) if web.count > 0 && !no_router => Ok(Some(ports::router_port(base, web.index)?)),
         _ => Ok(None),
@@ -268,7 +272,7 @@ pub fn router(plans: &[TypePlan], base: u16, no_router: bool) -> Result<Option<u
 
 /// Every dyno of the formation with its port, in start order: foreman's layout, with web
 /// one port further along when the router runs.
-pub fn dynos(plans: &[TypePlan], base: u16, router: bool) -> Result<Vec<SpawnSpec>, Error> {
+pub fn dynos(plans: &[Quantity], base: u16, router: bool) -> Result<Vec<SpawnSpec>, Error> {
     let mut specs = Vec::new();
     for plan in plans {
         for n in 1..=plan.count {
@@ -289,21 +293,10 @@ pub fn dynos(plans: &[TypePlan], base: u16, router: bool) -> Result<Vec<SpawnSpe
 #[derive(Debug)]
 pub struct StartConfig {
     pub app: App,
-    pub plans: Vec<TypePlan>,
-    /// The release command, unless `--no-release` or the Procfile has none.
-    pub release: Option<String>,
-    pub dynos: Vec<DynoPlan>,
-    /// The router's port, when it runs.
-    pub router: Option<u16>,
-    /// `--no-preboot`: web restarts stop, then start.
-    pub no_preboot: bool,
+    /// What the core runs.
+    pub plan: AppPlan,
     /// How the router spreads connections.
     pub balance: crate::router::Balance,
-    /// Every process type, for scaling while running.
-    pub types: Vec<DynoType>,
-    pub grace: Duration,
-    pub exit_on_crash: bool,
-    pub restart_cap: Duration,
     pub style: Style,
 }
 
@@ -312,8 +305,8 @@ impl StartConfig {
         let app = App::load(&args.files, false)?;
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
-        let dynos = dynos(&plans, app.base_port, router.is_some())?;
-        if dynos.is_empty() {
+        let specs = dynos(&plans, app.base_port, router.is_some())?;
+        if specs.is_empty() {
             return Err(Error::BadFlag {
                 flag: "--formation",
                 value: args
@@ -367,20 +360,29 @@ impl StartConfig {
                 .into());
             }
         }
-        let types: Vec<DynoType> = plans
+        let types: Vec<ProcessType> = plans
             .iter()
-            .map(|plan| DynoType {
-                name: plan.name.clone(),
-                command: plan.command.clone(),
-                index: plan.index,
-                size: plan.size,
-                restart: restart.get(&plan.name),
-                memory: memory.get(&plan.name),
-                boot_timeout: (plan.name == WEB).then_some(boot_timeout),
-                behind_router: router.is_some() && plan.name == WEB,
+            .map(|plan| {
+                let role = if plan.name == WEB {
+                    Role::Web {
+                        behind_router: router.is_some(),
+                    }
+                } else {
+                    Role::Other
+                };
+                ProcessType {
+                    name: plan.name.clone(),
+                    command: plan.command.clone(),
+                    index: plan.index,
+                    role,
+                    size: plan.size,
+                    restart: restart.get(&plan.name),
+                    memory: memory.get(&plan.name),
+                    boot_timeout: role.is_web().then_some(boot_timeout),
+                }
             })
             .collect();
-        let names = dynos
+        let names = specs
             .iter()
             .map(|d| d.slot.to_string())
             .chain(release.as_ref().map(|_| format!("{RELEASE}.1")))
@@ -388,7 +390,7 @@ impl StartConfig {
         let dynos = types
             .iter()
             .zip(&plans)
-            .flat_map(|(ty, plan)| (1..=plan.count).map(move |n| ty.plan(n, app.base_port)))
+            .flat_map(|(ty, plan)| (1..=plan.count).map(move |n| ty.dyno(n, app.base_port)))
             .collect::<Result<Vec<_>, _>>()?;
         let style = Style {
             format: args.output.log_format,
@@ -396,18 +398,21 @@ impl StartConfig {
             timestamps: !args.output.no_timestamp,
             width: Style::width_for(names.iter().map(String::as_str)),
         };
-        Ok(Self {
-            app,
-            plans,
+        let plan = AppPlan {
             release,
             dynos,
-            router,
-            no_preboot: args.no_preboot,
-            balance: args.balance,
             types,
+            base_port: app.base_port,
+            router,
+            preboot: router.is_some() && !args.no_preboot,
             grace,
             exit_on_crash: args.exit_on_crash,
             restart_cap,
+        };
+        Ok(Self {
+            app,
+            plan,
+            balance: args.balance,
             style,
         })
     }
@@ -438,30 +443,4 @@ pub fn color_for(choice: ColorChoice) -> bool {
                 && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
         }
     }
-}
-
-/// Refuses to start when a web dyno's port is taken: the dyno would only crash on bind.
-pub fn check_ports_free<'a>(dynos: impl IntoIterator<Item = &'a SpawnSpec>) -> Result<(), Error> {
-    match first_port_taken(dynos) {
-        Some((port, slot)) => Err(Error::PortInUse {
-            port,
-            dyno: slot.to_string(),
-        }),
-        None => Ok(()),
-    }
-}
-
-/// The first web dyno among `dynos` whose port something else already listens on.
-pub fn first_port_taken<'a>(
-    dynos: impl IntoIterator<Item = &'a SpawnSpec>,
-) -> Option<(u16, &'a Slot)> {
-    dynos
-        .into_iter()
-        .filter(|d| d.slot.kind == WEB)
-        .find_map(|d| {
-            let port = d.port?;
-            let taken = std::net::TcpListener::bind(("0.0.0.0", port))
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
-            taken.then_some((port, &d.slot))
-        })
 }

@@ -17,8 +17,8 @@ use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::env::Vars;
-use crate::supervisor::input::ExitStatus;
+use crate::config::env::Vars;
+use crate::dyno::Exit;
 
 /// A dyno just started.
 pub struct Spawned {
@@ -124,14 +124,12 @@ pub fn signal_process(pid: Pid, signal: Signal) {
 
 /// Collects every child that has ended, until none is left to collect. One SIGCHLD can
 /// stand for many exits.
-pub fn reap() -> Vec<(Pid, ExitStatus)> {
+pub fn reap() -> Vec<(Pid, Exit)> {
     let mut ended = Vec::new();
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => ended.push((pid, ExitStatus::Code(code))),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                ended.push((pid, ExitStatus::Signaled(signal)))
-            }
+            Ok(WaitStatus::Exited(pid, code)) => ended.push((pid, Exit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => ended.push((pid, Exit::Signaled(signal))),
             Ok(WaitStatus::StillAlive) | Err(_) => return ended,
             Ok(_) => {}
         }

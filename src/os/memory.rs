@@ -1,5 +1,5 @@
-//! Dyno memory (DESIGN section 4.4): the pure verdict on a sample, and the sampler that
-//! reads /proc. The sampler only measures; the core decides.
+//! Dyno memory: the sampler that reads /proc. It only measures; what a sample means
+//! (R14, R15) is the core's decision (`supervisor::core::quota`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -7,40 +7,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
-use crate::supervisor::input::Slot;
-
-/// What a memory sample means against a quota.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// At or under the quota.
-    Ok,
-    /// Over the quota: Heroku's R14.
-    OverQuota,
-    /// At twice the quota or more: Heroku's R15.
-    FarOverQuota,
-}
-
-/// Classifies `rss` bytes against `quota` bytes. Computed in u128 so `2 * quota` cannot
-/// overflow.
-pub fn classify(rss: u64, quota: u64) -> Verdict {
-    let (rss, quota) = (u128::from(rss), u128::from(quota));
-    if rss >= 2 * quota {
-        Verdict::FarOverQuota
-    } else if rss > quota {
-        Verdict::OverQuota
-    } else {
-        Verdict::Ok
-    }
-}
-
-/// Heroku's `Process running mem=600M(117.2%)`.
-pub fn usage_line(rss: u64, quota: u64) -> String {
-    const MB: f64 = 1024.0 * 1024.0;
-    // Precision loss is irrelevant at these magnitudes.
-    #[expect(clippy::cast_precision_loss, reason = "megabytes for display")]
-    let (mb, percent) = (rss as f64 / MB, rss as f64 * 100.0 / quota.max(1) as f64);
-    format!("Process running mem={mb:.0}M({percent:.1}%)")
-}
+use crate::dyno::Slot;
 
 /// Remembers which dyno each process belongs to, so a descendant that left its group
 /// (and was re-parented to hkrun) still counts for its dyno.
@@ -154,30 +121,6 @@ mod tests {
     use super::*;
 
     const MB: u64 = 1024 * 1024;
-
-    #[test]
-    fn verdicts_at_their_boundaries() {
-        let quota = 512 * MB;
-        assert_eq!(classify(0, quota), Verdict::Ok);
-        assert_eq!(classify(quota, quota), Verdict::Ok);
-        assert_eq!(classify(quota + 1, quota), Verdict::OverQuota);
-        assert_eq!(classify(2 * quota - 1, quota), Verdict::OverQuota);
-        assert_eq!(classify(2 * quota, quota), Verdict::FarOverQuota);
-        assert_eq!(classify(u64::MAX, u64::MAX), Verdict::Ok);
-        assert_eq!(classify(u64::MAX, u64::MAX / 2 + 1), Verdict::OverQuota);
-    }
-
-    #[test]
-    fn heroku_usage_line() {
-        assert_eq!(
-            usage_line(600 * MB, 512 * MB),
-            "Process running mem=600M(117.2%)"
-        );
-        assert_eq!(
-            usage_line(1056 * MB, 512 * MB),
-            "Process running mem=1056M(206.2%)"
-        );
-    }
 
     #[test]
     fn samples_this_process_group() {

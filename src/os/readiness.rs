@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
-use crate::supervisor::input::Slot;
+use crate::dyno::Slot;
 
 /// How often booting web dynos are looked at.
 pub const PROBE_EVERY: Duration = Duration::from_millis(50);

@@ -1,6 +1,10 @@
-//! PORT assignment (DESIGN section 3): the base port and foreman's layout.
+//! PORT assignment: the base port and foreman's layout, where each process type has a
+//! block of `BLOCK` ports (README, "Ports").
 //!
 //! Owns the arithmetic only; whether a port is free is checked where dynos start.
+
+/// Ports per process type in foreman's layout, and so the most dynos of one type.
+pub const BLOCK: u16 = 100;
 
 /// The port when nothing else says: foreman's and Heroku's local default.
 pub const DEFAULT_BASE: u16 = 5000;
@@ -61,7 +65,7 @@ pub fn dyno_port(
     if !behind_router {
         return foreman(base, type_index, instance, dyno);
     }
-    if instance >= 100 {
+    if instance >= u32::from(BLOCK) {
         return Err(PortError::BlockFull {
             dyno: dyno.to_owned(),
         });
@@ -74,9 +78,21 @@ pub fn router_port(base: u16, type_index: usize) -> Result<u16, PortError> {
     foreman(base, type_index, 1, "the router")
 }
 
-/// Foreman's layout: `base + 100 * type_index + (instance - 1)`.
+/// The ports a type's dynos may take: its block, less the router's first port; cut at
+/// 65535.
+pub fn block(base: u16, type_index: usize, behind_router: bool) -> std::ops::RangeInclusive<u16> {
+    let first = u64::from(base) + u64::from(BLOCK) * type_index as u64;
+    let last = first + u64::from(BLOCK) - 1;
+    let first = first + u64::from(behind_router);
+    let clamp = |port: u64| u16::try_from(port).unwrap_or(u16::MAX);
+    clamp(first)..=clamp(last)
+}
+
+/// Foreman's layout: `base + BLOCK * type_index + (instance - 1)`.
 pub fn foreman(base: u16, type_index: usize, instance: u32, dyno: &str) -> Result<u16, PortError> {
-    let port = u64::from(base) + 100 * type_index as u64 + u64::from(instance.saturating_sub(1));
+    let port = u64::from(base)
+        + u64::from(BLOCK) * type_index as u64
+        + u64::from(instance.saturating_sub(1));
     u16::try_from(port).map_err(|_| PortError::OutOfRange {
         dyno: dyno.to_owned(),
         port: u32::try_from(port).unwrap_or(u32::MAX),

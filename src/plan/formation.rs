@@ -1,12 +1,13 @@
-//! The formation: how many dynos of each type run, and at what size (DESIGN section 2).
+//! The formation: how many dynos of each type run, and at what size (README, "Using it").
 //!
 //! Owns `web=2,worker=1`, `all=N`, sizes such as `standard-2x` or `768M`, and resolving a
-//! spec against the Procfile. It does not assign ports (`ports`) or start anything.
+//! spec against the Procfile's types. It does not assign ports (`ports`) or start anything.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::procfile::{Procfile, RELEASE};
+use super::ports;
+use crate::dyno::{RELEASE, is_type_name};
 
 /// A memory quota, named after a Heroku dyno size or given in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,9 +19,9 @@ pub struct DynoSize {
 }
 
 const MB: u64 = 1024 * 1024;
-/// The most dynos of one type: foreman's layout gives each type 100 ports, and Heroku
-/// allows 100 dynos per type.
-pub const MAX_PER_TYPE: u32 = 100;
+/// The most dynos of one type: foreman's layout gives each type a block of 100 ports, and
+/// Heroku allows 100 dynos per type.
+pub const MAX_PER_TYPE: u32 = ports::BLOCK as u32;
 const NAMED_SIZES: [(&str, &str, u64); 6] = [
     ("eco", "Eco", 512),
     ("basic", "Basic", 512),
@@ -137,7 +138,7 @@ impl FromStr for FormationSpec {
         {
             let (name, rest) = part
                 .split_once('=')
-                .filter(|(name, _)| valid_name(name))
+                .filter(|(name, _)| is_type_name(name))
                 .ok_or_else(|| FormationError::BadEntry(part.to_owned()))?;
             let (count, size) = match rest.split_once(':') {
                 Some((count, size)) => (count, Some(size.parse()?)),
@@ -167,7 +168,7 @@ impl FormationSpec {
         for arg in args {
             if arg.contains('=') {
                 items.extend(arg.parse::<Self>()?.items);
-            } else if valid_name(arg) {
+            } else if is_type_name(arg) {
                 items.push(FormationItem {
                     name: arg.clone(),
                     count: 1,
@@ -233,7 +234,7 @@ impl FromStr for ScaleChange {
             None if size.is_some() => (head, ScaleOp::Keep),
             None => return Err(bad()),
         };
-        if !valid_name(name) {
+        if !is_type_name(name) {
             return Err(bad());
         }
         Ok(Self {
@@ -244,16 +245,9 @@ impl FromStr for ScaleChange {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// What runs of one process type.
+/// How many dynos of one process type run, and at what size (Heroku's formation object).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TypePlan {
+pub struct Quantity {
     pub name: String,
     pub command: String,
     /// Position among the Procfile's dyno types (`release` excluded): ports and colours.
@@ -262,19 +256,20 @@ pub struct TypePlan {
     pub size: DynoSize,
 }
 
-/// Resolves a spec against the Procfile. Without a spec every type runs once; with one,
-/// types not named run 0 times unless `all=N` says otherwise.
+/// Resolves a spec against the Procfile's process types (`(name, command)` in order,
+/// `release` aside). Without a spec every type runs once; with one, types not named run 0
+/// times unless `all=N` says otherwise.
 pub fn resolve(
     spec: Option<&FormationSpec>,
-    procfile: &Procfile,
+    types: &[(&str, &str)],
     default_size: DynoSize,
-) -> Result<Vec<TypePlan>, FormationError> {
-    let mut plans: Vec<TypePlan> = procfile
-        .types()
+) -> Result<Vec<Quantity>, FormationError> {
+    let mut plans: Vec<Quantity> = types
+        .iter()
         .enumerate()
-        .map(|(index, entry)| TypePlan {
-            name: entry.name.clone(),
-            command: entry.command.clone(),
+        .map(|(index, (name, command))| Quantity {
+            name: (*name).to_owned(),
+            command: (*command).to_owned(),
             index,
             count: u32::from(spec.is_none()),
             size: default_size,
@@ -289,12 +284,12 @@ pub fn resolve(
         if item.name == RELEASE {
             return Err(FormationError::Release);
         }
-        let targets: Vec<&mut TypePlan> = if item.name == "all" {
+        let targets: Vec<&mut Quantity> = if item.name == "all" {
             plans.iter_mut().collect()
         } else {
-            let known = procfile
-                .types()
-                .map(|e| e.name.as_str())
+            let known = types
+                .iter()
+                .map(|(name, _)| *name)
                 .collect::<Vec<_>>()
                 .join(", ");
             let plan = plans
@@ -395,13 +390,12 @@ mod tests {
         ]
     }
 
-    fn procfile() -> Procfile {
-        Procfile::parse(b"release: migrate\nweb: serve\nworker: work\nclock: tick\n").unwrap()
-    }
+    /// The types of `release: migrate`, `web: serve`, `worker: work`, `clock: tick`.
+    const TYPES: [(&str, &str); 3] = [("web", "serve"), ("worker", "work"), ("clock", "tick")];
 
     fn counts(spec: Option<&str>) -> Result<Vec<(String, u32)>, FormationError> {
         let spec = spec.map(str::parse).transpose()?;
-        let plans = resolve(spec.as_ref(), &procfile(), DynoSize::default())?;
+        let plans = resolve(spec.as_ref(), &TYPES, DynoSize::default())?;
         Ok(plans.into_iter().map(|p| (p.name, p.count)).collect())
     }
 

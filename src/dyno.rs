@@ -1,0 +1,101 @@
+//! What every layer says about a dyno: its name (`Slot`), how its process ended
+//! (`Exit`), the address it serves on (`Backend`), and the rule for a process type's name.
+//!
+//! The core, the OS actors, the log, the router and the control socket all speak these;
+//! this module depends on none of them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use nix::sys::signal::Signal;
+
+/// The release phase's name in the Procfile: run once before the dynos, never scaled.
+pub const RELEASE: &str = "release";
+
+/// A process type's name, as the Procfile, formations and control requests accept it.
+pub const TYPE_NAME: &str = "[A-Za-z0-9_-]+";
+
+/// Whether `name` can name a process type (`TYPE_NAME`).
+pub fn is_type_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// One dyno, e.g. `web.2`, or the release phase, `release.1`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    /// The process type.
+    pub kind: String,
+    /// The instance number, from 1.
+    pub index: u32,
+    /// Which process under this name: a preboot starts `web.1` anew beside the running
+    /// one, and both are `web.1` to the app and in the log.
+    pub generation: u32,
+}
+
+impl Slot {
+    pub fn new(kind: &str, index: u32) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            index,
+            generation: 0,
+        }
+    }
+
+    /// The same name, one generation on.
+    pub fn next_generation(&self) -> Self {
+        Self {
+            generation: self.generation + 1,
+            ..self.clone()
+        }
+    }
+}
+
+impl FromStr for Slot {
+    type Err = ();
+
+    /// `web.2`: a type, a dot and an instance number from 1.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (kind, index) = s.rsplit_once('.').ok_or(())?;
+        match index.parse::<u32>() {
+            // `web.01` is not a name hkrun gives, so it names no dyno.
+            Ok(n) if n > 0 && !kind.is_empty() && n.to_string() == index => Ok(Self::new(kind, n)),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind, self.index)
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit(code)`.
+    Code(i32),
+    /// A signal killed it.
+    Signaled(Signal),
+}
+
+impl Exit {
+    /// The shell's convention: the code, or 128 + the signal's number.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signaled(signal) => 128 + signal as i32,
+        }
+    }
+}
+
+/// A web dyno taking traffic, and where it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub slot: Slot,
+    pub addr: SocketAddr,
+}

@@ -1,0 +1,148 @@
+//! What runs: the app's process types, each dyno's spec, and the settings the core runs
+//! them by. `config` builds an `AppPlan` from what the user gave; the core runs it.
+//!
+//! Pure data and arithmetic: the formation's syntax (`formation`), restart and memory
+//! policies (`policy`), and the port layout (`ports`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::dyno::Slot;
+
+pub mod formation;
+pub mod policy;
+pub mod ports;
+
+use formation::DynoSize;
+use policy::{MemoryLimit, RestartPolicy};
+use ports::PortError;
+
+/// What a process type is to hkrun beyond a command to run. Only a web type gets HTTP
+/// traffic: hkrun waits for it to listen on its PORT (R10), and behind the router
+/// restarts it preboot-style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The `web` type. `behind_router`: the router has the first port of its block and
+    /// sends it traffic.
+    Web { behind_router: bool },
+    /// Any other type.
+    Other,
+}
+
+impl Role {
+    pub fn is_web(self) -> bool {
+        matches!(self, Self::Web { .. })
+    }
+
+    pub fn behind_router(self) -> bool {
+        matches!(
+            self,
+            Self::Web {
+                behind_router: true
+            }
+        )
+    }
+}
+
+/// What to run for a dyno.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpawnSpec {
+    pub slot: Slot,
+    pub command: String,
+    /// `PORT`, absent for the release phase.
+    pub port: Option<u16>,
+}
+
+/// One dyno as the core runs and watches it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynoSpec {
+    pub spec: SpawnSpec,
+    pub role: Role,
+    pub restart: RestartPolicy,
+    pub memory: MemoryLimit,
+    /// The memory quota in bytes.
+    pub quota: u64,
+    /// For web dynos: how long it may take to listen on its PORT (R10).
+    pub boot_timeout: Option<Duration>,
+}
+
+/// A process type of the Procfile and how its dynos run: what `hkrun scale` starts more of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessType {
+    pub name: String,
+    pub command: String,
+    /// Position among the Procfile's process types (`release` aside): its block of ports
+    /// and its colour.
+    pub index: usize,
+    pub role: Role,
+    pub size: DynoSize,
+    pub restart: RestartPolicy,
+    pub memory: MemoryLimit,
+    /// For web: how long a dyno may take to listen on its PORT (R10).
+    pub boot_timeout: Option<Duration>,
+}
+
+impl ProcessType {
+    /// Dyno number `n` of this type, with its port in foreman's layout.
+    pub fn dyno(&self, n: u32, base_port: u16) -> Result<DynoSpec, PortError> {
+        let slot = Slot::new(&self.name, n);
+        let port = ports::dyno_port(
+            base_port,
+            self.index,
+            n,
+            self.role.behind_router(),
+            &slot.to_string(),
+        )?;
+        Ok(DynoSpec {
+            spec: SpawnSpec {
+                slot,
+                command: self.command.clone(),
+                port: Some(port),
+            },
+            role: self.role,
+            restart: self.restart,
+            memory: self.memory,
+            quota: self.size.bytes,
+            boot_timeout: self.boot_timeout,
+        })
+    }
+
+    /// The ports this type's dynos may take: its block in foreman's layout, the router's
+    /// first port aside.
+    pub fn ports(&self, base_port: u16) -> std::ops::RangeInclusive<u16> {
+        ports::block(base_port, self.index, self.role.behind_router())
+    }
+}
+
+/// Everything the core runs, fixed at start (`hkrun scale` changes counts and sizes).
+#[derive(Clone, Debug)]
+pub struct AppPlan {
+    /// The release command, when the release phase runs.
+    pub release: Option<String>,
+    /// The dynos in start order.
+    pub dynos: Vec<DynoSpec>,
+    /// Every process type of the Procfile (`release` aside), for `hkrun scale`.
+    pub types: Vec<ProcessType>,
+    /// Where ports of new dynos are counted from.
+    pub base_port: u16,
+    /// The router's port, when web dynos are behind it.
+    pub router: Option<u16>,
+    /// Restart web preboot-style (needs the router).
+    pub preboot: bool,
+    /// Between SIGTERM and SIGKILL when stopping.
+    pub grace: Duration,
+    /// foreman's behaviour: the first exit stops the app.
+    pub exit_on_crash: bool,
+    /// The longest wait between crash restarts.
+    pub restart_cap: Duration,
+}
+
+impl AppPlan {
+    /// Each process type's colour slot: its place in the Procfile.
+    pub fn colors(&self) -> HashMap<String, usize> {
+        self.types
+            .iter()
+            .map(|t| (t.name.clone(), t.index))
+            .collect()
+    }
+}
