@@ -235,6 +235,18 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                     "a reply to {id}, which is not waiting"
                 );
             }
+            Effect::ProbePorts { id, ports } => {
+                assert!(
+                    id == 0 || world.waiting.contains(&id),
+                    "ports probed for {id}, which is not waiting"
+                );
+                // Now and then something else holds the first port.
+                let taken = ports
+                    .into_iter()
+                    .take(usize::from(b.below(8) == 0))
+                    .collect();
+                queue.push(Input::PortsProbed { id, taken });
+            }
             Effect::Exit(_) => {
                 assert_eq!(world.live(), 0, "exit with processes alive");
                 world.exited = true;

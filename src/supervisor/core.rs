@@ -189,6 +189,10 @@ pub struct Supervisor {
     first_failure: Option<i32>,
     /// Control requests answered once their dynos have settled.
     pending: Vec<control::Pending>,
+    /// Control requests waiting for the ports of their new web dynos to be probed.
+    probing: Vec<control::Probing>,
+    /// While a request whose ports were probed free is carried out: those ports.
+    probed: Option<Vec<(u16, Slot)>>,
     /// The backends last published to the router.
     published: Vec<Backend>,
     /// A preboot restart of web under way.
@@ -213,6 +217,8 @@ impl Supervisor {
             dynos: Vec::new(),
             first_failure: None,
             pending: Vec::new(),
+            probing: Vec::new(),
+            probed: None,
             published: Vec::new(),
             preboot: None,
             preboot_result: None,
@@ -393,6 +399,7 @@ impl Supervisor {
             Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
             Input::Control { id, request } => self.on_control(now, id, request),
+            Input::PortsProbed { id, taken } => self.on_ports_probed(now, id, &taken),
         }
     }
 

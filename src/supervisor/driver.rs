@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::core::Supervisor;
-use super::input::{Control, Effect, Input, Source, StopRequest};
+use super::input::{Control, Effect, Input, SIGNALLED, Source, StopRequest};
 use crate::config::StartConfig;
 use crate::config::env::{self, Vars};
 use crate::control::protocol::LogsHeader;
@@ -28,7 +28,7 @@ use crate::dyno::{Backend, Exit, Slot};
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::readiness::Watch;
-use crate::os::{memory, process, readiness};
+use crate::os::{self, memory, process, readiness};
 use crate::plan::{AppPlan, SpawnSpec};
 use crate::router;
 
@@ -207,15 +207,7 @@ async fn drive(
                 _ = sigquit.recv() => Input::Forward(Signal::SIGQUIT),
                 _ = sigtstp.recv() => job_input(&job),
                 _ = sigcont.recv() => job_input(&job),
-                // Nobody waits for the answer: id 0 is never a client's.
-                _ = sigusr2.recv() => {
-                    let input = Input::Control { id: 0, request: Control::Restart(None) };
-                    if let Err(why) = ports_free_for(&sup, &input) {
-                        driver.log.event(&driver.system, format!("SIGUSR2 restart refused: {why}"));
-                        continue;
-                    }
-                    input
-                }
+                _ = sigusr2.recv() => Input::Control { id: SIGNALLED, request: Control::Restart(None) },
                 _ = sigchld.recv() => { driver.reap(); continue; }
                 Some(call) = calls.recv() => match call {
                     Call::Ps(reply) => {
@@ -224,13 +216,8 @@ async fn drive(
                     }
                     Call::Change { request, reply } => {
                         driver.next_id += 1;
-                        let input = Input::Control { id: driver.next_id, request };
-                        if let Err(why) = ports_free_for(&sup, &input) {
-                            let _ = reply.send(Err(why));
-                            continue;
-                        }
                         driver.replies.insert(driver.next_id, reply);
-                        input
+                        Input::Control { id: driver.next_id, request }
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
                 },
@@ -253,36 +240,6 @@ async fn drive(
     // `logs --tail` clients get every line written, the last included, before hkrun exits.
     history.finish().await;
     Ok(code)
-}
-
-/// Refuses a control request whose new web dynos would find their port taken, as `hkrun
-/// start` does, rather than start a dyno that can only crash on bind. The request is
-/// tried on a copy of the core, so the ports checked are exactly those it would use.
-fn ports_free_for(sup: &Supervisor, input: &Input) -> Result<(), String> {
-    let mut trial = sup.clone();
-    let spawns: Vec<SpawnSpec> = trial
-        .handle(Instant::now(), input.clone())
-        .into_iter()
-        .filter_map(|effect| match effect {
-            Effect::Spawn(spec) => Some(spec),
-            _ => None,
-        })
-        .collect();
-    let web: Vec<(u16, Slot)> = spawns
-        .into_iter()
-        .filter(|s| {
-            sup.types()
-                .iter()
-                .any(|t| t.name == s.slot.kind && t.role.is_web())
-        })
-        .filter_map(|s| Some((s.port?, s.slot)))
-        .collect();
-    match crate::os::net::first_taken(&web) {
-        Some((port, slot)) => Err(format!(
-            "port {port} for {slot} is already in use; stop what holds it and try again"
-        )),
-        None => Ok(()),
-    }
 }
 
 /// What the last of SIGTSTP and SIGCONT asks for. The kernel drops a pending SIGTSTP
@@ -395,6 +352,13 @@ impl Driver {
                 }
                 Effect::Backends(set) => {
                     self.backends.send_replace(set);
+                }
+                Effect::ProbePorts { id, ports } => {
+                    let taken = ports
+                        .into_iter()
+                        .filter(|&p| os::net::port_taken(p))
+                        .collect();
+                    self.queue.push_back(Input::PortsProbed { id, taken });
                 }
                 Effect::Reply { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {

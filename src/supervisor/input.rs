@@ -74,9 +74,16 @@ pub enum Input {
     GroupLeft { slot: Slot, count: usize },
     /// A deadline from `next_deadline` has passed.
     Tick,
-    /// A control client's request; answered with `Effect::Reply` carrying the same `id`.
+    /// A control client's request; answered with `Effect::Reply` carrying the same `id`
+    /// (`SIGNALLED` for hkrun's own, on SIGUSR2).
     Control { id: u64, request: Control },
+    /// The answer to `Effect::ProbePorts`: which of its ports something else holds.
+    PortsProbed { id: u64, taken: Vec<u16> },
 }
+
+/// The id of the request hkrun makes itself on SIGUSR2 (restart every dyno): no client
+/// waits for its answer.
+pub const SIGNALLED: u64 = 0;
 
 /// What a control client asks the core to change (`hkrun ps` only reads, and
 /// `hkrun stop` with no target is `Input::Stop`).
@@ -166,6 +173,12 @@ pub enum Effect {
     Log {
         source: Source,
         text: String,
+    },
+    /// Find which of `ports` something already listens on, for the request `id`, and
+    /// answer with `Input::PortsProbed`.
+    ProbePorts {
+        id: u64,
+        ports: Vec<u16>,
     },
     /// The answer to `Input::Control { id, .. }`: a line for the user, or why not.
     Reply {

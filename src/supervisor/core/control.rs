@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno};
+use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno, log_system};
 use crate::dyno::{RELEASE, Slot};
 use crate::plan::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::plan::{DynoSpec, Role};
-use crate::supervisor::input::{Control, Effect, Target};
+use crate::supervisor::input::{Control, Effect, SIGNALLED, Target};
 
 /// A reply that waits for dynos.
 #[derive(Clone, Debug)]
@@ -35,6 +35,31 @@ enum Wait {
 
 type Reply = Result<String, String>;
 
+/// Why a control request does not go ahead as it stands.
+#[derive(Debug)]
+pub(super) enum Held {
+    /// Refused: the reason, for the user.
+    Refused(String),
+    /// The ports its new web dynos would take (with the dyno meant for each) are probed
+    /// first (`Effect::ProbePorts`): a dyno on a port something else holds could only
+    /// crash on bind.
+    Probe(Vec<(u16, Slot)>),
+}
+
+impl From<String> for Held {
+    fn from(why: String) -> Self {
+        Self::Refused(why)
+    }
+}
+
+/// A request waiting for its ports to be probed.
+#[derive(Clone, Debug)]
+pub(super) struct Probing {
+    id: u64,
+    request: Control,
+    ports: Vec<(u16, Slot)>,
+}
+
 impl Supervisor {
     pub(super) fn on_control(&mut self, now: Instant, id: u64, request: Control) -> Vec<Effect> {
         let refused = match self.phase {
@@ -52,10 +77,10 @@ impl Supervisor {
         if let Some(why) = refused {
             return vec![reply(id, Err(why.to_owned()))];
         }
-        let done = match request {
-            Control::Scale(changes) => self.scale(now, id, &changes),
+        let done = match &request {
+            Control::Scale(changes) => self.scale(now, id, changes),
             Control::Restart(target) => self.restart_dynos(now, id, target.as_ref()),
-            Control::Stop(target) => self.stop_dynos(now, id, &target),
+            Control::Stop(target) => self.stop_dynos(now, id, target),
         };
         match done {
             Ok((effects, None)) => effects,
@@ -63,7 +88,47 @@ impl Supervisor {
                 effects.push(reply(id, Ok(answer)));
                 effects
             }
-            Err(why) => vec![reply(id, Err(why))],
+            Err(Held::Refused(why)) => vec![reply(id, Err(why))],
+            Err(Held::Probe(ports)) => {
+                let probe = Effect::ProbePorts {
+                    id,
+                    ports: ports.iter().map(|(port, _)| *port).collect(),
+                };
+                self.probing.push(Probing { id, request, ports });
+                vec![probe]
+            }
+        }
+    }
+
+    /// The answer to `Effect::ProbePorts`: the request is refused if a port is taken, and
+    /// otherwise carried out, probing again only if it now needs other ports.
+    pub(super) fn on_ports_probed(&mut self, now: Instant, id: u64, taken: &[u16]) -> Vec<Effect> {
+        let Some(at) = self.probing.iter().position(|p| p.id == id) else {
+            return Vec::new();
+        };
+        let Probing { request, ports, .. } = self.probing.remove(at);
+        if let Some((port, slot)) = ports.iter().find(|(port, _)| taken.contains(port)) {
+            let why = format!(
+                "port {port} for {slot} is already in use; stop what holds it and try again"
+            );
+            return match id {
+                // Nobody waits for a signal's request: the log says why nothing happened.
+                SIGNALLED => vec![log_system(format!("SIGUSR2 restart refused: {why}"))],
+                _ => vec![reply(id, Err(why))],
+            };
+        }
+        self.probed = Some(ports);
+        let effects = self.on_control(now, id, request);
+        self.probed = None;
+        effects
+    }
+
+    /// Goes ahead once `ports` have been probed free (none needs no probe).
+    fn probed_first(&self, ports: Vec<(u16, Slot)>) -> Result<(), Held> {
+        if ports.is_empty() || self.probed.as_ref() == Some(&ports) {
+            Ok(())
+        } else {
+            Err(Held::Probe(ports))
         }
     }
 
@@ -103,19 +168,21 @@ impl Supervisor {
         now: Instant,
         id: u64,
         changes: &[ScaleChange],
-    ) -> Result<(Vec<Effect>, Option<String>), String> {
+    ) -> Result<(Vec<Effect>, Option<String>), Held> {
         // (type, new count, new size) in the order first named.
         let mut wanted: Vec<(usize, u32, Option<DynoSize>)> = Vec::new();
         for change in changes {
             if change.name == RELEASE {
-                return Err("`release` is the release phase, not a dyno type".into());
+                return Err(Held::Refused(
+                    "`release` is the release phase, not a dyno type".into(),
+                ));
             }
             let t = self
                 .plan
                 .types
                 .iter()
                 .position(|t| t.name == change.name)
-                .ok_or_else(|| self.unknown_type(&change.name))?;
+                .ok_or_else(|| Held::Refused(self.unknown_type(&change.name)))?;
             let entry = match wanted.iter().position(|w| w.0 == t) {
                 Some(at) => at,
                 None => {
@@ -129,16 +196,21 @@ impl Supervisor {
                 ScaleOp::Set(n) => n,
                 ScaleOp::Add(n) => count.saturating_add(n),
                 ScaleOp::Sub(n) => count.checked_sub(n).ok_or_else(|| {
-                    format!("cannot scale {} below 0 (it runs {count})", change.name)
+                    Held::Refused(format!(
+                        "cannot scale {} below 0 (it runs {count})",
+                        change.name
+                    ))
                 })?,
                 ScaleOp::Keep => *count,
             };
             if *count > MAX_PER_TYPE {
-                return Err(FormationError::TooMany {
-                    name: change.name.clone(),
-                    count: *count,
-                }
-                .to_string());
+                return Err(Held::Refused(
+                    FormationError::TooMany {
+                        name: change.name.clone(),
+                        count: *count,
+                    }
+                    .to_string(),
+                ));
             }
             if change.size.is_some() {
                 *size = change.size;
@@ -162,9 +234,9 @@ impl Supervisor {
                 .take(wanted)
                 .collect();
             if free.len() < wanted {
-                return Err(format!(
+                return Err(Held::Refused(format!(
                     "{kind} has dynos still stopping; scale up again once they have stopped"
-                ));
+                )));
             }
             for n in free {
                 let mut plan = self.plan.types[t]
@@ -182,12 +254,39 @@ impl Supervisor {
                         .filter(|&p| p >= port)
                         .find(|&p| !held(p, &additions));
                     if plan.spec.port.is_none() {
-                        return Err(format!("{kind} has no free port left in its block"));
+                        return Err(Held::Refused(format!(
+                            "{kind} has no free port left in its block"
+                        )));
                     }
                 }
                 additions.push((t, plan));
             }
         }
+        // A new size is a restart: preboot for web behind the router (or, with no free
+        // ports for a second generation, stop-then-start). Its new dynos' ports are chosen
+        // now, past those of the dynos added, so that they are probed with them.
+        let added_ports: Vec<u16> = additions.iter().filter_map(|(_, p)| p.spec.port).collect();
+        let mut preboots = Vec::new();
+        for &(t, count, size) in &wanted {
+            let ty = &self.plan.types[t];
+            let resized = size.is_some_and(|size| size != ty.size);
+            if !(resized && self.plan.preboot && ty.role.is_web()) {
+                continue;
+            }
+            let members = self.members(&ty.name);
+            let kept = &members[..members.len().min(count as usize)];
+            if let (false, Ok(plans)) = (kept.is_empty(), self.preboot_plans(kept, &added_ports)) {
+                preboots.push((t, plans));
+            }
+        }
+        let web_ports = additions
+            .iter()
+            .filter(|(_, p)| p.role.is_web())
+            .map(|(_, p)| p)
+            .chain(preboots.iter().flat_map(|(_, plans)| plans))
+            .filter_map(|p| Some((p.spec.port?, p.spec.slot.clone())))
+            .collect();
+        self.probed_first(web_ports)?;
 
         let mut effects = Vec::new();
         let mut leaving = Vec::new();
@@ -212,14 +311,15 @@ impl Supervisor {
                         self.dynos[i].plan.quota = quota;
                     }
                 }
-                // A new size is a restart: preboot for web behind the router (or, with no
-                // free ports for a second generation, stop-then-start).
-                let web = self.plan.types[t].role.is_web();
-                let preboot = (self.plan.preboot && web && !kept.is_empty())
-                    .then(|| self.begin_preboot(now, kept, None).ok())
-                    .flatten();
-                if let Some(started) = preboot {
-                    effects.extend(started);
+                let preboot = preboots
+                    .iter()
+                    .position(|(of, _)| *of == t)
+                    .map(|at| preboots.swap_remove(at).1);
+                if let Some(mut plans) = preboot {
+                    for plan in &mut plans {
+                        plan.quota = quota;
+                    }
+                    effects.extend(self.start_preboot(now, kept, plans, None));
                 } else {
                     for slot in kept {
                         if let Some(i) = self.find(slot) {
@@ -310,7 +410,7 @@ impl Supervisor {
         now: Instant,
         id: u64,
         target: Option<&Target>,
-    ) -> Result<(Vec<Effect>, Option<String>), String> {
+    ) -> Result<(Vec<Effect>, Option<String>), Held> {
         let mut slots = self.targets(target)?;
         let mut effects = Vec::new();
         let mut prebooted = None;
@@ -323,7 +423,13 @@ impl Supervisor {
             if !web.is_empty() {
                 // The preboot answers alone when web is all there is to restart.
                 let reply = slots.is_empty().then_some(id);
-                effects.extend(self.begin_preboot(now, &web, reply)?);
+                let plans = self.preboot_plans(&web, &[])?;
+                let ports = plans
+                    .iter()
+                    .filter_map(|p| Some((p.spec.port?, p.spec.slot.clone())))
+                    .collect();
+                self.probed_first(ports)?;
+                effects.extend(self.start_preboot(now, &web, plans, reply));
                 if slots.is_empty() {
                     return Ok((effects, None));
                 }
@@ -400,7 +506,7 @@ impl Supervisor {
         now: Instant,
         id: u64,
         target: &Target,
-    ) -> Result<(Vec<Effect>, Option<String>), String> {
+    ) -> Result<(Vec<Effect>, Option<String>), Held> {
         let slots = self.targets(Some(target))?;
         let mut effects = Vec::new();
         for slot in slots.iter().rev() {

@@ -1,4 +1,4 @@
-//! Preboot (DESIGN 4.6): restarting web with no failed request. New web dynos start on
+//! Preboot (README, "Using it"): restarting web with no failed request. New web dynos start on
 //! free ports of web's block beside the old ones; only once every new one is up does the
 //! router get the new set, and then the old ones stop. If a new one fails to come up,
 //! the new ones are killed and the old ones keep serving.
@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use super::control::names;
 use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno, log_system};
 use crate::dyno::Slot;
+use crate::plan::DynoSpec;
 use crate::plan::ports::PortError;
 use crate::supervisor::input::Effect;
 
@@ -33,13 +34,14 @@ impl Preboot {
 }
 
 impl Supervisor {
-    /// Starts a new generation of each of `old` on a free port of web's block.
-    pub(super) fn begin_preboot(
-        &mut self,
-        now: Instant,
+    /// The new generation of each of `old`, each on a free port of web's block that no web
+    /// process holds and that is not in `also_taken` (dynos a scale adds beside them).
+    /// Reads only: the ports are probed before anything changes.
+    pub(super) fn preboot_plans(
+        &self,
         old: &[Slot],
-        reply: Option<u64>,
-    ) -> Result<Vec<Effect>, String> {
+        also_taken: &[u16],
+    ) -> Result<Vec<DynoSpec>, String> {
         if self.preboot.is_some() {
             return Err("a preboot restart of web is under way; try again once it is done".into());
         }
@@ -53,6 +55,7 @@ impl Supervisor {
             .iter()
             .filter(|d| d.plan.role.is_web())
             .filter_map(|d| d.plan.spec.port)
+            .chain(also_taken.iter().copied())
             .collect();
         let mut plans = Vec::new();
         for slot in old {
@@ -82,6 +85,17 @@ impl Supervisor {
             plan.spec.port = Some(port);
             plans.push(plan);
         }
+        Ok(plans)
+    }
+
+    /// Starts `plans` (from `preboot_plans`) beside `old`.
+    pub(super) fn start_preboot(
+        &mut self,
+        now: Instant,
+        old: &[Slot],
+        plans: Vec<DynoSpec>,
+        reply: Option<u64>,
+    ) -> Vec<Effect> {
         let mut effects = vec![log_system(format!(
             "Preboot: starting new {} beside the running ones",
             names(old)
@@ -98,7 +112,7 @@ impl Supervisor {
             old: old.to_vec(),
             new,
         });
-        Ok(effects)
+        effects
     }
 
     /// Moves a preboot on once its new dynos are all up, or abandons it when one fails.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::plan::formation::DynoSize;
-use crate::supervisor::input::{Control, Target};
+use crate::supervisor::input::{Control, SIGNALLED, Target};
 
 const GRACE: Duration = Duration::from_secs(5);
 const BOOT: Duration = Duration::from_secs(60);
@@ -777,8 +777,15 @@ fn signals_map_to_128_plus() {
 
 // Control: scale, restart, stop, and the replies that wait for dynos.
 
+/// A control request, its ports probed free (as they are on a machine where nothing
+/// else listens): the probe's effects are left out, the request's are returned.
 fn control(sup: &mut Supervisor, now: Instant, id: u64, request: Control) -> Vec<Effect> {
-    sup.handle(now, Input::Control { id, request })
+    let mut effects = sup.handle(now, Input::Control { id, request });
+    while let [Effect::ProbePorts { id, .. }] = effects.as_slice() {
+        let id = *id;
+        effects = sup.handle(now, Input::PortsProbed { id, taken: vec![] });
+    }
+    effects
 }
 
 fn scale(changes: &[&str]) -> Control {
@@ -1917,4 +1924,135 @@ fn a_scale_up_takes_a_free_port_when_a_preboot_moved_a_dyno_onto_its_own() {
         !others.contains(&web2),
         "web.2 on {web2}, held: {others:?} (new web.1 on {new})"
     );
+}
+
+// Ports of new web dynos are probed before a request changes anything.
+
+/// The ports a request asks to probe, if it does.
+fn probe(effects: &[Effect]) -> Option<(u64, Vec<u16>)> {
+    match effects {
+        [Effect::ProbePorts { id, ports }] => Some((*id, ports.clone())),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_scale_whose_web_port_is_taken_is_refused_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let before = names(&sup);
+    let effects = sup.handle(
+        t0,
+        Input::Control {
+            id: 1,
+            request: scale(&["web=3", "worker=2"]),
+        },
+    );
+    // Only web's new dyno has a port worth probing; nothing started yet.
+    assert_eq!(probe(&effects), Some((1, vec![5002])));
+    assert_eq!(names(&sup), before);
+    let effects = sup.handle(
+        t0,
+        Input::PortsProbed {
+            id: 1,
+            taken: vec![5002],
+        },
+    );
+    assert_eq!(
+        effects,
+        [Effect::Reply {
+            id: 1,
+            result: Err(
+                "port 5002 for web.3 is already in use; stop what holds it and try again".into()
+            )
+        }]
+    );
+    assert_eq!(names(&sup), before);
+}
+
+#[test]
+fn a_scale_with_free_ports_goes_ahead_once_probed() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let effects = sup.handle(
+        t0,
+        Input::Control {
+            id: 1,
+            request: scale(&["web=3"]),
+        },
+    );
+    assert_eq!(probe(&effects), Some((1, vec![5002])));
+    let effects = sup.handle(
+        t0,
+        Input::PortsProbed {
+            id: 1,
+            taken: vec![],
+        },
+    );
+    assert!(actions(&effects).contains(&spawn("web", 3, 5002)));
+    assert_eq!(
+        replies(&effects),
+        [(
+            1,
+            Ok("Scaling dynos... done, now running web at 3:Standard-1X".into())
+        )]
+    );
+    // A scale of workers only has no port to probe.
+    let effects = sup.handle(
+        t0,
+        Input::Control {
+            id: 2,
+            request: scale(&["worker=2"]),
+        },
+    );
+    assert_eq!(probe(&effects), None);
+    assert!(actions(&effects).contains(&spawn("worker", 2, 5101)));
+}
+
+#[test]
+fn a_signalled_restart_whose_preboot_port_is_taken_is_logged() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let effects = sup.handle(
+        t0,
+        Input::Control {
+            id: SIGNALLED,
+            request: Control::Restart(None),
+        },
+    );
+    assert_eq!(probe(&effects), Some((SIGNALLED, vec![5003, 5004])));
+    let effects = sup.handle(
+        t0,
+        Input::PortsProbed {
+            id: SIGNALLED,
+            taken: vec![5004],
+        },
+    );
+    assert_eq!(
+        logs(&effects),
+        [
+            "system: SIGUSR2 restart refused: port 5004 for web.2 is already in use; stop what holds it and try again"
+        ]
+    );
+    assert!(replies(&effects).is_empty());
+}
+
+#[test]
+fn a_resize_that_adds_web_dynos_gives_the_preboot_other_ports() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let effects = control(&mut sup, t0, 1, scale(&["web=3:standard-2x"]));
+    let ports: Vec<u16> = actions(&effects)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Spawn(spec) => spec.port,
+            _ => None,
+        })
+        .collect();
+    // web.3 on its own port (5003), the new web.1 and web.2 past it.
+    assert_eq!(ports, [5004, 5005, 5003]);
 }
