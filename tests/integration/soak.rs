@@ -7,10 +7,11 @@
 //! `cargo test` runs it for 60 s. `HKRUN_SOAK_SECS=1800` runs it longer, and
 //! `HKRUN_SOAK_SEED=N` replays the same choices (the seed is printed).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use hkrun::control::protocol::Ps;
@@ -61,7 +62,27 @@ struct Reader {
     bad: Arc<Mutex<Vec<String>>>,
     /// hkrun's own `N bytes of output dropped` lines.
     dropped: Arc<Mutex<Vec<String>>>,
+    /// The last lines other than `chatty`'s, printed if the soak fails.
+    recent: Arc<Mutex<VecDeque<String>>>,
     thread: std::thread::JoinHandle<()>,
+}
+
+/// How many of hkrun's last lines a failed soak prints.
+const RECENT: usize = 400;
+
+/// Prints hkrun's last lines when the soak panics, so a failure can be read afterwards.
+struct DumpOnPanic(Arc<Mutex<VecDeque<String>>>);
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let recent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            eprintln!("hkrun's last {} lines (chatty's left out):", recent.len());
+            for line in recent.iter() {
+                eprint!("  {line}");
+            }
+        }
+    }
 }
 
 impl Reader {
@@ -70,13 +91,16 @@ impl Reader {
         let lines = Arc::new(AtomicU64::new(0));
         let bad = Arc::new(Mutex::new(Vec::new()));
         let dropped = Arc::new(Mutex::new(Vec::new()));
+        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
         let thread = {
-            let (stalled, lines, bad, dropped) = (
+            let (stalled, lines, bad, dropped, recent) = (
                 Arc::clone(&stalled),
                 Arc::clone(&lines),
                 Arc::clone(&bad),
                 Arc::clone(&dropped),
+                Arc::clone(&recent),
             );
+            let begun = Instant::now();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stdout);
                 let mut line = Vec::new();
@@ -90,6 +114,14 @@ impl Reader {
                     }
                     lines.fetch_add(1, Ordering::Relaxed);
                     let text = String::from_utf8_lossy(&line);
+                    if !text.starts_with("chatty") {
+                        let mut recent = recent.lock().unwrap_or_else(PoisonError::into_inner);
+                        if recent.len() == RECENT {
+                            recent.pop_front();
+                        }
+                        let at = begun.elapsed().as_secs_f64();
+                        recent.push_back(format!("{at:8.2}s {text}"));
+                    }
                     if !well_formed(&text) {
                         bad.lock().expect("not poisoned").push(text.into_owned());
                     } else if text.contains("bytes of output dropped") {
@@ -106,6 +138,7 @@ impl Reader {
             lines,
             bad,
             dropped,
+            recent,
             thread,
         }
     }
@@ -210,6 +243,7 @@ fn chaos_soak() {
         .spawn()
         .expect("start hkrun");
     let reader = Reader::start(hk.stdout.take().expect("piped"));
+    let _dump = DumpOnPanic(Arc::clone(&reader.recent));
     let pid = hk.id();
     eventually("the formation to be up", || settled(&app).then_some(()));
 
