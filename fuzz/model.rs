@@ -252,6 +252,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 world.exited = true;
             }
             Effect::AwaitReady { .. }
+            | Effect::OutputMayBeDropped
             | Effect::Log { .. }
             | Effect::Backends(_)
             | Effect::StopSelf => {}

@@ -168,8 +168,9 @@ impl LogSender {
         self.writing.stalled_for() > longer_than
     }
 
-    /// The app is stopping: from now on output that a stalled stdout holds back may be
-    /// dropped (`may_drop`), so no dyno's exit waits for a reader that never reads.
+    /// The app is stopping (`Effect::OutputMayBeDropped`): from now on output that a
+    /// stalled stdout holds back may be dropped (`may_drop`), so no dyno's exit waits for a
+    /// reader that never reads.
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }

@@ -334,11 +334,6 @@ impl Supervisor {
         effects
     }
 
-    /// Whether the app is stopping (or has stopped).
-    pub fn stopping(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { .. } | Phase::Done)
-    }
-
     /// The router's port, when it runs.
     pub fn router(&self) -> Option<u16> {
         self.plan.router
@@ -722,6 +717,8 @@ impl Supervisor {
         // Any stop of a paused app resumes it first: stopped processes would not act on
         // the signal until continued.
         let mut effects = self.on_resume();
+        // No dyno's exit may wait on a reader that never reads.
+        effects.push(Effect::OutputMayBeDropped);
         self.phase = Phase::Stopping {
             code,
             kill_at: Some(now + self.plan.grace),

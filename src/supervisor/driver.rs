@@ -226,10 +226,6 @@ async fn drive(
             },
         };
         effects = sup.handle(Instant::now(), input);
-        // Output a stalled stdout holds back may go now, so no exit waits on it.
-        if sup.stopping() {
-            driver.log.stopping();
-        }
     };
 
     // Every process is gone, so every pipe is at its end: let the pumps finish.
@@ -345,6 +341,7 @@ impl Driver {
                     };
                     self.log.event(&label, text);
                 }
+                Effect::OutputMayBeDropped => self.log.stopping(),
                 Effect::Forget { slot } => {
                     self.labels.remove(&slot);
                     self.groups.remove(&slot);

@@ -169,6 +169,9 @@ pub enum Effect {
     Forget {
         slot: Slot,
     },
+    /// The app is stopping: from now on, output that a stalled stdout holds back may be
+    /// dropped (one line says how much), rather than keep a dyno's exit waiting.
+    OutputMayBeDropped,
     /// A line in hkrun's own words.
     Log {
         source: Source,

@@ -78,11 +78,12 @@ fn foreman_plan() -> AppPlan {
     }
 }
 
-/// Effects without the log lines, which are checked on their own.
+/// Effects without the log lines and the leave to drop held-back output, which are
+/// checked on their own.
 fn actions(effects: &[Effect]) -> Vec<Effect> {
     effects
         .iter()
-        .filter(|e| !matches!(e, Effect::Log { .. }))
+        .filter(|e| !matches!(e, Effect::Log { .. } | Effect::OutputMayBeDropped))
         .cloned()
         .collect()
 }
@@ -2055,4 +2056,24 @@ fn a_resize_that_adds_web_dynos_gives_the_preboot_other_ports() {
         .collect();
     // web.3 on its own port (5003), the new web.1 and web.2 past it.
     assert_eq!(ports, [5004, 5005, 5003]);
+}
+
+#[test]
+fn a_stop_lets_held_back_output_go_once() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let running = crash(&mut sup, t0, "worker", 1, 1);
+    assert!(!running.contains(&Effect::OutputMayBeDropped));
+    let stop = sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    assert_eq!(
+        stop.iter()
+            .filter(|e| **e == Effect::OutputMayBeDropped)
+            .count(),
+        1
+    );
+    let again = sup.handle(
+        t0 + secs(1),
+        Input::Stop(StopRequest::Signal(Signal::SIGINT)),
+    );
+    assert!(!again.contains(&Effect::OutputMayBeDropped));
 }
