@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::control::protocol::LogSource;
 use crate::logs::LogFormat;
+use crate::router::Balance;
 
 /// Run a Procfile app the way Heroku runs it: release first, dynos scaled to a formation,
 /// one prefixed log, graceful stops.
@@ -116,7 +118,7 @@ pub struct LogsArgs {
     pub ps: Option<String>,
     /// Only the app's lines or only hkrun's (Heroku's `heroku[...]` events).
     #[arg(short = 's', long, value_name = "SOURCE")]
-    pub source: Option<crate::control::protocol::LogSource>,
+    pub source: Option<LogSourceArg>,
     /// Colour the prefixes: auto, always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
@@ -193,7 +195,7 @@ pub struct StartArgs {
     /// How the router spreads new connections over the web dynos that are up:
     /// round-robin or least-connections.
     #[arg(long, value_name = "HOW", default_value = "round-robin")]
-    pub balance: crate::router::Balance,
+    pub balance: BalanceArg,
     /// Stop the whole app when any dyno exits, and exit with its code (foreman's
     /// behaviour, for CI), instead of restarting it.
     #[arg(long)]
@@ -230,7 +232,64 @@ pub struct OutputArgs {
     /// Line format: default (`HH:MM:SS web.1 | text`), heroku (`heroku logs`' format) or
     /// json (one object per line).
     #[arg(long, value_name = "FORMAT", default_value = "default")]
-    pub log_format: LogFormat,
+    pub log_format: LogFormatArg,
+}
+
+/// `--balance`: `router::Balance` as typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BalanceArg {
+    /// Each dyno in turn.
+    RoundRobin,
+    /// The dyno with the fewest open connections through the router (in turn on ties).
+    LeastConnections,
+}
+
+impl From<BalanceArg> for Balance {
+    fn from(arg: BalanceArg) -> Self {
+        match arg {
+            BalanceArg::RoundRobin => Self::RoundRobin,
+            BalanceArg::LeastConnections => Self::LeastConnections,
+        }
+    }
+}
+
+/// `--log-format`: `logs::LogFormat` as typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// foreman's `HH:MM:SS web.1  | text`.
+    Default,
+    /// `heroku logs`: `2026-11-26T17:41:03.123456+00:00 app[web.1]: text`.
+    Heroku,
+    /// One JSON object per line: `{"ts","source","dyno","line"}`.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Default => Self::Default,
+            LogFormatArg::Heroku => Self::Heroku,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
+}
+
+/// `hkrun logs --source`: `control::protocol::LogSource` as typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogSourceArg {
+    /// The dynos' own output.
+    App,
+    /// hkrun's events (Heroku's `heroku[web.1]` lines).
+    Heroku,
+}
+
+impl From<LogSourceArg> for LogSource {
+    fn from(arg: LogSourceArg) -> Self {
+        match arg {
+            LogSourceArg::App => Self::App,
+            LogSourceArg::Heroku => Self::Heroku,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -27,7 +27,7 @@ const RETRY: Duration = Duration::from_millis(50);
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How the router chooses a dyno for a new connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Balance {
     /// Each dyno in turn.
     #[default]

@@ -393,7 +393,7 @@ impl StartConfig {
             .flat_map(|(ty, plan)| (1..=plan.count).map(move |n| ty.dyno(n, app.base_port)))
             .collect::<Result<Vec<_>, _>>()?;
         let style = Style {
-            format: args.output.log_format,
+            format: args.output.log_format.into(),
             color: use_color(&args.output),
             timestamps: !args.output.no_timestamp,
             width: Style::width_for(names.iter().map(String::as_str)),
@@ -412,7 +412,7 @@ impl StartConfig {
         Ok(Self {
             app,
             plan,
-            balance: args.balance,
+            balance: args.balance.into(),
             style,
         })
     }

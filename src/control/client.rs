@@ -156,7 +156,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
         lines: args.num,
         tail: args.tail,
         ps: args.ps.clone(),
-        source: args.source,
+        source: args.source.map(Into::into),
     })?;
     let header = client
         .answer()?

@@ -50,7 +50,7 @@ fn default_lines() -> usize {
 }
 
 /// Who wrote a log line, as `heroku logs --source` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogSource {
     /// The dynos' own output.

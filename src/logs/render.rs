@@ -41,7 +41,6 @@ pub enum Origin {
     Default,
     PartialEq,
     Eq,
-    clap::ValueEnum,
     serde::Serialize,
     serde::Deserialize,
 )]
