@@ -31,13 +31,7 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
     let mut types: Vec<PsType> = Vec::new();
     for dyno in &dynos {
         let kind = &dyno.plan.spec.slot.kind;
-        let leaving = matches!(
-            dyno.state,
-            DynoState::Stopping {
-                then: crate::supervisor::core::AfterStop::Remove,
-                ..
-            }
-        );
+        let leaving = dyno.leaving();
         match types.iter_mut().find(|t| &t.name == kind) {
             Some(t) => t.count += usize::from(!leaving),
             None => types.push(PsType {

@@ -777,8 +777,9 @@ impl Supervisor {
 }
 
 impl Dyno {
-    /// Stopping to leave the formation.
-    fn leaving(&self) -> bool {
+    /// Stopping to leave the formation (`scale` down, `stop TYPE`): no longer counted in
+    /// its type's formation.
+    pub fn leaving(&self) -> bool {
         matches!(
             self.state,
             DynoState::Stopping {
