@@ -102,7 +102,8 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
     warn_all(&app);
     let plans = config::plans(&app, &args.formation, &[])?;
     let router = config::router(&plans, app.base_port, args.no_router)?;
-    let dynos = config::dynos(&plans, app.base_port, router.is_some())?;
+    let types = config::process_types(&plans, router.is_some(), &config::Policies::default());
+    let dynos = config::dynos(&types, &plans, app.base_port)?;
     let procfile = app.procfile();
     let mut text = String::new();
     let _ = writeln!(
@@ -113,7 +114,7 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
     let release = procfile.release().filter(|_| !args.no_release);
     let width = dynos
         .iter()
-        .map(|d| d.slot.to_string().len())
+        .map(|d| d.spec.slot.to_string().len())
         .chain([9])
         .max()
         .unwrap_or(9);
@@ -132,7 +133,7 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
             "router"
         );
     }
-    for dyno in &dynos {
+    for dyno in dynos.iter().map(|d| &d.spec) {
         let port = dyno.port.map(|p| format!("PORT={p}")).unwrap_or_default();
         let _ = writeln!(
             text,

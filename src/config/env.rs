@@ -86,10 +86,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<(String, String)>, EnvErro
 /// Parses env file bytes; `$NAME` takes the file's earlier lines first, then `outer`
 /// (the inherited environment and earlier files), as bash sourcing them in order would.
 pub fn parse_in(path: &Path, bytes: &[u8], outer: &Vars) -> Result<Vec<Var>, EnvError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| EnvError::NotUtf8 {
+    let text = super::text::utf8(bytes).map_err(|line| EnvError::NotUtf8 {
         path: path.into(),
-        line: 1 + memchr::memchr_iter(b'\n', &bytes[..e.valid_up_to()]).count(),
+        line,
     })?;
     let mut parser = Parser {
         text,

@@ -5,18 +5,19 @@
 
 pub mod env;
 pub mod procfile;
+mod text;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{ColorChoice, FileArgs, FormationArgs, OutputArgs, StartArgs};
-use crate::dyno::{RELEASE, Slot};
+use crate::dyno::RELEASE;
 use crate::errors::Error;
 use crate::logs::Style;
 use crate::plan::formation::{self, DynoSize, FormationError, FormationSpec, Quantity};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
-use crate::plan::{AppPlan, ProcessType, Role, SpawnSpec, ports};
+use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, ports};
 use env::Vars;
 use procfile::{Procfile, ProcfileError};
 
@@ -50,13 +51,7 @@ impl App {
             (None, Some(root)) => root.join("Procfile"),
             (None, None) => PathBuf::from("Procfile"),
         };
-        let root = match &files.root {
-            Some(root) => root.clone(),
-            None => match procfile_path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            },
-        };
+        let root = app_root(files.root.as_deref(), Some(&procfile_path));
         let mut warnings = Vec::new();
         let procfile = match std::fs::read(&procfile_path) {
             Ok(bytes) => {
@@ -137,6 +132,16 @@ impl App {
         self.procfile
             .as_ref()
             .expect("loaded with the Procfile required")
+    }
+}
+
+/// The app root, where dynos run and the control socket is: `-d`, else the Procfile's
+/// folder, else the current directory.
+pub fn app_root(root: Option<&Path>, procfile: Option<&Path>) -> PathBuf {
+    match (root, procfile.and_then(Path::parent)) {
+        (Some(root), _) => root.to_path_buf(),
+        (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -270,23 +275,68 @@ pub fn router(plans: &[Quantity], base: u16, no_router: bool) -> Result<Option<u
     }
 }
 
-/// Every dyno of the formation with its port, in start order: foreman's layout, with web
-/// one port further along when the router runs.
-pub fn dynos(plans: &[Quantity], base: u16, router: bool) -> Result<Vec<SpawnSpec>, Error> {
-    let mut specs = Vec::new();
-    for plan in plans {
-        for n in 1..=plan.count {
-            let slot = Slot::new(&plan.name, n);
-            let behind = router && plan.name == WEB;
-            let port = ports::dyno_port(base, plan.index, n, behind, &slot.to_string())?;
-            specs.push(SpawnSpec {
-                slot,
-                command: plan.command.clone(),
-                port: Some(port),
-            });
+/// How the dynos of each type run, as `start`'s flags say (`check` shows the defaults).
+#[derive(Clone, Debug)]
+pub struct Policies {
+    pub restart: PerType<RestartPolicy>,
+    pub memory: PerType<MemoryLimit>,
+    /// For web: how long a dyno may take to listen on its PORT (R10).
+    pub boot_timeout: Duration,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self {
+            restart: PerType {
+                default: RestartPolicy::Always,
+                overrides: Vec::new(),
+            },
+            memory: PerType {
+                default: MemoryLimit::On,
+                overrides: Vec::new(),
+            },
+            boot_timeout: Duration::from_secs(60),
         }
     }
-    Ok(specs)
+}
+
+/// The Procfile's process types as the plan runs them: `web` gets traffic (behind the
+/// router when it runs), each with its size and policies.
+pub fn process_types(plans: &[Quantity], router: bool, policies: &Policies) -> Vec<ProcessType> {
+    plans
+        .iter()
+        .map(|plan| {
+            let role = if plan.name == WEB {
+                Role::Web {
+                    behind_router: router,
+                }
+            } else {
+                Role::Other
+            };
+            ProcessType {
+                name: plan.name.clone(),
+                command: plan.command.clone(),
+                index: plan.index,
+                role,
+                size: plan.size,
+                restart: policies.restart.get(&plan.name),
+                memory: policies.memory.get(&plan.name),
+                boot_timeout: role.is_web().then_some(policies.boot_timeout),
+            }
+        })
+        .collect()
+}
+
+/// Every dyno of the formation with its port, in start order: foreman's layout, with web
+/// one port further along when the router runs.
+pub fn dynos(types: &[ProcessType], plans: &[Quantity], base: u16) -> Result<Vec<DynoSpec>, Error> {
+    let mut dynos = Vec::new();
+    for (ty, plan) in types.iter().zip(plans) {
+        for n in 1..=plan.count {
+            dynos.push(ty.dyno(n, base)?);
+        }
+    }
+    Ok(dynos)
 }
 
 /// Everything `hkrun start` needs, checked.
@@ -305,18 +355,6 @@ impl StartConfig {
         let app = App::load(&args.files, false)?;
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
-        let specs = dynos(&plans, app.base_port, router.is_some())?;
-        if specs.is_empty() {
-            return Err(Error::BadFlag {
-                flag: "--formation",
-                value: args
-                    .formation
-                    .formation
-                    .clone()
-                    .unwrap_or_else(|| args.types.join(" ")),
-                reason: "it runs no dynos",
-            });
-        }
         let release = if args.no_release {
             None
         } else {
@@ -360,38 +398,29 @@ impl StartConfig {
                 .into());
             }
         }
-        let types: Vec<ProcessType> = plans
+        let policies = Policies {
+            restart,
+            memory,
+            boot_timeout,
+        };
+        let types = process_types(&plans, router.is_some(), &policies);
+        let dynos = dynos(&types, &plans, app.base_port)?;
+        if dynos.is_empty() {
+            return Err(Error::BadFlag {
+                flag: "--formation",
+                value: args
+                    .formation
+                    .formation
+                    .clone()
+                    .unwrap_or_else(|| args.types.join(" ")),
+                reason: "it runs no dynos",
+            });
+        }
+        let names = dynos
             .iter()
-            .map(|plan| {
-                let role = if plan.name == WEB {
-                    Role::Web {
-                        behind_router: router.is_some(),
-                    }
-                } else {
-                    Role::Other
-                };
-                ProcessType {
-                    name: plan.name.clone(),
-                    command: plan.command.clone(),
-                    index: plan.index,
-                    role,
-                    size: plan.size,
-                    restart: restart.get(&plan.name),
-                    memory: memory.get(&plan.name),
-                    boot_timeout: role.is_web().then_some(boot_timeout),
-                }
-            })
-            .collect();
-        let names = specs
-            .iter()
-            .map(|d| d.slot.to_string())
+            .map(|d| d.spec.slot.to_string())
             .chain(release.as_ref().map(|_| format!("{RELEASE}.1")))
             .collect::<Vec<_>>();
-        let dynos = types
-            .iter()
-            .zip(&plans)
-            .flat_map(|(ty, plan)| (1..=plan.count).map(move |n| ty.dyno(n, app.base_port)))
-            .collect::<Result<Vec<_>, _>>()?;
         let style = Style {
             format: args.output.log_format.into(),
             color: use_color(&args.output),

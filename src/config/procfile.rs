@@ -196,17 +196,9 @@ fn decode(bytes: &[u8], warnings: &mut Vec<Warning>) -> Result<String, ProcfileE
         warnings.push(Warning::Utf16);
         return utf16(rest, u16::from_be_bytes);
     }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(text.to_owned()),
-        Err(e) => {
-            let line = 1 + bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            Err(ProcfileError::NotUtf8 { line })
-        }
-    }
+    super::text::utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|line| ProcfileError::NotUtf8 { line })
 }
 
 #[cfg(test)]

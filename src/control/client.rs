@@ -20,14 +20,7 @@ struct Client {
 
 impl Client {
     fn open(args: &ControlArgs) -> Result<Self, Error> {
-        let root = match (&args.root, &args.procfile) {
-            (Some(root), _) => root.clone(),
-            (None, Some(procfile)) => match procfile.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            },
-            (None, None) => PathBuf::from("."),
-        };
+        let root = crate::config::app_root(args.root.as_deref(), args.procfile.as_deref());
         let path = socket::path(args.socket.as_deref(), &root);
         let pointed = args.root.is_some() || args.procfile.is_some() || args.socket.is_some();
         let stream = socket::connect(&path, &root, !pointed)?;
