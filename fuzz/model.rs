@@ -79,7 +79,7 @@ impl World {
     fn signal(&mut self, slot: &Slot, signal: Signal, all: bool) {
         assert!(
             self.spawned.contains(slot),
-            "{signal:?} to {slot}, which was never spawned or is forgotten"
+            "{signal:?} to {slot:#}, which was never spawned or is forgotten"
         );
         // A failed spawn has nothing to signal.
         let Some(run) = self.runs.get_mut(slot) else {
@@ -180,7 +180,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                     // A new run only once the old one is gone entirely.
                     assert!(
                         !old.leader_alive && old.others == 0,
-                        "{slot} spawned again while its last run lives: {old:?}"
+                        "{slot:#} spawned again while its last run lives: {old:?}"
                     );
                 }
                 if b.below(16) == 0 {
@@ -219,12 +219,12 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
             Effect::Forget { slot } => {
                 assert!(
                     world.spawned.remove(&slot),
-                    "{slot} forgotten, never spawned"
+                    "{slot:#} forgotten, never spawned"
                 );
                 if let Some(run) = world.runs.remove(&slot) {
                     assert!(
                         !run.leader_alive && run.others == 0,
-                        "{slot} forgotten while its run lives: {run:?}"
+                        "{slot:#} forgotten while its run lives: {run:?}"
                     );
                 }
             }

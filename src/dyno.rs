@@ -68,9 +68,33 @@ impl FromStr for Slot {
     }
 }
 
+/// `web.1`: the name the app, the log and `ps` know, the same for every generation. The
+/// alternate form, `{:#}`, tells generations apart where two may live at once (a preboot):
+/// `web.1` for the first, `web.1 (generation 2)` after.
 impl fmt::Display for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.kind, self.index)
+        write!(f, "{}.{}", self.kind, self.index)?;
+        if f.alternate() && self.generation > 0 {
+            write!(f, " (generation {})", self.generation + 1)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slot;
+
+    #[test]
+    fn the_alternate_form_tells_generations_apart() {
+        let first = Slot::new("web", 1);
+        let next = first.next_generation();
+        assert_eq!(
+            (first.to_string(), next.to_string()),
+            ("web.1".into(), "web.1".into())
+        );
+        assert_eq!(format!("{first:#}"), "web.1");
+        assert_eq!(format!("{next:#}"), "web.1 (generation 2)");
     }
 }
 

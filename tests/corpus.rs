@@ -2,7 +2,7 @@
 //! (`../shared/corpus`, described in its README) and compares them with the oracle parses
 //! of foreman, honcho and python-dotenv.
 //!
-//! Where hkrun reads a file differently on purpose (DESIGN section 2), the file is listed
+//! Where hkrun reads a file differently on purpose (README, "Choices where foreman and Heroku differ"), the file is listed
 //! below with its reason. The lists are checked both ways: a listed file that no longer
 //! differs fails the test, and so does an unlisted file that differs. Run with
 //! `cargo test --test corpus -- --nocapture` to see the summaries.

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// What happens when a dyno exits without being asked to (DESIGN section 4.3).
+/// What happens when a dyno exits without being asked to (README, "Supervision").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestartPolicy {
     /// Restart after any exit, 0 included (Heroku's behaviour).
@@ -40,7 +40,7 @@ impl FromStr for RestartPolicy {
     }
 }
 
-/// How a dyno's memory quota is enforced (DESIGN section 4.4).
+/// How a dyno's memory quota is enforced (README, "Supervision").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemoryLimit {
     /// R14 over the quota, R15 and SIGKILL at twice the quota (Heroku's behaviour).

@@ -1,4 +1,4 @@
-//! The crash back-off (DESIGN section 4.3): pure arithmetic.
+//! The crash back-off (README, "Supervision"): pure arithmetic.
 
 use std::time::Duration;
 
