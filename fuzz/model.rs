@@ -45,7 +45,7 @@ impl Bytes<'_> {
 /// One run of a dyno, as the OS would have it.
 #[derive(Debug)]
 struct Run {
-    _pid: i32,
+    pid: i32,
     leader_alive: bool,
     /// Other processes of the run (its group, or escaped): they go on SIGKILL, and on
     /// SIGTERM when `term_kills`.
@@ -66,6 +66,13 @@ struct World {
     waiting: BTreeSet<u64>,
     next_id: u64,
     exited: bool,
+    /// A stop was asked for, by an input or by the end of the run.
+    stop_sent: bool,
+    /// The world settles: spawns succeed, ports are free, SIGTERM ends every process.
+    calm: bool,
+    /// Slots whose last run the core has been told is over (`GroupLeft` with nothing
+    /// left, after the leader's exit), until spawned again.
+    told_gone: BTreeSet<Slot>,
 }
 
 impl World {
@@ -85,6 +92,12 @@ impl World {
         let Some(run) = self.runs.get_mut(slot) else {
             return;
         };
+        // Once told that nothing of a run is left (its leader exited, its group is
+        // empty), the core has no process of it to signal.
+        assert!(
+            !self.told_gone.contains(slot),
+            "{signal:?} to {slot:#}, told that nothing of its run is left"
+        );
         if ends(signal, run.term_kills) {
             run.doomed = true;
             // `Signal` reaches the group; what escaped it only with `SignalAll`. The model
@@ -176,6 +189,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
         match effect {
             Effect::Spawn(SpawnSpec { slot, .. }) => {
                 world.spawned.insert(slot.clone());
+                world.told_gone.remove(&slot);
                 if let Some(old) = world.runs.remove(&slot) {
                     // A new run only once the old one is gone entirely.
                     assert!(
@@ -183,7 +197,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                         "{slot:#} spawned again while its last run lives: {old:?}"
                     );
                 }
-                if b.below(16) == 0 {
+                if !world.calm && b.below(16) == 0 {
                     queue.push(Input::SpawnFailed {
                         slot,
                         error: "exec failed".into(),
@@ -192,11 +206,14 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 }
                 world.next_pid += 1;
                 let pid = world.next_pid;
-                let (others, term_kills) = (b.below(3), b.below(4) != 0);
+                let (others, term_kills) = match world.calm {
+                    true => (0, true),
+                    false => (b.below(3), b.below(4) != 0),
+                };
                 world.runs.insert(
                     slot.clone(),
                     Run {
-                        _pid: pid,
+                        pid,
                         leader_alive: true,
                         others,
                         term_kills,
@@ -217,6 +234,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 queue.push(Input::GroupLeft { slot, count });
             }
             Effect::Forget { slot } => {
+                world.told_gone.remove(&slot);
                 assert!(
                     world.spawned.remove(&slot),
                     "{slot:#} forgotten, never spawned"
@@ -299,14 +317,15 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
                 .collect();
             Input::Memory(samples)
         }
-        5 => Input::Stop(
+        5 => Input::Stop({
+            world.stop_sent = true;
             [
                 StopRequest::Signal(Signal::SIGTERM),
                 StopRequest::Signal(Signal::SIGINT),
                 StopRequest::Control,
                 StopRequest::StdoutClosed,
-            ][b.below(4)],
-        ),
+            ][b.below(4)]
+        }),
         6 => Input::Forward(Signal::SIGUSR1),
         7 => match b.below(2) {
             0 => Input::Pause,
@@ -352,6 +371,11 @@ fn step(sup: &mut Supervisor, world: &mut World, b: &mut Bytes, now: Instant, in
         if trace() {
             eprintln!("{input:?}");
         }
+        if let Input::GroupLeft { slot, count: 0 } = &input {
+            if world.runs.get(slot).is_none_or(|r| !r.leader_alive) {
+                world.told_gone.insert(slot.clone());
+            }
+        }
         let effects = sup.handle(now, input);
         if trace() {
             eprintln!("  -> {effects:?}");
@@ -367,6 +391,89 @@ fn step(sup: &mut Supervisor, world: &mut World, b: &mut Bytes, now: Instant, in
     }
 }
 
+/// Lets the world settle (every spawn succeeds, web dynos come up, signalled processes
+/// die, timers run out), then checks that the formation the core keeps is what runs:
+/// each type's dynos, those leaving aside, are its live processes. Only where every exit
+/// is restarted (`always`, no `--exit-on-crash`), so every dyno should be running.
+fn settle(
+    sup: &mut Supervisor,
+    world: &mut World,
+    b: &mut Bytes,
+    now: &mut Instant,
+    exits_on_crash: bool,
+) {
+    world.calm = true;
+    step(sup, world, b, *now, Input::Resume);
+    // Each run of a web dyno listens once.
+    let mut listened: BTreeSet<(Slot, i32)> = BTreeSet::new();
+    for _ in 0..2_000 {
+        if world.exited {
+            return;
+        }
+        let doomed = world
+            .runs
+            .iter()
+            .find(|(_, r)| r.leader_alive && r.doomed)
+            .map(|(s, _)| s.clone());
+        if let Some(slot) = doomed {
+            world.runs.get_mut(&slot).expect("found").leader_alive = false;
+            let status = Exit::Signaled(Signal::SIGTERM);
+            step(sup, world, b, *now, Input::Exited { slot, status });
+            continue;
+        }
+        let booting = world
+            .runs
+            .iter()
+            .filter(|(s, r)| s.kind == "web" && r.leader_alive)
+            .map(|(s, r)| (s.clone(), r.pid))
+            .find(|run| !listened.contains(run));
+        if let Some((slot, pid)) = booting {
+            listened.insert((slot.clone(), pid));
+            let ip = std::net::Ipv4Addr::LOCALHOST.into();
+            step(sup, world, b, *now, Input::Ready { slot, ip });
+            continue;
+        }
+        match sup.next_deadline() {
+            Some(at) => {
+                *now = at.max(*now);
+                step(sup, world, b, *now, Input::Tick);
+            }
+            None => break,
+        }
+    }
+    let always = sup
+        .types()
+        .iter()
+        .all(|t| t.restart == RestartPolicy::Always);
+    if world.exited || !always || exits_on_crash {
+        return;
+    }
+    assert!(
+        world.waiting.is_empty(),
+        "requests unanswered once settled: {:?}",
+        world.waiting
+    );
+    for ty in sup.types() {
+        let kept: BTreeSet<Slot> = sup
+            .dynos()
+            .iter()
+            .filter(|d| d.plan.spec.slot.kind == ty.name && !d.leaving())
+            .map(|d| d.plan.spec.slot.clone())
+            .collect();
+        let running: BTreeSet<Slot> = world
+            .runs
+            .iter()
+            .filter(|(s, r)| s.kind == ty.name && r.leader_alive)
+            .map(|(s, _)| s.clone())
+            .collect();
+        assert_eq!(
+            kept, running,
+            "{}: the formation the core keeps is not what runs once settled",
+            ty.name
+        );
+    }
+}
+
 /// `HKRUN_MODEL_TRACE=1` prints every input and what it led to.
 fn trace() -> bool {
     std::env::var_os("HKRUN_MODEL_TRACE").is_some()
@@ -374,7 +481,9 @@ fn trace() -> bool {
 
 pub fn run(data: &[u8]) {
     let mut b = Bytes(data);
-    let mut sup = Supervisor::new(plan(&mut b));
+    let plan = plan(&mut b);
+    let exits_on_crash = plan.exit_on_crash;
+    let mut sup = Supervisor::new(plan);
     let mut world = World::default();
     let mut now = Instant::now();
     let effects = sup.start(now);
@@ -391,6 +500,9 @@ pub fn run(data: &[u8]) {
         }
         let next = input(&mut world, &mut b);
         step(&mut sup, &mut world, &mut b, now, next);
+    }
+    if !world.stop_sent && !world.exited {
+        settle(&mut sup, &mut world, &mut b, &mut now, exits_on_crash);
     }
     // Then the app is stopped, and every process dies once SIGKILLed: it must exit, with
     // every request answered.

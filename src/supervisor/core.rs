@@ -99,15 +99,20 @@ pub enum DynoState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Leftovers {
     Unsignalled,
-    Termed { kill_at: Instant },
+    Termed {
+        kill_at: Instant,
+    },
     Killed,
+    /// The run's leader has exited and a scan found nothing of it left: nothing of it
+    /// can come back, so there is nothing to signal until the next run.
+    Gone,
 }
 
 impl Leftovers {
     fn kill_at(self) -> Option<Instant> {
         match self {
             Self::Termed { kill_at } => Some(kill_at),
-            Self::Unsignalled | Self::Killed => None,
+            Self::Unsignalled | Self::Killed | Self::Gone => None,
         }
     }
 }
@@ -430,6 +435,7 @@ impl Supervisor {
             Effect::Spawn(spec.clone()),
         ];
         dyno.pid = None;
+        dyno.leftovers = Leftovers::Unsignalled;
         dyno.boots += 1;
         match (dyno.plan.boot_timeout, spec.port) {
             (Some(timeout), Some(port)) => {

@@ -610,7 +610,7 @@ impl Supervisor {
         }
         dyno.draining = false;
         dyno.rescan_at = None;
-        dyno.leftovers = Leftovers::Unsignalled;
+        dyno.leftovers = Leftovers::Gone;
         match dyno.state {
             DynoState::Stopping { then, .. } => self.after_stop(now, i, then),
             DynoState::Crashed {
@@ -631,6 +631,10 @@ impl Supervisor {
     ) -> Vec<Effect> {
         let grace = self.plan.grace;
         let dyno = &mut self.dynos[i];
+        // Its last run is known to be over: nothing to stop first.
+        if dyno.leftovers == Leftovers::Gone {
+            return self.after_stop(now, i, then);
+        }
         if dyno.boots == 0 {
             return match then {
                 AfterStop::Remove => {
@@ -641,7 +645,7 @@ impl Supervisor {
             };
         }
         let (kill_at, termed) = match dyno.leftovers {
-            Leftovers::Unsignalled => (Some(now + grace), false),
+            Leftovers::Unsignalled | Leftovers::Gone => (Some(now + grace), false),
             Leftovers::Termed { kill_at } => (Some(kill_at), true),
             Leftovers::Killed => (None, true),
         };
