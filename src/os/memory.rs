@@ -1,12 +1,13 @@
 //! Dyno memory: the sampler that reads /proc. It only measures; what a sample means
 //! (R14, R15) is the core's decision (`supervisor::core::quota`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
+use super::proc::Snapshot;
 use crate::dyno::Slot;
 
 /// Remembers which dyno each process belongs to, so a descendant that left its group
@@ -20,43 +21,12 @@ impl Sampler {
     /// Sums the resident memory of each dyno's processes: its process group, plus every
     /// process descended from it, now or when first seen.
     pub fn sample(&mut self, groups: &[(Slot, Pid)]) -> Vec<(Slot, u64)> {
-        let page = procfs::page_size();
-        let by_group: HashMap<i32, &Slot> = groups.iter().map(|(s, p)| (p.as_raw(), s)).collect();
-        let Ok(all) = procfs::process::all_processes() else {
+        let snapshot = Snapshot::read();
+        // /proc unreadable: no sample, rather than zeros.
+        if snapshot.processes().is_empty() {
             return Vec::new();
-        };
-        let stats: Vec<procfs::process::Stat> = all.filter_map(|p| p.ok()?.stat().ok()).collect();
-        let alive: HashSet<i32> = stats.iter().map(|s| s.pid).collect();
-        self.owners.retain(|pid, _| alive.contains(pid));
-        // Group members first, then anything whose parent is known, until nothing changes.
-        for stat in &stats {
-            if let Some(slot) = by_group.get(&stat.pgrp) {
-                self.owners.insert(stat.pid, (*slot).clone());
-            }
         }
-        loop {
-            let mut changed = false;
-            for stat in &stats {
-                if !self.owners.contains_key(&stat.pid) {
-                    if let Some(slot) = self.owners.get(&stat.ppid).cloned() {
-                        self.owners.insert(stat.pid, slot);
-                        changed = true;
-                    }
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-        let mut totals: Vec<(Slot, u64)> = groups.iter().map(|(s, _)| (s.clone(), 0)).collect();
-        for stat in &stats {
-            if let Some(slot) = self.owners.get(&stat.pid) {
-                if let Some((_, total)) = totals.iter_mut().find(|(s, _)| s == slot) {
-                    *total += stat.rss * page;
-                }
-            }
-        }
-        totals
+        snapshot.memory(groups, &mut self.owners)
     }
 }
 

@@ -1,8 +1,10 @@
 //! The operating system's side of running dynos: spawning in process groups, signals and
-//! reaping (`process`), whether a port is free (`net`), the memory sampler (`memory`) and the readiness probe
-//! (`readiness`). These carry out and measure; the core decides.
+//! reaping (`process`), whether a port is free (`net`), the one reader of /proc (`proc`),
+//! the memory sampler (`memory`) and the readiness probe (`readiness`). These carry out
+//! and measure; the core decides.
 
 pub mod memory;
 pub mod net;
+pub mod proc;
 pub mod process;
 pub mod readiness;

@@ -1,10 +1,10 @@
-//! Spawns dynos into their own process groups, signals them, reaps every child, and finds
-//! hkrun's descendants. Never decides when any of this happens: the core does.
+//! Spawns dynos into their own process groups, signals them, reaps every child, and marks
+//! each run (hkrun's descendants are found in /proc by `os::proc`). Never decides when
+//! any of this happens: the core does.
 //!
 //! Children are started with `std::process::Command`, not `tokio::process`, whose own
 //! waiting would steal exit statuses from the reaper here (DESIGN section 8).
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -200,51 +200,8 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// The variable that marks every process of one run of a dyno (`HKRUN_DYNO_ID`): a
 /// process that leaves the dyno's group (a double fork, `setsid`) keeps its environment,
-/// so it can still be found and stopped with its dyno.
+/// so it can still be found and stopped with its dyno (`proc::Snapshot::carries_mark`).
 pub const RUN_MARK: &str = "HKRUN_DYNO_ID";
-
-/// Whether `pid`'s environment (as it was at its exec) holds `RUN_MARK=mark`.
-pub fn carries_mark(pid: Pid, mark: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let wanted = format!("{RUN_MARK}={mark}");
-    environ
-        .split(|&b| b == 0)
-        .any(|var| var == wanted.as_bytes())
-}
-
-/// A live (not zombie) descendant of hkrun.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Descendant {
-    pub pid: Pid,
-    pub pgid: Pid,
-}
-
-/// Every live descendant of `root`, read from /proc. Zombies count as gone.
-pub fn descendants(root: Pid) -> Vec<Descendant> {
-    let Ok(all) = procfs::process::all_processes() else {
-        return Vec::new();
-    };
-    let stats: Vec<procfs::process::Stat> = all.filter_map(|p| p.ok()?.stat().ok()).collect();
-    let mut family: HashSet<i32> = HashSet::from([root.as_raw()]);
-    let mut found = Vec::new();
-    // Parents may be listed after their children: repeat until nothing new turns up.
-    loop {
-        let before = family.len();
-        for stat in &stats {
-            if family.contains(&stat.ppid) && family.insert(stat.pid) && stat.state != 'Z' {
-                found.push(Descendant {
-                    pid: Pid::from_raw(stat.pid),
-                    pgid: Pid::from_raw(stat.pgrp),
-                });
-            }
-        }
-        if family.len() == before {
-            return found;
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -2,28 +2,17 @@
 //! (DESIGN section 4.2). Read from /proc without opening a connection to the app, so a
 //! probe never shows up in the app's logs or counts as a request.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use super::proc::{Listening, Snapshot};
 use crate::dyno::Slot;
 
 /// How often booting web dynos are looked at.
 pub const PROBE_EVERY: Duration = Duration::from_millis(50);
-
-/// Socket inodes listening on TCP `port`, IPv4 or IPv6, with their local addresses.
-fn listening_inodes(port: u16) -> HashMap<u64, IpAddr> {
-    let v4 = procfs::net::tcp().unwrap_or_default();
-    let v6 = procfs::net::tcp6().unwrap_or_default();
-    v4.into_iter()
-        .chain(v6)
-        .filter(|e| e.state == procfs::net::TcpState::Listen && e.local_address.port() == port)
-        .map(|e| (e.inode, e.local_address.ip()))
-        .collect()
-}
 
 /// Where to connect to a listener bound to `ip`: a wildcard address is reached on the
 /// loopback address of its family.
@@ -39,21 +28,18 @@ fn reachable(ip: IpAddr) -> IpAddr {
 /// The address to reach a process whose process group is `pgid` and that holds a socket
 /// listening on `port`, if there is one; IPv4 first when it listens on both.
 pub fn group_listens(pgid: Pid, port: u16) -> Option<IpAddr> {
-    let inodes = listening_inodes(port);
-    if inodes.is_empty() {
+    let listening = Listening::read();
+    // The processes are read only once something listens on the port.
+    if !listening.on(port) {
         return None;
     }
-    let all = procfs::process::all_processes().ok()?;
-    all.filter_map(Result::ok)
-        .filter(|p| p.stat().is_ok_and(|s| s.pgrp == pgid.as_raw()))
-        .filter_map(|p| p.fd().ok())
-        .flat_map(|fds| {
-            fds.filter_map(|fd| match fd.ok()?.target {
-                procfs::process::FDTarget::Socket(inode) => inodes.get(&inode).copied(),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-        })
+    listens_at(&Snapshot::read(), &listening, pgid, port)
+}
+
+fn listens_at(snapshot: &Snapshot, listening: &Listening, pgid: Pid, port: u16) -> Option<IpAddr> {
+    snapshot
+        .listeners(pgid, port, listening)
+        .into_iter()
         .map(reachable)
         .min_by_key(IpAddr::is_ipv6)
 }
@@ -84,9 +70,22 @@ pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slo
             _ = tick.tick(), if !watched.is_empty() => {
                 let probes = watched.clone();
                 let found = tokio::task::spawn_blocking(move || {
+                    let listening = Listening::read();
+                    let probes: Vec<_> = probes
+                        .into_iter()
+                        .filter(|(.., port)| listening.on(*port))
+                        .collect();
+                    // One snapshot for every dyno, and none while nothing listens yet.
+                    let snapshot = if probes.is_empty() {
+                        Snapshot::default()
+                    } else {
+                        Snapshot::read()
+                    };
                     probes
                         .into_iter()
-                        .filter_map(|(slot, pgid, port)| Some((slot, group_listens(pgid, port)?)))
+                        .filter_map(|(slot, pgid, port)| {
+                            Some((slot, listens_at(&snapshot, &listening, pgid, port)?))
+                        })
                         .collect::<Vec<_>>()
                 })
                 .await

@@ -27,6 +27,7 @@ use crate::control::server::{self, Call};
 use crate::dyno::{Backend, Exit, Slot};
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
+use crate::os::proc::{self, Snapshot};
 use crate::os::readiness::Watch;
 use crate::os::{self, memory, process, readiness};
 use crate::plan::{AppPlan, SpawnSpec};
@@ -39,6 +40,8 @@ const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long Ctrl-Z waits for the pause to be logged before hkrun stops itself.
 const PAUSE_FLUSH: Duration = Duration::from_millis(200);
+/// How long Ctrl-Z waits for the /proc reader's signals before hkrun stops itself.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
 /// control socket, when there is one.
@@ -163,6 +166,7 @@ async fn drive(
         system: Arc::new(Label::system()),
         groups: HashMap::new(),
         marks: HashMap::new(),
+        reader: proc::Reader::spawn().map_err(setup("start the /proc reader"))?,
         runs: 0,
         leaders: HashMap::new(),
         probe,
@@ -268,6 +272,8 @@ struct Driver {
     groups: HashMap<Slot, Pid>,
     /// Each dyno's last run's mark (`process::RUN_MARK`), for what escaped its group.
     marks: HashMap<Slot, String>,
+    /// Reads /proc (scans, and the signals that depend on them) off the async thread.
+    reader: proc::Reader,
     /// Runs started so far: each run's mark is hkrun's pid and this count.
     runs: u64,
     /// Dyno leaders not yet reaped, and where to tell their pump they ended.
@@ -307,32 +313,29 @@ impl Driver {
                         process::signal_group(pgid, signal);
                     }
                 }
+                // /proc is read, and what it finds signalled, on the reader's thread; answers
+                // come back as inputs (the core takes them late, ARCHITECTURE.md).
                 Effect::SignalAll { slot, signal } => {
-                    let all = process::descendants(self.me);
-                    // Only while something of hkrun's is in it: an empty group's id may
-                    // have been taken by any other group since.
-                    if let Some(&pgid) = self.groups.get(&slot) {
-                        if all.iter().any(|d| d.pgid == pgid) {
-                            process::signal_group(pgid, signal);
-                        }
-                    }
-                    for pid in self.escaped(&slot, &all) {
-                        process::signal_process(pid, signal);
-                    }
+                    let run = self.run_of(&slot);
+                    self.reader
+                        .submit(move |snapshot| run.signal(snapshot, signal));
                 }
                 Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
                 Effect::ScanGroup { slot } => {
-                    let all = process::descendants(self.me);
-                    let in_group = self
-                        .groups
-                        .get(&slot)
-                        .map_or(0, |&pgid| all.iter().filter(|d| d.pgid == pgid).count());
-                    let count = in_group + self.escaped(&slot, &all).len();
-                    self.queue.push_back(Input::GroupLeft { slot, count });
+                    let run = self.run_of(&slot);
+                    let inputs = self.inputs.clone();
+                    self.reader.submit(move |snapshot| {
+                        let count = run.left(snapshot);
+                        let _ = inputs.send(Input::GroupLeft { slot, count });
+                    });
                 }
                 Effect::ScanStragglers => {
-                    let count = process::descendants(self.me).len();
-                    self.queue.push_back(Input::Stragglers(count));
+                    let me = self.me;
+                    let inputs = self.inputs.clone();
+                    self.reader.submit(move |snapshot| {
+                        let count = snapshot.descendants(me).len();
+                        let _ = inputs.send(Input::Stragglers(count));
+                    });
                 }
                 Effect::Log { source, text } => {
                     let label = match source {
@@ -363,7 +366,14 @@ impl Driver {
                     }
                 }
                 // The kernel does not stop PID 1; SIGCONT resumes the dynos there.
-                Effect::StopSelf => self.stop_self = self.me.as_raw() != 1,
+                Effect::StopSelf => {
+                    self.stop_self = self.me.as_raw() != 1;
+                    // The stragglers' SIGSTOP must go out before hkrun, its reader thread
+                    // included, stops.
+                    if self.stop_self {
+                        self.reader.settle(SETTLE);
+                    }
+                }
                 Effect::Exit(code) => return Some(code),
             }
         }
@@ -459,28 +469,78 @@ impl Driver {
         self.sampled.send_replace(groups);
     }
 
-    /// Live processes of the dyno's last run that left its group: descendants carrying its
-    /// mark, outside every live dyno's group.
-    fn escaped(&self, slot: &Slot, descendants: &[process::Descendant]) -> Vec<Pid> {
-        let Some(mark) = self.marks.get(slot) else {
-            return Vec::new();
-        };
-        let group = self.groups.get(slot).copied();
-        descendants
-            .iter()
-            .filter(|d| Some(d.pgid) != group && !self.leaders.contains_key(&d.pgid))
-            .filter(|d| process::carries_mark(d.pid, mark))
-            .map(|d| d.pid)
-            .collect()
+    /// What a /proc job needs of the dyno's last run, copied: it runs on the reader's
+    /// thread while the driver goes on.
+    fn run_of(&self, slot: &Slot) -> Run {
+        Run {
+            me: self.me,
+            group: self.groups.get(slot).copied(),
+            mark: self.marks.get(slot).cloned(),
+            live: self.live_groups(),
+        }
+    }
+
+    /// The groups of dynos whose leader has not been reaped.
+    fn live_groups(&self) -> HashSet<Pid> {
+        self.leaders.keys().copied().collect()
     }
 
     fn signal_stragglers(&self, signal: Signal) {
-        // Members of a live dyno's group got the signal with their group.
-        let live: HashSet<Pid> = self.leaders.keys().copied().collect();
-        for d in process::descendants(self.me) {
-            if signal == Signal::SIGKILL || !live.contains(&d.pgid) {
-                process::signal_process(d.pid, signal);
+        let (me, live) = (self.me, self.live_groups());
+        self.reader.submit(move |snapshot| {
+            // Members of a live dyno's group got the signal with their group.
+            for d in snapshot.descendants(me) {
+                if signal == Signal::SIGKILL || !live.contains(&d.pgid) {
+                    process::signal_process(d.pid, signal);
+                }
+            }
+        });
+    }
+}
+
+/// A dyno's last run, as the driver knew it when the core asked.
+struct Run {
+    me: Pid,
+    group: Option<Pid>,
+    mark: Option<String>,
+    live: HashSet<Pid>,
+}
+
+impl Run {
+    /// Signals the group, and what escaped it. The group only while something of hkrun's
+    /// is in it: an empty group's id may have been taken by any other group since.
+    fn signal(&self, snapshot: &Snapshot, signal: Signal) {
+        let all = snapshot.descendants(self.me);
+        if let Some(pgid) = self.group {
+            if all.iter().any(|d| d.pgid == pgid) {
+                process::signal_group(pgid, signal);
             }
         }
+        for pid in self.escaped(snapshot, &all) {
+            process::signal_process(pid, signal);
+        }
+    }
+
+    /// How many live processes are left of the run: in its group, or escaped from it.
+    fn left(&self, snapshot: &Snapshot) -> usize {
+        let all = snapshot.descendants(self.me);
+        let in_group = self
+            .group
+            .map_or(0, |pgid| all.iter().filter(|d| d.pgid == pgid).count());
+        in_group + self.escaped(snapshot, &all).len()
+    }
+
+    /// Live processes of the run that left its group: descendants carrying its mark,
+    /// outside every live dyno's group.
+    fn escaped(&self, snapshot: &Snapshot, descendants: &[proc::Process]) -> Vec<Pid> {
+        let Some(mark) = &self.mark else {
+            return Vec::new();
+        };
+        descendants
+            .iter()
+            .filter(|d| Some(d.pgid) != self.group && !self.live.contains(&d.pgid))
+            .filter(|d| snapshot.carries_mark(d.pid, mark))
+            .map(|d| d.pid)
+            .collect()
     }
 }

@@ -2077,3 +2077,66 @@ fn a_stop_lets_held_back_output_go_once() {
     );
     assert!(!again.contains(&Effect::OutputMayBeDropped));
 }
+
+/// The driver reads /proc off its loop: a scan's answer comes after other inputs.
+#[test]
+fn a_scan_answered_late_still_ends_the_drain_once() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let scan = Effect::ScanGroup {
+        slot: slot("worker", 1),
+    };
+    assert!(actions(&sup.handle(t0, exited("worker", 1, 1))).contains(&scan));
+    // A restart asked before the answer waits on the scan in flight, not a second one.
+    let target = Target::Dyno(slot("worker", 1));
+    let effects = control(&mut sup, t0, 1, Control::Restart(Some(target)));
+    assert!(!effects.contains(&scan), "{effects:?}");
+    let left = Input::GroupLeft {
+        slot: slot("worker", 1),
+        count: 0,
+    };
+    assert!(actions(&sup.handle(t0, left.clone())).contains(&spawn("worker", 1, 5100)));
+    // A stray answer for the new run's dyno, which waits on nothing, changes nothing.
+    assert!(sup.handle(t0, left).is_empty());
+}
+
+#[test]
+fn a_scan_answered_after_the_app_stop_began_is_ignored() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, exited("worker", 1, 1));
+    sup.handle(t0, Input::Stop(StopRequest::Control));
+    let left = Input::GroupLeft {
+        slot: slot("worker", 1),
+        count: 2,
+    };
+    assert!(sup.handle(t0, left).is_empty());
+    assert_eq!(state(&sup, "worker", 1), DynoState::Down);
+}
+
+#[test]
+fn two_straggler_scans_in_flight_are_answered_in_turn() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    sup.handle(t0, Input::Stop(StopRequest::StdoutClosed));
+    for (kind, index) in [("web", 1), ("web", 2), ("worker", 1)] {
+        sup.handle(t0, exited(kind, index, 0));
+    }
+    // The first scan is not answered yet when a second request asks for another.
+    let effects = sup.handle(t0 + SAME_REQUEST, Input::Stop(StopRequest::Control));
+    assert_eq!(
+        actions(&effects),
+        [
+            Effect::SignalStragglers(Signal::SIGKILL),
+            Effect::ScanStragglers
+        ]
+    );
+    assert_eq!(
+        sup.handle(t0 + SAME_REQUEST, Input::Stragglers(1)),
+        [Effect::SignalStragglers(Signal::SIGKILL)]
+    );
+    assert_eq!(
+        sup.handle(t0 + SAME_REQUEST, Input::Stragglers(0)),
+        [Effect::Exit(0)]
+    );
+}
