@@ -19,6 +19,7 @@ pub mod exit_code {
     /// The supervisor refused a control command, or what it started failed.
     pub const REFUSED: u8 = 1;
     /// The command line was not understood (clap's code).
+    #[expect(dead_code, reason = "clap exits with it; listed so every code is here")]
     pub const USAGE: u8 = 2;
     /// The Procfile, an env file, the formation or a port is malformed (EX_DATAERR).
     pub const BAD_INPUT: u8 = 65;

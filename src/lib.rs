@@ -18,15 +18,15 @@
 //! - `commands`: one function per subcommand; `errors`: what stops hkrun and its exit codes.
 
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod config;
 pub mod control;
 pub mod dyno;
-pub mod errors;
-pub mod logs;
+pub(crate) mod errors;
+pub(crate) mod logs;
 pub mod os;
 pub mod plan;
-pub mod router;
+pub(crate) mod router;
 pub mod supervisor;
 
 use std::fmt::Write as _;

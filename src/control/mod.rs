@@ -5,8 +5,8 @@
 //! The server never changes state itself: it turns requests into calls the driver hands
 //! to the core, and serves `logs` from the log history.
 
-pub mod client;
+pub(crate) mod client;
 pub mod protocol;
-pub mod ps;
-pub mod server;
-pub mod socket;
+pub(crate) mod ps;
+pub(crate) mod server;
+pub(crate) mod socket;

@@ -92,7 +92,8 @@ impl WriteClock {
 
 impl LogSender {
     /// Queues whole lines (each ending in `\n`), waiting while the budget is spent.
-    /// Returns false once the writer is gone.
+    /// Returns false once the writer is gone. What the pumps do, in one call, for tests.
+    #[cfg(test)]
     pub async fn output(&self, label: &Arc<Label>, lines: Vec<u8>) -> bool {
         match self.reserve(lines.len()).await {
             Some(permit) => self.send(label, lines, permit),

@@ -4,7 +4,7 @@
 //! and measure; the core decides.
 
 pub mod memory;
-pub mod net;
+pub(crate) mod net;
 pub mod proc;
 pub mod process;
-pub mod readiness;
+pub(crate) mod readiness;

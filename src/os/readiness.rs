@@ -26,8 +26,10 @@ fn reachable(ip: IpAddr) -> IpAddr {
 }
 
 /// The address to reach a process whose process group is `pgid` and that holds a socket
-/// listening on `port`, if there is one; IPv4 first when it listens on both.
-pub fn group_listens(pgid: Pid, port: u16) -> Option<IpAddr> {
+/// listening on `port`, if there is one; IPv4 first when it listens on both. The probe
+/// task reads the tables once for every dyno it watches; this is the same for one.
+#[cfg(test)]
+fn group_listens(pgid: Pid, port: u16) -> Option<IpAddr> {
     let listening = Listening::read();
     // The processes are read only once something listens on the port.
     if !listening.on(port) {
