@@ -78,15 +78,6 @@ impl Drop for Open<'_> {
     }
 }
 
-/// The line logged once the router runs: its address, and the web dynos of the formation
-/// behind it.
-pub fn listening_line(port: u16, web: &[String]) -> String {
-    format!(
-        "router listening on http://127.0.0.1:{port} \u{2192} {}",
-        web.join(", ")
-    )
-}
-
 /// Starts the router on `listener` in its own thread.
 pub fn spawn(
     listener: TcpListener,
@@ -205,15 +196,6 @@ mod tests {
             next: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
         }
-    }
-
-    #[test]
-    fn the_listening_line_names_the_web_dynos() {
-        let web = ["web.1".to_owned(), "web.2".to_owned()];
-        assert_eq!(
-            listening_line(5000, &web),
-            "router listening on http://127.0.0.1:5000 \u{2192} web.1, web.2"
-        );
     }
 
     #[test]

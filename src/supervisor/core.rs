@@ -246,6 +246,29 @@ impl Supervisor {
     /// Starts the app: the release phase if there is one, else the formation.
     pub fn start(&mut self, now: Instant) -> Vec<Effect> {
         debug_assert_eq!(self.phase, Phase::Idle, "start is called once");
+        let mut effects: Vec<Effect> = self.router_line().map(log_system).into_iter().collect();
+        effects.extend(self.start_release_or_formation(now));
+        effects
+    }
+
+    /// Where the router listens, and the web dynos of the formation behind it:
+    /// `router listening on http://127.0.0.1:5000 → web.1, web.2`.
+    fn router_line(&self) -> Option<String> {
+        let port = self.plan.router?;
+        let web: Vec<String> = self
+            .plan
+            .dynos
+            .iter()
+            .filter(|d| d.role.behind_router())
+            .map(|d| d.spec.slot.to_string())
+            .collect();
+        Some(format!(
+            "router listening on http://127.0.0.1:{port} \u{2192} {}",
+            web.join(", ")
+        ))
+    }
+
+    fn start_release_or_formation(&mut self, now: Instant) -> Vec<Effect> {
         match self.plan.release.clone() {
             Some(command) => {
                 self.phase = Phase::Releasing;

@@ -116,17 +116,8 @@ async fn drive(
     )
     .map_err(setup("start the log writer"))?;
     let (backends, backends_rx) = watch::channel(Vec::new());
-    if let (Some(listener), Some(port)) = (router, config.plan.router) {
+    if let Some(listener) = router {
         router::spawn(listener, backends_rx, config.balance).map_err(setup("start the router"))?;
-        let web: Vec<String> = config
-            .plan
-            .dynos
-            .iter()
-            .filter(|d| d.role.behind_router())
-            .map(|d| d.spec.slot.to_string())
-            .collect();
-        let line = router::listening_line(port, &web);
-        writer.sender().event(&Arc::new(Label::system()), line);
     }
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = control {

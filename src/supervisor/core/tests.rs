@@ -2140,3 +2140,17 @@ fn two_straggler_scans_in_flight_are_answered_in_turn() {
         [Effect::Exit(0)]
     );
 }
+
+#[test]
+fn the_router_says_where_it_listens_first() {
+    let t0 = Instant::now();
+    let mut sup = Supervisor::new(router_plan());
+    let effects = sup.start(t0);
+    assert_eq!(
+        logs(&effects)[0],
+        "system: router listening on http://127.0.0.1:5000 \u{2192} web.1, web.2"
+    );
+    let mut sup = Supervisor::new(plan(false, RestartPolicy::Always));
+    let effects = sup.start(t0);
+    assert!(!logs(&effects).iter().any(|l| l.contains("router")));
+}
