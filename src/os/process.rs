@@ -3,7 +3,7 @@
 //! any of this happens: the core does.
 //!
 //! Children are started with `std::process::Command`, not `tokio::process`, whose own
-//! waiting would steal exit statuses from the reaper here (DESIGN section 8).
+//! waiting would steal exit statuses from the reaper here (README, "In production: hkrun as a container's entrypoint").
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -193,7 +193,7 @@ pub fn inherited_ignores() -> Vec<i32> {
 }
 
 /// Makes orphaned descendants come back to hkrun instead of init, so they can be found
-/// and stopped (DESIGN section 8).
+/// and stopped (README, "In production: hkrun as a container's entrypoint").
 pub fn become_subreaper() -> io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }

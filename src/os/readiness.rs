@@ -1,5 +1,5 @@
 //! Whether a web dyno is up: something in its process group listens on its PORT
-//! (DESIGN section 4.2). Read from /proc without opening a connection to the app, so a
+//! (README, "Using it"). Read from /proc without opening a connection to the app, so a
 //! probe never shows up in the app's logs or counts as a request.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
