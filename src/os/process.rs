@@ -3,7 +3,8 @@
 //! any of this happens: the core does.
 //!
 //! Children are started with `std::process::Command`, not `tokio::process`, whose own
-//! waiting would steal exit statuses from the reaper here (README, "In production: hkrun as a container's entrypoint").
+//! waiting would steal exit statuses from the reaper here (README, "In production: hkrun
+//! as a container's entrypoint").
 
 use std::io;
 use std::os::fd::OwnedFd;
