@@ -134,7 +134,8 @@ async fn proxy(
     picker: Arc<Picker>,
 ) {
     let _ = client.set_nodelay(true);
-    let Some((mut upstream, _open)) = connect(&mut backends, &picker).await else {
+    let Some((mut upstream, _open)) = connect(&mut backends, &picker, TcpStream::connect).await
+    else {
         // No dyno came up in time: the client sees the connection close.
         return;
     };
@@ -145,11 +146,16 @@ async fn proxy(
 }
 
 /// A connection to an up dyno, trying each in turn from the round-robin position. Nothing
-/// of the client's has been sent yet, so trying another dyno is always safe.
-async fn connect<'a>(
+/// of the client's has been sent yet, so trying another dyno is always safe. `dial` is
+/// `TcpStream::connect`, passed in so the waits can be tested on tokio's paused clock.
+async fn connect<'a, S, F>(
     backends: &mut watch::Receiver<Vec<Backend>>,
     picker: &'a Picker,
-) -> Option<(TcpStream, Open<'a>)> {
+    mut dial: impl FnMut(SocketAddr) -> F,
+) -> Option<(S, Open<'a>)>
+where
+    F: Future<Output = std::io::Result<S>>,
+{
     let deadline = Instant::now() + WAIT_FOR_DYNO;
     loop {
         let addrs: Vec<SocketAddr> = backends
@@ -161,7 +167,7 @@ async fn connect<'a>(
             // Counted from before the connect, so connections opening at once spread out.
             picker.count(addr, true);
             let open = Open { picker, addr };
-            if let Ok(stream) = TcpStream::connect(addr).await {
+            if let Ok(stream) = dial(addr).await {
                 return Some((stream, open));
             }
         }
@@ -196,6 +202,107 @@ mod tests {
             next: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What the router's `connect` does on the paused clock, given `dynos` up at first and
+    /// web.1 published at `up_at`: when it dialled, and when it got a dyno, if it did.
+    /// Dialling answers at once, refused until `accepts_from` (for ever, if `None`), so the
+    /// clock moves only on the router's own timers.
+    async fn connect_at(
+        dynos: Vec<Backend>,
+        up_at: Option<Duration>,
+        accepts_from: Option<Duration>,
+    ) -> (Vec<Duration>, Option<Duration>) {
+        let start = Instant::now();
+        let (publish, mut backends) = watch::channel(dynos);
+        tokio::spawn(async move {
+            if let Some(at) = up_at {
+                tokio::time::sleep_until(start + at).await;
+                let _ = publish.send(vec![backend(1)]);
+            }
+            // Held open past the wait, as the core holds it.
+            std::future::pending::<()>().await;
+        });
+        let picker = picker(Balance::RoundRobin);
+        let mut dialled = Vec::new();
+        let dial = |_addr| {
+            let now = start.elapsed();
+            dialled.push(now);
+            let accepts = accepts_from.is_some_and(|from| now >= from);
+            async move {
+                if accepts {
+                    Ok(())
+                } else {
+                    Err(std::io::ErrorKind::ConnectionRefused.into())
+                }
+            }
+        };
+        // Far past the wait: a connect still waiting then would wait for ever.
+        let got = tokio::time::timeout(
+            Duration::from_secs(600),
+            connect(&mut backends, &picker, dial),
+        )
+        .await
+        .expect("connect gives up in time");
+        let ended = start.elapsed();
+        (dialled, got.map(|_| ended))
+    }
+
+    fn backend(n: u32) -> Backend {
+        Backend {
+            slot: Slot::new("web", n),
+            addr: a(5000 + u16::try_from(n).expect("small")),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Heroku's router timeout, as README.md gives it; written out rather than
+    /// `WAIT_FOR_DYNO`, so a change to that fails here.
+    const THIRTY_SECONDS: Duration = Duration::from_secs(30);
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_dyno_up_a_connection_waits_thirty_seconds_then_closes() {
+        let start = Instant::now();
+        let (dialled, got) = connect_at(vec![], None, None).await;
+        assert_eq!(got, None);
+        assert!(dialled.is_empty(), "{dialled:?}");
+        assert_eq!(start.elapsed(), THIRTY_SECONDS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dyno_up_within_the_thirty_seconds_takes_the_connection_at_once() {
+        let up = THIRTY_SECONDS - ms(1);
+        let (dialled, got) = connect_at(vec![], Some(up), Some(Duration::ZERO)).await;
+        assert_eq!(dialled, [up]);
+        assert_eq!(got, Some(up));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusing_dynos_are_tried_again_every_50_ms_until_the_thirty_seconds() {
+        let start = Instant::now();
+        let (dialled, got) = connect_at(vec![backend(1), backend(2)], None, None).await;
+        assert_eq!(got, None);
+        assert_eq!(start.elapsed(), THIRTY_SECONDS);
+        // Both dynos in each round, a round every 50 ms from the start.
+        let rounds: Vec<Duration> = dialled.chunks(2).map(|r| r[0]).collect();
+        assert!(dialled.chunks(2).all(|r| r.len() == 2 && r[0] == r[1]));
+        let off_beat = (0u32..).zip(&rounds).find(|&(n, &at)| at != ms(50) * n);
+        assert_eq!(off_beat, None, "rounds at {:?}...", &rounds[..5]);
+        let last = *rounds.last().expect("rounds");
+        assert!(
+            last > THIRTY_SECONDS - ms(50) && last <= THIRTY_SECONDS,
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dyno_that_stops_refusing_is_reached_at_the_next_round() {
+        let (dialled, got) = connect_at(vec![backend(1)], None, Some(ms(1025))).await;
+        assert_eq!(got, Some(ms(1050)));
+        assert_eq!(dialled[dialled.len() - 2..], [ms(1000), ms(1050)]);
     }
 
     #[test]

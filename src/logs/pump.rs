@@ -208,3 +208,128 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::sleep_until;
+
+    use super::*;
+    use crate::logs::{History, LogFormat, Style, Writer};
+
+    #[derive(Clone, Default)]
+    struct Out(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Out {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A pump for `web.1` on a real pipe, writing to `Out`; the dyno never exits.
+    struct Pumped {
+        pipe: pipe::Sender,
+        log: LogSender,
+        out: Out,
+        _writer: Writer,
+        _exit: oneshot::Sender<()>,
+    }
+
+    impl Pumped {
+        fn start() -> Self {
+            let style = Style {
+                format: LogFormat::Default,
+                color: false,
+                timestamps: false,
+                width: 6,
+            };
+            let out = Out::default();
+            let writer = Writer::spawn(style, History::new(), out.clone(), |_| {}).expect("writer");
+            let log = writer.sender();
+            let (pipe, read) = pipe::pipe().expect("a pipe");
+            let (exit, exited) = oneshot::channel();
+            let label = Arc::new(Label {
+                name: "web.1".into(),
+                color: None,
+            });
+            tokio::spawn(run(label, log.clone(), read, exited, |()| {}));
+            Self {
+                pipe,
+                log,
+                out,
+                _writer: writer,
+                _exit: exit,
+            }
+        }
+
+        /// Writes to the dyno's end of the pipe and lets the pump read it at this instant.
+        async fn write(&mut self, bytes: &[u8]) {
+            self.pipe.write_all(bytes).await.expect("write");
+            settle().await;
+        }
+
+        /// What stdout has shown so far, once the writer thread has written what it has.
+        fn shown(&self) -> String {
+            self.log.flush_blocking(Duration::from_secs(10));
+            String::from_utf8(self.out.0.lock().expect("not poisoned").clone()).expect("UTF-8")
+        }
+    }
+
+    /// Lets every task run on what is ready. Each yield polls the I/O driver without
+    /// moving the paused clock; awaiting a timer instead lets the clock jump to it before
+    /// the pump has read.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    // The 0.5 s of ARCHITECTURE.md (Log path), written out rather than `PARTIAL_FLUSH`, so
+    // a change to that fails here.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_line_is_shown_half_a_second_after_its_first_byte() {
+        let mut dyno = Pumped::start();
+        let start = Instant::now();
+        dyno.write(b"par").await;
+        sleep_until(start + ms(300)).await;
+        // More of the same line does not put it off.
+        dyno.write(b"tial").await;
+        sleep_until(start + ms(499)).await;
+        assert_eq!(dyno.shown(), "");
+        sleep_until(start + ms(500)).await;
+        settle().await;
+        assert_eq!(dyno.shown(), "web.1  | partial\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_starts_with_the_text_after_the_last_newline() {
+        let mut dyno = Pumped::start();
+        let start = Instant::now();
+        dyno.write(b"whole\npar").await;
+        assert_eq!(dyno.shown(), "web.1  | whole\n");
+        sleep_until(start + ms(200)).await;
+        dyno.write(b"tial\nmore").await;
+        assert_eq!(dyno.shown(), "web.1  | whole\nweb.1  | partial\n");
+        // `more` came at 200 ms.
+        sleep_until(start + ms(699)).await;
+        assert_eq!(dyno.shown(), "web.1  | whole\nweb.1  | partial\n");
+        sleep_until(start + ms(700)).await;
+        settle().await;
+        assert_eq!(
+            dyno.shown(),
+            "web.1  | whole\nweb.1  | partial\nweb.1  | more\n"
+        );
+    }
+}

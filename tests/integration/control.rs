@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::harness::{
     App, Hk, PATIENCE, assert_none_left, client, eventually, free_base_port, hkrun, kill_tagged,
-    payloads,
+    payloads, unique_tag,
 };
 
 /// A dyno that says when it is ready and when SIGTERM reaches it.
@@ -52,6 +52,20 @@ fn alive(pid: i32) -> bool {
 /// Runs hkrun with these args; returns it once `needle` has been printed.
 fn started(app: &App, args: &[&str], needle: &str) -> Hk {
     let mut hk = Hk::start(app.path(), args);
+    hk.wait_for(needle);
+    hk
+}
+
+/// How long a control connection may sit idle in the tests that wait that out: hkrun's
+/// 10 s, shortened through its test knob (TESTING.md, Tests that control time). The 10 s
+/// itself is tested on tokio's paused clock, in `control::server`.
+const IDLE: Duration = Duration::from_secs(2);
+
+/// `started`, with control connections closed after `IDLE`.
+fn started_with_short_idle(app: &App, args: &[&str], needle: &str) -> Hk {
+    let mut command = hkrun(app.path(), args, &unique_tag());
+    command.env("HKRUN_TEST_CONTROL_IDLE_MS", IDLE.as_millis().to_string());
+    let mut hk = Hk::spawn(command);
     hk.wait_for(needle);
     hk
 }
@@ -505,7 +519,7 @@ fn answer(stream: &mut UnixStream) -> Response {
 fn misbehaving_clients_do_not_disturb_the_supervisor() {
     let app = polite_app();
     let port = free_base_port().to_string();
-    let mut hk = started(
+    let mut hk = started_with_short_idle(
         &app,
         &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
         "worker.1 ready",
@@ -688,10 +702,13 @@ fn a_restarted_dyno_finishes_its_whole_group_first() {
 #[test]
 fn stop_without_a_target_returns_once_hkrun_has_exited() {
     // Slower to stop than a control connection may sit idle.
-    let app =
-        App::new("slow: trap 'sleep 11; echo done; exit 0' TERM; while :; do sleep 0.1; done\n");
+    let slow = IDLE + Duration::from_secs(1);
+    let app = App::new(&format!(
+        "slow: trap 'sleep {}; echo done; exit 0' TERM; while :; do sleep 0.1; done\n",
+        slow.as_secs()
+    ));
     let port = free_base_port().to_string();
-    let mut hk = started(
+    let mut hk = started_with_short_idle(
         &app,
         &["start", "--no-timestamp", "-p", &port],
         "State changed from starting to up",
@@ -700,11 +717,7 @@ fn stop_without_a_target_returns_once_hkrun_has_exited() {
     let out = client(app.path(), &["stop"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout, "Stopping all dynos...\nhkrun has stopped\n");
-    assert!(
-        start.elapsed() >= Duration::from_secs(11),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= slow, "{:?}", start.elapsed());
     assert_eq!(hk.wait_exit().code(), Some(0));
     assert!(
         hk.seen.iter().any(|l| l == "slow.1 | done"),

@@ -64,12 +64,13 @@ fn boots_with_at_most(hk: &mut Hk, dyno: &str, boots: usize, needle: &str, most:
 
 #[test]
 fn a_crash_loop_leaves_no_escaped_process_behind() {
-    // Each run leaves one process in its group and one in a session of its own.
+    // Each run leaves one process in its group and one in a session of its own. The
+    // back-off's 1 s, 2 s... are the supervision tests'; capped here, the loop is quick.
     let (_app, mut hk) = start(
         "crashy: (sleep 1001 &); setsid sleep 1002 & sleep 0.3; exit 1\n",
-        &[],
+        &["--restart-cap", "0.1"],
     );
-    // Boots at about 0, 0.3, 1.6 and 3.9 s.
+    // Boots at about 0, 0.3, 0.7 and 1.1 s.
     boots_with_at_most(&mut hk, "crashy.1", 4, "sleep 100", 2);
     hk.wait_for("crashy.1 | Restarting in");
     let left = running(&hk.tag, "sleep 100");
@@ -112,6 +113,7 @@ fn restart_and_scale_down_stop_escaped_processes_first() {
 #[test]
 fn r15_kills_the_memory_of_escaped_processes_too() {
     // The dyno's child leaves its group and holds 150 MB; the dyno itself stays small.
+    // Each R15 is a crash: the back-off is capped, as above.
     let hog = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    hold = b'x' * (150 << 20)\n    time.sleep(1000)\nelse:\n    time.sleep(1000)\n";
     let app = App::new("hog: python3 hog.py\n");
     app.write("hog.py", hog);
@@ -125,6 +127,8 @@ fn r15_kills_the_memory_of_escaped_processes_too() {
             "2",
             "-m",
             "hog=1:64M",
+            "--restart-cap",
+            "0.1",
             "-p",
             &base,
         ],
