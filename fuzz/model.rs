@@ -76,6 +76,18 @@ struct World {
 }
 
 impl World {
+    /// A leader a signal has doomed exits (killed by `signal`), one at a time.
+    fn next_doomed_exit(&mut self, signal: Signal) -> Option<Input> {
+        let slot = self
+            .runs
+            .iter()
+            .find(|(_, r)| r.leader_alive && r.doomed)
+            .map(|(s, _)| s.clone())?;
+        self.runs.get_mut(&slot).expect("found").leader_alive = false;
+        let status = Exit::Signaled(signal);
+        Some(Input::Exited { slot, status })
+    }
+
     fn live(&self) -> usize {
         self.runs
             .values()
@@ -410,15 +422,8 @@ fn settle(
         if world.exited {
             return;
         }
-        let doomed = world
-            .runs
-            .iter()
-            .find(|(_, r)| r.leader_alive && r.doomed)
-            .map(|(s, _)| s.clone());
-        if let Some(slot) = doomed {
-            world.runs.get_mut(&slot).expect("found").leader_alive = false;
-            let status = Exit::Signaled(Signal::SIGTERM);
-            step(sup, world, b, *now, Input::Exited { slot, status });
+        if let Some(exit) = world.next_doomed_exit(Signal::SIGTERM) {
+            step(sup, world, b, *now, exit);
             continue;
         }
         let booting = world
@@ -517,21 +522,8 @@ pub fn run(data: &[u8]) {
         if world.exited {
             break;
         }
-        let doomed = world
-            .runs
-            .iter()
-            .find(|(_, r)| r.leader_alive && r.doomed)
-            .map(|(s, _)| s.clone());
-        if let Some(slot) = doomed {
-            world.runs.get_mut(&slot).expect("found").leader_alive = false;
-            let status = Exit::Signaled(Signal::SIGKILL);
-            step(
-                &mut sup,
-                &mut world,
-                &mut b,
-                now,
-                Input::Exited { slot, status },
-            );
+        if let Some(exit) = world.next_doomed_exit(Signal::SIGKILL) {
+            step(&mut sup, &mut world, &mut b, now, exit);
             continue;
         }
         now = sup
