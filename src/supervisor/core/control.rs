@@ -706,14 +706,21 @@ impl Supervisor {
         effects
     }
 
+    /// Whether the dyno that left the formation under this name is still stopping. A
+    /// dyno added since under the same name (once the other was gone) is another one.
+    fn still_leaving(&self, slot: &Slot) -> bool {
+        self.dynos
+            .iter()
+            .any(|d| &d.plan.spec.slot == slot && d.leaving())
+    }
+
     fn settled(&self, wait: &Wait) -> Option<Reply> {
         match wait {
-            Wait::Scaled { leaving, answer } => leaving
-                .iter()
-                .all(|s| self.find(s).is_none())
-                .then(|| Ok(answer.clone())),
+            Wait::Scaled { leaving, answer } => {
+                (!leaving.iter().any(|s| self.still_leaving(s))).then(|| Ok(answer.clone()))
+            }
             Wait::Gone(slots) => {
-                if slots.iter().any(|s| self.find(s).is_some()) {
+                if slots.iter().any(|s| self.still_leaving(s)) {
                     return None;
                 }
                 let mut kinds: Vec<&str> = slots.iter().map(|s| s.kind.as_str()).collect();

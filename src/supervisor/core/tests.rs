@@ -2154,3 +2154,23 @@ fn the_router_says_where_it_listens_first() {
     let effects = sup.start(t0);
     assert!(!logs(&effects).iter().any(|l| l.contains("router")));
 }
+
+#[test]
+fn a_scale_answers_once_its_dynos_are_gone_though_their_names_are_taken_again() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    assert!(replies(&control(&mut sup, t0, 1, scale(&["web=0"]))).is_empty());
+    assert!(replies(&stopped(&mut sup, t0, ("web", 1, 143))).is_empty());
+    // While web.2 still stops, another client scales web back up: a new web.1.
+    let effects = control(&mut sup, t0, 2, scale(&["web=1"]));
+    assert_eq!(actions(&effects)[0], spawn("web", 1, 5000));
+    // The first answer waits for the web.1 and web.2 that left, not for the new web.1.
+    let effects = stopped(&mut sup, t0, ("web", 2, 143));
+    assert_eq!(
+        replies(&effects),
+        [(
+            1,
+            Ok("Scaling dynos... done, now running web at 0:Standard-1X".into())
+        )]
+    );
+}
