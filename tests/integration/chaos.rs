@@ -4,7 +4,7 @@
 //! failed request but those in flight on a killed web dyno, no spliced line, no orphan
 //! and no zombie, and hkrun's descriptors, threads and memory back where they were.
 //!
-//! `cargo test` runs it for 60 s. `HKRUN_SOAK_SECS=1800` runs it longer, and
+//! `cargo test` runs it for 40 s. `HKRUN_SOAK_SECS=1800` runs it longer, and
 //! `HKRUN_SOAK_SEED=N` replays the same choices (the seed is printed).
 
 use std::collections::VecDeque;
@@ -217,7 +217,7 @@ fn chaos_soak() {
     let secs: u64 = std::env::var("HKRUN_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(40);
     let seed: u64 = std::env::var("HKRUN_SOAK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
