@@ -182,9 +182,9 @@ enum Phase {
     Done,
 }
 
-/// The one owner of the app's state. A copy is only ever a trial: the driver tries a
-/// control request on one to see which ports it would bind.
-#[derive(Clone, Debug)]
+/// The one owner of the app's state. Never copied: a request's ports are probed by an
+/// exchange with the driver (`Effect::ProbePorts`), not tried on a copy.
+#[derive(Debug)]
 pub struct Supervisor {
     plan: AppPlan,
     phase: Phase,
