@@ -47,6 +47,9 @@ pub struct Dyno {
     pub last_exit: Option<Exit>,
     /// Crashes in a row, for the back-off.
     crashes: u32,
+    /// Which dyno this is, of all the supervisor ever had: a dyno added later under the
+    /// same name (after this one left the formation) is another one.
+    serial: u64,
     /// How many times it was launched: tells a restarted process from the one before.
     boots: u64,
     /// Exits nobody asked for, ever: a restart that crashes fails.
@@ -190,6 +193,8 @@ pub struct Supervisor {
     phase: Phase,
     /// The release phase, then the formation, in start order.
     dynos: Vec<Dyno>,
+    /// Dynos ever added: the last one's `serial`.
+    serials: u64,
     /// The first non-zero exit code of any dyno, for the exit when nothing is left.
     first_failure: Option<i32>,
     /// Control requests answered once their dynos have settled.
@@ -220,6 +225,7 @@ impl Supervisor {
             plan,
             phase: Phase::Idle,
             dynos: Vec::new(),
+            serials: 0,
             first_failure: None,
             pending: Vec::new(),
             probing: Vec::new(),
@@ -284,8 +290,8 @@ impl Supervisor {
                     quota: u64::MAX,
                     boot_timeout: None,
                 };
-                self.dynos.push(Dyno::new(plan, now));
-                self.launch(now, self.dynos.len() - 1)
+                let i = self.add_dyno(plan, now);
+                self.launch(now, i)
             }
             None => self.start_formation(now),
         }
@@ -426,6 +432,13 @@ impl Supervisor {
         }
     }
 
+    /// A new dyno in the table, down; its index.
+    fn add_dyno(&mut self, plan: DynoSpec, now: Instant) -> usize {
+        self.serials += 1;
+        self.dynos.push(Dyno::new(plan, self.serials, now));
+        self.dynos.len() - 1
+    }
+
     fn find(&self, slot: &Slot) -> Option<usize> {
         self.dynos.iter().position(|d| &d.plan.spec.slot == slot)
     }
@@ -433,13 +446,9 @@ impl Supervisor {
     fn start_formation(&mut self, now: Instant) -> Vec<Effect> {
         self.phase = Phase::Running;
         let first = self.dynos.len();
-        self.dynos.extend(
-            self.plan
-                .dynos
-                .iter()
-                .cloned()
-                .map(|plan| Dyno::new(plan, now)),
-        );
+        for plan in self.plan.dynos.clone() {
+            self.add_dyno(plan, now);
+        }
         (first..self.dynos.len())
             .flat_map(|i| self.launch(now, i))
             .collect()
@@ -1027,9 +1036,10 @@ impl Supervisor {
 }
 
 impl Dyno {
-    fn new(plan: DynoSpec, now: Instant) -> Self {
+    fn new(plan: DynoSpec, serial: u64, now: Instant) -> Self {
         Self {
             plan,
+            serial,
             state: DynoState::Down,
             since: now,
             pid: None,

@@ -21,16 +21,25 @@ pub(super) struct Pending {
 #[derive(Clone, Debug)]
 enum Wait {
     /// Each dyno with its launch and crash counts at the request: done when a later
-    /// launch is up, failed when it has crashed since; and, with `preboot`, once the
-    /// preboot of those web dynos has ended too.
+    /// launch is up, failed when it has crashed since or left the formation; and, with
+    /// `preboot`, once the preboot of those web dynos has ended too.
     Restarted {
-        waits: Vec<(Slot, u64, u64)>,
+        waits: Vec<Restarting>,
         preboot: Option<Vec<Slot>>,
     },
     /// Done when none of these is left.
     Gone(Vec<Slot>),
     /// A scale's answer, given once none of the dynos leaving is left.
     Scaled { leaving: Vec<Slot>, answer: String },
+}
+
+/// One dyno a restart waits for, as it was at the request.
+#[derive(Clone, Debug)]
+struct Restarting {
+    slot: Slot,
+    serial: u64,
+    boots: u64,
+    crashed: u64,
 }
 
 type Reply = Result<String, String>;
@@ -332,8 +341,8 @@ impl Supervisor {
         for (t, mut plan) in additions {
             // A size given in this same request applies to the new dynos too.
             plan.quota = self.plan.types[t].size.bytes;
-            self.dynos.push(Dyno::new(plan, now));
-            effects.extend(self.launch(now, self.dynos.len() - 1));
+            let i = self.add_dyno(plan, now);
+            effects.extend(self.launch(now, i));
         }
         let now_running: Vec<String> = wanted
             .iter()
@@ -439,7 +448,13 @@ impl Supervisor {
         let mut waits = Vec::new();
         for slot in slots {
             if let Some(i) = self.find(&slot) {
-                waits.push((slot, self.dynos[i].boots, self.dynos[i].crashed));
+                let dyno = &self.dynos[i];
+                waits.push(Restarting {
+                    slot,
+                    serial: dyno.serial,
+                    boots: dyno.boots,
+                    crashed: dyno.crashed,
+                });
                 effects.extend(self.restart_one(now, i));
             }
         }
@@ -743,17 +758,22 @@ impl Supervisor {
                 if let (Some(_), Some(Err(why))) = (preboot, &self.preboot_result) {
                     failed.push(why.clone());
                 }
-                for (slot, boots, crashed) in waits {
-                    let Some(i) = self.find(slot) else {
+                for wait in waits {
+                    let slot = &wait.slot;
+                    // Gone, or another dyno under its name since (a scale after a stop).
+                    let Some(dyno) = self
+                        .dynos
+                        .iter()
+                        .find(|d| &d.plan.spec.slot == slot && d.serial == wait.serial)
+                    else {
                         failed.push(format!("{slot} left the formation"));
                         continue;
                     };
-                    let dyno = &self.dynos[i];
-                    if dyno.boots <= *boots {
+                    if dyno.boots <= wait.boots {
                         return None;
                     }
                     match dyno.state {
-                        _ if dyno.crashed > *crashed => {
+                        _ if dyno.crashed > wait.crashed => {
                             let how = dyno
                                 .last_exit
                                 .map(|e| format!(" (exit {})", e.code()))
@@ -773,7 +793,7 @@ impl Supervisor {
                     }
                 }
                 let mut slots: Vec<Slot> = preboot.clone().unwrap_or_default();
-                slots.extend(waits.iter().map(|(s, ..)| s.clone()));
+                slots.extend(waits.iter().map(|w| w.slot.clone()));
                 Some(match failed.is_empty() {
                     true => Ok(format!("Restarting {}... done", names(&slots))),
                     false => Err(format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::control::names;
-use super::{AfterStop, Dyno, DynoState, Phase, Supervisor, log_dyno, log_system};
+use super::{AfterStop, DynoState, Phase, Supervisor, log_dyno, log_system};
 use crate::dyno::Slot;
 use crate::plan::DynoSpec;
 use crate::plan::ports::PortError;
@@ -103,8 +103,8 @@ impl Supervisor {
         let mut new = Vec::new();
         for plan in plans {
             new.push(plan.spec.slot.clone());
-            self.dynos.push(Dyno::new(plan, now));
-            effects.extend(self.launch(now, self.dynos.len() - 1));
+            let i = self.add_dyno(plan, now);
+            effects.extend(self.launch(now, i));
         }
         self.preboot_result = None;
         self.preboot = Some(Preboot {
