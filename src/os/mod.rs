@@ -1,6 +1,7 @@
 //! The operating system's side of running dynos: spawning in process groups, signals and
 //! reaping (`process`), whether a port is free (`net`), the one reader of /proc (`proc`),
-//! the memory sampler (`memory`) and the readiness probe (`readiness`). These carry out
+//! the memory sampler (`memory`), the readiness probe (`readiness`) and the kernel's list
+//! of listening sockets (`sockets`). These carry out
 //! and measure; the core decides.
 
 pub mod memory;
@@ -8,3 +9,4 @@ pub(crate) mod net;
 pub mod proc;
 pub mod process;
 pub(crate) mod readiness;
+pub(crate) mod sockets;

@@ -215,7 +215,19 @@ fn carries_mark(pid: Pid, mark: &str) -> bool {
 pub struct Listening(HashMap<u64, SocketAddr>);
 
 impl Listening {
+    /// From the kernel's sock_diag netlink; from /proc/net/tcp and tcp6 where that is
+    /// refused (a sandbox without netlink).
     pub fn read() -> Self {
+        match super::sockets::listening() {
+            Ok(found) => Self(found),
+            Err(err) => {
+                tracing::debug!(%err, "sock_diag refused; reading /proc/net/tcp");
+                Self::read_tables()
+            }
+        }
+    }
+
+    fn read_tables() -> Self {
         let v4 = procfs::net::tcp().unwrap_or_default();
         let v6 = procfs::net::tcp6().unwrap_or_default();
         Self(
@@ -397,5 +409,15 @@ mod tests {
         assert!(reader.settle(Duration::from_secs(10)));
         let got: Vec<(i32, bool)> = rx.try_iter().collect();
         assert_eq!(got, [(0, false), (1, false), (2, false)]);
+    }
+
+    #[test]
+    fn the_kernel_and_the_tables_list_the_same_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(Listening::read().on(port));
+        assert!(Listening::read_tables().on(port));
+        drop(listener);
+        assert!(!Listening::read().on(port));
     }
 }

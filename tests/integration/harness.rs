@@ -4,11 +4,12 @@
 //! Every process a test starts carries `HKRUN_TEST_TAG=<unique>` in its environment (hkrun
 //! passes its environment on to dynos), so leftovers are found by scanning /proc.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
@@ -67,11 +68,40 @@ pub fn tagged_command(program: &str, dir: &Path, tag: &str) -> Command {
         .current_dir(dir)
         .env("HKRUN_TEST_TAG", tag)
         .env("NO_COLOR", "1")
+        .env("PATH", path_to_python())
         .env_remove("PORT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// `PATH` with the folder of the real `python3` first. Where `python3` is a version
+/// manager's shim (pyenv's is a bash script that runs another), each start of a Python
+/// dyno costs three times as long, which on a busy 2-core machine adds seconds to every
+/// preboot; the tests are about hkrun, not the shim.
+fn path_to_python() -> &'static OsString {
+    static PATH: OnceLock<OsString> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let inherited = std::env::var_os("PATH").unwrap_or_default();
+        let real = Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys; print(os.path.realpath(sys.executable))",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|line| PathBuf::from(line.trim()));
+        let Some(folder) = real.as_deref().and_then(Path::parent) else {
+            return inherited;
+        };
+        let mut folders = vec![folder.to_path_buf()];
+        folders.extend(std::env::split_paths(&inherited));
+        std::env::join_paths(folders).unwrap_or(inherited)
+    })
 }
 
 /// A running hkrun. Dropping it kills hkrun and every process tagged with its tag.
