@@ -107,5 +107,32 @@ fn main() {
         });
     }
     drop(children);
+    // The readiness probe behind a busy router: every request leaves connections in
+    // TIME_WAIT, which /proc/net/tcp lists and sock_diag's listen filter skips.
+    for churn in [0, TIME_WAIT] {
+        while time_wait() < churn {
+            let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            drop(client);
+            drop(server);
+        }
+        println!("TCP tables: {} entries in TIME_WAIT", time_wait());
+        time("Listening::read (sock_diag)", Listening::read);
+        time(
+            "Listening::read_tables (/proc/net/tcp)",
+            Listening::read_tables,
+        );
+    }
     drop(listener);
+}
+
+/// How many connections to leave in TIME_WAIT for the second round.
+const TIME_WAIT: usize = 20_000;
+
+fn time_wait() -> usize {
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("06"))
+        .count()
 }

@@ -227,7 +227,8 @@ impl Listening {
         }
     }
 
-    fn read_tables() -> Self {
+    /// From /proc/net/tcp and tcp6 (`read`'s fallback; public for `benches/proc.rs`).
+    pub fn read_tables() -> Self {
         let v4 = procfs::net::tcp().unwrap_or_default();
         let v6 = procfs::net::tcp6().unwrap_or_default();
         Self(
