@@ -55,6 +55,11 @@ pub enum Command {
     ///
     /// The supervisor keeps the last 1500 lines.
     Logs(LogsArgs),
+    /// Write the app's formation for another scheduler: kubernetes or systemd.
+    ///
+    /// Example: `hkrun export kubernetes deploy/k8s --image registry/app:1.4 -m web=3`,
+    /// `hkrun export systemd deploy/systemd --app shop`.
+    Export(ExportArgs),
 }
 
 /// How a client command finds the running supervisor.
@@ -180,6 +185,10 @@ pub struct StartArgs {
     /// Skip the Procfile's `release` entry.
     #[arg(long)]
     pub no_release: bool,
+    /// `DYNO` and `PS` of the formation's one dyno, instead of `TYPE.1`: a scheduler's
+    /// name for it, such as its Kubernetes pod's (`hkrun export kubernetes` sets it).
+    #[arg(long = "dyno", value_name = "NAME")]
+    pub dyno: Option<String>,
     /// The control socket for `hkrun ps`, `scale` and the rest [default: .hkrun.sock in
     /// the app root].
     #[arg(long, value_name = "PATH", env = "HKRUN_SOCKET")]
@@ -314,6 +323,42 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// kubernetes (a Deployment per process type, a Service for web, a Secret, a Job for
+    /// release) or systemd (a target, a template unit per type, a release unit).
+    #[arg(value_name = "FORMAT")]
+    pub format: String,
+    /// The folder to write, which must not exist or be empty (see --force).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub files: FileArgs,
+    #[command(flatten)]
+    pub formation: FormationArgs,
+    /// The app's name, in every object's or unit's name [default: the app root's folder
+    /// name].
+    #[arg(long = "app", short = 'a', value_name = "NAME")]
+    pub app: Option<String>,
+    /// (kubernetes) The image that holds the app and hkrun.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Seconds a dyno gets between SIGTERM and SIGKILL when stopping.
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub timeout: f64,
+    /// Replace DIR when it holds an earlier export (never a folder hkrun did not write).
+    #[arg(long)]
+    pub force: bool,
+    /// (kubernetes) Run release as a Helm pre-install and pre-upgrade hook.
+    #[arg(long)]
+    pub helm_hooks: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub files: FileArgs,
@@ -357,6 +402,8 @@ mod tests {
             "hkrun dyno:restart web.2",
             "hkrun stop web",
             "hkrun logs -n 20 --tail --ps web --source app",
+            "hkrun export kubernetes out --image app:1 -m web=2 -e .env --app shop",
+            "hkrun export systemd out -t 10 --force",
         ];
         for line in ok {
             let args = line.split_whitespace();

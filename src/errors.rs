@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::config::env::EnvError;
 use crate::config::procfile::ProcfileError;
+use crate::export::error::ExportError;
 use crate::plan::formation::FormationError;
 use crate::plan::policy::PolicyError;
 use crate::plan::ports::PortError;
@@ -30,6 +31,8 @@ pub mod exit_code {
     pub const UNAVAILABLE: u8 = 69;
     /// hkrun could not set itself up: signals, runtime, pipes (EX_OSERR).
     pub const OS_ERROR: u8 = 71;
+    /// `hkrun export` could not write its folder (EX_CANTCREAT).
+    pub const CANNOT_CREATE: u8 = 73;
     /// (control commands) the supervisor runs as another user (EX_NOPERM).
     pub const NO_PERMISSION: u8 = 77;
     /// `hkrun run` could not start its command (the shell's code).
@@ -53,6 +56,7 @@ Exit codes:
   69       a port the app needs is already in use, or hkrun already runs this app;
            (control commands) no hkrun runs this app
   71       hkrun could not set itself up (signals, pipes, runtime)
+  73       (export) the folder could not be written
   77       (control commands) the hkrun running the app is another user's
   127      `hkrun run` could not start its command";
 
@@ -70,6 +74,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Env(#[from] EnvError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("{0}")]
     Formation(#[from] FormationError),
     #[error("{0}")]
@@ -146,6 +152,8 @@ impl Error {
             | Self::Port(_)
             | Self::Policy(_)
             | Self::BadFlag { .. } => exit_code::BAD_INPUT,
+            Self::Export(ExportError::Write { .. }) => exit_code::CANNOT_CREATE,
+            Self::Export(_) => exit_code::BAD_INPUT,
             Self::PortInUse { .. } | Self::AlreadyRunning { .. } | Self::NotRunning { .. } => {
                 exit_code::UNAVAILABLE
             }

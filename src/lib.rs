@@ -23,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod dyno;
 pub(crate) mod errors;
+pub(crate) mod export;
 pub(crate) mod logs;
 pub mod os;
 pub mod plan;
@@ -125,6 +126,7 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         cli::Command::Restart(args) => control::client::restart(args),
         cli::Command::Stop(args) => control::client::stop(args),
         cli::Command::Logs(args) => control::client::logs(args),
+        cli::Command::Export(args) => export::export(args),
     };
     match result {
         // Codes past 255 cannot be passed on; 1 says "failed" without lying about which.

@@ -348,6 +348,8 @@ pub struct StartConfig {
     /// How the router spreads connections.
     pub balance: crate::router::Balance,
     pub style: Style,
+    /// `--dyno`: `DYNO` and `PS` of the formation's one dyno.
+    pub dyno_name: Option<String>,
 }
 
 impl StartConfig {
@@ -416,6 +418,13 @@ impl StartConfig {
                 reason: "it runs no dynos",
             });
         }
+        if let (Some(name), 2..) = (&args.dyno, dynos.len()) {
+            return Err(Error::BadFlag {
+                flag: "--dyno",
+                value: name.clone(),
+                reason: "it names the one dyno of a formation, and this one runs more",
+            });
+        }
         let names = dynos
             .iter()
             .map(|d| d.spec.slot.to_string())
@@ -443,6 +452,7 @@ impl StartConfig {
             plan,
             balance: args.balance.into(),
             style,
+            dyno_name: args.dyno.clone(),
         })
     }
 }

@@ -24,7 +24,7 @@ use crate::config::env::{self, Vars};
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
 use crate::control::server::{self, Call};
-use crate::dyno::{Backend, Exit, Slot};
+use crate::dyno::{Backend, Exit, RELEASE, Slot};
 use crate::errors::Error;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::proc::{self, Snapshot};
@@ -152,6 +152,7 @@ async fn drive(
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
+        dyno_name: config.dyno_name,
         colors: plan.colors(),
         labels: HashMap::new(),
         system: Arc::new(Label::system()),
@@ -255,6 +256,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 struct Driver {
     root: PathBuf,
     env: Vars,
+    /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
+    dyno_name: Option<String>,
     /// Colour slot of each process type.
     colors: HashMap<String, usize>,
     labels: HashMap<Slot, Arc<Label>>,
@@ -382,7 +385,11 @@ impl Driver {
     }
 
     fn spawn(&mut self, spec: SpawnSpec) {
-        let mut env = env::for_dyno(&self.env, &spec.slot.to_string(), spec.port);
+        let name = match &self.dyno_name {
+            Some(name) if spec.slot.kind != RELEASE => name.clone(),
+            _ => spec.slot.to_string(),
+        };
+        let mut env = env::for_dyno(&self.env, &name, spec.port);
         self.runs += 1;
         let mark = format!("{}-{}", self.me, self.runs);
         env.insert(process::RUN_MARK.into(), mark.clone());

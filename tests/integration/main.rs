@@ -9,6 +9,7 @@ mod check_and_run;
 mod container;
 mod control;
 mod exec;
+mod export;
 mod growth;
 mod input;
 mod leftovers;

@@ -1,0 +1,27 @@
+//! Why `hkrun export` wrote nothing (apart from `errors`, which prints it).
+
+use std::io;
+use std::path::PathBuf;
+
+use super::APP_NAME_MAX;
+
+/// Why nothing was exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("unknown export format `{0}` (expected kubernetes or systemd)")]
+    UnknownFormat(String),
+    #[error("kubernetes needs the image that holds the app and hkrun: give it with --image")]
+    NoImage,
+    #[error(
+        "bad app name `{0}` (expected lowercase letters, digits and `-`, starting with a letter, at most {APP_NAME_MAX} characters)"
+    )]
+    BadAppName(String),
+    #[error("process types `{0}` and `{1}` would get the same name in {2}")]
+    NameClash(String, String, &'static str),
+    #[error("{}: not empty (--force replaces an earlier export)", .0.display())]
+    NotEmpty(PathBuf),
+    #[error("{}: holds files hkrun did not export; --force replaces only an earlier export", .0.display())]
+    NotAnExport(PathBuf),
+    #[error("{}: cannot write: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
