@@ -113,8 +113,7 @@ fn main() {
         // Counted every 1,000 connections: each count reads the whole table.
         while time_wait() < churn {
             for _ in 0..1000 {
-                let client =
-                    std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
                 let (server, _) = listener.accept().expect("accept");
                 drop(client);
                 drop(server);

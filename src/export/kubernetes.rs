@@ -270,13 +270,18 @@ fn deployment(export: &Export, ty: &ExportedType, name: &str) -> Value {
     container.insert(s("args"), Value::Sequence(args.map(s).to_vec()));
     container.insert(
         s("env"),
-        Value::Sequence(vec![map([
-            ("name", s("HKRUN_POD_NAME")),
-            (
-                "valueFrom",
-                map([("fieldRef", map([("fieldPath", s("metadata.name"))]))]),
-            ),
-        ])]),
+        Value::Sequence(vec![
+            // What hkrun gives the dyno (`-p` is the base of foreman's layout), shown
+            // where Kubernetes shows a container's environment.
+            map([("name", s("PORT")), ("value", s(ty.port.to_string()))]),
+            map([
+                ("name", s("HKRUN_POD_NAME")),
+                (
+                    "valueFrom",
+                    map([("fieldRef", map([("fieldPath", s("metadata.name"))]))]),
+                ),
+            ]),
+        ]),
     );
     container.insert(s("envFrom"), env_from(export));
     if ty.is_web() {

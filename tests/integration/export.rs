@@ -190,6 +190,8 @@ fn kubernetes_objects_pass_the_official_schemas_and_say_what_the_formation_says(
     let web = yaml(&shop_dir, "20-deployment-web.yaml");
     let container = at(&web, "spec.template.spec.containers.0");
     assert_eq!(at(container, "ports.0.containerPort"), &Value::from(6000));
+    assert_eq!(at(container, "env.0.name"), &Value::from("PORT"));
+    assert_eq!(at(container, "env.0.value"), &Value::from("6000"));
     assert_eq!(
         at(container, "readinessProbe.tcpSocket.port"),
         &Value::from(6000)
