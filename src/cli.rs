@@ -55,6 +55,22 @@ pub enum Command {
     ///
     /// The supervisor keeps the last 1500 lines.
     Logs(LogsArgs),
+    /// Show the app's config vars (its .env), as `heroku config` does.
+    ///
+    /// `-s` prints `KEY=value` lines that `config:set` takes back.
+    Config(ConfigArgs),
+    /// Print one config var's value.
+    #[command(name = "config:get")]
+    ConfigGet(ConfigGetArgs),
+    /// Set config vars in the app's .env, then restart the running app's dynos (web
+    /// preboot-style) so they get them.
+    ///
+    /// Example: `hkrun config:set RAILS_ENV=production 'GREETING=hello world'`.
+    #[command(name = "config:set", alias = "config:add")]
+    ConfigSet(ConfigSetArgs),
+    /// Remove config vars from the app's .env, then restart the running app's dynos.
+    #[command(name = "config:unset", alias = "config:remove")]
+    ConfigUnset(ConfigUnsetArgs),
     /// Write the app's formation for another scheduler: kubernetes or systemd.
     ///
     /// Example: `hkrun export kubernetes deploy/k8s --image registry/app:1.4 -m web=3`,
@@ -322,6 +338,64 @@ pub struct CheckArgs {
     pub no_router: bool,
 }
 
+/// Which env file the config commands read and change, and how they find a running app.
+#[derive(Debug, Args)]
+pub struct ConfigFileArgs {
+    /// The env file [default: .env in the app root].
+    #[arg(short = 'e', long = "env", value_name = "FILE")]
+    pub env: Option<PathBuf>,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub file: ConfigFileArgs,
+    /// `KEY=value` lines, quoted where the value needs it.
+    #[arg(short = 's', long)]
+    pub shell: bool,
+    /// A JSON object.
+    #[arg(long, conflicts_with = "shell")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigGetArgs {
+    #[command(flatten)]
+    pub file: ConfigFileArgs,
+    /// The config var.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// `KEY=value`, quoted where the value needs it.
+    #[arg(short = 's', long)]
+    pub shell: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigSetArgs {
+    #[command(flatten)]
+    pub file: ConfigFileArgs,
+    /// `KEY=value`, one or more.
+    #[arg(value_name = "KEY=VALUE", required = true)]
+    pub pairs: Vec<String>,
+    /// Leave the running app's dynos as they are.
+    #[arg(long)]
+    pub no_restart: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigUnsetArgs {
+    #[command(flatten)]
+    pub file: ConfigFileArgs,
+    /// The config vars to remove.
+    #[arg(value_name = "KEY", required = true)]
+    pub keys: Vec<String>,
+    /// Leave the running app's dynos as they are.
+    #[arg(long)]
+    pub no_restart: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// kubernetes (a Deployment per process type, a Service for web, a Secret, a Job for
@@ -404,6 +478,12 @@ mod tests {
             "hkrun logs -n 20 --tail --ps web --source app",
             "hkrun export kubernetes out --image app:1 -m web=2 -e .env --app shop",
             "hkrun export systemd out -t 10 --force",
+            "hkrun config -s",
+            "hkrun config:get KEY -e prod.env",
+            "hkrun config:set A=1 B=two --no-restart",
+            "hkrun config:add A=1",
+            "hkrun config:unset A B",
+            "hkrun config:remove A",
         ];
         for line in ok {
             let args = line.split_whitespace();
@@ -416,6 +496,9 @@ mod tests {
             "hkrun run",
             "hkrun scale",
             "hkrun logs --source db",
+            "hkrun config:set",
+            "hkrun config:unset",
+            "hkrun config -s --json",
         ];
         for line in bad {
             assert!(

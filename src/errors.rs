@@ -56,7 +56,8 @@ Exit codes:
   69       a port the app needs is already in use, or hkrun already runs this app;
            (control commands) no hkrun runs this app
   71       hkrun could not set itself up (signals, pipes, runtime)
-  73       (export) the folder could not be written
+  73       (export) the folder could not be written; (config:set, config:unset) the
+           env file could not be written
   77       (control commands) the hkrun running the app is another user's
   127      `hkrun run` could not start its command";
 
@@ -76,6 +77,11 @@ pub enum Error {
     Env(#[from] EnvError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// A `config:set` or `config:unset` argument.
+    #[error("{0}")]
+    ConfigVar(String),
+    #[error("{}: cannot write: {source}", path.display())]
+    WriteEnv { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Formation(#[from] FormationError),
     #[error("{0}")]
@@ -152,7 +158,10 @@ impl Error {
             | Self::Port(_)
             | Self::Policy(_)
             | Self::BadFlag { .. } => exit_code::BAD_INPUT,
-            Self::Export(ExportError::Write { .. }) => exit_code::CANNOT_CREATE,
+            Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
+                exit_code::CANNOT_CREATE
+            }
+            Self::ConfigVar(_) => exit_code::BAD_INPUT,
             Self::Export(_) => exit_code::BAD_INPUT,
             Self::PortInUse { .. } | Self::AlreadyRunning { .. } | Self::NotRunning { .. } => {
                 exit_code::UNAVAILABLE

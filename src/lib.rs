@@ -20,6 +20,7 @@
 pub mod cli;
 pub(crate) mod commands;
 pub mod config;
+pub(crate) mod config_vars;
 pub mod control;
 pub mod dyno;
 pub(crate) mod errors;
@@ -127,6 +128,10 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         cli::Command::Stop(args) => control::client::stop(args),
         cli::Command::Logs(args) => control::client::logs(args),
         cli::Command::Export(args) => export::export(args),
+        cli::Command::Config(args) => config_vars::show(args),
+        cli::Command::ConfigGet(args) => config_vars::get(args),
+        cli::Command::ConfigSet(args) => config_vars::set(args),
+        cli::Command::ConfigUnset(args) => config_vars::unset(args),
     };
     match result {
         // Codes past 255 cannot be passed on; 1 says "failed" without lying about which.

@@ -90,6 +90,19 @@ pub fn parse_in(path: &Path, bytes: &[u8], outer: &Vars) -> Result<Vec<Var>, Env
         path: path.into(),
         line,
     })?;
+    Ok(entries(path, text, outer)?
+        .into_iter()
+        .map(|(var, _)| var)
+        .collect())
+}
+
+/// Each variable of an env file's text with where its entry is: from its key (or
+/// `export`) to its line's end, the newline left out. What `env_file` edits in place.
+pub fn entries(
+    path: &Path,
+    text: &str,
+    outer: &Vars,
+) -> Result<Vec<(Var, std::ops::Range<usize>)>, EnvError> {
     let mut parser = Parser {
         text,
         pos: 0,
@@ -114,7 +127,7 @@ pub fn parse_in(path: &Path, bytes: &[u8], outer: &Vars) -> Result<Vec<Var>, Env
         })?;
         if let Some((key, value)) = var {
             parser.defined.insert(key.clone(), value.clone());
-            vars.push(Var { key, value, line });
+            vars.push((Var { key, value, line }, start..parser.pos));
         }
     }
     Ok(vars)

@@ -4,6 +4,7 @@
 //! Everything that can be refused is refused here, before anything is spawned.
 
 pub mod env;
+pub(crate) mod env_file;
 pub mod procfile;
 mod text;
 
@@ -36,6 +37,8 @@ pub struct App {
     /// What the env files set, later files winning. Children get hkrun's environment
     /// with this on top, so variables hkrun cannot read as UTF-8 still pass through.
     pub env: Vars,
+    /// The env files read, in order.
+    pub env_files: Vec<PathBuf>,
     /// The base port: `-p`, the env files' PORT, the inherited PORT, or 5000.
     pub base_port: u16,
     /// Things worth saying that do not stop hkrun, each one line.
@@ -94,17 +97,7 @@ impl App {
         } else {
             files.env.clone()
         };
-        // `$NAME` in a file sees the inherited environment and earlier files, as bash
-        // sourcing them in order would (README).
-        let mut scope: Vars = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        let mut parsed = Vec::new();
-        for path in &env_files {
-            let vars = env::load_file(path, &scope)?;
-            scope.extend(vars.iter().map(|v| (v.key.clone(), v.value.clone())));
-            parsed.push(vars);
-        }
+        let parsed = read_env_files(&env_files)?;
         let env = env::merge([], parsed.iter().map(Vec::as_slice));
         check_exec_limits(
             &procfile_path,
@@ -122,6 +115,7 @@ impl App {
             procfile_path,
             procfile,
             env,
+            env_files,
             base_port,
             warnings,
         })
@@ -134,6 +128,60 @@ impl App {
             .expect("loaded with the Procfile required")
     }
 }
+
+/// Each env file's variables, in order. `$NAME` in a file sees the inherited environment
+/// and earlier files, as bash sourcing them in order would (README).
+fn read_env_files(files: &[PathBuf]) -> Result<Vec<Vec<env::Var>>, Error> {
+    let mut scope: Vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let mut parsed = Vec::new();
+    for path in files {
+        let vars = env::load_file(path, &scope)?;
+        scope.extend(vars.iter().map(|v| (v.key.clone(), v.value.clone())));
+        parsed.push(vars);
+    }
+    Ok(parsed)
+}
+
+/// The env files read again, merged as at the start (`config:set` on a running app).
+pub fn load_env(files: &[PathBuf]) -> Result<Vars, Error> {
+    let parsed = read_env_files(files)?;
+    Ok(env::merge([], parsed.iter().map(Vec::as_slice)))
+}
+
+/// The app's name: its root folder's name, lowercase, other characters as `-` (the
+/// header of `hkrun config`, and the name `export` gives objects and units).
+pub fn app_name(root: &Path) -> String {
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+    let folder = root
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut name = String::new();
+    for c in folder.chars() {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '-'
+        };
+        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+            name.push(c);
+        }
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "app-");
+    }
+    name.truncate(APP_NAME_MAX);
+    match name.trim_end_matches('-') {
+        "app" | "" => "app".to_owned(),
+        name => name.to_owned(),
+    }
+}
+
+/// The longest app name: Kubernetes names of 63 characters hold it with a type's name,
+/// or `release-` and a hash, after it.
+pub const APP_NAME_MAX: usize = 30;
 
 /// The app root, where dynos run and the control socket is: `-d`, else the Procfile's
 /// folder, else the current directory.

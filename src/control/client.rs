@@ -81,6 +81,17 @@ impl Client {
     }
 }
 
+/// Asks a running app to read its env files again and restart its dynos: the answer,
+/// or `None` when no hkrun runs the app.
+pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
+    let mut client = match Client::open(control) {
+        Ok(client) => client,
+        Err(Error::NotRunning { .. }) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    client.message(&Request::Reload {}).map(Some)
+}
+
 /// `hkrun ps [--json]`.
 pub fn ps(args: &PsArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;

@@ -31,6 +31,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
     },
+    /// Read the env files again, then restart every dyno (web preboot-style):
+    /// `config:set` and `config:unset` on a running app.
+    Reload {},
     /// The last `lines` log lines, then with `tail` the live stream.
     Logs {
         #[serde(default = "default_lines")]
@@ -275,7 +278,7 @@ mod tests {
             ),
             (
                 br#"{"v":1,"cmd":"dance"}"#,
-                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `logs`",
+                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `reload`, `logs`",
             ),
             (
                 br#"{"v":1,"cmd":"ps","x":1}"#,

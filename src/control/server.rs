@@ -56,6 +56,10 @@ pub enum Call {
     },
     /// `hkrun stop` with no target: the app stops as on SIGTERM.
     StopAll,
+    /// `config:set`: the env files read again, then every dyno restarted.
+    Reload {
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// What every connection needs.
@@ -467,6 +471,17 @@ async fn call(context: &Context, request: Request) -> Response {
             Err(text) => return Response::error(text),
         },
         Request::Logs { .. } => return Response::error("logs is answered elsewhere"),
+        Request::Reload {} => {
+            let (reply, rx) = oneshot::channel();
+            if context.calls.send(Call::Reload { reply }).is_err() {
+                return stopping();
+            }
+            return match rx.await {
+                Ok(Ok(text)) => Response::message(text),
+                Ok(Err(text)) => Response::error(text),
+                Err(_) => stopping(),
+            };
+        }
     };
     let (reply, rx) = oneshot::channel();
     if context.calls.send(Call::Change { request, reply }).is_err() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::ExportArgs;
-use crate::config::{self, App, env::Vars};
+use crate::config::{self, APP_NAME_MAX, App, env::Vars};
 use crate::errors::Error;
 use crate::plan::formation::DynoSize;
 use crate::plan::ports;
@@ -37,10 +37,6 @@ impl std::str::FromStr for Format {
         }
     }
 }
-
-/// The longest app name: Kubernetes names of 63 characters hold it with a type's name
-/// or `release-` and a hash after it.
-const APP_NAME_MAX: usize = 30;
 
 /// What is exported, whatever the format.
 #[derive(Debug)]
@@ -122,7 +118,7 @@ impl Export {
         let name = match &args.app {
             Some(name) if valid_app_name(name) => name.clone(),
             Some(name) => return Err(ExportError::BadAppName(name.clone()).into()),
-            None => app_name_from(&root),
+            None => config::app_name(&root),
         };
         let mut types = Vec::new();
         for plan in &plans {
@@ -177,34 +173,6 @@ fn valid_app_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// The app root's folder name made valid: lowercase, other characters as `-`.
-fn app_name_from(root: &Path) -> String {
-    let folder = root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let mut name = String::new();
-    for c in folder.chars() {
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            c
-        } else {
-            '-'
-        };
-        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
-            name.push(c);
-        }
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        name.insert_str(0, "app-");
-    }
-    name.truncate(APP_NAME_MAX);
-    let name = name.trim_end_matches('-');
-    match name {
-        "app-" | "" => "app".to_owned(),
-        name => name.to_owned(),
-    }
 }
 
 /// A file of an export: its path under DIR and what it holds.
@@ -369,7 +337,7 @@ mod tests {
                 "a-very-long-folder-name-for-an",
             ),
         ] {
-            let got = app_name_from(Path::new(folder));
+            let got = config::app_name(Path::new(folder));
             assert_eq!(got, name, "{folder}");
             assert!(valid_app_name(&got), "{got}");
         }

@@ -19,8 +19,8 @@ use tokio::task::JoinSet;
 
 use super::core::Supervisor;
 use super::input::{Control, Effect, Input, SIGNALLED, Source, StopRequest};
-use crate::config::StartConfig;
 use crate::config::env::{self, Vars};
+use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
 use crate::control::server::{self, Call};
@@ -152,6 +152,7 @@ async fn drive(
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
+        env_files: config.app.env_files,
         dyno_name: config.dyno_name,
         colors: plan.colors(),
         labels: HashMap::new(),
@@ -216,6 +217,18 @@ async fn drive(
                         Input::Control { id: driver.next_id, request }
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
+                    Call::Reload { reply } => match config::load_env(&driver.env_files) {
+                        Ok(env) => {
+                            driver.env = env;
+                            driver.next_id += 1;
+                            driver.replies.insert(driver.next_id, reply);
+                            Input::Control { id: driver.next_id, request: Control::Restart(None) }
+                        }
+                        Err(err) => {
+                            let _ = reply.send(Err(format!("not restarted: {err}")));
+                            continue;
+                        }
+                    },
                 },
                 _ = reap_tick.tick() => { driver.reap(); continue; }
                 () = sleep_until(sup.next_deadline()) => Input::Tick,
@@ -256,6 +269,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 struct Driver {
     root: PathBuf,
     env: Vars,
+    /// Where `env` came from: read again on `Call::Reload`.
+    env_files: Vec<PathBuf>,
     /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
     dyno_name: Option<String>,
     /// Colour slot of each process type.

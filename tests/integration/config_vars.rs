@@ -1,0 +1,154 @@
+//! `hkrun config`, `config:get`, `config:set` and `config:unset` on the app's `.env`: the
+//! lines not named stay byte for byte, bad input changes nothing, and a running app's
+//! dynos restart with the new values.
+
+use crate::harness::{App, Hk, client, free_base_port};
+
+const DOTENV: &str = "\
+# shop's settings
+export SECRET_KEY='abc def'   # quoted, with a comment
+
+DATABASE_URL=\"postgres://db/shop\"
+MULTI=\"line one
+line two\"
+RAILS_ENV=development
+";
+
+#[test]
+fn config_commands_read_and_change_the_env_file_and_nothing_else() {
+    let app = App::new("web: true\n");
+    app.write(".env", DOTENV);
+    let run = |args: &[&str]| client(app.path(), args);
+
+    let shown = run(&["config"]);
+    assert!(shown.status.success(), "{}", shown.stderr);
+    let name = shown.stdout.lines().next().expect("a header").to_owned();
+    assert!(
+        name.starts_with("=== ") && name.ends_with(" Config Vars"),
+        "{name}"
+    );
+    assert_eq!(
+        shown.stdout.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "",
+            "SECRET_KEY:   abc def",
+            "DATABASE_URL: postgres://db/shop",
+            "MULTI:        line one",
+            "line two",
+            "RAILS_ENV:    development",
+        ]
+    );
+    assert_eq!(
+        run(&["config:get", "DATABASE_URL"]).stdout,
+        "postgres://db/shop\n"
+    );
+    assert_eq!(run(&["config:get", "NOPE"]).stdout, "\n");
+
+    let set = run(&[
+        "config:set",
+        "RAILS_ENV=production",
+        "GREETING=it's \"$5\" \\ ok",
+    ]);
+    assert!(set.status.success(), "{}", set.stderr);
+    assert_eq!(
+        set.stdout,
+        "Setting RAILS_ENV and GREETING in .env... done\nRAILS_ENV: production\nGREETING:  it's \"$5\" \\ ok\n"
+    );
+    let after = std::fs::read_to_string(app.file(".env")).expect("read .env");
+    assert_eq!(
+        after,
+        DOTENV.replace("RAILS_ENV=development", "RAILS_ENV=production")
+            + "GREETING=\"it's \\\"\\$5\\\" \\\\ ok\"\n"
+    );
+    assert_eq!(
+        run(&["config:get", "GREETING"]).stdout,
+        "it's \"$5\" \\ ok\n"
+    );
+
+    // `-s` gives lines `config:set` takes back.
+    let shell = run(&["config", "-s"]).stdout;
+    assert!(shell.contains("MULTI=\"line one\\nline two\"\n"), "{shell}");
+
+    let unset = run(&["config:unset", "MULTI", "SECRET_KEY"]);
+    assert!(unset.status.success(), "{}", unset.stderr);
+    let after = std::fs::read_to_string(app.file(".env")).expect("read .env");
+    assert_eq!(
+        after,
+        "# shop's settings\n\nDATABASE_URL=\"postgres://db/shop\"\nRAILS_ENV=production\nGREETING=\"it's \\\"\\$5\\\" \\\\ ok\"\n"
+    );
+
+    // Bad input: one line, exit 65, the file as it was.
+    for (args, message) in [
+        (
+            &["config:set", "NOEQUALS"][..],
+            "hkrun: bad config var `NOEQUALS` (expected KEY=value)\n",
+        ),
+        (
+            &["config:set", "A=1", "2B=x"][..],
+            "hkrun: bad config var name `2B` (expected letters, digits, `_` and `.`, not starting with a digit)\n",
+        ),
+        (
+            &["config:unset", "A-B"][..],
+            "hkrun: bad config var name `A-B` (expected letters, digits, `_` and `.`, not starting with a digit)\n",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(65), "{args:?}");
+        assert_eq!(out.stderr, message, "{args:?}");
+        assert_eq!(
+            std::fs::read_to_string(app.file(".env")).expect("read"),
+            after
+        );
+    }
+}
+
+#[test]
+fn a_new_env_file_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = App::new("web: true\n");
+    let out = client(app.path(), &["config:set", "TOKEN=s3cret"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(app.file(".env")).expect("read"),
+        "TOKEN=s3cret\n"
+    );
+    let mode = std::fs::metadata(app.file(".env"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_running_app_restarts_with_the_new_config() {
+    let app = App::new("worker: echo \"greeting=$GREETING\"; exec sleep 1000\n");
+    app.write(".env", "GREETING=hello\n");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-t", "2", "-p", &port],
+    );
+    hk.wait_for("worker.1 | greeting=hello");
+
+    // Without a restart the dyno keeps what it has.
+    let out = client(app.path(), &["config:set", "GREETING=hola", "--no-restart"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stdout.contains("Restarting"), "{}", out.stdout);
+
+    let out = client(app.path(), &["config:set", "GREETING=bonjour"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("Restarting "), "{}", out.stdout);
+    assert!(out.stdout.contains("worker.1... done"), "{}", out.stdout);
+    hk.wait_for("worker.1 | greeting=bonjour");
+
+    // A malformed file is refused with its line, and nothing restarts.
+    std::fs::write(app.file(".env"), "GREETING=bonjour\nBROKEN\n").expect("write");
+    let out = client(app.path(), &["config:set", "X=1"]);
+    assert_eq!(out.status.code(), Some(65), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(".env:2: ") || out.stderr.contains(".env:2"),
+        "{}",
+        out.stderr
+    );
+    hk.stop_cleanly();
+}
