@@ -24,6 +24,7 @@ pub enum Command {
     /// Start the app: the release phase, then every process type of the formation.
     ///
     /// Example: `hkrun start -m web=2,worker=1`, or `hkrun start web` for one web dyno.
+    #[command(alias = "local")]
     Start(StartArgs),
     /// Check the Procfile and env files, and show the dynos `start` would run.
     Check(CheckArgs),
@@ -49,7 +50,7 @@ pub enum Command {
     ///
     /// A type or dyno leaves the formation until scaled again; with no target the whole
     /// app stops, as on SIGTERM, and the command returns once hkrun has exited.
-    #[command(aliases = ["ps:stop", "dyno:stop"])]
+    #[command(aliases = ["ps:stop", "ps:kill", "dyno:stop", "dyno:kill"])]
     Stop(TargetArgs),
     /// Show the running app's recent log lines, and with --tail follow new ones.
     ///
@@ -71,6 +72,19 @@ pub enum Command {
     /// Remove config vars from the app's .env, then restart the running app's dynos.
     #[command(name = "config:unset", alias = "config:remove")]
     ConfigUnset(ConfigUnsetArgs),
+    /// Print the app's URL (the router's, or web.1's without it); with `$BROWSER` set,
+    /// open it there.
+    ///
+    /// Example: `hkrun open /admin`.
+    Open(OpenArgs),
+    /// Print a completion script for a shell: bash, zsh, fish, elvish or powershell.
+    ///
+    /// Example: `hkrun completions bash > /etc/bash_completion.d/hkrun`.
+    Completions(CompletionsArgs),
+    /// Print hkrun's man page (roff).
+    ///
+    /// Example: `hkrun man > /usr/local/share/man/man1/hkrun.1`.
+    Man,
     /// Write the app's formation for another scheduler: kubernetes or systemd.
     ///
     /// Example: `hkrun export kubernetes deploy/k8s --image registry/app:1.4 -m web=3`,
@@ -178,6 +192,16 @@ pub struct FormationArgs {
     /// performance-m, performance-l, or an amount such as 768M.
     #[arg(long = "dyno-size", value_name = "SIZE", default_value = "standard-1x")]
     pub dyno_size: String,
+}
+
+impl Default for FormationArgs {
+    /// Every type once, at the default size: what `hkrun open` lays out.
+    fn default() -> Self {
+        Self {
+            formation: None,
+            dyno_size: "standard-1x".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -338,6 +362,25 @@ pub struct CheckArgs {
     pub no_router: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// Foreman's ports: web.1 on the base port, with no router in front.
+    #[arg(long)]
+    pub no_router: bool,
+    /// A path to add to the URL.
+    #[arg(value_name = "PATH", default_value = "/")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
 /// Which env file the config commands read and change, and how they find a running app.
 #[derive(Debug, Args)]
 pub struct ConfigFileArgs {
@@ -458,6 +501,34 @@ mod tests {
     }
 
     #[test]
+    fn herokus_names_reach_the_same_commands() {
+        let command = |line: &str| {
+            Cli::try_parse_from(line.split_whitespace())
+                .unwrap()
+                .command
+        };
+        for (alias, name) in [
+            ("hkrun local web", "hkrun start web"),
+            ("hkrun ps:scale web=2", "hkrun scale web=2"),
+            ("hkrun ps:restart web", "hkrun restart web"),
+            ("hkrun dyno:restart web.1", "hkrun restart web.1"),
+            ("hkrun ps:stop web.1", "hkrun stop web.1"),
+            ("hkrun ps:kill web.1", "hkrun stop web.1"),
+            ("hkrun dyno:stop web", "hkrun stop web"),
+            ("hkrun dyno:kill web", "hkrun stop web"),
+            ("hkrun config:add A=1", "hkrun config:set A=1"),
+            ("hkrun config:remove A", "hkrun config:unset A"),
+        ] {
+            // The same variant with the same arguments: the same function runs.
+            assert_eq!(
+                format!("{:?}", command(alias)),
+                format!("{:?}", command(name)),
+                "{alias}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_command_lines() {
         let ok = [
             "hkrun start",
@@ -484,6 +555,11 @@ mod tests {
             "hkrun config:add A=1",
             "hkrun config:unset A B",
             "hkrun config:remove A",
+            "hkrun local web=2",
+            "hkrun ps:kill web.1",
+            "hkrun open /admin --no-router",
+            "hkrun completions bash",
+            "hkrun man",
         ];
         for line in ok {
             let args = line.split_whitespace();
@@ -499,6 +575,7 @@ mod tests {
             "hkrun config:set",
             "hkrun config:unset",
             "hkrun config -s --json",
+            "hkrun completions tcsh",
         ];
         for line in bad {
             assert!(

@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{CheckArgs, RunArgs, StartArgs};
+use crate::cli::{CheckArgs, CompletionsArgs, OpenArgs, RunArgs, StartArgs};
 use crate::config::{self, App, StartConfig, env};
 use crate::control::socket;
 use crate::dyno::{Exit, Slot};
@@ -217,4 +217,64 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         (None, Some(Ok(signal))) => Exit::Signaled(signal).code(),
         (None, _) => 1,
     }
+}
+
+/// `hkrun open [PATH]`: the URL web is reached at, as `start` would lay it out.
+pub fn open(args: &OpenArgs) -> Result<i32, Error> {
+    let app = App::load(&args.files, false)?;
+    let plans = config::plans(&app, &crate::cli::FormationArgs::default(), &[])?;
+    let port = match config::router(&plans, app.base_port, args.no_router)? {
+        Some(router) => router,
+        None => {
+            let web = plans
+                .iter()
+                .find(|p| p.name == config::WEB)
+                .ok_or_else(|| crate::plan::formation::FormationError::UnknownType {
+                    name: config::WEB.to_owned(),
+                    known: app.procfile().names().join(", "),
+                })?;
+            crate::plan::ports::dyno_port(app.base_port, web.index, 1, false, "web.1")?
+        }
+    };
+    let path = args.path.trim_start_matches('/');
+    let url = format!("http://127.0.0.1:{port}/{path}");
+    errors::print_out(&format!("{url}\n"))?;
+    // `$BROWSER`, as `xdg-open` and Python's webbrowser read it: only where one is named.
+    if let Some(browser) = std::env::var_os("BROWSER").filter(|b| !b.is_empty()) {
+        let _ = Command::new(browser)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+    Ok(0)
+}
+
+/// `hkrun completions SHELL`, from the clap definitions.
+pub fn completions(args: &CompletionsArgs) -> Result<i32, Error> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(
+        args.shell,
+        &mut crate::cli::Cli::command(),
+        "hkrun",
+        &mut out,
+    );
+    errors::print_out(&String::from_utf8_lossy(&out))?;
+    Ok(0)
+}
+
+/// `hkrun man`, from the clap definitions.
+pub fn man() -> Result<i32, Error> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(crate::cli::Cli::command())
+        .render(&mut out)
+        .map_err(|source| Error::Setup {
+            what: "render the man page",
+            source,
+        })?;
+    errors::print_out(&String::from_utf8_lossy(&out))?;
+    Ok(0)
 }

@@ -5,8 +5,11 @@
 
 pub mod env;
 pub(crate) mod env_file;
+pub(crate) mod name;
 pub mod procfile;
 mod text;
+
+pub use name::{APP_NAME_MAX, app_name};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -149,39 +152,6 @@ pub fn load_env(files: &[PathBuf]) -> Result<Vars, Error> {
     let parsed = read_env_files(files)?;
     Ok(env::merge([], parsed.iter().map(Vec::as_slice)))
 }
-
-/// The app's name: its root folder's name, lowercase, other characters as `-` (the
-/// header of `hkrun config`, and the name `export` gives objects and units).
-pub fn app_name(root: &Path) -> String {
-    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
-    let folder = root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let mut name = String::new();
-    for c in folder.chars() {
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            c
-        } else {
-            '-'
-        };
-        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
-            name.push(c);
-        }
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        name.insert_str(0, "app-");
-    }
-    name.truncate(APP_NAME_MAX);
-    match name.trim_end_matches('-') {
-        "app" | "" => "app".to_owned(),
-        name => name.to_owned(),
-    }
-}
-
-/// The longest app name: Kubernetes names of 63 characters hold it with a type's name,
-/// or `release-` and a hash, after it.
-pub const APP_NAME_MAX: usize = 30;
 
 /// The app root, where dynos run and the control socket is: `-d`, else the Procfile's
 /// folder, else the current directory.

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::config::APP_NAME_MAX;
+use crate::config::name::APP_NAME_MAX;
 
 /// Why nothing was exported.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ mod harness;
 // name order, so the rest run beside it rather than after.
 mod chaos;
 mod check_and_run;
+mod commands;
 mod config_vars;
 mod container;
 mod control;
