@@ -160,7 +160,7 @@ pub struct LogsArgs {
 }
 
 /// Where the app's files are.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct FileArgs {
     /// The Procfile [default: ./Procfile].
     #[arg(
@@ -171,26 +171,42 @@ pub struct FileArgs {
     )]
     pub procfile: Option<PathBuf>,
     /// The app root, where dynos run [default: the Procfile's folder].
-    #[arg(short = 'd', long = "root", value_name = "DIR")]
+    #[arg(short = 'd', long = "root", value_name = "DIR", env = "HKRUN_ROOT")]
     pub root: Option<PathBuf>,
     /// Env files, later ones winning; a comma list or the flag repeated [default: .env in
     /// the app root, when it exists].
-    #[arg(short = 'e', long = "env", value_name = "FILE", value_delimiter = ',')]
+    #[arg(
+        short = 'e',
+        long = "env",
+        value_name = "FILE",
+        value_delimiter = ',',
+        env = "HKRUN_ENV_FILES"
+    )]
     pub env: Vec<PathBuf>,
     /// The base port [default: PORT from the env files, then from the environment, then 5000].
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    #[arg(short = 'p', long = "port", value_name = "PORT", env = "HKRUN_PORT")]
     pub port: Option<u16>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct FormationArgs {
     /// The formation: how many of each type, e.g. `web=2,worker=1`, `all=1,clock=0`,
     /// `web=2:standard-2x`. Types not named run 0 times unless `all=N` is given.
-    #[arg(short = 'm', long = "formation", value_name = "SPEC")]
+    #[arg(
+        short = 'm',
+        long = "formation",
+        value_name = "SPEC",
+        env = "HKRUN_FORMATION"
+    )]
     pub formation: Option<String>,
     /// The default dyno size (memory quota): eco, basic, standard-1x, standard-2x,
     /// performance-m, performance-l, or an amount such as 768M.
-    #[arg(long = "dyno-size", value_name = "SIZE", default_value = "standard-1x")]
+    #[arg(
+        long = "dyno-size",
+        value_name = "SIZE",
+        default_value = "standard-1x",
+        env = "HKRUN_DYNO_SIZE"
+    )]
     pub dyno_size: String,
 }
 
@@ -204,7 +220,7 @@ impl Default for FormationArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct StartArgs {
     /// Run only these process types, one dyno each, or as many as `TYPE=COUNT[:SIZE]`
     /// says: `hkrun start web=2 worker` is `-m web=2,worker=1`.
@@ -219,68 +235,102 @@ pub struct StartArgs {
         short = 't',
         long = "timeout",
         value_name = "SECONDS",
-        default_value_t = 30.0
+        default_value_t = 30.0,
+        env = "HKRUN_TIMEOUT"
     )]
     pub timeout: f64,
     /// Skip the Procfile's `release` entry.
-    #[arg(long)]
+    #[arg(long, env = "HKRUN_NO_RELEASE")]
     pub no_release: bool,
     /// `DYNO` and `PS` of the formation's one dyno, instead of `TYPE.1`: a scheduler's
     /// name for it, such as its Kubernetes pod's (`hkrun export kubernetes` sets it).
-    #[arg(long = "dyno", value_name = "NAME")]
+    #[arg(long = "dyno", value_name = "NAME", env = "HKRUN_DYNO")]
     pub dyno: Option<String>,
+    /// Settings file [default: hkrun.toml in the app root, else foreman's .foreman].
+    #[arg(long = "config", value_name = "FILE", env = "HKRUN_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The control socket for `hkrun ps`, `scale` and the rest [default: .hkrun.sock in
     /// the app root].
     #[arg(long, value_name = "PATH", env = "HKRUN_SOCKET")]
     pub socket: Option<PathBuf>,
     /// No router: web dynos take foreman's ports (web.1 on the base port) and are reached
     /// directly, as with foreman.
-    #[arg(long)]
+    #[arg(long, env = "HKRUN_NO_ROUTER")]
     pub no_router: bool,
     /// Restart web dynos by stopping, then starting them, instead of preboot (new dynos
     /// first, traffic moved once they are up, then the old ones stopped).
-    #[arg(long)]
+    #[arg(long, env = "HKRUN_NO_PREBOOT")]
     pub no_preboot: bool,
     /// How the router spreads new connections over the web dynos that are up:
     /// round-robin or least-connections.
-    #[arg(long, value_name = "HOW", default_value = "round-robin")]
+    #[arg(
+        long,
+        value_name = "HOW",
+        default_value = "round-robin",
+        env = "HKRUN_BALANCE"
+    )]
     pub balance: BalanceArg,
     /// Stop the whole app when any dyno exits, and exit with its code (foreman's
     /// behaviour, for CI), instead of restarting it.
-    #[arg(long)]
+    #[arg(long, env = "HKRUN_EXIT_ON_CRASH")]
     pub exit_on_crash: bool,
     /// Restart policy after a dyno exits unasked: always (Heroku's), on-failure (exit 0
     /// means done) or never; per type as `css=never,web=always`. hkrun exits once no dyno
     /// is running or waiting to restart.
-    #[arg(long, value_name = "POLICY", default_value = "always")]
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "always",
+        env = "HKRUN_RESTART"
+    )]
     pub restart: String,
     /// The longest wait between restarts of a crashing dyno (the back-off doubles from
     /// 1 second up to this).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 300.0,
+        env = "HKRUN_RESTART_CAP"
+    )]
     pub restart_cap: f64,
     /// Seconds a web dyno has to listen on its PORT before Error R10 and a kill.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        env = "HKRUN_BOOT_TIMEOUT"
+    )]
     pub boot_timeout: f64,
     /// Memory quota enforcement: on (R14 over the quota, R15 and a kill at twice it),
     /// warn (R14 only) or off; per type as `worker=warn,web=on`.
-    #[arg(long, value_name = "MODE", default_value = "on")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "on",
+        env = "HKRUN_MEMORY_LIMIT"
+    )]
     pub memory_limit: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct OutputArgs {
     /// Colour the prefixes: auto (on a terminal, unless NO_COLOR is set or TERM=dumb),
     /// always or never.
-    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    #[arg(long, value_name = "WHEN", default_value = "auto", env = "HKRUN_COLOR")]
     pub color: ColorChoice,
     /// Leave the time out of each log line (default format).
-    #[arg(long)]
+    #[arg(long, env = "HKRUN_NO_TIMESTAMP")]
     pub no_timestamp: bool,
     /// Line format: default (`HH:MM:SS web.1 | text`), heroku (`heroku logs`' format) or
     /// json (one object per line).
-    #[arg(long, value_name = "FORMAT", default_value = "default")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "default",
+        env = "HKRUN_LOG_FORMAT"
+    )]
     pub log_format: LogFormatArg,
 }
 

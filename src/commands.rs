@@ -21,6 +21,20 @@ fn warn_all(app: &App) {
     }
 }
 
+/// `hkrun start`, with the settings file's defaults where flags and `HKRUN_*` variables
+/// said nothing.
+pub fn start_configured(args: &StartArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
+    let root = config::app_root(args.files.root.as_deref(), args.files.procfile.as_deref());
+    let given = matches
+        .subcommand_matches("start")
+        .expect("the command line is start's");
+    let args = match config::settings::Settings::find(args.config.as_deref(), &root)? {
+        Some((path, settings)) => settings.apply(&path, given, args.clone())?,
+        None => args.clone(),
+    };
+    start(&args)
+}
+
 /// `hkrun start`.
 pub fn start(args: &StartArgs) -> Result<i32, Error> {
     process::close_inherited_on_exec();

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::config::env::EnvError;
 use crate::config::procfile::ProcfileError;
+use crate::config::settings::SettingsError;
 use crate::export::error::ExportError;
 use crate::plan::formation::FormationError;
 use crate::plan::policy::PolicyError;
@@ -77,6 +78,8 @@ pub enum Error {
     Env(#[from] EnvError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// A `config:set` or `config:unset` argument.
     #[error("{0}")]
     ConfigVar(String),
@@ -161,7 +164,10 @@ impl Error {
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE
             }
-            Self::ConfigVar(_) => exit_code::BAD_INPUT,
+            Self::ConfigVar(_) | Self::Settings(SettingsError::Invalid { .. }) => {
+                exit_code::BAD_INPUT
+            }
+            Self::Settings(SettingsError::Read { .. }) => exit_code::NO_INPUT,
             Self::Export(_) => exit_code::BAD_INPUT,
             Self::PortInUse { .. } | Self::AlreadyRunning { .. } | Self::NotRunning { .. } => {
                 exit_code::UNAVAILABLE

@@ -116,10 +116,11 @@ impl tracing::field::Visit for Fields {
     }
 }
 
-/// Runs a parsed command line; `main` is only this.
-pub fn main(cli: cli::Cli) -> ExitCode {
+/// Runs a parsed command line (`matches` says where each value came from: flag,
+/// `HKRUN_*` variable or default); `main` is only this.
+pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
     let result = match &cli.command {
-        cli::Command::Start(args) => commands::start(args),
+        cli::Command::Start(args) => commands::start_configured(args, matches),
         cli::Command::Check(args) => commands::check(args),
         cli::Command::Run(args) => commands::run(args),
         cli::Command::Ps(args) => control::client::ps(args),

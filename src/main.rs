@@ -1,8 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
     hkrun::init_logging();
-    hkrun::main(hkrun::cli::Cli::parse())
+    let matches = hkrun::cli::Cli::command().get_matches();
+    let cli = hkrun::cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    hkrun::main(cli, &matches)
 }

@@ -7,6 +7,7 @@ pub mod env;
 pub(crate) mod env_file;
 pub(crate) mod name;
 pub mod procfile;
+pub(crate) mod settings;
 mod text;
 
 pub use name::{APP_NAME_MAX, app_name};

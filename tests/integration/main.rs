@@ -21,6 +21,7 @@ mod pid1;
 mod pipeline;
 mod router;
 mod scale;
+mod settings;
 mod shutdown;
 mod start;
 mod supervision;

@@ -1,0 +1,267 @@
+//! `start`'s defaults from a file: `hkrun.toml` in the app root (or `--config FILE`), or
+//! foreman's `.foreman` where there is no `hkrun.toml` (README, "Settings"). A setting
+//! applies only where the command line and the `HKRUN_*` environment said nothing:
+//! flags, then `HKRUN_*` variables, then the file, then hkrun's defaults.
+
+use std::path::{Path, PathBuf};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
+
+/// Why a settings file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+/// `hkrun.toml`: each key is a `start` flag's long name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    pub procfile: Option<PathBuf>,
+    pub env: Option<Vec<PathBuf>>,
+    pub port: Option<u16>,
+    pub formation: Option<String>,
+    pub dyno_size: Option<String>,
+    pub timeout: Option<f64>,
+    pub no_release: Option<bool>,
+    pub no_router: Option<bool>,
+    pub no_preboot: Option<bool>,
+    pub balance: Option<String>,
+    pub exit_on_crash: Option<bool>,
+    pub restart: Option<String>,
+    pub restart_cap: Option<f64>,
+    pub boot_timeout: Option<f64>,
+    pub memory_limit: Option<String>,
+    pub color: Option<String>,
+    pub no_timestamp: Option<bool>,
+    pub log_format: Option<String>,
+}
+
+/// foreman's `.foreman` (YAML), the keys hkrun has a meaning for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Foreman {
+    concurrency: Option<String>,
+    formation: Option<String>,
+    port: Option<u16>,
+    env: Option<String>,
+    procfile: Option<PathBuf>,
+    timeout: Option<f64>,
+}
+
+/// The 1-based line of byte `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    1 + text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+impl Settings {
+    /// The settings for an app whose root is `root`: `explicit` (`--config`), else
+    /// `hkrun.toml`, else `.foreman`, else none; with the file they came from.
+    pub fn find(
+        explicit: Option<&Path>,
+        root: &Path,
+    ) -> Result<Option<(PathBuf, Self)>, SettingsError> {
+        if let Some(path) = explicit {
+            return Ok(Some((path.to_owned(), Self::read_toml(path)?)));
+        }
+        // Shown as `hkrun.toml`, not `./hkrun.toml`, when the app is the current folder.
+        let at = |name: &str| match root == Path::new(".") {
+            true => PathBuf::from(name),
+            false => root.join(name),
+        };
+        let toml = at("hkrun.toml");
+        if toml.exists() {
+            return Ok(Some((toml.clone(), Self::read_toml(&toml)?)));
+        }
+        let foreman = at(".foreman");
+        if foreman.exists() {
+            return Ok(Some((foreman.clone(), Self::read_foreman(&foreman)?)));
+        }
+        Ok(None)
+    }
+
+    fn read(path: &Path) -> Result<String, SettingsError> {
+        std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn read_toml(path: &Path) -> Result<Self, SettingsError> {
+        let text = Self::read(path)?;
+        toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+            path: path.to_owned(),
+            line: e.span().map(|s| line_of(&text, s.start)),
+            message: e.message().trim().to_owned(),
+        })
+    }
+
+    fn read_foreman(path: &Path) -> Result<Self, SettingsError> {
+        let text = Self::read(path)?;
+        let foreman: Foreman = match text.trim().is_empty() {
+            true => Foreman::default(),
+            false => serde_norway::from_str(&text).map_err(|e| SettingsError::Invalid {
+                path: path.to_owned(),
+                line: e.location().map(|l| l.line()),
+                message: e
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            })?,
+        };
+        Ok(Self {
+            procfile: foreman.procfile,
+            // foreman's `env` is one file or several, comma-separated.
+            env: foreman
+                .env
+                .map(|e| e.split(',').map(|f| PathBuf::from(f.trim())).collect()),
+            port: foreman.port,
+            formation: foreman.formation.or(foreman.concurrency),
+            timeout: foreman.timeout,
+            ..Self::default()
+        })
+    }
+
+    /// `args` with every setting that neither a flag nor an `HKRUN_*` variable gave.
+    /// Paths in the file are relative to its folder.
+    pub fn apply(
+        self,
+        from: &Path,
+        matches: &ArgMatches,
+        mut args: StartArgs,
+    ) -> Result<StartArgs, SettingsError> {
+        let folder = from.parent().unwrap_or(Path::new("."));
+        let unset = |id: &str| {
+            !matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let invalid = |key: &str, value: &str, expected: &str| SettingsError::Invalid {
+            path: from.to_owned(),
+            line: None,
+            message: format!("bad {key} `{value}` (expected {expected})"),
+        };
+        if let (Some(p), true) = (self.procfile, unset("procfile")) {
+            args.files.procfile = Some(folder.join(p));
+        }
+        if let (Some(files), true) = (self.env, unset("env")) {
+            args.files.env = files.into_iter().map(|f| folder.join(f)).collect();
+        }
+        if let (Some(port), true) = (self.port, unset("port")) {
+            args.files.port = Some(port);
+        }
+        // `start web=2` names the formation too.
+        if let (Some(f), true, true) = (self.formation, unset("formation"), args.types.is_empty()) {
+            args.formation.formation = Some(f);
+        }
+        if let (Some(size), true) = (self.dyno_size, unset("dyno_size")) {
+            args.formation.dyno_size = size;
+        }
+        macro_rules! plain {
+            ($($field:ident),*) => {$(
+                if let (Some(value), true) = (self.$field, unset(stringify!($field))) {
+                    args.$field = value;
+                }
+            )*};
+        }
+        plain!(
+            timeout,
+            no_release,
+            no_router,
+            no_preboot,
+            exit_on_crash,
+            restart,
+            restart_cap,
+            boot_timeout,
+            memory_limit
+        );
+        if let (Some(b), true) = (self.balance, unset("balance")) {
+            args.balance = match b.as_str() {
+                "round-robin" => BalanceArg::RoundRobin,
+                "least-connections" => BalanceArg::LeastConnections,
+                _ => return Err(invalid("balance", &b, "round-robin or least-connections")),
+            };
+        }
+        if let (Some(c), true) = (self.color, unset("color")) {
+            args.output.color = match c.as_str() {
+                "auto" => ColorChoice::Auto,
+                "always" => ColorChoice::Always,
+                "never" => ColorChoice::Never,
+                _ => return Err(invalid("color", &c, "auto, always or never")),
+            };
+        }
+        if let (Some(t), true) = (self.no_timestamp, unset("no_timestamp")) {
+            args.output.no_timestamp = t;
+        }
+        if let (Some(f), true) = (self.log_format, unset("log_format")) {
+            args.output.log_format = match f.as_str() {
+                "default" => LogFormatArg::Default,
+                "heroku" => LogFormatArg::Heroku,
+                "json" => LogFormatArg::Json,
+                _ => return Err(invalid("log-format", &f, "default, heroku or json")),
+            };
+        }
+        Ok(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hkrun.toml");
+        std::fs::write(&path, "port = 6000\n# typo below\nformaton = \"web=2\"\n").unwrap();
+        let err = Settings::read_toml(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}:3: unknown field `formaton`", path.display())),
+            "{err}"
+        );
+        std::fs::write(&path, "port = \"six thousand\"\n").unwrap();
+        let err = Settings::read_toml(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}:1: ", path.display())), "{err}");
+    }
+
+    #[test]
+    fn foreman_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".foreman");
+        std::fs::write(
+            &path,
+            "concurrency: web=2,worker=1\nport: 6000\nenv: .env,.env.local\n",
+        )
+        .unwrap();
+        let settings = Settings::read_foreman(&path).unwrap();
+        assert_eq!(settings.formation.as_deref(), Some("web=2,worker=1"));
+        assert_eq!(settings.port, Some(6000));
+        assert_eq!(
+            settings.env.unwrap(),
+            [".env", ".env.local"].map(PathBuf::from)
+        );
+        std::fs::write(&path, "port: 6000\nbogus: 1\n").unwrap();
+        let err = Settings::read_foreman(&path).unwrap_err().to_string();
+        assert!(err.contains(":2: unknown field `bogus`"), "{err}");
+    }
+}

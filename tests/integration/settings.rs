@@ -1,0 +1,109 @@
+//! `start`'s settings: flags win over `HKRUN_*` variables, which win over `hkrun.toml`,
+//! which wins over hkrun's defaults; foreman's `.foreman` stands in for a missing
+//! `hkrun.toml`; a key hkrun does not know is refused with its line.
+
+use crate::harness::{App, Hk, hkrun, unique_tag};
+
+/// Runs `hkrun start ARGS` (with `vars` set) for an app whose one dyno prints its PORT
+/// and exits; the port it printed, or hkrun's exit code and stderr.
+fn port_seen(
+    app: &App,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<String, (Option<i32>, String)> {
+    let mut all = vec!["start", "--no-timestamp"];
+    all.extend_from_slice(args);
+    let mut command = hkrun(app.path(), &all, &unique_tag());
+    command.envs(vars.iter().copied());
+    let mut hk = Hk::spawn(command);
+    let status = hk.wait_exit();
+    let stderr = hk.stderr();
+    if !status.success() {
+        return Err((status.code(), stderr));
+    }
+    hk.seen
+        .iter()
+        .find_map(|l| l.strip_prefix("worker.1 | port=").map(str::to_owned))
+        .ok_or((status.code(), format!("no port line in {:?}", hk.seen)))
+}
+
+#[test]
+fn each_level_wins_over_the_one_below() {
+    // A worker binds nothing, so any port will do.
+    let app = App::new("worker: echo port=$PORT\n");
+    // The restart policy comes from the file at every level: without it the worker would
+    // be restarted forever.
+    app.write("hkrun.toml", "restart = \"never\"\n");
+    assert_eq!(
+        port_seen(&app, &[], &[]),
+        Ok("5000".into()),
+        "hkrun's default"
+    );
+    app.write("hkrun.toml", "restart = \"never\"\nport = 6100\n");
+    assert_eq!(port_seen(&app, &[], &[]), Ok("6100".into()), "hkrun.toml");
+    assert_eq!(
+        port_seen(&app, &[], &[("HKRUN_PORT", "6200")]),
+        Ok("6200".into()),
+        "HKRUN_PORT"
+    );
+    assert_eq!(
+        port_seen(&app, &["-p", "6300"], &[("HKRUN_PORT", "6200")]),
+        Ok("6300".into()),
+        "the flag"
+    );
+    // A boolean and a list alike.
+    app.write("other.env", "PORT=6400\n");
+    app.write(
+        "hkrun.toml",
+        "restart = \"never\"\nenv = [\"other.env\"]\nno-timestamp = true\n",
+    );
+    assert_eq!(
+        port_seen(&app, &[], &[]),
+        Ok("6400".into()),
+        "env files from the file"
+    );
+    assert_eq!(
+        port_seen(
+            &app,
+            &[],
+            &[("HKRUN_RESTART", "always"), ("HKRUN_EXIT_ON_CRASH", "true")]
+        ),
+        Ok("6400".into()),
+        "HKRUN_* over the file's restart"
+    );
+}
+
+#[test]
+fn foreman_files_stand_in_for_a_missing_hkrun_toml() {
+    let app = App::new("worker: echo port=$PORT\nother: echo other\n");
+    app.write(".foreman", "concurrency: worker=1,other=0\nport: 6500\n");
+    // `.foreman` has no restart policy: HKRUN_RESTART says it.
+    let never = [("HKRUN_RESTART", "never")];
+    assert_eq!(port_seen(&app, &[], &never), Ok("6500".into()));
+    app.write("hkrun.toml", "port = 6600\n");
+    assert_eq!(
+        port_seen(&app, &[], &never),
+        Ok("6600".into()),
+        "hkrun.toml first"
+    );
+}
+
+#[test]
+fn unknown_and_malformed_settings_are_refused_with_their_line() {
+    let app = App::new("worker: echo port=$PORT\n");
+    app.write("hkrun.toml", "port = 6100\n\nformaton = \"worker=2\"\n");
+    let (code, stderr) = port_seen(&app, &[], &[]).unwrap_err();
+    assert_eq!(code, Some(65));
+    assert!(
+        stderr.starts_with("hkrun: hkrun.toml:3: unknown field `formaton`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    app.write("hkrun.toml", "balance = \"fastest\"\n");
+    let (code, stderr) = port_seen(&app, &[], &[]).unwrap_err();
+    assert_eq!(code, Some(65));
+    assert_eq!(
+        stderr,
+        "hkrun: hkrun.toml: bad balance `fastest` (expected round-robin or least-connections)\n"
+    );
+}
