@@ -162,7 +162,8 @@ pub fn check(args: &CheckArgs) -> Result<i32, Error> {
 
 /// `hkrun run`: one process attached to the terminal, as `run.1`, with the app's env.
 pub fn run(args: &RunArgs) -> Result<i32, Error> {
-    let app = App::load(&args.files, true)?;
+    let mut app = App::load(&args.files, true)?;
+    app.generate_secrets()?;
     warn_all(&app);
     let entry = match args.command.as_slice() {
         [one] => app.procfile.as_ref().and_then(|p| p.get(one)),

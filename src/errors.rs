@@ -6,9 +6,10 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::config::app_json::AppJsonError;
 use crate::config::env::EnvError;
 use crate::config::procfile::ProcfileError;
-use crate::config::settings::SettingsError;
+use crate::config::settings::error::SettingsError;
 use crate::export::error::ExportError;
 use crate::plan::formation::FormationError;
 use crate::plan::policy::PolicyError;
@@ -80,6 +81,8 @@ pub enum Error {
     Export(#[from] ExportError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    #[error(transparent)]
+    AppJson(#[from] AppJsonError),
     /// A `config:set` or `config:unset` argument.
     #[error("{0}")]
     ConfigVar(String),
@@ -167,7 +170,9 @@ impl Error {
             Self::ConfigVar(_) | Self::Settings(SettingsError::Invalid { .. }) => {
                 exit_code::BAD_INPUT
             }
-            Self::Settings(SettingsError::Read { .. }) => exit_code::NO_INPUT,
+            Self::Settings(SettingsError::Read { .. })
+            | Self::AppJson(AppJsonError::Read { .. }) => exit_code::NO_INPUT,
+            Self::AppJson(_) => exit_code::BAD_INPUT,
             Self::Export(_) => exit_code::BAD_INPUT,
             Self::PortInUse { .. } | Self::AlreadyRunning { .. } | Self::NotRunning { .. } => {
                 exit_code::UNAVAILABLE

@@ -3,6 +3,7 @@
 //!
 //! Everything that can be refused is refused here, before anything is spawned.
 
+pub(crate) mod app_json;
 pub mod env;
 pub(crate) mod env_file;
 pub(crate) mod name;
@@ -43,6 +44,8 @@ pub struct App {
     pub env: Vars,
     /// The env files read, in order.
     pub env_files: Vec<PathBuf>,
+    /// `app.json`, where the app has one.
+    pub app_json: Option<(PathBuf, app_json::AppJson)>,
     /// The base port: `-p`, the env files' PORT, the inherited PORT, or 5000.
     pub base_port: u16,
     /// Things worth saying that do not stop hkrun, each one line.
@@ -102,7 +105,12 @@ impl App {
             files.env.clone()
         };
         let parsed = read_env_files(&env_files)?;
-        let env = env::merge([], parsed.iter().map(Vec::as_slice));
+        let mut env = env::merge([], parsed.iter().map(Vec::as_slice));
+        // app.json's defaults, below the env files and the environment.
+        let app_json = app_json::AppJson::find(&root)?;
+        if let Some((path, app_json)) = &app_json {
+            app_json.fill(path, &mut env, &inherited_vars())?;
+        }
         check_exec_limits(
             &procfile_path,
             procfile.as_ref(),
@@ -120,9 +128,51 @@ impl App {
             procfile,
             env,
             env_files,
+            app_json,
             base_port,
             warnings,
         })
+    }
+
+    /// Makes the config vars app.json's `generator: "secret"` asks for and nothing sets,
+    /// and keeps them in the env file (the first named, else `.env`), as Heroku makes them
+    /// once at the app's creation. `start` and `run` call it; `check` and `export` leave
+    /// them unset.
+    pub fn generate_secrets(&mut self) -> Result<(), Error> {
+        let Some((_, app_json)) = &self.app_json else {
+            return Ok(());
+        };
+        let keys = app_json.to_generate(&self.env, &inherited_vars());
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let path = match self.env_files.first() {
+            Some(first) => first.clone(),
+            None if self.root == Path::new(".") => PathBuf::from(".env"),
+            None => self.root.join(".env"),
+        };
+        let mut file = env_file::EnvFile::load(&path)?;
+        for key in &keys {
+            let value = app_json::secret().map_err(|source| Error::Setup {
+                what: "read /dev/urandom",
+                source,
+            })?;
+            file.set(key, &value)?;
+            self.env.insert(key.clone(), value);
+        }
+        file.save().map_err(|source| Error::WriteEnv {
+            path: path.clone(),
+            source,
+        })?;
+        self.warnings.push(format!(
+            "{}: generated {} (app.json's generator: \"secret\")",
+            path.display(),
+            keys.join(", ")
+        ));
+        if !self.env_files.contains(&path) {
+            self.env_files.push(path);
+        }
+        Ok(())
     }
 
     /// The Procfile, which `load(_, false)` guarantees.
@@ -146,6 +196,13 @@ fn read_env_files(files: &[PathBuf]) -> Result<Vec<Vec<env::Var>>, Error> {
         parsed.push(vars);
     }
     Ok(parsed)
+}
+
+/// The inherited environment, where it is UTF-8.
+fn inherited_vars() -> Vars {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 /// The env files read again, merged as at the start (`config:set` on a running app).
@@ -272,17 +329,34 @@ pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<Qu
         });
     }
     let default_size: DynoSize = args.dyno_size.parse()?;
-    let spec = match (&args.formation, types.is_empty()) {
+    // Below the flags, `HKRUN_FORMATION` and hkrun.toml (already in `args`): app.json's.
+    let from_app_json = match (&args.formation, types.is_empty(), &app.app_json) {
+        (None, true, Some((path, app_json))) => app_json.formation().map(|spec| (path, spec)),
+        _ => None,
+    };
+    let in_app_json =
+        |e: &dyn std::fmt::Display, path: &PathBuf| app_json::AppJsonError::Formation {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+    let spec = match (&args.formation, &from_app_json) {
         (Some(spec), _) => Some(spec.parse::<FormationSpec>()?),
-        (None, false) => Some(FormationSpec::from_args(types)?),
-        (None, true) => None,
+        (None, Some((path, spec))) => Some(
+            spec.parse::<FormationSpec>()
+                .map_err(|e| in_app_json(&e, path))?,
+        ),
+        (None, None) if !types.is_empty() => Some(FormationSpec::from_args(types)?),
+        (None, None) => None,
     };
     let types: Vec<(&str, &str)> = app
         .procfile()
         .types()
         .map(|e| (e.name.as_str(), e.command.as_str()))
         .collect();
-    Ok(formation::resolve(spec.as_ref(), &types, default_size)?)
+    formation::resolve(spec.as_ref(), &types, default_size).map_err(|e| match &from_app_json {
+        Some((path, _)) => in_app_json(&e, path).into(),
+        None => e.into(),
+    })
 }
 
 /// The router's port, when web runs and `--no-router` is not given: the first of web's
@@ -373,7 +447,8 @@ pub struct StartConfig {
 
 impl StartConfig {
     pub fn resolve(args: &StartArgs) -> Result<Self, Error> {
-        let app = App::load(&args.files, false)?;
+        let mut app = App::load(&args.files, false)?;
+        app.generate_secrets()?;
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
         let release = if args.no_release {

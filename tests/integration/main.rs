@@ -13,6 +13,7 @@ mod control;
 mod exec;
 mod export;
 mod growth;
+mod herokus_app_json;
 mod input;
 mod leftovers;
 mod logs;

@@ -11,21 +11,9 @@ use serde::Deserialize;
 
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
 
-/// Why a settings file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-    },
-}
+pub(crate) mod error;
+
+pub use error::SettingsError;
 
 /// `hkrun.toml`: each key is a `start` flag's long name.
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,199 @@
+//! Heroku's `app.json` in the app root (README, "app.json"): its `formation` is the
+//! default formation, its `env` entries are defaults below the env files and the
+//! environment (`required` ones must be set somewhere; `generator: "secret"` ones are
+//! generated once and kept in `.env`). Keys hkrun has no use for are left alone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::env::Vars;
+
+/// Why `app.json` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppJsonError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "{}: config var {key} is required and set nowhere (set it with `hkrun config:set {key}=...`)",
+        path.display()
+    )]
+    Required { path: PathBuf, key: String },
+    #[error("{}: formation: {message}", path.display())]
+    Formation { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AppJson {
+    #[serde(default)]
+    formation: BTreeMap<String, Dynos>,
+    #[serde(default)]
+    env: BTreeMap<String, EnvEntry>,
+    #[serde(default)]
+    pub addons: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Dynos {
+    quantity: Option<u32>,
+    size: Option<String>,
+}
+
+/// A config var: its value alone, or Heroku's object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EnvEntry {
+    Value(String),
+    Spec {
+        value: Option<String>,
+        /// Heroku's default: required.
+        required: Option<bool>,
+        generator: Option<String>,
+    },
+}
+
+impl AppJson {
+    /// `app.json` in `root`, or `None` when there is none.
+    pub fn find(root: &Path) -> Result<Option<(PathBuf, Self)>, AppJsonError> {
+        let path = match root == Path::new(".") {
+            true => PathBuf::from("app.json"),
+            false => root.join("app.json"),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(AppJsonError::Read { path, source }),
+        };
+        match serde_json::from_str(&text) {
+            Ok(app) => Ok(Some((path, app))),
+            Err(e) => Err(AppJsonError::Invalid {
+                line: e.line(),
+                message: e
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                path,
+            }),
+        }
+    }
+
+    /// The formation as `-m` takes it (`web=2:standard-2x,worker=1`), when it names any.
+    pub fn formation(&self) -> Option<String> {
+        let items: Vec<String> = self
+            .formation
+            .iter()
+            .map(|(name, dynos)| {
+                let size = dynos
+                    .size
+                    .as_ref()
+                    .map(|s| format!(":{s}"))
+                    .unwrap_or_default();
+                format!("{name}={}{size}", dynos.quantity.unwrap_or(1))
+            })
+            .collect();
+        (!items.is_empty()).then(|| items.join(","))
+    }
+
+    /// Adds the defaults to `env` where neither it nor `inherited` sets a key; refuses a
+    /// required key set nowhere. Keys a generator makes are left to `to_generate`.
+    pub fn fill(&self, path: &Path, env: &mut Vars, inherited: &Vars) -> Result<(), AppJsonError> {
+        for (key, entry) in &self.env {
+            if env.contains_key(key) || inherited.contains_key(key) {
+                continue;
+            }
+            match entry {
+                EnvEntry::Value(value)
+                | EnvEntry::Spec {
+                    value: Some(value), ..
+                } => {
+                    env.insert(key.clone(), value.clone());
+                }
+                EnvEntry::Spec {
+                    generator: Some(_), ..
+                } => {}
+                EnvEntry::Spec { required, .. } => {
+                    if required.unwrap_or(true) {
+                        return Err(AppJsonError::Required {
+                            path: path.to_owned(),
+                            key: key.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys with `generator: "secret"` that `env` and `inherited` leave unset.
+    pub fn to_generate(&self, env: &Vars, inherited: &Vars) -> Vec<String> {
+        self.env
+            .iter()
+            .filter(|(key, entry)| {
+                matches!(entry, EnvEntry::Spec { value: None, generator: Some(g), .. } if g == "secret")
+                    && !env.contains_key(*key)
+                    && !inherited.contains_key(*key)
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// A secret as Heroku's `generator: "secret"` makes one: 64 hex digits from the
+/// kernel's random source.
+pub fn secret() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(json: &str) -> AppJson {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn formation_env_defaults_required_and_generators() {
+        let a = app(
+            r#"{"name":"shop","formation":{"web":{"quantity":2,"size":"standard-2x"},"worker":{"quantity":1}},
+                "env":{"LANG":"en_US.UTF-8","RAILS_ENV":{"value":"production"},"SECRET":{"generator":"secret"},
+                       "OPTIONAL":{"required":false},"API_KEY":{"description":"needed"}},
+                "addons":["heroku-postgresql"],"buildpacks":[]}"#,
+        );
+        assert_eq!(a.formation().as_deref(), Some("web=2:standard-2x,worker=1"));
+        let path = Path::new("app.json");
+        let mut env = Vars::from([("RAILS_ENV".to_owned(), "development".to_owned())]);
+        let err = a.fill(path, &mut env.clone(), &Vars::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "app.json: config var API_KEY is required and set nowhere (set it with `hkrun config:set API_KEY=...`)"
+        );
+        let inherited = Vars::from([("API_KEY".to_owned(), "k".to_owned())]);
+        a.fill(path, &mut env, &inherited).unwrap();
+        assert_eq!(env["LANG"], "en_US.UTF-8");
+        assert_eq!(env["RAILS_ENV"], "development", "the env files win");
+        assert!(!env.contains_key("OPTIONAL") && !env.contains_key("API_KEY"));
+        assert_eq!(a.to_generate(&env, &inherited), ["SECRET"]);
+        let s = secret().unwrap();
+        assert!(
+            s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{s}"
+        );
+        assert_ne!(s, secret().unwrap());
+    }
+}

@@ -1,0 +1,117 @@
+//! Heroku's `app.json`: its formation is the default formation, its `env` entries are
+//! defaults below `.env`, `required` ones must be set, `generator: "secret"` ones are made
+//! once and kept in `.env`.
+
+use crate::harness::{App, Hk, client, free_base_port, hkrun, unique_tag};
+
+const APP_JSON: &str = r#"{
+  "name": "shop",
+  "description": "keys hkrun has no use for are left alone",
+  "formation": {"web": {"quantity": 2, "size": "standard-2x"}, "worker": {"quantity": 1}},
+  "env": {
+    "GREETING": "hello there",
+    "RAILS_ENV": {"value": "production"},
+    "SECRET_KEY_BASE": {"generator": "secret"},
+    "OPTIONAL": {"required": false}
+  },
+  "addons": ["heroku-postgresql"]
+}"#;
+
+#[test]
+fn the_formation_is_app_jsons_unless_one_is_given() {
+    let app = App::new("web: serve\nworker: work\nclock: tick\n");
+    app.write("app.json", APP_JSON);
+    let out = client(app.path(), &["check", "--no-router", "-p", "5000"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let dynos: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(dynos, ["web.1", "web.2", "worker.1"], "{}", out.stdout);
+    let out = client(app.path(), &["check", "-m", "clock=1", "-p", "5000"]);
+    assert!(
+        out.stdout.contains("clock.1") && !out.stdout.contains("web.1"),
+        "{}",
+        out.stdout
+    );
+    // A type the Procfile lacks is refused, naming app.json.
+    app.write("app.json", r#"{"formation": {"db": {"quantity": 1}}}"#);
+    let out = client(app.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(65));
+    assert_eq!(
+        out.stderr,
+        "hkrun: app.json: formation: unknown process type `db` (the Procfile has web, worker, clock)\n"
+    );
+}
+
+/// The worker's line, from a start of one worker that prints `$NAME`s and exits.
+fn printed(app: &App, vars: &[(&str, &str)]) -> Result<String, String> {
+    let port = free_base_port().to_string();
+    let args = [
+        "start",
+        "--no-timestamp",
+        "--restart",
+        "never",
+        "-m",
+        "worker=1",
+        "-p",
+        &port,
+    ];
+    let mut command = hkrun(app.path(), &args, &unique_tag());
+    command.envs(vars.iter().copied());
+    let mut hk = Hk::spawn(command);
+    let status = hk.wait_exit();
+    let stderr = hk.stderr();
+    match status.success() {
+        true => hk
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix("worker.1 | got ").map(str::to_owned))
+            .ok_or(format!("{:?}", hk.seen)),
+        false => Err(stderr),
+    }
+}
+
+#[test]
+fn env_defaults_sit_below_the_env_files_and_secrets_are_made_once() {
+    let app = App::new("worker: echo \"got $GREETING|$RAILS_ENV|$SECRET_KEY_BASE\"\n");
+    app.write("app.json", APP_JSON);
+    app.write(".env", "# local\nRAILS_ENV=development\n");
+    let first = printed(&app, &[]).expect("started");
+    let words: Vec<&str> = first.split('|').collect();
+    assert_eq!(words[..2], ["hello there", "development"], "{first}");
+    let secret = words[2];
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{first}"
+    );
+    let dotenv = std::fs::read_to_string(app.file(".env")).expect("read .env");
+    assert_eq!(
+        dotenv,
+        format!("# local\nRAILS_ENV=development\nSECRET_KEY_BASE={secret}\n")
+    );
+    // The next start keeps it.
+    assert_eq!(printed(&app, &[]), Ok(first));
+}
+
+#[test]
+fn a_required_config_var_set_nowhere_is_refused() {
+    let app = App::new("worker: echo \"got $API_KEY\"\n");
+    app.write(
+        "app.json",
+        r#"{"env": {"API_KEY": {"description": "from the provider"}}}"#,
+    );
+    assert_eq!(
+        printed(&app, &[]),
+        Err("hkrun: app.json: config var API_KEY is required and set nowhere (set it with `hkrun config:set API_KEY=...`)\n".into())
+    );
+    assert_eq!(
+        printed(&app, &[("API_KEY", "k1")]),
+        Ok("k1".into()),
+        "from the environment"
+    );
+    app.write(".env", "API_KEY=k2\n");
+    assert_eq!(printed(&app, &[]), Ok("k2".into()), "from .env");
+}
