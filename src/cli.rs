@@ -58,7 +58,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show the app's config vars (its .env), as `heroku config` does.
     ///
-    /// `-s` prints `KEY=value` lines that `config:set` takes back.
+    /// `-s` prints `KEY=value` lines in .env syntax, which `config:set` and .env files
+    /// read (not for a shell's eval).
     Config(ConfigArgs),
     /// Print one config var's value.
     #[command(name = "config:get")]
@@ -445,7 +446,7 @@ pub struct ConfigFileArgs {
 pub struct ConfigArgs {
     #[command(flatten)]
     pub file: ConfigFileArgs,
-    /// `KEY=value` lines, quoted where the value needs it.
+    /// `KEY=value` lines in .env syntax, quoted where the value needs it.
     #[arg(short = 's', long)]
     pub shell: bool,
     /// A JSON object.

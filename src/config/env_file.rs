@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::env::{self, EnvError, Var, Vars};
@@ -24,6 +24,8 @@ pub struct EnvFile {
     entries: Vec<(Var, std::ops::Range<usize>)>,
     /// The file's mode, or `None` when it does not exist yet.
     mode: Option<u32>,
+    /// The file's owner and group, kept when it is replaced.
+    owner: Option<(u32, u32)>,
 }
 
 /// Why a key cannot be set.
@@ -43,13 +45,8 @@ pub fn check_key(key: &str) -> Result<(), String> {
 impl EnvFile {
     /// Reads `path`; a file that does not exist is empty (`config:set` creates it).
     pub fn load(path: &Path) -> Result<Self, EnvError> {
-        let (bytes, mode) = match fs::read(path) {
-            Ok(bytes) => {
-                let mode = fs::metadata(path)
-                    .map(|m| m.permissions().mode() & 0o7777)
-                    .ok();
-                (bytes, mode)
-            }
+        let (bytes, meta) = match fs::read(path) {
+            Ok(bytes) => (bytes, fs::metadata(path).ok()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
             Err(source) => {
                 return Err(EnvError::Read {
@@ -70,15 +67,19 @@ impl EnvFile {
             bom,
             text,
             entries: Vec::new(),
-            mode,
+            mode: meta.as_ref().map(|m| m.permissions().mode() & 0o7777),
+            owner: meta.as_ref().map(|m| (m.uid(), m.gid())),
         };
         file.reparse()?;
         Ok(file)
     }
 
     fn reparse(&mut self) -> Result<(), EnvError> {
-        // `$NAME` is left as the file says: the values shown are what the file holds.
-        self.entries = env::entries(&self.path, &self.text, &Vars::new())?;
+        // Values as a dyno gets them: `$NAME` sees the inherited environment too.
+        let inherited: Vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        self.entries = env::entries(&self.path, &self.text, &inherited)?;
         Ok(())
     }
 
@@ -109,20 +110,25 @@ impl EnvFile {
         match last {
             Some((_, span)) => {
                 let old = &self.text[span.clone()];
-                let export = if old.starts_with("export") && !old.starts_with(key) {
-                    "export "
-                } else {
-                    ""
-                };
+                let exported = old
+                    .strip_prefix("export")
+                    .is_some_and(|rest| rest.starts_with([' ', '\t']));
+                let export = if exported { "export " } else { "" };
                 let cr = if old.ends_with('\r') { "\r" } else { "" };
                 let entry = format!("{export}{key}={}{cr}", quote(value));
                 self.text.replace_range(span.clone(), &entry);
             }
             None => {
+                // The file's own line end.
+                let end = if self.text.contains("\r\n") {
+                    "\r\n"
+                } else {
+                    "\n"
+                };
                 if !self.text.is_empty() && !self.text.ends_with('\n') {
-                    self.text.push('\n');
+                    self.text.push_str(end);
                 }
-                self.text.push_str(&format!("{key}={}\n", quote(value)));
+                self.text.push_str(&format!("{key}={}{end}", quote(value)));
             }
         }
         self.reparse()
@@ -187,8 +193,12 @@ impl EnvFile {
                 .create_new(true)
                 .mode(mode)
                 .open(&temporary)?;
-            // The umask may have narrowed it.
+            // The umask may have narrowed it; and the owner stays (`sudo hkrun config:set`).
             file.set_permissions(fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = self.owner {
+                nix::unistd::fchown(&file, Some(uid.into()), Some(gid.into()))
+                    .map_err(io::Error::from)?;
+            }
             file.write_all(&self.bytes())?;
             file.sync_all()?;
             rename(&temporary, &target)?;
@@ -244,6 +254,7 @@ mod tests {
             text: text.to_owned(),
             entries: Vec::new(),
             mode: None,
+            owner: None,
         };
         file.reparse().unwrap();
         file
@@ -312,7 +323,12 @@ ADDED=1
         let mut f = file("A=1\r\nB=2\r\nC=3");
         f.set("B", "two").unwrap();
         f.set("D", "4").unwrap();
-        assert_eq!(f.text, "A=1\r\nB=two\r\nC=3\nD=4\n");
+        assert_eq!(f.text, "A=1\r\nB=two\r\nC=3\r\nD=4\r\n");
+        // `e` is not `export`.
+        let mut f = file("export e=1\nexporter=2\n");
+        f.set("e", "3").unwrap();
+        f.set("exporter", "4").unwrap();
+        assert_eq!(f.text, "export e=3\nexporter=4\n");
     }
 
     #[test]

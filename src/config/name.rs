@@ -27,6 +27,8 @@ pub fn app_name(root: &Path) -> String {
     name.truncate(APP_NAME_MAX);
     match name.trim_end_matches('-') {
         "app" | "" => "app".to_owned(),
+        // Words YAML 1.1 reads as booleans.
+        word @ ("y" | "n" | "yes" | "no" | "on" | "off") => format!("app-{word}"),
         name => name.to_owned(),
     }
 }

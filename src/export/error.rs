@@ -18,6 +18,14 @@ pub enum ExportError {
     BadAppName(String),
     #[error("process types `{0}` and `{1}` would get the same name in {2}")]
     NameClash(String, String, &'static str),
+    #[error(
+        "process type `{0}` cannot name Kubernetes objects (a DNS label of letters, digits and `-`, not yes/no/on/off/y/n)"
+    )]
+    BadTypeName(String),
+    #[error("config var `{0}` would reach kubectl as a boolean (YAML 1.1): rename it")]
+    BadKey(String),
+    #[error("config var `{0}` cannot be passed by systemd (letters, digits and `_` only)")]
+    SystemdKey(String),
     #[error("{}: not empty (--force replaces an earlier export)", .0.display())]
     NotEmpty(PathBuf),
     #[error("{}: holds files hkrun did not export; --force replaces only an earlier export", .0.display())]

@@ -58,6 +58,14 @@ fn type_names(export: &Export) -> Result<Vec<String>, ExportError> {
                 .to_owned()
         })
         .collect();
+    for (ty, name) in export.types.iter().zip(&names) {
+        if name.is_empty() || name.len() > 63 - export.app.len() - 1 || yaml_1_1_word(name) {
+            return Err(ExportError::BadTypeName(ty.name.clone()));
+        }
+    }
+    if let Some(key) = export.env.keys().find(|k| yaml_1_1_word(k)) {
+        return Err(ExportError::BadKey(key.clone()));
+    }
     for (i, name) in names.iter().enumerate() {
         if let Some(j) = names[..i].iter().position(|n| n == name) {
             return Err(ExportError::NameClash(
@@ -72,6 +80,15 @@ fn type_names(export: &Export) -> Result<Vec<String>, ExportError> {
 
 fn s(text: impl Into<String>) -> Value {
     Value::String(text.into())
+}
+
+/// Words YAML 1.1 (what kubectl and Helm read) takes for booleans or null when bare,
+/// which the YAML 1.2 writer leaves bare: never a name or key in the objects.
+fn yaml_1_1_word(text: &str) -> bool {
+    matches!(
+        text.to_ascii_lowercase().as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off"
+    )
 }
 
 fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
@@ -161,10 +178,16 @@ fn helm_hook(weight: &str) -> Value {
 }
 
 fn secret(export: &Export) -> Value {
+    use base64::Engine;
+    // Base64 (`data`), not `stringData`: a bare `yes` or `1_000` would reach kubectl as a
+    // boolean or a number, and base64's alphabet never spells one.
     let vars: Mapping = export
         .env
         .iter()
-        .map(|(k, v)| (s(k.as_str()), s(v.as_str())))
+        .map(|(k, v)| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+            (s(k.as_str()), s(encoded))
+        })
         .collect();
     map([
         ("apiVersion", s("v1")),
@@ -180,28 +203,63 @@ fn secret(export: &Export) -> Value {
             ),
         ),
         ("type", s("Opaque")),
-        ("stringData", Value::Mapping(vars)),
+        ("data", Value::Mapping(vars)),
     ])
 }
 
-/// FNV-1a of the release command and the image: a new Job for each new release.
-fn release_hash(command: &str, image: &str) -> String {
+/// FNV-1a of `parts`, 16 hex digits.
+fn hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut hasher = fnv::FnvHasher::default();
-    hasher.write(command.as_bytes());
-    hasher.write(&[0]);
-    hasher.write(image.as_bytes());
-    format!("{:016x}", hasher.finish())[..10].to_owned()
+    for part in parts {
+        hasher.write(part.as_bytes());
+        hasher.write(&[0]);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// The config vars' checksum: a changed Secret changes the pod template, so the pods
+/// restart with it, as Heroku restarts an app on `config:set`.
+fn config_checksum(export: &Export) -> String {
+    hash(
+        export
+            .env
+            .iter()
+            .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+    )
+}
+
+/// A new Job, so a new release phase, for a new command, image or config (Heroku makes a
+/// release of each), and for a changed Job (its template cannot change in place).
+fn release_hash(export: &Export, command: &str, image: &str) -> String {
+    let checksum = config_checksum(export);
+    let size = export.default_size.bytes.to_string();
+    let grace = grace_secs(export).to_string();
+    hash([
+        command,
+        image,
+        checksum.as_str(),
+        size.as_str(),
+        grace.as_str(),
+    ])[..10]
+        .to_owned()
 }
 
 fn release_job(export: &Export, command: &str) -> Value {
     let image = export.image.as_deref().unwrap_or_default();
-    let name = format!("{}-release-{}", export.app, release_hash(command, image));
+    let name = format!(
+        "{}-release-{}",
+        export.app,
+        release_hash(export, command, image)
+    );
     let size = export.default_size;
     let container = map([
         ("name", s("release")),
         ("image", s(image)),
         ("command", Value::Sequence(vec![s("hkrun")])),
-        ("args", Value::Sequence(vec![s("run"), s("release")])),
+        (
+            "args",
+            Value::Sequence(vec![s("run"), s("-e"), s("/dev/null"), s("release")]),
+        ),
         ("envFrom", env_from(export)),
         ("resources", resources(size)),
     ]);
@@ -338,7 +396,16 @@ fn deployment(export: &Export, ty: &ExportedType, name: &str) -> Value {
                 (
                     "template",
                     map([
-                        ("metadata", map([("labels", labels(&export.app, name))])),
+                        (
+                            "metadata",
+                            map([
+                                ("labels", labels(&export.app, name)),
+                                (
+                                    "annotations",
+                                    map([("checksum/config", s(config_checksum(export)))]),
+                                ),
+                            ]),
+                        ),
                         (
                             "spec",
                             map([
@@ -398,11 +465,14 @@ mod tests {
     }
 
     #[test]
-    fn the_release_hash_follows_command_and_image() {
-        let a = release_hash("rake db:migrate", "app:1");
+    fn the_release_hash_follows_command_image_and_config() {
+        let mut export = crate::export::tests::shop();
+        let a = release_hash(&export, "rake db:migrate", "app:1");
         assert_eq!(a.len(), 10);
-        assert_eq!(a, release_hash("rake db:migrate", "app:1"));
-        assert_ne!(a, release_hash("rake db:migrate", "app:2"));
-        assert_ne!(a, release_hash("rake db:migrate ", "app:1"));
+        assert_eq!(a, release_hash(&export, "rake db:migrate", "app:1"));
+        assert_ne!(a, release_hash(&export, "rake db:migrate", "app:2"));
+        assert_ne!(a, release_hash(&export, "rake db:migrate ", "app:1"));
+        export.env.insert("NEW".into(), "1".into());
+        assert_ne!(a, release_hash(&export, "rake db:migrate", "app:1"));
     }
 }

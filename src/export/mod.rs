@@ -89,7 +89,7 @@ pub fn export(args: &ExportArgs) -> Result<i32, Error> {
     write::check_target(&args.dir, args.force)?;
     let files = match format {
         Format::Kubernetes => kubernetes::render(&export)?,
-        Format::Systemd => systemd::render(&export, &absolute(&args.dir)?)?,
+        Format::Systemd => systemd::render(&export, &canonical_target(&args.dir)?)?,
     };
     write::replace(&args.dir, format, &files)?;
     let text = format!(
@@ -114,7 +114,8 @@ impl Export {
             value: args.timeout.to_string(),
             reason: "expected a number of seconds",
         })?;
-        let root = absolute(&app.root)?;
+        // Resolved: systemd refuses a path with `..` in it.
+        let root = std::fs::canonicalize(&app.root).or_else(|_| absolute(&app.root))?;
         let name = match &args.app {
             Some(name) if valid_app_name(name) => name.clone(),
             Some(name) => return Err(ExportError::BadAppName(name.clone()).into()),
@@ -158,6 +159,23 @@ impl Export {
     }
 }
 
+/// DIR as it will be once written, without `.` or `..` (systemd refuses such paths):
+/// its parent resolved, its own name kept.
+fn canonical_target(dir: &Path) -> Result<PathBuf, Error> {
+    let dir = absolute(dir)?;
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Ok(dir);
+    };
+    match std::fs::canonicalize(parent) {
+        Ok(parent) => Ok(parent.join(name)),
+        Err(source) => Err(ExportError::Write {
+            path: parent.to_owned(),
+            source,
+        }
+        .into()),
+    }
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(path).map_err(|source| Error::Setup {
         what: "find the current directory",
@@ -167,7 +185,8 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
 
 /// A name Kubernetes takes in every object name (a DNS label) and systemd in a unit's.
 fn valid_app_name(name: &str) -> bool {
-    name.len() <= APP_NAME_MAX
+    !matches!(name, "y" | "n" | "yes" | "no" | "on" | "off")
+        && name.len() <= APP_NAME_MAX
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && name
@@ -192,7 +211,7 @@ pub enum Contents {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The example app as `hkrun export` reads it, its folder given a fixed place.
@@ -226,7 +245,7 @@ mod tests {
     }
 
     /// Three types with sizes, config vars that need quoting, a fractional grace.
-    fn shop() -> Export {
+    pub(crate) fn shop() -> Export {
         let ty = |name: &str, command: &str, count, size: &str, port| ExportedType {
             name: name.into(),
             command: command.into(),

@@ -13,6 +13,14 @@ use crate::os::process::exec_form;
 
 pub fn render(export: &Export, dir: &Path) -> Result<Vec<File>, ExportError> {
     let app = &export.app;
+    // systemd drops an assignment whose name is not a shell variable's.
+    if let Some(key) = export
+        .env
+        .keys()
+        .find(|k| !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(ExportError::SystemdKey(key.clone()));
+    }
     let env_file = dir.join(format!("{app}.env"));
     let mut files = vec![
         File {
@@ -87,12 +95,19 @@ fn exec_arg(head: &str, script: &str) -> String {
     out
 }
 
-/// A duration as systemd reads it: whole seconds, else milliseconds.
+/// A duration as systemd reads it: whole seconds, else milliseconds; never `0`, which
+/// systemd reads as no timeout at all.
 fn timespan(d: Duration) -> String {
-    match d.subsec_millis() {
-        0 => format!("{}s", d.as_secs()),
-        _ => format!("{}ms", d.as_millis()),
+    match (d.as_millis(), d.subsec_millis()) {
+        (0, _) => "1ms".to_owned(),
+        (_, 0) => format!("{}s", d.as_secs()),
+        (ms, _) => format!("{ms}ms"),
     }
+}
+
+/// A path in a unit file: systemd reads `%` as a specifier.
+fn unit_path(path: &Path) -> String {
+    path.display().to_string().replace('%', "%%")
 }
 
 fn target(export: &Export) -> String {
@@ -118,8 +133,8 @@ WorkingDirectory={root}
 EnvironmentFile={env}
 Environment=PYTHONUNBUFFERED=1
 ",
-        root = export.root.display(),
-        env = env_file.display(),
+        root = unit_path(&export.root),
+        env = unit_path(env_file),
     )
 }
 
@@ -180,7 +195,7 @@ Restart=always
 RestartSec=1
 RestartSteps=9
 RestartMaxDelaySec=5min
-KillMode=mixed
+KillMode=control-group
 TimeoutStopSec={grace}
 MemoryHigh={high}
 MemoryMax={max}
@@ -217,5 +232,7 @@ mod tests {
     fn timespans() {
         assert_eq!(timespan(Duration::from_secs(30)), "30s");
         assert_eq!(timespan(Duration::from_millis(2500)), "2500ms");
+        assert_eq!(timespan(Duration::ZERO), "1ms");
+        assert_eq!(unit_path(Path::new("/srv/50%off")), "/srv/50%%off");
     }
 }

@@ -48,12 +48,16 @@ pub fn replace(dir: &Path, format: Format, files: &[File]) -> Result<(), ExportE
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "export".into());
-    let staging = parent.join(format!(".{name}.hkrun-{}", std::process::id()));
+    // Unique however often this pid comes back (PID 1 in a container).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = parent.join(format!(".{name}.hkrun-{}-{nanos}", std::process::id()));
     let failed = |path: &Path| {
         let path = path.to_owned();
         move |source| ExportError::Write { path, source }
     };
-    fs::create_dir(&staging).map_err(failed(dir))?;
+    fs::create_dir(&staging).map_err(failed(&staging))?;
     let result = fill(&staging, format, files).and_then(|()| swap_in(&staging, dir));
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
@@ -100,31 +104,48 @@ fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
     file.sync_all()
 }
 
-/// `staging` becomes `dir`: renamed when `dir` is absent or empty, exchanged with it (one
-/// step, so `dir` is never missing) when it holds an earlier export.
+/// `staging` becomes `dir`: renamed over it when `dir` is absent or empty (one step: an
+/// empty folder is replaced by the rename itself), exchanged with it when it holds an
+/// earlier export, which is then removed, once its mark is seen again.
 fn swap_in(staging: &Path, dir: &Path) -> Result<(), ExportError> {
     let failed = |source: io::Error| ExportError::Write {
         path: dir.to_owned(),
         source,
     };
-    // An empty folder is replaced.
-    match fs::remove_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
-            renameat2(
-                AT_FDCWD,
-                staging,
-                AT_FDCWD,
-                dir,
-                RenameFlags::RENAME_EXCHANGE,
-            )
-            .map_err(|e| failed(e.into()))?;
-            // `staging` now holds the earlier export.
-            let _ = fs::remove_dir_all(staging);
-            return Ok(());
-        }
+    match fs::rename(staging, dir) {
+        Ok(()) => return sync_parent(dir).map_err(failed),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
         Err(e) => return Err(failed(e)),
     }
-    fs::rename(staging, dir).map_err(failed)
+    renameat2(
+        AT_FDCWD,
+        staging,
+        AT_FDCWD,
+        dir,
+        RenameFlags::RENAME_EXCHANGE,
+    )
+    .map_err(|e| failed(e.into()))?;
+    // `staging` now holds what was at DIR: an earlier export, as `check_target` saw, unless
+    // something replaced it since. Then it goes back, and nothing is removed.
+    if !staging.join(MARK).is_file() {
+        let _ = renameat2(
+            AT_FDCWD,
+            staging,
+            AT_FDCWD,
+            dir,
+            RenameFlags::RENAME_EXCHANGE,
+        );
+        return Err(ExportError::NotAnExport(dir.to_owned()));
+    }
+    let _ = fs::remove_dir_all(staging);
+    sync_parent(dir).map_err(failed)
+}
+
+/// The rename itself, on disk.
+fn sync_parent(dir: &Path) -> io::Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)?.sync_all()
 }

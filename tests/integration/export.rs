@@ -20,7 +20,7 @@ fn shop() -> App {
     );
     app.write(
         ".env",
-        "DATABASE_URL=postgres://db/shop\nSECRET='s3 cr$t'\nPORT=6000\n",
+        "DATABASE_URL=postgres://db/shop\nSECRET='s3 cr$t'\nFORCE_SSL=yes\nPORT=6000\n",
     );
     app
 }
@@ -222,12 +222,27 @@ fn kubernetes_objects_pass_the_official_schemas_and_say_what_the_formation_says(
         Value::from("web")
     );
 
-    // Config vars from the env files, PORT left to hkrun; readable by its owner only.
+    // Config vars from the env files (base64), PORT left to hkrun; readable by its owner
+    // only; their checksum in the pod template, so a change restarts the pods.
     let secret = yaml(&shop_dir, "00-secret.yaml");
     assert_eq!(at(&secret, "kind"), &Value::from("Secret"));
-    let vars = at(&secret, "stringData").as_mapping().expect("stringData");
-    assert_eq!(vars.len(), 2);
-    assert_eq!(vars["SECRET"], Value::from("s3 cr$t"));
+    let vars = at(&secret, "data").as_mapping().expect("data");
+    assert_eq!(vars.len(), 3);
+    let decoded = |key: &str| {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(vars[key].as_str().expect("a string"))
+            .expect("base64");
+        String::from_utf8(bytes).expect("utf-8")
+    };
+    assert_eq!(decoded("SECRET"), "s3 cr$t");
+    // YAML 1.1 would read a bare `yes` as a boolean: base64 never spells one.
+    assert_eq!(decoded("FORCE_SSL"), "yes");
+    assert!(
+        at(&web, "spec.template.metadata.annotations")["checksum/config"]
+            .as_str()
+            .is_some_and(|c| c.len() == 16)
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(shop_dir.join("00-secret.yaml"))
         .expect("stat")
@@ -245,7 +260,7 @@ fn kubernetes_objects_pass_the_official_schemas_and_say_what_the_formation_says(
     );
     assert_eq!(
         at(&job, "spec.template.spec.containers.0.args"),
-        &Value::from(vec!["run", "release"])
+        &Value::from(vec!["run", "-e", "/dev/null", "release"])
     );
     assert!(
         at(&job, "metadata.annotations").is_null(),
@@ -293,7 +308,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "Environment=DYNO=web.%i PS=web.%i",
         "ExecStart=/bin/sh -c \"export PORT=$$((6000 + %i - 1)); exec bin/web --port $$PORT\"",
         "Restart=always",
-        "KillMode=mixed",
+        "KillMode=control-group",
         "TimeoutStopSec=12500ms",
         "MemoryHigh=1073741824",
         "MemoryMax=2147483648",
