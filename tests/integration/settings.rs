@@ -107,3 +107,32 @@ fn unknown_and_malformed_settings_are_refused_with_their_line() {
         "hkrun: hkrun.toml: bad balance `fastest` (expected round-robin or least-connections)\n"
     );
 }
+
+#[test]
+fn hkrun_toml_wins_over_app_json() {
+    let app = App::new("worker: echo port=$PORT\n");
+    app.write("app.json", r#"{"formation": {"worker": {"quantity": 2}}}"#);
+    app.write("hkrun.toml", "restart = \"never\"\n");
+    let workers = |app: &App| {
+        let mut hk = Hk::start(app.path(), &["start", "--no-timestamp"]);
+        assert!(hk.wait_exit().success(), "{}", hk.stderr());
+        let mut seen: Vec<String> = hk
+            .seen
+            .iter()
+            .filter(|l| l.contains("| port="))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+            .collect();
+        seen.sort();
+        seen
+    };
+    assert_eq!(
+        workers(&app),
+        ["worker.1", "worker.2"],
+        "app.json's formation"
+    );
+    app.write(
+        "hkrun.toml",
+        "restart = \"never\"\nformation = \"worker=1\"\n",
+    );
+    assert_eq!(workers(&app), ["worker.1"], "hkrun.toml's");
+}
