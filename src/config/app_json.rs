@@ -78,12 +78,7 @@ impl AppJson {
             Ok(app) => Ok(Some((path, app))),
             Err(e) => Err(AppJsonError::Invalid {
                 line: e.line(),
-                message: e
-                    .to_string()
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
+                message: super::text::without_position(&e),
                 path,
             }),
         }

@@ -177,15 +177,8 @@ impl EnvFile {
             Ok(real) => real,
             Err(_) => self.path.clone(),
         };
-        let folder = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| ".env".into());
-        let temporary = folder.join(format!(".{name}.hkrun-{}", std::process::id()));
+        let (folder, name) = crate::os::files::folder_and_name(&target, ".env");
+        let temporary = folder.join(crate::os::files::staging_name(&name));
         let mode = self.mode.unwrap_or(0o600);
         let written = (|| {
             let mut file = fs::OpenOptions::new()

@@ -9,7 +9,7 @@ pub(crate) mod env_file;
 pub(crate) mod name;
 pub mod procfile;
 pub(crate) mod settings;
-mod text;
+pub(crate) mod text;
 
 pub use name::{APP_NAME_MAX, app_name};
 

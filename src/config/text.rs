@@ -8,6 +8,16 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, usize> {
         .map_err(|e| 1 + memchr::memchr_iter(b'\n', &bytes[..e.valid_up_to()]).count())
 }
 
+/// A parser's error message without the position it ends with (`... at line 3 column
+/// 1`): the caller names the file and line its own way.
+pub fn without_position(error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    text.split(" at line ")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::utf8;

@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
@@ -40,19 +40,8 @@ pub fn check_target(dir: &Path, force: bool) -> Result<(), ExportError> {
 
 /// Writes `files` as DIR, replacing what `check_target` allowed.
 pub fn replace(dir: &Path, format: Format, files: &[File]) -> Result<(), ExportError> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    // Unique however often this pid comes back (PID 1 in a container).
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let staging = parent.join(format!(".{name}.hkrun-{}-{nanos}", std::process::id()));
+    let (parent, name) = crate::os::files::folder_and_name(dir, "export");
+    let staging = parent.join(crate::os::files::staging_name(&name));
     let failed = |path: &Path| {
         let path = path.to_owned();
         move |source| ExportError::Write { path, source }

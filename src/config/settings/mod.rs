@@ -108,12 +108,7 @@ impl Settings {
             false => serde_norway::from_str(&text).map_err(|e| SettingsError::Invalid {
                 path: path.to_owned(),
                 line: e.location().map(|l| l.line()),
-                message: e
-                    .to_string()
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
+                message: crate::config::text::without_position(&e),
             })?,
         };
         Ok(Self {
