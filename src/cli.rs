@@ -411,6 +411,10 @@ pub struct CheckArgs {
     /// Show foreman's port layout, with no router in front of web.
     #[arg(long)]
     pub no_router: bool,
+    /// List every setting of `start` and where it comes from, even when only defaults
+    /// and flags set them (with hkrun.toml, app.json or an `HKRUN_*` variable, always).
+    #[arg(long)]
+    pub settings: bool,
 }
 
 #[derive(Debug, Args)]

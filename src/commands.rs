@@ -29,7 +29,11 @@ pub fn start_configured(args: &StartArgs, matches: &clap::ArgMatches) -> Result<
         .subcommand_matches("start")
         .expect("the command line is start's");
     let args = match config::settings::Settings::find(args.config.as_deref(), &root)? {
-        Some((path, settings)) => settings.apply(&path, given, args.clone())?,
+        Some((path, settings)) => settings.apply(
+            &path,
+            &|id| config::settings::given_in(given, id),
+            args.clone(),
+        )?,
         None => args.clone(),
     };
     start(&args)
@@ -108,6 +112,143 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
 mod libc_errno {
     pub const EROFS: i32 = nix::errno::Errno::EROFS as i32;
     pub const EACCES: i32 = nix::errno::Errno::EACCES as i32;
+}
+
+/// `hkrun check`, with the settings `start` would apply, and where each of `start`'s
+/// settings comes from.
+pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let given = matches
+        .subcommand_matches("check")
+        .expect("the command line is check's");
+    // `start` with nothing typed: its defaults and the `HKRUN_*` variables.
+    let cli = crate::cli::Cli::command();
+    let start_command = cli
+        .find_subcommand("start")
+        .expect("start is a subcommand")
+        .clone();
+    let untyped = start_command
+        .clone()
+        .try_get_matches_from(["start"])
+        .map_err(|e| Error::BadFlag {
+            flag: "HKRUN_*",
+            value: e.kind().to_string(),
+            reason: "an HKRUN_* variable holds a value start does not take",
+        })?;
+    let mut start = StartArgs::from_arg_matches(&untyped).map_err(|e| Error::BadFlag {
+        flag: "HKRUN_*",
+        value: e.kind().to_string(),
+        reason: "an HKRUN_* variable holds a value start does not take",
+    })?;
+    start.files = args.files.clone();
+    start.formation = args.formation.clone();
+    start.no_release = args.no_release;
+    start.no_router = args.no_router;
+    let root = config::app_root(args.files.root.as_deref(), args.files.procfile.as_deref());
+    let found = config::settings::Settings::find(None, &root)?;
+    if let Some((path, settings)) = &found {
+        let typed = |id: &str| {
+            config::settings::given_in(given, id) || config::settings::given_in(&untyped, id)
+        };
+        start = settings.clone().apply(path, &typed, start)?;
+    }
+    let resolved = CheckArgs {
+        files: start.files.clone(),
+        formation: start.formation.clone(),
+        no_release: start.no_release,
+        no_router: start.no_router,
+        settings: args.settings,
+    };
+    check(&resolved)?;
+
+    // Where each of start's settings comes from, highest first.
+    let app = App::load(&resolved.files, false)?;
+    let from_file: Vec<(String, String)> =
+        found.as_ref().map(|(_, s)| s.shown()).unwrap_or_default();
+    let file_name = found
+        .as_ref()
+        .map(|(p, _)| p.display().to_string())
+        .unwrap_or_default();
+    let raw = |m: &clap::ArgMatches, id: &str| {
+        m.get_raw(id)
+            .map(|values| {
+                values
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for arg in start_command.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        if matches!(long, "help" | "config" | "socket" | "dyno") {
+            continue;
+        }
+        let in_check = given.try_contains_id(id).unwrap_or(false)
+            && given.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let from_env = untyped.value_source(id) == Some(clap::parser::ValueSource::EnvVariable)
+            || (given.try_contains_id(id).unwrap_or(false)
+                && given.value_source(id) == Some(clap::parser::ValueSource::EnvVariable));
+        let row = if in_check {
+            Some((raw(given, id), "flag".to_owned()))
+        } else if from_env {
+            let name = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            Some((raw(&untyped, id), name.unwrap_or_default()))
+        } else if let Some((_, value)) = from_file.iter().find(|(k, _)| k == long) {
+            Some((value.clone(), file_name.clone()))
+        } else if let (true, Some((_, a))) = (long == "formation", &app.app_json) {
+            a.formation().map(|spec| (spec, "app.json".to_owned()))
+        } else if untyped.value_source(id) == Some(clap::parser::ValueSource::DefaultValue) {
+            Some((raw(&untyped, id), "default".to_owned()))
+        } else {
+            None
+        };
+        if let Some((value, origin)) = row {
+            rows.push((long.to_owned(), value, origin));
+        }
+    }
+    // A plain app's check reads as it always has: the settings show once something
+    // besides flags and defaults sets one, or when asked.
+    if !args.settings && rows.iter().all(|(_, _, o)| o == "flag" || o == "default") {
+        rows.clear();
+    }
+    let key_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let value_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    if !rows.is_empty() {
+        text.push_str(
+            "settings (flags, then HKRUN_* variables, then hkrun.toml, then app.json, then defaults):\n",
+        );
+    }
+    for (key, value, origin) in rows {
+        let _ = writeln!(text, "  {key:<key_width$}  {value:<value_width$}  {origin}");
+    }
+    if let Some((path, a)) = &app.app_json {
+        let addons: Vec<String> = a
+            .addons
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other
+                    .get("plan")
+                    .and_then(|p| p.as_str())
+                    .map_or_else(|| other.to_string(), str::to_owned),
+            })
+            .collect();
+        if !addons.is_empty() {
+            let _ = writeln!(
+                text,
+                "{}: add-ons hkrun does not provide: {}",
+                path.display(),
+                addons.join(", ")
+            );
+        }
+    }
+    errors::print_out(&text)?;
+    Ok(0)
 }
 
 /// `hkrun check`: validates and prints the plan, starting nothing.

@@ -121,7 +121,7 @@ impl tracing::field::Visit for Fields {
 pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
     let result = match &cli.command {
         cli::Command::Start(args) => commands::start_configured(args, matches),
-        cli::Command::Check(args) => commands::check(args),
+        cli::Command::Check(args) => commands::check_configured(args, matches),
         cli::Command::Run(args) => commands::run(args),
         cli::Command::Ps(args) => control::client::ps(args),
         cli::Command::Scale(args) => control::client::scale(args),

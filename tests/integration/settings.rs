@@ -136,3 +136,42 @@ fn hkrun_toml_wins_over_app_json() {
     );
     assert_eq!(workers(&app), ["worker.1"], "hkrun.toml's");
 }
+
+#[test]
+fn check_shows_each_setting_and_where_it_comes_from() {
+    let app = App::new("web: serve\nworker: work\n");
+    app.write("hkrun.toml", "port = 6100\nrestart = \"on-failure\"\n");
+    app.write(
+        "app.json",
+        r#"{"formation": {"web": {"quantity": 2}}, "addons": ["heroku-postgresql"]}"#,
+    );
+    let mut command = hkrun(app.path(), &["check", "--no-router"], &unique_tag());
+    command.env("HKRUN_TIMEOUT", "12");
+    let mut hk = Hk::spawn(command);
+    assert!(hk.wait_exit().success(), "{}", hk.stderr());
+    let row = |key: &str| {
+        hk.seen
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{key} ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no {key} row in {:#?}", hk.seen))
+    };
+    assert_eq!(row("port"), ["port", "6100", "hkrun.toml"]);
+    assert_eq!(row("timeout"), ["timeout", "12", "HKRUN_TIMEOUT"]);
+    assert_eq!(row("formation"), ["formation", "web=2", "app.json"]);
+    assert_eq!(row("no-router"), ["no-router", "true", "flag"]);
+    assert_eq!(row("restart"), ["restart", "on-failure", "hkrun.toml"]);
+    assert_eq!(row("boot-timeout"), ["boot-timeout", "60", "default"]);
+    assert!(
+        hk.seen.iter().any(|l| l == "web.2      PORT=6101   serve"),
+        "{:#?}",
+        hk.seen
+    );
+    assert!(
+        hk.seen
+            .iter()
+            .any(|l| l == "app.json: add-ons hkrun does not provide: heroku-postgresql"),
+        "{:#?}",
+        hk.seen
+    );
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
 
@@ -16,26 +16,44 @@ pub(crate) mod error;
 pub use error::SettingsError;
 
 /// `hkrun.toml`: each key is a `start` flag's long name.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub procfile: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<PathBuf>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub formation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dyno_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_release: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_router: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_preboot: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_on_crash: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_cap: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub no_timestamp: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
 }
 
@@ -124,21 +142,38 @@ impl Settings {
         })
     }
 
-    /// `args` with every setting that neither a flag nor an `HKRUN_*` variable gave.
-    /// Paths in the file are relative to its folder.
+    /// The keys the file sets, each as text (`hkrun check`).
+    pub fn shown(&self) -> Vec<(String, String)> {
+        let Ok(toml::Value::Table(table)) = toml::Value::try_from(self) else {
+            return Vec::new();
+        };
+        table
+            .into_iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                (key, text)
+            })
+            .collect()
+    }
+
+    /// `args` with every setting that neither a flag nor an `HKRUN_*` variable gave
+    /// (`given`, by clap's argument id). Paths in the file are relative to its folder.
     pub fn apply(
         self,
         from: &Path,
-        matches: &ArgMatches,
+        given: &dyn Fn(&str) -> bool,
         mut args: StartArgs,
     ) -> Result<StartArgs, SettingsError> {
         let folder = from.parent().unwrap_or(Path::new("."));
-        let unset = |id: &str| {
-            !matches!(
-                matches.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        };
+        let unset = |id: &str| !given(id);
         let invalid = |key: &str, value: &str, expected: &str| SettingsError::Invalid {
             path: from.to_owned(),
             line: None,
@@ -206,6 +241,15 @@ impl Settings {
         }
         Ok(args)
     }
+}
+
+/// Whether the command line or an `HKRUN_*` variable gave argument `id` in `matches`.
+pub fn given_in(matches: &ArgMatches, id: &str) -> bool {
+    matches.try_contains_id(id).unwrap_or(false)
+        && matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
 }
 
 #[cfg(test)]
