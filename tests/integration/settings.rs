@@ -175,3 +175,26 @@ fn check_shows_each_setting_and_where_it_comes_from() {
         hk.seen
     );
 }
+
+#[test]
+fn a_types_table_sets_one_types_restart_policy() {
+    // The worker exits 0 and, never restarted, leaves nothing running: hkrun exits 0.
+    // Without its table it would be restarted forever.
+    let app = App::new("worker: echo port=$PORT\n");
+    app.write(
+        "hkrun.toml",
+        "port = 6700\n\n[types.worker]\nrestart = \"never\"\n",
+    );
+    assert_eq!(port_seen(&app, &[], &[]), Ok("6700".into()));
+    // What the table does not know is refused with its line.
+    app.write(
+        "hkrun.toml",
+        "[types.worker]\nrestart = \"never\"\ngrace = 5\n",
+    );
+    let (code, stderr) = port_seen(&app, &[], &[]).unwrap_err();
+    assert_eq!(code, Some(65));
+    assert!(
+        stderr.starts_with("hkrun: hkrun.toml:3: unknown field `grace`"),
+        "{stderr}"
+    );
+}

@@ -55,6 +55,19 @@ pub struct Settings {
     pub no_timestamp: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `[types.NAME]`: what differs for one process type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub types: Option<std::collections::BTreeMap<String, TypeSettings>>,
+}
+
+/// `[types.NAME]` in hkrun.toml: the per-type forms of `--restart` and `--memory-limit`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TypeSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
 }
 
 /// foreman's `.foreman` (YAML), the keys hkrun has a meaning for.
@@ -202,6 +215,17 @@ impl Settings {
                 }
             )*};
         }
+        // `[types.NAME]` adds `NAME=value` to the flag's form, unless a flag or an
+        // `HKRUN_*` variable gave the whole setting.
+        let types = self.types.clone().unwrap_or_default();
+        let per_type = |pick: fn(&TypeSettings) -> Option<&String>| -> String {
+            types
+                .iter()
+                .filter_map(|(name, t)| pick(t).map(|v| format!(",{name}={v}")))
+                .collect()
+        };
+        let restart_types = per_type(|t| t.restart.as_ref());
+        let memory_types = per_type(|t| t.memory_limit.as_ref());
         plain!(
             timeout,
             no_release,
@@ -213,6 +237,12 @@ impl Settings {
             boot_timeout,
             memory_limit
         );
+        if unset("restart") {
+            args.restart.push_str(&restart_types);
+        }
+        if unset("memory_limit") {
+            args.memory_limit.push_str(&memory_types);
+        }
         if let (Some(b), true) = (self.balance, unset("balance")) {
             args.balance = match b.as_str() {
                 "round-robin" => BalanceArg::RoundRobin,
