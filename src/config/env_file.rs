@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::env::{self, EnvError, Var, Vars};
+use super::env::{self, EnvError, Var};
 
 const BOM: &str = "\u{feff}";
 
@@ -76,10 +76,7 @@ impl EnvFile {
 
     fn reparse(&mut self) -> Result<(), EnvError> {
         // Values as a dyno gets them: `$NAME` sees the inherited environment too.
-        let inherited: Vars = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        self.entries = env::entries(&self.path, &self.text, &inherited)?;
+        self.entries = env::entries(&self.path, &self.text, &super::inherited_vars())?;
         Ok(())
     }
 

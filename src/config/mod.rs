@@ -44,6 +44,8 @@ pub struct App {
     pub env: Vars,
     /// The env files read, in order.
     pub env_files: Vec<PathBuf>,
+    /// The env files given with `-e` (none: the app root's `.env`).
+    pub env_given: Vec<PathBuf>,
     /// `app.json`, where the app has one.
     pub app_json: Option<(PathBuf, app_json::AppJson)>,
     /// The base port: `-p`, the env files' PORT, the inherited PORT, or 5000.
@@ -88,22 +90,7 @@ impl App {
                 });
             }
         };
-        let env_files: Vec<PathBuf> = if files.env.is_empty() {
-            // Shown as `.env`, not `./.env`, when the app is the current directory.
-            let default = if root == Path::new(".") {
-                PathBuf::from(".env")
-            } else {
-                root.join(".env")
-            };
-            // Optional when absent; anything else by that name (a folder) is read, and
-            // so refused with its name, rather than silently ignored.
-            Some(default)
-                .filter(|p| p.symlink_metadata().is_ok())
-                .into_iter()
-                .collect()
-        } else {
-            files.env.clone()
-        };
+        let env_files = env_files(&files.env, &root);
         let parsed = read_env_files(&env_files)?;
         let mut env = env::merge([], parsed.iter().map(Vec::as_slice));
         // app.json's defaults, below the env files and the environment.
@@ -128,6 +115,7 @@ impl App {
             procfile,
             env,
             env_files,
+            env_given: files.env.clone(),
             app_json,
             base_port,
             warnings,
@@ -183,12 +171,30 @@ impl App {
     }
 }
 
+/// The env files to read: those given with `-e`, else the app root's `.env` when there
+/// is one (read again on `config:set`, it may have appeared since the start).
+pub fn env_files(given: &[PathBuf], root: &Path) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    // Shown as `.env`, not `./.env`, when the app is the current directory.
+    let default = if root == Path::new(".") {
+        PathBuf::from(".env")
+    } else {
+        root.join(".env")
+    };
+    // Optional when absent; anything else by that name (a folder) is read, and so refused
+    // with its name, rather than silently ignored.
+    Some(default)
+        .filter(|p| p.symlink_metadata().is_ok())
+        .into_iter()
+        .collect()
+}
+
 /// Each env file's variables, in order. `$NAME` in a file sees the inherited environment
 /// and earlier files, as bash sourcing them in order would (README).
 fn read_env_files(files: &[PathBuf]) -> Result<Vec<Vec<env::Var>>, Error> {
-    let mut scope: Vars = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let mut scope = inherited_vars();
     let mut parsed = Vec::new();
     for path in files {
         let vars = env::load_file(path, &scope)?;
@@ -199,16 +205,21 @@ fn read_env_files(files: &[PathBuf]) -> Result<Vec<Vec<env::Var>>, Error> {
 }
 
 /// The inherited environment, where it is UTF-8.
-fn inherited_vars() -> Vars {
+pub(crate) fn inherited_vars() -> Vars {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
 }
 
-/// The env files read again, merged as at the start (`config:set` on a running app).
-pub fn load_env(files: &[PathBuf]) -> Result<Vars, Error> {
+/// The env files read again, merged and with app.json's defaults under them, as at the
+/// start (`config:set` on a running app).
+pub fn load_env(files: &[PathBuf], root: &Path) -> Result<Vars, Error> {
     let parsed = read_env_files(files)?;
-    Ok(env::merge([], parsed.iter().map(Vec::as_slice)))
+    let mut env = env::merge([], parsed.iter().map(Vec::as_slice));
+    if let Some((path, app_json)) = app_json::AppJson::find(root)? {
+        app_json.fill(&path, &mut env, &inherited_vars())?;
+    }
+    Ok(env)
 }
 
 /// The app root, where dynos run and the control socket is: `-d`, else the Procfile's

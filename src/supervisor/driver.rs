@@ -152,7 +152,7 @@ async fn drive(
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
-        env_files: config.app.env_files,
+        env_given: config.app.env_given,
         dyno_name: config.dyno_name,
         colors: plan.colors(),
         labels: HashMap::new(),
@@ -217,7 +217,7 @@ async fn drive(
                         Input::Control { id: driver.next_id, request }
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
-                    Call::Reload { reply } => match config::load_env(&driver.env_files) {
+                    Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
                         Ok(env) => {
                             driver.env = env;
                             driver.next_id += 1;
@@ -269,8 +269,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 struct Driver {
     root: PathBuf,
     env: Vars,
-    /// Where `env` came from: read again on `Call::Reload`.
-    env_files: Vec<PathBuf>,
+    /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
+    env_given: Vec<PathBuf>,
     /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
     dyno_name: Option<String>,
     /// Colour slot of each process type.

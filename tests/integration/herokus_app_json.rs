@@ -117,3 +117,19 @@ fn a_required_config_var_set_nowhere_is_refused() {
     app.write(".env", "API_KEY=k2\n");
     assert_eq!(printed(&app, &[]), Ok("k2".into()), "from .env");
 }
+
+#[test]
+fn a_restart_after_config_set_keeps_app_jsons_defaults() {
+    let app = App::new("worker: echo \"got $GREETING|$EXTRA\"; exec sleep 1000\n");
+    app.write("app.json", r#"{"env": {"GREETING": "hello there"}}"#);
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-t", "2", "-p", &port],
+    );
+    hk.wait_for("worker.1 | got hello there|");
+    let out = client(app.path(), &["config:set", "EXTRA=1"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    hk.wait_for("worker.1 | got hello there|1");
+    hk.stop_cleanly();
+}
