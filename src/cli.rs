@@ -27,12 +27,16 @@ pub enum Command {
     #[command(alias = "local")]
     Start(StartArgs),
     /// Check the Procfile and env files, and show the dynos `start` would run.
+    ///
+    /// Example: `hkrun check -m web=2,worker=1`, `hkrun check --settings`.
     Check(CheckArgs),
     /// Run a one-off command (or a Procfile entry by name) with the app's environment.
     ///
     /// Example: `hkrun run rake db:migrate`, `hkrun run 'echo $PORT'`, `hkrun run worker`.
     Run(RunArgs),
     /// Show the running app's dynos: state, since when, pid, port, memory and quota.
+    ///
+    /// Example: `hkrun ps`, `hkrun ps --json | jq '.types'`.
     Ps(PsArgs),
     /// Change the running formation, Heroku's way.
     ///
@@ -44,24 +48,34 @@ pub enum Command {
     ///
     /// Each dyno stops, then starts again; `hkrun restart web` returns once the new web
     /// dynos are up, and exits 1 if one does not come up.
+    ///
+    /// Example: `hkrun restart web`, `hkrun restart worker.2`, `hkrun restart`.
     #[command(aliases = ["ps:restart", "dyno:restart"])]
     Restart(TargetArgs),
     /// Stop dynos: a type, one dyno, or the whole app.
     ///
     /// A type or dyno leaves the formation until scaled again; with no target the whole
     /// app stops, as on SIGTERM, and the command returns once hkrun has exited.
+    ///
+    /// Example: `hkrun stop worker.2`, `hkrun stop clock`, `hkrun stop`.
     #[command(aliases = ["ps:stop", "ps:kill", "dyno:stop", "dyno:kill"])]
     Stop(TargetArgs),
     /// Show the running app's recent log lines, and with --tail follow new ones.
     ///
     /// The supervisor keeps the last 1500 lines.
+    ///
+    /// Example: `hkrun logs --tail`, `hkrun logs -n 200 --ps web --source app`.
     Logs(LogsArgs),
     /// Show the app's config vars (its .env), as `heroku config` does.
     ///
     /// `-s` prints `KEY=value` lines in .env syntax, which `config:set` and .env files
     /// read (not for a shell's eval).
+    ///
+    /// Example: `hkrun config`, `hkrun config -s > backup.env`.
     Config(ConfigArgs),
     /// Print one config var's value.
+    ///
+    /// Example: `hkrun config:get DATABASE_URL`.
     #[command(name = "config:get")]
     ConfigGet(ConfigGetArgs),
     /// Set config vars in the app's .env, then restart the running app's dynos (web
@@ -71,6 +85,8 @@ pub enum Command {
     #[command(name = "config:set", alias = "config:add")]
     ConfigSet(ConfigSetArgs),
     /// Remove config vars from the app's .env, then restart the running app's dynos.
+    ///
+    /// Example: `hkrun config:unset GREETING OLD_TOKEN`.
     #[command(name = "config:unset", alias = "config:remove")]
     ConfigUnset(ConfigUnsetArgs),
     /// Print the app's URL (the router's, or web.1's without it); with `$BROWSER` set,
