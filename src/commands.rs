@@ -127,19 +127,16 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
         .find_subcommand("start")
         .expect("start is a subcommand")
         .clone();
-    let untyped = start_command
-        .clone()
-        .try_get_matches_from(["start"])
-        .map_err(|e| Error::BadFlag {
-            flag: "HKRUN_*",
-            value: e.kind().to_string(),
-            reason: "an HKRUN_* variable holds a value start does not take",
-        })?;
-    let mut start = StartArgs::from_arg_matches(&untyped).map_err(|e| Error::BadFlag {
+    let unreadable = |e: clap::Error| Error::BadFlag {
         flag: "HKRUN_*",
         value: e.kind().to_string(),
         reason: "an HKRUN_* variable holds a value start does not take",
-    })?;
+    };
+    let untyped = start_command
+        .clone()
+        .try_get_matches_from(["start"])
+        .map_err(unreadable)?;
+    let mut start = StartArgs::from_arg_matches(&untyped).map_err(unreadable)?;
     start.files = args.files.clone();
     start.formation = args.formation.clone();
     start.no_release = args.no_release;

@@ -28,7 +28,7 @@ pub fn app_name(root: &Path) -> String {
     match name.trim_end_matches('-') {
         "app" | "" => "app".to_owned(),
         // Words YAML 1.1 reads as booleans.
-        word @ ("y" | "n" | "yes" | "no" | "on" | "off") => format!("app-{word}"),
+        word if reads_as_boolean(word) => format!("app-{word}"),
         name => name.to_owned(),
     }
 }
@@ -36,3 +36,12 @@ pub fn app_name(root: &Path) -> String {
 /// The longest app name: Kubernetes names of 63 characters hold it with a type's name,
 /// or `release-` and a hash, after it.
 pub const APP_NAME_MAX: usize = 30;
+
+/// Words YAML 1.1 (what kubectl and Helm read) takes for booleans when bare, and which a
+/// YAML 1.2 writer leaves bare: never an app's name, nor a name or key in an export.
+pub fn reads_as_boolean(word: &str) -> bool {
+    matches!(
+        word.to_ascii_lowercase().as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off"
+    )
+}

@@ -9,6 +9,7 @@ use std::hash::Hasher;
 use serde_norway::{Mapping, Value};
 
 use super::{Contents, Export, ExportError, ExportedType, File};
+use crate::config::name::reads_as_boolean;
 use crate::plan::formation::DynoSize;
 
 /// Extra seconds Kubernetes waits past hkrun's own grace before its SIGKILL, so hkrun's
@@ -59,11 +60,11 @@ fn type_names(export: &Export) -> Result<Vec<String>, ExportError> {
         })
         .collect();
     for (ty, name) in export.types.iter().zip(&names) {
-        if name.is_empty() || name.len() > 63 - export.app.len() - 1 || yaml_1_1_word(name) {
+        if name.is_empty() || name.len() > 63 - export.app.len() - 1 || reads_as_boolean(name) {
             return Err(ExportError::BadTypeName(ty.name.clone()));
         }
     }
-    if let Some(key) = export.env.keys().find(|k| yaml_1_1_word(k)) {
+    if let Some(key) = export.env.keys().find(|k| reads_as_boolean(k)) {
         return Err(ExportError::BadKey(key.clone()));
     }
     for (i, name) in names.iter().enumerate() {
@@ -80,15 +81,6 @@ fn type_names(export: &Export) -> Result<Vec<String>, ExportError> {
 
 fn s(text: impl Into<String>) -> Value {
     Value::String(text.into())
-}
-
-/// Words YAML 1.1 (what kubectl and Helm read) takes for booleans or null when bare,
-/// which the YAML 1.2 writer leaves bare: never a name or key in the objects.
-fn yaml_1_1_word(text: &str) -> bool {
-    matches!(
-        text.to_ascii_lowercase().as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off"
-    )
 }
 
 fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {

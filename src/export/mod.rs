@@ -185,7 +185,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
 
 /// A name Kubernetes takes in every object name (a DNS label) and systemd in a unit's.
 fn valid_app_name(name: &str) -> bool {
-    !matches!(name, "y" | "n" | "yes" | "no" | "on" | "off")
+    !config::name::reads_as_boolean(name)
         && name.len() <= APP_NAME_MAX
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
