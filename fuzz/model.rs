@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hkrun::dyno::{Exit, Slot};
 use hkrun::plan::formation::{DynoSize, ScaleChange, ScaleOp};
 use hkrun::plan::policy::{MemoryLimit, RestartPolicy};
-use hkrun::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec};
+use hkrun::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec, StopRule};
 use hkrun::supervisor::core::Supervisor;
 use hkrun::supervisor::input::{Control, Effect, Input, StopRequest, Target};
 use nix::sys::signal::Signal;
@@ -136,7 +136,7 @@ impl World {
 fn ends(signal: Signal, term_kills: bool) -> bool {
     match signal {
         Signal::SIGKILL => true,
-        Signal::SIGTERM | Signal::SIGINT => term_kills,
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => term_kills,
         _ => false,
     }
 }
@@ -157,6 +157,9 @@ fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> 
         restart,
         memory: MemoryLimit::On,
         boot_timeout: (name == "web").then_some(Duration::from_secs(60)),
+        stop: StopRule::default(),
+        env: Vec::new(),
+        after: Vec::new(),
     }
 }
 
@@ -168,10 +171,19 @@ fn plan(b: &mut Bytes) -> AppPlan {
         RestartPolicy::Never,
     ][b.below(3)];
     let router = flags & 1 != 0;
-    let types = vec![
+    let mut types = vec![
         dyno_type("web", 0, restart, router),
         dyno_type("worker", 1, restart, router),
     ];
+    // hkrun.toml's `[types.worker]`: its own stop signal and a shorter grace, and a first
+    // start that waits for web.
+    if flags & 16 != 0 {
+        types[1].stop = StopRule {
+            signal: Some(Signal::SIGQUIT),
+            grace: Some(Duration::from_millis(500)),
+        };
+        types[1].after = vec!["web".to_owned()];
+    }
     let base_port = 5000;
     let mut dynos: Vec<DynoSpec> = Vec::new();
     for (t, count) in [(0, 1 + b.below(2)), (1, b.below(3))] {

@@ -247,6 +247,13 @@ pub struct StartArgs {
     pub files: FileArgs,
     #[command(flatten)]
     pub formation: FormationArgs,
+    /// hkrun.toml's `[types.NAME]` rules that no flag has (stop signal, grace, boot
+    /// timeout, env, `after`), by type.
+    #[arg(skip)]
+    pub rules: std::collections::BTreeMap<String, crate::plan::TypeRules>,
+    /// The file `rules` came from.
+    #[arg(skip)]
+    pub rules_from: Option<PathBuf>,
     /// Seconds a dyno gets between SIGTERM and SIGKILL when stopping.
     #[arg(
         short = 't',

@@ -149,6 +149,11 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
         };
         start = settings.clone().apply(path, &typed, start)?;
     }
+    if let Some(path) = &start.rules_from {
+        let app = App::load(&start.files, false)?;
+        let plans = config::plans(&app, &start.formation, &[])?;
+        config::check_rules(path, &start.rules, &plans)?;
+    }
     let resolved = CheckArgs {
         files: start.files.clone(),
         formation: start.formation.clone(),

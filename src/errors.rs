@@ -98,6 +98,12 @@ pub enum Error {
         "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
     )]
     PortInUse { port: u16, dyno: String },
+    #[error("{}: {key}: {reason}", path.display())]
+    BadSetting {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
     #[error("bad value `{value}` for {flag}: {reason}")]
     BadFlag {
         flag: &'static str,
@@ -163,7 +169,8 @@ impl Error {
             | Self::Formation(_)
             | Self::Port(_)
             | Self::Policy(_)
-            | Self::BadFlag { .. } => exit_code::BAD_INPUT,
+            | Self::BadFlag { .. }
+            | Self::BadSetting { .. } => exit_code::BAD_INPUT,
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE
             }

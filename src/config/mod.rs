@@ -13,6 +13,7 @@ pub(crate) mod text;
 
 pub use name::{APP_NAME_MAX, app_name};
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::errors::Error;
 use crate::logs::Style;
 use crate::plan::formation::{self, DynoSize, FormationError, FormationSpec, Quantity};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
-use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, ports};
+use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, TypeRules, ports};
 use env::Vars;
 use procfile::{Procfile, ProcfileError};
 
@@ -386,6 +387,8 @@ pub struct Policies {
     pub memory: PerType<MemoryLimit>,
     /// For web: how long a dyno may take to listen on its PORT (R10).
     pub boot_timeout: Duration,
+    /// hkrun.toml's `[types.NAME]`, by type.
+    pub rules: BTreeMap<String, TypeRules>,
 }
 
 impl Default for Policies {
@@ -400,6 +403,7 @@ impl Default for Policies {
                 overrides: Vec::new(),
             },
             boot_timeout: Duration::from_secs(60),
+            rules: BTreeMap::new(),
         }
     }
 }
@@ -417,6 +421,7 @@ pub fn process_types(plans: &[Quantity], router: bool, policies: &Policies) -> V
             } else {
                 Role::Other
             };
+            let rules = policies.rules.get(&plan.name).cloned().unwrap_or_default();
             ProcessType {
                 name: plan.name.clone(),
                 command: plan.command.clone(),
@@ -425,7 +430,12 @@ pub fn process_types(plans: &[Quantity], router: bool, policies: &Policies) -> V
                 size: plan.size,
                 restart: policies.restart.get(&plan.name),
                 memory: policies.memory.get(&plan.name),
-                boot_timeout: role.is_web().then_some(policies.boot_timeout),
+                boot_timeout: role
+                    .is_web()
+                    .then(|| rules.boot_timeout.unwrap_or(policies.boot_timeout)),
+                stop: rules.stop,
+                env: rules.env,
+                after: rules.after,
             }
         })
         .collect()
@@ -491,6 +501,9 @@ impl StartConfig {
             "on, warn or off",
         )?;
         let procfile = app.procfile();
+        if let Some(path) = &args.rules_from {
+            check_rules(path, &args.rules, &plans)?;
+        }
         for name in restart.names().chain(memory.names()) {
             if procfile.types().all(|e| e.name != name) {
                 let known = procfile
@@ -509,6 +522,7 @@ impl StartConfig {
             restart,
             memory,
             boot_timeout,
+            rules: args.rules.clone(),
         };
         let types = process_types(&plans, router.is_some(), &policies);
         let dynos = dynos(&types, &plans, app.base_port)?;
@@ -560,6 +574,79 @@ impl StartConfig {
             dyno_name: args.dyno.clone(),
         })
     }
+}
+
+/// hkrun.toml's `[types.NAME]` rules that need the Procfile to check: `after` names
+/// types there are and makes no circle, and only web has a boot timeout.
+pub fn check_rules(
+    path: &Path,
+    rules: &BTreeMap<String, TypeRules>,
+    plans: &[Quantity],
+) -> Result<(), Error> {
+    let bad = |key: String, reason: String| Error::BadSetting {
+        path: path.to_owned(),
+        key,
+        reason,
+    };
+    let known = || {
+        plans
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (name, rule) in rules {
+        if plans.iter().all(|p| &p.name != name) {
+            return Err(bad(
+                format!("[types.{name}]"),
+                format!(
+                    "no process type `{name}` in the Procfile (it has {})",
+                    known()
+                ),
+            ));
+        }
+        if rule.boot_timeout.is_some() && name != WEB {
+            return Err(bad(
+                format!("[types.{name}] boot-timeout"),
+                "only web has a boot timeout: other types are up once started".into(),
+            ));
+        }
+        for other in &rule.after {
+            if plans.iter().all(|p| &p.name != other) {
+                return Err(bad(
+                    format!("[types.{name}] after"),
+                    format!(
+                        "no process type `{other}` in the Procfile (it has {})",
+                        known()
+                    ),
+                ));
+            }
+        }
+    }
+    // A circle: following `after` from a type leads back to it.
+    for start in rules.keys() {
+        let mut seen = vec![start.as_str()];
+        let mut next: Vec<&str> = rules[start].after.iter().map(String::as_str).collect();
+        while let Some(name) = next.pop() {
+            if name == start {
+                seen.push(start);
+                return Err(bad(
+                    format!("[types.{start}] after"),
+                    format!("a circle: {}", seen.join(" waits for ")),
+                ));
+            }
+            if !seen.contains(&name) {
+                seen.push(name);
+                next.extend(
+                    rules
+                        .get(name)
+                        .into_iter()
+                        .flat_map(|r| r.after.iter().map(String::as_str)),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {

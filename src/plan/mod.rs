@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use crate::dyno::Slot;
 
 pub mod formation;
@@ -51,6 +53,30 @@ pub struct SpawnSpec {
     pub command: String,
     /// `PORT`, absent for the release phase.
     pub port: Option<u16>,
+    /// Its type's own variables (hkrun.toml's `[types.NAME] env`), over the app's.
+    pub env: Vec<(String, String)>,
+}
+
+/// How a type's dynos are stopped, where hkrun.toml's `[types.NAME]` says otherwise
+/// than the app: `stop-signal` and `grace`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StopRule {
+    /// Sent instead of SIGTERM (or, on Ctrl-C, instead of SIGINT).
+    pub signal: Option<Signal>,
+    /// Instead of the app's `--timeout`, between that signal and SIGKILL.
+    pub grace: Option<Duration>,
+}
+
+impl StopRule {
+    /// The signal a stop sends, where the app would send `app`.
+    pub fn signal_or(self, app: Signal) -> Signal {
+        self.signal.unwrap_or(app)
+    }
+
+    /// The grace, where the app's is `app`.
+    pub fn grace_or(self, app: Duration) -> Duration {
+        self.grace.unwrap_or(app)
+    }
 }
 
 /// One dyno as the core runs and watches it.
@@ -64,6 +90,18 @@ pub struct DynoSpec {
     pub quota: u64,
     /// For web dynos: how long it may take to listen on its PORT (R10).
     pub boot_timeout: Option<Duration>,
+    pub stop: StopRule,
+}
+
+/// What hkrun.toml's `[types.NAME]` says of one type beyond its restart and memory
+/// policies (those join `--restart` and `--memory-limit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeRules {
+    pub stop: StopRule,
+    /// For web: instead of `--boot-timeout`.
+    pub boot_timeout: Option<Duration>,
+    pub env: Vec<(String, String)>,
+    pub after: Vec<String>,
 }
 
 /// A process type of the Procfile and how its dynos run: what `hkrun scale` starts more of.
@@ -80,6 +118,12 @@ pub struct ProcessType {
     pub memory: MemoryLimit,
     /// For web: how long a dyno may take to listen on its PORT (R10).
     pub boot_timeout: Option<Duration>,
+    pub stop: StopRule,
+    /// Its own variables, over the app's.
+    pub env: Vec<(String, String)>,
+    /// Types whose dynos must all be up before this type's first start (hkrun.toml's
+    /// `after`).
+    pub after: Vec<String>,
 }
 
 impl ProcessType {
@@ -98,12 +142,14 @@ impl ProcessType {
                 slot,
                 command: self.command.clone(),
                 port: Some(port),
+                env: self.env.clone(),
             },
             role: self.role,
             restart: self.restart,
             memory: self.memory,
             quota: self.size.bytes,
             boot_timeout: self.boot_timeout,
+            stop: self.stop,
         })
     }
 

@@ -14,7 +14,7 @@ use super::input::{Effect, Input, Source, StopRequest};
 use super::restart;
 use crate::dyno::{Backend, Exit, RELEASE, Slot};
 use crate::plan::policy::{MemoryLimit, RestartPolicy};
-use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec};
+use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec, StopRule};
 use quota::Verdict;
 
 mod control;
@@ -169,7 +169,9 @@ enum Phase {
     /// Stopping everything; hkrun exits with `code` once every process is gone.
     Stopping {
         code: i32,
-        /// When the grace ends; `None` once SIGKILL went out.
+        /// When the stop began.
+        began: Instant,
+        /// When the longest grace of a dyno ends; `None` once SIGKILL went out to all.
         kill_at: Option<Instant>,
         /// When to count stragglers again, once every dyno is down.
         rescan_at: Option<Instant>,
@@ -217,6 +219,8 @@ pub struct Supervisor {
     paused_total: Duration,
     /// The real time of the input being handled.
     real_now: Option<Instant>,
+    /// Types not started yet: each waits for the types of its `after` to be up.
+    held: Vec<String>,
 }
 
 impl Supervisor {
@@ -236,6 +240,7 @@ impl Supervisor {
             paused_at: None,
             paused_total: Duration::ZERO,
             real_now: None,
+            held: Vec::new(),
         }
     }
 
@@ -283,12 +288,14 @@ impl Supervisor {
                         slot: Slot::new(RELEASE, 1),
                         command,
                         port: None,
+                        env: Vec::new(),
                     },
                     role: Role::Other,
                     restart: RestartPolicy::Never,
                     memory: MemoryLimit::Off,
                     quota: u64::MAX,
                     boot_timeout: None,
+                    stop: StopRule::default(),
                 };
                 let i = self.add_dyno(plan, now);
                 self.launch(now, i)
@@ -321,7 +328,15 @@ impl Supervisor {
                 rescan_at,
                 notice_at,
                 ..
-            } => [kill_at, rescan_at, notice_at].into_iter().flatten().min(),
+            } => [kill_at, rescan_at, notice_at]
+                .into_iter()
+                .flatten()
+                .chain(self.dynos.iter().filter_map(|d| match d.state {
+                    // A type with a shorter grace than the longest (hkrun.toml).
+                    DynoState::Stopping { kill_at, .. } => kill_at,
+                    _ => None,
+                }))
+                .min(),
             Phase::Running => self
                 .dynos
                 .iter()
@@ -358,6 +373,9 @@ impl Supervisor {
         // The preboot first: a pending restart may wait for its outcome.
         if self.preboot.is_some() {
             effects.extend(self.advance_preboot(now));
+        }
+        if !self.held.is_empty() && self.phase == Phase::Running {
+            effects.extend(self.start_held(now));
         }
         if !self.pending.is_empty() {
             effects.extend(self.answer_pending());
@@ -449,9 +467,63 @@ impl Supervisor {
         for plan in self.plan.dynos.clone() {
             self.add_dyno(plan, now);
         }
-        (first..self.dynos.len())
-            .flat_map(|i| self.launch(now, i))
-            .collect()
+        let mut effects = Vec::new();
+        for ty in self.plan.types.iter().filter(|t| !t.after.is_empty()) {
+            self.held.push(ty.name.clone());
+            effects.push(log_system(format!(
+                "{} starts once {} {} up",
+                ty.name,
+                ty.after.join(" and "),
+                if ty.after.len() == 1 { "is" } else { "are" }
+            )));
+        }
+        for i in first..self.dynos.len() {
+            if !self.held.contains(&self.dynos[i].plan.spec.slot.kind) {
+                effects.extend(self.launch(now, i));
+            }
+        }
+        effects
+    }
+
+    /// Starts each held type whose `after` types are started and have every dyno up.
+    fn start_held(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            let up = |kind: &str| {
+                !self.held.iter().any(|h| h == kind)
+                    && self
+                        .dynos
+                        .iter()
+                        .filter(|d| d.plan.spec.slot.kind == kind)
+                        .all(|d| d.state == DynoState::Up)
+            };
+            let ready = self.held.iter().position(|name| {
+                self.plan
+                    .types
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .is_none_or(|t| t.after.iter().all(|a| up(a)))
+            });
+            let Some(at) = ready else {
+                return effects;
+            };
+            let name = self.held.remove(at);
+            effects.push(log_system(format!("starting {name}")));
+            for i in 0..self.dynos.len() {
+                let dyno = &self.dynos[i];
+                if dyno.plan.spec.slot.kind == name
+                    && dyno.state == DynoState::Down
+                    && dyno.boots == 0
+                {
+                    effects.extend(self.launch(now, i));
+                }
+            }
+        }
+    }
+
+    /// Whether `kind` waits for its `after` types (new dynos of it wait too).
+    fn is_held(&self, kind: &str) -> bool {
+        self.held.iter().any(|h| h == kind)
     }
 
     /// Spawns dyno `i`. A web dyno starts booting; any other is up at once.
@@ -546,7 +618,7 @@ impl Supervisor {
                 dyno.set_state(now, DynoState::Down);
                 // After SIGINT, what is left in its group (a shell's `cmd &` children,
                 // which ignore SIGINT) gets SIGTERM at once rather than at the grace.
-                if signal != Signal::SIGTERM {
+                if dyno.plan.stop.signal_or(signal) != Signal::SIGTERM {
                     effects.push(Effect::Signal {
                         slot: slot.clone(),
                         signal: Signal::SIGTERM,
@@ -723,9 +795,10 @@ impl Supervisor {
             // The same signal delivered twice at once (`timeout`, or a signal sent to
             // hkrun's whole process group) is one request, not a second.
             Phase::Stopping {
-                kill_at: Some(kill_at),
+                kill_at: Some(_),
+                began,
                 ..
-            } if now < kill_at - self.plan.grace + SAME_REQUEST => Vec::new(),
+            } if now < began + SAME_REQUEST => Vec::new(),
             // A second request means "now".
             Phase::Stopping {
                 kill_at: Some(_), ..
@@ -757,18 +830,29 @@ impl Supervisor {
         let mut effects = self.on_resume();
         // No dyno's exit may wait on a reader that never reads.
         effects.push(Effect::OutputMayBeDropped);
+        // Each dyno has its own type's grace; the app waits for the longest.
+        let longest = self
+            .dynos
+            .iter()
+            .filter(|d| d.state.is_live())
+            .map(|d| d.plan.stop.grace_or(self.plan.grace))
+            .max()
+            .unwrap_or(self.plan.grace);
         self.phase = Phase::Stopping {
             code,
-            kill_at: Some(now + self.plan.grace),
+            began: now,
+            kill_at: Some(now + longest),
             rescan_at: None,
             signal,
             leftovers_termed: signal == Signal::SIGTERM,
             notice_at: Some(now + STOP_NOTICE),
         };
+        let grace = self.plan.grace;
         for dyno in &mut self.dynos {
             match dyno.state {
                 DynoState::Starting { .. } | DynoState::Up => {
-                    dyno.set_state(now, STOPPING_WITH_APP);
+                    dyno.set_state(now, stopping_with_app(dyno, now, grace, longest));
+                    let signal = dyno.plan.stop.signal_or(signal);
                     effects.extend(control::stop_with(&dyno.plan.spec.slot, signal));
                 }
                 // A restart that has not happened yet never will; what its last run left is
@@ -788,11 +872,11 @@ impl Supervisor {
                 }
                 // Already signalled on its own (or about to be): the app's grace takes over.
                 DynoState::Stopping { .. } => {
-                    dyno.state = STOPPING_WITH_APP;
+                    dyno.state = stopping_with_app(dyno, now, grace, longest);
                     if dyno.term_at.take().is_some() {
                         effects.push(Effect::Signal {
                             slot: dyno.plan.spec.slot.clone(),
-                            signal,
+                            signal: dyno.plan.stop.signal_or(signal),
                         });
                     }
                 }
@@ -857,10 +941,11 @@ impl Supervisor {
                         .kill_at()
                         .is_some_and(|at| at <= now) =>
                 {
+                    let (grace, signal) = self.stop_of(i);
                     let dyno = &mut self.dynos[i];
                     dyno.leftovers = Leftovers::Killed;
                     let slot = &dyno.plan.spec.slot;
-                    effects.push(log_dyno(slot, r12(self.plan.grace, Signal::SIGTERM)));
+                    effects.push(log_dyno(slot, r12(grace, signal)));
                     effects.extend(kill_remaining(slot));
                 }
                 DynoState::Crashed { .. }
@@ -893,13 +978,14 @@ impl Supervisor {
                     kill_at: Some(at),
                     then,
                 } if at <= now => {
+                    let (grace, signal) = self.stop_of(i);
                     let dyno = &mut self.dynos[i];
                     dyno.state = DynoState::Stopping {
                         kill_at: None,
                         then,
                     };
                     let slot = dyno.plan.spec.slot.clone();
-                    effects.push(log_dyno(&slot, r12(self.plan.grace, Signal::SIGTERM)));
+                    effects.push(log_dyno(&slot, r12(grace, signal)));
                     effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
                     effects.push(Effect::SignalAll {
                         slot,
@@ -907,9 +993,10 @@ impl Supervisor {
                     });
                 }
                 DynoState::Stopping { .. } if self.dynos[i].term_at.is_some_and(|at| at <= now) => {
+                    let (_, signal) = self.stop_of(i);
                     let dyno = &mut self.dynos[i];
                     dyno.term_at = None;
-                    effects.extend(control::term(&dyno.plan.spec.slot));
+                    effects.extend(control::stop_with(&dyno.plan.spec.slot, signal));
                 }
                 DynoState::Stopping { .. }
                     if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>
@@ -955,14 +1042,28 @@ impl Supervisor {
             *rescan_at = None;
             effects.push(Effect::ScanStragglers);
         }
-        if kill_at.is_some_and(|at| at <= now) {
-            for dyno in self
-                .dynos
-                .iter()
-                .filter(|d| matches!(d.state, DynoState::Stopping { .. }))
-            {
-                effects.push(log_dyno(&dyno.plan.spec.slot, r12(self.plan.grace, signal)));
+        let all_due = kill_at.is_some_and(|at| at <= now);
+        // Dynos of a type with a shorter grace than the longest are killed at their own.
+        for i in 0..self.dynos.len() {
+            let DynoState::Stopping { kill_at, then } = self.dynos[i].state else {
+                continue;
+            };
+            let due = kill_at.is_some_and(|at| at <= now);
+            if due || all_due {
+                let (grace, _) = self.stop_of(i);
+                let dyno = &mut self.dynos[i];
+                let signal = dyno.plan.stop.signal_or(signal);
+                effects.push(log_dyno(&dyno.plan.spec.slot, r12(grace, signal)));
+                dyno.state = DynoState::Stopping {
+                    kill_at: None,
+                    then,
+                };
+                if !all_due {
+                    effects.extend(kill_remaining(&dyno.plan.spec.slot));
+                }
             }
+        }
+        if all_due {
             effects.extend(self.kill_all());
         }
         effects
@@ -1024,6 +1125,16 @@ impl Supervisor {
         Vec::new()
     }
 
+    /// Dyno `i`'s grace and the signal that stops it on its own (scale, restart, stop, a
+    /// crash's leftovers): its type's, or the app's grace and SIGTERM.
+    fn stop_of(&self, i: usize) -> (Duration, Signal) {
+        let stop = self.dynos[i].plan.stop;
+        (
+            stop.grace_or(self.plan.grace),
+            stop.signal_or(Signal::SIGTERM),
+        )
+    }
+
     /// No dyno has a process running, and none waits to restart.
     fn all_settled(&self) -> bool {
         self.dynos.iter().all(|d| {
@@ -1064,11 +1175,15 @@ impl Dyno {
     }
 }
 
-/// How the app's stop leaves a dyno it signals.
-const STOPPING_WITH_APP: DynoState = DynoState::Stopping {
-    kill_at: None,
-    then: AfterStop::Down,
-};
+/// How the app's stop leaves a dyno it signals: SIGKILLed with the rest at the longest
+/// grace (`longest`), or before, at its own type's shorter one.
+fn stopping_with_app(dyno: &Dyno, now: Instant, app: Duration, longest: Duration) -> DynoState {
+    let grace = dyno.plan.stop.grace_or(app);
+    DynoState::Stopping {
+        kill_at: (grace < longest).then_some(now + grace),
+        then: AfterStop::Down,
+    }
+}
 
 /// `Stopping remaining processes with SIGKILL`, and the signal to all of the dyno's run.
 fn kill_remaining(slot: &Slot) -> [Effect; 2] {

@@ -404,7 +404,15 @@ impl Driver {
             Some(name) if spec.slot.kind != RELEASE => name.clone(),
             _ => spec.slot.to_string(),
         };
-        let mut env = env::for_dyno(&self.env, &name, spec.port);
+        let mut env = match spec.env.is_empty() {
+            true => env::for_dyno(&self.env, &name, spec.port),
+            // Its type's variables over the app's, under hkrun's own (PORT, DYNO, PS).
+            false => {
+                let mut app = self.env.clone();
+                app.extend(spec.env.iter().cloned());
+                env::for_dyno(&app, &name, spec.port)
+            }
+        };
         self.runs += 1;
         let mark = format!("{}-{}", self.me, self.runs);
         env.insert(process::RUN_MARK.into(), mark.clone());

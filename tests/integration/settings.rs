@@ -198,3 +198,106 @@ fn a_types_table_sets_one_types_restart_policy() {
         "{stderr}"
     );
 }
+
+/// A worker that says what it got: its own variable, then the signal that stopped it.
+const TELLS_SIGNAL: &str = "\
+import signal, os, sys, time
+def said(n, _):
+    print('got ' + signal.Signals(n).name, flush=True)
+    sys.exit(0)
+for s in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+    signal.signal(s, said)
+print('queue=' + os.environ.get('QUEUE', '-'), flush=True)
+while True:
+    time.sleep(1)
+";
+
+#[test]
+fn a_types_table_sets_its_stop_signal_env_and_start_order() {
+    let app = App::new(
+        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: exec python3 -u tell.py\n",
+    );
+    app.write("tell.py", TELLS_SIGNAL);
+    let port = crate::harness::free_base_port().to_string();
+    app.write(
+        "hkrun.toml",
+        "[types.worker]\nstop-signal = \"QUIT\"\ntimeout = 3\nafter = [\"web\"]\n\
+         env = { QUEUE = \"mail\" }\n",
+    );
+    let tag = unique_tag();
+    let mut hk = Hk::spawn(hkrun(
+        app.path(),
+        &["start", "--no-timestamp", "-p", &port],
+        &tag,
+    ));
+    hk.wait_for("worker.1 | queue=mail");
+    let web_up = hk
+        .seen
+        .iter()
+        .position(|l| l.starts_with("web.1 ") && l.ends_with("State changed from starting to up"))
+        .expect("web came up");
+    let worker_started = hk
+        .seen
+        .iter()
+        .position(|l| l.starts_with("worker.1 ") && l.contains("Starting process"))
+        .expect("the worker started");
+    assert!(web_up < worker_started, "{:?}", hk.seen);
+    assert!(
+        hk.seen
+            .iter()
+            .any(|l| l.ends_with("worker starts once web is up")),
+        "{:?}",
+        hk.seen
+    );
+    hk.signal(nix::sys::signal::Signal::SIGTERM);
+    hk.wait_for("worker.1 | got SIGQUIT");
+    assert!(hk.wait_exit().success());
+    assert!(
+        hk.seen
+            .iter()
+            .any(|l| l == "web.1    | Stopping all processes with SIGTERM"),
+        "{:?}",
+        hk.seen
+    );
+    crate::harness::assert_none_left(&tag);
+}
+
+#[test]
+fn a_types_rules_are_checked_against_the_procfile() {
+    let app = App::new("web: echo web\nworker: echo worker\n");
+    let refused = |toml: &str| {
+        app.write("hkrun.toml", toml);
+        let (code, stderr) = port_seen(&app, &[], &[]).unwrap_err();
+        assert_eq!(code, Some(65), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+    let stderr = refused("[types.worker]\nafter = [\"clock\"]\n");
+    assert!(
+        stderr.starts_with("hkrun: hkrun.toml: [types.worker] after: no process type `clock`"),
+        "{stderr}"
+    );
+    let stderr = refused("[types.worker]\nafter = [\"web\"]\n[types.web]\nafter = [\"worker\"]\n");
+    assert!(
+        stderr.contains("a circle: web waits for worker waits for web"),
+        "{stderr}"
+    );
+    let stderr = refused("[types.worker]\nboot-timeout = 5\n");
+    assert!(stderr.contains("only web has a boot timeout"), "{stderr}");
+    let stderr = refused("[types.worker]\nstop-signal = \"SIGNOPE\"\n");
+    assert!(
+        stderr.contains("bad [types.worker] stop-signal `SIGNOPE`"),
+        "{stderr}"
+    );
+    let stderr = refused("[types.worker.env]\nPORT = \"1\"\n");
+    assert!(stderr.contains("[types.worker] env `PORT`"), "{stderr}");
+    let stderr = refused("[types.wrker]\nstop-signal = \"INT\"\n");
+    assert!(
+        stderr.contains("[types.wrker]: no process type `wrker`"),
+        "{stderr}"
+    );
+    // `check` refuses what `start` would.
+    let (status, _, stderr) = crate::harness::run_to_end(app.path(), &["check"]);
+    assert_eq!(status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("no process type `wrker`"), "{stderr}");
+}

@@ -3,13 +3,17 @@
 //! applies only where the command line and the `HKRUN_*` environment said nothing:
 //! flags, then `HKRUN_*` variables, then the file, then hkrun's defaults.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
+use crate::plan::{StopRule, TypeRules};
 
 pub(crate) mod error;
 
@@ -57,10 +61,12 @@ pub struct Settings {
     pub log_format: Option<String>,
     /// `[types.NAME]`: what differs for one process type.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub types: Option<std::collections::BTreeMap<String, TypeSettings>>,
+    pub types: Option<BTreeMap<String, TypeSettings>>,
 }
 
-/// `[types.NAME]` in hkrun.toml: the per-type forms of `--restart` and `--memory-limit`.
+/// `[types.NAME]` in hkrun.toml: the per-type forms of `--restart`, `--memory-limit`,
+/// `--timeout` and `--boot-timeout`, and what only a type can have: its stop signal,
+/// its own variables, and the types it starts after.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TypeSettings {
@@ -68,6 +74,80 @@ pub struct TypeSettings {
     pub restart: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
+}
+
+impl TypeSettings {
+    /// The rules no flag has, checked; `bad(key, value, expected)` makes the error.
+    fn rules(
+        &self,
+        bad: &dyn Fn(&str, &str, &str) -> SettingsError,
+    ) -> Result<TypeRules, SettingsError> {
+        let secs = |key: &str, value: Option<f64>| {
+            value
+                .map(|v| {
+                    Duration::try_from_secs_f64(v)
+                        .map_err(|_| bad(key, &v.to_string(), "a number of seconds"))
+                })
+                .transpose()
+        };
+        let signal = self
+            .stop_signal
+            .as_deref()
+            .map(|name| {
+                signal_named(name).ok_or_else(|| {
+                    bad(
+                        "stop-signal",
+                        name,
+                        "a signal name such as SIGINT or SIGQUIT",
+                    )
+                })
+            })
+            .transpose()?;
+        let boot_timeout = secs("boot-timeout", self.boot_timeout)?;
+        if boot_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(bad("boot-timeout", "0", "a number of seconds above 0"));
+        }
+        let env = self.env.clone().unwrap_or_default();
+        if let Some(name) = env
+            .keys()
+            .find(|k| ["PORT", "DYNO", "PS"].contains(&k.as_str()))
+        {
+            return Err(bad(
+                "env",
+                name,
+                "a name other than PORT, DYNO and PS, which hkrun sets",
+            ));
+        }
+        Ok(TypeRules {
+            stop: StopRule {
+                signal,
+                grace: secs("timeout", self.timeout)?,
+            },
+            boot_timeout,
+            env: env.into_iter().collect(),
+            after: self.after.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// `SIGQUIT`, `QUIT` or `quit`.
+fn signal_named(name: &str) -> Option<Signal> {
+    let upper = name.to_ascii_uppercase();
+    let full = match upper.starts_with("SIG") {
+        true => upper,
+        false => format!("SIG{upper}"),
+    };
+    full.parse().ok()
 }
 
 /// foreman's `.foreman` (YAML), the keys hkrun has a meaning for.
@@ -224,6 +304,21 @@ impl Settings {
                 .filter_map(|(name, t)| pick(t).map(|v| format!(",{name}={v}")))
                 .collect()
         };
+        for (name, t) in &types {
+            let bad = |key: &str, value: &str, expected: &str| {
+                invalid(&format!("[types.{name}] {key}"), value, expected)
+            };
+            let mut rules = t.rules(&bad)?;
+            // The flags, or their `HKRUN_*` variables, are for every type.
+            if given("timeout") {
+                rules.stop.grace = None;
+            }
+            if given("boot_timeout") {
+                rules.boot_timeout = None;
+            }
+            args.rules.insert(name.clone(), rules);
+            args.rules_from = Some(from.to_owned());
+        }
         let restart_types = per_type(|t| t.restart.as_ref());
         let memory_types = per_type(|t| t.memory_limit.as_ref());
         plain!(

@@ -341,8 +341,11 @@ impl Supervisor {
         for (t, mut plan) in additions {
             // A size given in this same request applies to the new dynos too.
             plan.quota = self.plan.types[t].size.bytes;
+            let held = self.is_held(&plan.spec.slot.kind);
             let i = self.add_dyno(plan, now);
-            effects.extend(self.launch(now, i));
+            if !held {
+                effects.extend(self.launch(now, i));
+            }
         }
         let now_running: Vec<String> = wanted
             .iter()
@@ -471,7 +474,7 @@ impl Supervisor {
     /// Stop-then-start, Heroku's words: `Restarting`, `State changed from up to starting`,
     /// `Stopping all processes with SIGTERM`, then the start once it has exited.
     fn restart_one(&mut self, now: Instant, i: usize) -> Vec<Effect> {
-        let grace = self.plan.grace;
+        let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
         let slot = dyno.plan.spec.slot.clone();
         // Asked for: the back-off starts over.
@@ -498,7 +501,7 @@ impl Supervisor {
                     effects.push(log_dyno(&slot, text));
                 }
                 if !killed {
-                    effects.extend(term(&slot));
+                    effects.extend(stop_with(&slot, signal));
                 }
             }
             DynoState::Stopping { kill_at, .. } => {
@@ -540,7 +543,7 @@ impl Supervisor {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
-        let grace = self.plan.grace;
+        let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
         match dyno.state {
             DynoState::Starting { .. } | DynoState::Up => {
@@ -552,7 +555,7 @@ impl Supervisor {
                     },
                 );
                 if settle.is_zero() {
-                    return term(slot);
+                    return stop_with(slot, signal);
                 }
                 dyno.term_at = Some(now + settle);
                 Vec::new()
@@ -586,7 +589,7 @@ impl Supervisor {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
-        let grace = self.plan.grace;
+        let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
         if !dyno.draining || !matches!(self.phase, Phase::Running) {
             return Vec::new();
@@ -614,11 +617,11 @@ impl Supervisor {
                 };
                 effects.push(log_dyno(
                     slot,
-                    "Stopping remaining processes with SIGTERM".into(),
+                    format!("Stopping remaining processes with {}", signal.as_str()),
                 ));
                 effects.push(Effect::SignalAll {
                     slot: slot.clone(),
-                    signal: Signal::SIGTERM,
+                    signal,
                 });
             }
             return effects;
@@ -644,7 +647,7 @@ impl Supervisor {
         i: usize,
         then: AfterStop,
     ) -> Vec<Effect> {
-        let grace = self.plan.grace;
+        let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
         // Its last run is known to be over: nothing to stop first.
         if dyno.leftovers == Leftovers::Gone {
@@ -669,7 +672,7 @@ impl Supervisor {
         if !termed {
             effects.push(Effect::SignalAll {
                 slot: slot.clone(),
-                signal: Signal::SIGTERM,
+                signal,
             });
         }
         if !dyno.draining {
@@ -819,11 +822,6 @@ impl Dyno {
             }
         )
     }
-}
-
-/// `Stopping all processes with SIGTERM`, and the signal.
-pub(super) fn term(slot: &Slot) -> Vec<Effect> {
-    stop_with(slot, Signal::SIGTERM)
 }
 
 /// `Stopping all processes with SIGINT` (or another signal), and the signal.

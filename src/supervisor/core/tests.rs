@@ -31,12 +31,14 @@ fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoSpec {
             slot: slot(kind, index),
             command: format!("run-{kind}"),
             port: Some(port),
+            env: Vec::new(),
         },
         role: role(kind),
         restart,
         memory: MemoryLimit::On,
         quota: QUOTA,
         boot_timeout: (kind == "web").then_some(BOOT),
+        stop: StopRule::default(),
     }
 }
 
@@ -50,6 +52,9 @@ fn dyno_type(kind: &str, index: usize) -> ProcessType {
         restart: RestartPolicy::Always,
         memory: MemoryLimit::On,
         boot_timeout: (kind == "web").then_some(BOOT),
+        stop: StopRule::default(),
+        env: Vec::new(),
+        after: Vec::new(),
     }
 }
 
@@ -170,6 +175,7 @@ fn spawn(kind: &str, index: u32, port: u16) -> Effect {
         slot: slot(kind, index),
         command: format!("run-{kind}"),
         port: Some(port),
+        env: Vec::new(),
     })
 }
 
@@ -293,6 +299,7 @@ fn release_runs_first_then_the_formation() {
         slot: slot("release", 1),
         command: "migrate".into(),
         port: None,
+        env: Vec::new(),
     };
     assert_eq!(actions(&sup.start(t0)), vec![Effect::Spawn(release)]);
     assert_eq!(sup.next_deadline(), None);
@@ -1341,7 +1348,8 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
     assert!(actions(&effects).contains(&Effect::Spawn(SpawnSpec {
         slot: new1.clone(),
         command: "run-web".into(),
-        port: Some(5003)
+        port: Some(5003),
+        env: Vec::new(),
     })));
     assert!(actions(&effects).contains(&Effect::AwaitReady {
         slot: new2.clone(),
@@ -2173,4 +2181,112 @@ fn a_scale_answers_once_its_dynos_are_gone_though_their_names_are_taken_again() 
             Ok("Scaling dynos... done, now running web at 0:Standard-1X".into())
         )]
     );
+}
+
+/// `plan(false, Always)` with hkrun.toml's `[types.worker]` rules.
+fn plan_with_worker(stop: StopRule, after: &[&str]) -> AppPlan {
+    let mut plan = plan(false, RestartPolicy::Always);
+    for d in plan
+        .dynos
+        .iter_mut()
+        .filter(|d| d.spec.slot.kind == "worker")
+    {
+        d.stop = stop;
+    }
+    for t in plan.types.iter_mut().filter(|t| t.name == "worker") {
+        t.stop = stop;
+        t.after = after.iter().map(|a| a.to_string()).collect();
+    }
+    plan
+}
+
+#[test]
+fn a_type_stops_with_its_own_signal_and_grace() {
+    let t0 = Instant::now();
+    let stop = StopRule {
+        signal: Some(Signal::SIGQUIT),
+        grace: Some(secs(2)),
+    };
+    let mut sup = started(plan_with_worker(stop, &[]), t0);
+    // On its own (restart), and with the app.
+    let effects = control(
+        &mut sup,
+        t0,
+        1,
+        Control::Restart(Some(Target::Type("worker".into()))),
+    );
+    assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGQUIT)]);
+    assert!(logs(&effects).contains(&"worker.1: Stopping all processes with SIGQUIT".to_owned()));
+    assert_eq!(sup.next_deadline(), Some(t0 + secs(2)));
+    let effects = stopped(&mut sup, t0 + secs(1), ("worker", 1, 0));
+    assert_eq!(actions(&effects)[0], spawn("worker", 1, 5100));
+
+    let t1 = t0 + secs(10);
+    let effects = sup.handle(t1, Input::Stop(StopRequest::Signal(Signal::SIGINT)));
+    assert_eq!(
+        actions(&effects),
+        [
+            signal("web", 1, Signal::SIGINT),
+            signal("web", 2, Signal::SIGINT),
+            signal("worker", 1, Signal::SIGQUIT),
+            Effect::SignalStragglers(Signal::SIGINT)
+        ]
+    );
+    sup.handle(t1 + STOP_NOTICE, Input::Tick);
+    // The worker's grace ends first: only it is killed then.
+    let effects = sup.handle(t1 + secs(2), Input::Tick);
+    assert_eq!(
+        logs(&effects),
+        [
+            "worker.1: Error R12 (Exit timeout) -> At least one process failed to exit within 2 seconds of SIGQUIT",
+            "worker.1: Stopping remaining processes with SIGKILL"
+        ]
+    );
+    assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGKILL)]);
+    sup.handle(t1 + secs(2), exited("worker", 1, 137));
+    // The app's grace is the longest, and the same-request window is measured from the
+    // stop's start, whatever the graces.
+    assert_eq!(sup.next_deadline(), Some(t1 + GRACE));
+    let again = sup.handle(
+        t1 + secs(3),
+        Input::Stop(StopRequest::Signal(Signal::SIGINT)),
+    );
+    assert!(logs(&again).contains(&"system: SIGINT received again".to_owned()));
+}
+
+#[test]
+fn a_type_after_another_starts_once_its_dynos_are_up() {
+    let t0 = Instant::now();
+    let mut sup = Supervisor::new(plan_with_worker(StopRule::default(), &["web"]));
+    let effects = sup.start(t0);
+    assert!(logs(&effects).contains(&"system: worker starts once web is up".to_owned()));
+    let spawned: Vec<Effect> = actions(&effects)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Spawn(_)))
+        .collect();
+    assert_eq!(spawned, [spawn("web", 1, 5000), spawn("web", 2, 5001)]);
+    assert_eq!(state(&sup, "worker", 1), DynoState::Down);
+    // A scale of a held type adds dynos that wait too.
+    let effects = control(&mut sup, t0, 1, scale(&["worker=2"]));
+    assert!(
+        !actions(&effects)
+            .iter()
+            .any(|e| matches!(e, Effect::Spawn(_)))
+    );
+    let ready = |n| Input::Ready {
+        slot: slot("web", n),
+        ip: LOCAL,
+    };
+    assert!(
+        !actions(&sup.handle(t0 + secs(1), ready(1)))
+            .iter()
+            .any(|e| matches!(e, Effect::Spawn(_)))
+    );
+    let effects = sup.handle(t0 + secs(2), ready(2));
+    assert!(logs(&effects).contains(&"system: starting worker".to_owned()));
+    assert!(actions(&effects).contains(&spawn("worker", 1, 5100)));
+    assert!(actions(&effects).contains(&spawn("worker", 2, 5101)));
+    // Only the first start waits: a web crash later holds nothing back.
+    let effects = crash(&mut sup, t0 + secs(3), "web", 1, 1);
+    assert!(!logs(&effects).iter().any(|l| l.contains("worker")));
 }
