@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hkrun::dyno::{Exit, Slot};
 use hkrun::plan::formation::{DynoSize, ScaleChange, ScaleOp};
 use hkrun::plan::policy::{MemoryLimit, RestartPolicy};
+use hkrun::plan::schedule::{Frequency, Job};
 use hkrun::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec, StopRule};
 use hkrun::supervisor::core::Supervisor;
 use hkrun::supervisor::input::{Control, Effect, Input, StopRequest, Target};
@@ -73,6 +74,11 @@ struct World {
     /// Slots whose last run the core has been told is over (`GroupLeft` with nothing
     /// left, after the leader's exit), until spawned again.
     told_gone: BTreeSet<Slot>,
+    /// The plan has a `[[scheduler]]` job: some inputs say it is due.
+    scheduler: bool,
+    /// `postdeploy.1`'s last exit, and whether the core has asked to record it.
+    postdeploy_exit: Option<Exit>,
+    postdeployed: bool,
 }
 
 impl World {
@@ -163,7 +169,9 @@ fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> 
     }
 }
 
-fn plan(b: &mut Bytes) -> AppPlan {
+/// `features`: the data's last byte, read without taking it, so inputs kept as regressions
+/// (none of which has bit 4 or 6 set) run as they did before these features.
+fn plan(b: &mut Bytes, features: u8) -> AppPlan {
     let flags = b.byte();
     let restart = [
         RestartPolicy::Always,
@@ -177,7 +185,7 @@ fn plan(b: &mut Bytes) -> AppPlan {
     ];
     // hkrun.toml's `[types.worker]`: its own stop signal and a shorter grace, and a first
     // start that waits for web.
-    if flags & 16 != 0 {
+    if features & 16 != 0 {
         types[1].stop = StopRule {
             signal: Some(Signal::SIGQUIT),
             grace: Some(Duration::from_millis(500)),
@@ -193,6 +201,14 @@ fn plan(b: &mut Bytes) -> AppPlan {
     }
     AppPlan {
         release: (flags & 2 != 0).then(|| "migrate".to_owned()),
+        postdeploy: (features & 64 != 0).then(|| "seed".to_owned()),
+        scheduler: match features & 64 {
+            0 => Vec::new(),
+            _ => vec![Job {
+                command: "tidy".into(),
+                frequency: Frequency::EveryTenMinutes,
+            }],
+        },
         dynos,
         types,
         base_port,
@@ -289,6 +305,15 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                     .collect();
                 queue.push(Input::PortsProbed { id, taken });
             }
+            Effect::Postdeployed { .. } => {
+                assert!(!world.postdeployed, "postdeploy recorded twice");
+                assert_eq!(
+                    world.postdeploy_exit,
+                    Some(Exit::Code(0)),
+                    "postdeploy recorded without exiting 0"
+                );
+                world.postdeployed = true;
+            }
             Effect::Exit(_) => {
                 assert_eq!(world.live(), 0, "exit with processes alive");
                 world.exited = true;
@@ -350,6 +375,7 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
                 StopRequest::StdoutClosed,
             ][b.below(4)]
         }),
+        6 if world.scheduler && b.below(2) == 0 => Input::Scheduled { job: 0 },
         6 => Input::Forward(Signal::SIGUSR1),
         7 => match b.below(2) {
             0 => Input::Pause,
@@ -394,6 +420,11 @@ fn step(sup: &mut Supervisor, world: &mut World, b: &mut Bytes, now: Instant, in
         }
         if trace() {
             eprintln!("{input:?}");
+        }
+        if let Input::Exited { slot, status } = &input {
+            if slot.kind == "postdeploy" {
+                world.postdeploy_exit = Some(*status);
+            }
         }
         if let Input::GroupLeft { slot, count: 0 } = &input {
             if world.runs.get(slot).is_none_or(|r| !r.leader_alive) {
@@ -498,10 +529,13 @@ fn trace() -> bool {
 
 pub fn run(data: &[u8]) {
     let mut b = Bytes(data);
-    let plan = plan(&mut b);
+    let plan = plan(&mut b, data.last().copied().unwrap_or(0));
+    let mut world = World {
+        scheduler: !plan.scheduler.is_empty(),
+        ..World::default()
+    };
     let exits_on_crash = plan.exit_on_crash;
     let mut sup = Supervisor::new(plan);
-    let mut world = World::default();
     let mut now = Instant::now();
     let effects = sup.start(now);
     let mut queue = perform(&mut world, &mut b, effects);

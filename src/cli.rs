@@ -251,9 +251,12 @@ pub struct StartArgs {
     /// timeout, env, `after`), by type.
     #[arg(skip)]
     pub rules: std::collections::BTreeMap<String, crate::plan::TypeRules>,
-    /// The file `rules` came from.
+    /// The file `rules` (and `scheduler`) came from.
     #[arg(skip)]
     pub rules_from: Option<PathBuf>,
+    /// hkrun.toml's `[[scheduler]]` jobs.
+    #[arg(skip)]
+    pub scheduler: Vec<crate::plan::schedule::Job>,
     /// Seconds a dyno gets between SIGTERM and SIGKILL when stopping.
     #[arg(
         short = 't',

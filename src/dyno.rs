@@ -12,6 +12,17 @@ use nix::sys::signal::Signal;
 
 /// The release phase's name in the Procfile: run once before the dynos, never scaled.
 pub const RELEASE: &str = "release";
+/// app.json's `scripts.postdeploy`: run once, after the first successful release.
+pub const POSTDEPLOY: &str = "postdeploy";
+/// The runs of hkrun.toml's `[[scheduler]]` jobs, as Heroku Scheduler names them.
+pub const SCHEDULER: &str = "scheduler";
+
+/// Whether dynos of `kind` are one-off runs hkrun starts itself (`release`, `postdeploy`,
+/// `scheduler`), not a process type of the formation: never scaled, restarted or counted
+/// in its exit.
+pub fn is_one_off(kind: &str) -> bool {
+    [RELEASE, POSTDEPLOY, SCHEDULER].contains(&kind)
+}
 
 /// A process type's name, as the Procfile, formations and control requests accept it.
 pub const TYPE_NAME: &str = "[A-Za-z0-9_-]+";

@@ -98,6 +98,9 @@ pub enum Error {
         "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
     )]
     PortInUse { port: u16, dyno: String },
+    /// What `.hkrun-state.toml` or app.json's scripts make impossible.
+    #[error("{0}")]
+    AppState(String),
     #[error("{}: {key}: {reason}", path.display())]
     BadSetting {
         path: PathBuf,
@@ -170,7 +173,8 @@ impl Error {
             | Self::Port(_)
             | Self::Policy(_)
             | Self::BadFlag { .. }
-            | Self::BadSetting { .. } => exit_code::BAD_INPUT,
+            | Self::BadSetting { .. }
+            | Self::AppState(_) => exit_code::BAD_INPUT,
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE
             }

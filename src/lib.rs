@@ -29,6 +29,7 @@ pub(crate) mod logs;
 pub mod os;
 pub mod plan;
 pub(crate) mod router;
+pub(crate) mod scheduler;
 pub mod supervisor;
 
 use std::fmt::Write as _;

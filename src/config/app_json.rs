@@ -41,6 +41,23 @@ pub struct AppJson {
     env: BTreeMap<String, EnvEntry>,
     #[serde(default)]
     pub addons: Vec<serde_json::Value>,
+    #[serde(default)]
+    scripts: Scripts,
+}
+
+/// `scripts`: only `postdeploy` means something to hkrun.
+#[derive(Debug, Default, Deserialize)]
+struct Scripts {
+    postdeploy: Option<Script>,
+}
+
+/// A script: its command alone, or Heroku's object with `command` (and a `size` hkrun
+/// does not use).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Script {
+    Command(String),
+    Spec { command: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +80,15 @@ enum EnvEntry {
 }
 
 impl AppJson {
+    /// `scripts.postdeploy`'s command, if any.
+    pub fn postdeploy(&self) -> Option<&str> {
+        match self.scripts.postdeploy.as_ref()? {
+            Script::Command(c) | Script::Spec { command: c } => {
+                Some(c.as_str()).filter(|c| !c.trim().is_empty())
+            }
+        }
+    }
+
     /// `app.json` in `root`, or `None` when there is none.
     pub fn find(root: &Path) -> Result<Option<(PathBuf, Self)>, AppJsonError> {
         let path = match root == Path::new(".") {

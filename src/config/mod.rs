@@ -9,6 +9,7 @@ pub(crate) mod env_file;
 pub(crate) mod name;
 pub mod procfile;
 pub(crate) mod settings;
+pub(crate) mod state;
 pub(crate) mod text;
 
 pub use name::{APP_NAME_MAX, app_name};
@@ -555,8 +556,37 @@ impl StartConfig {
             timestamps: !args.output.no_timestamp,
             width: Style::width_for(names.iter().map(String::as_str)),
         };
+        let postdeploy = match &app.app_json {
+            Some((path, json)) if !args.no_release => match json.postdeploy() {
+                Some(command) => {
+                    let state = state::State::read(&app.root).map_err(Error::AppState)?;
+                    let procfile = app.procfile();
+                    if procfile.names().contains(&crate::dyno::POSTDEPLOY) {
+                        return Err(Error::AppState(format!(
+                            "{}: scripts.postdeploy runs as postdeploy.1, and the Procfile has a type of that name",
+                            path.display()
+                        )));
+                    }
+                    state.postdeploy.is_none().then(|| command.to_owned())
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        if let (Some(path), false) = (&args.rules_from, args.scheduler.is_empty()) {
+            if app.procfile().names().contains(&crate::dyno::SCHEDULER) {
+                return Err(Error::BadSetting {
+                    path: path.clone(),
+                    key: "[[scheduler]]".into(),
+                    reason: "its runs are scheduler.N, and the Procfile has a type of that name"
+                        .into(),
+                });
+            }
+        }
         let plan = AppPlan {
             release,
+            postdeploy,
+            scheduler: args.scheduler.clone(),
             dynos,
             types,
             base_port: app.base_port,

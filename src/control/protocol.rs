@@ -158,10 +158,25 @@ pub struct Ps {
     /// Types with dynos, in Procfile order (`release` first while it runs).
     pub types: Vec<PsType>,
     pub dynos: Vec<PsDyno>,
+    /// hkrun.toml's `[[scheduler]]` jobs, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler: Vec<PsJob>,
     /// Every process type of the Procfile, running or not: what `logs --ps` may name.
     /// Kept in hkrun, never sent.
     #[serde(skip)]
     pub procfile: Vec<String>,
+}
+
+/// A `[[scheduler]]` job in `ps`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsJob {
+    pub command: String,
+    /// `every 10 minutes`, `hourly at :30`, `daily at 01:30 UTC`, `cron */5 * * * *`.
+    pub frequency: String,
+    /// When it runs next, UTC, RFC 3339.
+    pub next_run: Option<String>,
+    /// Its run still going (`scheduler.3`), if any.
+    pub running: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

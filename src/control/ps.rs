@@ -5,17 +5,26 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::protocol::{Ps, PsDyno, PsType};
-use crate::dyno::RELEASE;
+use super::protocol::{Ps, PsDyno, PsJob, PsType};
+use crate::dyno::{POSTDEPLOY, RELEASE};
 use crate::supervisor::core::{DynoState, Supervisor};
 
-/// What `ps` shows of the supervisor at `now` (wall clock `wall`).
-pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
+/// What `ps` shows of the supervisor at `now` (wall clock `wall`), with each
+/// `[[scheduler]]` job's next run (from `scheduler`'s clock).
+pub fn view(
+    sup: &Supervisor,
+    now: Instant,
+    wall: SystemTime,
+    next_runs: &[Option<DateTime<Utc>>],
+) -> Ps {
     let mut dynos: Vec<_> = sup
         .dynos()
         .iter()
         // The release phase shows while it runs; a done one-shot dyno stays listed.
-        .filter(|d| d.plan.spec.slot.kind != RELEASE || d.state != DynoState::Down)
+        .filter(|d| {
+            ![RELEASE, POSTDEPLOY].contains(&d.plan.spec.slot.kind.as_str())
+                || d.state != DynoState::Down
+        })
         .collect();
     let order = |kind: &str| {
         sup.types()
@@ -51,7 +60,7 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
         .map(|d| {
             let age = sup.clock(now).saturating_duration_since(d.since);
             let since: DateTime<Utc> = wall.checked_sub(age).unwrap_or(wall).into();
-            let release = d.plan.spec.slot.kind == RELEASE;
+            let release = [RELEASE, POSTDEPLOY].contains(&d.plan.spec.slot.kind.as_str());
             PsDyno {
                 name: d.plan.spec.slot.to_string(),
                 kind: d.plan.spec.slot.kind.clone(),
@@ -66,16 +75,71 @@ pub fn view(sup: &Supervisor, now: Instant, wall: SystemTime) -> Ps {
             }
         })
         .collect();
+    let scheduler = sup
+        .scheduler()
+        .enumerate()
+        .map(|(i, (job, running))| PsJob {
+            command: job.command.clone(),
+            frequency: job.frequency.to_string(),
+            next_run: next_runs
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            running: running.map(|s| s.to_string()),
+        })
+        .collect();
     Ps {
         router: sup.router(),
         types,
         dynos,
+        scheduler,
         procfile: sup.types().iter().map(|t| t.name.clone()).collect(),
     }
 }
 
 /// The human form.
 pub fn render(ps: &Ps) -> String {
+    let mut out = render_dynos(ps);
+    if !ps.scheduler.is_empty() {
+        out.push_str(&render_scheduler(&ps.scheduler));
+    }
+    out
+}
+
+/// `=== scheduler (UTC)`, then each job: how often, its next run, its command.
+fn render_scheduler(jobs: &[PsJob]) -> String {
+    let when: Vec<String> = jobs.iter().map(|j| j.frequency.clone()).collect();
+    let next: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            j.next_run
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or_else(
+                    || "never".into(),
+                    |t| t.format("%Y/%m/%d %H:%M:%S +0000").to_string(),
+                )
+        })
+        .collect();
+    let when_width = when.iter().map(String::len).max().unwrap_or(0);
+    let next_width = next.iter().map(String::len).max().unwrap_or(0);
+    let mut out = String::from("\n=== scheduler\n");
+    for (i, job) in jobs.iter().enumerate() {
+        let running = job
+            .running
+            .as_deref()
+            .map(|r| format!("   (running as {r})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<when_width$}   next {:<next_width$}   {}{running}\n",
+            when[i], next[i], job.command
+        ));
+    }
+    out
+}
+
+fn render_dynos(ps: &Ps) -> String {
     if ps.dynos.is_empty() {
         return "No dynos are running (start some with `hkrun scale TYPE=N`).\n".into();
     }
@@ -209,6 +273,7 @@ mod tests {
                 dyno("web.1", "up", Some(4242), Some(23 * 1024 * 1024)),
                 dyno("web.2", "starting", None, None),
             ],
+            scheduler: Vec::new(),
             procfile: vec!["web".into()],
         };
         assert_eq!(

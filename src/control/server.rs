@@ -511,7 +511,7 @@ async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
         None => ps,
     };
     let known = view.procfile.iter().any(|t| t == kind)
-        || kind == crate::dyno::RELEASE
+        || crate::dyno::is_one_off(kind)
         || ps == crate::logs::Label::system().name;
     if known {
         return Ok(());

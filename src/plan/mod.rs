@@ -14,6 +14,7 @@ use crate::dyno::Slot;
 pub mod formation;
 pub mod policy;
 pub mod ports;
+pub mod schedule;
 
 use formation::DynoSize;
 use policy::{MemoryLimit, RestartPolicy};
@@ -165,6 +166,11 @@ impl ProcessType {
 pub struct AppPlan {
     /// The release command, when the release phase runs.
     pub release: Option<String>,
+    /// app.json's `scripts.postdeploy`, when it has not run yet: after the release, before
+    /// the formation.
+    pub postdeploy: Option<String>,
+    /// hkrun.toml's `[[scheduler]]` jobs: one-off dynos `scheduler.N` when each is due.
+    pub scheduler: Vec<schedule::Job>,
     /// The dynos in start order.
     pub dynos: Vec<DynoSpec>,
     /// Every process type of the Procfile (`release` aside), for `hkrun scale`.

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::input::{Effect, Input, Source, StopRequest};
 use super::restart;
-use crate::dyno::{Backend, Exit, RELEASE, Slot};
+use crate::dyno::{Backend, Exit, POSTDEPLOY, RELEASE, SCHEDULER, Slot, is_one_off};
 use crate::plan::policy::{MemoryLimit, RestartPolicy};
 use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec, StopRule};
 use quota::Verdict;
@@ -221,6 +221,10 @@ pub struct Supervisor {
     real_now: Option<Instant>,
     /// Types not started yet: each waits for the types of its `after` to be up.
     held: Vec<String>,
+    /// Each `[[scheduler]]` job's last run, while it may still be going.
+    scheduled: Vec<Option<Slot>>,
+    /// Scheduler runs started so far: the next is `scheduler.N+1`.
+    scheduler_runs: u32,
 }
 
 impl Supervisor {
@@ -241,12 +245,26 @@ impl Supervisor {
             paused_total: Duration::ZERO,
             real_now: None,
             held: Vec::new(),
+            scheduled: Vec::new(),
+            scheduler_runs: 0,
         }
     }
 
     /// Every dyno, the release phase included, in start order.
     pub fn dynos(&self) -> &[Dyno] {
         &self.dynos
+    }
+
+    /// Each `[[scheduler]]` job, with its run still going, if any.
+    pub fn scheduler(&self) -> impl Iterator<Item = (&crate::plan::schedule::Job, Option<&Slot>)> {
+        self.plan.scheduler.iter().enumerate().map(|(i, job)| {
+            let running = self
+                .scheduled
+                .get(i)
+                .and_then(Option::as_ref)
+                .filter(|s| self.find(s).is_some());
+            (job, running)
+        })
     }
 
     /// The Procfile's process types with their current sizes.
@@ -281,27 +299,86 @@ impl Supervisor {
 
     fn start_release_or_formation(&mut self, now: Instant) -> Vec<Effect> {
         match self.plan.release.clone() {
-            Some(command) => {
-                self.phase = Phase::Releasing;
-                let plan = DynoSpec {
-                    spec: SpawnSpec {
-                        slot: Slot::new(RELEASE, 1),
-                        command,
-                        port: None,
-                        env: Vec::new(),
-                    },
-                    role: Role::Other,
-                    restart: RestartPolicy::Never,
-                    memory: MemoryLimit::Off,
-                    quota: u64::MAX,
-                    boot_timeout: None,
-                    stop: StopRule::default(),
-                };
-                let i = self.add_dyno(plan, now);
-                self.launch(now, i)
-            }
+            Some(command) => self.start_deploy_step(now, RELEASE, command),
+            None => self.start_postdeploy_or_formation(now),
+        }
+    }
+
+    fn start_postdeploy_or_formation(&mut self, now: Instant) -> Vec<Effect> {
+        match self.plan.postdeploy.clone() {
+            Some(command) => self.start_deploy_step(now, POSTDEPLOY, command),
             None => self.start_formation(now),
         }
+    }
+
+    /// `release.1` or `postdeploy.1`: nothing of the formation runs until it exits 0.
+    fn start_deploy_step(&mut self, now: Instant, kind: &str, command: String) -> Vec<Effect> {
+        self.phase = Phase::Releasing;
+        let plan = DynoSpec {
+            spec: SpawnSpec {
+                slot: Slot::new(kind, 1),
+                command,
+                port: None,
+                env: Vec::new(),
+            },
+            role: Role::Other,
+            restart: RestartPolicy::Never,
+            memory: MemoryLimit::Off,
+            quota: u64::MAX,
+            boot_timeout: None,
+            stop: StopRule::default(),
+        };
+        let i = self.add_dyno(plan, now);
+        self.launch(now, i)
+    }
+
+    /// A `[[scheduler]]` job is due: its run starts as `scheduler.N`, unless its last run
+    /// is still going (then this one is skipped, and said so).
+    fn on_scheduled(&mut self, now: Instant, job: usize) -> Vec<Effect> {
+        let Some(spec) = self.plan.scheduler.get(job) else {
+            return Vec::new();
+        };
+        if self.phase != Phase::Running {
+            return Vec::new();
+        }
+        let command = spec.command.clone();
+        self.scheduled.resize(self.plan.scheduler.len(), None);
+        if let Some(last) = self.scheduled[job]
+            .clone()
+            .filter(|s| self.find(s).is_some())
+        {
+            return vec![log_system(format!(
+                "scheduler: `{command}` is still running as {last}: this run is skipped"
+            ))];
+        }
+        self.scheduler_runs += 1;
+        let slot = Slot::new(SCHEDULER, self.scheduler_runs);
+        self.scheduled[job] = Some(slot.clone());
+        let plan = DynoSpec {
+            spec: SpawnSpec {
+                slot,
+                command,
+                port: None,
+                env: Vec::new(),
+            },
+            role: Role::Other,
+            restart: RestartPolicy::Never,
+            memory: MemoryLimit::On,
+            quota: crate::plan::formation::DynoSize::default().bytes,
+            boot_timeout: None,
+            stop: StopRule::default(),
+        };
+        let i = self.add_dyno(plan, now);
+        self.launch(now, i)
+    }
+
+    /// A scheduler run has exited: done, as Heroku says of one-off dynos, whatever its
+    /// status; it leaves once what its run left is gone.
+    fn one_off_done(&mut self, now: Instant, i: usize) -> Vec<Effect> {
+        let slot = self.dynos[i].plan.spec.slot.clone();
+        let mut effects = vec![log_dyno(&slot, "State changed from up to complete".into())];
+        effects.extend(self.replace_settled(now, i, AfterStop::Remove));
+        effects
     }
 
     /// The next instant (real time) at which `Input::Tick` is due, if any; none while
@@ -447,6 +524,7 @@ impl Supervisor {
             Input::Tick => self.on_tick(now),
             Input::Control { id, request } => self.on_control(now, id, request),
             Input::PortsProbed { id, taken } => self.on_ports_probed(now, id, &taken),
+            Input::Scheduled { job } => self.on_scheduled(now, job),
         }
     }
 
@@ -551,7 +629,7 @@ impl Supervisor {
                 );
                 effects.push(Effect::AwaitReady { slot, port });
             }
-            _ if slot.kind == RELEASE => {
+            _ if slot.kind == RELEASE || slot.kind == POSTDEPLOY => {
                 dyno.set_state(
                     now,
                     DynoState::Starting {
@@ -599,11 +677,17 @@ impl Supervisor {
         match self.phase {
             Phase::Releasing => {
                 dyno.set_state(now, DynoState::Down);
-                if code == 0 {
-                    effects.extend(self.start_formation(now));
-                } else {
-                    effects.push(log_system(format!("release failed (exit {code})")));
-                    effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
+                let command = dyno.plan.spec.command.clone();
+                match (code, slot.kind.as_str()) {
+                    (0, RELEASE) => effects.extend(self.start_postdeploy_or_formation(now)),
+                    (0, _) => {
+                        effects.push(Effect::Postdeployed { command });
+                        effects.extend(self.start_formation(now));
+                    }
+                    (_, kind) => {
+                        effects.push(log_system(format!("{kind} failed (exit {code})")));
+                        effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
+                    }
                 }
             }
             Phase::Running => match was {
@@ -612,6 +696,7 @@ impl Supervisor {
                     dyno.draining = true;
                     effects.push(Effect::ScanGroup { slot: slot.clone() });
                 }
+                _ if slot.kind == SCHEDULER => effects.extend(self.one_off_done(now, i)),
                 _ => effects.extend(self.on_crash(now, i, was, code)),
             },
             Phase::Stopping { signal, .. } => {
@@ -685,7 +770,8 @@ impl Supervisor {
                 &slot,
                 format!("State changed from {from} to {}", next.name()),
             )];
-            if self.all_settled() {
+            // A scheduler run still going does not keep the app up.
+            if self.settled_among(|d| !is_one_off(&d.plan.spec.slot.kind)) {
                 let code = self.first_failure.unwrap_or(0);
                 effects.push(log_system(format!(
                     "no dyno is left running: stopping (exit {code})"
@@ -1137,7 +1223,12 @@ impl Supervisor {
 
     /// No dyno has a process running, and none waits to restart.
     fn all_settled(&self) -> bool {
-        self.dynos.iter().all(|d| {
+        self.settled_among(|_| true)
+    }
+
+    /// No dyno that `counts` has a process running, and none waits to restart.
+    fn settled_among(&self, counts: impl Fn(&Dyno) -> bool) -> bool {
+        self.dynos.iter().filter(|d| counts(d)).all(|d| {
             matches!(
                 d.state,
                 DynoState::Down | DynoState::Crashed { restart_at: None }

@@ -149,6 +149,7 @@ async fn drive(
             let _ = samples.send(Input::Memory(sample));
         },
     ));
+    let next_runs = crate::scheduler::spawn(&plan.scheduler, inputs_tx.clone());
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
@@ -208,7 +209,8 @@ async fn drive(
                 _ = sigchld.recv() => { driver.reap(); continue; }
                 Some(call) = calls.recv() => match call {
                     Call::Ps(reply) => {
-                        let _ = reply.send(ps::view(&sup, Instant::now(), SystemTime::now()));
+                        let next = next_runs.borrow().clone();
+                        let _ = reply.send(ps::view(&sup, Instant::now(), SystemTime::now(), &next));
                         continue;
                     }
                     Call::Change { request, reply } => {
@@ -354,6 +356,16 @@ impl Driver {
                     self.log.event(&label, text);
                 }
                 Effect::OutputMayBeDropped => self.log.stopping(),
+                Effect::Postdeployed { command } => {
+                    if let Err(err) = config::state::State::record_postdeploy(&self.root, &command)
+                    {
+                        let text = format!(
+                            "cannot record in {} that postdeploy ran ({err}): it runs again at the next start",
+                            config::state::STATE_FILE
+                        );
+                        self.log.event(&self.system, text);
+                    }
+                }
                 Effect::Forget { slot } => {
                     self.labels.remove(&slot);
                     self.groups.remove(&slot);

@@ -79,6 +79,8 @@ pub enum Input {
     Control { id: u64, request: Control },
     /// The answer to `Effect::ProbePorts`: which of its ports something else holds.
     PortsProbed { id: u64, taken: Vec<u16> },
+    /// `[[scheduler]]` job `job` (its place in the plan's list) is due.
+    Scheduled { job: usize },
 }
 
 /// The id of the request hkrun makes itself on SIGUSR2 (restart every dyno): no client
@@ -191,6 +193,10 @@ pub enum Effect {
     /// Stop hkrun itself until SIGCONT (job control), once what is queued is logged;
     /// then report `Input::Resume`. Not as PID 1, which the kernel does not stop.
     StopSelf,
+    /// app.json's postdeploy ran to exit 0: remember it, so it never runs again.
+    Postdeployed {
+        command: String,
+    },
     /// Every process is gone: exit with this code.
     Exit(i32),
 }

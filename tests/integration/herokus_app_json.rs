@@ -133,3 +133,56 @@ fn a_restart_after_config_set_keeps_app_jsons_defaults() {
     hk.wait_for("worker.1 | got hello there|1");
     hk.stop_cleanly();
 }
+
+/// `hkrun start` of an app whose release, postdeploy and worker each add a line to
+/// `order.txt`; hkrun's exit code.
+fn start_and_finish(app: &App) -> Option<i32> {
+    let port = free_base_port().to_string();
+    let args = ["start", "--no-timestamp", "--restart", "never", "-p", &port];
+    let mut hk = Hk::spawn(hkrun(app.path(), &args, &unique_tag()));
+    hk.wait_exit().code()
+}
+
+#[test]
+fn postdeploy_runs_once_after_the_first_successful_release() {
+    let app = App::new("release: echo release >> order.txt\nworker: echo worker >> order.txt\n");
+    app.write(
+        "app.json",
+        r#"{"scripts": {"postdeploy": "echo postdeploy >> order.txt; exit ${FAIL:-0}"}}"#,
+    );
+    let order = || std::fs::read_to_string(app.file("order.txt")).unwrap_or_default();
+    // A failed postdeploy stops the start as a failed release does, and is not recorded.
+    app.write(".env", "FAIL=4\n");
+    assert_eq!(start_and_finish(&app), Some(4));
+    assert_eq!(order(), "release\npostdeploy\n");
+    assert!(!app.file(".hkrun-state.toml").exists());
+
+    app.write(".env", "FAIL=0\n");
+    std::fs::remove_file(app.file("order.txt")).unwrap();
+    assert_eq!(start_and_finish(&app), Some(0));
+    assert_eq!(order(), "release\npostdeploy\nworker\n");
+    let state = std::fs::read_to_string(app.file(".hkrun-state.toml")).unwrap();
+    assert!(
+        state.contains("[postdeploy]\ncommand = \"echo postdeploy >> order.txt; exit ${FAIL:-0}\""),
+        "{state}"
+    );
+    // Never again: the release runs on every start, postdeploy did once.
+    assert_eq!(start_and_finish(&app), Some(0));
+    assert_eq!(order(), "release\npostdeploy\nworker\nrelease\nworker\n");
+    // `--no-release` skips both; deleting the state runs it again.
+    std::fs::remove_file(app.file(".hkrun-state.toml")).unwrap();
+    let port = free_base_port().to_string();
+    let args = ["start", "--no-release", "--restart", "never", "-p", &port];
+    let mut hk = Hk::spawn(hkrun(app.path(), &args, &unique_tag()));
+    assert!(hk.wait_exit().success());
+    assert_eq!(
+        order(),
+        "release\npostdeploy\nworker\nrelease\nworker\nworker\n"
+    );
+    assert_eq!(start_and_finish(&app), Some(0));
+    assert!(
+        order().ends_with("worker\nrelease\npostdeploy\nworker\n"),
+        "{}",
+        order()
+    );
+}

@@ -22,6 +22,7 @@ mod pid1;
 mod pipeline;
 mod router;
 mod scale;
+mod scheduler;
 mod settings;
 mod shutdown;
 mod start;

@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
+use crate::plan::schedule::{Frequency, Job};
 use crate::plan::{StopRule, TypeRules};
 
 pub(crate) mod error;
@@ -62,6 +63,37 @@ pub struct Settings {
     /// `[types.NAME]`: what differs for one process type.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub types: Option<BTreeMap<String, TypeSettings>>,
+    /// `[[scheduler]]`: Heroku Scheduler's jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler: Vec<SchedulerJob>,
+}
+
+/// One `[[scheduler]]` job: a command, and either Scheduler's `frequency` or `cron`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SchedulerJob {
+    pub command: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
+impl SchedulerJob {
+    fn job(&self) -> Result<Job, String> {
+        let frequency = match (&self.frequency, &self.cron) {
+            (Some(f), None) => f.parse()?,
+            (None, Some(c)) => Frequency::cron(c).map_err(|e| format!("cron `{c}`: {e}"))?,
+            _ => return Err("give either frequency or cron".into()),
+        };
+        if self.command.trim().is_empty() {
+            return Err("command is empty".into());
+        }
+        Ok(Job {
+            command: self.command.clone(),
+            frequency,
+        })
+    }
 }
 
 /// `[types.NAME]` in hkrun.toml: the per-type forms of `--restart`, `--memory-limit`,
@@ -317,6 +349,15 @@ impl Settings {
                 rules.boot_timeout = None;
             }
             args.rules.insert(name.clone(), rules);
+            args.rules_from = Some(from.to_owned());
+        }
+        for (n, job) in self.scheduler.iter().enumerate() {
+            let job = job.job().map_err(|message| SettingsError::Invalid {
+                path: from.to_owned(),
+                line: None,
+                message: format!("[[scheduler]] #{}: {message}", n + 1),
+            })?;
+            args.scheduler.push(job);
             args.rules_from = Some(from.to_owned());
         }
         let restart_types = per_type(|t| t.restart.as_ref());

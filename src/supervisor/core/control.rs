@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno, log_system};
-use crate::dyno::{RELEASE, Slot};
+use crate::dyno::{RELEASE, Slot, is_one_off};
 use crate::plan::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::plan::{DynoSpec, Role};
 use crate::supervisor::input::{Control, Effect, SIGNALLED, Target};
@@ -375,7 +375,7 @@ impl Supervisor {
                 let mut all: Vec<Slot> = self
                     .dynos
                     .iter()
-                    .filter(|d| d.plan.spec.slot.kind != RELEASE && !d.leaving())
+                    .filter(|d| !is_one_off(&d.plan.spec.slot.kind) && !d.leaving())
                     .map(|d| d.plan.spec.slot.clone())
                     .collect();
                 all.sort();
@@ -391,7 +391,7 @@ impl Supervisor {
             Some(Target::Dyno(slot)) => self
                 .members(&slot.kind)
                 .into_iter()
-                .find(|s| s.index == slot.index && slot.kind != RELEASE)
+                .find(|s| s.index == slot.index && !is_one_off(&slot.kind))
                 .map(|s| vec![s])
                 .ok_or_else(|| {
                     let running = self.members(&slot.kind);

@@ -61,6 +61,8 @@ fn dyno_type(kind: &str, index: usize) -> ProcessType {
 fn plan(release: bool, restart: RestartPolicy) -> AppPlan {
     AppPlan {
         release: release.then(|| "migrate".to_owned()),
+        postdeploy: None,
+        scheduler: Vec::new(),
         dynos: vec![
             dyno("web", 1, 5000, restart),
             dyno("web", 2, 5001, restart),
@@ -2289,4 +2291,101 @@ fn a_type_after_another_starts_once_its_dynos_are_up() {
     // Only the first start waits: a web crash later holds nothing back.
     let effects = crash(&mut sup, t0 + secs(3), "web", 1, 1);
     assert!(!logs(&effects).iter().any(|l| l.contains("worker")));
+}
+
+#[test]
+fn postdeploy_runs_after_the_release_and_is_recorded_once_it_exits_0() {
+    let t0 = Instant::now();
+    let mut sup = Supervisor::new(AppPlan {
+        postdeploy: Some("seed".into()),
+        ..plan(true, RestartPolicy::Always)
+    });
+    sup.start(t0);
+    let effects = sup.handle(t0, exited("release", 1, 0));
+    let postdeploy = SpawnSpec {
+        slot: slot("postdeploy", 1),
+        command: "seed".into(),
+        port: None,
+        env: Vec::new(),
+    };
+    assert_eq!(actions(&effects), [Effect::Spawn(postdeploy)]);
+    let effects = sup.handle(t0 + secs(1), exited("postdeploy", 1, 0));
+    assert_eq!(
+        actions(&effects)[..2],
+        [
+            Effect::Postdeployed {
+                command: "seed".into()
+            },
+            spawn("web", 1, 5000)
+        ]
+    );
+
+    // A failed one stops the app as a failed release does, and is not recorded.
+    let mut sup = Supervisor::new(AppPlan {
+        postdeploy: Some("seed".into()),
+        ..plan(false, RestartPolicy::Always)
+    });
+    sup.start(t0);
+    let effects = sup.handle(t0, exited("postdeploy", 1, 3));
+    assert!(logs(&effects).contains(&"system: postdeploy failed (exit 3)".to_owned()));
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Postdeployed { .. }))
+    );
+    assert_eq!(sup.handle(t0, Input::Stragglers(0)), vec![Effect::Exit(3)]);
+}
+
+#[test]
+fn a_scheduler_job_runs_as_a_one_off_and_never_twice_at_once() {
+    use crate::plan::schedule::{Frequency, Job};
+    let t0 = Instant::now();
+    let mut sup = started(
+        AppPlan {
+            scheduler: vec![Job {
+                command: "tidy".into(),
+                frequency: Frequency::EveryTenMinutes,
+            }],
+            ..plan(false, RestartPolicy::Always)
+        },
+        t0,
+    );
+    let run = |n| SpawnSpec {
+        slot: slot("scheduler", n),
+        command: "tidy".into(),
+        port: None,
+        env: Vec::new(),
+    };
+    let effects = sup.handle(t0, Input::Scheduled { job: 0 });
+    assert_eq!(actions(&effects), [Effect::Spawn(run(1))]);
+    assert_eq!(
+        sup.scheduler().next().unwrap().1,
+        Some(&slot("scheduler", 1))
+    );
+    // Due again while the first run goes on: skipped, and said so.
+    let effects = sup.handle(t0 + secs(600), Input::Scheduled { job: 0 });
+    assert!(actions(&effects).is_empty());
+    assert_eq!(
+        logs(&effects),
+        ["system: scheduler: `tidy` is still running as scheduler.1: this run is skipped"]
+    );
+    // Its exit, even a failure, is no crash: nothing restarts, the app's exit code stays.
+    let exit = exited("scheduler", 1, 1);
+    let effects = exit_and_drain(&mut sup, t0 + secs(601), exit);
+    assert_eq!(
+        logs(&effects),
+        [
+            "scheduler.1: Process exited with status 1",
+            "scheduler.1: State changed from up to complete"
+        ]
+    );
+    assert!(effects.contains(&Effect::Forget {
+        slot: slot("scheduler", 1)
+    }));
+    assert_eq!(sup.scheduler().next().unwrap().1, None);
+    let effects = sup.handle(t0 + secs(1200), Input::Scheduled { job: 0 });
+    assert_eq!(actions(&effects), [Effect::Spawn(run(2))]);
+    // Not a target of `restart` with no type.
+    let effects = control(&mut sup, t0 + secs(1201), 9, Control::Restart(None));
+    assert!(!logs(&effects).iter().any(|l| l.starts_with("scheduler")));
 }

@@ -1,0 +1,93 @@
+//! `.hkrun-state.toml` in the app root: what hkrun has done to the app once and must not
+//! do again (README, "app.json"). Today that is app.json's `scripts.postdeploy`, run after
+//! the first successful release.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file's name in the app root.
+pub const STATE_FILE: &str = ".hkrun-state.toml";
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct State {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postdeploy: Option<Done>,
+}
+
+/// A script that has run to exit 0: which command, and when (UTC, RFC 3339).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Done {
+    pub command: String,
+    pub finished_at: String,
+}
+
+pub fn path(root: &Path) -> PathBuf {
+    root.join(STATE_FILE)
+}
+
+impl State {
+    /// The app's state: none recorded when the file is missing. An unreadable or
+    /// malformed file is an error, so postdeploy never runs twice by mistake.
+    pub fn read(root: &Path) -> Result<Self, String> {
+        let path = path(root);
+        match fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: {} (delete the file to start over)",
+                    path.display(),
+                    e.message().trim()
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+
+    /// Records that postdeploy `command` has run, replacing the file at once.
+    pub fn record_postdeploy(root: &Path, command: &str) -> io::Result<()> {
+        let mut state = Self::read(root).unwrap_or_default();
+        state.postdeploy = Some(Done {
+            command: command.to_owned(),
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let text = format!(
+            "# What hkrun has done to this app once. Delete a table to have it done again.\n{}",
+            toml::to_string(&state).map_err(io::Error::other)?
+        );
+        let path = path(root);
+        let (folder, name) = crate::os::files::folder_and_name(&path, STATE_FILE);
+        let temporary = folder.join(crate::os::files::staging_name(&name));
+        let written = (|| {
+            let mut file = fs::File::create_new(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&temporary, &path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_postdeploy_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(State::read(dir.path()).unwrap().postdeploy.is_none());
+        State::record_postdeploy(dir.path(), "python3 seed.py").unwrap();
+        let done = State::read(dir.path()).unwrap().postdeploy.unwrap();
+        assert_eq!(done.command, "python3 seed.py");
+        fs::write(path(dir.path()), "postdeploy = 3\n").unwrap();
+        let err = State::read(dir.path()).unwrap_err();
+        assert!(err.contains(".hkrun-state.toml: "), "{err}");
+    }
+}
