@@ -165,6 +165,7 @@ fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> 
         boot_timeout: (name == "web").then_some(Duration::from_secs(60)),
         stop: StopRule::default(),
         env: Vec::new(),
+        terminal: false,
         after: Vec::new(),
     }
 }
@@ -401,8 +402,8 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
                     ][b.below(3)],
                     size: None,
                 }]),
-                1 => Control::Restart(target),
-                _ => Control::Stop(target.unwrap_or(Target::Type(kind))),
+                1 => Control::Restart(target.into_iter().collect()),
+                _ => Control::Stop(vec![target.unwrap_or(Target::Type(kind))]),
             };
             Input::Control { id, request }
         }

@@ -44,22 +44,38 @@ pub enum Command {
     /// removed ones stop gracefully, highest numbers first.
     #[command(alias = "ps:scale")]
     Scale(ScaleArgs),
-    /// Restart dynos: a type, one dyno, or all.
+    /// Restart dynos: types, dynos, globs, or all.
     ///
     /// Each dyno stops, then starts again; `hkrun restart web` returns once the new web
     /// dynos are up, and exits 1 if one does not come up.
     ///
-    /// Example: `hkrun restart web`, `hkrun restart worker.2`, `hkrun restart`.
+    /// Example: `hkrun restart web`, `hkrun restart worker.2 clock`, `hkrun restart 'work*'`,
+    /// `hkrun restart`.
     #[command(aliases = ["ps:restart", "dyno:restart"])]
     Restart(TargetArgs),
-    /// Stop dynos: a type, one dyno, or the whole app.
+    /// Stop dynos: types, dynos, globs, or the whole app.
     ///
     /// A type or dyno leaves the formation until scaled again; with no target the whole
     /// app stops, as on SIGTERM, and the command returns once hkrun has exited.
     ///
-    /// Example: `hkrun stop worker.2`, `hkrun stop clock`, `hkrun stop`.
+    /// Example: `hkrun stop worker.2`, `hkrun stop clock 'web.[23]'`, `hkrun stop`.
     #[command(aliases = ["ps:stop", "ps:kill", "dyno:stop", "dyno:kill"])]
     Stop(TargetArgs),
+    /// Attach to a `--tty` dyno's terminal: see its output, type into it (a debugger, a
+    /// REPL); Ctrl-] detaches, and the dyno keeps running.
+    ///
+    /// One client at a time per dyno. The dyno must run on a terminal (`start --tty`).
+    ///
+    /// Example: `hkrun connect web.1`, `hkrun attach console`.
+    #[command(alias = "attach")]
+    Connect(ConnectArgs),
+    /// Send a signal to dynos' process groups, without stopping them.
+    ///
+    /// The last argument is the signal (`SIGHUP`, `HUP`, `hup` or `1`) unless `-s` gives
+    /// it; the dynos are named as `restart` names them.
+    ///
+    /// Example: `hkrun kill web HUP`, `hkrun kill -s USR1 'work*' clock.1`.
+    Kill(KillArgs),
     /// Show the running app's recent log lines, and with --tail follow new ones.
     ///
     /// The supervisor keeps the last 1500 lines.
@@ -150,9 +166,31 @@ pub struct ScaleArgs {
 pub struct TargetArgs {
     #[command(flatten)]
     pub control: ControlArgs,
-    /// A process type (`web`) or a dyno (`web.2`) [default: every dyno].
-    #[arg(value_name = "TYPE|DYNO")]
-    pub target: Option<String>,
+    /// Process types (`web`), dynos (`web.2`) or globs over their names (`'work*'`)
+    /// [default: every dyno].
+    #[arg(value_name = "TYPE|DYNO|GLOB")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// A dyno (`web.1`), or a type that runs one dyno.
+    #[arg(value_name = "DYNO")]
+    pub dyno: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// The signal, instead of the last argument.
+    #[arg(short = 's', long = "signal", value_name = "SIGNAL")]
+    pub signal: Option<String>,
+    /// The dynos (as `restart` names them), then the signal unless `-s` gave it.
+    #[arg(value_name = "TYPE|DYNO|GLOB... SIGNAL", required = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +307,28 @@ pub struct StartArgs {
     /// Skip the Procfile's `release` entry.
     #[arg(long, env = "HKRUN_NO_RELEASE")]
     pub no_release: bool,
+    /// Run these process types' dynos on pseudo-terminals of their own (comma-separated;
+    /// `--tty` alone: every type): they see a terminal, so they line-buffer and keep their
+    /// colours, and `hkrun connect` can attach to them.
+    #[arg(
+        long,
+        value_name = "TYPES",
+        num_args = 0..=1,
+        default_missing_value = "all",
+        value_delimiter = ',',
+        env = "HKRUN_TTY"
+    )]
+    pub tty: Option<Vec<String>>,
+    /// Hide these process types' output (comma-separated): hkrun's lines about them
+    /// still show, and `hkrun logs` still has their output.
+    #[arg(
+        short = 'q',
+        long = "quiet",
+        value_name = "TYPES",
+        value_delimiter = ',',
+        env = "HKRUN_QUIET"
+    )]
+    pub quiet: Vec<String>,
     /// `DYNO` and `PS` of the formation's one dyno, instead of `TYPE.1`: a scheduler's
     /// name for it, such as its Kubernetes pod's (`hkrun export kubernetes` sets it).
     #[arg(long = "dyno", value_name = "NAME", env = "HKRUN_DYNO")]

@@ -24,6 +24,19 @@ pub fn is_one_off(kind: &str) -> bool {
     [RELEASE, POSTDEPLOY, SCHEDULER].contains(&kind)
 }
 
+/// A signal as users write it: `SIGQUIT`, `QUIT`, `quit` or its number (`3`).
+pub fn signal_named(name: &str) -> Option<Signal> {
+    if let Ok(number) = name.parse::<i32>() {
+        return Signal::try_from(number).ok();
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = match upper.starts_with("SIG") {
+        true => upper,
+        false => format!("SIG{upper}"),
+    };
+    full.parse().ok()
+}
+
 /// A process type's name, as the Procfile, formations and control requests accept it.
 pub const TYPE_NAME: &str = "[A-Za-z0-9_-]+";
 

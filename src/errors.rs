@@ -216,6 +216,11 @@ pub fn warn(text: impl std::fmt::Display) {
     to_stderr(&format!("hkrun: warning: {text}\n"));
 }
 
+/// Prints a note for the user (not an error) to stderr, as is.
+pub fn print_err(text: &str) {
+    to_stderr(text);
+}
+
 /// One write, so lines from several threads never mix; a closed stderr is no reason to
 /// panic.
 fn to_stderr(line: &str) {

@@ -128,6 +128,8 @@ pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
         cli::Command::Scale(args) => control::client::scale(args),
         cli::Command::Restart(args) => control::client::restart(args),
         cli::Command::Stop(args) => control::client::stop(args),
+        cli::Command::Kill(args) => control::client::kill(args),
+        cli::Command::Connect(args) => control::client::connect(args),
         cli::Command::Logs(args) => control::client::logs(args),
         cli::Command::Export(args) => export::export(args),
         cli::Command::Open(args) => commands::open(args),

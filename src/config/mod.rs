@@ -390,6 +390,8 @@ pub struct Policies {
     pub boot_timeout: Duration,
     /// hkrun.toml's `[types.NAME]`, by type.
     pub rules: BTreeMap<String, TypeRules>,
+    /// `--tty`: the types whose dynos run on pseudo-terminals (`all`: every type).
+    pub tty: Vec<String>,
 }
 
 impl Default for Policies {
@@ -405,6 +407,7 @@ impl Default for Policies {
             },
             boot_timeout: Duration::from_secs(60),
             rules: BTreeMap::new(),
+            tty: Vec::new(),
         }
     }
 }
@@ -437,6 +440,7 @@ pub fn process_types(plans: &[Quantity], router: bool, policies: &Policies) -> V
                 stop: rules.stop,
                 env: rules.env,
                 after: rules.after,
+                terminal: policies.tty.iter().any(|t| t == "all" || *t == plan.name),
             }
         })
         .collect()
@@ -465,6 +469,8 @@ pub struct StartConfig {
     pub style: Style,
     /// `--dyno`: `DYNO` and `PS` of the formation's one dyno.
     pub dyno_name: Option<String>,
+    /// `--quiet`: process types whose output stdout does not show.
+    pub quiet: Vec<String>,
 }
 
 impl StartConfig {
@@ -505,7 +511,18 @@ impl StartConfig {
         if let Some(path) = &args.rules_from {
             check_rules(path, &args.rules, &plans)?;
         }
-        for name in restart.names().chain(memory.names()) {
+        for name in restart
+            .names()
+            .chain(memory.names())
+            .chain(args.quiet.iter().map(String::as_str))
+            .chain(
+                args.tty
+                    .iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .filter(|t| *t != "all"),
+            )
+        {
             if procfile.types().all(|e| e.name != name) {
                 let known = procfile
                     .types()
@@ -524,6 +541,7 @@ impl StartConfig {
             memory,
             boot_timeout,
             rules: args.rules.clone(),
+            tty: args.tty.clone().unwrap_or_default(),
         };
         let types = process_types(&plans, router.is_some(), &policies);
         let dynos = dynos(&types, &plans, app.base_port)?;
@@ -551,6 +569,7 @@ impl StartConfig {
             .chain(release.as_ref().map(|_| format!("{RELEASE}.1")))
             .collect::<Vec<_>>();
         let style = Style {
+            strip_ansi: args.output.color == ColorChoice::Never,
             format: args.output.log_format.into(),
             color: use_color(&args.output),
             timestamps: !args.output.no_timestamp,
@@ -602,6 +621,7 @@ impl StartConfig {
             balance: args.balance.into(),
             style,
             dyno_name: args.dyno.clone(),
+            quiet: args.quiet.clone(),
         })
     }
 }

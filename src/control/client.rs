@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::protocol::{LogSource, Request, Response, encode_request};
 use super::{ps, socket};
-use crate::cli::{ControlArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
+use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
 use crate::errors::{self, Error};
 use crate::logs::{Clock, Label, Origin, Style};
@@ -125,12 +125,40 @@ pub fn scale(args: &ScaleArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-/// `hkrun restart [TARGET]`: returns once the new dynos are up.
+/// One target as `target` (which every hkrun that speaks protocol 1 reads), several as
+/// `targets`.
+fn one_or_several(targets: &[String]) -> (Option<String>, Vec<String>) {
+    match targets {
+        [one] => (Some(one.clone()), Vec::new()),
+        several => (None, several.to_vec()),
+    }
+}
+
+/// `hkrun kill TARGET... SIGNAL` (or `-s SIGNAL TARGET...`): answered once sent.
+pub fn kill(args: &KillArgs) -> Result<i32, Error> {
+    let mut targets = args.args.clone();
+    let signal = match &args.signal {
+        Some(signal) => signal.clone(),
+        None => targets.pop().unwrap_or_default(),
+    };
+    if targets.is_empty() {
+        return Err(Error::BadFlag {
+            flag: "kill",
+            value: args.args.join(" "),
+            reason: "name the dynos, then the signal (hkrun kill web HUP)",
+        });
+    }
+    let mut client = Client::open(&args.control)?;
+    let text = client.message(&Request::Kill { targets, signal })?;
+    errors::print_out(&format!("{text}\n"))?;
+    Ok(0)
+}
+
+/// `hkrun restart [TARGET...]`: returns once the new dynos are up.
 pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    let text = client.message(&Request::Restart {
-        target: args.target.clone(),
-    })?;
+    let (target, targets) = one_or_several(&args.targets);
+    let text = client.message(&Request::Restart { target, targets })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
 }
@@ -138,12 +166,11 @@ pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
 /// `hkrun stop [TARGET]`: with no target, returns once the supervisor has exited.
 pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    let text = client.message(&Request::Stop {
-        target: args.target.clone(),
-    })?;
+    let (target, targets) = one_or_several(&args.targets);
+    let text = client.message(&Request::Stop { target, targets })?;
     // Waited for even when nobody reads what is printed: the stop is what was asked.
     let printed = errors::print_out(&format!("{text}\n"));
-    if args.target.is_none() {
+    if args.targets.is_empty() {
         // The supervisor closes every connection as it exits.
         while client.next()?.is_some() {}
         printed?;
@@ -167,6 +194,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
         .logs
         .ok_or_else(|| client.broken("the answer to logs has no header"))?;
     let mut style = Style {
+        strip_ansi: false,
         format: header.format,
         color: config::color_for(args.color),
         timestamps: header.timestamps,
@@ -186,6 +214,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
                 rfc3339: line.ts,
             };
             let label = Label {
+                quiet: false,
                 name: line.dyno,
                 color: line.color,
             };
@@ -213,4 +242,105 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
     }
     let _ = out.flush();
     Ok(0)
+}
+
+/// Ctrl-], which detaches `hkrun connect` (as it leaves telnet).
+const DETACH: u8 = 0x1d;
+
+/// `hkrun connect DYNO`: the dyno's terminal here, raw, until Ctrl-] (or the end of stdin)
+/// detaches, or the dyno's run ends. The dyno keeps running either way.
+pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
+    let mut client = Client::open(&args.control)?;
+    client.send(&Request::Connect {
+        dyno: args.dyno.clone(),
+    })?;
+    let answer = client.answer()?;
+    errors::print_err(&format!("{}\n", answer.message.unwrap_or_default()));
+    let stream = client.stream.get_ref();
+    let mut keys_to = stream
+        .try_clone()
+        .map_err(|e| client.broken(format!("cannot write to the connection: {e}")))?;
+    let mut shown = client.stream;
+    let (events, event) = std::sync::mpsc::channel();
+    let ended = events.clone();
+    // Output comes on its own thread: neither direction waits for the other.
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut shown, &mut Flushed(io::stdout()));
+        let _ = ended.send(false);
+    });
+    let _raw = RawTerminal::enter();
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut keys = [0u8; 1024];
+        loop {
+            let n = match io::Read::read(&mut stdin, &mut keys) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let (typed, detach) = match keys[..n].iter().position(|&b| b == DETACH) {
+                Some(at) => (&keys[..at], true),
+                None => (&keys[..n], false),
+            };
+            if keys_to.write_all(typed).is_err() || detach {
+                break;
+            }
+        }
+        // Said first: the server closes the connection once it sees this side close.
+        let _ = events.send(true);
+        let _ = keys_to.shutdown(std::net::Shutdown::Write);
+    });
+    let detached = event.recv().unwrap_or(false);
+    drop(_raw);
+    let text = match detached {
+        true => format!("\nDetached from {}; it keeps running.\n", args.dyno),
+        false => format!("\nThe connection to {} ended.\n", args.dyno),
+    };
+    errors::print_err(&text);
+    Ok(0)
+}
+
+/// Writes each chunk through at once: a prompt has no newline.
+struct Flushed<W: Write>(W);
+
+impl<W: Write> Write for Flushed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.0.flush()?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Stdin as a raw terminal (each key as typed, no echo: the dyno's terminal echoes),
+/// restored when dropped; nothing when stdin is not a terminal.
+struct RawTerminal(Option<nix::sys::termios::Termios>);
+
+impl RawTerminal {
+    fn enter() -> Self {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return Self(None);
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        match tcsetattr(&stdin, SetArg::TCSANOW, &raw) {
+            Ok(()) => Self(Some(saved)),
+            Err(_) => Self(None),
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
 }

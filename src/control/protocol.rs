@@ -21,16 +21,31 @@ pub enum Request {
     Ps {},
     /// Heroku's changes, each as typed: `web=3`, `clock+1`, `web=2:standard-2x`.
     Scale { changes: Vec<String> },
-    /// A type (`web`), a dyno (`web.2`), or every dyno.
+    /// A type (`web`), a dyno (`web.2`), a glob (`work*`), several (`targets`, with
+    /// `target` or without), or every dyno.
     Restart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        targets: Vec<String>,
     },
-    /// A type or a dyno; with no target, the whole app.
+    /// Types, dynos or globs, as `restart`; with no target, the whole app.
     Stop {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        targets: Vec<String>,
     },
+    /// A signal (`SIGHUP`, `HUP`, `1`) to the process group of each dyno named, as
+    /// `restart` names them (at least one); the dynos keep running.
+    Kill {
+        targets: Vec<String>,
+        signal: String,
+    },
+    /// Attach to a `--tty` dyno's terminal (`web.1`, or a type with one dyno): after the
+    /// answer, the connection carries the terminal's bytes both ways until either side
+    /// closes it.
+    Connect { dyno: String },
     /// Read the env files again, then restart every dyno (web preboot-style):
     /// `config:set` and `config:unset` on a running app.
     Reload {},
@@ -263,8 +278,9 @@ mod tests {
             let requests = [
                 Request::Ps {},
                 Request::Logs { lines, tail, ps, source: Some(LogSource::App) },
-                Request::Restart { target: target.clone() },
-                Request::Stop { target },
+                Request::Restart { target: target.clone(), targets: Vec::new() },
+                Request::Stop { target: target.clone(), targets: Vec::new() },
+                Request::Kill { targets: target.into_iter().collect(), signal: "HUP".into() },
                 Request::Scale { changes },
             ];
             for request in requests {
@@ -293,7 +309,7 @@ mod tests {
             ),
             (
                 br#"{"v":1,"cmd":"dance"}"#,
-                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `reload`, `logs`",
+                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `reload`, `logs`",
             ),
             (
                 br#"{"v":1,"cmd":"ps","x":1}"#,

@@ -19,6 +19,7 @@ use tokio::task::AbortHandle;
 use tokio::time::timeout;
 
 use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
+use crate::dyno::Slot;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
 use crate::plan::formation::ScaleChange;
@@ -60,6 +61,24 @@ pub enum Call {
     Reload {
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// `hkrun connect DYNO` by `who` (`pid 4242`): its terminal, or why not.
+    Attach {
+        dyno: String,
+        who: String,
+        reply: oneshot::Sender<Result<Attached, String>>,
+    },
+    /// The client attached to `slot`'s terminal has gone.
+    Detach { slot: Slot },
+}
+
+/// A `--tty` dyno's terminal, for the one client attached to it.
+#[derive(Debug)]
+pub struct Attached {
+    pub slot: Slot,
+    /// What the client types goes here.
+    pub input: tokio::net::unix::pipe::Sender,
+    /// What the dyno writes, as it comes; ends with its run.
+    pub output: mpsc::Receiver<Vec<u8>>,
 }
 
 /// What every connection needs.
@@ -267,8 +286,12 @@ async fn connection(mut stream: UnixStream, seat: &Seat, me: u32) {
         }
         Err(_) => return,
     }
+    let who = match stream.peer_cred().ok().and_then(|p| p.pid()) {
+        Some(pid) => format!("pid {pid}"),
+        None => "another client".to_owned(),
+    };
     let (read, write) = stream.into_split();
-    serve_client(read, write, seat).await;
+    serve_client(read, write, seat, &who).await;
 }
 
 /// `IDLE`, unless `IDLE_KNOB` says otherwise.
@@ -288,6 +311,7 @@ async fn serve_client(
     read: impl AsyncRead + Unpin,
     mut write: impl AsyncWrite + Unpin,
     seat: &Seat,
+    who: &str,
 ) {
     let context = &seat.shared.context;
     let mut read = BufReader::new(read);
@@ -364,8 +388,48 @@ async fn serve_client(
                     }
                 }
             }
+            Ok(Request::Connect { dyno }) => {
+                if !seat.start_stream() {
+                    let busy = Response::error("too many streaming clients at once; try again");
+                    let _ = seat.send(&mut write, &busy.encode()).await;
+                    return;
+                }
+                let (reply, rx) = oneshot::channel();
+                let call = Call::Attach {
+                    dyno,
+                    who: who.to_owned(),
+                    reply,
+                };
+                if context.calls.send(call).is_err() {
+                    let _ = seat.send(&mut write, &stopping().encode()).await;
+                    return;
+                }
+                match rx.await {
+                    Ok(Ok(attached)) => {
+                        let text = format!("Connected to {}. Ctrl-] detaches.", attached.slot);
+                        if seat
+                            .send(&mut write, &Response::message(text).encode())
+                            .await
+                            .is_ok()
+                        {
+                            let slot = attached.slot.clone();
+                            relay(&mut read, &mut write, attached).await;
+                            let _ = context.calls.send(Call::Detach { slot });
+                        }
+                        return;
+                    }
+                    Ok(Err(text)) => {
+                        seat.end_stream();
+                        seat.send(&mut write, &Response::error(text).encode()).await
+                    }
+                    Err(_) => {
+                        let _ = seat.send(&mut write, &stopping().encode()).await;
+                        return;
+                    }
+                }
+            }
             Ok(request) => {
-                let stop_all = request == Request::Stop { target: None };
+                let stop_all = matches!(&request, Request::Stop { target: None, targets } if targets.is_empty());
                 let answer = call(context, request);
                 tokio::pin!(answer);
                 // A client that hangs up while waiting (a long restart) frees its place.
@@ -388,6 +452,36 @@ async fn serve_client(
         };
         if sent.is_err() {
             return;
+        }
+    }
+}
+
+/// Carries an attached client's keys to the dyno's terminal and the dyno's output back,
+/// until the client hangs up or the dyno's run ends.
+async fn relay(
+    read: &mut (impl AsyncBufReadExt + Unpin),
+    write: &mut (impl AsyncWrite + Unpin),
+    mut attached: Attached,
+) {
+    let mut keys = vec![0; 4096];
+    loop {
+        tokio::select! {
+            typed = read.read(&mut keys) => match typed {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if attached.input.write_all(&keys[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            shown = attached.output.recv() => match shown {
+                Some(bytes) => {
+                    if send(write, &bytes).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
         }
     }
 }
@@ -445,7 +539,10 @@ async fn call(context: &Context, request: Request) -> Response {
                 Err(_) => stopping(),
             };
         }
-        Request::Stop { target: None } => {
+        Request::Stop {
+            target: None,
+            targets,
+        } if targets.is_empty() => {
             if context.calls.send(Call::StopAll).is_err() {
                 return stopping();
             }
@@ -460,17 +557,29 @@ async fn call(context: &Context, request: Request) -> Response {
                 Err(err) => return Response::error(err.to_string()),
             }
         }
-        Request::Restart { target } => match target.as_deref().map(parse_target).transpose() {
-            Ok(target) => Control::Restart(target),
+        Request::Restart { target, targets } => match parse_targets(target, targets) {
+            Ok(targets) => Control::Restart(targets),
             Err(text) => return Response::error(text),
         },
-        Request::Stop {
-            target: Some(target),
-        } => match parse_target(&target) {
-            Ok(target) => Control::Stop(target),
+        Request::Stop { target, targets } => match parse_targets(target, targets) {
+            Ok(targets) => Control::Stop(targets),
             Err(text) => return Response::error(text),
         },
-        Request::Logs { .. } => return Response::error("logs is answered elsewhere"),
+        Request::Kill { targets, signal } => {
+            let Some(signal) = crate::dyno::signal_named(&signal) else {
+                return Response::error(format!(
+                    "bad signal `{signal}` (expected a name such as SIGHUP, HUP or USR1, or a number)"
+                ));
+            };
+            match parse_targets(None, targets) {
+                Ok(targets) if !targets.is_empty() => Control::Kill { targets, signal },
+                Ok(_) => return Response::error("name the dynos to signal"),
+                Err(text) => return Response::error(text),
+            }
+        }
+        Request::Logs { .. } | Request::Connect { .. } => {
+            return Response::error("answered elsewhere");
+        }
         Request::Reload {} => {
             let (reply, rx) = oneshot::channel();
             if context.calls.send(Call::Reload { reply }).is_err() {
@@ -522,12 +631,20 @@ async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
     ))
 }
 
-fn parse_target(text: &str) -> Result<Target, String> {
-    text.parse().map_err(|()| {
-        format!(
-            "bad target `{text}` (expected a process type such as web, or a dyno such as web.2)"
-        )
-    })
+/// `target` and `targets` of a request, each read.
+fn parse_targets(target: Option<String>, targets: Vec<String>) -> Result<Vec<Target>, String> {
+    target
+        .into_iter()
+        .chain(targets)
+        .map(|text| {
+            text.parse().map_err(|()| {
+                format!(
+                    "bad target `{text}` (expected a process type such as web, a dyno such as \
+                     web.2, or a glob such as 'work*')"
+                )
+            })
+        })
+        .collect()
 }
 
 fn stopping() -> Response {
@@ -683,7 +800,7 @@ mod tests {
         let seat = Seat { id, shared };
         let task = tokio::spawn(async move {
             let (read, write) = tokio::io::split(server);
-            serve_client(read, write, &seat).await;
+            serve_client(read, write, &seat, "a test").await;
             Instant::now()
         });
         (client, task)

@@ -222,6 +222,7 @@ mod tests {
             }),
             Origin::App,
             Arc::new(Label {
+                quiet: false,
                 name: name.into(),
                 color: None,
             }),

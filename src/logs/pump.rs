@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Label, LogSender, MAX_LINE};
@@ -27,8 +27,42 @@ const READS_PER_TURN: usize = 16;
 /// How often output waiting on the budget checks whether it may be dropped.
 const DROP_CHECK: Duration = Duration::from_millis(100);
 
+/// A terminal dyno's output as it comes, for the `hkrun connect` client attached to it
+/// (one at most). A client that falls behind misses chunks; the log never does.
+#[derive(Default)]
+pub struct Tee(std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>);
+
+impl Tee {
+    /// Chunks the client has not taken yet, at most: then it misses some.
+    pub const BOUND: usize = 256;
+
+    pub fn attach(&self, client: mpsc::Sender<Vec<u8>>) {
+        *self.lock() = Some(client);
+    }
+
+    /// No client any more; one that is still reading sees its output end.
+    pub fn detach(&self) {
+        *self.lock() = None;
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        if let Some(client) = self.lock().as_ref() {
+            let _ = client.try_send(bytes.to_vec());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<Vec<u8>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 struct Lines {
     label: Arc<Label>,
+    /// The dyno writes to a terminal (which ends its lines with `\r\n`: the log's end
+    /// with `\n`, as from a pipe), and `hkrun connect` may watch it.
+    terminal: Option<Arc<Tee>>,
     log: LogSender,
     pending: Vec<u8>,
     pending_since: Option<Instant>,
@@ -41,10 +75,16 @@ struct Lines {
 
 impl Lines {
     fn take(&mut self, bytes: &[u8]) {
+        if let Some(tee) = &self.terminal {
+            tee.send(bytes);
+        }
         match memchr::memrchr(b'\n', bytes) {
             Some(last) => {
                 let mut lines = std::mem::take(&mut self.pending);
                 lines.extend_from_slice(&bytes[..=last]);
+                if self.terminal.is_some() {
+                    without_cr_before_lf(&mut lines);
+                }
                 self.ready.push_back(lines);
                 self.pending_since = None;
                 self.keep(&bytes[last + 1..]);
@@ -130,16 +170,34 @@ impl Lines {
     }
 }
 
-/// Pumps `pipe` until it closes and the dyno's exit is known; `on_exit` gets the status
-/// once every line the dyno wrote before exiting is queued (or dropped, see the module).
+/// Removes the `\r` of each `\r\n` (a terminal's line end), in place.
+fn without_cr_before_lf(lines: &mut Vec<u8>) {
+    let mut kept = 0;
+    for i in 0..lines.len() {
+        let cr_of_crlf = lines[i] == b'\r' && lines.get(i + 1) == Some(&b'\n');
+        if !cr_of_crlf {
+            lines[kept] = lines[i];
+            kept += 1;
+        }
+    }
+    lines.truncate(kept);
+}
+
+/// Pumps `pipe` (a pipe, or hkrun's side of the dyno's `terminal`) until it closes and
+/// the dyno's exit is known; `on_exit` gets the status once every line the dyno wrote
+/// before exiting is queued (or dropped, see the module). An attached client's view ends
+/// with the run.
 pub async fn run<S: Send + 'static>(
     label: Arc<Label>,
     log: LogSender,
     pipe: pipe::Receiver,
+    terminal: Option<Arc<Tee>>,
     exited: oneshot::Receiver<S>,
     on_exit: impl FnOnce(S),
 ) {
+    let _detach = DetachOnDrop(terminal.clone());
     let mut lines = Lines {
+        terminal,
         label,
         log,
         pending: Vec::new(),
@@ -202,6 +260,17 @@ pub async fn run<S: Send + 'static>(
     lines.say_dropped();
 }
 
+/// Ends an attached client's view when the pump ends, however it ends.
+struct DetachOnDrop(Option<Arc<Tee>>);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        if let Some(tee) = &self.0 {
+            tee.detach();
+        }
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -245,6 +314,7 @@ mod tests {
     impl Pumped {
         fn start() -> Self {
             let style = Style {
+                strip_ansi: false,
                 format: LogFormat::Default,
                 color: false,
                 timestamps: false,
@@ -256,10 +326,11 @@ mod tests {
             let (pipe, read) = pipe::pipe().expect("a pipe");
             let (exit, exited) = oneshot::channel();
             let label = Arc::new(Label {
+                quiet: false,
                 name: "web.1".into(),
                 color: None,
             });
-            tokio::spawn(run(label, log.clone(), read, exited, |()| {}));
+            tokio::spawn(run(label, log.clone(), read, None, exited, |()| {}));
             Self {
                 pipe,
                 log,

@@ -15,6 +15,9 @@ pub struct Label {
     pub name: String,
     /// The process type's position in the Procfile; `None` leaves the prefix plain.
     pub color: Option<usize>,
+    /// `--quiet TYPE`: its output is kept for `hkrun logs`, not shown on stdout; hkrun's
+    /// events about it are.
+    pub quiet: bool,
 }
 
 impl Label {
@@ -22,6 +25,7 @@ impl Label {
         Self {
             name: "system".to_owned(),
             color: None,
+            quiet: false,
         }
     }
 }
@@ -74,7 +78,18 @@ pub struct Style {
     pub timestamps: bool,
     /// The width names are padded to in the default format.
     pub width: usize,
+    /// `--color never`: the dynos' own ANSI sequences (colours, cursor moves) are removed.
+    pub strip_ansi: bool,
 }
+
+/// An ANSI escape sequence: CSI (`ESC [ ... m`), OSC (`ESC ] ... BEL`), a character set
+/// choice (`ESC ( B`), or a two-byte one (`ESC M`).
+static ANSI: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+    regex::bytes::Regex::new(
+        r"(?-u)\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[@-Z\\-_])",
+    )
+    .expect("a valid pattern")
+});
 
 #[derive(serde::Serialize)]
 struct JsonLine<'a> {
@@ -112,6 +127,14 @@ impl Style {
         text: &[u8],
         out: &mut Vec<u8>,
     ) {
+        let stripped;
+        let text = match self.strip_ansi && origin == Origin::App && text.contains(&0x1b) {
+            true => {
+                stripped = ANSI.replace_all(text, &b""[..]);
+                &stripped[..]
+            }
+            false => text,
+        };
         let mut pieces = text.chunks(MAX_LINE);
         let first = pieces.next().unwrap_or_default();
         for piece in std::iter::once(first).chain(pieces) {
@@ -207,6 +230,7 @@ mod tests {
 
     fn style(format: LogFormat, color: bool, timestamps: bool, width: usize) -> Style {
         Style {
+            strip_ansi: false,
             format,
             color,
             timestamps,
@@ -222,6 +246,7 @@ mod tests {
 
     fn web() -> Label {
         Label {
+            quiet: false,
             name: "web.1".into(),
             color: Some(0),
         }
@@ -250,6 +275,7 @@ mod tests {
             "\x1b[36mweb.1  |\x1b[0m hi\n"
         );
         let worker = Label {
+            quiet: false,
             name: "worker.1".into(),
             color: Some(1),
         };

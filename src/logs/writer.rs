@@ -316,7 +316,9 @@ fn write_loop(
                     let mut start = 0;
                     let mut count = 0;
                     for end in memchr::memchr_iter(b'\n', &lines) {
-                        style.render(&clock, Origin::App, &label, &lines[start..end], &mut buf);
+                        if !label.quiet {
+                            style.render(&clock, Origin::App, &label, &lines[start..end], &mut buf);
+                        }
                         start = end + 1;
                         count += 1;
                     }
@@ -378,6 +380,7 @@ mod tests {
     /// The default format, no colour, no timestamps.
     fn plain(width: usize) -> Style {
         Style {
+            strip_ansi: false,
             format: LogFormat::Default,
             color: false,
             timestamps: false,
@@ -436,6 +439,7 @@ mod tests {
         let writer = Writer::spawn(style, History::new(), out.clone(), |_| {}).unwrap();
         let log = writer.sender();
         let web = Arc::new(Label {
+            quiet: false,
             name: "web.1".into(),
             color: Some(0),
         });
@@ -456,6 +460,7 @@ mod tests {
         let log = writer.sender();
         let label = |name: &str| {
             Arc::new(Label {
+                quiet: false,
                 name: name.into(),
                 color: Some(0),
             })
@@ -487,6 +492,7 @@ mod tests {
         let writer = Writer::spawn(style, History::new(), Slow, |_| {}).unwrap();
         let log = writer.sender();
         let web = Arc::new(Label {
+            quiet: false,
             name: "web.1".into(),
             color: Some(0),
         });

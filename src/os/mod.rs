@@ -11,3 +11,4 @@ pub mod proc;
 pub mod process;
 pub(crate) mod readiness;
 pub(crate) mod sockets;
+pub(crate) mod terminal;

@@ -60,6 +60,41 @@ pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
     Ok(Spawned { pid, output: read })
 }
 
+/// Starts `/bin/sh -c command` as `spawn` does, but on the terminal whose dyno side is
+/// `terminal`: its stdin, stdout and stderr, and its controlling terminal, in a session
+/// of its own (so also the leader of its own process group). hkrun reads the other side.
+#[allow(unsafe_code)]
+pub fn spawn_on_terminal(
+    command: &str,
+    env: &Vars,
+    cwd: &Path,
+    terminal: OwnedFd,
+) -> io::Result<Pid> {
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(exec_form(command))
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(terminal.try_clone()?)
+        .stdout(terminal.try_clone()?)
+        .stderr(terminal);
+    // SAFETY: between fork and exec, only async-signal-safe calls: setsid and ioctl.
+    unsafe {
+        sh.pre_exec(|| {
+            nix::unistd::setsid()?;
+            // Stdin is the terminal now: make it the session's controlling terminal.
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = sh.spawn()?;
+    Ok(Pid::from_raw(
+        i32::try_from(child.id()).map_err(io::Error::other)?,
+    ))
+}
+
 /// The script given to `sh -c`: a simple command is prefixed with `exec`, so the app
 /// itself leads the group, gets signals first-hand and its exit status is the dyno's (as
 /// bash does on its own; dash, Debian's `sh`, would stay in between and die on SIGTERM

@@ -56,6 +56,8 @@ pub struct SpawnSpec {
     pub port: Option<u16>,
     /// Its type's own variables (hkrun.toml's `[types.NAME] env`), over the app's.
     pub env: Vec<(String, String)>,
+    /// `--tty`: it runs on a pseudo-terminal of its own instead of a pipe.
+    pub terminal: bool,
 }
 
 /// How a type's dynos are stopped, where hkrun.toml's `[types.NAME]` says otherwise
@@ -125,6 +127,8 @@ pub struct ProcessType {
     /// Types whose dynos must all be up before this type's first start (hkrun.toml's
     /// `after`).
     pub after: Vec<String>,
+    /// `--tty`: its dynos run on pseudo-terminals.
+    pub terminal: bool,
 }
 
 impl ProcessType {
@@ -144,6 +148,7 @@ impl ProcessType {
                 command: self.command.clone(),
                 port: Some(port),
                 env: self.env.clone(),
+                terminal: self.terminal,
             },
             role: self.role,
             restart: self.restart,

@@ -70,6 +70,8 @@ pub struct Dyno {
     last_r14: Option<Instant>,
     /// Where readiness saw it listen, for the router.
     ip: Option<IpAddr>,
+    /// In a crash loop past its first crash: its restarts say nothing but their one line.
+    folded: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,6 +322,7 @@ impl Supervisor {
                 command,
                 port: None,
                 env: Vec::new(),
+                terminal: false,
             },
             role: Role::Other,
             restart: RestartPolicy::Never,
@@ -360,6 +363,7 @@ impl Supervisor {
                 command,
                 port: None,
                 env: Vec::new(),
+                terminal: false,
             },
             role: Role::Other,
             restart: RestartPolicy::Never,
@@ -697,7 +701,14 @@ impl Supervisor {
                     effects.push(Effect::ScanGroup { slot: slot.clone() });
                 }
                 _ if slot.kind == SCHEDULER => effects.extend(self.one_off_done(now, i)),
-                _ => effects.extend(self.on_crash(now, i, was, code)),
+                _ => {
+                    let crash = self.on_crash(now, i, was, code);
+                    // A crash loop's later crashes say their exit in their one line.
+                    if self.dynos[i].folded {
+                        effects.clear();
+                    }
+                    effects.extend(crash);
+                }
             },
             Phase::Stopping { signal, .. } => {
                 dyno.set_state(now, DynoState::Down);
@@ -759,6 +770,7 @@ impl Supervisor {
             DynoState::Killed { was_up: false } => "starting",
             other => other.name(),
         };
+        dyno.folded = false;
         if !dyno.plan.restart.restarts(code) {
             let next = if code == 0 {
                 DynoState::Down
@@ -796,6 +808,19 @@ impl Supervisor {
                 restart_at: Some(now + delay),
             },
         );
+        // From the second crash in a row, one line per restart: the exit, the wait, and
+        // nothing more until it is up again (or stops crashing).
+        if crashes >= 2 && !delay.is_zero() {
+            dyno.folded = true;
+            return vec![log_dyno(
+                &slot,
+                format!(
+                    "Process exited with status {code}; restarting in {} ({crashes} crashes in a row)",
+                    seconds(delay)
+                ),
+            )];
+        }
+        dyno.folded = false;
         let mut effects = vec![log_dyno(
             &slot,
             format!("State changed from {from} to crashed"),
@@ -817,11 +842,19 @@ impl Supervisor {
 
     fn restart(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let slot = self.dynos[i].plan.spec.slot.clone();
-        let mut effects = vec![log_dyno(
-            &slot,
-            "State changed from crashed to starting".into(),
-        )];
+        let folded = self.dynos[i].folded;
+        let mut effects = Vec::new();
+        if !folded {
+            effects.push(log_dyno(
+                &slot,
+                "State changed from crashed to starting".into(),
+            ));
+        }
         effects.extend(self.launch(now, i));
+        if folded {
+            // Its crash line said it all; a web dyno still says when it is up.
+            effects.retain(|e| !matches!(e, Effect::Log { .. }));
+        }
         effects
     }
 
@@ -1257,6 +1290,7 @@ impl Dyno {
             up_since: None,
             last_r14: None,
             ip: None,
+            folded: false,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,13 +24,14 @@ use crate::config::env::{self, Vars};
 use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
-use crate::control::server::{self, Call};
+use crate::control::server::{self, Attached, Call};
 use crate::dyno::{Backend, Exit, RELEASE, Slot};
 use crate::errors::Error;
+use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::proc::{self, Snapshot};
 use crate::os::readiness::Watch;
-use crate::os::{self, memory, process, readiness};
+use crate::os::{self, memory, process, readiness, terminal};
 use crate::plan::{AppPlan, SpawnSpec};
 use crate::router;
 
@@ -155,6 +157,9 @@ async fn drive(
         env: config.app.env,
         env_given: config.app.env_given,
         dyno_name: config.dyno_name,
+        quiet: config.quiet,
+        terminals: HashMap::new(),
+        attached: HashMap::new(),
         colors: plan.colors(),
         labels: HashMap::new(),
         system: Arc::new(Label::system()),
@@ -201,11 +206,11 @@ async fn drive(
                 _ = sigint.recv() => Input::Stop(StopRequest::Signal(Signal::SIGINT)),
                 _ = sighup.recv() => Input::Stop(StopRequest::Signal(Signal::SIGHUP)),
                 _ = sigusr1.recv() => Input::Forward(Signal::SIGUSR1),
-                _ = sigwinch.recv() => Input::Forward(Signal::SIGWINCH),
+                _ = sigwinch.recv() => { driver.resize_terminals(); Input::Forward(Signal::SIGWINCH) }
                 _ = sigquit.recv() => Input::Forward(Signal::SIGQUIT),
                 _ = sigtstp.recv() => job_input(&job),
                 _ = sigcont.recv() => job_input(&job),
-                _ = sigusr2.recv() => Input::Control { id: SIGNALLED, request: Control::Restart(None) },
+                _ = sigusr2.recv() => Input::Control { id: SIGNALLED, request: Control::Restart(Vec::new()) },
                 _ = sigchld.recv() => { driver.reap(); continue; }
                 Some(call) = calls.recv() => match call {
                     Call::Ps(reply) => {
@@ -219,12 +224,20 @@ async fn drive(
                         Input::Control { id: driver.next_id, request }
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
+                    Call::Attach { dyno, who, reply } => {
+                        let _ = reply.send(driver.attach(&sup, &dyno, who));
+                        continue;
+                    }
+                    Call::Detach { slot } => {
+                        driver.detach(&slot);
+                        continue;
+                    }
                     Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
                         Ok(env) => {
                             driver.env = env;
                             driver.next_id += 1;
                             driver.replies.insert(driver.next_id, reply);
-                            Input::Control { id: driver.next_id, request: Control::Restart(None) }
+                            Input::Control { id: driver.next_id, request: Control::Restart(Vec::new()) }
                         }
                         Err(err) => {
                             let _ = reply.send(Err(format!("not restarted: {err}")));
@@ -275,6 +288,13 @@ struct Driver {
     env_given: Vec<PathBuf>,
     /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
     dyno_name: Option<String>,
+    /// `--quiet`: types whose output is kept from stdout.
+    quiet: Vec<String>,
+    /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
+    /// output goes to an attached `hkrun connect`.
+    terminals: HashMap<Slot, (OwnedFd, Arc<Tee>)>,
+    /// Who is attached to each terminal dyno that has a client (`pid 4242`).
+    attached: HashMap<Slot, String>,
     /// Colour slot of each process type.
     colors: HashMap<String, usize>,
     labels: HashMap<Slot, Arc<Label>>,
@@ -319,6 +339,11 @@ impl Driver {
                         let _ = self.probe.send(Watch::Add { slot, pgid, port });
                     }
                 }
+                // A terminal's resize already sent its dyno SIGWINCH.
+                Effect::Signal {
+                    slot,
+                    signal: Signal::SIGWINCH,
+                } if self.terminals.contains_key(&slot) => {}
                 Effect::Signal { slot, signal } => {
                     if let Some(&pgid) = self.groups.get(&slot) {
                         process::signal_group(pgid, signal);
@@ -367,6 +392,8 @@ impl Driver {
                     }
                 }
                 Effect::Forget { slot } => {
+                    self.terminals.remove(&slot);
+                    self.attached.remove(&slot);
                     self.labels.remove(&slot);
                     self.groups.remove(&slot);
                     self.marks.remove(&slot);
@@ -403,8 +430,10 @@ impl Driver {
 
     fn label(&mut self, slot: &Slot) -> Arc<Label> {
         let color = self.colors.get(&slot.kind).copied();
+        let quiet = self.quiet.contains(&slot.kind);
         Arc::clone(self.labels.entry(slot.clone()).or_insert_with(|| {
             Arc::new(Label {
+                quiet,
                 name: slot.to_string(),
                 color,
             })
@@ -428,16 +457,19 @@ impl Driver {
         self.runs += 1;
         let mark = format!("{}-{}", self.me, self.runs);
         env.insert(process::RUN_MARK.into(), mark.clone());
-        let spawned = process::spawn(&spec.command, &env, &self.root).and_then(|spawned| {
-            let pid = spawned.pid;
-            match pipe::Receiver::from_owned_fd(spawned.output) {
-                Ok(pipe) => Ok((pid, pipe)),
-                Err(err) => {
-                    process::signal_group(pid, Signal::SIGKILL);
-                    Err(err)
+        let spawned = match spec.terminal {
+            true => self.spawn_on_terminal(&spec, &env),
+            false => process::spawn(&spec.command, &env, &self.root).and_then(|spawned| {
+                let pid = spawned.pid;
+                match pipe::Receiver::from_owned_fd(spawned.output) {
+                    Ok(pipe) => Ok((pid, pipe)),
+                    Err(err) => {
+                        process::signal_group(pid, Signal::SIGKILL);
+                        Err(err)
+                    }
                 }
-            }
-        });
+            }),
+        };
         let (pid, pipe) = match spawned {
             Ok(running) => running,
             Err(err) => {
@@ -445,6 +477,7 @@ impl Driver {
                 // reach whatever has its id by now.
                 self.groups.remove(&spec.slot);
                 self.marks.remove(&spec.slot);
+                self.terminals.remove(&spec.slot);
                 let failed = Input::SpawnFailed {
                     slot: spec.slot,
                     error: err.to_string(),
@@ -464,16 +497,118 @@ impl Driver {
         });
         let label = self.label(&spec.slot);
         let inputs = self.inputs.clone();
+        let terminal = spec
+            .terminal
+            .then(|| {
+                self.terminals
+                    .get(&spec.slot)
+                    .map(|(_, tee)| Arc::clone(tee))
+            })
+            .flatten();
         let slot = spec.slot;
         self.pumps.spawn(logs::pump::run(
             label,
             self.log.clone(),
             pipe,
+            terminal,
             exited_rx,
             move |status| {
                 let _ = inputs.send(Input::Exited { slot, status });
             },
         ));
+    }
+
+    /// `spec` on a new pseudo-terminal sized as hkrun's: its pid, and hkrun's side of the
+    /// terminal to read as a pipe (kept, too, for resizes).
+    fn spawn_on_terminal(
+        &mut self,
+        spec: &SpawnSpec,
+        env: &Vars,
+    ) -> std::io::Result<(Pid, pipe::Receiver)> {
+        let (master, slave) = terminal::open(terminal::size())?;
+        let kept = master.try_clone()?;
+        let pid = process::spawn_on_terminal(&spec.command, env, &self.root, slave)?;
+        // A terminal is read as a pipe is: tokio checks the type of `from_owned_fd`'s
+        // descriptor, not of this one; it is non-blocking (`terminal::open`).
+        match pipe::Receiver::from_owned_fd_unchecked(master) {
+            Ok(pipe) => {
+                // A client attached to the last run saw it end.
+                self.attached.remove(&spec.slot);
+                let tee = Arc::new(Tee::default());
+                self.terminals.insert(spec.slot.clone(), (kept, tee));
+                Ok((pid, pipe))
+            }
+            Err(err) => {
+                process::signal_group(pid, Signal::SIGKILL);
+                Err(err)
+            }
+        }
+    }
+
+    /// hkrun's terminal changed size: so do the dynos' terminals (the kernel sends each
+    /// its SIGWINCH).
+    fn resize_terminals(&self) {
+        let size = terminal::size();
+        for (master, _) in self.terminals.values() {
+            let _ = terminal::resize(master.as_fd(), size);
+        }
+    }
+
+    /// `hkrun connect DYNO`: the running dyno of that name (or the one dyno of that type)
+    /// and its terminal, unless it has none or a client is attached already.
+    fn attach(&mut self, sup: &Supervisor, dyno: &str, who: String) -> Result<Attached, String> {
+        let running: Vec<&Slot> = sup
+            .dynos()
+            .iter()
+            .filter(|d| d.pid.is_some())
+            .map(|d| &d.plan.spec.slot)
+            .filter(|s| s.to_string() == dyno || s.kind == dyno)
+            .collect();
+        let slot = match running.as_slice() {
+            [] => return Err(format!("no dyno {dyno} is running")),
+            // A preboot's two generations: the newer one.
+            [.., last] if running.iter().all(|s| s.to_string() == last.to_string()) => {
+                (*last).clone()
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|s| s.to_string()).collect();
+                return Err(format!(
+                    "{dyno} runs {}: name one of them",
+                    names.join(", ")
+                ));
+            }
+        };
+        let Some((master, tee)) = self.terminals.get(&slot) else {
+            return Err(format!(
+                "{slot} is not on a terminal: start hkrun with --tty {kind} (or tty = true \
+                 under [types.{kind}] in hkrun.toml) to connect to it",
+                kind = slot.kind
+            ));
+        };
+        if let Some(holder) = self.attached.get(&slot) {
+            return Err(format!(
+                "{slot} is attached already, by {holder}: one client at a time (Ctrl-] detaches)"
+            ));
+        }
+        let input = master
+            .try_clone()
+            .and_then(pipe::Sender::from_owned_fd_unchecked)
+            .map_err(|e| format!("cannot write to {slot}'s terminal: {e}"))?;
+        let (client, output) = mpsc::channel(Tee::BOUND);
+        tee.attach(client);
+        self.attached.insert(slot.clone(), who);
+        Ok(Attached {
+            slot,
+            input,
+            output,
+        })
+    }
+
+    fn detach(&mut self, slot: &Slot) {
+        self.attached.remove(slot);
+        if let Some((_, tee)) = self.terminals.get(slot) {
+            tee.detach();
+        }
     }
 
     /// Collects ended children and tells each dyno's pump; orphans are just collected.

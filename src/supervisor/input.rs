@@ -93,17 +93,25 @@ pub const SIGNALLED: u64 = 0;
 pub enum Control {
     /// `hkrun scale web=3 worker=0`: all or nothing.
     Scale(Vec<ScaleChange>),
-    /// `hkrun restart [TARGET]`: stop-then-start; no target means every dyno.
-    Restart(Option<Target>),
-    /// `hkrun stop TARGET`: the dynos stop and leave the formation.
-    Stop(Target),
+    /// `hkrun restart [TARGET...]`: stop-then-start; no target means every dyno.
+    Restart(Vec<Target>),
+    /// `hkrun stop TARGET...` (at least one): the dynos stop and leave the formation.
+    Stop(Vec<Target>),
+    /// `hkrun kill TARGET... SIGNAL`: the signal to each dyno's process group, which
+    /// keeps running (SIGHUP to reload, SIGUSR1 to reopen logs).
+    Kill {
+        targets: Vec<Target>,
+        signal: Signal,
+    },
 }
 
-/// A process type (`web`) or one dyno (`web.2`).
+/// A process type (`web`), one dyno (`web.2`), or a glob over both (`'work*'`,
+/// `web.?`): a dyno matches when its name or its type's does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Type(String),
     Dyno(Slot),
+    Glob(glob::Pattern),
 }
 
 impl FromStr for Target {
@@ -113,6 +121,9 @@ impl FromStr for Target {
         match s.parse::<Slot>() {
             Ok(slot) if is_type_name(&slot.kind) => Ok(Self::Dyno(slot)),
             _ if is_type_name(s) => Ok(Self::Type(s.to_owned())),
+            _ if s.contains(['*', '?', '[']) => {
+                glob::Pattern::new(s).map(Self::Glob).map_err(|_| ())
+            }
             _ => Err(()),
         }
     }
@@ -123,6 +134,7 @@ impl fmt::Display for Target {
         match self {
             Self::Type(kind) => f.write_str(kind),
             Self::Dyno(slot) => slot.fmt(f),
+            Self::Glob(pattern) => f.write_str(pattern.as_str()),
         }
     }
 }

@@ -11,6 +11,16 @@ const LINES: usize = 50_000;
 /// dyno itself writes them in order).
 #[test]
 fn four_floods_arrive_complete_in_order_and_unspliced() {
+    four_floods(&[]);
+}
+
+/// The same, each dyno on a terminal of its own (`--tty`), whose line ends are `\r\n`.
+#[test]
+fn four_floods_on_terminals_arrive_complete_in_order_and_unspliced() {
+    four_floods(&["--tty"]);
+}
+
+fn four_floods(extra: &[&str]) {
     let flood = |id: &str| {
         format!(
             "{id}: awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) {{ line = sprintf(\"{id}:%08d:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\", i); if (i % 2) {{ print line; fflush() }} else print line > \"/dev/stderr\" }} }}'; echo {id} done; exec sleep 1000\n"
@@ -18,15 +28,10 @@ fn four_floods_arrive_complete_in_order_and_unspliced() {
     };
     let procfile: String = ["a", "b", "c", "d"].map(flood).concat();
     let app = App::new(&procfile);
-    let mut hk = Hk::start(
-        app.path(),
-        &[
-            "start",
-            "--no-timestamp",
-            "-p",
-            &free_base_port().to_string(),
-        ],
-    );
+    let port = free_base_port().to_string();
+    let mut args = vec!["start", "--no-timestamp", "-p", &port];
+    args.extend_from_slice(extra);
+    let mut hk = Hk::start(app.path(), &args);
     hk.wait_for_each(&["| a done", "| b done", "| c done", "| d done"]);
     hk.signal(Signal::SIGTERM);
     assert!(hk.wait_exit().success());

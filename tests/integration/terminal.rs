@@ -25,7 +25,23 @@ struct Terminal {
 impl Terminal {
     /// `None`, with a message, where no pseudo-terminal can be had (no /dev/pts).
     fn start(app: &App, args: &[&str]) -> Option<Self> {
-        let pty = match nix::pty::openpty(None, None) {
+        Self::start_with(app, args, &[], (24, 80))
+    }
+
+    /// `start`, with `vars` in hkrun's environment and a terminal of `(rows, columns)`.
+    fn start_with(
+        app: &App,
+        args: &[&str],
+        vars: &[(&str, &str)],
+        (rows, cols): (u16, u16),
+    ) -> Option<Self> {
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = match nix::pty::openpty(Some(&size), None) {
             Ok(pty) => pty,
             Err(err) => {
                 eprintln!("skipped: no pseudo-terminal ({err})");
@@ -39,6 +55,7 @@ impl Terminal {
             .arg("--ctty")
             .arg(env!("CARGO_BIN_EXE_hkrun"))
             .args(args)
+            .envs(vars.iter().copied())
             .stdin(slave.try_clone().expect("dup the terminal"))
             .stdout(slave.try_clone().expect("dup the terminal"))
             .stderr(slave);
@@ -262,4 +279,56 @@ fn stop_and_continue_during_spawns_never_leave_hkrun_stuck() {
     hk.signal(Signal::SIGTERM);
     assert_eq!(hk.wait_exit().code(), Some(0), "{}", hk.stderr());
     assert_none_left(&hk.tag);
+}
+
+/// Says its terminal's size, in colour, then each resize; buffered as Python buffers
+/// by default (the test clears `PYTHONUNBUFFERED`): a line at a time on a terminal.
+const SHOWS_ITS_TERMINAL: &str = "\
+import os, signal, sys, time
+def size():
+    s = os.get_terminal_size()
+    return '%dx%d' % (s.columns, s.lines)
+signal.signal(signal.SIGWINCH, lambda *_: print('resized to ' + size()))
+print('isatty=%s size=%s' % (sys.stdout.isatty(), size()))
+print('\\x1b[32mgreen\\x1b[0m')
+while True:
+    time.sleep(1)
+";
+
+/// Sets a terminal's size, as a terminal emulator does when its window changes.
+#[allow(unsafe_code)]
+fn set_size(master: &File, rows: u16, cols: u16) {
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSWINSZ reads one `winsize` from a valid pointer.
+    let done = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
+    assert_eq!(done, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_tty_dyno_sees_a_terminal_of_hkruns_size_follows_resizes_and_keeps_its_colours() {
+    let app = App::new("shows: exec python3 shows.py\n");
+    app.write("shows.py", SHOWS_ITS_TERMINAL);
+    let port = free_base_port().to_string();
+    let Some(mut term) = Terminal::start_with(
+        &app,
+        &["start", "--tty", "--no-timestamp", "-p", &port],
+        &[("PYTHONUNBUFFERED", "")],
+        (30, 100),
+    ) else {
+        return;
+    };
+    // Python line-buffers a terminal: the lines come while the dyno sleeps on.
+    term.hk.wait_for("isatty=True size=100x30");
+    term.hk.wait_for("\x1b[32mgreen\x1b[0m");
+    set_size(&term.master, 40, 120);
+    term.hk.wait_for("resized to 120x40");
+    term.type_keys(CTRL_C);
+    assert_eq!(term.hk.wait_exit().code(), Some(0));
+    assert_none_left(&term.hk.tag);
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
@@ -38,6 +37,11 @@ pub struct Settings {
     pub timeout: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_release: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<Vec<String>>,
+    /// Types whose dynos run on pseudo-terminals (`["all"]`: every type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tty: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_router: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +120,9 @@ pub struct TypeSettings {
     pub env: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
+    /// Its dynos run on pseudo-terminals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
 }
 
 impl TypeSettings {
@@ -136,7 +143,7 @@ impl TypeSettings {
             .stop_signal
             .as_deref()
             .map(|name| {
-                signal_named(name).ok_or_else(|| {
+                crate::dyno::signal_named(name).ok_or_else(|| {
                     bad(
                         "stop-signal",
                         name,
@@ -170,16 +177,6 @@ impl TypeSettings {
             after: self.after.clone().unwrap_or_default(),
         })
     }
-}
-
-/// `SIGQUIT`, `QUIT` or `quit`.
-fn signal_named(name: &str) -> Option<Signal> {
-    let upper = name.to_ascii_uppercase();
-    let full = match upper.starts_with("SIG") {
-        true => upper,
-        false => format!("SIG{upper}"),
-    };
-    full.parse().ok()
 }
 
 /// foreman's `.foreman` (YAML), the keys hkrun has a meaning for.
@@ -360,9 +357,24 @@ impl Settings {
             args.scheduler.push(job);
             args.rules_from = Some(from.to_owned());
         }
+        // `--tty` (or `HKRUN_TTY`) says which types, whole; else the file's list and the
+        // types whose table says `tty = true`.
+        if !given("tty") {
+            let mut tty = self.tty.clone().unwrap_or_default();
+            tty.extend(
+                types
+                    .iter()
+                    .filter(|(_, t)| t.tty == Some(true))
+                    .map(|(name, _)| name.clone()),
+            );
+            if !tty.is_empty() {
+                args.tty = Some(tty);
+            }
+        }
         let restart_types = per_type(|t| t.restart.as_ref());
         let memory_types = per_type(|t| t.memory_limit.as_ref());
         plain!(
+            quiet,
             timeout,
             no_release,
             no_router,

@@ -76,7 +76,10 @@ impl Supervisor {
             Phase::Running if self.paused() => {
                 Some("the app is paused (Ctrl-Z, SIGTSTP); send hkrun SIGCONT first")
             }
-            Phase::Running if self.preboot.is_some() && !matches!(request, Control::Stop(_)) => {
+            Phase::Running
+                if self.preboot.is_some()
+                    && !matches!(request, Control::Stop(_) | Control::Kill { .. }) =>
+            {
                 Some("a preboot restart of web is under way; try again once it is done")
             }
             Phase::Running => None,
@@ -88,8 +91,9 @@ impl Supervisor {
         }
         let done = match &request {
             Control::Scale(changes) => self.scale(now, id, changes),
-            Control::Restart(target) => self.restart_dynos(now, id, target.as_ref()),
-            Control::Stop(target) => self.stop_dynos(now, id, target),
+            Control::Restart(targets) => self.restart_dynos(now, id, targets),
+            Control::Stop(targets) => self.stop_dynos(now, id, targets),
+            Control::Kill { targets, signal } => self.kill(targets, *signal),
         };
         match done {
             Ok((effects, None)) => effects,
@@ -369,17 +373,45 @@ impl Supervisor {
     }
 
     /// The formation's dynos a target names; none is an error.
-    fn targets(&self, target: Option<&Target>) -> Result<Vec<Slot>, String> {
+    /// The dynos `targets` name, each once, in the order named; none named is every
+    /// dyno of the formation. A target that names none is an error.
+    fn targets(&self, targets: &[Target]) -> Result<Vec<Slot>, String> {
+        if targets.is_empty() {
+            return self.target(None);
+        }
+        let mut slots: Vec<Slot> = Vec::new();
+        for target in targets {
+            for slot in self.target(Some(target))? {
+                if !slots.contains(&slot) {
+                    slots.push(slot);
+                }
+            }
+        }
+        Ok(slots)
+    }
+
+    fn target(&self, target: Option<&Target>) -> Result<Vec<Slot>, String> {
+        let formation = || {
+            let mut all: Vec<Slot> = self
+                .dynos
+                .iter()
+                .filter(|d| !is_one_off(&d.plan.spec.slot.kind) && !d.leaving())
+                .map(|d| d.plan.spec.slot.clone())
+                .collect();
+            all.sort();
+            all
+        };
         let slots: Vec<Slot> = match target {
-            None => {
-                let mut all: Vec<Slot> = self
-                    .dynos
-                    .iter()
-                    .filter(|d| !is_one_off(&d.plan.spec.slot.kind) && !d.leaving())
-                    .map(|d| d.plan.spec.slot.clone())
+            None => formation(),
+            Some(Target::Glob(pattern)) => {
+                let matched: Vec<Slot> = formation()
+                    .into_iter()
+                    .filter(|s| pattern.matches(&s.kind) || pattern.matches(&s.to_string()))
                     .collect();
-                all.sort();
-                all
+                if matched.is_empty() {
+                    return Err(format!("no dyno matches `{pattern}`"));
+                }
+                matched
             }
             Some(Target::Type(kind)) => {
                 if self.plan.types.iter().all(|t| &t.name != kind) {
@@ -421,9 +453,9 @@ impl Supervisor {
         &mut self,
         now: Instant,
         id: u64,
-        target: Option<&Target>,
+        targets: &[Target],
     ) -> Result<(Vec<Effect>, Option<String>), Held> {
-        let mut slots = self.targets(target)?;
+        let mut slots = self.targets(targets)?;
         let mut effects = Vec::new();
         let mut prebooted = None;
         // Web behind the router restarts preboot-style; the rest stop, then start.
@@ -479,6 +511,7 @@ impl Supervisor {
         let slot = dyno.plan.spec.slot.clone();
         // Asked for: the back-off starts over.
         dyno.crashes = 0;
+        dyno.folded = false;
         let mut effects = vec![log_dyno(&slot, "Restarting".into())];
         match dyno.state {
             DynoState::Starting { .. } | DynoState::Up | DynoState::Killed { .. } => {
@@ -523,9 +556,12 @@ impl Supervisor {
         &mut self,
         now: Instant,
         id: u64,
-        target: &Target,
+        targets: &[Target],
     ) -> Result<(Vec<Effect>, Option<String>), Held> {
-        let slots = self.targets(Some(target))?;
+        if targets.is_empty() {
+            return Err(Held::Refused("name the dynos to stop".into()));
+        }
+        let slots = self.targets(targets)?;
         let mut effects = Vec::new();
         for slot in slots.iter().rev() {
             effects.extend(self.retire(now, slot, Duration::ZERO));
@@ -535,6 +571,42 @@ impl Supervisor {
             wait: Wait::Gone(slots),
         });
         Ok((effects, None))
+    }
+
+    /// `hkrun kill`: `signal` to the process group of each named dyno that runs; answered
+    /// at once.
+    fn kill(
+        &mut self,
+        targets: &[Target],
+        signal: Signal,
+    ) -> Result<(Vec<Effect>, Option<String>), Held> {
+        let slots: Vec<Slot> = self
+            .targets(targets)?
+            .into_iter()
+            .filter(|s| {
+                self.find(s)
+                    .is_some_and(|i| self.dynos[i].state.is_live() && !self.dynos[i].draining)
+            })
+            .collect();
+        if slots.is_empty() {
+            return Err(Held::Refused("none of those dynos is running".into()));
+        }
+        let mut effects = Vec::new();
+        for slot in &slots {
+            effects.push(log_dyno(
+                slot,
+                format!(
+                    "Sending {} to the process group (hkrun kill)",
+                    signal.as_str()
+                ),
+            ));
+            effects.push(Effect::Signal {
+                slot: slot.clone(),
+                signal,
+            });
+        }
+        let answer = format!("Sent {} to {}", signal.as_str(), names(&slots));
+        Ok((effects, Some(answer)))
     }
 
     /// Takes a dyno out of the formation: a running one stops gracefully first, its

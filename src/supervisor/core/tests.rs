@@ -32,6 +32,7 @@ fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoSpec {
             command: format!("run-{kind}"),
             port: Some(port),
             env: Vec::new(),
+            terminal: false,
         },
         role: role(kind),
         restart,
@@ -54,6 +55,7 @@ fn dyno_type(kind: &str, index: usize) -> ProcessType {
         boot_timeout: (kind == "web").then_some(BOOT),
         stop: StopRule::default(),
         env: Vec::new(),
+        terminal: false,
         after: Vec::new(),
     }
 }
@@ -178,6 +180,7 @@ fn spawn(kind: &str, index: u32, port: u16) -> Effect {
         command: format!("run-{kind}"),
         port: Some(port),
         env: Vec::new(),
+        terminal: false,
     })
 }
 
@@ -302,6 +305,7 @@ fn release_runs_first_then_the_formation() {
         command: "migrate".into(),
         port: None,
         env: Vec::new(),
+        terminal: false,
     };
     assert_eq!(actions(&sup.start(t0)), vec![Effect::Spawn(release)]);
     assert_eq!(sup.next_deadline(), None);
@@ -347,35 +351,37 @@ fn crash_restarts_back_off_and_reset() {
     for wait in [1, 2, 4, 8] {
         let effects = crash(&mut sup, now, "worker", 1, 7);
         assert_eq!(actions(&effects), vec![]);
-        assert!(logs(&effects).contains(&format!(
-            "worker.1: Restarting in {} ({} crashes in a row)",
-            if wait == 1 {
-                "1 second".to_owned()
-            } else {
-                format!("{wait} seconds")
-            },
-            match wait {
-                1 => 2,
-                2 => 3,
-                4 => 4,
-                _ => 5,
-            }
-        )));
+        // A crash loop says one line per restart.
+        assert_eq!(
+            logs(&effects),
+            [format!(
+                "worker.1: Process exited with status 7; restarting in {} ({} crashes in a row)",
+                if wait == 1 {
+                    "1 second".to_owned()
+                } else {
+                    format!("{wait} seconds")
+                },
+                match wait {
+                    1 => 2,
+                    2 => 3,
+                    4 => 4,
+                    _ => 5,
+                }
+            )]
+        );
         let due = now + secs(wait);
         assert_eq!(sup.next_deadline().map(|d| d.min(due)), Some(due));
         assert!(actions(&sup.handle(due - Duration::from_millis(1), Input::Tick)).is_empty());
-        assert_eq!(
-            actions(&sup.handle(due, Input::Tick)),
-            vec![spawn("worker", 1, 5100)]
-        );
+        let relaunch = sup.handle(due, Input::Tick);
+        assert_eq!(actions(&relaunch), vec![spawn("worker", 1, 5100)]);
+        assert!(logs(&relaunch).is_empty(), "{relaunch:?}");
         now = due;
     }
-    // Up for ten minutes: the next crash restarts at once again.
+    // Up for ten minutes: the next crash restarts at once again, and says so in full.
     let later = now + restart::RESET_AFTER;
-    assert_eq!(
-        actions(&crash(&mut sup, later, "worker", 1, 7)),
-        vec![spawn("worker", 1, 5100)]
-    );
+    let effects = crash(&mut sup, later, "worker", 1, 7);
+    assert_eq!(actions(&effects), vec![spawn("worker", 1, 5100)]);
+    assert_eq!(logs(&effects).len(), 5, "{effects:?}");
     assert_eq!(actions(&crash(&mut sup, later, "worker", 1, 7)), vec![]);
     assert_eq!(
         state(&sup, "worker", 1),
@@ -979,7 +985,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
         &mut sup,
         t0,
         3,
-        Control::Restart(Some(Target::Type("web".into()))),
+        Control::Restart(vec![Target::Type("web".into())]),
     );
     assert_eq!(
         logs(&effects)[..3],
@@ -1035,7 +1041,7 @@ fn a_restart_that_does_not_come_up_fails() {
     let t0 = Instant::now();
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
     let target = Target::Dyno(slot("web", 1));
-    control(&mut sup, t0, 4, Control::Restart(Some(target)));
+    control(&mut sup, t0, 4, Control::Restart(vec![target]));
     stopped(&mut sup, t0, ("web", 1, 143));
     // R10 for the new process, then its exit: the restart failed.
     let effects = sup.handle(t0 + BOOT, Input::Tick);
@@ -1064,7 +1070,7 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         &mut sup,
         t0,
         5,
-        Control::Stop(Target::Type("worker".into())),
+        Control::Stop(vec![Target::Type("worker".into())]),
     );
     assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGTERM)]);
     let effects = stopped(&mut sup, t0, ("worker", 1, 0));
@@ -1081,7 +1087,7 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         &mut sup,
         t0,
         6,
-        Control::Stop(Target::Type("worker".into())),
+        Control::Stop(vec![Target::Type("worker".into())]),
     );
     assert_eq!(
         replies(&effects),
@@ -1094,7 +1100,7 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         &mut sup,
         t0,
         7,
-        Control::Restart(Some(Target::Dyno(slot("web", 9)))),
+        Control::Restart(vec![Target::Dyno(slot("web", 9))]),
     );
     assert_eq!(
         replies(&effects),
@@ -1115,7 +1121,7 @@ fn control_waits_for_release_and_gives_way_to_a_stop() {
         [(1, Err("the release phase is still running".into()))]
     );
     sup.handle(t0, exited("release", 1, 0));
-    control(&mut sup, t0, 2, Control::Restart(None));
+    control(&mut sup, t0, 2, Control::Restart(Vec::new()));
     // The app stops before the restart is done: the client hears so.
     let effects = sup.handle(t0, Input::Stop(StopRequest::Control));
     assert_eq!(logs(&effects)[0], "system: hkrun stop received");
@@ -1142,7 +1148,7 @@ fn a_stopped_dyno_waits_for_the_rest_of_its_group() {
         &mut sup,
         t0,
         1,
-        Control::Restart(Some(Target::Type("worker".into()))),
+        Control::Restart(vec![Target::Type("worker".into())]),
     );
     // `sh -c 'a; b'`: the shell has gone, its child still finishes its work.
     let effects = sup.handle(t0, exited("worker", 1, 143));
@@ -1184,7 +1190,7 @@ fn an_app_stop_while_a_group_drains_leaves_it_to_the_straggler_sweep() {
         &mut sup,
         t0,
         1,
-        Control::Stop(Target::Type("worker".into())),
+        Control::Stop(vec![Target::Type("worker".into())]),
     );
     sup.handle(t0, exited("worker", 1, 143));
     sup.handle(
@@ -1205,7 +1211,7 @@ fn an_app_stop_while_a_group_drains_leaves_it_to_the_straggler_sweep() {
 fn overlapping_restarts_both_succeed() {
     let t0 = Instant::now();
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
-    let web1 = || Control::Restart(Some(Target::Dyno(slot("web", 1))));
+    let web1 = || Control::Restart(vec![Target::Dyno(slot("web", 1))]);
     control(&mut sup, t0, 1, web1());
     stopped(&mut sup, t0, ("web", 1, 143));
     // The new process is still booting when the second restart comes.
@@ -1236,7 +1242,7 @@ fn restarting_a_dyno_being_killed_for_r15() {
         &mut sup,
         t0,
         1,
-        Control::Restart(Some(Target::Dyno(slot("worker", 1)))),
+        Control::Restart(vec![Target::Dyno(slot("worker", 1))]),
     );
     assert_eq!(
         logs(&effects),
@@ -1342,7 +1348,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
             backend("web", 2, 0, 5002)
         ])]
     );
-    let web = || Control::Restart(Some(Target::Type("web".into())));
+    let web = || Control::Restart(vec![Target::Type("web".into())]);
     let effects = control(&mut sup, t0, 9, web());
     let new1 = slot("web", 1).next_generation();
     let new2 = slot("web", 2).next_generation();
@@ -1352,6 +1358,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
         command: "run-web".into(),
         port: Some(5003),
         env: Vec::new(),
+        terminal: false,
     })));
     assert!(actions(&effects).contains(&Effect::AwaitReady {
         slot: new2.clone(),
@@ -1400,7 +1407,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
         &mut sup,
         t0 + secs(4),
         11,
-        Control::Restart(Some(Target::Dyno(slot("web", 1)))),
+        Control::Restart(vec![Target::Dyno(slot("web", 1))]),
     );
     assert!(
         actions(&effects)
@@ -1420,7 +1427,7 @@ fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
         &mut sup,
         t1,
         9,
-        Control::Restart(Some(Target::Type("web".into()))),
+        Control::Restart(vec![Target::Type("web".into())]),
     );
     let new1 = slot("web", 1).next_generation();
     let new2 = slot("web", 2).next_generation();
@@ -1524,7 +1531,7 @@ fn restarting_every_dyno_answers_once_the_preboot_is_done_too() {
     let mut sup = started(router_plan(), t0);
     ready(&mut sup, t0, slot("web", 1));
     ready(&mut sup, t0, slot("web", 2));
-    let effects = control(&mut sup, t0, 5, Control::Restart(None));
+    let effects = control(&mut sup, t0, 5, Control::Restart(Vec::new()));
     assert!(actions(&effects).contains(&signal("worker", 1, Signal::SIGTERM)));
     // The worker is back, but web's preboot is not done yet.
     let effects = stopped(&mut sup, t0, ("worker", 1, 0));
@@ -1751,7 +1758,7 @@ fn a_stop_while_paused_resumes_the_dynos_first() {
         t0,
         Input::Control {
             id: 1,
-            request: Control::Restart(None),
+            request: Control::Restart(Vec::new()),
         },
     );
     assert!(
@@ -1829,7 +1836,7 @@ fn restarting_a_finished_dyno_stops_what_its_run_left_first() {
         &mut sup,
         t0,
         3,
-        Control::Restart(Some(Target::Type("worker".into()))),
+        Control::Restart(vec![Target::Type("worker".into())]),
     );
     assert_eq!(
         actions(&effects),
@@ -1856,7 +1863,7 @@ fn a_preboot_after_a_failed_one_still_stopping_takes_a_generation_of_its_own() {
     let mut sup = started(router_plan(), t0);
     ready(&mut sup, t0, slot("web", 1));
     ready(&mut sup, t0, slot("web", 2));
-    let web = || Control::Restart(Some(Target::Type("web".into())));
+    let web = || Control::Restart(vec![Target::Type("web".into())]);
     control(&mut sup, t0, 1, web());
     // The new ones miss their boot timeout: killed, and not gone yet.
     sup.handle(t0 + BOOT, Input::Tick);
@@ -1907,7 +1914,7 @@ fn a_scale_up_takes_a_free_port_when_a_preboot_moved_a_dyno_onto_its_own() {
     control(&mut sup, t0, 1, scale(&["web=1"]));
     stopped(&mut sup, t0, ("web", 2, 143));
     // The preboot's new web.1 takes the first free port of the block: web.2's.
-    let effects = control(&mut sup, t0, 2, Control::Restart(None));
+    let effects = control(&mut sup, t0, 2, Control::Restart(Vec::new()));
     let new = actions(&effects)
         .into_iter()
         .find_map(|e| match e {
@@ -2030,7 +2037,7 @@ fn a_signalled_restart_whose_preboot_port_is_taken_is_logged() {
         t0,
         Input::Control {
             id: SIGNALLED,
-            request: Control::Restart(None),
+            request: Control::Restart(Vec::new()),
         },
     );
     assert_eq!(probe(&effects), Some((SIGNALLED, vec![5003, 5004])));
@@ -2099,7 +2106,7 @@ fn a_scan_answered_late_still_ends_the_drain_once() {
     assert!(actions(&sup.handle(t0, exited("worker", 1, 1))).contains(&scan));
     // A restart asked before the answer waits on the scan in flight, not a second one.
     let target = Target::Dyno(slot("worker", 1));
-    let effects = control(&mut sup, t0, 1, Control::Restart(Some(target)));
+    let effects = control(&mut sup, t0, 1, Control::Restart(vec![target]));
     assert!(!effects.contains(&scan), "{effects:?}");
     let left = Input::GroupLeft {
         slot: slot("worker", 1),
@@ -2215,7 +2222,7 @@ fn a_type_stops_with_its_own_signal_and_grace() {
         &mut sup,
         t0,
         1,
-        Control::Restart(Some(Target::Type("worker".into()))),
+        Control::Restart(vec![Target::Type("worker".into())]),
     );
     assert_eq!(actions(&effects), [signal("worker", 1, Signal::SIGQUIT)]);
     assert!(logs(&effects).contains(&"worker.1: Stopping all processes with SIGQUIT".to_owned()));
@@ -2307,6 +2314,7 @@ fn postdeploy_runs_after_the_release_and_is_recorded_once_it_exits_0() {
         command: "seed".into(),
         port: None,
         env: Vec::new(),
+        terminal: false,
     };
     assert_eq!(actions(&effects), [Effect::Spawn(postdeploy)]);
     let effects = sup.handle(t0 + secs(1), exited("postdeploy", 1, 0));
@@ -2355,6 +2363,7 @@ fn a_scheduler_job_runs_as_a_one_off_and_never_twice_at_once() {
         command: "tidy".into(),
         port: None,
         env: Vec::new(),
+        terminal: false,
     };
     let effects = sup.handle(t0, Input::Scheduled { job: 0 });
     assert_eq!(actions(&effects), [Effect::Spawn(run(1))]);
@@ -2386,6 +2395,70 @@ fn a_scheduler_job_runs_as_a_one_off_and_never_twice_at_once() {
     let effects = sup.handle(t0 + secs(1200), Input::Scheduled { job: 0 });
     assert_eq!(actions(&effects), [Effect::Spawn(run(2))]);
     // Not a target of `restart` with no type.
-    let effects = control(&mut sup, t0 + secs(1201), 9, Control::Restart(None));
+    let effects = control(&mut sup, t0 + secs(1201), 9, Control::Restart(Vec::new()));
     assert!(!logs(&effects).iter().any(|l| l.starts_with("scheduler")));
+}
+
+#[test]
+fn kill_signals_the_named_dynos_groups_and_they_keep_running() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let glob = |g: &str| g.parse::<Target>().unwrap();
+    let effects = control(
+        &mut sup,
+        t0,
+        1,
+        Control::Kill {
+            targets: vec![glob("web.[2-9]"), glob("work*")],
+            signal: Signal::SIGHUP,
+        },
+    );
+    assert_eq!(
+        actions(&effects),
+        [
+            group_signal("web", 2, Signal::SIGHUP),
+            group_signal("worker", 1, Signal::SIGHUP),
+            Effect::Reply {
+                id: 1,
+                result: Ok("Sent SIGHUP to web.2, worker.1".into())
+            }
+        ]
+    );
+    assert_eq!(
+        logs(&effects)[0],
+        "web.2: Sending SIGHUP to the process group (hkrun kill)"
+    );
+    assert_eq!(state(&sup, "worker", 1), DynoState::Up);
+    // A glob that matches nothing, and a stop with several targets, each named once.
+    let effects = control(
+        &mut sup,
+        t0,
+        2,
+        Control::Kill {
+            targets: vec![glob("clock*")],
+            signal: Signal::SIGHUP,
+        },
+    );
+    assert_eq!(
+        replies(&effects),
+        [(2, Err("no dyno matches `clock*`".into()))]
+    );
+    let effects = control(
+        &mut sup,
+        t0,
+        3,
+        Control::Restart(vec![
+            Target::Dyno(slot("web", 1)),
+            glob("web*"),
+            Target::Type("worker".into()),
+        ]),
+    );
+    assert_eq!(
+        actions(&effects),
+        [
+            signal("web", 1, Signal::SIGTERM),
+            signal("web", 2, Signal::SIGTERM),
+            signal("worker", 1, Signal::SIGTERM)
+        ]
+    );
 }
