@@ -19,6 +19,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: `start`'s many settings make its variant the largest, which costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the app: the release phase, then every process type of the formation.
@@ -319,6 +322,26 @@ pub struct StartArgs {
         env = "HKRUN_TTY"
     )]
     pub tty: Option<Vec<String>>,
+    /// Also write each dyno's lines (and hkrun's events about it) to DIR/TYPE.N.log,
+    /// hkrun's about the whole app to DIR/system.log.
+    #[arg(long = "log-dir", value_name = "DIR", env = "HKRUN_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Rotate a log file before it grows past this size (`10M`, `512K`, `1G`).
+    #[arg(
+        long = "log-max-size",
+        value_name = "SIZE",
+        default_value = "10M",
+        env = "HKRUN_LOG_MAX_SIZE"
+    )]
+    pub log_max_size: String,
+    /// Rotated log files kept beside each current one (web.1.log.1 is the newest).
+    #[arg(
+        long = "log-keep",
+        value_name = "N",
+        default_value_t = 5,
+        env = "HKRUN_LOG_KEEP"
+    )]
+    pub log_keep: usize,
     /// Hide these process types' output (comma-separated): hkrun's lines about them
     /// still show, and `hkrun logs` still has their output.
     #[arg(

@@ -471,6 +471,8 @@ pub struct StartConfig {
     pub dyno_name: Option<String>,
     /// `--quiet`: process types whose output stdout does not show.
     pub quiet: Vec<String>,
+    /// `--log-dir`: the log written to files too.
+    pub log_files: Option<crate::logs::files::LogFiles>,
 }
 
 impl StartConfig {
@@ -622,6 +624,7 @@ impl StartConfig {
             style,
             dyno_name: args.dyno.clone(),
             quiet: args.quiet.clone(),
+            log_files: log_files(args)?,
         })
     }
 }
@@ -697,6 +700,28 @@ pub fn check_rules(
         }
     }
     Ok(())
+}
+
+/// `--log-dir`, `--log-max-size` and `--log-keep`, checked.
+fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, Error> {
+    let Some(dir) = &args.log_dir else {
+        return Ok(None);
+    };
+    let max_size = match args.log_max_size.parse::<DynoSize>() {
+        Ok(size) if size.name.is_none() && size.bytes >= 1024 => size.bytes,
+        _ => {
+            return Err(Error::BadFlag {
+                flag: "--log-max-size",
+                value: args.log_max_size.clone(),
+                reason: "expected a size of 1K or more, such as 512K, 10M or 1G",
+            });
+        }
+    };
+    Ok(Some(crate::logs::files::LogFiles {
+        dir: dir.clone(),
+        max_size,
+        keep: args.log_keep,
+    }))
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {

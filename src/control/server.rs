@@ -67,14 +67,16 @@ pub enum Call {
         who: String,
         reply: oneshot::Sender<Result<Attached, String>>,
     },
-    /// The client attached to `slot`'s terminal has gone.
-    Detach { slot: Slot },
+    /// Attachment `id` to `slot`'s terminal has ended.
+    Detach { slot: Slot, id: u64 },
 }
 
 /// A `--tty` dyno's terminal, for the one client attached to it.
 #[derive(Debug)]
 pub struct Attached {
     pub slot: Slot,
+    /// Which attachment this is, for its `Detach`.
+    pub id: u64,
     /// What the client types goes here.
     pub input: tokio::net::unix::pipe::Sender,
     /// What the dyno writes, as it comes; ends with its run.
@@ -406,15 +408,19 @@ async fn serve_client(
                 }
                 match rx.await {
                     Ok(Ok(attached)) => {
+                        // However this connection ends, the dyno is free again.
+                        let _detach = DetachOnDrop {
+                            calls: context.calls.clone(),
+                            slot: attached.slot.clone(),
+                            id: attached.id,
+                        };
                         let text = format!("Connected to {}. Ctrl-] detaches.", attached.slot);
                         if seat
                             .send(&mut write, &Response::message(text).encode())
                             .await
                             .is_ok()
                         {
-                            let slot = attached.slot.clone();
                             relay(&mut read, &mut write, attached).await;
-                            let _ = context.calls.send(Call::Detach { slot });
                         }
                         return;
                     }
@@ -456,8 +462,25 @@ async fn serve_client(
     }
 }
 
+/// Tells the driver an attachment has ended, when its connection does.
+struct DetachOnDrop {
+    calls: mpsc::UnboundedSender<Call>,
+    slot: Slot,
+    id: u64,
+}
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        let _ = self.calls.send(Call::Detach {
+            slot: self.slot.clone(),
+            id: self.id,
+        });
+    }
+}
+
 /// Carries an attached client's keys to the dyno's terminal and the dyno's output back,
-/// until the client hangs up or the dyno's run ends.
+/// until the client hangs up or the dyno's run ends. A dyno that takes no keys for
+/// `WRITE` (its terminal's input full) ends the session, so the client can leave.
 async fn relay(
     read: &mut (impl AsyncBufReadExt + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
@@ -469,8 +492,9 @@ async fn relay(
             typed = read.read(&mut keys) => match typed {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if attached.input.write_all(&keys[..n]).await.is_err() {
-                        return;
+                    match timeout(WRITE, attached.input.write_all(&keys[..n])).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
                     }
                 }
             },

@@ -93,6 +93,11 @@ impl Follow {
     pub fn try_recv(&mut self) -> Result<Chunk, broadcast::error::TryRecvError> {
         self.rx.try_recv()
     }
+
+    /// `recv` for a thread outside the runtime (the log files' writer).
+    pub fn blocking_recv(&mut self) -> Result<Chunk, broadcast::error::RecvError> {
+        self.rx.blocking_recv()
+    }
 }
 
 impl History {

@@ -2,8 +2,10 @@
 //!
 //! `pump` turns a dyno's pipe into whole lines, `writer` owns stdout, `render` is the
 //! pure function that decides what a line looks like (one function per format), and
-//! `history` keeps the last lines for `hkrun logs`.
+//! `history` keeps the last lines for `hkrun logs`, and `files` writes them to
+//! `--log-dir` too.
 
+pub mod files;
 pub mod history;
 pub mod pump;
 pub mod render;

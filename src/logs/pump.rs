@@ -30,28 +30,47 @@ const DROP_CHECK: Duration = Duration::from_millis(100);
 /// A terminal dyno's output as it comes, for the `hkrun connect` client attached to it
 /// (one at most). A client that falls behind misses chunks; the log never does.
 #[derive(Default)]
-pub struct Tee(std::sync::Mutex<Option<mpsc::Sender<Vec<u8>>>>);
+pub struct Tee(std::sync::Mutex<TeeState>);
+
+#[derive(Default)]
+struct TeeState {
+    client: Option<mpsc::Sender<Vec<u8>>>,
+    /// The run is over: nothing will be written again.
+    closed: bool,
+}
 
 impl Tee {
     /// Chunks the client has not taken yet, at most: then it misses some.
     pub const BOUND: usize = 256;
 
-    pub fn attach(&self, client: mpsc::Sender<Vec<u8>>) {
-        *self.lock() = Some(client);
+    /// Gives the output to `client` from now on; false once the run is over.
+    pub fn attach(&self, client: mpsc::Sender<Vec<u8>>) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.client = Some(client);
+        true
     }
 
     /// No client any more; one that is still reading sees its output end.
     pub fn detach(&self) {
-        *self.lock() = None;
+        self.lock().client = None;
+    }
+
+    fn close(&self) {
+        let mut state = self.lock();
+        state.client = None;
+        state.closed = true;
     }
 
     fn send(&self, bytes: &[u8]) {
-        if let Some(client) = self.lock().as_ref() {
+        if let Some(client) = &self.lock().client {
             let _ = client.try_send(bytes.to_vec());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<Vec<u8>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TeeState> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -105,6 +124,9 @@ impl Lines {
 
     /// Makes a partial line a line of its own.
     fn flush(&mut self) {
+        if self.terminal.is_some() && self.pending.last() == Some(&b'\r') {
+            self.pending.pop();
+        }
         if !self.pending.is_empty() {
             let mut line = std::mem::take(&mut self.pending);
             line.push(b'\n');
@@ -195,7 +217,7 @@ pub async fn run<S: Send + 'static>(
     exited: oneshot::Receiver<S>,
     on_exit: impl FnOnce(S),
 ) {
-    let _detach = DetachOnDrop(terminal.clone());
+    let _close = CloseOnDrop(terminal.clone());
     let mut lines = Lines {
         terminal,
         label,
@@ -260,13 +282,13 @@ pub async fn run<S: Send + 'static>(
     lines.say_dropped();
 }
 
-/// Ends an attached client's view when the pump ends, however it ends.
-struct DetachOnDrop(Option<Arc<Tee>>);
+/// Ends an attached client's view when the pump ends, however it ends; refuses new ones.
+struct CloseOnDrop(Option<Arc<Tee>>);
 
-impl Drop for DetachOnDrop {
+impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         if let Some(tee) = &self.0 {
-            tee.detach();
+            tee.close();
         }
     }
 }

@@ -82,11 +82,12 @@ pub struct Style {
     pub strip_ansi: bool,
 }
 
-/// An ANSI escape sequence: CSI (`ESC [ ... m`), OSC (`ESC ] ... BEL`), a character set
-/// choice (`ESC ( B`), or a two-byte one (`ESC M`).
+/// An ANSI escape sequence: CSI (`ESC [ ... m`), OSC (`ESC ] ... BEL`, to the line's end
+/// when unterminated), one with intermediate bytes (`ESC ( B`), a two-byte one (`ESC M`,
+/// `ESC 7`, `ESC =`), or a lone ESC.
 static ANSI: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
     regex::bytes::Regex::new(
-        r"(?-u)\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[@-Z\\-_])",
+        r"(?-u)\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]+[0-~]|[0-~])?",
     )
     .expect("a valid pattern")
 });
@@ -250,6 +251,24 @@ mod tests {
             name: "web.1".into(),
             color: Some(0),
         }
+    }
+
+    #[test]
+    fn color_never_removes_the_apps_escape_sequences_and_nothing_else() {
+        let style = Style {
+            strip_ansi: true,
+            ..style(LogFormat::Default, false, false, 5)
+        };
+        let text = b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07x \x1b7y\x1b8 \x1b(Bz \x1b]2;open \x1b";
+        assert_eq!(
+            render(&style, Origin::App, &web(), text),
+            "web.1 | red x y z \n"
+        );
+        // hkrun's own lines are hkrun's to colour; none has escapes anyway.
+        assert_eq!(
+            render(&style, Origin::App, &web(), b"50% [==>  ]"),
+            "web.1 | 50% [==>  ]\n"
+        );
     }
 
     #[test]

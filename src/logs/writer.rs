@@ -310,7 +310,9 @@ fn write_loop(
                     lines,
                     _permit,
                 } => {
-                    style.widen_for(&label.name);
+                    if !label.quiet {
+                        style.widen_for(&label.name);
+                    }
                     // Every line ends in `\n` (the pump guarantees it): memchr finds
                     // them a word at a time, the hot path of the log.
                     let mut start = 0;

@@ -108,6 +108,12 @@ async fn drive(
     let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
     let closed = inputs_tx.clone();
     let history = History::new();
+    // Before any line is recorded: the files miss none.
+    if let Some(files) = config.log_files.clone() {
+        if let Err(err) = logs::files::spawn(files, &history) {
+            tracing::warn!(%err, "cannot start writing the log files; the app runs without them");
+        }
+    }
     let writer = Writer::spawn(
         config.style.clone(),
         Arc::clone(&history),
@@ -160,6 +166,7 @@ async fn drive(
         quiet: config.quiet,
         terminals: HashMap::new(),
         attached: HashMap::new(),
+        attachments: 0,
         colors: plan.colors(),
         labels: HashMap::new(),
         system: Arc::new(Label::system()),
@@ -225,11 +232,14 @@ async fn drive(
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
                     Call::Attach { dyno, who, reply } => {
-                        let _ = reply.send(driver.attach(&sup, &dyno, who));
+                        // A client gone before the answer holds nothing.
+                        if let Err(Ok(attached)) = reply.send(driver.attach(&sup, &dyno, who)) {
+                            driver.detach(&attached.slot, attached.id);
+                        }
                         continue;
                     }
-                    Call::Detach { slot } => {
-                        driver.detach(&slot);
+                    Call::Detach { slot, id } => {
+                        driver.detach(&slot, id);
                         continue;
                     }
                     Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
@@ -293,8 +303,11 @@ struct Driver {
     /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
     /// output goes to an attached `hkrun connect`.
     terminals: HashMap<Slot, (OwnedFd, Arc<Tee>)>,
-    /// Who is attached to each terminal dyno that has a client (`pid 4242`).
-    attached: HashMap<Slot, String>,
+    /// Who is attached to each terminal dyno that has a client (`pid 4242`), and which
+    /// attachment that is: a late detach of an earlier one changes nothing.
+    attached: HashMap<Slot, (String, u64)>,
+    /// Attachments so far.
+    attachments: u64,
     /// Colour slot of each process type.
     colors: HashMap<String, usize>,
     labels: HashMap<Slot, Arc<Label>>,
@@ -339,11 +352,6 @@ impl Driver {
                         let _ = self.probe.send(Watch::Add { slot, pgid, port });
                     }
                 }
-                // A terminal's resize already sent its dyno SIGWINCH.
-                Effect::Signal {
-                    slot,
-                    signal: Signal::SIGWINCH,
-                } if self.terminals.contains_key(&slot) => {}
                 Effect::Signal { slot, signal } => {
                     if let Some(&pgid) = self.groups.get(&slot) {
                         process::signal_group(pgid, signal);
@@ -585,7 +593,7 @@ impl Driver {
                 kind = slot.kind
             ));
         };
-        if let Some(holder) = self.attached.get(&slot) {
+        if let Some((holder, _)) = self.attached.get(&slot) {
             return Err(format!(
                 "{slot} is attached already, by {holder}: one client at a time (Ctrl-] detaches)"
             ));
@@ -595,19 +603,27 @@ impl Driver {
             .and_then(pipe::Sender::from_owned_fd_unchecked)
             .map_err(|e| format!("cannot write to {slot}'s terminal: {e}"))?;
         let (client, output) = mpsc::channel(Tee::BOUND);
-        tee.attach(client);
-        self.attached.insert(slot.clone(), who);
+        if !tee.attach(client) {
+            return Err(format!("{slot}'s run has just ended"));
+        }
+        self.attachments += 1;
+        let id = self.attachments;
+        self.attached.insert(slot.clone(), (who, id));
         Ok(Attached {
             slot,
+            id,
             input,
             output,
         })
     }
 
-    fn detach(&mut self, slot: &Slot) {
-        self.attached.remove(slot);
-        if let Some((_, tee)) = self.terminals.get(slot) {
-            tee.detach();
+    /// Attachment `id` to `slot` has ended; a later one stays.
+    fn detach(&mut self, slot: &Slot, id: u64) {
+        if self.attached.get(slot).is_some_and(|(_, held)| *held == id) {
+            self.attached.remove(slot);
+            if let Some((_, tee)) = self.terminals.get(slot) {
+                tee.detach();
+            }
         }
     }
 

@@ -170,3 +170,98 @@ fn timestamps_are_shown_unless_turned_off() {
     );
     assert_eq!(rest, " web.1  | hi");
 }
+
+#[test]
+fn log_files_rotate_at_their_size_and_keep_the_count_given() {
+    // 400 lines of 60 bytes, each about 120 in Heroku's form: several 4 KiB files.
+    let app = App::new(
+        "worker: awk 'BEGIN { for (i = 1; i <= 400; i++) printf \"line %05d %s\\n\", i, \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" }'; echo done; exec sleep 1000\n",
+    );
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--log-dir",
+            "logs",
+            "--log-max-size",
+            "4K",
+            "--log-keep",
+            "2",
+            "-p",
+            &port,
+        ],
+    );
+    hk.wait_for("worker.1 | done");
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let logs = app.file("logs");
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "system.log",
+            "worker.1.log",
+            "worker.1.log.1",
+            "worker.1.log.2"
+        ]
+    );
+    let read = |name: &str| std::fs::read_to_string(logs.join(name)).unwrap();
+    for name in ["worker.1.log", "worker.1.log.1", "worker.1.log.2"] {
+        let size = read(name).len();
+        assert!(size <= 4096, "{name}: {size} bytes");
+    }
+    // Oldest to newest, the kept files hold the last lines, whole and in order, then
+    // hkrun's events about the dyno.
+    let text = read("worker.1.log.2") + &read("worker.1.log.1") + &read("worker.1.log");
+    let numbers: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_once(" app[worker.1]: line "))
+        .map(|(_, rest)| rest[..5].parse().unwrap())
+        .collect();
+    assert_eq!(numbers.last(), Some(&400), "{text}");
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "not consecutive: {numbers:?}"
+    );
+    assert!(
+        text.ends_with("heroku[worker.1]: Process exited with status 143\n"),
+        "{text}"
+    );
+    assert!(read("system.log").contains(" heroku[system]: SIGTERM received\n"));
+}
+
+#[test]
+fn a_log_dir_that_cannot_be_written_is_one_warning_and_the_app_runs_on() {
+    let app = App::new("worker: echo one; echo two; exec sleep 1000\n");
+    // A folder under a file: no one can create it (root included, as in a container).
+    app.write("not-a-folder", "");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--log-dir",
+            "not-a-folder/logs",
+            "-p",
+            &port,
+        ],
+    );
+    hk.wait_for("worker.1 | two");
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let stderr = hk.stderr();
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0]
+            .starts_with("hkrun: warning: cannot write the log files in not-a-folder/logs ("),
+        "{stderr}"
+    );
+}

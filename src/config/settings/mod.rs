@@ -39,6 +39,12 @@ pub struct Settings {
     pub no_release: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_keep: Option<usize>,
     /// Types whose dynos run on pseudo-terminals (`["all"]`: every type).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tty: Option<Vec<String>>,
@@ -373,7 +379,12 @@ impl Settings {
         }
         let restart_types = per_type(|t| t.restart.as_ref());
         let memory_types = per_type(|t| t.memory_limit.as_ref());
+        if let (Some(dir), true) = (self.log_dir, unset("log_dir")) {
+            args.log_dir = Some(folder.join(dir));
+        }
         plain!(
+            log_max_size,
+            log_keep,
             quiet,
             timeout,
             no_release,
