@@ -64,6 +64,14 @@ pub enum Command {
     /// Example: `hkrun stop worker.2`, `hkrun stop clock 'web.[23]'`, `hkrun stop`.
     #[command(aliases = ["ps:stop", "ps:kill", "dyno:stop", "dyno:kill"])]
     Stop(TargetArgs),
+    /// The running app in a terminal: dynos with state, CPU, restarts and memory against
+    /// quota, and the log below.
+    ///
+    /// Keys: ↑/↓ (or k/j) choose a dyno, r restarts it, s stops it, + and - scale its type,
+    /// / shows only its log lines, q quits.
+    ///
+    /// Example: `hkrun top`, `hkrun top -d ~/apps/shop`.
+    Top(TopArgs),
     /// Attach to a `--tty` dyno's terminal: see its output, type into it (a debugger, a
     /// REPL); Ctrl-] detaches, and the dyno keeps running.
     ///
@@ -129,7 +137,7 @@ pub enum Command {
 }
 
 /// How a client command finds the running supervisor.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ControlArgs {
     /// The control socket [default: .hkrun.sock in the app root].
     #[arg(long, value_name = "PATH", env = "HKRUN_SOCKET")]
@@ -173,6 +181,12 @@ pub struct TargetArgs {
     /// [default: every dyno].
     #[arg(value_name = "TYPE|DYNO|GLOB")]
     pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +336,11 @@ pub struct StartArgs {
         env = "HKRUN_TTY"
     )]
     pub tty: Option<Vec<String>>,
+    /// Serve Prometheus metrics on `GET /metrics` at ADDR (`127.0.0.1:9100`; a port
+    /// alone listens on 127.0.0.1): what `ps` shows, restarts, R10/R14/R15, CPU, the
+    /// router's connections and bytes, log lines and bytes per dyno.
+    #[arg(long = "metrics", value_name = "ADDR", env = "HKRUN_METRICS")]
+    pub metrics: Option<String>,
     /// Also write each dyno's lines (and hkrun's events about it) to DIR/TYPE.N.log,
     /// hkrun's about the whole app to DIR/system.log.
     #[arg(long = "log-dir", value_name = "DIR", env = "HKRUN_LOG_DIR")]

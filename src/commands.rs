@@ -106,7 +106,34 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
         })?),
         None => None,
     };
-    driver::run(config, listener, router)
+    let metrics = args.metrics.as_deref().map(metrics_listener).transpose()?;
+    driver::run(config, listener, router, metrics)
+}
+
+/// `--metrics ADDR`'s listener: `HOST:PORT`, or a port alone on 127.0.0.1 (the
+/// endpoint is on loopback unless an address is named).
+fn metrics_listener(addr: &str) -> Result<std::net::TcpListener, Error> {
+    let bad = |reason| Error::BadFlag {
+        flag: "--metrics",
+        value: addr.to_owned(),
+        reason,
+    };
+    let at: std::net::SocketAddr = match addr.parse::<u16>() {
+        Ok(port) => (std::net::Ipv4Addr::LOCALHOST, port).into(),
+        Err(_) => addr
+            .parse()
+            .map_err(|_| bad("expected HOST:PORT, such as 127.0.0.1:9100, or a port"))?,
+    };
+    std::net::TcpListener::bind(at).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => Error::AddressInUse {
+            addr: at.to_string(),
+            what: "the metrics endpoint (--metrics)",
+        },
+        _ => Error::Setup {
+            what: "listen for /metrics",
+            source: e,
+        },
+    })
 }
 
 mod libc_errno {

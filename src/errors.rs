@@ -98,6 +98,8 @@ pub enum Error {
         "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
     )]
     PortInUse { port: u16, dyno: String },
+    #[error("{addr} for {what} is already in use (stop what holds it, or choose another)")]
+    AddressInUse { addr: String, what: &'static str },
     /// What `.hkrun-state.toml` or app.json's scripts make impossible.
     #[error("{0}")]
     AppState(String),
@@ -185,9 +187,10 @@ impl Error {
             | Self::AppJson(AppJsonError::Read { .. }) => exit_code::NO_INPUT,
             Self::AppJson(_) => exit_code::BAD_INPUT,
             Self::Export(_) => exit_code::BAD_INPUT,
-            Self::PortInUse { .. } | Self::AlreadyRunning { .. } | Self::NotRunning { .. } => {
-                exit_code::UNAVAILABLE
-            }
+            Self::PortInUse { .. }
+            | Self::AddressInUse { .. }
+            | Self::AlreadyRunning { .. }
+            | Self::NotRunning { .. } => exit_code::UNAVAILABLE,
             Self::SocketPathTooLong { .. } => exit_code::BAD_INPUT,
             Self::Socket { .. } | Self::SocketNotCreated { .. } | Self::BadAnswer { .. } => {
                 exit_code::OS_ERROR

@@ -26,6 +26,7 @@ pub mod dyno;
 pub(crate) mod errors;
 pub(crate) mod export;
 pub(crate) mod logs;
+pub(crate) mod metrics;
 pub mod os;
 pub mod plan;
 pub(crate) mod router;
@@ -130,6 +131,7 @@ pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
         cli::Command::Stop(args) => control::client::stop(args),
         cli::Command::Kill(args) => control::client::kill(args),
         cli::Command::Connect(args) => control::client::connect(args),
+        cli::Command::Top(args) => control::top::top(args),
         cli::Command::Logs(args) => control::client::logs(args),
         cli::Command::Export(args) => export::export(args),
         cli::Command::Open(args) => commands::open(args),

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ struct Picker {
     balance: Balance,
     next: AtomicUsize,
     open: Mutex<HashMap<SocketAddr, usize>>,
+    /// Connects to a dyno that failed, ever.
+    failed: AtomicU64,
 }
 
 impl Picker {
@@ -78,13 +80,28 @@ impl Drop for Open<'_> {
     }
 }
 
+/// What the router has done since it started (`/metrics`).
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections closed because no dyno came up within 30 s.
+    pub unserved: AtomicU64,
+    /// Connects to a dyno that failed (another was tried).
+    pub failed_connects: AtomicU64,
+    /// Bytes from clients to dynos, and back, counted as each connection ends.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
 /// Starts the router on `listener` in its own thread.
 pub fn spawn(
     listener: TcpListener,
     backends: watch::Receiver<Vec<Backend>>,
     balance: Balance,
-) -> std::io::Result<()> {
+) -> std::io::Result<Arc<RouterStats>> {
     listener.set_nonblocking(true)?;
+    let stats = Arc::new(RouterStats::default());
     // One thread: on the measured 2-core machine two router threads gave less
     // throughput, not more (BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -92,11 +109,19 @@ pub fn spawn(
         .build()?;
     std::thread::Builder::new()
         .name("hkrun-router".into())
-        .spawn(move || runtime.block_on(serve(listener, backends, balance)))?;
-    Ok(())
+        .spawn({
+            let stats = Arc::clone(&stats);
+            move || runtime.block_on(serve(listener, backends, balance, stats))
+        })?;
+    Ok(stats)
 }
 
-async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>, balance: Balance) {
+async fn serve(
+    listener: TcpListener,
+    backends: watch::Receiver<Vec<Backend>>,
+    balance: Balance,
+    stats: Arc<RouterStats>,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(err) => {
@@ -108,6 +133,7 @@ async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>, b
         balance,
         next: AtomicUsize::new(0),
         open: Mutex::new(HashMap::new()),
+        failed: AtomicU64::new(0),
     });
     let mut warned: Option<std::time::Instant> = None;
     loop {
@@ -124,7 +150,13 @@ async fn serve(listener: TcpListener, backends: watch::Receiver<Vec<Backend>>, b
                 continue;
             }
         };
-        tokio::spawn(proxy(client, backends.clone(), Arc::clone(&picker)));
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(proxy(
+            client,
+            backends.clone(),
+            Arc::clone(&picker),
+            Arc::clone(&stats),
+        ));
     }
 }
 
@@ -132,17 +164,25 @@ async fn proxy(
     mut client: TcpStream,
     mut backends: watch::Receiver<Vec<Backend>>,
     picker: Arc<Picker>,
+    stats: Arc<RouterStats>,
 ) {
     let _ = client.set_nodelay(true);
-    let Some((mut upstream, _open)) = connect(&mut backends, &picker, TcpStream::connect).await
-    else {
+    let connected = connect(&mut backends, &picker, TcpStream::connect).await;
+    stats
+        .failed_connects
+        .store(picker.failed.load(Ordering::Relaxed), Ordering::Relaxed);
+    let Some((mut upstream, _open)) = connected else {
         // No dyno came up in time: the client sees the connection close.
+        stats.unserved.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let _ = upstream.set_nodelay(true);
     // Copies both ways; when one side finishes sending, the other side's write half is
     // shut down, so half-closed protocols keep working.
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
+        stats.bytes_out.fetch_add(received, Ordering::Relaxed);
+    }
 }
 
 /// A connection to an up dyno, trying each in turn from the round-robin position. Nothing
@@ -170,6 +210,7 @@ where
             if let Ok(stream) = dial(addr).await {
                 return Some((stream, open));
             }
+            picker.failed.fetch_add(1, Ordering::Relaxed);
         }
         // Wait for the set to change (a dyno coming up), or retry shortly: a dyno may
         // refuse for a moment while the core has not yet heard it died.
@@ -202,6 +243,7 @@ mod tests {
             balance,
             next: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
+            failed: AtomicU64::new(0),
         }
     }
 

@@ -13,13 +13,13 @@ use crate::errors::{self, Error};
 use crate::logs::{Clock, Label, Origin, Style};
 use crate::plan::formation::ScaleChange;
 
-struct Client {
+pub(super) struct Client {
     stream: BufReader<UnixStream>,
     path: PathBuf,
 }
 
 impl Client {
-    fn open(args: &ControlArgs) -> Result<Self, Error> {
+    pub(super) fn open(args: &ControlArgs) -> Result<Self, Error> {
         let root = crate::config::app_root(args.root.as_deref(), args.procfile.as_deref());
         let path = socket::path(args.socket.as_deref(), &root);
         let pointed = args.root.is_some() || args.procfile.is_some() || args.socket.is_some();
@@ -30,14 +30,14 @@ impl Client {
         })
     }
 
-    fn broken(&self, what: impl Into<String>) -> Error {
+    pub(super) fn broken(&self, what: impl Into<String>) -> Error {
         Error::BadAnswer {
             path: self.path.clone(),
             what: what.into(),
         }
     }
 
-    fn send(&mut self, request: &Request) -> Result<(), Error> {
+    pub(super) fn send(&mut self, request: &Request) -> Result<(), Error> {
         let line = encode_request(request);
         match self.stream.get_mut().write_all(line.as_bytes()) {
             Ok(()) => Ok(()),
@@ -52,7 +52,7 @@ impl Client {
     }
 
     /// The next line from the supervisor, or `None` once it has closed the connection.
-    fn next(&mut self) -> Result<Option<Response>, Error> {
+    pub(super) fn next(&mut self) -> Result<Option<Response>, Error> {
         let mut line = Vec::new();
         match self.stream.read_until(b'\n', &mut line) {
             Ok(0) => Ok(None),
@@ -64,7 +64,7 @@ impl Client {
     }
 
     /// One answer; a refusal becomes the error.
-    fn answer(&mut self) -> Result<Response, Error> {
+    pub(super) fn answer(&mut self) -> Result<Response, Error> {
         match self.next()? {
             Some(response) if response.ok => Ok(response),
             Some(response) => Err(Error::Refused(
@@ -74,7 +74,7 @@ impl Client {
         }
     }
 
-    fn message(&mut self, request: &Request) -> Result<String, Error> {
+    pub(super) fn message(&mut self, request: &Request) -> Result<String, Error> {
         self.send(request)?;
         let response = self.answer()?;
         Ok(response.message.unwrap_or_default())

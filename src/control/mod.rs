@@ -10,3 +10,4 @@ pub mod protocol;
 pub(crate) mod ps;
 pub(crate) mod server;
 pub(crate) mod socket;
+pub(crate) mod top;

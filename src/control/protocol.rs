@@ -224,6 +224,9 @@ pub struct PsDyno {
     pub quota: Option<u64>,
     /// How the last process ended: its code, or 128 + the signal.
     pub last_exit: Option<i32>,
+    /// Times its process was started again (crashes, restarts, R15).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// How to render the lines that follow, as the supervisor does.

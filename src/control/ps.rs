@@ -72,6 +72,7 @@ pub fn view(
                 memory: d.memory,
                 quota: (!release).then_some(d.plan.quota),
                 last_exit: d.last_exit.map(|e| e.code()),
+                restarts: d.launches().saturating_sub(1),
             }
         })
         .collect();
@@ -256,6 +257,7 @@ mod tests {
             memory,
             quota: Some(512 * 1024 * 1024),
             last_exit: None,
+            restarts: 0,
         }
     }
 

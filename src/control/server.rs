@@ -69,6 +69,8 @@ pub enum Call {
     },
     /// Attachment `id` to `slot`'s terminal has ended.
     Detach { slot: Slot, id: u64 },
+    /// `GET /metrics`: what `ps` shows and the counters, at one moment.
+    Metrics(oneshot::Sender<crate::metrics::snapshot::Snapshot>),
 }
 
 /// A `--tty` dyno's terminal, for the one client attached to it.

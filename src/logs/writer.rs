@@ -52,6 +52,38 @@ pub struct LogSender {
     events: Arc<EventCount>,
     /// The app is stopping: output a stalled stdout holds back may be dropped.
     stopping: Arc<AtomicBool>,
+    output: Arc<OutputCount>,
+}
+
+/// Lines and bytes of output written (or kept, for a `--quiet` type) per dyno name, for
+/// `/metrics`.
+#[derive(Debug, Default)]
+pub struct OutputCount(std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>);
+
+impl OutputCount {
+    fn add(&self, name: &str, lines: usize, bytes: usize) {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = counts.entry(name.to_owned()).or_default();
+        entry.0 += lines as u64;
+        entry.1 += bytes as u64;
+    }
+
+    /// `(name, lines, bytes)` for each name, in name order.
+    pub fn all(&self) -> Vec<(String, u64, u64)> {
+        let counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all: Vec<_> = counts
+            .iter()
+            .map(|(n, &(l, b))| (n.clone(), l, b))
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 /// hkrun's own lines waiting for stdout, and those dropped for want of room.
@@ -91,6 +123,11 @@ impl WriteClock {
 }
 
 impl LogSender {
+    /// Lines and bytes of output per dyno so far.
+    pub fn output_count(&self) -> &OutputCount {
+        &self.output
+    }
+
     /// Queues whole lines (each ending in `\n`), waiting while the budget is spent.
     /// Returns false once the writer is gone. What the pumps do, in one call, for tests.
     #[cfg(test)]
@@ -217,9 +254,21 @@ impl Writer {
         let clock = Arc::clone(&writing);
         let events = Arc::new(EventCount::default());
         let counted = Arc::clone(&events);
+        let output = Arc::new(OutputCount::default());
+        let counted_output = Arc::clone(&output);
         let thread = std::thread::Builder::new()
             .name("hkrun-log".into())
-            .spawn(move || write_loop(&style, &history, &clock, &counted, rx, out, on_closed))?;
+            .spawn(move || {
+                write_loop(
+                    &style,
+                    &history,
+                    &clock,
+                    (&counted, &counted_output),
+                    rx,
+                    out,
+                    on_closed,
+                )
+            })?;
         Ok(Self {
             sender: LogSender {
                 tx,
@@ -227,6 +276,7 @@ impl Writer {
                 writing,
                 events,
                 stopping: Arc::new(AtomicBool::new(false)),
+                output,
             },
             thread,
         })
@@ -283,7 +333,7 @@ fn write_loop(
     style: &Style,
     history: &History,
     writing: &WriteClock,
-    events: &EventCount,
+    (events, output): (&EventCount, &OutputCount),
     mut rx: UnboundedReceiver<Record>,
     mut out: impl Write,
     on_closed: impl FnOnce(io::Error),
@@ -324,6 +374,7 @@ fn write_loop(
                         start = end + 1;
                         count += 1;
                     }
+                    output.add(&label.name, count, lines.len());
                     let text = Arc::new(lines);
                     chunks.push(Chunk::new(
                         Arc::clone(&clock),

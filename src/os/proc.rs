@@ -29,6 +29,8 @@ pub struct Process {
     pub zombie: bool,
     /// Resident memory, in bytes.
     pub rss: u64,
+    /// CPU time used, its own and its reaped children's, in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 /// Every process hkrun can see, read in one pass over /proc (not atomic: a process born
@@ -57,6 +59,9 @@ impl Snapshot {
                 pgid: Pid::from_raw(stat.pgrp),
                 zombie: stat.state == 'Z',
                 rss: stat.rss * page,
+                cpu_ticks: stat.utime
+                    + stat.stime
+                    + u64::try_from(stat.cutime.max(0) + stat.cstime.max(0)).unwrap_or(0),
             })
             .collect();
         Self::from_processes(processes)
@@ -307,6 +312,7 @@ mod tests {
             pgid: Pid::from_raw(pgid),
             zombie,
             rss,
+            cpu_ticks: 0,
         }
     }
 

@@ -72,6 +72,19 @@ pub struct Dyno {
     ip: Option<IpAddr>,
     /// In a crash loop past its first crash: its restarts say nothing but their one line.
     folded: bool,
+    /// Heroku's errors it has had (`/metrics`).
+    pub errors: Errors,
+}
+
+/// Heroku's errors a dyno has had, counted as logged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Errors {
+    /// Boot timeouts.
+    pub r10: u64,
+    /// Memory quota exceeded (logged at most every 20 s).
+    pub r14: u64,
+    /// Memory quota vastly exceeded: killed.
+    pub r15: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -882,11 +895,13 @@ impl Supervisor {
                     {
                         dyno.last_r14 = Some(now);
                         effects.push(log_dyno(&slot, quota::usage_line(rss, quota)));
+                        dyno.errors.r14 += 1;
                         effects.push(log_dyno(&slot, "Error R14 (Memory quota exceeded)".into()));
                     }
                 }
                 Verdict::FarOverQuota => {
                     let was_up = dyno.state == DynoState::Up;
+                    dyno.errors.r15 += 1;
                     dyno.set_state(now, DynoState::Killed { was_up });
                     effects.push(log_dyno(&slot, quota::usage_line(rss, quota)));
                     effects.push(log_dyno(
@@ -1080,6 +1095,7 @@ impl Supervisor {
                     boot_deadline: Some(at),
                 } if at <= now => {
                     let dyno = &mut self.dynos[i];
+                    dyno.errors.r10 += 1;
                     dyno.set_state(now, DynoState::Killed { was_up: false });
                     let slot = dyno.plan.spec.slot.clone();
                     let secs = seconds(dyno.plan.boot_timeout.unwrap_or_default());
@@ -1291,7 +1307,18 @@ impl Dyno {
             last_r14: None,
             ip: None,
             folded: false,
+            errors: Errors::default(),
         }
+    }
+
+    /// Its processes started so far: the first run and every restart.
+    pub fn launches(&self) -> u64 {
+        self.boots
+    }
+
+    /// Its exits nobody asked for (crashes, Heroku counting exit 0 too).
+    pub fn crashes(&self) -> u64 {
+        self.crashed
     }
 
     fn set_state(&mut self, now: Instant, state: DynoState) {

@@ -52,6 +52,7 @@ pub fn run(
     config: StartConfig,
     control: Option<UnixListener>,
     router: Option<TcpListener>,
+    metrics: Option<TcpListener>,
 ) -> Result<i32, Error> {
     memory::keep_own_memory_small();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -61,7 +62,7 @@ pub fn run(
             what: "start the runtime",
             source,
         })?;
-    runtime.block_on(drive(config, control, router))
+    runtime.block_on(drive(config, control, router, metrics))
 }
 
 fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -72,6 +73,7 @@ async fn drive(
     config: StartConfig,
     control: Option<UnixListener>,
     router: Option<TcpListener>,
+    metrics: Option<TcpListener>,
 ) -> Result<i32, Error> {
     // Handlers first: nothing is spawned before hkrun can stop it.
     let mut sigterm = signal(SignalKind::terminate()).map_err(setup("handle SIGTERM"))?;
@@ -124,10 +126,17 @@ async fn drive(
     )
     .map_err(setup("start the log writer"))?;
     let (backends, backends_rx) = watch::channel(Vec::new());
-    if let Some(listener) = router {
-        router::spawn(listener, backends_rx, config.balance).map_err(setup("start the router"))?;
-    }
+    let router_stats = match router {
+        Some(listener) => Some(
+            router::spawn(listener, backends_rx, config.balance)
+                .map_err(setup("start the router"))?,
+        ),
+        None => None,
+    };
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    if let Some(listener) = metrics {
+        tokio::spawn(crate::metrics::serve(listener, calls_tx.clone()));
+    }
     if let Some(listener) = control {
         let context = server::Context {
             calls: calls_tx,
@@ -240,6 +249,12 @@ async fn drive(
                     }
                     Call::Detach { slot, id } => {
                         driver.detach(&slot, id);
+                        continue;
+                    }
+                    Call::Metrics(reply) => {
+                        let next = next_runs.borrow().clone();
+                        let ps = ps::view(&sup, Instant::now(), SystemTime::now(), &next);
+                        let _ = reply.send(driver.metrics(&sup, ps, router_stats.as_deref()));
                         continue;
                     }
                     Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
@@ -559,6 +574,49 @@ impl Driver {
         let size = terminal::size();
         for (master, _) in self.terminals.values() {
             let _ = terminal::resize(master.as_fd(), size);
+        }
+    }
+
+    /// What `/metrics` shows: `ps`'s view, and the counters of the core, the router and
+    /// the log.
+    fn metrics(
+        &self,
+        sup: &Supervisor,
+        ps: crate::control::protocol::Ps,
+        router: Option<&router::RouterStats>,
+    ) -> crate::metrics::Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dynos = sup
+            .dynos()
+            .iter()
+            .map(|d| {
+                let slot = &d.plan.spec.slot;
+                crate::metrics::DynoFigures {
+                    name: slot.to_string(),
+                    kind: slot.kind.clone(),
+                    group: d
+                        .pid
+                        .and_then(|_| self.groups.get(slot))
+                        .map(|g| g.as_raw()),
+                    restarts: d.launches().saturating_sub(1),
+                    crashes: d.crashes(),
+                    r10: d.errors.r10,
+                    r14: d.errors.r14,
+                    r15: d.errors.r15,
+                }
+            })
+            .collect();
+        crate::metrics::Snapshot {
+            ps,
+            dynos,
+            router: router.map(|r| crate::metrics::RouterFigures {
+                connections: r.connections.load(Relaxed),
+                unserved: r.unserved.load(Relaxed),
+                failed_connects: r.failed_connects.load(Relaxed),
+                bytes_in: r.bytes_in.load(Relaxed),
+                bytes_out: r.bytes_out.load(Relaxed),
+            }),
+            output: self.log.output_count().all(),
         }
     }
 

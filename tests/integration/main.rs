@@ -18,6 +18,7 @@ mod herokus_app_json;
 mod input;
 mod leftovers;
 mod logs;
+mod metrics;
 mod output;
 mod pid1;
 mod pipeline;

@@ -332,3 +332,80 @@ fn a_tty_dyno_sees_a_terminal_of_hkruns_size_follows_resizes_and_keeps_its_colou
     assert_eq!(term.hk.wait_exit().code(), Some(0));
     assert_none_left(&term.hk.tag);
 }
+
+#[test]
+fn top_shows_every_dyno_and_a_key_restarts_one() {
+    let app = App::new("alpha: exec sleep 1000\nbeta: exec sleep 1001\n");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::spawn(crate::harness::hkrun(
+        app.path(),
+        &["start", "--no-timestamp", "-p", &port],
+        &unique_tag(),
+    ));
+    hk.wait_for_each(&[
+        "alpha.1 | State changed from starting to up",
+        "beta.1  | State changed from starting to up",
+    ]);
+    let size = nix::pty::Winsize {
+        ws_row: 30,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = match nix::pty::openpty(Some(&size), None) {
+        Ok(pty) => pty,
+        Err(err) => {
+            eprintln!("skipped: no pseudo-terminal ({err})");
+            hk.stop_cleanly();
+            return;
+        }
+    };
+    let slave = File::from(pty.slave);
+    let mut top = tagged_command("setsid", app.path(), &hk.tag)
+        .arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_hkrun"))
+        .arg("top")
+        .stdin(slave.try_clone().expect("dup the terminal"))
+        .stdout(slave.try_clone().expect("dup the terminal"))
+        .stderr(slave)
+        .spawn()
+        .expect("start hkrun top");
+    let mut master = File::from(pty.master);
+    let (tx, screen) = std::sync::mpsc::channel();
+    let mut reader = master.try_clone().expect("dup the master side");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str| {
+        let deadline = Instant::now() + crate::harness::PATIENCE;
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match screen.recv_timeout(left) {
+                Ok(bytes) => seen.extend(bytes),
+                Err(_) => panic!(
+                    "top never showed {needle:?}: {:?}",
+                    String::from_utf8_lossy(&seen)
+                ),
+            }
+        }
+    };
+    wait_for("alpha.1");
+    wait_for("beta.1");
+    wait_for("RESTARTS");
+    // The first dyno is chosen: `r` restarts it.
+    master.write_all(b"r").expect("type r");
+    hk.wait_for("alpha.1 | Restarting");
+    hk.wait_for("alpha.1 | State changed from starting to up");
+    wait_for("Restarting alpha.1...");
+    master.write_all(b"q").expect("type q");
+    let status = crate::harness::wait_bounded(&mut top, "hkrun top");
+    assert!(status.success(), "{status:?}");
+    hk.stop_cleanly();
+    assert_none_left(&hk.tag);
+}

@@ -40,6 +40,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quiet: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_max_size: Option<String>,
@@ -381,6 +383,9 @@ impl Settings {
         let memory_types = per_type(|t| t.memory_limit.as_ref());
         if let (Some(dir), true) = (self.log_dir, unset("log_dir")) {
             args.log_dir = Some(folder.join(dir));
+        }
+        if let (Some(addr), true) = (self.metrics, unset("metrics")) {
+            args.metrics = Some(addr);
         }
         plain!(
             log_max_size,

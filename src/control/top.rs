@@ -1,0 +1,388 @@
+//! `hkrun top`: the running app in a terminal, for SSH sessions. Every dyno with its
+//! state, a memory bar against its quota, restarts and CPU; the log below; keys to
+//! restart, stop and scale a dyno's type, and to show only its log lines.
+//!
+//! A client like the others: `ps` once a second and a `logs --tail` stream over the
+//! control socket, CPU from /proc (same machine), drawn with crossterm.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use crossterm::style::{Attribute, Print, SetAttribute};
+use crossterm::terminal::{self, ClearType};
+use crossterm::{cursor, execute, queue};
+
+use super::client::Client;
+use super::protocol::{Ps, PsDyno, Request};
+use crate::cli::TopArgs;
+use crate::errors::Error;
+
+/// Log lines kept for the pane.
+const KEPT_LINES: usize = 500;
+/// How often `ps` is asked.
+const EVERY: Duration = Duration::from_secs(1);
+
+enum Event {
+    Ps(Ps),
+    /// CPU use of each dyno over the last second, in percent of one core.
+    Cpu(HashMap<String, f64>),
+    Line {
+        dyno: String,
+        text: String,
+    },
+    Key(KeyEvent),
+    /// What an action answered.
+    Said(String),
+    /// The supervisor has gone.
+    Gone,
+}
+
+struct Screen {
+    ps: Ps,
+    cpu: HashMap<String, f64>,
+    lines: VecDeque<(String, String)>,
+    selected: usize,
+    /// Only the selected dyno's lines.
+    filtered: bool,
+    said: String,
+}
+
+/// `hkrun top`.
+pub fn top(args: &TopArgs) -> Result<i32, Error> {
+    // Fails here, before the terminal changes, when no hkrun runs.
+    let first = ps(&args.control)?;
+    let (tx, events) = mpsc::channel();
+    spawn_ps(args.control.clone(), tx.clone());
+    spawn_logs(args.control.clone(), tx.clone());
+    spawn_keys(tx.clone());
+    let mut screen = Screen {
+        ps: first,
+        cpu: HashMap::new(),
+        lines: VecDeque::new(),
+        selected: 0,
+        filtered: false,
+        said: String::new(),
+    };
+    let _terminal = RawScreen::enter().map_err(|source| Error::Setup {
+        what: "take over the terminal",
+        source,
+    })?;
+    let mut out = io::stdout();
+    draw(&mut out, &screen);
+    while let Ok(event) = events.recv() {
+        match event {
+            Event::Ps(ps) => screen.ps = ps,
+            Event::Cpu(cpu) => screen.cpu = cpu,
+            Event::Line { dyno, text } => {
+                screen.lines.push_back((dyno, text));
+                if screen.lines.len() > KEPT_LINES {
+                    screen.lines.pop_front();
+                }
+            }
+            Event::Said(text) => screen.said = text,
+            Event::Gone => break,
+            Event::Key(key) => {
+                if !act(&args.control, &mut screen, key, &tx) {
+                    break;
+                }
+            }
+        }
+        screen.selected = screen.selected.min(screen.ps.dynos.len().saturating_sub(1));
+        draw(&mut out, &screen);
+    }
+    Ok(0)
+}
+
+/// What a key does; false to quit.
+fn act(
+    control: &crate::cli::ControlArgs,
+    screen: &mut Screen,
+    key: KeyEvent,
+    tx: &mpsc::Sender<Event>,
+) -> bool {
+    let selected = screen.ps.dynos.get(screen.selected).cloned();
+    let ask = |request: Request, doing: String| {
+        let control = control.clone();
+        let tx = tx.clone();
+        let _ = tx.send(Event::Said(doing));
+        std::thread::spawn(move || {
+            let said = match Client::open(&control).and_then(|mut c| c.message(&request)) {
+                Ok(text) => text,
+                Err(err) => err.to_string(),
+            };
+            let _ = tx.send(Event::Said(said));
+        });
+    };
+    match (key.code, selected) {
+        (KeyCode::Char('q') | KeyCode::Esc, _) => return false,
+        (KeyCode::Char('c'), _) if key.modifiers.contains(KeyModifiers::CONTROL) => return false,
+        (KeyCode::Up | KeyCode::Char('k'), _) => {
+            screen.selected = screen.selected.saturating_sub(1);
+        }
+        (KeyCode::Down | KeyCode::Char('j'), _) => screen.selected += 1,
+        (KeyCode::Char('/') | KeyCode::Char('f'), _) => screen.filtered = !screen.filtered,
+        (KeyCode::Char('r'), Some(d)) => ask(
+            Request::Restart {
+                target: Some(d.name.clone()),
+                targets: Vec::new(),
+            },
+            format!("Restarting {}...", d.name),
+        ),
+        (KeyCode::Char('s'), Some(d)) => ask(
+            Request::Stop {
+                target: Some(d.name.clone()),
+                targets: Vec::new(),
+            },
+            format!("Stopping {}...", d.name),
+        ),
+        (KeyCode::Char(sign @ ('+' | '-')), Some(d)) => ask(
+            Request::Scale {
+                changes: vec![format!("{}{sign}1", d.kind)],
+            },
+            format!("Scaling {}...", d.kind),
+        ),
+        _ => {}
+    }
+    true
+}
+
+fn draw(out: &mut impl Write, screen: &Screen) {
+    let (cols, rows) = terminal::size().unwrap_or((80, 24));
+    let (cols, rows) = (usize::from(cols), usize::from(rows));
+    let mut text: Vec<(String, bool)> = Vec::new();
+    let router = screen
+        .ps
+        .router
+        .map(|p| format!("   router :{p}"))
+        .unwrap_or_default();
+    text.push((
+        format!(
+            "hkrun top{router}   q quit  ↑↓ select  r restart  s stop  +/- scale  / filter log"
+        ),
+        true,
+    ));
+    text.push((
+        format!(
+            "{:<12} {:<9} {:>8} {:>6} {:>8}  {}",
+            "DYNO", "STATE", "PID", "CPU%", "RESTARTS", "MEMORY"
+        ),
+        true,
+    ));
+    for (i, d) in screen.ps.dynos.iter().enumerate() {
+        let cpu = screen
+            .cpu
+            .get(&d.name)
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.0}"));
+        let marker = if i == screen.selected { ">" } else { " " };
+        let row = format!(
+            "{marker}{:<11} {:<9} {:>8} {:>6} {:>8}  {}",
+            d.name,
+            d.state,
+            d.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            cpu,
+            d.restarts,
+            memory_bar(d)
+        );
+        text.push((row, i == screen.selected));
+    }
+    text.push((screen.said.clone(), false));
+    let filter = screen
+        .filtered
+        .then(|| screen.ps.dynos.get(screen.selected).map(|d| d.name.clone()))
+        .flatten();
+    let title = match &filter {
+        Some(name) => format!("── log of {name} (/ shows every dyno's)"),
+        None => "── log".to_owned(),
+    };
+    text.push((title, true));
+    let room = rows.saturating_sub(text.len());
+    let shown: Vec<&(String, String)> = screen
+        .lines
+        .iter()
+        .filter(|(dyno, _)| filter.as_ref().is_none_or(|f| f == dyno))
+        .collect();
+    for (dyno, line) in &shown[shown.len().saturating_sub(room)..] {
+        text.push((format!("{dyno:<10} | {line}"), false));
+    }
+    let _ = queue!(out, cursor::MoveTo(0, 0));
+    for (i, (line, bold)) in text.iter().take(rows).enumerate() {
+        let clipped: String = line.chars().take(cols).collect();
+        let _ = queue!(
+            out,
+            cursor::MoveTo(0, u16::try_from(i).unwrap_or(u16::MAX)),
+            terminal::Clear(ClearType::CurrentLine),
+        );
+        if *bold {
+            let _ = queue!(out, SetAttribute(Attribute::Bold));
+        }
+        let _ = queue!(out, Print(clipped), SetAttribute(Attribute::Reset));
+    }
+    let _ = queue!(out, terminal::Clear(ClearType::FromCursorDown));
+    let _ = out.flush();
+}
+
+/// `[#####     ] 123M / 512M`: memory against the quota; past it, `!`.
+fn memory_bar(d: &PsDyno) -> String {
+    const WIDTH: usize = 10;
+    let mb = |b: u64| format!("{}M", b.div_ceil(1 << 20));
+    match (d.memory, d.quota) {
+        (Some(used), Some(quota)) if quota > 0 => {
+            let filled = (used.saturating_mul(WIDTH as u64) / quota).min(WIDTH as u64) as usize;
+            let over = if used > quota { "!" } else { " " };
+            format!(
+                "[{}{}]{over}{} / {}",
+                "#".repeat(filled),
+                " ".repeat(WIDTH - filled),
+                mb(used),
+                mb(quota)
+            )
+        }
+        (Some(used), _) => mb(used),
+        _ => "-".to_owned(),
+    }
+}
+
+fn ps(control: &crate::cli::ControlArgs) -> Result<Ps, Error> {
+    let mut client = Client::open(control)?;
+    client.send(&Request::Ps {})?;
+    let response = client.answer()?;
+    response
+        .ps
+        .ok_or_else(|| client.broken("the answer to ps has no dynos"))
+}
+
+fn spawn_ps(control: crate::cli::ControlArgs, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut last: Option<(Instant, HashMap<String, u64>)> = None;
+        loop {
+            std::thread::sleep(EVERY);
+            let Ok(ps) = ps(&control) else {
+                let _ = tx.send(Event::Gone);
+                return;
+            };
+            let ticks = cpu_ticks(&ps);
+            let now = Instant::now();
+            if let Some((then, before)) = &last {
+                let seconds = now.duration_since(*then).as_secs_f64();
+                let per_second = procfs::ticks_per_second() as f64;
+                let cpu = ticks
+                    .iter()
+                    .filter_map(|(name, t)| {
+                        let used = t.checked_sub(*before.get(name)?)? as f64 / per_second;
+                        Some((name.clone(), 100.0 * used / seconds))
+                    })
+                    .collect();
+                let _ = tx.send(Event::Cpu(cpu));
+            }
+            last = Some((now, ticks));
+            if tx.send(Event::Ps(ps)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// CPU ticks of each running dyno's process group (its pid leads it).
+fn cpu_ticks(ps: &Ps) -> HashMap<String, u64> {
+    let snapshot = crate::os::proc::Snapshot::read();
+    ps.dynos
+        .iter()
+        .filter_map(|d| {
+            let pid = nix::unistd::Pid::from_raw(d.pid?);
+            let ticks = snapshot.members(pid).map(|p| p.cpu_ticks).sum();
+            Some((d.name.clone(), ticks))
+        })
+        .collect()
+}
+
+fn spawn_logs(control: crate::cli::ControlArgs, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let Ok(mut client) = Client::open(&control) else {
+            return;
+        };
+        let request = Request::Logs {
+            lines: 100,
+            tail: true,
+            ps: None,
+            source: None,
+        };
+        if client.send(&request).is_err() {
+            return;
+        }
+        while let Ok(Some(response)) = client.next() {
+            if let Some(line) = response.line {
+                let event = Event::Line {
+                    dyno: line.dyno,
+                    text: line.line,
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn spawn_keys(tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        while let Ok(event) = event::read() {
+            if let TermEvent::Key(key) = event {
+                if tx.send(Event::Key(key)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// The terminal in raw mode on the alternate screen, given back when dropped.
+struct RawScreen;
+
+impl RawScreen {
+    fn enter() -> io::Result<Self> {
+        terminal::enable_raw_mode()?;
+        execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+        Ok(Self)
+    }
+}
+
+impl Drop for RawScreen {
+    fn drop(&mut self) {
+        let _ = execute!(io::stdout(), cursor::Show, terminal::LeaveAlternateScreen);
+        let _ = terminal::disable_raw_mode();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_bar_fills_to_the_quota_and_marks_what_is_past_it() {
+        let dyno = |memory: Option<u64>| PsDyno {
+            name: "web.1".into(),
+            kind: "web".into(),
+            state: "up".into(),
+            since: String::new(),
+            age_secs: 0,
+            pid: Some(1),
+            port: None,
+            memory,
+            quota: Some(512 << 20),
+            last_exit: None,
+            restarts: 0,
+        };
+        assert_eq!(
+            memory_bar(&dyno(Some(256 << 20))),
+            "[#####     ] 256M / 512M"
+        );
+        assert_eq!(
+            memory_bar(&dyno(Some(700 << 20))),
+            "[##########]!700M / 512M"
+        );
+        assert_eq!(memory_bar(&dyno(None)), "-");
+    }
+}

@@ -1,0 +1,329 @@
+//! `--metrics ADDR`: Prometheus' view of the app on `GET /metrics`, in the OpenMetrics
+//! text format (HELP and TYPE for every family), encoded by `prometheus-client`.
+//!
+//! One source of truth: the driver answers `Call::Metrics` with the same view `ps` gets,
+//! the core's counters (restarts, crashes, R10/R14/R15), the router's and the log's; CPU
+//! time is read from /proc here, on a blocking thread. The listener speaks just enough
+//! HTTP/1.1 for a scraper: one request per connection.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::server::Call;
+
+pub(crate) mod snapshot;
+
+pub use snapshot::{DynoFigures, RouterFigures, Snapshot};
+
+/// How long a scraper may take to send its request.
+const READ: Duration = Duration::from_secs(5);
+/// The longest request head taken.
+const MAX_HEAD: usize = 8 * 1024;
+
+type Labels = Vec<(String, String)>;
+
+fn dyno_labels(name: &str, kind: &str) -> Labels {
+    vec![
+        ("dyno".to_owned(), name.to_owned()),
+        ("type".to_owned(), kind.to_owned()),
+    ]
+}
+
+/// The exposition of `snapshot`, with `cpu` (seconds, by dyno name) from /proc.
+pub fn render(snapshot: &Snapshot, cpu: &[(String, f64)]) -> String {
+    let mut registry = Registry::with_prefix("hkrun");
+    let gauge = |registry: &mut Registry, name: &str, help: &str| {
+        let family = Family::<Labels, Gauge>::default();
+        registry.register(name, help, family.clone());
+        family
+    };
+    let counter = |registry: &mut Registry, name: &str, help: &str| {
+        let family = Family::<Labels, Counter>::default();
+        registry.register(name, help, family.clone());
+        family
+    };
+    let memory = gauge(
+        &mut registry,
+        "dyno_memory_bytes",
+        "Resident memory of the dyno's processes at the last sample",
+    );
+    let quota = gauge(
+        &mut registry,
+        "dyno_memory_quota_bytes",
+        "The dyno's memory quota",
+    );
+    let state = gauge(
+        &mut registry,
+        "dyno_state",
+        "1 for the state the dyno is in (starting, up, crashed, stopping, down)",
+    );
+    let pid = gauge(
+        &mut registry,
+        "dyno_pid",
+        "The dyno's process id while it runs",
+    );
+    let restarts = counter(
+        &mut registry,
+        "dyno_restarts",
+        "Times the dyno's process was started again (crashes, restarts, R15)",
+    );
+    let crashes = counter(
+        &mut registry,
+        "dyno_crashes",
+        "Exits nobody asked for (Heroku counts exit 0 too)",
+    );
+    let errors = counter(
+        &mut registry,
+        "dyno_errors",
+        "Heroku's errors: R10 boot timeouts, R14 memory quota exceeded (as logged), R15 kills",
+    );
+    let cpu_seconds = Family::<Labels, Counter<f64>>::default();
+    registry.register(
+        "dyno_cpu_seconds",
+        "CPU time of the dyno's running processes and the children they reaped",
+        cpu_seconds.clone(),
+    );
+    let log_lines = counter(&mut registry, "log_lines", "Lines of output from the dyno");
+    let log_bytes = counter(&mut registry, "log_bytes", "Bytes of output from the dyno");
+
+    for d in &snapshot.ps.dynos {
+        let labels = dyno_labels(&d.name, &d.kind);
+        if let Some(bytes) = d.memory {
+            memory.get_or_create(&labels).set(saturate(bytes));
+        }
+        if let Some(bytes) = d.quota {
+            quota.get_or_create(&labels).set(saturate(bytes));
+        }
+        let mut with_state = labels.clone();
+        with_state.push(("state".to_owned(), d.state.clone()));
+        state.get_or_create(&with_state).set(1);
+        if let Some(p) = d.pid {
+            pid.get_or_create(&labels).set(i64::from(p));
+        }
+    }
+    for d in &snapshot.dynos {
+        let labels = dyno_labels(&d.name, &d.kind);
+        restarts.get_or_create(&labels).inc_by(d.restarts);
+        crashes.get_or_create(&labels).inc_by(d.crashes);
+        for (code, count) in [("R10", d.r10), ("R14", d.r14), ("R15", d.r15)] {
+            let mut with_code = labels.clone();
+            with_code.push(("code".to_owned(), code.to_owned()));
+            errors.get_or_create(&with_code).inc_by(count);
+        }
+        if let Some((_, seconds)) = cpu.iter().find(|(name, _)| *name == d.name) {
+            cpu_seconds.get_or_create(&labels).inc_by(*seconds);
+        }
+    }
+    for (name, lines, bytes) in &snapshot.output {
+        let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
+        let labels = dyno_labels(name, kind);
+        log_lines.get_or_create(&labels).inc_by(*lines);
+        log_bytes.get_or_create(&labels).inc_by(*bytes);
+    }
+    if let Some(r) = snapshot.router {
+        for (name, help, value) in [
+            (
+                "router_connections",
+                "Connections the router accepted",
+                r.connections,
+            ),
+            (
+                "router_unserved_connections",
+                "Connections closed because no web dyno came up within 30 s",
+                r.unserved,
+            ),
+            (
+                "router_failed_connects",
+                "Connects to a web dyno that failed (the router tried another)",
+                r.failed_connects,
+            ),
+        ] {
+            let total = Counter::<u64>::default();
+            total.inc_by(value);
+            registry.register(name, help, total);
+        }
+        let bytes = counter(
+            &mut registry,
+            "router_bytes",
+            "Bytes the router carried, from clients (in) and back (out), as connections end",
+        );
+        for (direction, value) in [("in", r.bytes_in), ("out", r.bytes_out)] {
+            bytes
+                .get_or_create(&vec![("direction".to_owned(), direction.to_owned())])
+                .inc_by(value);
+        }
+    }
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut text, &registry);
+    text
+}
+
+fn saturate(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// Serves `/metrics` on `listener` until the runtime ends.
+pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender<Call>) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%err, "the metrics endpoint cannot listen");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        tokio::spawn(answer(stream, calls.clone()));
+    }
+}
+
+async fn answer(mut stream: TcpStream, calls: mpsc::UnboundedSender<Call>) {
+    let Ok(Some(path)) = tokio::time::timeout(READ, request_path(&mut stream)).await else {
+        return;
+    };
+    let (status, body) = match path.as_str() {
+        "/metrics" => {
+            let (reply, rx) = oneshot::channel();
+            if calls.send(Call::Metrics(reply)).is_err() {
+                return;
+            }
+            let Ok(snapshot) = rx.await else { return };
+            let groups: Vec<(String, i32)> = snapshot
+                .dynos
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), d.group?)))
+                .collect();
+            let cpu = tokio::task::spawn_blocking(move || cpu_seconds(&groups))
+                .await
+                .unwrap_or_default();
+            ("200 OK", render(&snapshot, &cpu))
+        }
+        _ => ("404 Not Found", "Not found: try /metrics\n".to_owned()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; \
+         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The path of a `GET` request, once its head has arrived; none for anything else.
+async fn request_path(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split(' ');
+    match (words.next(), words.next()) {
+        (Some("GET"), Some(target)) => Some(target.split('?').next()?.to_owned()),
+        _ => None,
+    }
+}
+
+/// CPU seconds of each dyno's group, from one read of /proc.
+fn cpu_seconds(groups: &[(String, i32)]) -> Vec<(String, f64)> {
+    let snapshot = crate::os::proc::Snapshot::read();
+    let ticks = procfs::ticks_per_second() as f64;
+    groups
+        .iter()
+        .map(|(name, pgid)| {
+            let used: u64 = snapshot
+                .members(nix::unistd::Pid::from_raw(*pgid))
+                .map(|p| p.cpu_ticks)
+                .sum();
+            (name.clone(), used as f64 / ticks)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{Ps, PsDyno};
+
+    #[test]
+    fn every_family_has_help_and_type_and_the_figures_given() {
+        let snapshot = Snapshot {
+            ps: Ps {
+                dynos: vec![PsDyno {
+                    name: "web.1".into(),
+                    kind: "web".into(),
+                    state: "up".into(),
+                    since: "2026-12-01T12:00:00Z".into(),
+                    age_secs: 5,
+                    pid: Some(4242),
+                    port: Some(5001),
+                    memory: Some(23 << 20),
+                    quota: Some(512 << 20),
+                    last_exit: None,
+                    restarts: 2,
+                }],
+                ..Ps::default()
+            },
+            dynos: vec![DynoFigures {
+                name: "web.1".into(),
+                kind: "web".into(),
+                group: Some(4242),
+                restarts: 2,
+                crashes: 3,
+                r10: 0,
+                r14: 4,
+                r15: 1,
+            }],
+            router: Some(RouterFigures {
+                connections: 10,
+                unserved: 1,
+                failed_connects: 2,
+                bytes_in: 100,
+                bytes_out: 2000,
+            }),
+            output: vec![("web.1".into(), 7, 70)],
+        };
+        let text = render(&snapshot, &[("web.1".into(), 1.5)]);
+        for line in [
+            "# TYPE hkrun_dyno_memory_bytes gauge",
+            "hkrun_dyno_memory_bytes{dyno=\"web.1\",type=\"web\"} 24117248",
+            "hkrun_dyno_memory_quota_bytes{dyno=\"web.1\",type=\"web\"} 536870912",
+            "hkrun_dyno_state{dyno=\"web.1\",type=\"web\",state=\"up\"} 1",
+            "hkrun_dyno_pid{dyno=\"web.1\",type=\"web\"} 4242",
+            "# TYPE hkrun_dyno_restarts counter",
+            "hkrun_dyno_restarts_total{dyno=\"web.1\",type=\"web\"} 2",
+            "hkrun_dyno_errors_total{dyno=\"web.1\",type=\"web\",code=\"R14\"} 4",
+            "hkrun_dyno_cpu_seconds_total{dyno=\"web.1\",type=\"web\"} 1.5",
+            "hkrun_log_lines_total{dyno=\"web.1\",type=\"web\"} 7",
+            "hkrun_router_connections_total 10",
+            "hkrun_router_bytes_total{direction=\"out\"} 2000",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
+        assert_eq!(families, helps);
+    }
+}

@@ -1,0 +1,38 @@
+//! What `/metrics` shows, as the driver gathers it at one moment (apart from `metrics`,
+//! so the control server can name it).
+
+use crate::control::protocol::Ps;
+
+/// What the driver knows at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// What `hkrun ps --json` shows.
+    pub ps: Ps,
+    pub dynos: Vec<DynoFigures>,
+    pub router: Option<RouterFigures>,
+    /// `(dyno, lines, bytes)` of output so far.
+    pub output: Vec<(String, u64, u64)>,
+}
+
+/// The core's counters for one dyno.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynoFigures {
+    pub name: String,
+    pub kind: String,
+    /// Its process group while it runs, for its CPU time.
+    pub group: Option<i32>,
+    pub restarts: u64,
+    pub crashes: u64,
+    pub r10: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterFigures {
+    pub connections: u64,
+    pub unserved: u64,
+    pub failed_connects: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
