@@ -341,6 +341,15 @@ pub struct StartArgs {
     /// router's connections and bytes, log lines and bytes per dyno.
     #[arg(long = "metrics", value_name = "ADDR", env = "HKRUN_METRICS")]
     pub metrics: Option<String>,
+    /// Send every log line to a syslog drain too (repeatable): syslog+tcp://HOST:PORT
+    /// (or syslog://), octet-counted RFC 5424 as Heroku's drains, or syslog+udp://.
+    #[arg(
+        long = "drain",
+        value_name = "URL",
+        value_delimiter = ',',
+        env = "HKRUN_DRAIN"
+    )]
+    pub drain: Vec<String>,
     /// Also write each dyno's lines (and hkrun's events about it) to DIR/TYPE.N.log,
     /// hkrun's about the whole app to DIR/system.log.
     #[arg(long = "log-dir", value_name = "DIR", env = "HKRUN_LOG_DIR")]

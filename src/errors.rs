@@ -98,6 +98,8 @@ pub enum Error {
         "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
     )]
     PortInUse { port: u16, dyno: String },
+    #[error("bad drain `{url}`: {reason}")]
+    BadDrain { url: String, reason: String },
     #[error("{addr} for {what} is already in use (stop what holds it, or choose another)")]
     AddressInUse { addr: String, what: &'static str },
     /// What `.hkrun-state.toml` or app.json's scripts make impossible.
@@ -176,6 +178,7 @@ impl Error {
             | Self::Policy(_)
             | Self::BadFlag { .. }
             | Self::BadSetting { .. }
+            | Self::BadDrain { .. }
             | Self::AppState(_) => exit_code::BAD_INPUT,
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE

@@ -473,6 +473,8 @@ pub struct StartConfig {
     pub quiet: Vec<String>,
     /// `--log-dir`: the log written to files too.
     pub log_files: Option<crate::logs::files::LogFiles>,
+    /// `--drain`: where else every line goes.
+    pub drains: Vec<crate::logs::drains::Drain>,
 }
 
 impl StartConfig {
@@ -625,6 +627,16 @@ impl StartConfig {
             dyno_name: args.dyno.clone(),
             quiet: args.quiet.clone(),
             log_files: log_files(args)?,
+            drains: args
+                .drain
+                .iter()
+                .map(|url| {
+                    url.parse().map_err(|reason| Error::BadDrain {
+                        url: url.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! `history` keeps the last lines for `hkrun logs`, and `files` writes them to
 //! `--log-dir` too.
 
+pub mod drains;
 pub mod files;
 pub mod history;
 pub mod pump;

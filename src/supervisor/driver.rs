@@ -125,6 +125,13 @@ async fn drive(
         },
     )
     .map_err(setup("start the log writer"))?;
+    let host = config::app_name(&config.app.root);
+    for drain in config.drains.clone() {
+        let url = drain.url.clone();
+        if let Err(err) = logs::drains::spawn(drain, host.clone(), &history, writer.sender()) {
+            tracing::warn!(%err, "cannot start the drain {url}; the app runs without it");
+        }
+    }
     let (backends, backends_rx) = watch::channel(Vec::new());
     let router_stats = match router {
         Some(listener) => Some(

@@ -42,6 +42,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_max_size: Option<String>,
@@ -388,6 +390,7 @@ impl Settings {
             args.metrics = Some(addr);
         }
         plain!(
+            drain,
             log_max_size,
             log_keep,
             quiet,
