@@ -88,18 +88,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn a_hundred_thousand_lines_reach_rsyslog_in_order_and_intact() {
-    let app = App::new(
-        "flood: awk 'BEGIN { for (i = 1; i <= 100000; i++) { printf \"line %08d xxxxxxxxxxxxxxxxxxxxxxxx\\n\", i; if (i % 2000 == 0) { fflush(); system(\"sleep 0.02\") } } }'; echo flood done; exec sleep 1000\n",
-    );
+/// rsyslog on a free port, and `hkrun start` of `app` draining to it: the receiver, its
+/// port, the drain's URL, hkrun's tag and hkrun; `None` where rsyslogd is missing.
+fn start_with_a_drain(app: &App) -> Option<(Receiver, u16, String, String, Hk)> {
     let port = free_port();
-    let Some(receiver) = Receiver::start(app.path(), port) else {
-        return;
-    };
+    let receiver = Receiver::start(app.path(), port)?;
     let drain = format!("syslog+tcp://127.0.0.1:{port}");
     let tag = unique_tag();
-    let mut hk = Hk::spawn(hkrun(
+    let hk = Hk::spawn(hkrun(
         app.path(),
         &[
             "start",
@@ -111,6 +107,17 @@ fn a_hundred_thousand_lines_reach_rsyslog_in_order_and_intact() {
         ],
         &tag,
     ));
+    Some((receiver, port, drain, tag, hk))
+}
+
+#[test]
+fn a_hundred_thousand_lines_reach_rsyslog_in_order_and_intact() {
+    let app = App::new(
+        "flood: awk 'BEGIN { for (i = 1; i <= 100000; i++) { printf \"line %08d xxxxxxxxxxxxxxxxxxxxxxxx\\n\", i; if (i % 2000 == 0) { fflush(); system(\"sleep 0.02\") } } }'; echo flood done; exec sleep 1000\n",
+    );
+    let Some((receiver, _, _, _, mut hk)) = start_with_a_drain(&app) else {
+        return;
+    };
     hk.wait_for("flood.1 | flood done");
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
@@ -157,24 +164,9 @@ fn a_drain_down_for_ten_seconds_slows_nothing_and_its_drops_are_counted() {
         "chatty.py",
         "import time\ni = 0\nwhile True:\n    for _ in range(100):\n        i += 1\n        print('line %d' % i)\n    time.sleep(0.01)\n",
     );
-    let port = free_port();
-    let Some(receiver) = Receiver::start(app.path(), port) else {
+    let Some((receiver, port, drain, tag, mut hk)) = start_with_a_drain(&app) else {
         return;
     };
-    let drain = format!("syslog+tcp://127.0.0.1:{port}");
-    let tag = unique_tag();
-    let mut hk = Hk::spawn(hkrun(
-        app.path(),
-        &[
-            "start",
-            "--no-timestamp",
-            "--drain",
-            &drain,
-            "-p",
-            &free_base_port().to_string(),
-        ],
-        &tag,
-    ));
     hk.wait_for("chatty.1 | line 1000");
     // Lines shown per second on stdout, over `span`.
     let rate = |hk: &mut Hk, span: Duration| {
