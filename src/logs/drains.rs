@@ -6,8 +6,8 @@
 //! Each drain follows the history on a thread of its own and queues what it reads, up to
 //! `QUEUE` messages; a second thread sends them, reconnecting with back-off. A drain that
 //! is down or slow never blocks or slows the app: once the queue is full the oldest
-//! messages go, and when the drain is back, one line (in the app's log and in the drain)
-//! says how many.
+//! messages go, and when the drain is back, one line (in the app's log and in the drain,
+//! at most every 10 s while it stays slow) says how many.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -25,6 +25,8 @@ pub const QUEUE: usize = 50_000;
 const BATCH: usize = 64 * 1024;
 /// How long a connect or a write may take before the drain counts as down.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often, at most, lines dropped are said (they add up meanwhile).
+const SAY_EVERY: Duration = Duration::from_secs(10);
 /// The back-off between reconnects: from the first to the last, doubling.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
@@ -164,6 +166,7 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
     let system = Arc::new(Label::system());
     let mut backoff = BACKOFF.0;
     let mut down_said = false;
+    let mut drops_said: Option<std::time::Instant> = None;
     loop {
         let mut link = match connect(drain) {
             Ok(link) => {
@@ -191,14 +194,20 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
         };
         loop {
             let (batch, dropped, ended) = {
+                let may_say = || drops_said.is_none_or(|at| at.elapsed() >= SAY_EVERY);
                 let mut state = queue.lock();
-                while state.messages.is_empty() && state.dropped == 0 && !state.ended {
+                while state.messages.is_empty() && !(state.dropped > 0 && may_say()) && !state.ended
+                {
                     state = queue
                         .ready
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
+                        .wait_timeout(state, SAY_EVERY)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
                 }
-                let dropped = std::mem::take(&mut state.dropped);
+                let dropped = match may_say() {
+                    true => std::mem::take(&mut state.dropped),
+                    false => 0,
+                };
                 let mut batch = Vec::new();
                 let mut bytes = 0;
                 while bytes < BATCH {
@@ -215,6 +224,7 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
             }
             let mut said = Vec::new();
             if dropped > 0 {
+                drops_said = Some(std::time::Instant::now());
                 let text = format!(
                     "{dropped} lines dropped: the drain {} was too slow or down",
                     drain.url
