@@ -7,7 +7,20 @@ use chrono::{DateTime, Utc};
 
 use super::protocol::{Ps, PsDyno, PsJob, PsType};
 use crate::dyno::{POSTDEPLOY, RELEASE};
-use crate::supervisor::core::{DynoState, Supervisor};
+use crate::supervisor::core::{Dyno, DynoState, Supervisor};
+
+/// Whether `ps` (and `/metrics`) shows `dyno`: the release phase while it runs; a done
+/// one-shot dyno stays listed.
+pub fn shown(dyno: &Dyno) -> bool {
+    ![RELEASE, POSTDEPLOY].contains(&dyno.plan.spec.slot.kind.as_str())
+        || dyno.state != DynoState::Down
+}
+
+/// A dyno's memory quota; none for the release phase, which is not watched.
+pub fn quota(dyno: &Dyno) -> Option<u64> {
+    let release = [RELEASE, POSTDEPLOY].contains(&dyno.plan.spec.slot.kind.as_str());
+    (!release).then_some(dyno.plan.quota)
+}
 
 /// What `ps` shows of the supervisor at `now` (wall clock `wall`), with each
 /// `[[scheduler]]` job's next run (from `scheduler`'s clock).
@@ -17,15 +30,7 @@ pub fn view(
     wall: SystemTime,
     next_runs: &[Option<DateTime<Utc>>],
 ) -> Ps {
-    let mut dynos: Vec<_> = sup
-        .dynos()
-        .iter()
-        // The release phase shows while it runs; a done one-shot dyno stays listed.
-        .filter(|d| {
-            ![RELEASE, POSTDEPLOY].contains(&d.plan.spec.slot.kind.as_str())
-                || d.state != DynoState::Down
-        })
-        .collect();
+    let mut dynos: Vec<_> = sup.dynos().iter().filter(|d| shown(d)).collect();
     let order = |kind: &str| {
         sup.types()
             .iter()
@@ -60,7 +65,7 @@ pub fn view(
         .map(|d| {
             let age = sup.clock(now).saturating_duration_since(d.since);
             let since: DateTime<Utc> = wall.checked_sub(age).unwrap_or(wall).into();
-            let release = [RELEASE, POSTDEPLOY].contains(&d.plan.spec.slot.kind.as_str());
+
             PsDyno {
                 name: d.plan.spec.slot.to_string(),
                 kind: d.plan.spec.slot.kind.clone(),
@@ -70,7 +75,7 @@ pub fn view(
                 pid: d.pid,
                 port: d.plan.spec.port,
                 memory: d.memory,
-                quota: (!release).then_some(d.plan.quota),
+                quota: quota(d),
                 last_exit: d.last_exit.map(|e| e.code()),
                 restarts: d.launches().saturating_sub(1),
             }

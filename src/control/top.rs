@@ -66,34 +66,68 @@ pub fn top(args: &TopArgs) -> Result<i32, Error> {
         filtered: false,
         said: String::new(),
     };
+    // SIGTERM, SIGHUP or SIGINT from outside end it as `q` does: the terminal comes back.
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ]) {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(Event::Gone);
+            }
+        });
+    }
     let _terminal = RawScreen::enter().map_err(|source| Error::Setup {
         what: "take over the terminal",
         source,
     })?;
     let mut out = io::stdout();
     draw(&mut out, &screen);
-    while let Ok(event) = events.recv() {
-        match event {
-            Event::Ps(ps) => screen.ps = ps,
-            Event::Cpu(cpu) => screen.cpu = cpu,
-            Event::Line { dyno, text } => {
-                screen.lines.push_back((dyno, text));
-                if screen.lines.len() > KEPT_LINES {
-                    screen.lines.pop_front();
-                }
+    while let Ok(first) = events.recv() {
+        // Everything that came meanwhile, then one drawing: a flood of log lines costs
+        // one screen, not one each.
+        let pending = std::iter::once(first).chain(std::iter::from_fn(|| events.try_recv().ok()));
+        let mut go_on = true;
+        for event in pending {
+            go_on = apply(&args.control, &mut screen, event, &tx);
+            if !go_on {
+                break;
             }
-            Event::Said(text) => screen.said = text,
-            Event::Gone => break,
-            Event::Key(key) => {
-                if !act(&args.control, &mut screen, key, &tx) {
-                    break;
-                }
-            }
+        }
+        if !go_on {
+            break;
         }
         screen.selected = screen.selected.min(screen.ps.dynos.len().saturating_sub(1));
         draw(&mut out, &screen);
     }
     Ok(0)
+}
+
+/// One event; false to quit.
+fn apply(
+    control: &crate::cli::ControlArgs,
+    screen: &mut Screen,
+    event: Event,
+    tx: &mpsc::Sender<Event>,
+) -> bool {
+    match event {
+        Event::Ps(ps) => screen.ps = ps,
+        Event::Cpu(cpu) => screen.cpu = cpu,
+        Event::Line { dyno, text } => {
+            screen
+                .lines
+                .push_back((dyno, crate::logs::render::plain(&text)));
+            if screen.lines.len() > KEPT_LINES {
+                screen.lines.pop_front();
+            }
+        }
+        Event::Said(text) => screen.said = text,
+        Event::Gone => return false,
+        Event::Key(key) => return act(control, screen, key, tx),
+    }
+    true
 }
 
 /// What a key does; false to quit.
@@ -344,16 +378,28 @@ struct RawScreen;
 impl RawScreen {
     fn enter() -> io::Result<Self> {
         terminal::enable_raw_mode()?;
+        // From here on, dropping it gives the terminal back, whatever fails next.
+        let screen = Self;
         execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
-        Ok(Self)
+        // A panic's message is shown once the terminal is back, not lost with the screen.
+        let shown = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            shown(info);
+        }));
+        Ok(screen)
     }
 }
 
 impl Drop for RawScreen {
     fn drop(&mut self) {
-        let _ = execute!(io::stdout(), cursor::Show, terminal::LeaveAlternateScreen);
-        let _ = terminal::disable_raw_mode();
+        restore();
     }
+}
+
+fn restore() {
+    let _ = execute!(io::stdout(), cursor::Show, terminal::LeaveAlternateScreen);
+    let _ = terminal::disable_raw_mode();
 }
 
 #[cfg(test)]

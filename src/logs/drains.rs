@@ -19,8 +19,9 @@ use super::history::{Chunk, History};
 use super::render::{Label, Origin};
 use super::writer::LogSender;
 
-/// Messages queued for a drain, at most.
+/// Messages queued for a drain, at most, and their bytes at most.
 pub const QUEUE: usize = 50_000;
+const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes sent at once to a TCP drain.
 const BATCH: usize = 64 * 1024;
 /// How long a connect or a write may take before the drain counts as down.
@@ -88,8 +89,11 @@ struct Queue {
 #[derive(Default)]
 struct QueueState {
     messages: VecDeque<Vec<u8>>,
+    bytes: usize,
     /// Messages dropped (the oldest, for room) and not yet said.
     dropped: u64,
+    /// Chunks of lines the reader fell behind on (each one line or more), not yet said.
+    missed_chunks: u64,
     /// The log has ended: send what is queued, then stop.
     ended: bool,
 }
@@ -102,18 +106,28 @@ impl Queue {
     fn push(&self, messages: impl IntoIterator<Item = Vec<u8>>) {
         let mut state = self.lock();
         for message in messages {
-            if state.messages.len() >= QUEUE {
-                state.messages.pop_front();
+            while !state.messages.is_empty()
+                && (state.messages.len() >= QUEUE || state.bytes + message.len() > QUEUE_BYTES)
+            {
+                let oldest = state.messages.pop_front().expect("not empty");
+                state.bytes -= oldest.len();
                 state.dropped += 1;
             }
+            state.bytes += message.len();
             state.messages.push_back(message);
         }
         self.ready.notify_one();
     }
 }
 
-/// Starts sending the log to `drain`; `host` names the app in each message.
-pub fn spawn(drain: Drain, host: String, history: &History, log: LogSender) -> io::Result<()> {
+/// Starts sending the log to `drain`; `host` names the app in each message. The receiver
+/// hears once the drain has sent everything the log held when it ended (or given up).
+pub fn spawn(
+    drain: Drain,
+    host: String,
+    history: &History,
+    log: LogSender,
+) -> io::Result<std::sync::mpsc::Receiver<()>> {
     let (_, follow) = history.since(0, |_| false, true);
     let Some(mut follow) = follow else {
         return Err(io::Error::other("the log has ended"));
@@ -127,7 +141,7 @@ pub fn spawn(drain: Drain, host: String, history: &History, log: LogSender) -> i
                 match follow.blocking_recv() {
                     Ok(chunk) => reading.push(messages(&chunk, &host)),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        reading.lock().dropped += n;
+                        reading.lock().missed_chunks += n;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
@@ -135,10 +149,14 @@ pub fn spawn(drain: Drain, host: String, history: &History, log: LogSender) -> i
             reading.lock().ended = true;
             reading.ready.notify_one();
         })?;
+    let (done, finished) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("hkrun-drain-send".into())
-        .spawn(move || send_loop(&drain, &queue, &log))?;
-    Ok(())
+        .spawn(move || {
+            send_loop(&drain, &queue, &log);
+            let _ = done.send(());
+        })?;
+    Ok(finished)
 }
 
 /// RFC 5424, as Heroku's drains: `<190>1 TIME HOST app web.1 - text` (`heroku` for
@@ -169,14 +187,20 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
     let mut drops_said: Option<std::time::Instant> = None;
     loop {
         let mut link = match connect(drain) {
-            Ok(link) => {
-                backoff = BACKOFF.0;
-                link
-            }
+            Ok(link) => link,
             Err(err) => {
-                if queue.lock().ended {
+                let state = queue.lock();
+                if state.ended {
+                    if !state.messages.is_empty() {
+                        tracing::warn!(
+                            "drain {}: {} lines not sent, it was unreachable as hkrun stopped ({err})",
+                            drain.url,
+                            state.messages.len()
+                        );
+                    }
                     return;
                 }
+                drop(state);
                 if !down_said {
                     down_said = true;
                     log.event(
@@ -196,8 +220,8 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
             let (batch, dropped, ended) = {
                 let may_say = || drops_said.is_none_or(|at| at.elapsed() >= SAY_EVERY);
                 let mut state = queue.lock();
-                while state.messages.is_empty() && !(state.dropped > 0 && may_say()) && !state.ended
-                {
+                let to_say = |s: &QueueState| s.dropped + s.missed_chunks > 0;
+                while state.messages.is_empty() && !(to_say(&state) && may_say()) && !state.ended {
                     state = queue
                         .ready
                         .wait_timeout(state, SAY_EVERY)
@@ -205,8 +229,11 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
                         .0;
                 }
                 let dropped = match may_say() {
-                    true => std::mem::take(&mut state.dropped),
-                    false => 0,
+                    true => (
+                        std::mem::take(&mut state.dropped),
+                        std::mem::take(&mut state.missed_chunks),
+                    ),
+                    false => (0, 0),
                 };
                 let mut batch = Vec::new();
                 let mut bytes = 0;
@@ -215,18 +242,23 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
                         break;
                     };
                     bytes += message.len();
+                    state.bytes -= message.len();
                     batch.push(message);
                 }
                 (batch, dropped, state.ended)
             };
-            if batch.is_empty() && dropped == 0 && ended {
+            if batch.is_empty() && dropped == (0, 0) && ended {
                 return;
             }
             let mut said = Vec::new();
-            if dropped > 0 {
+            if dropped != (0, 0) {
                 drops_said = Some(std::time::Instant::now());
+                let count = match dropped {
+                    (lines, 0) => format!("{lines} lines"),
+                    (lines, chunks) => format!("at least {} lines", lines + chunks),
+                };
                 let text = format!(
-                    "{dropped} lines dropped: the drain {} was too slow or down",
+                    "{count} dropped: the drain {} was too slow or down",
                     drain.url
                 );
                 log.event(&system, text.clone());
@@ -238,16 +270,25 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
                 // lost to a broken connection.
                 let mut state = queue.lock();
                 for message in said.into_iter().rev() {
+                    state.bytes += message.len();
                     state.messages.push_front(message);
                 }
                 drop(state);
-                log.event(
-                    &system,
-                    format!("drain {} failed ({err}); reconnecting", drain.url),
-                );
-                down_said = true;
+                if !down_said {
+                    down_said = true;
+                    log.event(
+                        &system,
+                        format!("drain {} failed ({err}); reconnecting", drain.url),
+                    );
+                }
+                // A receiver that takes connections and drops them is not tried in a loop.
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF.1);
                 break;
             }
+            // It works: the next outage starts its back-off, and its line, afresh.
+            backoff = BACKOFF.0;
+            down_said = false;
         }
     }
 }

@@ -60,7 +60,13 @@ struct Sink {
 struct Open {
     file: File,
     size: u64,
+    /// When it was last written: the file unwritten longest is closed first.
+    used: std::time::Instant,
 }
+
+/// Files kept open at once: one-off dynos (`scheduler.N`) get a new name each run, and
+/// every open file is a descriptor of hkrun's.
+const OPEN_AT_MOST: usize = 64;
 
 impl Sink {
     fn new(files: LogFiles) -> Self {
@@ -114,10 +120,21 @@ impl Sink {
     fn write_lines(&mut self, name: &str, chunk: &Chunk) -> io::Result<()> {
         let path = self.files.dir.join(format!("{name}.log"));
         if !self.open.contains_key(name) {
+            if self.open.len() >= OPEN_AT_MOST {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, o)| o.used)
+                    .map(|(n, _)| n.clone());
+                if let Some(oldest) = oldest {
+                    self.open.remove(&oldest);
+                }
+            }
             fs::create_dir_all(&self.files.dir)?;
             let file = open(&path)?;
             let size = file.metadata()?.len();
-            self.open.insert(name.to_owned(), Open { file, size });
+            let used = std::time::Instant::now();
+            self.open.insert(name.to_owned(), Open { file, size, used });
         }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -134,6 +151,7 @@ impl Sink {
                     *open = Open {
                         file: self::open(&path)?,
                         size: 0,
+                        used: open.used,
                     };
                     buf.drain(..start);
                 }
@@ -141,6 +159,7 @@ impl Sink {
             let open = self.open.get_mut(name).expect("opened above");
             open.file.write_all(&buf)?;
             open.size += buf.len() as u64;
+            open.used = std::time::Instant::now();
             Ok(())
         })();
         self.buf = buf;

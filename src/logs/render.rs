@@ -82,6 +82,16 @@ pub struct Style {
     pub strip_ansi: bool,
 }
 
+/// `text` without ANSI escape sequences, and with other control characters as spaces:
+/// what is safe to draw on a screen of hkrun's own (`hkrun top`).
+pub fn plain(text: &str) -> String {
+    let stripped = ANSI.replace_all(text.as_bytes(), &b""[..]);
+    String::from_utf8_lossy(&stripped)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// An ANSI escape sequence: CSI (`ESC [ ... m`), OSC (`ESC ] ... BEL`, to the line's end
 /// when unterminated), one with intermediate bytes (`ESC ( B`), a two-byte one (`ESC M`,
 /// `ESC 7`, `ESC =`), or a lone ESC.

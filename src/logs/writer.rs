@@ -71,6 +71,15 @@ impl OutputCount {
         entry.1 += bytes as u64;
     }
 
+    /// A dyno that left the formation: its counts go with it (a one-off's name is never
+    /// seen again).
+    pub fn forget(&self, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+    }
+
     /// `(name, lines, bytes)` for each name, in name order.
     pub fn all(&self) -> Vec<(String, u64, u64)> {
         let counts = self

@@ -6,6 +6,8 @@
 //! time is read from /proc here, on a blocking thread. The listener speaks just enough
 //! HTTP/1.1 for a scraper: one request per connection.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -15,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::control::server::Call;
 
@@ -23,22 +25,27 @@ pub(crate) mod snapshot;
 
 pub use snapshot::{DynoFigures, RouterFigures, Snapshot};
 
-/// How long a scraper may take to send its request.
-const READ: Duration = Duration::from_secs(5);
+/// How long a scraper may take to send its request and take the answer.
+const ANSWER: Duration = Duration::from_secs(10);
 /// The longest request head taken.
 const MAX_HEAD: usize = 8 * 1024;
 
 type Labels = Vec<(String, String)>;
 
-fn dyno_labels(name: &str, kind: &str) -> Labels {
-    vec![
+/// `dyno`, `type`, and `generation` for a preboot's new process under the same name.
+fn dyno_labels(name: &str, kind: &str, generation: u32) -> Labels {
+    let mut labels = vec![
         ("dyno".to_owned(), name.to_owned()),
         ("type".to_owned(), kind.to_owned()),
-    ]
+    ];
+    if generation > 0 {
+        labels.push(("generation".to_owned(), (generation + 1).to_string()));
+    }
+    labels
 }
 
-/// The exposition of `snapshot`, with `cpu` (seconds, by dyno name) from /proc.
-pub fn render(snapshot: &Snapshot, cpu: &[(String, f64)]) -> String {
+/// The exposition of `snapshot`, with `cpu` (seconds, by process group) from /proc.
+pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
     let mut registry = Registry::with_prefix("hkrun");
     let gauge = |registry: &mut Registry, name: &str, help: &str| {
         let family = Family::<Labels, Gauge>::default();
@@ -94,8 +101,8 @@ pub fn render(snapshot: &Snapshot, cpu: &[(String, f64)]) -> String {
     let log_lines = counter(&mut registry, "log_lines", "Lines of output from the dyno");
     let log_bytes = counter(&mut registry, "log_bytes", "Bytes of output from the dyno");
 
-    for d in &snapshot.ps.dynos {
-        let labels = dyno_labels(&d.name, &d.kind);
+    for d in &snapshot.dynos {
+        let labels = dyno_labels(&d.name, &d.kind, d.generation);
         if let Some(bytes) = d.memory {
             memory.get_or_create(&labels).set(saturate(bytes));
         }
@@ -108,9 +115,6 @@ pub fn render(snapshot: &Snapshot, cpu: &[(String, f64)]) -> String {
         if let Some(p) = d.pid {
             pid.get_or_create(&labels).set(i64::from(p));
         }
-    }
-    for d in &snapshot.dynos {
-        let labels = dyno_labels(&d.name, &d.kind);
         restarts.get_or_create(&labels).inc_by(d.restarts);
         crashes.get_or_create(&labels).inc_by(d.crashes);
         for (code, count) in [("R10", d.r10), ("R14", d.r14), ("R15", d.r15)] {
@@ -118,13 +122,13 @@ pub fn render(snapshot: &Snapshot, cpu: &[(String, f64)]) -> String {
             with_code.push(("code".to_owned(), code.to_owned()));
             errors.get_or_create(&with_code).inc_by(count);
         }
-        if let Some((_, seconds)) = cpu.iter().find(|(name, _)| *name == d.name) {
+        if let Some((_, seconds)) = cpu.iter().find(|(group, _)| Some(*group) == d.group) {
             cpu_seconds.get_or_create(&labels).inc_by(*seconds);
         }
     }
     for (name, lines, bytes) in &snapshot.output {
         let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
-        let labels = dyno_labels(name, kind);
+        let labels = dyno_labels(name, kind, 0);
         log_lines.get_or_create(&labels).inc_by(*lines);
         log_bytes.get_or_create(&labels).inc_by(*bytes);
     }
@@ -171,6 +175,9 @@ fn saturate(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
+/// Scrapes answered at once; more wait their turn (a scraper asks every 15 s or so).
+const AT_ONCE: usize = 8;
+
 /// Serves `/metrics` on `listener` until the runtime ends.
 pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender<Call>) {
     let listener = match listener
@@ -183,17 +190,31 @@ pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender
             return;
         }
     };
+    let places = Arc::new(Semaphore::new(AT_ONCE));
+    let highest = Arc::new(Mutex::new(HashMap::new()));
     loop {
+        let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        tokio::spawn(answer(stream, calls.clone()));
+        let (calls, highest) = (calls.clone(), Arc::clone(&highest));
+        tokio::spawn(async move {
+            // Reading, answering and writing, all within the time a client may take.
+            let _ = tokio::time::timeout(ANSWER, answer(stream, calls, highest)).await;
+            drop(place);
+        });
     }
 }
 
-async fn answer(mut stream: TcpStream, calls: mpsc::UnboundedSender<Call>) {
-    let Ok(Some(path)) = tokio::time::timeout(READ, request_path(&mut stream)).await else {
+/// Each dyno group's highest CPU time seen: a process that leaves the group takes its
+/// time with it, and a counter must not go down.
+type Highest = Arc<Mutex<HashMap<i32, f64>>>;
+
+async fn answer(mut stream: TcpStream, calls: mpsc::UnboundedSender<Call>, highest: Highest) {
+    let Some(path) = request_path(&mut stream).await else {
         return;
     };
     let (status, body) = match path.as_str() {
@@ -203,14 +224,23 @@ async fn answer(mut stream: TcpStream, calls: mpsc::UnboundedSender<Call>) {
                 return;
             }
             let Ok(snapshot) = rx.await else { return };
-            let groups: Vec<(String, i32)> = snapshot
-                .dynos
-                .iter()
-                .filter_map(|d| Some((d.name.clone(), d.group?)))
-                .collect();
-            let cpu = tokio::task::spawn_blocking(move || cpu_seconds(&groups))
+            let groups: Vec<i32> = snapshot.dynos.iter().filter_map(|d| d.group).collect();
+            let measured = tokio::task::spawn_blocking(move || cpu_seconds(&groups))
                 .await
                 .unwrap_or_default();
+            let cpu = {
+                let mut highest = highest.lock().unwrap_or_else(PoisonError::into_inner);
+                // Groups of runs that are over go.
+                highest.retain(|group, _| measured.iter().any(|(g, _)| g == group));
+                measured
+                    .into_iter()
+                    .map(|(group, seconds)| {
+                        let top = highest.entry(group).or_insert(0.0);
+                        *top = top.max(seconds);
+                        (group, *top)
+                    })
+                    .collect::<Vec<_>>()
+            };
             ("200 OK", render(&snapshot, &cpu))
         }
         _ => ("404 Not Found", "Not found: try /metrics\n".to_owned()),
@@ -246,17 +276,17 @@ async fn request_path(stream: &mut TcpStream) -> Option<String> {
 }
 
 /// CPU seconds of each dyno's group, from one read of /proc.
-fn cpu_seconds(groups: &[(String, i32)]) -> Vec<(String, f64)> {
+fn cpu_seconds(groups: &[i32]) -> Vec<(i32, f64)> {
     let snapshot = crate::os::proc::Snapshot::read();
     let ticks = procfs::ticks_per_second() as f64;
     groups
         .iter()
-        .map(|(name, pgid)| {
+        .map(|&pgid| {
             let used: u64 = snapshot
-                .members(nix::unistd::Pid::from_raw(*pgid))
+                .members(nix::unistd::Pid::from_raw(pgid))
                 .map(|p| p.cpu_ticks)
                 .sum();
-            (name.clone(), used as f64 / ticks)
+            (pgid, used as f64 / ticks)
         })
         .collect()
 }
@@ -264,37 +294,35 @@ fn cpu_seconds(groups: &[(String, i32)]) -> Vec<(String, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::{Ps, PsDyno};
 
     #[test]
     fn every_family_has_help_and_type_and_the_figures_given() {
+        let web = DynoFigures {
+            name: "web.1".into(),
+            kind: "web".into(),
+            generation: 0,
+            state: "up".into(),
+            pid: Some(4242),
+            memory: Some(23 << 20),
+            quota: Some(512 << 20),
+            group: Some(4242),
+            restarts: 2,
+            crashes: 3,
+            r10: 0,
+            r14: 4,
+            r15: 1,
+        };
+        // A preboot's new web.1 beside the old one: a series of its own.
+        let new_web = DynoFigures {
+            generation: 1,
+            state: "starting".into(),
+            pid: Some(4343),
+            group: Some(4343),
+            restarts: 0,
+            ..web.clone()
+        };
         let snapshot = Snapshot {
-            ps: Ps {
-                dynos: vec![PsDyno {
-                    name: "web.1".into(),
-                    kind: "web".into(),
-                    state: "up".into(),
-                    since: "2026-12-01T12:00:00Z".into(),
-                    age_secs: 5,
-                    pid: Some(4242),
-                    port: Some(5001),
-                    memory: Some(23 << 20),
-                    quota: Some(512 << 20),
-                    last_exit: None,
-                    restarts: 2,
-                }],
-                ..Ps::default()
-            },
-            dynos: vec![DynoFigures {
-                name: "web.1".into(),
-                kind: "web".into(),
-                group: Some(4242),
-                restarts: 2,
-                crashes: 3,
-                r10: 0,
-                r14: 4,
-                r15: 1,
-            }],
+            dynos: vec![web, new_web],
             router: Some(RouterFigures {
                 connections: 10,
                 unserved: 1,
@@ -304,13 +332,14 @@ mod tests {
             }),
             output: vec![("web.1".into(), 7, 70)],
         };
-        let text = render(&snapshot, &[("web.1".into(), 1.5)]);
+        let text = render(&snapshot, &[(4242, 1.5)]);
         for line in [
             "# TYPE hkrun_dyno_memory_bytes gauge",
             "hkrun_dyno_memory_bytes{dyno=\"web.1\",type=\"web\"} 24117248",
             "hkrun_dyno_memory_quota_bytes{dyno=\"web.1\",type=\"web\"} 536870912",
             "hkrun_dyno_state{dyno=\"web.1\",type=\"web\",state=\"up\"} 1",
             "hkrun_dyno_pid{dyno=\"web.1\",type=\"web\"} 4242",
+            "hkrun_dyno_pid{dyno=\"web.1\",type=\"web\",generation=\"2\"} 4343",
             "# TYPE hkrun_dyno_restarts counter",
             "hkrun_dyno_restarts_total{dyno=\"web.1\",type=\"web\"} 2",
             "hkrun_dyno_errors_total{dyno=\"web.1\",type=\"web\",code=\"R14\"} 4",

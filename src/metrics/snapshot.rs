@@ -1,13 +1,10 @@
 //! What `/metrics` shows, as the driver gathers it at one moment (apart from `metrics`,
 //! so the control server can name it).
 
-use crate::control::protocol::Ps;
-
 /// What the driver knows at one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// What `hkrun ps --json` shows.
-    pub ps: Ps,
+    /// Every dyno `hkrun ps` shows, with the core's counters.
     pub dynos: Vec<DynoFigures>,
     pub router: Option<RouterFigures>,
     /// `(dyno, lines, bytes)` of output so far.
@@ -19,6 +16,13 @@ pub struct Snapshot {
 pub struct DynoFigures {
     pub name: String,
     pub kind: String,
+    /// Which process under that name: a preboot runs two `web.1` for a while (0, then 1).
+    pub generation: u32,
+    /// What `ps` shows.
+    pub state: String,
+    pub pid: Option<i32>,
+    pub memory: Option<u64>,
+    pub quota: Option<u64>,
     /// Its process group while it runs, for its CPU time.
     pub group: Option<i32>,
     pub restarts: u64,

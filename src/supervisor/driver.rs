@@ -126,10 +126,14 @@ async fn drive(
     )
     .map_err(setup("start the log writer"))?;
     let host = config::app_name(&config.app.root);
+    let mut drains = Vec::new();
     for drain in config.drains.clone() {
         let url = drain.url.clone();
-        if let Err(err) = logs::drains::spawn(drain, host.clone(), &history, writer.sender()) {
-            tracing::warn!(%err, "cannot start the drain {url}; the app runs without it");
+        match logs::drains::spawn(drain, host.clone(), &history, writer.sender()) {
+            Ok(finished) => drains.push(finished),
+            Err(err) => {
+                tracing::warn!(%err, "cannot start the drain {url}; the app runs without it")
+            }
         }
     }
     let (backends, backends_rx) = watch::channel(Vec::new());
@@ -259,9 +263,7 @@ async fn drive(
                         continue;
                     }
                     Call::Metrics(reply) => {
-                        let next = next_runs.borrow().clone();
-                        let ps = ps::view(&sup, Instant::now(), SystemTime::now(), &next);
-                        let _ = reply.send(driver.metrics(&sup, ps, router_stats.as_deref()));
+                        let _ = reply.send(driver.metrics(&sup, router_stats.as_deref()));
                         continue;
                     }
                     Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
@@ -291,8 +293,16 @@ async fn drive(
     writer.finish();
     // `logs --tail` clients get every line written, the last included, before hkrun exits.
     history.finish().await;
+    // The drains send what the log held at its end, for a little while.
+    let until = Instant::now() + DRAINS_AT_EXIT;
+    for finished in drains {
+        let _ = finished.recv_timeout(until.saturating_duration_since(Instant::now()));
+    }
     Ok(code)
 }
+
+/// How long hkrun waits at exit for its drains to send the log's last lines.
+const DRAINS_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// What the last of SIGTSTP and SIGCONT asks for. The kernel drops a pending SIGTSTP
 /// when SIGCONT comes and the reverse, so the handlers run in the order sent.
@@ -425,6 +435,11 @@ impl Driver {
                     self.terminals.remove(&slot);
                     self.attached.remove(&slot);
                     self.labels.remove(&slot);
+                    // Unless a preboot's other generation goes on under the same name.
+                    let name = slot.to_string();
+                    if !self.labels.keys().any(|s| s.to_string() == name) {
+                        self.log.output_count().forget(&name);
+                    }
                     self.groups.remove(&slot);
                     self.marks.remove(&slot);
                 }
@@ -589,18 +604,23 @@ impl Driver {
     fn metrics(
         &self,
         sup: &Supervisor,
-        ps: crate::control::protocol::Ps,
         router: Option<&router::RouterStats>,
     ) -> crate::metrics::Snapshot {
         use std::sync::atomic::Ordering::Relaxed;
         let dynos = sup
             .dynos()
             .iter()
+            .filter(|d| ps::shown(d))
             .map(|d| {
                 let slot = &d.plan.spec.slot;
                 crate::metrics::DynoFigures {
                     name: slot.to_string(),
                     kind: slot.kind.clone(),
+                    generation: slot.generation,
+                    state: d.state.name().to_owned(),
+                    pid: d.pid,
+                    memory: d.memory,
+                    quota: ps::quota(d),
                     group: d
                         .pid
                         .and_then(|_| self.groups.get(slot))
@@ -614,7 +634,6 @@ impl Driver {
             })
             .collect();
         crate::metrics::Snapshot {
-            ps,
             dynos,
             router: router.map(|r| crate::metrics::RouterFigures {
                 connections: r.connections.load(Relaxed),
