@@ -181,6 +181,11 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
         let plans = config::plans(&app, &start.formation, &[])?;
         config::check_rules(path, &start.rules, &plans)?;
     }
+    // What `start` would refuse of `--quiet` and `--tty` (or the file's), `check` does.
+    if config::typed_in(&start).next().is_some() {
+        let app = App::load(&start.files, false)?;
+        config::known_types(app.procfile(), config::typed_in(&start))?;
+    }
     let resolved = CheckArgs {
         files: start.files.clone(),
         formation: start.formation.clone(),

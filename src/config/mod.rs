@@ -515,31 +515,10 @@ impl StartConfig {
         if let Some(path) = &args.rules_from {
             check_rules(path, &args.rules, &plans)?;
         }
-        for name in restart
-            .names()
-            .chain(memory.names())
-            .chain(args.quiet.iter().map(String::as_str))
-            .chain(
-                args.tty
-                    .iter()
-                    .flatten()
-                    .map(String::as_str)
-                    .filter(|t| *t != "all"),
-            )
-        {
-            if procfile.types().all(|e| e.name != name) {
-                let known = procfile
-                    .types()
-                    .map(|e| e.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(FormationError::UnknownType {
-                    name: name.to_owned(),
-                    known,
-                }
-                .into());
-            }
-        }
+        known_types(
+            procfile,
+            restart.names().chain(memory.names()).chain(typed_in(args)),
+        )?;
         let policies = Policies {
             restart,
             memory,
@@ -639,6 +618,39 @@ impl StartConfig {
                 .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// The process types `--quiet` and `--tty` name (`all` aside).
+pub fn typed_in(args: &StartArgs) -> impl Iterator<Item = &str> {
+    args.quiet.iter().map(String::as_str).chain(
+        args.tty
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|t| *t != "all"),
+    )
+}
+
+/// Refuses a name that is not a process type of the Procfile.
+pub fn known_types<'a>(
+    procfile: &Procfile,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Error> {
+    for name in names {
+        if procfile.types().all(|e| e.name != name) {
+            let known = procfile
+                .types()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(FormationError::UnknownType {
+                name: name.to_owned(),
+                known,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// hkrun.toml's `[types.NAME]` rules that need the Procfile to check: `after` names

@@ -228,7 +228,8 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
-                let dropped = match may_say() {
+                // At the end, what is left to say is said whatever the time.
+                let dropped = match may_say() || state.ended {
                     true => (
                         std::mem::take(&mut state.dropped),
                         std::mem::take(&mut state.missed_chunks),

@@ -300,4 +300,11 @@ fn a_types_rules_are_checked_against_the_procfile() {
     let (status, _, stderr) = crate::harness::run_to_end(app.path(), &["check"]);
     assert_eq!(status.code(), Some(65), "{stderr}");
     assert!(stderr.contains("no process type `wrker`"), "{stderr}");
+    // So for `quiet` and `tty` in the file.
+    for toml in ["quiet = [\"wrker\"]\n", "tty = [\"wrker\"]\n"] {
+        app.write("hkrun.toml", toml);
+        let (status, _, stderr) = crate::harness::run_to_end(app.path(), &["check"]);
+        assert_eq!(status.code(), Some(65), "{toml}: {stderr}");
+        assert!(stderr.contains("unknown process type `wrker`"), "{stderr}");
+    }
 }
