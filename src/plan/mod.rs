@@ -107,6 +107,28 @@ pub struct TypeRules {
     pub after: Vec<String>,
 }
 
+impl DynoSpec {
+    /// A one-off dyno hkrun runs itself (`release.1`, `postdeploy.1`, `scheduler.N`): no
+    /// port, never restarted, `memory` enforced against `quota`.
+    pub fn one_off(slot: Slot, command: String, memory: MemoryLimit, quota: u64) -> Self {
+        Self {
+            spec: SpawnSpec {
+                slot,
+                command,
+                port: None,
+                env: Vec::new(),
+                terminal: false,
+            },
+            role: Role::Other,
+            restart: RestartPolicy::Never,
+            memory,
+            quota,
+            boot_timeout: None,
+            stop: StopRule::default(),
+        }
+    }
+}
+
 /// A process type of the Procfile and how its dynos run: what `hkrun scale` starts more of.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessType {

@@ -13,8 +13,8 @@ use nix::sys::signal::Signal;
 use super::input::{Effect, Input, Source, StopRequest};
 use super::restart;
 use crate::dyno::{Backend, Exit, POSTDEPLOY, RELEASE, SCHEDULER, Slot, is_one_off};
-use crate::plan::policy::{MemoryLimit, RestartPolicy};
-use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, SpawnSpec, StopRule};
+use crate::plan::policy::MemoryLimit;
+use crate::plan::{AppPlan, DynoSpec, ProcessType};
 use quota::Verdict;
 
 mod control;
@@ -329,21 +329,8 @@ impl Supervisor {
     /// `release.1` or `postdeploy.1`: nothing of the formation runs until it exits 0.
     fn start_deploy_step(&mut self, now: Instant, kind: &str, command: String) -> Vec<Effect> {
         self.phase = Phase::Releasing;
-        let plan = DynoSpec {
-            spec: SpawnSpec {
-                slot: Slot::new(kind, 1),
-                command,
-                port: None,
-                env: Vec::new(),
-                terminal: false,
-            },
-            role: Role::Other,
-            restart: RestartPolicy::Never,
-            memory: MemoryLimit::Off,
-            quota: u64::MAX,
-            boot_timeout: None,
-            stop: StopRule::default(),
-        };
+        // The release phase is not watched: it has no quota.
+        let plan = DynoSpec::one_off(Slot::new(kind, 1), command, MemoryLimit::Off, u64::MAX);
         let i = self.add_dyno(plan, now);
         self.launch(now, i)
     }
@@ -370,21 +357,9 @@ impl Supervisor {
         self.scheduler_runs += 1;
         let slot = Slot::new(SCHEDULER, self.scheduler_runs);
         self.scheduled[job] = Some(slot.clone());
-        let plan = DynoSpec {
-            spec: SpawnSpec {
-                slot,
-                command,
-                port: None,
-                env: Vec::new(),
-                terminal: false,
-            },
-            role: Role::Other,
-            restart: RestartPolicy::Never,
-            memory: MemoryLimit::On,
-            quota: crate::plan::formation::DynoSize::default().bytes,
-            boot_timeout: None,
-            stop: StopRule::default(),
-        };
+        // Scheduler runs are standard-1X dynos, watched like any.
+        let quota = crate::plan::formation::DynoSize::default().bytes;
+        let plan = DynoSpec::one_off(slot, command, MemoryLimit::On, quota);
         let i = self.add_dyno(plan, now);
         self.launch(now, i)
     }

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::plan::formation::DynoSize;
+use crate::plan::policy::RestartPolicy;
+use crate::plan::{Role, SpawnSpec, StopRule};
 use crate::supervisor::input::{Control, SIGNALLED, Target};
 
 const GRACE: Duration = Duration::from_secs(5);
