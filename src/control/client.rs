@@ -269,6 +269,19 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
         let _ = ended.send(false);
     });
     let _raw = RawTerminal::enter();
+    // SIGTERM, SIGHUP or SIGINT from outside detach as Ctrl-] does: the terminal comes back.
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ]) {
+        let detached = events.clone();
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = detached.send(true);
+            }
+        });
+    }
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
         let mut keys = [0u8; 1024];

@@ -960,7 +960,7 @@ impl Supervisor {
         for dyno in &mut self.dynos {
             match dyno.state {
                 DynoState::Starting { .. } | DynoState::Up => {
-                    dyno.set_state(now, stopping_with_app(dyno, now, grace, longest));
+                    dyno.set_state(now, stopping_with_app(dyno, now, grace));
                     let signal = dyno.plan.stop.signal_or(signal);
                     effects.extend(control::stop_with(&dyno.plan.spec.slot, signal));
                 }
@@ -981,7 +981,7 @@ impl Supervisor {
                 }
                 // Already signalled on its own (or about to be): the app's grace takes over.
                 DynoState::Stopping { .. } => {
-                    dyno.state = stopping_with_app(dyno, now, grace, longest);
+                    dyno.state = stopping_with_app(dyno, now, grace);
                     if dyno.term_at.take().is_some() {
                         effects.push(Effect::Signal {
                             slot: dyno.plan.spec.slot.clone(),
@@ -1008,7 +1008,10 @@ impl Supervisor {
             *notice_at = None;
         }
         let mut effects = Vec::new();
-        for dyno in self.dynos.iter().filter(|d| d.state.is_live()) {
+        for dyno in self.dynos.iter_mut().filter(|d| d.state.is_live()) {
+            if let DynoState::Stopping { kill_at, .. } = &mut dyno.state {
+                *kill_at = None;
+            }
             effects.extend(kill_remaining(&dyno.plan.spec.slot));
         }
         effects.push(Effect::SignalStragglers(Signal::SIGKILL));
@@ -1153,13 +1156,13 @@ impl Supervisor {
             effects.push(Effect::ScanStragglers);
         }
         let all_due = kill_at.is_some_and(|at| at <= now);
-        // Dynos of a type with a shorter grace than the longest are killed at their own.
+        // Each dyno at its own type's grace (the longest is the app's `kill_at`); one
+        // killed already is not again.
         for i in 0..self.dynos.len() {
             let DynoState::Stopping { kill_at, then } = self.dynos[i].state else {
                 continue;
             };
-            let due = kill_at.is_some_and(|at| at <= now);
-            if due || all_due {
+            if kill_at.is_some_and(|at| at <= now) {
                 let (grace, _) = self.stop_of(i);
                 let dyno = &mut self.dynos[i];
                 let signal = dyno.plan.stop.signal_or(signal);
@@ -1302,12 +1305,11 @@ impl Dyno {
     }
 }
 
-/// How the app's stop leaves a dyno it signals: SIGKILLed with the rest at the longest
-/// grace (`longest`), or before, at its own type's shorter one.
-fn stopping_with_app(dyno: &Dyno, now: Instant, app: Duration, longest: Duration) -> DynoState {
-    let grace = dyno.plan.stop.grace_or(app);
+/// How the app's stop leaves a dyno it signals: SIGKILLed at its own type's grace (the
+/// app waits for the longest); `None` once that has happened.
+fn stopping_with_app(dyno: &Dyno, now: Instant, app: Duration) -> DynoState {
     DynoState::Stopping {
-        kill_at: (grace < longest).then_some(now + grace),
+        kill_at: Some(now + dyno.plan.stop.grace_or(app)),
         then: AfterStop::Down,
     }
 }

@@ -2464,3 +2464,28 @@ fn kill_signals_the_named_dynos_groups_and_they_keep_running() {
         ]
     );
 }
+
+#[test]
+fn a_dyno_killed_at_its_own_grace_is_not_said_to_miss_the_apps() {
+    let t0 = Instant::now();
+    let stop = StopRule {
+        signal: None,
+        grace: Some(secs(2)),
+    };
+    let mut sup = started(plan_with_worker(stop, &[]), t0);
+    sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    sup.handle(t0 + STOP_NOTICE, Input::Tick);
+    let at_two = sup.handle(t0 + secs(2), Input::Tick);
+    assert_eq!(actions(&at_two), [signal("worker", 1, Signal::SIGKILL)]);
+    // The worker outlives even its SIGKILL for a while (a process in D state): at the
+    // app's grace, only the web dynos get their R12.
+    let at_grace = sup.handle(t0 + GRACE, Input::Tick);
+    let r12: Vec<String> = logs(&at_grace)
+        .into_iter()
+        .filter(|l| l.contains("R12"))
+        .collect();
+    assert_eq!(r12.len(), 2, "{r12:?}");
+    assert!(r12.iter().all(|l| l.starts_with("web.")), "{r12:?}");
+    // Past the app's grace, no dyno's own grace is left to come.
+    assert_eq!(sup.next_deadline(), None);
+}
