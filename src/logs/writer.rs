@@ -66,9 +66,14 @@ impl OutputCount {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = counts.entry(name.to_owned()).or_default();
-        entry.0 += lines as u64;
-        entry.1 += bytes as u64;
+        // The name is copied once per dyno, not once per batch: this runs on every write.
+        if !counts.contains_key(name) {
+            counts.insert(name.to_owned(), (0, 0));
+        }
+        if let Some(entry) = counts.get_mut(name) {
+            entry.0 += lines as u64;
+            entry.1 += bytes as u64;
+        }
     }
 
     /// A dyno that left the formation: its counts go with it (a one-off's name is never

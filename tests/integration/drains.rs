@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{App, Hk, PATIENCE, free_base_port, hkrun, own_memory_kib, unique_tag};
+use crate::harness::{
+    App, Hk, PATIENCE, free_base_port, free_port, hkrun, own_memory_kib, unique_tag,
+};
 
 /// rsyslogd in the foreground, writing `PROCID MSG` lines to `out`; killed when dropped.
 struct Receiver {
@@ -79,13 +81,6 @@ impl Drop for Receiver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// rsyslog on a free port, and `hkrun start` of `app` draining to it: the receiver, its

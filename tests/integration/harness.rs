@@ -375,6 +375,14 @@ pub fn assert_none_left(tag: &str) {
     }
 }
 
+/// A port free on 127.0.0.1 now (a metrics endpoint, a syslog receiver).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A base port whose block (base to base+3, base+100, base+101, base+200) is free now: the
 /// router and web dynos, or foreman's layout.
 pub fn free_base_port() -> u16 {

@@ -5,15 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use crate::harness::{App, Hk, client, free_base_port, hkrun, unique_tag};
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use crate::harness::{App, Hk, client, free_base_port, free_port, hkrun, unique_tag};
 
 /// One HTTP/1.0 GET; the response's status line and body.
 fn get(port: u16, path: &str) -> (String, String) {
