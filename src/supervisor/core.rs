@@ -1140,8 +1140,18 @@ impl Supervisor {
         let mut effects = Vec::new();
         if notice_at.is_some_and(|at| at <= now) {
             *notice_at = None;
-            if let Some(kill_at) = *kill_at {
-                let left = kill_at.saturating_duration_since(now);
+            if kill_at.is_some() {
+                // Until the last SIGKILL due to a dyno still waited for: each has its own
+                // type's grace.
+                let last = self
+                    .dynos
+                    .iter()
+                    .filter_map(|d| match d.state {
+                        DynoState::Stopping { kill_at, .. } => kill_at,
+                        _ => None,
+                    })
+                    .max();
+                let left = last.map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
                 effects.extend(self.waiting_notice(left, signal));
             }
         }
