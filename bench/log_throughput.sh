@@ -31,6 +31,9 @@
 #                           Procfile -m all=1` (drop --no-timestamp to print the
 #                           clock like foreman and honcho do)
 #   BENCH_RESULTS=path      also keep the per-run rows (TSV) there
+#   BENCH_WHILE="command"   run beside each hkrun run, from its start until it is
+#                           measured, in a group of its own that is then killed: a
+#                           browser on `--dashboard`'s page, say (bench/dashboard.sh)
 # Quick run: BENCH_LINES=20000 BENCH_RUNS=1 bench/log_throughput.sh
 #
 # Peers are used when installed, and reported as skipped otherwise. This script installs
@@ -69,9 +72,11 @@ HKRUN=$(realpath "$HKRUN")
 work=$(mktemp -d "${TMPDIR:-/tmp}/hkrun-bench.XXXXXX")
 tag_prefix="hkrun-bench-$$"
 current_pid=
+while_pid=
 
 cleanup() {
     local pids
+    [[ -n $while_pid ]] && kill -KILL -- "-$while_pid" 2>/dev/null || true
     if [[ -n $current_pid ]]; then
         kill -KILL -- "-$current_pid" "$current_pid" 2>/dev/null || true
         wait "$current_pid" 2>/dev/null || true
@@ -150,9 +155,18 @@ run_one() { # tool dynos run
     esac
     pid=$!
     current_pid=$pid
+    if [[ $tool == hkrun && -n ${BENCH_WHILE:-} ]]; then
+        setsid bash -c "$BENCH_WHILE" >"$work/while.log" 2>&1 </dev/null &
+        while_pid=$!
+    fi
     cd "$work"
     read -r status t_last cpu arrived < <(python3 "$helper" wait "$out" "$pid" "$t0" \
         $((n * LINES)) "$TIMEOUT" "$STALL" "$done_dir" "$n")
+    if [[ -n $while_pid ]]; then
+        kill -KILL -- "-$while_pid" 2>/dev/null || true
+        wait "$while_pid" 2>/dev/null || true
+        while_pid=
+    fi
 
     # Stop it: SIGTERM (to the group for the floor, which has no supervisor), then
     # SIGKILL to it and its group after 10 s.

@@ -341,6 +341,18 @@ pub struct StartArgs {
     /// router's connections and bytes, log lines and bytes per dyno.
     #[arg(long = "metrics", value_name = "ADDR", env = "HKRUN_METRICS")]
     pub metrics: Option<String>,
+    /// Serve a live dashboard at ADDR (given alone: a free port on 127.0.0.1, its URL
+    /// printed): each dyno's state, memory against its quota over 15 minutes with R14/R15
+    /// marked, restarts and crashes, the router's traffic, the live log; `/metrics` too.
+    /// On loopback unless an address is named.
+    #[arg(
+        long = "dashboard",
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:0",
+        env = "HKRUN_DASHBOARD"
+    )]
+    pub dashboard: Option<String>,
     /// Send every log line to a syslog drain too (repeatable): syslog+tcp://HOST:PORT
     /// (or syslog://), octet-counted RFC 5424 as Heroku's drains, or syslog+udp://.
     #[arg(

@@ -106,31 +106,46 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
         })?),
         None => None,
     };
-    let metrics = args.metrics.as_deref().map(metrics_listener).transpose()?;
-    driver::run(config, listener, router, metrics)
+    let metrics = (args.metrics.as_deref())
+        .map(|addr| http_listener(addr, "--metrics", "the metrics endpoint (--metrics)"))
+        .transpose()?;
+    let dashboard = (args.dashboard.as_deref())
+        .map(|addr| http_listener(addr, "--dashboard", "the dashboard (--dashboard)"))
+        .transpose()?;
+    driver::run(
+        config,
+        listener,
+        driver::Listeners {
+            router,
+            metrics,
+            dashboard,
+        },
+    )
 }
 
-/// `--metrics ADDR`'s listener: `HOST:PORT`, or a port alone on 127.0.0.1 (the
-/// endpoint is on loopback unless an address is named).
-fn metrics_listener(addr: &str) -> Result<std::net::TcpListener, Error> {
-    let bad = |reason| Error::BadFlag {
-        flag: "--metrics",
+/// The listener of `--metrics ADDR` or `--dashboard ADDR`: `HOST:PORT`, or a port alone
+/// on 127.0.0.1 (on loopback unless an address is named).
+fn http_listener(
+    addr: &str,
+    flag: &'static str,
+    what: &'static str,
+) -> Result<std::net::TcpListener, Error> {
+    let at = crate::dashboard::address(addr).ok_or_else(|| Error::BadFlag {
+        flag,
         value: addr.to_owned(),
-        reason,
-    };
-    let at: std::net::SocketAddr = match addr.parse::<u16>() {
-        Ok(port) => (std::net::Ipv4Addr::LOCALHOST, port).into(),
-        Err(_) => addr
-            .parse()
-            .map_err(|_| bad("expected HOST:PORT, such as 127.0.0.1:9100, or a port"))?,
-    };
+        reason: "expected HOST:PORT, such as 127.0.0.1:9100, or a port",
+    })?;
     std::net::TcpListener::bind(at).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => Error::AddressInUse {
             addr: at.to_string(),
-            what: "the metrics endpoint (--metrics)",
+            what,
         },
         _ => Error::Setup {
-            what: "listen for /metrics",
+            what: if flag == "--metrics" {
+                "listen for /metrics"
+            } else {
+                "listen for the dashboard"
+            },
             source: e,
         },
     })

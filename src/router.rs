@@ -92,6 +92,34 @@ pub struct RouterStats {
     /// Bytes from clients to dynos, and back, counted as each connection ends.
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// The same per dyno name (a preboot's two generations of `web.1` share theirs).
+    pub dynos: Mutex<HashMap<String, Traffic>>,
+}
+
+/// One dyno's share of the router's traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    pub connections: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl RouterStats {
+    /// Each dyno's traffic so far, by name.
+    pub fn per_dyno(&self) -> Vec<(String, Traffic)> {
+        let dynos = self.dynos.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = dynos.iter().map(|(n, t)| (n.clone(), *t)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn add(&self, dyno: &str, change: impl FnOnce(&mut Traffic)) {
+        let mut dynos = self.dynos.lock().unwrap_or_else(PoisonError::into_inner);
+        match dynos.get_mut(dyno) {
+            Some(traffic) => change(traffic),
+            None => change(dynos.entry(dyno.to_owned()).or_default()),
+        }
+    }
 }
 
 /// Starts the router on `listener` in its own thread.
@@ -171,17 +199,32 @@ async fn proxy(
     stats
         .failed_connects
         .store(picker.failed.load(Ordering::Relaxed), Ordering::Relaxed);
-    let Some((mut upstream, _open)) = connected else {
+    let Some((mut upstream, open)) = connected else {
         // No dyno came up in time: the client sees the connection close.
         stats.unserved.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    // The dyno's name, from the set it was chosen from (an address is one dyno's).
+    let dyno = backends
+        .borrow()
+        .iter()
+        .find(|b| b.addr == open.addr)
+        .map(|b| b.slot.to_string());
+    if let Some(dyno) = &dyno {
+        stats.add(dyno, |t| t.connections += 1);
+    }
     let _ = upstream.set_nodelay(true);
     // Copies both ways; when one side finishes sending, the other side's write half is
     // shut down, so half-closed protocols keep working.
     if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
         stats.bytes_out.fetch_add(received, Ordering::Relaxed);
+        if let Some(dyno) = &dyno {
+            stats.add(dyno, |t| {
+                t.bytes_in += sent;
+                t.bytes_out += received;
+            });
+        }
     }
 }
 

@@ -770,16 +770,7 @@ async fn tail_log(
             }
             taken += 1;
             if taken < TAIL_BATCH {
-                next = match follow.try_recv() {
-                    Ok(chunk) => Some(Ok(chunk)),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                        Some(Err(broadcast::error::RecvError::Lagged(n)))
-                    }
-                    Err(broadcast::error::TryRecvError::Closed) => {
-                        Some(Err(broadcast::error::RecvError::Closed))
-                    }
-                    Err(broadcast::error::TryRecvError::Empty) => None,
-                };
+                next = follow.ready();
             }
         }
         let failed = !out.is_empty() && seat.send(write, &out).await.is_err();

@@ -51,6 +51,11 @@ impl Chunk {
         }
     }
 
+    /// How many lines it holds.
+    pub fn line_count(&self) -> usize {
+        self.lines
+    }
+
     /// Each line, without its newline.
     pub fn lines(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
         // `a\nb\n` is two lines; an empty chunk is none.
@@ -90,8 +95,15 @@ impl Follow {
         self.rx.recv().await
     }
 
-    pub fn try_recv(&mut self) -> Result<Chunk, broadcast::error::TryRecvError> {
-        self.rx.try_recv()
+    /// What `recv` would give now, without waiting; `None` when nothing is waiting.
+    pub fn ready(&mut self) -> Option<Result<Chunk, broadcast::error::RecvError>> {
+        use broadcast::error::{RecvError, TryRecvError};
+        match self.rx.try_recv() {
+            Ok(chunk) => Some(Ok(chunk)),
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+            Err(TryRecvError::Empty) => None,
+        }
     }
 
     /// `recv` for a thread outside the runtime (the log files' writer).
@@ -259,7 +271,7 @@ mod tests {
         assert_eq!(texts(&all[..1]), ["10"]);
         history.record([chunk("b.1", &["next"])]);
         let mut rx = rx.unwrap();
-        let next = rx.try_recv().unwrap();
+        let next = rx.ready().unwrap().unwrap();
         assert_eq!(next.lines().collect::<Vec<_>>(), [b"next"]);
         let (b, _) = history.since(5, |c| c.label.name == "b.1", false);
         assert_eq!(texts(&last_lines(&b, 5)), ["next"]);

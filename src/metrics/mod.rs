@@ -4,7 +4,8 @@
 //! One source of truth: the driver answers `Call::Metrics` with the same view `ps` gets,
 //! the core's counters (restarts, crashes, R10/R14/R15), the router's and the log's; CPU
 //! time is read from /proc here, on a blocking thread. The listener speaks just enough
-//! HTTP/1.1 for a scraper: one request per connection.
+//! HTTP/1.1 for a scraper (`crate::http`): one request per connection. The dashboard
+//! serves the same `exposition` on its own listener.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,11 +16,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::control::server::Call;
+use crate::http;
 
 pub(crate) mod snapshot;
 
@@ -27,8 +29,6 @@ pub use snapshot::{DynoFigures, RouterFigures, Snapshot};
 
 /// How long a scraper may take to send its request and take the answer.
 const ANSWER: Duration = Duration::from_secs(10);
-/// The longest request head taken.
-const MAX_HEAD: usize = 8 * 1024;
 
 type Labels = Vec<(String, String)>;
 
@@ -132,7 +132,7 @@ pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
         log_lines.get_or_create(&labels).inc_by(*lines);
         log_bytes.get_or_create(&labels).inc_by(*bytes);
     }
-    if let Some(r) = snapshot.router {
+    if let Some(r) = &snapshot.router {
         for (name, help, value) in [
             (
                 "router_connections",
@@ -164,6 +164,28 @@ pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
                 .get_or_create(&vec![("direction".to_owned(), direction.to_owned())])
                 .inc_by(value);
         }
+        let dyno_connections = counter(
+            &mut registry,
+            "router_dyno_connections",
+            "Connections the router made to the dyno",
+        );
+        let dyno_bytes = counter(
+            &mut registry,
+            "router_dyno_bytes",
+            "Bytes the router carried to the dyno (in) and back (out), as connections end",
+        );
+        for (name, traffic) in &r.dynos {
+            let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
+            let labels = dyno_labels(name, kind, 0);
+            dyno_connections
+                .get_or_create(&labels)
+                .inc_by(traffic.connections);
+            for (direction, value) in [("in", traffic.bytes_in), ("out", traffic.bytes_out)] {
+                let mut with_direction = labels.clone();
+                with_direction.push(("direction".to_owned(), direction.to_owned()));
+                dyno_bytes.get_or_create(&with_direction).inc_by(value);
+            }
+        }
     }
     let mut text = String::new();
     // Writing to a String cannot fail.
@@ -191,7 +213,7 @@ pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender
         }
     };
     let places = Arc::new(Semaphore::new(AT_ONCE));
-    let highest = Arc::new(Mutex::new(HashMap::new()));
+    let highest = Highest::default();
     loop {
         let Ok(place) = Arc::clone(&places).acquire_owned().await else {
             return;
@@ -200,7 +222,7 @@ pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let (calls, highest) = (calls.clone(), Arc::clone(&highest));
+        let (calls, highest) = (calls.clone(), highest.clone());
         tokio::spawn(async move {
             // Reading, answering and writing, all within the time a client may take.
             let _ = tokio::time::timeout(ANSWER, answer(stream, calls, highest)).await;
@@ -211,68 +233,57 @@ pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender
 
 /// Each dyno group's highest CPU time seen: a process that leaves the group takes its
 /// time with it, and a counter must not go down.
-type Highest = Arc<Mutex<HashMap<i32, f64>>>;
+#[derive(Clone, Debug, Default)]
+pub struct Highest(Arc<Mutex<HashMap<i32, f64>>>);
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 async fn answer(mut stream: TcpStream, calls: mpsc::UnboundedSender<Call>, highest: Highest) {
-    let Some(path) = request_path(&mut stream).await else {
+    let Some(get) = http::read_get(&mut stream).await else {
         return;
     };
-    let (status, body) = match path.as_str() {
-        "/metrics" => {
-            let (reply, rx) = oneshot::channel();
-            if calls.send(Call::Metrics(reply)).is_err() {
-                return;
-            }
-            let Ok(snapshot) = rx.await else { return };
-            let groups: Vec<i32> = snapshot.dynos.iter().filter_map(|d| d.group).collect();
-            let measured = tokio::task::spawn_blocking(move || cpu_seconds(&groups))
-                .await
-                .unwrap_or_default();
-            let cpu = {
-                let mut highest = highest.lock().unwrap_or_else(PoisonError::into_inner);
-                // Groups of runs that are over go.
-                highest.retain(|group, _| measured.iter().any(|(g, _)| g == group));
-                measured
-                    .into_iter()
-                    .map(|(group, seconds)| {
-                        let top = highest.entry(group).or_insert(0.0);
-                        *top = top.max(seconds);
-                        (group, *top)
-                    })
-                    .collect::<Vec<_>>()
-            };
-            ("200 OK", render(&snapshot, &cpu))
-        }
-        _ => ("404 Not Found", "Not found: try /metrics\n".to_owned()),
+    let (status, content_type, body) = match get.path.as_str() {
+        "/metrics" => match exposition(&calls, &highest).await {
+            Some(text) => ("200 OK", CONTENT_TYPE, text),
+            None => return,
+        },
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "Not found: try /metrics\n".to_owned(),
+        ),
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; \
-         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let head = http::head(status, content_type, body.len());
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 
-/// The path of a `GET` request, once its head has arrived; none for anything else.
-async fn request_path(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await.ok()?;
-        if n == 0 || head.len() + n > MAX_HEAD {
-            return None;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|&b| b == b'\r').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split(' ');
-    match (words.next(), words.next()) {
-        (Some("GET"), Some(target)) => Some(target.split('?').next()?.to_owned()),
-        _ => None,
-    }
+/// The exposition now: the driver's snapshot and CPU time from /proc; none once the
+/// driver has gone.
+pub async fn exposition(calls: &mpsc::UnboundedSender<Call>, highest: &Highest) -> Option<String> {
+    let (reply, rx) = oneshot::channel();
+    calls.send(Call::Metrics(reply)).ok()?;
+    let snapshot = rx.await.ok()?;
+    let groups: Vec<i32> = snapshot.dynos.iter().filter_map(|d| d.group).collect();
+    let measured = tokio::task::spawn_blocking(move || cpu_seconds(&groups))
+        .await
+        .unwrap_or_default();
+    let cpu = {
+        let mut highest = highest.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Groups of runs that are over go.
+        highest.retain(|group, _| measured.iter().any(|(g, _)| g == group));
+        measured
+            .into_iter()
+            .map(|(group, seconds)| {
+                let top = highest.entry(group).or_insert(0.0);
+                *top = top.max(seconds);
+                (group, *top)
+            })
+            .collect::<Vec<_>>()
+    };
+    Some(render(&snapshot, &cpu))
 }
 
 /// CPU seconds of each dyno's group, from one read of /proc.
@@ -329,6 +340,14 @@ mod tests {
                 failed_connects: 2,
                 bytes_in: 100,
                 bytes_out: 2000,
+                dynos: vec![(
+                    "web.1".into(),
+                    crate::router::Traffic {
+                        connections: 10,
+                        bytes_in: 100,
+                        bytes_out: 2000,
+                    },
+                )],
             }),
             output: vec![("web.1".into(), 7, 70)],
         };
@@ -347,6 +366,7 @@ mod tests {
             "hkrun_log_lines_total{dyno=\"web.1\",type=\"web\"} 7",
             "hkrun_router_connections_total 10",
             "hkrun_router_bytes_total{direction=\"out\"} 2000",
+            "hkrun_router_dyno_bytes_total{dyno=\"web.1\",type=\"web\",direction=\"in\"} 100",
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");

@@ -32,11 +32,13 @@ pub struct DynoFigures {
     pub r15: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouterFigures {
     pub connections: u64,
     pub unserved: u64,
     pub failed_connects: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Each dyno's share, by name.
+    pub dynos: Vec<(String, crate::router::Traffic)>,
 }

@@ -45,14 +45,23 @@ const PAUSE_FLUSH: Duration = Duration::from_millis(200);
 /// How long Ctrl-Z waits for the /proc reader's signals before hkrun stops itself.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// The TCP listeners `start` has bound, each when it runs.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The router's public port.
+    pub router: Option<TcpListener>,
+    /// `--metrics`.
+    pub metrics: Option<TcpListener>,
+    /// `--dashboard`.
+    pub dashboard: Option<TcpListener>,
+}
+
 /// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
 /// control socket, when there is one.
-/// `router` is the router's bound listener, when it runs.
 pub fn run(
     config: StartConfig,
     control: Option<UnixListener>,
-    router: Option<TcpListener>,
-    metrics: Option<TcpListener>,
+    listeners: Listeners,
 ) -> Result<i32, Error> {
     memory::keep_own_memory_small();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -62,7 +71,7 @@ pub fn run(
             what: "start the runtime",
             source,
         })?;
-    runtime.block_on(drive(config, control, router, metrics))
+    runtime.block_on(drive(config, control, listeners))
 }
 
 fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -72,9 +81,13 @@ fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 async fn drive(
     config: StartConfig,
     control: Option<UnixListener>,
-    router: Option<TcpListener>,
-    metrics: Option<TcpListener>,
+    listeners: Listeners,
 ) -> Result<i32, Error> {
+    let Listeners {
+        router,
+        metrics,
+        dashboard,
+    } = listeners;
     // Handlers first: nothing is spawned before hkrun can stop it.
     let mut sigterm = signal(SignalKind::terminate()).map_err(setup("handle SIGTERM"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(setup("handle SIGINT"))?;
@@ -147,6 +160,15 @@ async fn drive(
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = metrics {
         tokio::spawn(crate::metrics::serve(listener, calls_tx.clone()));
+    }
+    if let Some(listener) = dashboard {
+        tokio::spawn(crate::dashboard::serve(
+            listener,
+            calls_tx.clone(),
+            Arc::clone(&history),
+            writer.sender(),
+            host.clone(),
+        ));
     }
     if let Some(listener) = control {
         let context = server::Context {
@@ -641,6 +663,7 @@ impl Driver {
                 failed_connects: r.failed_connects.load(Relaxed),
                 bytes_in: r.bytes_in.load(Relaxed),
                 bytes_out: r.bytes_out.load(Relaxed),
+                dynos: r.per_dyno(),
             }),
             output: self.log.output_count().all(),
         }

@@ -11,6 +11,7 @@ mod config_vars;
 mod connect;
 mod container;
 mod control;
+mod dashboard;
 mod drains;
 mod exec;
 mod export;

@@ -41,7 +41,11 @@ pub struct Settings {
     pub quiet: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// `dashboard = "127.0.0.1:0"` (an address, or a port on 127.0.0.1).
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
+    /// Log drains' URLs (`drains` is taken too).
+    #[serde(skip_serializing_if = "Option::is_none", alias = "drains")]
     pub drain: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<PathBuf>,
@@ -388,6 +392,9 @@ impl Settings {
         }
         if let (Some(addr), true) = (self.metrics, unset("metrics")) {
             args.metrics = Some(addr);
+        }
+        if let (Some(addr), true) = (self.dashboard, unset("dashboard")) {
+            args.dashboard = Some(addr);
         }
         plain!(
             drain,

@@ -1,0 +1,524 @@
+//! `--dashboard`: a live page of the app in the browser, served from inside the binary.
+//!
+//! `GET /` is the page (`page.html`, self-contained: it fetches nothing but `/events`);
+//! `GET /events` is a Server-Sent Events stream; `GET /metrics` is the same exposition as
+//! `--metrics`. One source of truth: every second a recorder task asks the driver for
+//! `ps`'s view (`Call::Ps`, what `hkrun ps --json` prints) and the counters
+//! (`Call::Metrics`), keeps the last 15 minutes (`recorder`), and sends each page a
+//! `tick`; the log is the history's `--tail` stream, as `hkrun logs --tail` gets it.
+//!
+//! Events: `hello` (the last 15 minutes: memory per dyno, marks, router connections),
+//! `tick` (`ps`, counters per dyno, the router's figures, new marks), `log` (lines),
+//! `skipped` (lines a page fell behind on, or past `LINES_PER_SECOND`), `end` (hkrun is
+//! exiting).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+
+use crate::control::protocol::Ps;
+use crate::control::server::Call;
+use crate::http;
+use crate::logs::history::{self, Chunk, History};
+use crate::logs::render::{self, Label, Origin};
+use crate::logs::writer::LogSender;
+use crate::metrics::{self, Highest, Snapshot};
+use crate::router::Traffic;
+
+mod recorder;
+
+use recorder::{Counts, Mark, Recorder};
+
+/// The page, inside the binary.
+const PAGE: &str = include_str!("page.html");
+/// Nothing but the page itself and its own stream: no CDN, no fonts, no images.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+/// How often pages get a tick (and the history a sample).
+const TICK: Duration = Duration::from_secs(1);
+/// Pages open at once; more get 503 (each holds a stream and a log follower).
+const PAGES: usize = 16;
+/// Requests answered at once, apart from the streams.
+const AT_ONCE: usize = 8;
+/// How long a client may take to send its request, or to take a write.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Log lines a page gets when it connects.
+const FIRST_LINES: usize = 200;
+/// Log chunks put in one `log` event at most.
+const LOG_BATCH: usize = 64;
+/// Lines a page is sent a second at most: more than anyone reads, and the encoding runs
+/// on the driver's loop. Under a flood the newest are sent and the rest are counted in a
+/// `skipped` event (`hkrun logs` and the log files have them all).
+const LINES_PER_SECOND: usize = 2000;
+
+/// What every connection shares.
+struct Shared {
+    calls: mpsc::UnboundedSender<Call>,
+    history: Arc<History>,
+    highest: Highest,
+    app: String,
+    /// Whether only loopback names are taken in `Host` (the listener is on loopback).
+    loopback: bool,
+    /// The recorder, and the ticks' sender: a page subscribes while holding it, so it
+    /// gets every tick after its `hello`, none twice.
+    state: Mutex<(Recorder, broadcast::Sender<Arc<str>>)>,
+    pages: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
+}
+
+/// Serves the dashboard on `listener` until the runtime ends, after logging its address.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    calls: mpsc::UnboundedSender<Call>,
+    history: Arc<History>,
+    log: LogSender,
+    app: String,
+) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%err, "the dashboard cannot listen");
+            return;
+        }
+    };
+    let at = listener.local_addr().ok();
+    if let Some(at) = at {
+        log.event(
+            &Arc::new(Label::system()),
+            format!("dashboard at http://{at}/"),
+        );
+    }
+    let shared = Arc::new(Shared {
+        calls,
+        history,
+        highest: Highest::default(),
+        app,
+        loopback: at.is_some_and(|a| a.ip().is_loopback()),
+        state: Mutex::new((Recorder::default(), broadcast::channel(8).0)),
+        pages: Arc::new(Semaphore::new(PAGES)),
+        requests: Arc::new(Semaphore::new(AT_ONCE)),
+    });
+    tokio::spawn(record(Arc::clone(&shared)));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        tokio::spawn(answer(stream, Arc::clone(&shared)));
+    }
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One `tick` event's data.
+#[derive(Serialize)]
+struct Tick<'a> {
+    t: u64,
+    ps: &'a Ps,
+    dynos: BTreeMap<&'a str, Counts>,
+    router: Option<RouterTick<'a>>,
+    marks: &'a [Mark],
+}
+
+#[derive(Serialize)]
+struct RouterTick<'a> {
+    connections: u64,
+    unserved: u64,
+    failed_connects: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    dynos: BTreeMap<&'a str, Traffic>,
+}
+
+/// Every second: `ps` and the counters from the driver, into the history and out to the
+/// pages. Ends when the driver has gone.
+async fn record(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (ps_reply, ps) = oneshot::channel();
+        let (figures_reply, figures) = oneshot::channel();
+        if shared.calls.send(Call::Ps(ps_reply)).is_err()
+            || shared.calls.send(Call::Metrics(figures_reply)).is_err()
+        {
+            return;
+        }
+        let (Ok(ps), Ok(figures)) = (ps.await, figures.await) else {
+            return;
+        };
+        let t = now_ms();
+        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let marks = state.0.observe(t, &figures);
+        let data = tick_data(t, &ps, &figures, &marks);
+        // No page open is no error.
+        let _ = state.1.send(Arc::from(data));
+    }
+}
+
+fn tick_data(t: u64, ps: &Ps, figures: &Snapshot, marks: &[Mark]) -> String {
+    let tick = Tick {
+        t,
+        ps,
+        dynos: figures
+            .dynos
+            .iter()
+            .map(|d| {
+                let counts = Counts {
+                    restarts: d.restarts,
+                    crashes: d.crashes,
+                    r10: d.r10,
+                    r14: d.r14,
+                    r15: d.r15,
+                };
+                (d.name.as_str(), counts)
+            })
+            .collect(),
+        router: figures.router.as_ref().map(|r| RouterTick {
+            connections: r.connections,
+            unserved: r.unserved,
+            failed_connects: r.failed_connects,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            dynos: r.dynos.iter().map(|(n, t)| (n.as_str(), *t)).collect(),
+        }),
+        marks,
+    };
+    serde_json::to_string(&tick).unwrap_or_default()
+}
+
+/// Whether `host` (a `Host` header) names this machine: an address, or `localhost`.
+/// Anything else reaching a loopback listener is a page of another site that made its
+/// name point here (DNS rebinding), and must not read the app's log.
+fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:8080`
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+async fn answer(mut stream: TcpStream, shared: Arc<Shared>) {
+    let Ok(place) = Arc::clone(&shared.requests).acquire_owned().await else {
+        return;
+    };
+    let Ok(Some(get)) = tokio::time::timeout(PATIENCE, http::read_get(&mut stream)).await else {
+        return;
+    };
+    let trusted = !shared.loopback || get.host.as_deref().is_some_and(names_this_machine);
+    let plain = "text/plain; charset=utf-8";
+    let (status, content_type, body, policy) = match get.path.as_str() {
+        _ if !trusted => (
+            "421 Misdirected Request",
+            plain,
+            "The dashboard answers only to this machine's names (localhost or an address)\n"
+                .to_owned(),
+            false,
+        ),
+        "/" => ("200 OK", "text/html; charset=utf-8", PAGE.to_owned(), true),
+        "/metrics" => match metrics::exposition(&shared.calls, &shared.highest).await {
+            Some(text) => ("200 OK", metrics::CONTENT_TYPE, text, false),
+            None => return,
+        },
+        "/events" => {
+            drop(place);
+            let Ok(page) = Arc::clone(&shared.pages).try_acquire_owned() else {
+                let busy = "Too many dashboard pages are open; close one and reload\n";
+                let head = http::head("503 Service Unavailable", plain, busy.len());
+                let _ = write_all(&mut stream, format!("{head}{busy}").as_bytes()).await;
+                return;
+            };
+            stream_events(stream, &shared).await;
+            drop(page);
+            return;
+        }
+        _ => (
+            "404 Not Found",
+            plain,
+            "Not found: try /\n".to_owned(),
+            false,
+        ),
+    };
+    let mut head = http::head(status, content_type, body.len());
+    if policy {
+        // Before the blank line that ends the head.
+        head.truncate(head.len() - 2);
+        head.push_str(&format!(
+            "Content-Security-Policy: {PAGE_POLICY}\r\nX-Content-Type-Options: nosniff\r\n\r\n"
+        ));
+    }
+    let _ = write_all(&mut stream, head.as_bytes()).await;
+    let _ = write_all(&mut stream, body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    drop(place);
+}
+
+/// Writes `bytes` within `PATIENCE`: a page that stops reading is let go.
+async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ()> {
+    match tokio::time::timeout(PATIENCE, stream.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// One server-sent event: `data` is one line of JSON.
+fn event(name: &str, data: &str) -> Vec<u8> {
+    format!("event: {name}\ndata: {data}\n\n").into_bytes()
+}
+
+/// One `log` event's line.
+#[derive(Serialize)]
+struct LogLine<'a> {
+    t: &'a str,
+    dyno: &'a str,
+    origin: &'static str,
+    line: std::borrow::Cow<'a, str>,
+}
+
+/// The lines of `chunks` as one `log` event's data.
+fn log_data<'a>(lines: impl Iterator<Item = (&'a Chunk, &'a [u8])>) -> String {
+    let lines: Vec<LogLine<'_>> = lines
+        .map(|(chunk, line)| LogLine {
+            t: &chunk.clock.rfc3339,
+            dyno: &chunk.label.name,
+            origin: match chunk.origin {
+                Origin::App => "app",
+                Origin::Hkrun => "hkrun",
+            },
+            line: match String::from_utf8_lossy(line) {
+                std::borrow::Cow::Borrowed(text) if !text.contains('\x1b') => text.into(),
+                text => render::plain(&text).into(),
+            },
+        })
+        .collect();
+    serde_json::to_string(&lines).unwrap_or_default()
+}
+
+/// A page's stream: `hello`, the last lines, then ticks and lines as they come, until the
+/// page goes or the log ends.
+async fn stream_events(mut stream: TcpStream, shared: &Shared) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+                Connection: close\r\n\r\nretry: 1000\n\n";
+    let (hello, mut ticks) = {
+        let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let hello = state.0.hello(&shared.app, now_ms());
+        (
+            serde_json::to_string(&hello).unwrap_or_default(),
+            state.1.subscribe(),
+        )
+    };
+    let (chunks, follow) = shared.history.since(FIRST_LINES, |_| true, true);
+    let mut out = head.as_bytes().to_vec();
+    out.extend(event("hello", &hello));
+    let first = history::last_lines(&chunks, FIRST_LINES);
+    if !first.is_empty() {
+        out.extend(event("log", &log_data(first.into_iter())));
+    }
+    drop(chunks);
+    if write_all(&mut stream, &out).await.is_err() {
+        return;
+    }
+    let Some(mut follow) = follow else { return };
+    let (mut read, mut write) = stream.into_split();
+    let mut scratch = [0u8; 256];
+    let mut budget = Budget::default();
+    loop {
+        let out = tokio::select! {
+            tick = ticks.recv() => match tick {
+                Ok(data) => event("tick", &data),
+                // The next tick says it all again.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            got = follow.recv() => {
+                let mut chunks = Vec::new();
+                let mut skipped = 0;
+                // Chunks lost to lag are counted, their lines only estimated.
+                let mut approximate = false;
+                let mut next = Some(got);
+                let mut ended = false;
+                while let Some(got) = next.take() {
+                    match got {
+                        Ok(chunk) => chunks.push(chunk),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            skipped += budget.lines_of_lost_chunks(n);
+                            approximate = true;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                    if chunks.len() < LOG_BATCH {
+                        next = follow.ready();
+                    }
+                }
+                let (out, over) = budget.log_events(&chunks, tokio::time::Instant::now());
+                let mut out = out;
+                skipped += over;
+                if skipped > 0 {
+                    let data = format!("{{\"lines\":{skipped},\"approximate\":{approximate}}}");
+                    out.extend(event("skipped", &data));
+                }
+                if ended {
+                    out.extend(event("end", "{}"));
+                    // The log has ended: the follower goes now, so hkrun's exit does not
+                    // wait on this page.
+                    let _ = tokio::time::timeout(PATIENCE, write.write_all(&out)).await;
+                    return;
+                }
+                out
+            },
+            // Anything but more bytes means the page has gone.
+            n = read.read(&mut scratch) => match n {
+                Ok(n) if n > 0 => continue,
+                _ => return,
+            },
+        };
+        if out.is_empty() {
+            continue;
+        }
+        match tokio::time::timeout(PATIENCE, write.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
+/// What a page may still be sent this second.
+#[derive(Debug, Default)]
+struct Budget {
+    since: Option<tokio::time::Instant>,
+    sent: usize,
+    /// Lines per chunk, on average, of what was taken: to count chunks lost to lag.
+    per_chunk: usize,
+}
+
+impl Budget {
+    /// A `log` event of the lines of `chunks` the budget allows at `now` (the newest),
+    /// and how many it leaves out.
+    fn log_events(&mut self, chunks: &[Chunk], now: tokio::time::Instant) -> (Vec<u8>, usize) {
+        if self
+            .since
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            self.since = Some(now);
+            self.sent = 0;
+        }
+        let total: usize = chunks.iter().map(Chunk::line_count).sum();
+        if let Some(first) = chunks.first() {
+            self.per_chunk = first.line_count().max(1);
+        }
+        let allowed = total.min(LINES_PER_SECOND.saturating_sub(self.sent));
+        self.sent += allowed;
+        if allowed == 0 {
+            return (Vec::new(), total);
+        }
+        let newest = history::last_lines(chunks, allowed);
+        (event("log", &log_data(newest.into_iter())), total - allowed)
+    }
+
+    /// About how many lines `chunks` chunks held (the broadcast counts chunks).
+    fn lines_of_lost_chunks(&self, chunks: u64) -> usize {
+        usize::try_from(chunks)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.per_chunk.max(1))
+    }
+}
+
+/// The dashboard's address: `HOST:PORT`, or a port alone on 127.0.0.1.
+pub fn address(given: &str) -> Option<SocketAddr> {
+    match given.parse::<u16>() {
+        Ok(port) => Some((std::net::Ipv4Addr::LOCALHOST, port).into()),
+        Err(_) => given.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_machines_names_are_trusted_on_loopback() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:9",
+            "10.0.0.2",
+        ] {
+            assert!(names_this_machine(host), "{host}");
+        }
+        for host in ["evil.example:8080", "localhost.evil.example", ""] {
+            assert!(!names_this_machine(host), "{host}");
+        }
+    }
+
+    fn chunk(name: &str, lines: std::ops::Range<usize>) -> Chunk {
+        let text: String = lines.clone().map(|i| format!("line {i}\n")).collect();
+        Chunk::new(
+            Arc::new(render::Clock::now()),
+            Origin::App,
+            Arc::new(Label {
+                name: name.into(),
+                color: None,
+                quiet: false,
+            }),
+            Arc::new(text.into_bytes()),
+            lines.len(),
+        )
+    }
+
+    #[test]
+    fn a_flood_sends_the_newest_lines_of_each_second_and_counts_the_rest() {
+        let chunks = [chunk("web.1", 0..1500), chunk("web.2", 1500..3000)];
+        let mut budget = Budget::default();
+        let now = tokio::time::Instant::now();
+        let (out, over) = budget.log_events(&chunks, now);
+        assert_eq!(over, 1000);
+        let text = String::from_utf8(out).unwrap();
+        let data: serde_json::Value =
+            serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap())
+                .unwrap();
+        let lines = data.as_array().unwrap();
+        assert_eq!(lines.len(), LINES_PER_SECOND);
+        assert_eq!(lines[0]["line"], "line 1000");
+        assert_eq!(lines[0]["dyno"], "web.1");
+        assert_eq!(lines[LINES_PER_SECOND - 1]["line"], "line 2999");
+        // Nothing more this second; all again in the next.
+        let again = [chunk("web.1", 0..10)];
+        assert_eq!(budget.log_events(&again, now), (Vec::new(), 10));
+        let (out, over) = budget.log_events(&again, now + Duration::from_secs(1));
+        assert_eq!((out.is_empty(), over), (false, 0));
+        assert_eq!(budget.lines_of_lost_chunks(3), 30);
+    }
+
+    #[test]
+    fn the_page_fetches_nothing_from_elsewhere() {
+        // The SVG namespace is a name, and the router's port a link: nothing fetched.
+        let page = PAGE
+            .replace("http://www.w3.org/2000/svg", "")
+            .replace("http://${location.hostname}", "");
+        for word in ["http://", "https://", "@import", "url("] {
+            assert!(!page.contains(word), "the page has {word}");
+        }
+        assert!(PAGE.contains("EventSource"));
+    }
+}

@@ -1,0 +1,452 @@
+//! `--dashboard`: the page in headless Chromium (driven over WebDriver by Debian's
+//! chromedriver), and its stream and endpoints read directly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::harness::{App, Hk, PATIENCE, client, free_base_port, free_port, hkrun, unique_tag};
+
+/// The dashboard's address, from hkrun's `dashboard at http://ADDR/` line.
+fn dashboard_address(hk: &mut Hk) -> String {
+    let line = hk.wait_for("dashboard at http://");
+    let at = line.split("http://").nth(1).expect("an address");
+    at.trim_end_matches('/').to_owned()
+}
+
+/// One HTTP/1.0 request with `host`; the status line, the head, and the body.
+fn get(at: &str, path: &str, host: &str) -> (String, String, String) {
+    let mut stream = TcpStream::connect(at).expect("connect to the dashboard");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read the answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The first events of `/events`, `(name, data)`, until `enough` says so.
+fn read_events(
+    at: &str,
+    mut enough: impl FnMut(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let mut stream = TcpStream::connect(at).expect("connect to the dashboard");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    write!(stream, "GET /events HTTP/1.1\r\nHost: {at}\r\n\r\n").expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("the status line");
+    assert!(status.contains("200"), "{status}");
+    let mut events = Vec::new();
+    let (mut name, mut line) = (String::new(), String::new());
+    let deadline = Instant::now() + PATIENCE;
+    while !enough(&events) {
+        assert!(Instant::now() < deadline, "too few events: {events:?}");
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("a line") > 0,
+            "the stream ended"
+        );
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.trim().to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let data: Value = serde_json::from_str(data).expect("an event's JSON");
+            events.push((std::mem::take(&mut name), data));
+        }
+    }
+    events
+}
+
+#[test]
+fn the_stream_says_what_ps_says_and_only_to_this_machines_names() {
+    let app = App::new(
+        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: echo working; exec sleep 1000\n",
+    );
+    let base = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-p", &base, "--dashboard"],
+    );
+    let at = dashboard_address(&mut hk);
+    assert!(at.starts_with("127.0.0.1:"), "{at}");
+    hk.wait_for_each(&[
+        "web.1    | State changed from starting to up",
+        "worker.1 | working",
+    ]);
+
+    let (status, head, page) = get(&at, "/", &at);
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        head.contains("Content-Security-Policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(page.contains("EventSource"));
+    let (status, _, text) = get(&at, "/metrics", &at);
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        text.contains("hkrun_dyno_memory_quota_bytes{dyno=\"web.1\""),
+        "{text}"
+    );
+    // Another site's name pointing here (DNS rebinding) reads nothing.
+    let (status, _, _) = get(&at, "/events", "evil.example");
+    assert!(status.contains("421"), "{status}");
+    let (status, _, _) = get(&at, "/nothing", "localhost");
+    assert!(status.contains("404"), "{status}");
+
+    // A tick after the dynos are up says what `ps --json` says.
+    let events = read_events(&at, |events| {
+        events.iter().any(|(name, data)| {
+            name == "tick"
+                && data["ps"]["dynos"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().all(|d| d["state"] == "up" && d["memory"].is_u64()))
+        }) && events.iter().any(|(name, _)| name == "log")
+    });
+    assert_eq!(events[0].0, "hello");
+    assert_eq!(events[0].1["window_secs"], 900);
+    let ps: Value = serde_json::from_str(&client(app.path(), &["ps", "--json"]).stdout).unwrap();
+    let (_, tick) = events.iter().rev().find(|(n, _)| n == "tick").unwrap();
+    for field in ["name", "type", "pid", "port", "quota", "state"] {
+        let of = |v: &Value| -> Vec<Value> {
+            v["dynos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d[field].clone())
+                .collect()
+        };
+        assert_eq!(of(&tick["ps"]), of(&ps), "{field}");
+    }
+    assert_eq!(tick["ps"]["types"], ps["types"]);
+    assert_eq!(tick["dynos"]["web.1"]["crashes"], 0);
+    assert!(tick["router"]["connections"].is_u64(), "{tick}");
+    let logged: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "log")
+        .flat_map(|(_, lines)| lines.as_array().unwrap())
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l["dyno"] == "worker.1" && l["origin"] == "app" && l["line"] == "working"),
+        "{logged:?}"
+    );
+    hk.stop_cleanly();
+}
+
+#[test]
+fn a_bad_or_taken_dashboard_address_is_refused_before_anything_starts() {
+    let app = App::new("worker: touch started; exec sleep 1000\n");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for (addr, says) in [
+        ("nowhere:80", "--dashboard"),
+        (port.as_str(), "already in use"),
+    ] {
+        let out = hkrun(app.path(), &["start", "--dashboard", addr], &unique_tag())
+            .output()
+            .expect("run hkrun");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0));
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!app.file("started").exists());
+    }
+}
+
+/// chromium and chromedriver, or why the browser test is skipped (it fails under CI).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let found = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| PathBuf::from("/usr/bin").join(n))
+            .find(|p| p.exists())
+    };
+    match (
+        found(&["chromium", "chromium-browser"]),
+        found(&["chromedriver"]),
+    ) {
+        (Some(chromium), Some(driver)) => Some((chromium, driver)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("chromium and chromedriver are not installed (.ci/run installs them)")
+        }
+        _ => {
+            eprintln!(
+                "skipped: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+            );
+            None
+        }
+    }
+}
+
+/// chromedriver in a process group of its own, with the browsers it starts: all killed
+/// when dropped, whatever the test did.
+struct Driver {
+    child: Child,
+    url: String,
+    session: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = self
+                .agent
+                .delete(&format!("{}/session/{session}", self.url))
+                .call();
+        }
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start(
+        chromium: &std::path::Path,
+        driver: &std::path::Path,
+        profile: &std::path::Path,
+    ) -> Self {
+        let port = free_port();
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(driver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("start chromedriver")
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut driver = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            session: None,
+            agent,
+        };
+        crate::harness::eventually("chromedriver to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        let session = driver.post(
+            "/session",
+            json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:loggingPrefs": {"browser": "ALL"},
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    // No background connections: this machine's network may be closed.
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--disable-quic",
+                        "--no-first-run", "--window-size=1280,1700",
+                        format!("--user-data-dir={}", profile.display()),
+                    ],
+                },
+            }}}),
+        );
+        driver.session = Some(
+            session["sessionId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no session: {session}"))
+                .to_owned(),
+        );
+        driver
+    }
+
+    /// A WebDriver command on the session (`path` after `/session/ID`, or `/session`).
+    fn post(&self, path: &str, body: Value) -> Value {
+        let url = match &self.session {
+            Some(id) => format!("{}/session/{id}{path}", self.url),
+            None => format!("{}{path}", self.url),
+        };
+        let mut answer = self
+            .agent
+            .post(&url)
+            .send_json(&body)
+            .expect("chromedriver answers");
+        let value: Value = answer.body_mut().read_json().expect("chromedriver's JSON");
+        assert!(value["value"]["error"].is_null(), "{path}: {value}");
+        value["value"].clone()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let id = self.session.as_deref().unwrap_or_default();
+        let url = format!("{}/session/{id}{path}", self.url);
+        let mut answer = self.agent.get(&url).call().expect("chromedriver answers");
+        let value: Value = answer.body_mut().read_json().expect("chromedriver's JSON");
+        value["value"].clone()
+    }
+
+    /// `script`'s value in the page.
+    fn run(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+    }
+
+    /// The page's console errors since the last call.
+    fn console_errors(&self) -> Vec<String> {
+        let entries = self.post("/se/log", json!({"type": "browser"}));
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].to_string())
+            .collect()
+    }
+
+    /// Saves a screenshot under the tests' folder in `target/`; its path.
+    fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let png = self.get("/screenshot");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("a screenshot"))
+            .expect("base64");
+        let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+        std::fs::create_dir_all(&folder).expect("a folder for screenshots");
+        let path = folder.join(name);
+        std::fs::write(&path, bytes).expect("save the screenshot");
+        path
+    }
+}
+
+#[test]
+fn the_page_shows_every_dyno_and_marks_r14_within_five_seconds() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    // The hog holds 96 MB over its 64 MB quota once told to: R14, not R15.
+    let grow = "import os, time\n\
+        while not os.path.exists('go'):\n    time.sleep(0.05)\n\
+        held = [b'x' * (8 << 20) for _ in range(12)]\n\
+        print('holding 96 MB', flush=True)\n\
+        time.sleep(1000)\n";
+    let app = App::new(
+        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: echo working; exec sleep 1000\nhog: python3 grow.py\n",
+    );
+    app.write("grow.py", grow);
+    let base = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-p",
+            &base,
+            "-m",
+            "web=2,worker=1,hog=1:64M",
+            "--dashboard",
+        ],
+    );
+    let at = dashboard_address(&mut hk);
+    hk.wait_for_each(&[
+        "web.1    | State changed from starting to up",
+        "web.2    | State changed from starting to up",
+    ]);
+    // Traffic for the router's chart.
+    for _ in 0..5 {
+        let _ = get(&format!("127.0.0.1:{base}"), "/", "localhost");
+    }
+
+    let profile = tempfile::tempdir().expect("a browser profile");
+    let driver = Driver::start(&chromium, &chromedriver, profile.path());
+    driver.post("/url", json!({"url": format!("http://{at}/")}));
+    let every = ["web.1", "web.2", "worker.1", "hog.1"];
+    let shown = crate::harness::eventually("every dyno on the page", || {
+        let names = driver.run(
+            "return [...document.querySelectorAll('#dynos tr[data-dyno]')].map(r => r.dataset.dyno)",
+        );
+        let names: Vec<String> = serde_json::from_value(names).ok()?;
+        every
+            .iter()
+            .all(|d| names.iter().any(|n| n == d))
+            .then_some(names)
+    });
+    assert_eq!(shown.len(), every.len(), "{shown:?}");
+    let status = driver.run("return document.querySelector('#status').textContent");
+    assert_eq!(status, "live");
+
+    // Over quota: the R14 mark is on the page within 5 s of hkrun's R14 line.
+    let r14 = ".mark[data-kind=\"R14\"][data-dyno=\"hog.1\"]";
+    let count = format!("return document.querySelectorAll('{r14}').length");
+    assert_eq!(driver.run(&count), 0);
+    app.write("go", "");
+    hk.wait_for("hog.1    | Error R14 (Memory quota exceeded)");
+    let logged = Instant::now();
+    loop {
+        if driver.run(&count).as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            logged.elapsed() < Duration::from_secs(5),
+            "no R14 mark on the page 5 s after hkrun's R14"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "R14 marked on the page {:?} after hkrun's line",
+        logged.elapsed()
+    );
+    // The line reached the live log too.
+    crate::harness::eventually("the R14 line in the page's log", || {
+        let text = driver.run("return document.querySelector('#log').textContent");
+        text.as_str()?.contains("Error R14").then_some(())
+    });
+    let saved = driver.screenshot("dashboard.png");
+    eprintln!("screenshot: {}", saved.display());
+
+    // 320 px wide and dark: nothing wider than the screen, a dark background.
+    driver.post(
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.setDeviceMetricsOverride",
+               "params": {"width": 320, "height": 900, "deviceScaleFactor": 1, "mobile": true}}),
+    );
+    driver.post(
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.setEmulatedMedia",
+               "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}}),
+    );
+    let fits = crate::harness::eventually("the page laid out at 320 px", || {
+        let sizes = driver.run(
+            "return [window.innerWidth, document.documentElement.scrollWidth, \
+             getComputedStyle(document.body).backgroundColor]",
+        );
+        (sizes[0] == 320).then_some(sizes)
+    });
+    assert!(
+        fits[1].as_u64().unwrap_or(u64::MAX) <= 320,
+        "wider than the screen: {fits}"
+    );
+    let background = fits[2].as_str().unwrap_or_default().to_owned();
+    let channels: Vec<u32> = background
+        .trim_start_matches("rgba(")
+        .trim_start_matches("rgb(")
+        .trim_end_matches(')')
+        .split(',')
+        .take(3)
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    assert!(
+        channels.len() == 3 && channels.iter().all(|&c| c < 80),
+        "not a dark background: {background}"
+    );
+    let saved = driver.screenshot("dashboard-320-dark.png");
+    eprintln!("screenshot: {}", saved.display());
+
+    let errors = driver.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    drop(driver);
+    hk.stop_cleanly();
+}
