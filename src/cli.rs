@@ -353,8 +353,10 @@ pub struct StartArgs {
         env = "HKRUN_DASHBOARD"
     )]
     pub dashboard: Option<String>,
-    /// Send every log line to a syslog drain too (repeatable): syslog+tcp://HOST:PORT
-    /// (or syslog://), octet-counted RFC 5424 as Heroku's drains, or syslog+udp://.
+    /// Send every log line to a drain too (repeatable), as Heroku's drains: RFC 5424 over
+    /// syslog+tcp://HOST:PORT (or syslog://, octet-counted), syslog+tls://, syslog+udp://,
+    /// or https://[USER:PASSWORD@]HOST/PATH (logplex batches). TLS trusts Mozilla's roots,
+    /// or only SSL_CERT_FILE's certificates when it is set.
     #[arg(
         long = "drain",
         value_name = "URL",

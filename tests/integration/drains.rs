@@ -205,3 +205,224 @@ fn a_drain_down_for_ten_seconds_slows_nothing_and_its_drops_are_counted() {
     assert!(hk.wait_exit().success());
     crate::harness::assert_none_left(&tag);
 }
+
+/// A TLS receiver in Python's `ssl` module: `syslog` takes octet-counted frames,
+/// `https` takes logplex POSTs (answering the first with 503, so a batch is sent
+/// again). Each message is a line of `messages`; each POST's headers a JSON line of
+/// `requests`.
+const TLS_RECEIVER: &str = r#"
+import http.server, json, ssl, socket, socketserver, sys, threading
+mode, port, cert, key, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+lock = threading.Lock()
+def keep(body):
+    out, i = [], 0
+    while i < len(body):
+        space = body.index(b' ', i)
+        n = int(body[i:space])
+        out.append(body[space + 1:space + 1 + n])
+        i = space + 1 + n
+    with lock, open(folder + '/messages', 'ab') as f:
+        for m in out:
+            f.write(m.replace(b'\n', b'\\n') + b'\n')
+    return len(out)
+if mode == 'syslog':
+    class Syslog(socketserver.StreamRequestHandler):
+        def handle(self):
+            while True:
+                length = b''
+                while not length.endswith(b' '):
+                    c = self.rfile.read(1)
+                    if not c:
+                        return
+                    length += c
+                keep(length + self.rfile.read(int(length)))
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+        def get_request(self):
+            sock, addr = self.socket.accept()
+            return context.wrap_socket(sock, server_side=True), addr
+        def handle_error(self, request, client_address):
+            pass
+    Server(('127.0.0.1', port), Syslog).serve_forever()
+else:
+    posts = [0]
+    class Drain(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+        def log_message(self, *args):
+            pass
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers['Content-Length']))
+            posts[0] += 1
+            if posts[0] == 1:
+                self.send_response(503)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return
+            count = keep(body)
+            with lock, open(folder + '/requests', 'a') as f:
+                f.write(json.dumps({'type': self.headers['Content-Type'],
+                    'count': self.headers['Logplex-Msg-Count'], 'frames': count,
+                    'auth': self.headers['Authorization'], 'path': self.path}) + '\n')
+            self.send_response(200)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Drain)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+"#;
+
+/// The TLS receiver on a free port, with a certificate for localhost and 127.0.0.1 made
+/// for the test; killed when dropped.
+struct TlsReceiver {
+    child: Child,
+    port: u16,
+    folder: PathBuf,
+    /// The certificate, for hkrun's `SSL_CERT_FILE`.
+    cert: PathBuf,
+}
+
+impl TlsReceiver {
+    fn start(dir: &Path, mode: &str) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+        std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(TLS_RECEIVER)
+            .args([mode, &port.to_string()])
+            .arg(&cert)
+            .arg(&key)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        crate::harness::eventually("the receiver to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self {
+            child,
+            port,
+            folder: dir.to_owned(),
+            cert,
+        }
+    }
+
+    /// Every message received so far, one per line.
+    fn messages(&self) -> String {
+        std::fs::read_to_string(self.folder.join("messages")).unwrap_or_default()
+    }
+}
+
+impl Drop for TlsReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hkrun start` of a worker that prints 2,000 numbered lines, draining to `url` and
+/// trusting `cert` (or Mozilla's roots, with none).
+fn start_draining(app: &App, url: &str, cert: Option<&Path>) -> Hk {
+    let base = free_base_port().to_string();
+    let mut command = hkrun(
+        app.path(),
+        &["start", "--no-timestamp", "--drain", url, "-p", &base],
+        &unique_tag(),
+    );
+    match cert {
+        Some(cert) => command.env("SSL_CERT_FILE", cert),
+        None => command.env_remove("SSL_CERT_FILE"),
+    };
+    Hk::spawn(command)
+}
+
+/// Stops `hk` once `done` holds (or `PATIENCE` has passed); what hkrun printed.
+fn stop_when(mut hk: Hk, done: impl Fn() -> bool) -> Vec<String> {
+    hk.wait_for("worker.1 | printed");
+    let deadline = Instant::now() + PATIENCE;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    hk.seen.clone()
+}
+
+const WORKER: &str = "worker: seq -f 'line %g' 2000; echo printed; exec sleep 1000\n";
+
+/// The numbers of `worker.1`'s `line N` messages, in the order they came.
+fn numbered(messages: &str) -> Vec<u32> {
+    messages
+        .lines()
+        .filter_map(|m| m.split_once(" worker.1 - line "))
+        .map(|(_, n)| n.parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn a_syslog_tls_drain_gets_every_line_and_checks_the_certificate() {
+    let app = App::new(WORKER);
+    let receiver = TlsReceiver::start(app.path(), "syslog");
+    let url = format!("syslog+tls://localhost:{}", receiver.port);
+    let hk = start_draining(&app, &url, Some(&receiver.cert));
+    stop_when(hk, || numbered(&receiver.messages()).len() >= 2000);
+    // The last line, sent as hkrun stops, arrives too.
+    let messages = crate::harness::eventually("the dyno's exit in the drain", || {
+        let messages = receiver.messages();
+        messages
+            .lines()
+            .any(|m| {
+                m.starts_with("<190>1 ")
+                    && m.contains(" heroku worker.1 - Process exited with status 143")
+            })
+            .then_some(messages)
+    });
+    assert_eq!(numbered(&messages), (1..=2000).collect::<Vec<_>>());
+
+    // Without the test's certificate among the roots, the receiver is not trusted.
+    std::fs::remove_file(receiver.folder.join("messages")).expect("start again");
+    let mut hk = start_draining(&app, &url, None);
+    let refused = hk.wait_for(&format!("drain {url} is unreachable"));
+    assert!(refused.contains("certificate"), "{refused}");
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    assert_eq!(receiver.messages(), "");
+}
+
+#[test]
+fn an_https_drain_gets_logplex_batches_with_credentials_and_a_refused_batch_again() {
+    let app = App::new(WORKER);
+    let receiver = TlsReceiver::start(app.path(), "https");
+    let url = format!(
+        "https://hkrun:s3cret@127.0.0.1:{}/logs?app=x",
+        receiver.port
+    );
+    let hk = start_draining(&app, &url, Some(&receiver.cert));
+    let seen = stop_when(hk, || numbered(&receiver.messages()).len() >= 2000);
+    // Shown without the password.
+    let shown = format!("https://hkrun:***@127.0.0.1:{}/logs?app=x", receiver.port);
+    assert!(
+        seen.iter()
+            .any(|l| l.contains(&format!("drain {shown} failed (it answered HTTP 503)"))),
+        "{seen:#?}"
+    );
+    assert!(!seen.iter().any(|l| l.contains("s3cret")));
+    // The refused batch came again: nothing lost, nothing out of order.
+    let numbers = numbered(&receiver.messages());
+    assert_eq!(numbers, (1..=2000).collect::<Vec<_>>());
+    let requests = std::fs::read_to_string(receiver.folder.join("requests")).expect("requests");
+    for request in requests.lines() {
+        let request: serde_json::Value = serde_json::from_str(request).expect("JSON");
+        assert_eq!(request["type"], "application/logplex-1");
+        assert_eq!(request["count"], request["frames"].to_string());
+        // hkrun:s3cret
+        assert_eq!(request["auth"], "Basic aGtydW46czNjcmV0");
+        assert_eq!(request["path"], "/logs?app=x");
+    }
+}

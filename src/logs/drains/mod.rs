@@ -1,7 +1,8 @@
 //! `--drain URL`: every log line to a syslog receiver (Papertrail, rsyslog, a log
 //! shipper), as Heroku's log drains send them: RFC 5424 messages
-//! (`<190>1 TIME APP app web.1 - text`), over TCP with octet-counted framing (RFC 6587)
-//! or over UDP, one datagram each.
+//! (`<190>1 TIME APP app web.1 - text`), over TCP or TLS with octet-counted framing
+//! (RFC 6587, RFC 5425), over UDP one datagram each, or POSTed over HTTPS in batches in
+//! logplex's format (`link`).
 //!
 //! Each drain follows the history on a thread of its own and queues what it reads, up to
 //! `QUEUE` messages; a second thread sends them, reconnecting with back-off. A drain that
@@ -10,8 +11,7 @@
 //! at most every 10 s while it stays slow) says how many.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,13 +19,15 @@ use super::history::{Chunk, History};
 use super::render::{Label, Origin};
 use super::writer::LogSender;
 
+mod link;
+
+use link::Link;
+
 /// Messages queued for a drain, at most, and their bytes at most.
 pub const QUEUE: usize = 50_000;
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes sent at once to a TCP drain.
+/// Bytes sent at once to a drain (one POST to an HTTPS drain).
 const BATCH: usize = 64 * 1024;
-/// How long a connect or a write may take before the drain counts as down.
-const TIMEOUT: Duration = Duration::from_secs(5);
 /// How often, at most, lines dropped are said (they add up meanwhile).
 const SAY_EVERY: Duration = Duration::from_secs(10);
 /// The back-off between reconnects: from the first to the last, doubling.
@@ -38,15 +40,25 @@ pub enum Transport {
     Tcp,
     /// `syslog+udp://`.
     Udp,
+    /// `syslog+tls://`: TCP's framing inside TLS (RFC 5425).
+    Tls,
+    /// `https://` (or `http://`, for a shipper on the same machine): batches POSTed in
+    /// logplex's format, as Heroku's HTTPS drains.
+    Http,
 }
 
 /// One `--drain URL`, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drain {
+    /// As given, for the app's log; its password, if any, shown as `***`.
     pub url: String,
     pub transport: Transport,
     /// `host:port`, resolved at each connect.
     pub address: String,
+    /// An HTTP drain's URL without its user and password, which go in `Authorization`.
+    pub target: String,
+    /// `user:password` from the URL, for HTTP basic authentication.
+    pub credentials: Option<String>,
 }
 
 impl std::str::FromStr for Drain {
@@ -59,22 +71,44 @@ impl std::str::FromStr for Drain {
         let transport = match scheme {
             "syslog" | "syslog+tcp" => Transport::Tcp,
             "syslog+udp" => Transport::Udp,
-            "syslog+tls" | "https" => {
-                return Err(format!(
-                    "{scheme}:// drains are not built yet; syslog+tcp:// and syslog+udp:// are"
-                ));
-            }
+            "syslog+tls" => Transport::Tls,
+            "https" | "http" => Transport::Http,
             other => return Err(format!("unknown drain scheme {other}://")),
         };
-        let address = rest.trim_end_matches('/');
-        match address.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return Err("expected host:port after the scheme".to_owned()),
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let (credentials, hostport) = match authority.rsplit_once('@') {
+            Some((user, hostport)) => (Some(user.to_owned()), hostport),
+            None => (None, authority),
+        };
+        if transport != Transport::Http
+            && (credentials.is_some() || !path.trim_matches('/').is_empty())
+        {
+            return Err("expected only host:port after the scheme".to_owned());
         }
+        let address = match (hostport.rsplit_once(':'), &transport) {
+            (Some((host, port)), _) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                hostport.to_owned()
+            }
+            // HTTP's ports go without saying.
+            (None, Transport::Http) if !hostport.is_empty() => {
+                let port = if scheme == "https" { 443 } else { 80 };
+                format!("{hostport}:{port}")
+            }
+            _ => return Err("expected host:port after the scheme".to_owned()),
+        };
+        let shown = match credentials.as_deref().and_then(|c| c.split_once(':')) {
+            Some((user, _)) => format!("{scheme}://{user}:***@{hostport}{path}"),
+            None => url.to_owned(),
+        };
         Ok(Self {
-            url: url.to_owned(),
+            url: shown,
             transport,
-            address: address.to_owned(),
+            address,
+            target: format!("{scheme}://{hostport}{path}"),
+            credentials,
         })
     }
 }
@@ -182,11 +216,22 @@ fn messages(chunk: &Chunk, host: &str) -> Vec<Vec<u8>> {
 
 fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
     let system = Arc::new(Label::system());
+    // Read once: the roots do not change while hkrun runs.
+    let tls = match drain.transport {
+        Transport::Tls | Transport::Http => match link::trusted_roots() {
+            Ok(roots) => Some(roots),
+            Err(err) => {
+                log.event(&system, format!("drain {} cannot start: {err}", drain.url));
+                return;
+            }
+        },
+        _ => None,
+    };
     let mut backoff = BACKOFF.0;
     let mut down_said = false;
     let mut drops_said: Option<std::time::Instant> = None;
     loop {
-        let mut link = match connect(drain) {
+        let mut link = match Link::connect(drain, &tls) {
             Ok(link) => link,
             Err(err) => {
                 let state = queue.lock();
@@ -294,59 +339,6 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
     }
 }
 
-enum Link {
-    Tcp(TcpStream),
-    Udp(UdpSocket),
-}
-
-fn connect(drain: &Drain) -> io::Result<Link> {
-    let addr: SocketAddr = drain
-        .address
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("no address"))?;
-    match drain.transport {
-        Transport::Tcp => {
-            let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-            stream.set_write_timeout(Some(TIMEOUT))?;
-            stream.set_nodelay(true)?;
-            Ok(Link::Tcp(stream))
-        }
-        Transport::Udp => {
-            let bind: SocketAddr = match addr {
-                SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("an address"),
-                SocketAddr::V6(_) => "[::]:0".parse().expect("an address"),
-            };
-            let socket = UdpSocket::bind(bind)?;
-            socket.connect(addr)?;
-            Ok(Link::Udp(socket))
-        }
-    }
-}
-
-impl Link {
-    fn send(&mut self, messages: &[Vec<u8>]) -> io::Result<()> {
-        match self {
-            // RFC 6587's octet counting: `LEN SP MESSAGE`, so a message may hold anything.
-            Self::Tcp(stream) => {
-                let mut framed = Vec::with_capacity(messages.iter().map(|m| m.len() + 8).sum());
-                for message in messages {
-                    framed.extend_from_slice(format!("{} ", message.len()).as_bytes());
-                    framed.extend_from_slice(message);
-                }
-                stream.write_all(&framed)
-            }
-            // A datagram each; one the network loses is lost (UDP's bargain).
-            Self::Udp(socket) => {
-                for message in messages {
-                    let _ = socket.send(message);
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,15 +359,22 @@ mod tests {
             "syslog+udp://[::1]:514".parse::<Drain>().unwrap().transport,
             Transport::Udp
         );
+        let tls: Drain = "syslog+tls://logs.example.com:6514".parse().unwrap();
+        assert_eq!(tls.transport, Transport::Tls);
+        let https: Drain = "https://user:secret@logs.example.com/drains/1?x=y"
+            .parse()
+            .unwrap();
+        assert_eq!(https.transport, Transport::Http);
+        assert_eq!(https.address, "logs.example.com:443");
+        assert_eq!(https.target, "https://logs.example.com/drains/1?x=y");
+        assert_eq!(https.credentials.as_deref(), Some("user:secret"));
+        assert_eq!(https.url, "https://user:***@logs.example.com/drains/1?x=y");
+        let local: Drain = "http://127.0.0.1:8080/logs".parse().unwrap();
+        assert_eq!(local.address, "127.0.0.1:8080");
         for (url, says) in [
-            (
-                "https://logs.example.com/drain",
-                "https:// drains are not built yet",
-            ),
-            (
-                "syslog+tls://x:6514",
-                "syslog+tls:// drains are not built yet",
-            ),
+            ("syslog+tcp://user@x:514", "expected only host:port"),
+            ("syslog+tls://x:6514/path", "expected only host:port"),
+            ("https:///path", "expected host:port"),
             ("ftp://x:1", "unknown drain scheme ftp://"),
             ("syslog://x", "expected host:port"),
             ("logs.example.com:514", "expected a URL"),
