@@ -45,8 +45,9 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 const TICK: Duration = Duration::from_secs(1);
 /// Pages open at once; more get 503 (each holds a stream and a log follower).
 const PAGES: usize = 16;
-/// Requests answered at once, apart from the streams.
-const AT_ONCE: usize = 8;
+/// Connections held at once, streams included: the next waits to be accepted, so no
+/// client can take hkrun's file descriptors (the dynos' pipes need them).
+const CONNECTIONS: usize = PAGES + 8;
 /// How long a client may take to send its request, or to take a write.
 const PATIENCE: Duration = Duration::from_secs(10);
 /// Log lines a page gets when it connects.
@@ -54,8 +55,9 @@ const FIRST_LINES: usize = 200;
 /// Log chunks put in one `log` event at most.
 const LOG_BATCH: usize = 64;
 /// Lines a page is sent a second at most: more than anyone reads, and the encoding runs
-/// on the driver's loop. Under a flood the newest are sent and the rest are counted in a
-/// `skipped` event (`hkrun logs` and the log files have them all).
+/// on the driver's loop. Under a flood a page gets the first 2,000 lines of each second
+/// (the newest of each batch read), and a `skipped` event a second counts the rest
+/// (`hkrun logs` and the log files have them all).
 const LINES_PER_SECOND: usize = 2000;
 
 /// What every connection shares.
@@ -64,13 +66,10 @@ struct Shared {
     history: Arc<History>,
     highest: Highest,
     app: String,
-    /// Whether only loopback names are taken in `Host` (the listener is on loopback).
-    loopback: bool,
     /// The recorder, and the ticks' sender: a page subscribes while holding it, so it
     /// gets every tick after its `hello`, none twice.
     state: Mutex<(Recorder, broadcast::Sender<Arc<str>>)>,
     pages: Arc<Semaphore>,
-    requests: Arc<Semaphore>,
 }
 
 /// Serves the dashboard on `listener` until the runtime ends, after logging its address.
@@ -103,18 +102,24 @@ pub async fn serve(
         history,
         highest: Highest::default(),
         app,
-        loopback: at.is_some_and(|a| a.ip().is_loopback()),
         state: Mutex::new((Recorder::default(), broadcast::channel(8).0)),
         pages: Arc::new(Semaphore::new(PAGES)),
-        requests: Arc::new(Semaphore::new(AT_ONCE)),
     });
     tokio::spawn(record(Arc::clone(&shared)));
+    let connections = Arc::new(Semaphore::new(CONNECTIONS));
     loop {
+        let Ok(place) = Arc::clone(&connections).acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        tokio::spawn(answer(stream, Arc::clone(&shared)));
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            answer(stream, &shared).await;
+            drop(place);
+        });
     }
 }
 
@@ -215,14 +220,14 @@ fn names_this_machine(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
-async fn answer(mut stream: TcpStream, shared: Arc<Shared>) {
-    let Ok(place) = Arc::clone(&shared.requests).acquire_owned().await else {
-        return;
-    };
+async fn answer(mut stream: TcpStream, shared: &Shared) {
     let Ok(Some(get)) = tokio::time::timeout(PATIENCE, http::read_get(&mut stream)).await else {
         return;
     };
-    let trusted = !shared.loopback || get.host.as_deref().is_some_and(names_this_machine);
+    // Checked whenever the request came in on loopback, whatever the listener's
+    // address: `--dashboard 0.0.0.0:9000` is reached at 127.0.0.1 too.
+    let on_loopback = stream.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let trusted = !on_loopback || get.host.as_deref().is_some_and(names_this_machine);
     let plain = "text/plain; charset=utf-8";
     let (status, content_type, body, policy) = match get.path.as_str() {
         _ if !trusted => (
@@ -238,14 +243,13 @@ async fn answer(mut stream: TcpStream, shared: Arc<Shared>) {
             None => return,
         },
         "/events" => {
-            drop(place);
             let Ok(page) = Arc::clone(&shared.pages).try_acquire_owned() else {
                 let busy = "Too many dashboard pages are open; close one and reload\n";
                 let head = http::head("503 Service Unavailable", plain, busy.len());
                 let _ = write_all(&mut stream, format!("{head}{busy}").as_bytes()).await;
                 return;
             };
-            stream_events(stream, &shared).await;
+            stream_events(stream, shared).await;
             drop(page);
             return;
         }
@@ -267,7 +271,6 @@ async fn answer(mut stream: TcpStream, shared: Arc<Shared>) {
     let _ = write_all(&mut stream, head.as_bytes()).await;
     let _ = write_all(&mut stream, body.as_bytes()).await;
     let _ = stream.shutdown().await;
-    drop(place);
 }
 
 /// Writes `bytes` within `PATIENCE`: a page that stops reading is let go.
@@ -342,9 +345,21 @@ async fn stream_events(mut stream: TcpStream, shared: &Shared) {
     loop {
         let out = tokio::select! {
             tick = ticks.recv() => match tick {
-                Ok(data) => event("tick", &data),
-                // The next tick says it all again.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(data) => {
+                    // What was left out is said within a second, flood over or not.
+                    let mut out = budget.next_second(tokio::time::Instant::now());
+                    out.extend(event("tick", &data));
+                    out
+                }
+                // Ticks carry new marks and samples: a page that missed some is sent the
+                // whole history again (the log it has stays).
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut hello = state.0.hello(&shared.app, now_ms());
+                    hello.resync = true;
+                    ticks = state.1.subscribe();
+                    event("hello", &serde_json::to_string(&hello).unwrap_or_default())
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             got = follow.recv() => {
@@ -370,17 +385,14 @@ async fn stream_events(mut stream: TcpStream, shared: &Shared) {
                         next = follow.ready();
                     }
                 }
-                let (out, over) = budget.log_events(&chunks, tokio::time::Instant::now());
-                let mut out = out;
-                skipped += over;
-                if skipped > 0 {
-                    let data = format!("{{\"lines\":{skipped},\"approximate\":{approximate}}}");
-                    out.extend(event("skipped", &data));
-                }
+                let mut out =
+                    budget.log_events(&chunks, skipped, approximate, tokio::time::Instant::now());
                 if ended {
+                    out.extend(budget.skipped_event());
                     out.extend(event("end", "{}"));
-                    // The log has ended: the follower goes now, so hkrun's exit does not
+                    // The log has ended: the follower goes first, so hkrun's exit does not
                     // wait on this page.
+                    drop(follow);
                     let _ = tokio::time::timeout(PATIENCE, write.write_all(&out)).await;
                     return;
                 }
@@ -402,37 +414,71 @@ async fn stream_events(mut stream: TcpStream, shared: &Shared) {
     }
 }
 
-/// What a page may still be sent this second.
+/// What a page may still be sent this second, and what it was not.
 #[derive(Debug, Default)]
 struct Budget {
     since: Option<tokio::time::Instant>,
     sent: usize,
-    /// Lines per chunk, on average, of what was taken: to count chunks lost to lag.
+    /// Lines left out since the last `skipped` event, and whether that is an estimate.
+    skipped: usize,
+    approximate: bool,
+    /// Lines per chunk, as last seen: to count chunks lost to lag.
     per_chunk: usize,
 }
 
 impl Budget {
-    /// A `log` event of the lines of `chunks` the budget allows at `now` (the newest),
-    /// and how many it leaves out.
-    fn log_events(&mut self, chunks: &[Chunk], now: tokio::time::Instant) -> (Vec<u8>, usize) {
+    /// At a new second: the `skipped` event for the last (if anything was left out), and
+    /// the budget afresh.
+    fn next_second(&mut self, now: tokio::time::Instant) -> Vec<u8> {
         if self
             .since
-            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+            .is_some_and(|s| now.duration_since(s) < Duration::from_secs(1))
         {
-            self.since = Some(now);
-            self.sent = 0;
+            return Vec::new();
         }
+        self.since = Some(now);
+        self.sent = 0;
+        self.skipped_event()
+    }
+
+    /// The events for `chunks` at `now`, `skipped` lines (`approximate`ly) having been
+    /// lost before them: while the second's budget lasts, each batch's newest lines; what
+    /// is left out is said once a second at most.
+    fn log_events(
+        &mut self,
+        chunks: &[Chunk],
+        skipped: usize,
+        approximate: bool,
+        now: tokio::time::Instant,
+    ) -> Vec<u8> {
+        let mut out = self.next_second(now);
         let total: usize = chunks.iter().map(Chunk::line_count).sum();
         if let Some(first) = chunks.first() {
             self.per_chunk = first.line_count().max(1);
         }
         let allowed = total.min(LINES_PER_SECOND.saturating_sub(self.sent));
         self.sent += allowed;
-        if allowed == 0 {
-            return (Vec::new(), total);
+        self.skipped += skipped + (total - allowed);
+        self.approximate |= approximate;
+        if allowed > 0 {
+            let newest = history::last_lines(chunks, allowed);
+            out.extend(event("log", &log_data(newest.into_iter())));
         }
-        let newest = history::last_lines(chunks, allowed);
-        (event("log", &log_data(newest.into_iter())), total - allowed)
+        out
+    }
+
+    /// The `skipped` event for what was left out, if anything was (then nothing is).
+    fn skipped_event(&mut self) -> Vec<u8> {
+        if self.skipped == 0 {
+            return Vec::new();
+        }
+        let data = format!(
+            "{{\"lines\":{},\"approximate\":{}}}",
+            self.skipped, self.approximate
+        );
+        self.skipped = 0;
+        self.approximate = false;
+        event("skipped", &data)
     }
 
     /// About how many lines `chunks` chunks held (the broadcast counts chunks).
@@ -486,27 +532,50 @@ mod tests {
         )
     }
 
+    /// `(event, data)` of each event in `out`.
+    fn events(out: &[u8]) -> Vec<(String, serde_json::Value)> {
+        let text = std::str::from_utf8(out).unwrap();
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (name, data) = e.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap().to_owned();
+                let data = data.strip_prefix("data: ").unwrap();
+                (name, serde_json::from_str(data).unwrap())
+            })
+            .collect()
+    }
+
     #[test]
-    fn a_flood_sends_the_newest_lines_of_each_second_and_counts_the_rest() {
+    fn a_flood_sends_2000_lines_a_second_and_says_once_a_second_what_it_left_out() {
         let chunks = [chunk("web.1", 0..1500), chunk("web.2", 1500..3000)];
         let mut budget = Budget::default();
         let now = tokio::time::Instant::now();
-        let (out, over) = budget.log_events(&chunks, now);
-        assert_eq!(over, 1000);
-        let text = String::from_utf8(out).unwrap();
-        let data: serde_json::Value =
-            serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap())
-                .unwrap();
-        let lines = data.as_array().unwrap();
+        let sent = events(&budget.log_events(&chunks, 0, false, now));
+        assert_eq!(sent.len(), 1);
+        let lines = sent[0].1.as_array().unwrap();
         assert_eq!(lines.len(), LINES_PER_SECOND);
+        // The batch's newest.
         assert_eq!(lines[0]["line"], "line 1000");
         assert_eq!(lines[0]["dyno"], "web.1");
         assert_eq!(lines[LINES_PER_SECOND - 1]["line"], "line 2999");
-        // Nothing more this second; all again in the next.
+        // Nothing more this second, and nothing said yet.
         let again = [chunk("web.1", 0..10)];
-        assert_eq!(budget.log_events(&again, now), (Vec::new(), 10));
-        let (out, over) = budget.log_events(&again, now + Duration::from_secs(1));
-        assert_eq!((out.is_empty(), over), (false, 0));
+        assert!(budget.log_events(&again, 5, true, now).is_empty());
+        assert!(
+            budget
+                .next_second(now + Duration::from_millis(500))
+                .is_empty()
+        );
+        // The next second: what was left out, then the lines.
+        let later = events(&budget.log_events(&again, 0, false, now + Duration::from_secs(1)));
+        assert_eq!(later[0].0, "skipped");
+        assert_eq!(
+            later[0].1,
+            serde_json::json!({"lines": 1015, "approximate": true})
+        );
+        assert_eq!(later[1].0, "log");
+        assert_eq!(later.len(), 2);
         assert_eq!(budget.lines_of_lost_chunks(3), 30);
     }
 

@@ -53,6 +53,9 @@ pub struct Hello<'a> {
     pub memory: BTreeMap<&'a str, &'a VecDeque<(u64, u64)>>,
     pub marks: &'a VecDeque<Mark>,
     pub connections: &'a VecDeque<(u64, u64)>,
+    /// Sent again to a page that fell behind on ticks: its charts start again from it,
+    /// its log stays.
+    pub resync: bool,
 }
 
 impl Recorder {
@@ -134,6 +137,7 @@ impl Recorder {
             memory: self.memory.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             marks: &self.marks,
             connections: &self.connections,
+            resync: false,
         }
     }
 }

@@ -450,3 +450,36 @@ fn the_page_shows_every_dyno_and_marks_r14_within_five_seconds() {
     drop(driver);
     hk.stop_cleanly();
 }
+
+#[test]
+fn idle_connections_cannot_take_hkruns_descriptors() {
+    let app = App::new("worker: echo working; exec sleep 1000\n");
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "--dashboard"]);
+    let at = dashboard_address(&mut hk);
+    hk.wait_for("worker.1 | working");
+    let descriptors = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = descriptors(hk.child.id());
+    // 100 clients that connect and say nothing: hkrun takes 24, the kernel's backlog
+    // (128) holds the rest.
+    let addr: std::net::SocketAddr = at.parse().unwrap();
+    let idle: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .collect();
+    assert_eq!(idle.len(), 100);
+    std::thread::sleep(Duration::from_millis(500));
+    let during = descriptors(hk.child.id());
+    assert!(
+        during <= before + 24,
+        "{before} descriptors before, {during} with {} idle clients",
+        idle.len()
+    );
+    // Once they go, the page is served again.
+    drop(idle);
+    let (status, _, _) = get(&at, "/", &at);
+    assert!(status.contains("200"), "{status}");
+    hk.stop_cleanly();
+}

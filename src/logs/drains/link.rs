@@ -121,20 +121,26 @@ impl Link {
                 Ok(Self::Tls(Box::new(stream)))
             }
             Transport::Http => {
-                let roots = roots.as_ref().ok_or_else(no_roots)?;
-                let tls = ureq::tls::TlsConfig::builder()
-                    .root_certs(roots.http.clone())
-                    .build();
+                let mut tls = ureq::tls::TlsConfig::builder();
+                if drain.target.starts_with("https://") {
+                    let roots = roots.as_ref().ok_or_else(no_roots)?;
+                    tls = tls.root_certs(roots.http.clone());
+                }
+                let tls = tls.build();
                 let agent = ureq::Agent::config_builder()
                     .tls_config(tls)
                     .timeout_connect(Some(TIMEOUT))
                     .timeout_global(Some(HTTP_TIMEOUT))
                     .http_status_as_error(false)
+                    // A redirect would turn the POST into a GET without its body.
+                    .max_redirects(0)
                     .user_agent(concat!("hkrun/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .into();
                 let authorization = drain.credentials.as_ref().map(|c| {
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(c);
+                    // `user:password` as typed in a URL, its `%40`s decoded.
+                    let decoded: Vec<u8> = percent_encoding::percent_decode_str(c).collect();
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(decoded);
                     format!("Basic {encoded}")
                 });
                 Ok(Self::Http {
@@ -179,11 +185,18 @@ impl Link {
                 if let Some(value) = authorization {
                     request = request.header("Authorization", value.as_str());
                 }
-                let answer = request
+                let mut answer = request
                     .send(&octet_counted(messages)[..])
                     .map_err(io::Error::other)?;
+                // Read to its end, so the connection is used again for the next batch.
+                let _ = answer.body_mut().with_config().limit(1 << 20).read_to_vec();
                 match answer.status().as_u16() {
                     200..=299 => Ok(()),
+                    // The receiver will not take this batch whenever it is sent.
+                    status @ (400..=407 | 409..=428 | 430..=499) => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("it answered HTTP {status}"),
+                    )),
                     status => Err(io::Error::other(format!("it answered HTTP {status}"))),
                 }
             }

@@ -99,8 +99,10 @@ impl std::str::FromStr for Drain {
             }
             _ => return Err("expected host:port after the scheme".to_owned()),
         };
-        let shown = match credentials.as_deref().and_then(|c| c.split_once(':')) {
-            Some((user, _)) => format!("{scheme}://{user}:***@{hostport}{path}"),
+        // A password, or a token alone, is never shown.
+        let shown = match credentials.as_deref().map(|c| c.split_once(':')) {
+            Some(Some((user, _))) => format!("{scheme}://{user}:***@{hostport}{path}"),
+            Some(None) => format!("{scheme}://***@{hostport}{path}"),
             None => url.to_owned(),
         };
         Ok(Self {
@@ -218,6 +220,7 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
     let system = Arc::new(Label::system());
     // Read once: the roots do not change while hkrun runs.
     let tls = match drain.transport {
+        Transport::Tls | Transport::Http if drain.target.starts_with("http://") => None,
         Transport::Tls | Transport::Http => match link::trusted_roots() {
             Ok(roots) => Some(roots),
             Err(err) => {
@@ -311,7 +314,23 @@ fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
                 said.push(format!("<188>1 - - heroku system - {text}").into_bytes());
             }
             said.extend(batch);
-            if let Err(err) = link.send(&said) {
+            let sent = link.send(&said);
+            if let Err(err) = &sent
+                && err.kind() == io::ErrorKind::InvalidData
+            {
+                // Refused for good (an HTTPS drain's 4xx): sending it again would stop
+                // every later line behind it.
+                log.event(
+                    &system,
+                    format!(
+                        "drain {} refused {} lines ({err}); they are dropped",
+                        drain.url,
+                        said.len()
+                    ),
+                );
+                continue;
+            }
+            if let Err(err) = sent {
                 // Sent again on the next connection: a message may arrive twice, none is
                 // lost to a broken connection.
                 let mut state = queue.lock();
@@ -369,6 +388,8 @@ mod tests {
         assert_eq!(https.target, "https://logs.example.com/drains/1?x=y");
         assert_eq!(https.credentials.as_deref(), Some("user:secret"));
         assert_eq!(https.url, "https://user:***@logs.example.com/drains/1?x=y");
+        let token: Drain = "https://t0ken@logs.example.com/".parse().unwrap();
+        assert_eq!(token.url, "https://***@logs.example.com/");
         let local: Drain = "http://127.0.0.1:8080/logs".parse().unwrap();
         assert_eq!(local.address, "127.0.0.1:8080");
         for (url, says) in [
