@@ -696,10 +696,60 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// clap's error for what the user typed, as one line: the error, then its tip or its
+/// possible values, without the usage and `--help` lines.
+pub fn one_line_error(text: &str) -> String {
+    let mut line = String::new();
+    for part in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if part.starts_with("Usage:") || part.starts_with("For more information") {
+            continue;
+        }
+        match (part.strip_prefix("tip: "), part.strip_prefix('[')) {
+            (Some(tip), _) => {
+                line.push_str("; ");
+                line.push_str(tip);
+            }
+            (None, Some(values)) => {
+                line.push_str(" (");
+                line.push_str(values.trim_end_matches(']'));
+                line.push(')');
+            }
+            (None, None) if line.is_empty() => {
+                line.push_str(part.strip_prefix("error: ").unwrap_or(part));
+            }
+            (None, None) => {
+                line.push_str(": ");
+                line.push_str(part);
+            }
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn a_bad_command_line_is_one_line_naming_the_value() {
+        let said = |line: &str| {
+            let err = Cli::try_parse_from(line.split_whitespace()).unwrap_err();
+            one_line_error(&err.to_string())
+        };
+        assert_eq!(
+            said("hkrun start -p 70000"),
+            "invalid value '70000' for '--port <PORT>': 70000 is not in 0..=65535"
+        );
+        assert_eq!(
+            said("hkrun start --color sometimes"),
+            "invalid value 'sometimes' for '--color <WHEN>' (possible values: auto, always, never)"
+        );
+        assert_eq!(
+            said("hkrun sacle web=2"),
+            "unrecognized subcommand 'sacle'; some similar subcommands exist: 'ps:scale', 'scale'"
+        );
+    }
 
     #[test]
     fn cli_is_consistent() {

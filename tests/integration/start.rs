@@ -243,6 +243,20 @@ fn bad_input_is_refused_with_one_line_and_nothing_started() {
             65,
             "hkrun: Procfile: no process entries",
         ),
+        (
+            "web: touch started\n",
+            "",
+            &["start", "-p", "70000"],
+            2,
+            "hkrun: invalid value '70000' for '--port <PORT>': 70000 is not in 0..=65535",
+        ),
+        (
+            "web: touch started\n",
+            "",
+            &["start", "--no-preboots"],
+            2,
+            "hkrun: unexpected argument '--no-preboots' found; a similar argument exists: '--no-preboot'",
+        ),
     ];
     for (procfile, dotenv, args, code, message) in cases {
         let app = App::new(procfile);
