@@ -13,6 +13,7 @@
 #   BENCH_SECONDS=60      length of the idle window
 #   BENCH_TOOLS="hkrun honcho foreman"
 #   HKRUN=path            hkrun binary [default: `cargo build --release`, then target/release/hkrun]
+#   BENCH_HKRUN_FLAGS=""  more flags for `hkrun start` (`--dashboard`, `--metrics 9100`)
 # Peers are used when installed (`pip install honcho`, `apt-get install -y ruby-foreman`).
 set -euo pipefail
 
@@ -65,7 +66,8 @@ run() {
     local tool=$1
     local cmd
     case $tool in
-        hkrun) cmd=("$HKRUN" start -f "$work/Procfile" -m "s=$DYNOS" -p 20000) ;;
+        # shellcheck disable=SC2206
+        hkrun) cmd=("$HKRUN" start -f "$work/Procfile" -m "s=$DYNOS" -p 20000 ${BENCH_HKRUN_FLAGS:-}) ;;
         honcho) command -v honcho >/dev/null || { echo "| honcho | skipped (not installed) |"; return; }
                 cmd=(honcho -f "$work/Procfile" start -c "s=$DYNOS" -p 20000) ;;
         foreman) command -v foreman >/dev/null || { echo "| foreman | skipped (not installed) |"; return; }

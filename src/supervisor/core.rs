@@ -341,10 +341,18 @@ impl Supervisor {
         let Some(spec) = self.plan.scheduler.get(job) else {
             return Vec::new();
         };
-        if self.phase != Phase::Running {
-            return Vec::new();
-        }
         let command = spec.command.clone();
+        match self.phase {
+            Phase::Running => {}
+            // Heroku's Scheduler runs jobs of an app whose release is under way; here the
+            // formation has not started yet, so the run is said to be skipped.
+            Phase::Releasing => {
+                return vec![log_system(format!(
+                    "scheduler: `{command}` was due during the release phase: this run is skipped"
+                ))];
+            }
+            _ => return Vec::new(),
+        }
         self.scheduled.resize(self.plan.scheduler.len(), None);
         if let Some(last) = self.scheduled[job]
             .clone()

@@ -135,6 +135,10 @@ impl Supervisor {
                         Some(status) if d.crashed > 0 => {
                             format!("exited with status {}", status.code())
                         }
+                        // Killed by hkrun: for its memory (R15), or else its boot (R10).
+                        _ if d.errors.r15 > 0 => {
+                            "was killed for using over twice its memory quota (R15)".to_owned()
+                        }
                         _ => "missed its boot timeout".to_owned(),
                     };
                     failed = Some(format!("the new {slot} {how}"));

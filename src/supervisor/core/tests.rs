@@ -1419,6 +1419,54 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
 }
 
 #[test]
+fn a_preboot_whose_new_dyno_is_killed_at_r15_says_so() {
+    let t0 = Instant::now();
+    let mut sup = started(router_plan(), t0);
+    ready(&mut sup, t0, slot("web", 1));
+    ready(&mut sup, t0, slot("web", 2));
+    let t1 = t0 + secs(1);
+    control(
+        &mut sup,
+        t1,
+        9,
+        Control::Restart(vec![Target::Type("web".into())]),
+    );
+    let new1 = slot("web", 1).next_generation();
+    let effects = sup.handle(t1, Input::Memory(vec![(new1, 4 * QUOTA)]));
+    assert!(
+        logs(&effects).contains(
+            &"system: Preboot failed: the new web.1 was killed for using over twice its memory \
+              quota (R15); the old dynos keep serving"
+                .to_owned()
+        ),
+        "{:#?}",
+        logs(&effects)
+    );
+}
+
+#[test]
+fn a_job_due_during_the_release_phase_is_skipped_and_said() {
+    use crate::plan::schedule::{Frequency, Job};
+    let t0 = Instant::now();
+    let mut sup = started(
+        AppPlan {
+            scheduler: vec![Job {
+                command: "tidy".into(),
+                frequency: Frequency::EveryTenMinutes,
+            }],
+            ..plan(true, RestartPolicy::Always)
+        },
+        t0,
+    );
+    let effects = sup.handle(t0, Input::Scheduled { job: 0 });
+    assert!(actions(&effects).is_empty());
+    assert_eq!(
+        logs(&effects),
+        ["system: scheduler: `tidy` was due during the release phase: this run is skipped"]
+    );
+}
+
+#[test]
 fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
     let t0 = Instant::now();
     let mut sup = started(router_plan(), t0);
