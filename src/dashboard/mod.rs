@@ -66,10 +66,36 @@ struct Shared {
     history: Arc<History>,
     highest: Highest,
     app: String,
-    /// The recorder, and the ticks' sender: a page subscribes while holding it, so it
-    /// gets every tick after its `hello`, none twice.
-    state: Mutex<(Recorder, broadcast::Sender<Arc<str>>)>,
+    state: Mutex<Recording>,
     pages: Arc<Semaphore>,
+}
+
+/// The recorder, the ticks' sender, and the last tick: a page joins while holding them,
+/// so it gets every tick after its `hello`, none twice.
+#[derive(Default)]
+struct Recording {
+    recorder: Recorder,
+    ticks: Option<broadcast::Sender<Arc<str>>>,
+    /// The last tick's data without its marks (`hello` has them): a page that joins
+    /// shows the dynos at once, not a second later.
+    last: Option<String>,
+}
+
+impl Recording {
+    /// `hello` (and the last tick) for a page joining now, and its receiver of ticks.
+    fn join(&mut self, app: &str, resync: bool) -> (Vec<u8>, broadcast::Receiver<Arc<str>>) {
+        let mut hello = self.recorder.hello(app, now_ms());
+        hello.resync = resync;
+        let mut out = event("hello", &serde_json::to_string(&hello).unwrap_or_default());
+        if let Some(last) = &self.last {
+            out.extend(event("tick", last));
+        }
+        let ticks = self
+            .ticks
+            .get_or_insert_with(|| broadcast::channel(8).0)
+            .subscribe();
+        (out, ticks)
+    }
 }
 
 /// Serves the dashboard on `listener` until the runtime ends, after logging its address.
@@ -102,7 +128,7 @@ pub async fn serve(
         history,
         highest: Highest::default(),
         app,
-        state: Mutex::new((Recorder::default(), broadcast::channel(8).0)),
+        state: Mutex::new(Recording::default()),
         pages: Arc::new(Semaphore::new(PAGES)),
     });
     tokio::spawn(record(Arc::clone(&shared)));
@@ -170,10 +196,13 @@ async fn record(shared: Arc<Shared>) {
         };
         let t = now_ms();
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let marks = state.0.observe(t, &figures);
+        let marks = state.recorder.observe(t, &figures);
         let data = tick_data(t, &ps, &figures, &marks);
-        // No page open is no error.
-        let _ = state.1.send(Arc::from(data));
+        state.last = Some(tick_data(t, &ps, &figures, &[]));
+        if let Some(ticks) = &state.ticks {
+            // No page open is no error.
+            let _ = ticks.send(Arc::from(data));
+        }
     }
 }
 
@@ -319,17 +348,14 @@ fn log_data<'a>(lines: impl Iterator<Item = (&'a Chunk, &'a [u8])>) -> String {
 async fn stream_events(mut stream: TcpStream, shared: &Shared) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
                 Connection: close\r\n\r\nretry: 1000\n\n";
-    let (hello, mut ticks) = {
-        let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let hello = state.0.hello(&shared.app, now_ms());
-        (
-            serde_json::to_string(&hello).unwrap_or_default(),
-            state.1.subscribe(),
-        )
-    };
+    let (hello, mut ticks) = shared
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .join(&shared.app, false);
     let (chunks, follow) = shared.history.since(FIRST_LINES, |_| true, true);
     let mut out = head.as_bytes().to_vec();
-    out.extend(event("hello", &hello));
+    out.extend(hello);
     let first = history::last_lines(&chunks, FIRST_LINES);
     if !first.is_empty() {
         out.extend(event("log", &log_data(first.into_iter())));
@@ -354,11 +380,13 @@ async fn stream_events(mut stream: TcpStream, shared: &Shared) {
                 // Ticks carry new marks and samples: a page that missed some is sent the
                 // whole history again (the log it has stays).
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-                    let mut hello = state.0.hello(&shared.app, now_ms());
-                    hello.resync = true;
-                    ticks = state.1.subscribe();
-                    event("hello", &serde_json::to_string(&hello).unwrap_or_default())
+                    let (hello, again) = shared
+                        .state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .join(&shared.app, true);
+                    ticks = again;
+                    hello
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },

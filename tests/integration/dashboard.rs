@@ -111,6 +111,8 @@ fn the_stream_says_what_ps_says_and_only_to_this_machines_names() {
     });
     assert_eq!(events[0].0, "hello");
     assert_eq!(events[0].1["window_secs"], 900);
+    // The last tick at once, so a page shows the dynos without waiting for the next.
+    assert_eq!(events[1].0, "tick");
     let ps: Value = serde_json::from_str(&client(app.path(), &["ps", "--json"]).stdout).unwrap();
     let (_, tick) = events.iter().rev().find(|(n, _)| n == "tick").unwrap();
     for field in ["name", "type", "pid", "port", "quota", "state"] {
