@@ -251,8 +251,11 @@ const DETACH: u8 = 0x1d;
 /// detaches, or the dyno's run ends. The dyno keeps running either way.
 pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
+    // The dyno takes this terminal's size while attached (not its later changes).
+    let size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
     client.send(&Request::Connect {
         dyno: args.dyno.clone(),
+        size,
     })?;
     let answer = client.answer()?;
     errors::print_err(&format!("{}\n", answer.message.unwrap_or_default()));

@@ -45,7 +45,12 @@ pub enum Request {
     /// Attach to a `--tty` dyno's terminal (`web.1`, or a type with one dyno): after the
     /// answer, the connection carries the terminal's bytes both ways until either side
     /// closes it.
-    Connect { dyno: String },
+    Connect {
+        dyno: String,
+        /// The client's terminal, `[rows, columns]`: the dyno's while it is attached.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<[u16; 2]>,
+    },
     /// Read the env files again, then restart every dyno (web preboot-style):
     /// `config:set` and `config:unset` on a running app.
     Reload {},

@@ -65,6 +65,8 @@ pub enum Call {
     Attach {
         dyno: String,
         who: String,
+        /// The client's terminal, `[rows, columns]`, if it is on one.
+        size: Option<[u16; 2]>,
         reply: oneshot::Sender<Result<Attached, String>>,
     },
     /// Attachment `id` to `slot`'s terminal has ended.
@@ -392,7 +394,7 @@ async fn serve_client(
                     }
                 }
             }
-            Ok(Request::Connect { dyno }) => {
+            Ok(Request::Connect { dyno, size }) => {
                 if !seat.start_stream() {
                     let busy = Response::error("too many streaming clients at once; try again");
                     let _ = seat.send(&mut write, &busy.encode()).await;
@@ -402,6 +404,7 @@ async fn serve_client(
                 let call = Call::Attach {
                     dyno,
                     who: who.to_owned(),
+                    size,
                     reply,
                 };
                 if context.calls.send(call).is_err() {

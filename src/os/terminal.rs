@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::pty::Winsize;
+pub use nix::pty::Winsize;
 
 /// What a dyno gets when hkrun itself is on no terminal: a VT100's size.
 const DEFAULT: Winsize = Winsize {
@@ -32,8 +32,13 @@ pub fn open(size: Winsize) -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The size of the terminal hkrun runs on (its stdout, stdin or stderr), or 80×24.
-#[allow(unsafe_code)]
 pub fn size() -> Winsize {
+    own_size().unwrap_or(DEFAULT)
+}
+
+/// The size of the terminal this process runs on (its stdout, stdin or stderr), if any.
+#[allow(unsafe_code)]
+pub fn own_size() -> Option<Winsize> {
     [1, 0, 2]
         .into_iter()
         .find_map(|fd| {
@@ -43,7 +48,15 @@ pub fn size() -> Winsize {
             get_size(fd).ok()
         })
         .filter(|s| s.ws_row > 0 && s.ws_col > 0)
-        .unwrap_or(DEFAULT)
+}
+
+/// `rows` × `cols`.
+pub fn sized(rows: u16, cols: u16) -> Winsize {
+    Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ..DEFAULT
+    }
 }
 
 #[allow(unsafe_code)]

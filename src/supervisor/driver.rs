@@ -273,9 +273,9 @@ async fn drive(
                         Input::Control { id: driver.next_id, request }
                     }
                     Call::StopAll => Input::Stop(StopRequest::Control),
-                    Call::Attach { dyno, who, reply } => {
+                    Call::Attach { dyno, who, size, reply } => {
                         // A client gone before the answer holds nothing.
-                        if let Err(Ok(attached)) = reply.send(driver.attach(&sup, &dyno, who)) {
+                        if let Err(Ok(attached)) = reply.send(driver.attach(&sup, &dyno, who, size)) {
                             driver.detach(&attached.slot, attached.id);
                         }
                         continue;
@@ -357,9 +357,10 @@ struct Driver {
     /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
     /// output goes to an attached `hkrun connect`.
     terminals: HashMap<Slot, (OwnedFd, Arc<Tee>)>,
-    /// Who is attached to each terminal dyno that has a client (`pid 4242`), and which
-    /// attachment that is: a late detach of an earlier one changes nothing.
-    attached: HashMap<Slot, (String, u64)>,
+    /// Who is attached to each terminal dyno that has a client (`pid 4242`), which
+    /// attachment that is (a late detach of an earlier one changes nothing), and the
+    /// client's terminal size the dyno has meanwhile.
+    attached: HashMap<Slot, (String, u64, Option<terminal::Winsize>)>,
     /// Attachments so far.
     attachments: u64,
     /// Colour slot of each process type.
@@ -616,8 +617,11 @@ impl Driver {
     /// its SIGWINCH).
     fn resize_terminals(&self) {
         let size = terminal::size();
-        for (master, _) in self.terminals.values() {
-            let _ = terminal::resize(master.as_fd(), size);
+        for (slot, (master, _)) in &self.terminals {
+            // An attached client's size stays until it detaches.
+            if self.attached.get(slot).is_none_or(|a| a.2.is_none()) {
+                let _ = terminal::resize(master.as_fd(), size);
+            }
         }
     }
 
@@ -671,7 +675,13 @@ impl Driver {
 
     /// `hkrun connect DYNO`: the running dyno of that name (or the one dyno of that type)
     /// and its terminal, unless it has none or a client is attached already.
-    fn attach(&mut self, sup: &Supervisor, dyno: &str, who: String) -> Result<Attached, String> {
+    fn attach(
+        &mut self,
+        sup: &Supervisor,
+        dyno: &str,
+        who: String,
+        size: Option<[u16; 2]>,
+    ) -> Result<Attached, String> {
         let running: Vec<&Slot> = sup
             .dynos()
             .iter()
@@ -700,7 +710,7 @@ impl Driver {
                 kind = slot.kind
             ));
         };
-        if let Some((holder, _)) = self.attached.get(&slot) {
+        if let Some((holder, _, _)) = self.attached.get(&slot) {
             return Err(format!(
                 "{slot} is attached already, by {holder}: one client at a time (Ctrl-] detaches)"
             ));
@@ -715,7 +725,15 @@ impl Driver {
         }
         self.attachments += 1;
         let id = self.attachments;
-        self.attached.insert(slot.clone(), (who, id));
+        // The client's size while it is attached (the dyno gets SIGWINCH), as `heroku run`
+        // gives a one-off dyno the user's terminal.
+        let size = size
+            .filter(|[rows, cols]| *rows > 0 && *cols > 0)
+            .map(|[rows, cols]| terminal::sized(rows, cols));
+        if let Some(size) = size {
+            let _ = terminal::resize(master.as_fd(), size);
+        }
+        self.attached.insert(slot.clone(), (who, id, size));
         Ok(Attached {
             slot,
             id,
@@ -726,10 +744,18 @@ impl Driver {
 
     /// Attachment `id` to `slot` has ended; a later one stays.
     fn detach(&mut self, slot: &Slot, id: u64) {
-        if self.attached.get(slot).is_some_and(|(_, held)| *held == id) {
-            self.attached.remove(slot);
-            if let Some((_, tee)) = self.terminals.get(slot) {
+        if self
+            .attached
+            .get(slot)
+            .is_some_and(|(_, held, _)| *held == id)
+        {
+            let (_, _, size) = self.attached.remove(slot).unwrap_or_default();
+            if let Some((master, tee)) = self.terminals.get(slot) {
                 tee.detach();
+                // hkrun's size again, once a client's is gone.
+                if size.is_some() {
+                    let _ = terminal::resize(master.as_fd(), terminal::size());
+                }
             }
         }
     }

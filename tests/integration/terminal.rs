@@ -409,3 +409,36 @@ fn top_shows_every_dyno_and_a_key_restarts_one() {
     hk.stop_cleanly();
     assert_none_left(&hk.tag);
 }
+
+#[test]
+fn connect_gives_the_dyno_the_clients_terminal_size_until_it_detaches() {
+    // Says its terminal's size at each SIGWINCH, as a full-screen program redraws.
+    let app = App::new("winch: exec python3 winch.py\n");
+    app.write(
+        "winch.py",
+        "import os, signal, time\n\
+         say = lambda *_: print('size %dx%d' % tuple(os.get_terminal_size()), flush=True)\n\
+         signal.signal(signal.SIGWINCH, say)\n\
+         say()\n\
+         while True:\n    time.sleep(1)\n",
+    );
+    let port = free_base_port().to_string();
+    // hkrun on no terminal: its dynos' terminals are 80×24.
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--tty", "winch", "--no-timestamp", "-p", &port],
+    );
+    hk.wait_for("winch.1 | size 80x24");
+    let Some(mut client) = Terminal::start_with(&app, &["connect", "winch"], &[], (33, 111)) else {
+        hk.stop_cleanly();
+        return;
+    };
+    client.hk.wait_for("Connected to winch.1");
+    hk.wait_for("winch.1 | size 111x33");
+    // Ctrl-] detaches: hkrun's size again.
+    client.type_keys(b"\x1d");
+    client.hk.wait_for("Detached from winch; it keeps running.");
+    hk.wait_for("winch.1 | size 80x24");
+    assert!(client.hk.wait_exit().success());
+    hk.stop_cleanly();
+}
