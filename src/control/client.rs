@@ -250,8 +250,10 @@ const DETACH: u8 = 0x1d;
 /// `hkrun connect DYNO`: the dyno's terminal here, raw, until Ctrl-] (or the end of stdin)
 /// detaches, or the dyno's run ends. The dyno keeps running either way.
 pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
+    // Before the size is read: a resize from now on is queued, none falls in between.
+    let resizes = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]);
     let mut client = Client::open(&args.control)?;
-    // The dyno takes this terminal's size while attached (not its later changes).
+    // The dyno takes this terminal's size while attached, and its changes (below).
     let size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
     client.send(&Request::Connect {
         dyno: args.dyno.clone(),
@@ -282,6 +284,27 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
         std::thread::spawn(move || {
             if signals.forever().next().is_some() {
                 let _ = detached.send(true);
+            }
+        });
+    }
+    // A resized window resizes the dyno's terminal, asked on a connection of its own
+    // (this one carries the terminal's bytes).
+    if let Ok(mut resizes) = resizes {
+        let (control, dyno) = (args.control.clone(), args.dyno.clone());
+        std::thread::spawn(move || {
+            for _ in resizes.forever() {
+                let Some(size) = crate::os::terminal::own_size() else {
+                    continue;
+                };
+                if let Ok(mut client) = Client::open(&control) {
+                    let resize = Request::Resize {
+                        dyno: dyno.clone(),
+                        size: [size.ws_row, size.ws_col],
+                    };
+                    if client.send(&resize).is_ok() {
+                        let _ = client.answer();
+                    }
+                }
             }
         });
     }

@@ -51,6 +51,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<[u16; 2]>,
     },
+    /// The terminal of an attached `connect` client has a new size, `[rows, columns]`:
+    /// the dyno's too. Only the client attached to `dyno` may ask.
+    Resize { dyno: String, size: [u16; 2] },
     /// Read the env files again, then restart every dyno (web preboot-style):
     /// `config:set` and `config:unset` on a running app.
     Reload {},
@@ -317,7 +320,7 @@ mod tests {
             ),
             (
                 br#"{"v":1,"cmd":"dance"}"#,
-                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `reload`, `logs`",
+                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `resize`, `reload`, `logs`",
             ),
             (
                 br#"{"v":1,"cmd":"ps","x":1}"#,

@@ -69,6 +69,13 @@ pub enum Call {
         size: Option<[u16; 2]>,
         reply: oneshot::Sender<Result<Attached, String>>,
     },
+    /// `who`'s terminal, attached to `dyno`, is `[rows, columns]` now.
+    Resize {
+        dyno: String,
+        who: String,
+        size: [u16; 2],
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Attachment `id` to `slot`'s terminal has ended.
     Detach { slot: Slot, id: u64 },
     /// `GET /metrics`: what `ps` shows and the counters, at one moment.
@@ -439,6 +446,24 @@ async fn serve_client(
                     }
                 }
             }
+            Ok(Request::Resize { dyno, size }) => {
+                let (reply, rx) = oneshot::channel();
+                let call = Call::Resize {
+                    dyno,
+                    who: who.to_owned(),
+                    size,
+                    reply,
+                };
+                let response = match context.calls.send(call) {
+                    Err(_) => stopping(),
+                    Ok(()) => match rx.await {
+                        Ok(Ok(())) => Response::ok(),
+                        Ok(Err(text)) => Response::error(text),
+                        Err(_) => stopping(),
+                    },
+                };
+                seat.send(&mut write, &response.encode()).await
+            }
             Ok(request) => {
                 let stop_all = matches!(&request, Request::Stop { target: None, targets } if targets.is_empty());
                 let answer = call(context, request);
@@ -606,7 +631,7 @@ async fn call(context: &Context, request: Request) -> Response {
                 Err(text) => return Response::error(text),
             }
         }
-        Request::Logs { .. } | Request::Connect { .. } => {
+        Request::Logs { .. } | Request::Connect { .. } | Request::Resize { .. } => {
             return Response::error("answered elsewhere");
         }
         Request::Reload {} => {

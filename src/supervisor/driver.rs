@@ -280,6 +280,10 @@ async fn drive(
                         }
                         continue;
                     }
+                    Call::Resize { dyno, who, size, reply } => {
+                        let _ = reply.send(driver.resize(&dyno, &who, size));
+                        continue;
+                    }
                     Call::Detach { slot, id } => {
                         driver.detach(&slot, id);
                         continue;
@@ -743,6 +747,25 @@ impl Driver {
     }
 
     /// Attachment `id` to `slot` has ended; a later one stays.
+    /// The terminal of `who`, attached to `dyno` (a name or its type), is `size` now.
+    fn resize(&mut self, dyno: &str, who: &str, [rows, cols]: [u16; 2]) -> Result<(), String> {
+        if rows == 0 || cols == 0 {
+            return Err(format!("{rows}x{cols} is no terminal size"));
+        }
+        let Some((slot, entry)) = self.attached.iter_mut().find(|(slot, (holder, _, _))| {
+            holder == who && (slot.to_string() == dyno || slot.kind == dyno)
+        }) else {
+            return Err(format!("{who} is not attached to {dyno}"));
+        };
+        let size = terminal::sized(rows, cols);
+        entry.2 = Some(size);
+        match self.terminals.get(slot) {
+            Some((master, _)) => terminal::resize(master.as_fd(), size)
+                .map_err(|e| format!("cannot resize {slot}'s terminal: {e}")),
+            None => Err(format!("{slot}'s run has ended")),
+        }
+    }
+
     fn detach(&mut self, slot: &Slot, id: u64) {
         if self
             .attached

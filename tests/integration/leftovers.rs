@@ -17,7 +17,12 @@ fn pids(tag: &str, needle: &str) -> Vec<Pid> {
             let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                 .unwrap_or_default()
                 .replace('\0', " ");
-            cmdline.contains(needle) && !cmdline.starts_with("/bin/sh")
+            // Not the shell or `setsid` that is about to exec it: a forked `sh -c` or
+            // `setsid sleep 1003` has the needle in its command line for a moment.
+            let launcher = ["/bin/sh", "sh ", "setsid "]
+                .iter()
+                .any(|l| cmdline.starts_with(l));
+            cmdline.contains(needle) && !launcher
         })
         .collect()
 }

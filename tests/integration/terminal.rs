@@ -411,7 +411,7 @@ fn top_shows_every_dyno_and_a_key_restarts_one() {
 }
 
 #[test]
-fn connect_gives_the_dyno_the_clients_terminal_size_until_it_detaches() {
+fn connect_gives_the_dyno_the_clients_terminal_size_and_its_resizes_until_it_detaches() {
     // Says its terminal's size at each SIGWINCH, as a full-screen program redraws.
     let app = App::new("winch: exec python3 winch.py\n");
     app.write(
@@ -435,6 +435,9 @@ fn connect_gives_the_dyno_the_clients_terminal_size_until_it_detaches() {
     };
     client.hk.wait_for("Connected to winch.1");
     hk.wait_for("winch.1 | size 111x33");
+    // The client's window resized: the dyno's terminal follows.
+    set_size(&client.master, 20, 70);
+    hk.wait_for("winch.1 | size 70x20");
     // Ctrl-] detaches: hkrun's size again.
     client.type_keys(b"\x1d");
     client.hk.wait_for("Detached from winch; it keeps running.");
