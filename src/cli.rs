@@ -700,10 +700,23 @@ pub struct RunArgs {
 /// possible values, without the usage and `--help` lines.
 pub fn one_line_error(text: &str) -> String {
     let mut line = String::new();
+    // After a line ending in `:` (`the following required arguments were not provided:`),
+    // its list: `<FORMAT>, <DIR>`.
+    let mut listing = None;
     for part in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if part.starts_with("Usage:") || part.starts_with("For more information") {
             continue;
         }
+        if let Some(items) = listing.as_mut()
+            && !part.starts_with("tip: ")
+            && !part.starts_with('[')
+        {
+            line.push_str(if *items == 0 { " " } else { ", " });
+            line.push_str(part);
+            *items += 1;
+            continue;
+        }
+        listing = part.ends_with(':').then_some(0);
         match (part.strip_prefix("tip: "), part.strip_prefix('[')) {
             (Some(tip), _) => {
                 line.push_str("; ");
@@ -748,6 +761,14 @@ mod tests {
         assert_eq!(
             said("hkrun sacle web=2"),
             "unrecognized subcommand 'sacle'; some similar subcommands exist: 'ps:scale', 'scale'"
+        );
+        assert_eq!(
+            said("hkrun export"),
+            "the following required arguments were not provided: <FORMAT>, <DIR>"
+        );
+        assert_eq!(
+            said("hkrun connect"),
+            "the following required arguments were not provided: <DYNO>"
         );
     }
 

@@ -18,13 +18,18 @@ fn main() -> ExitCode {
         {
             err.exit()
         }
-        // Bad input is one line naming the value, as everywhere else in hkrun; exit 2,
-        // clap's code for a command line it cannot take.
-        Err(err) => {
-            eprintln!("hkrun: {}", hkrun::cli::one_line_error(&err.to_string()));
-            return ExitCode::from(2);
-        }
+        Err(err) => return refuse(&err),
     };
-    let cli = hkrun::cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = match hkrun::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => return refuse(&err),
+    };
     hkrun::main(cli, &matches)
+}
+
+/// Bad input is one line naming the value, as everywhere else in hkrun; exit 2, clap's
+/// code for a command line it cannot take.
+fn refuse(err: &clap::Error) -> ExitCode {
+    eprintln!("hkrun: {}", hkrun::cli::one_line_error(&err.to_string()));
+    ExitCode::from(2)
 }

@@ -252,14 +252,24 @@ const DETACH: u8 = 0x1d;
 pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     // Before the size is read: a resize from now on is queued, none falls in between.
     let resizes = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]);
-    let mut client = Client::open(&args.control)?;
     // The dyno takes this terminal's size while attached, and its changes (below).
     let size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
-    client.send(&Request::Connect {
-        dyno: args.dyno.clone(),
-        size,
-    })?;
-    let answer = client.answer()?;
+    let attach = |size| -> Result<(Client, Response), Error> {
+        let mut client = Client::open(&args.control)?;
+        client.send(&Request::Connect {
+            dyno: args.dyno.clone(),
+            size,
+        })?;
+        let answer = client.answer()?;
+        Ok((client, answer))
+    };
+    let (client, answer) = match attach(size) {
+        // A supervisor from before sizes were sent: attached at its own size.
+        Err(Error::Refused(text)) if size.is_some() && text.contains("unknown field `size`") => {
+            attach(None)?
+        }
+        other => other?,
+    };
     errors::print_err(&format!("{}\n", answer.message.unwrap_or_default()));
     let stream = client.stream.get_ref();
     let mut keys_to = stream

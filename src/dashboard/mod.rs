@@ -198,7 +198,10 @@ async fn record(shared: Arc<Shared>) {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         let marks = state.recorder.observe(t, &figures);
         let data = tick_data(t, &ps, &figures, &marks);
-        state.last = Some(tick_data(t, &ps, &figures, &[]));
+        state.last = Some(match marks.is_empty() {
+            true => data.clone(),
+            false => tick_data(t, &ps, &figures, &[]),
+        });
         if let Some(ticks) = &state.ticks {
             // No page open is no error.
             let _ = ticks.send(Arc::from(data));

@@ -344,11 +344,12 @@ impl Supervisor {
         let command = spec.command.clone();
         match self.phase {
             Phase::Running => {}
-            // Heroku's Scheduler runs jobs of an app whose release is under way; here the
-            // formation has not started yet, so the run is said to be skipped.
+            // Release and postdeploy run before the formation: a run due then is said to
+            // be skipped.
             Phase::Releasing => {
                 return vec![log_system(format!(
-                    "scheduler: `{command}` was due during the release phase: this run is skipped"
+                    "scheduler: `{command}` was due before the formation started (release phase): \
+                     this run is skipped"
                 ))];
             }
             _ => return Vec::new(),

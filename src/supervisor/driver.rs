@@ -746,11 +746,14 @@ impl Driver {
         })
     }
 
-    /// Attachment `id` to `slot` has ended; a later one stays.
     /// The terminal of `who`, attached to `dyno` (a name or its type), is `size` now.
     fn resize(&mut self, dyno: &str, who: &str, [rows, cols]: [u16; 2]) -> Result<(), String> {
         if rows == 0 || cols == 0 {
             return Err(format!("{rows}x{cols} is no terminal size"));
+        }
+        // Only a client known by its own pid: peers without one all look alike.
+        if !who.starts_with("pid ") || who == "pid 0" {
+            return Err(format!("{who} cannot be told from other clients"));
         }
         let Some((slot, entry)) = self.attached.iter_mut().find(|(slot, (holder, _, _))| {
             holder == who && (slot.to_string() == dyno || slot.kind == dyno)
@@ -766,6 +769,7 @@ impl Driver {
         }
     }
 
+    /// Attachment `id` to `slot` has ended; a later one stays.
     fn detach(&mut self, slot: &Slot, id: u64) {
         if self
             .attached

@@ -1462,7 +1462,10 @@ fn a_job_due_during_the_release_phase_is_skipped_and_said() {
     assert!(actions(&effects).is_empty());
     assert_eq!(
         logs(&effects),
-        ["system: scheduler: `tidy` was due during the release phase: this run is skipped"]
+        [
+            "system: scheduler: `tidy` was due before the formation started (release phase): \
+             this run is skipped"
+        ]
     );
 }
 
