@@ -1,8 +1,45 @@
-//! Just enough HTTP/1.1 for hkrun's own listeners (`--metrics`, `--dashboard`): one `GET`
-//! per connection, its head read within a bound, and a response head.
+//! Just enough HTTP/1.1 for hkrun's own listeners (`--metrics`, `--dashboard`): the
+//! accept loop with a bound on connections held, one `GET` per connection, its head read
+//! within a bound, and a response head.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// `listener`, bound by `start`, on the runtime.
+pub fn listen(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// Accepts connections for ever, each answered by `answer` on a task of its own, with at
+/// most `at_once` held: the next waits in the kernel's backlog, so no client can take
+/// hkrun's file descriptors (the dynos' pipes need them).
+pub async fn serve<F, A>(listener: TcpListener, at_once: usize, answer: A)
+where
+    A: Fn(TcpStream) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let places = Arc::new(Semaphore::new(at_once));
+    loop {
+        let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, most likely: let some close.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let answered = answer(stream);
+        tokio::spawn(async move {
+            answered.await;
+            drop(place);
+        });
+    }
+}
 
 /// The longest request head taken.
 const MAX_HEAD: usize = 8 * 1024;

@@ -285,18 +285,10 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     });
     let _raw = RawTerminal::enter();
     // SIGTERM, SIGHUP or SIGINT from outside detach as Ctrl-] does: the terminal comes back.
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
-    ]) {
-        let detached = events.clone();
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                let _ = detached.send(true);
-            }
-        });
-    }
+    let detached = events.clone();
+    on_stop_signal(move || {
+        let _ = detached.send(true);
+    });
     // A resized window resizes the dyno's terminal, asked on a connection of its own
     // (this one carries the terminal's bytes).
     if let Ok(mut resizes) = resizes {
@@ -346,6 +338,20 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     };
     errors::print_err(&text);
     Ok(0)
+}
+
+/// Calls `then` on a thread of its own at the first SIGTERM, SIGHUP or SIGINT, which a
+/// client on a raw terminal (`connect`, `top`) takes as its user's way out, so that it
+/// can give the terminal back.
+pub(super) fn on_stop_signal(then: impl FnOnce() + Send + 'static) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]) {
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                then();
+            }
+        });
+    }
 }
 
 /// Writes each chunk through at once: a prompt has no newline.

@@ -67,18 +67,10 @@ pub fn top(args: &TopArgs) -> Result<i32, Error> {
         said: String::new(),
     };
     // SIGTERM, SIGHUP or SIGINT from outside end it as `q` does: the terminal comes back.
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
-    ]) {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                let _ = tx.send(Event::Gone);
-            }
-        });
-    }
+    let gone = tx.clone();
+    super::client::on_stop_signal(move || {
+        let _ = gone.send(Event::Gone);
+    });
     let _terminal = RawScreen::enter().map_err(|source| Error::Setup {
         what: "take over the terminal",
         source,

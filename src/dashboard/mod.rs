@@ -45,8 +45,7 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 const TICK: Duration = Duration::from_secs(1);
 /// Pages open at once; more get 503 (each holds a stream and a log follower).
 const PAGES: usize = 16;
-/// Connections held at once, streams included: the next waits to be accepted, so no
-/// client can take hkrun's file descriptors (the dynos' pipes need them).
+/// Connections held at once, streams included (`http::serve`).
 const CONNECTIONS: usize = PAGES + 8;
 /// How long a client may take to send its request, or to take a write.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -106,10 +105,7 @@ pub async fn serve(
     log: LogSender,
     app: String,
 ) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-    {
+    let listener = match http::listen(listener) {
         Ok(listener) => listener,
         Err(err) => {
             tracing::warn!(%err, "the dashboard cannot listen");
@@ -132,21 +128,11 @@ pub async fn serve(
         pages: Arc::new(Semaphore::new(PAGES)),
     });
     tokio::spawn(record(Arc::clone(&shared)));
-    let connections = Arc::new(Semaphore::new(CONNECTIONS));
-    loop {
-        let Ok(place) = Arc::clone(&connections).acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
+    http::serve(listener, CONNECTIONS, move |stream| {
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            answer(stream, &shared).await;
-            drop(place);
-        });
-    }
+        async move { answer(stream, &shared).await }
+    })
+    .await;
 }
 
 /// Unix milliseconds now.

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::control::server::Call;
 use crate::http;
@@ -202,33 +202,22 @@ const AT_ONCE: usize = 8;
 
 /// Serves `/metrics` on `listener` until the runtime ends.
 pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender<Call>) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-    {
+    let listener = match http::listen(listener) {
         Ok(listener) => listener,
         Err(err) => {
             tracing::warn!(%err, "the metrics endpoint cannot listen");
             return;
         }
     };
-    let places = Arc::new(Semaphore::new(AT_ONCE));
     let highest = Highest::default();
-    loop {
-        let Ok(place) = Arc::clone(&places).acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
+    http::serve(listener, AT_ONCE, move |stream| {
         let (calls, highest) = (calls.clone(), highest.clone());
-        tokio::spawn(async move {
+        async move {
             // Reading, answering and writing, all within the time a client may take.
             let _ = tokio::time::timeout(ANSWER, answer(stream, calls, highest)).await;
-            drop(place);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Each dyno group's highest CPU time seen: a process that leaves the group takes its

@@ -35,13 +35,7 @@ impl Terminal {
         vars: &[(&str, &str)],
         (rows, cols): (u16, u16),
     ) -> Option<Self> {
-        let size = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = match nix::pty::openpty(Some(&size), None) {
+        let pty = match nix::pty::openpty(Some(&winsize(rows, cols)), None) {
             Ok(pty) => pty,
             Err(err) => {
                 eprintln!("skipped: no pseudo-terminal ({err})");
@@ -295,15 +289,19 @@ while True:
     time.sleep(1)
 ";
 
-/// Sets a terminal's size, as a terminal emulator does when its window changes.
-#[allow(unsafe_code)]
-fn set_size(master: &File, rows: u16, cols: u16) {
-    let size = nix::pty::Winsize {
+fn winsize(rows: u16, cols: u16) -> nix::pty::Winsize {
+    nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
-    };
+    }
+}
+
+/// Sets a terminal's size, as a terminal emulator does when its window changes.
+#[allow(unsafe_code)]
+fn set_size(master: &File, rows: u16, cols: u16) {
+    let size = winsize(rows, cols);
     use std::os::fd::AsRawFd;
     // SAFETY: TIOCSWINSZ reads one `winsize` from a valid pointer.
     let done = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };

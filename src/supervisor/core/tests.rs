@@ -1418,8 +1418,9 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
     );
 }
 
-#[test]
-fn a_preboot_whose_new_dyno_is_killed_at_r15_says_so() {
+/// Both web dynos of `router_plan` up, then `restart web` (request 9) a second later:
+/// the supervisor, and when the preboot began.
+fn prebooting_web() -> (Supervisor, Instant) {
     let t0 = Instant::now();
     let mut sup = started(router_plan(), t0);
     ready(&mut sup, t0, slot("web", 1));
@@ -1431,6 +1432,12 @@ fn a_preboot_whose_new_dyno_is_killed_at_r15_says_so() {
         9,
         Control::Restart(vec![Target::Type("web".into())]),
     );
+    (sup, t1)
+}
+
+#[test]
+fn a_preboot_whose_new_dyno_is_killed_at_r15_says_so() {
+    let (mut sup, t1) = prebooting_web();
     let new1 = slot("web", 1).next_generation();
     let effects = sup.handle(t1, Input::Memory(vec![(new1, 4 * QUOTA)]));
     assert!(
@@ -1471,17 +1478,7 @@ fn a_job_due_during_the_release_phase_is_skipped_and_said() {
 
 #[test]
 fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
-    let t0 = Instant::now();
-    let mut sup = started(router_plan(), t0);
-    ready(&mut sup, t0, slot("web", 1));
-    ready(&mut sup, t0, slot("web", 2));
-    let t1 = t0 + secs(1);
-    control(
-        &mut sup,
-        t1,
-        9,
-        Control::Restart(vec![Target::Type("web".into())]),
-    );
+    let (mut sup, t1) = prebooting_web();
     let new1 = slot("web", 1).next_generation();
     let new2 = slot("web", 2).next_generation();
     ready(&mut sup, t1, new2.clone());
