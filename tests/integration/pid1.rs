@@ -248,12 +248,20 @@ fn dynos_start_with_default_signals_and_no_stray_descriptors() {
             .to_owned()
     };
     let (blocked, ignored) = (field("SigBlk:"), field("SigIgn:"));
-    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{dyno}/fd"))
-        .expect("its descriptors")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    fds.sort_unstable();
+    let descriptors = || {
+        let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{dyno}/fd"))
+            .expect("its descriptors")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        fds.sort_unstable();
+        fds
+    };
+    // The kernel names the process `sleep` a moment before it closes the close-on-exec
+    // descriptors of the exec: a stray one stays, a closing one goes.
+    let fds = eventually("the dyno's descriptors after its exec", || {
+        Some(descriptors()).filter(|fds| fds == &[0, 1, 2])
+    });
     let stdin = std::fs::read_link(format!("/proc/{dyno}/fd/0")).expect("its stdin");
     eprintln!("dyno: SigBlk {blocked}, SigIgn {ignored}, fds {fds:?}, stdin {stdin:?}");
     let mask = |hex: &str| u64::from_str_radix(hex, 16).expect("a mask");
