@@ -1,7 +1,8 @@
 //! Turns one dyno's output pipe (stdout and stderr share it, so their order is kept) into
 //! whole lines for the writer.
 //!
-//! A line without a newline is sent after a short pause or when the dyno exits; one that
+//! A line without a newline is sent after a short pause (when the dyno has written nothing
+//! more: never because hkrun itself stopped reading) or when the dyno exits; one that
 //! grows past `MAX_LINE` is sent in pieces. Exits are reported only after the dyno's
 //! output so far is queued, so `Process exited` always follows its last line; but never
 //! later than that output can wait on a stalled stdout (`LogSender::may_drop`): then it is
@@ -175,21 +176,43 @@ impl Lines {
         false
     }
 
+    /// One read of what the pipe holds right now, whether or not the runtime has seen
+    /// it become readable.
+    fn read_once(&mut self, pipe: &pipe::Receiver, buf: &mut [u8]) -> Read {
+        loop {
+            return match nix::unistd::read(pipe, buf) {
+                Ok(0) => Read::End,
+                Ok(n) => {
+                    self.take(&buf[..n]);
+                    Read::Some
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => Read::Nothing,
+                Err(_) => Read::End,
+            };
+        }
+    }
+
     /// Reads what the pipe holds right now, up to `turns` reads, whether or not the
     /// runtime has seen it become readable yet (`try_read` trusts that readiness and
     /// would report nothing). Returns true at end of file.
     fn drain(&mut self, pipe: &pipe::Receiver, buf: &mut [u8], turns: usize) -> bool {
         for _ in 0..turns {
-            match nix::unistd::read(pipe, buf) {
-                Ok(0) => return true,
-                Ok(n) => self.take(&buf[..n]),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::EAGAIN) => return false,
-                Err(_) => return true,
+            match self.read_once(pipe, buf) {
+                Read::Some => {}
+                Read::Nothing => return false,
+                Read::End => return true,
             }
         }
         false
     }
+}
+
+/// What one read of the pipe found.
+enum Read {
+    Some,
+    Nothing,
+    End,
 }
 
 /// Removes the `\r` of each `\r\n` (a terminal's line end), in place.
@@ -276,7 +299,19 @@ pub async fn run<S: Send + 'static>(
                     lines.flush();
                 }
             }
-            () = sleep_until(flush_at), if !waiting => lines.flush(),
+            () = sleep_until(flush_at), if !waiting => {
+                // Shown as it is only if the dyno has written nothing more: after a
+                // stall of hkrun's own (the budget), the rest of the line is still in
+                // the pipe, and the dyno is blocked on it.
+                match lines.read_once(&pipe, &mut buf) {
+                    Read::Some => {}
+                    Read::Nothing => lines.flush(),
+                    Read::End => {
+                        eof = true;
+                        lines.flush();
+                    }
+                }
+            }
         }
     }
     lines.say_dropped();

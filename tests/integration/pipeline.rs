@@ -245,3 +245,105 @@ fn a_stop_meeting_an_unread_stdout_keeps_memory_bounded() {
     drop(hk.stdout.take());
     assert_none_left(&tag);
 }
+
+/// Writes numbered 81-byte lines in 4,000-byte writes, as C stdio does, so nearly every
+/// write ends in the middle of a line; each write waits on the pipe when hkrun stops
+/// reading.
+const STDIO_WRITER: &str = r"import os, sys
+tag = sys.argv[1]
+buf = b''
+for i in range(200000):
+    line = ('%s:%d:' % (tag, i)).encode()
+    buf += line + b'x' * (80 - len(line)) + b'\n'
+    while len(buf) >= 4000:
+        os.write(1, buf[:4000])
+        buf = buf[4000:]
+os.write(1, buf)
+os.write(1, b'done\n')
+import time
+time.sleep(1000)
+";
+
+#[test]
+fn lines_are_never_split_by_a_stalled_stdout() {
+    let app = App::new(
+        "t1: python3 writer.py T1\nt2: python3 writer.py T2\nt3: python3 writer.py T3\nt4: python3 writer.py T4\n",
+    );
+    app.write("writer.py", STDIO_WRITER);
+    let tag = format!("split-{}", std::process::id());
+    let _cleanup = Cleanup(tag.clone());
+    let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)
+        .args(["start", "--no-timestamp", "-t", "3", "-p"])
+        .arg(free_base_port().to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hkrun");
+    // Unread for 5 s: the budget fills, the pumps stop reading, and each writer blocks in
+    // the middle of a line.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut out = std::io::BufReader::new(hk.stdout.take().expect("piped"));
+    let mut seen = 0;
+    let mut done = 0;
+    let mut split = Vec::new();
+    let mut next = std::collections::HashMap::new();
+    let mut out_of_order = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut line = String::new();
+    while done < 4 && Instant::now() < deadline {
+        line.clear();
+        if std::io::BufRead::read_line(&mut out, &mut line).expect("read") == 0 {
+            break;
+        }
+        let Some((name, payload)) = line.trim_end().split_once(" | ") else {
+            continue;
+        };
+        if !name.trim().starts_with('t')
+            || payload.starts_with("Starting process")
+            || payload.starts_with("State changed")
+        {
+            continue;
+        }
+        if payload == "done" {
+            done += 1;
+            continue;
+        }
+        seen += 1;
+        let whole = payload.len() == 80
+            && payload.starts_with('T')
+            && payload.ends_with('x')
+            && payload.split(':').count() == 3;
+        if !whole && split.len() < 5 {
+            split.push(payload.to_string());
+        }
+        if whole {
+            let mut parts = payload.split(':');
+            let writer = parts.next().unwrap_or_default().to_string();
+            let n: u64 = parts
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u64::MAX);
+            let expected = next.entry(writer.clone()).or_insert(0);
+            if n != *expected && out_of_order.len() < 5 {
+                out_of_order.push(format!("{writer}: {n} after {}", *expected));
+            }
+            *expected = n + 1;
+        }
+    }
+    signal::kill(
+        Pid::from_raw(i32::try_from(hk.id()).expect("a pid")),
+        Signal::SIGTERM,
+    )
+    .expect("signal hkrun");
+    let mut rest = Vec::new();
+    let _ = out.read_to_end(&mut rest);
+    wait_bounded(&mut hk, "hkrun");
+    eprintln!("{seen} lines read after 5 s of unread stdout, {done} writers done");
+    assert!(split.is_empty(), "lines split: {split:?}");
+    assert!(
+        out_of_order.is_empty(),
+        "lines lost or repeated: {out_of_order:?}"
+    );
+    assert_eq!(done, 4, "not every writer finished");
+    assert_eq!(seen, 4 * 200_000);
+    assert_none_left(&tag);
+}
