@@ -251,14 +251,25 @@ impl Listening {
     }
 }
 
-/// A thread that reads /proc for the driver, one `Snapshot` per job, in the order the
-/// jobs came: a scan asked after a signal sees the signal sent.
+/// A thread that reads /proc for the driver and runs its jobs in the order they came.
+/// Jobs that queued up while it read share one `Snapshot`, so a stop that signals a
+/// thousand dynos reads /proc a few times rather than a thousand; a scan that comes after
+/// a job that signalled gets a fresh one, so it sees the signal sent.
 pub struct Reader {
     jobs: mpsc::Sender<Job>,
 }
 
+/// What a job does with its snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only reads it.
+    Scan,
+    /// Sends signals to what it found: a later scan needs a fresh snapshot.
+    Signal,
+}
+
 enum Job {
-    Read(Box<dyn FnOnce(&Snapshot) + Send>),
+    Read(Access, Box<dyn FnOnce(&Snapshot) + Send>),
     /// Answers once every job before it is done.
     Settle(mpsc::SyncSender<()>),
 }
@@ -269,11 +280,23 @@ impl Reader {
         std::thread::Builder::new()
             .name("hkrun-proc".into())
             .spawn(move || {
-                for job in queue {
-                    match job {
-                        Job::Read(job) => job(&Snapshot::read()),
-                        Job::Settle(done) => {
-                            let _ = done.send(());
+                while let Ok(first) = queue.recv() {
+                    // A snapshot is good for the jobs that were waiting when it was read.
+                    let mut snapshot: Option<Snapshot> = None;
+                    let mut signalled = false;
+                    for job in std::iter::once(first).chain(queue.try_iter()) {
+                        match job {
+                            Job::Read(access, job) => {
+                                if snapshot.is_none() || (signalled && access == Access::Scan) {
+                                    snapshot = Some(Snapshot::read());
+                                    signalled = false;
+                                }
+                                job(snapshot.as_ref().expect("read above"));
+                                signalled |= access == Access::Signal;
+                            }
+                            Job::Settle(done) => {
+                                let _ = done.send(());
+                            }
                         }
                     }
                 }
@@ -281,10 +304,12 @@ impl Reader {
         Ok(Self { jobs })
     }
 
-    /// Runs `job` on a fresh snapshot, on the reader's thread. Ends when the `Reader` is
-    /// dropped, after the jobs already given.
-    pub fn submit(&self, job: impl FnOnce(&Snapshot) + Send + 'static) {
-        if let Err(mpsc::SendError(Job::Read(job))) = self.jobs.send(Job::Read(Box::new(job))) {
+    /// Runs `job` on a snapshot read after it was given, on the reader's thread. Ends when
+    /// the `Reader` is dropped, after the jobs already given.
+    pub fn submit(&self, access: Access, job: impl FnOnce(&Snapshot) + Send + 'static) {
+        if let Err(mpsc::SendError(Job::Read(_, job))) =
+            self.jobs.send(Job::Read(access, Box::new(job)))
+        {
             // The thread is gone (a job panicked): an answer the core waits for must not
             // be lost, so read here.
             job(&Snapshot::read());
@@ -404,12 +429,64 @@ mod tests {
     }
 
     #[test]
+    fn waiting_jobs_share_a_snapshot_and_a_scan_after_a_signal_gets_a_fresh_one() {
+        let mut child = Command::new("sleep")
+            .arg("1000")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sleep");
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        let reader = Reader::spawn().expect("a thread");
+        let (gate, wait) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel();
+        // The first job holds the thread until the others are queued behind it.
+        let first = tx.clone();
+        reader.submit(Access::Scan, move |snapshot| {
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+            let _ = first.send(("held", snapshot.processes().as_ptr() as usize, false));
+        });
+        let second = tx.clone();
+        reader.submit(Access::Scan, move |snapshot| {
+            let zombie = snapshot.get(pid).is_some_and(|p| p.zombie);
+            let _ = second.send(("scan", snapshot.processes().as_ptr() as usize, zombie));
+        });
+        reader.submit(Access::Signal, move |_| {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            // Until the kernel has made it a zombie (it is not reaped here).
+            for _ in 0..500 {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat.contains(") Z ") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let third = tx.clone();
+        reader.submit(Access::Scan, move |snapshot| {
+            let zombie = snapshot.get(pid).is_some_and(|p| p.zombie);
+            let _ = third.send(("after", snapshot.processes().as_ptr() as usize, zombie));
+        });
+        gate.send(()).expect("the first job waits");
+        assert!(reader.settle(Duration::from_secs(10)));
+        let _ = child.wait();
+        let got: Vec<(&str, usize, bool)> = rx.try_iter().collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(
+            got[0].1, got[1].1,
+            "the queued scan shares the held job's snapshot"
+        );
+        assert!(!got[1].2);
+        assert_ne!(got[1].1, got[2].1, "a scan after a signal reads anew");
+        assert!(got[2].2, "the scan after the signal sees the zombie");
+    }
+
+    #[test]
     fn the_reader_runs_jobs_in_order() {
         let reader = Reader::spawn().expect("a thread");
         let (tx, rx) = mpsc::channel();
         for n in 0..3 {
             let tx = tx.clone();
-            reader.submit(move |snapshot| {
+            reader.submit(Access::Scan, move |snapshot| {
                 let _ = tx.send((n, snapshot.processes().is_empty()));
             });
         }

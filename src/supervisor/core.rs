@@ -29,6 +29,8 @@ pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
 pub const SAME_REQUEST: Duration = Duration::from_millis(100);
 /// A stop still waiting on dynos this long after it began says so.
 pub const STOP_NOTICE: Duration = Duration::from_secs(1);
+/// A stop's notice names this many of the dynos it waits for, then gives a count.
+const NAMED_WHILE_WAITING: usize = 5;
 /// R14 is logged at most this often per dyno.
 pub const R14_EVERY: Duration = Duration::from_secs(20);
 
@@ -1202,17 +1204,24 @@ impl Supervisor {
     }
 
     /// `waiting up to 29 seconds for web.1; press Ctrl-C again to stop now`: a stop that
-    /// takes a while says what it waits for, and how not to.
+    /// takes a while says what it waits for (the first few by name, then a count), and how
+    /// not to.
     fn waiting_notice(&self, left: Duration, signal: Signal) -> Option<Effect> {
-        let waiting: Vec<String> = self
-            .dynos
-            .iter()
-            .filter(|d| d.state.is_live())
+        let mut live = self.dynos.iter().filter(|d| d.state.is_live());
+        let named: Vec<String> = live
+            .by_ref()
+            .take(NAMED_WHILE_WAITING)
             .map(|d| d.plan.spec.slot.to_string())
             .collect();
-        if waiting.is_empty() || left.is_zero() {
+        if named.is_empty() || left.is_zero() {
             return None;
         }
+        let more = live.count();
+        let waiting = if more == 0 {
+            named.join(", ")
+        } else {
+            format!("{} and {more} more", named.join(", "))
+        };
         let again = match signal {
             Signal::SIGINT => "press Ctrl-C again",
             _ => "send SIGTERM again",
@@ -1221,7 +1230,7 @@ impl Supervisor {
         Some(log_system(format!(
             "waiting up to {} for {}; {again} to stop now",
             seconds(left),
-            waiting.join(", ")
+            waiting
         )))
     }
 

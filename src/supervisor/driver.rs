@@ -29,7 +29,7 @@ use crate::dyno::{Backend, Exit, RELEASE, Slot};
 use crate::errors::Error;
 use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
-use crate::os::proc::{self, Snapshot};
+use crate::os::proc::{self, Access, Snapshot};
 use crate::os::readiness::Watch;
 use crate::os::{self, memory, process, readiness, terminal};
 use crate::plan::{AppPlan, SpawnSpec};
@@ -217,6 +217,7 @@ async fn drive(
         reader: proc::Reader::spawn().map_err(setup("start the /proc reader"))?,
         runs: 0,
         leaders: HashMap::new(),
+        live: std::cell::OnceCell::new(),
         probe,
         sampled,
         inputs: inputs_tx,
@@ -381,6 +382,9 @@ struct Driver {
     runs: u64,
     /// Dyno leaders not yet reaped, and where to tell their pump they ended.
     leaders: HashMap<Pid, (Slot, oneshot::Sender<Exit>)>,
+    /// The groups of `leaders`, made once per change of them: a stop signals every dyno,
+    /// and each job would otherwise copy them all.
+    live: std::cell::OnceCell<Arc<HashSet<Pid>>>,
     /// Booting web dynos for the readiness probe.
     probe: mpsc::UnboundedSender<Watch>,
     /// Running dynos' groups for the memory sampler.
@@ -421,13 +425,13 @@ impl Driver {
                 Effect::SignalAll { slot, signal } => {
                     let run = self.run_of(&slot);
                     self.reader
-                        .submit(move |snapshot| run.signal(snapshot, signal));
+                        .submit(Access::Signal, move |snapshot| run.signal(snapshot, signal));
                 }
                 Effect::SignalStragglers(signal) => self.signal_stragglers(signal),
                 Effect::ScanGroup { slot } => {
                     let run = self.run_of(&slot);
                     let inputs = self.inputs.clone();
-                    self.reader.submit(move |snapshot| {
+                    self.reader.submit(Access::Scan, move |snapshot| {
                         let count = run.left(snapshot);
                         let _ = inputs.send(Input::GroupLeft { slot, count });
                     });
@@ -435,7 +439,7 @@ impl Driver {
                 Effect::ScanStragglers => {
                     let me = self.me;
                     let inputs = self.inputs.clone();
-                    self.reader.submit(move |snapshot| {
+                    self.reader.submit(Access::Scan, move |snapshot| {
                         let count = snapshot.descendants(me).len();
                         let _ = inputs.send(Input::Stragglers(count));
                     });
@@ -560,6 +564,7 @@ impl Driver {
         };
         let (exited_tx, exited_rx) = oneshot::channel();
         self.leaders.insert(pid, (spec.slot.clone(), exited_tx));
+        self.live.take();
         self.groups.insert(spec.slot.clone(), pid);
         self.marks.insert(spec.slot.clone(), mark);
         self.publish_groups();
@@ -795,6 +800,7 @@ impl Driver {
                 let _ = exited.send(status);
                 let _ = self.probe.send(Watch::Remove { slot });
                 changed = true;
+                self.live.take();
             }
         }
         if changed {
@@ -825,13 +831,16 @@ impl Driver {
     }
 
     /// The groups of dynos whose leader has not been reaped.
-    fn live_groups(&self) -> HashSet<Pid> {
-        self.leaders.keys().copied().collect()
+    fn live_groups(&self) -> Arc<HashSet<Pid>> {
+        Arc::clone(
+            self.live
+                .get_or_init(|| Arc::new(self.leaders.keys().copied().collect())),
+        )
     }
 
     fn signal_stragglers(&self, signal: Signal) {
         let (me, live) = (self.me, self.live_groups());
-        self.reader.submit(move |snapshot| {
+        self.reader.submit(Access::Signal, move |snapshot| {
             // Members of a live dyno's group got the signal with their group.
             for d in snapshot.descendants(me) {
                 if signal == Signal::SIGKILL || !live.contains(&d.pgid) {
@@ -847,7 +856,7 @@ struct Run {
     me: Pid,
     group: Option<Pid>,
     mark: Option<String>,
-    live: HashSet<Pid>,
+    live: Arc<HashSet<Pid>>,
 }
 
 impl Run {

@@ -653,6 +653,31 @@ fn a_stop_request_terms_then_kills_at_the_grace() {
 }
 
 #[test]
+fn a_long_stop_names_the_first_few_dynos_then_a_count() {
+    let t0 = Instant::now();
+    let base = plan(false, RestartPolicy::Always);
+    let mut workers: Vec<DynoSpec> = (1..=8)
+        .map(|i| dyno("worker", i, 5100, RestartPolicy::Always))
+        .collect();
+    workers.insert(0, dyno("web", 1, 5000, RestartPolicy::Always));
+    let mut sup = started(
+        AppPlan {
+            dynos: workers,
+            ..base
+        },
+        t0,
+    );
+    sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    assert_eq!(
+        sup.handle(t0 + STOP_NOTICE, Input::Tick),
+        [log_system(
+            "waiting up to 4 seconds for web.1, worker.1, worker.2, worker.3, worker.4 and 4 more; send SIGTERM again to stop now"
+                .into()
+        )]
+    );
+}
+
+#[test]
 fn no_restart_once_stopping() {
     let t0 = Instant::now();
     let mut sup = started(plan(false, RestartPolicy::Always), t0);
