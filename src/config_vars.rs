@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::{ConfigArgs, ConfigFileArgs, ConfigGetArgs, ConfigSetArgs, ConfigUnsetArgs};
 use crate::config::env_file::{self, EnvFile};
@@ -12,8 +13,11 @@ use crate::config::{self};
 use crate::control::client;
 use crate::errors::{self, Error};
 
-/// The env file named, or the app root's `.env`, read.
-fn open(args: &ConfigFileArgs) -> Result<(EnvFile, String), Error> {
+/// How long a change waits for another one to the same env file to finish.
+const TURN_WAIT: Duration = Duration::from_secs(5);
+
+/// The env file named, or the app root's `.env`, and the app's name.
+fn env_path(args: &ConfigFileArgs) -> (PathBuf, String) {
     let root = config::app_root(
         args.control.root.as_deref(),
         args.control.procfile.as_deref(),
@@ -23,8 +27,30 @@ fn open(args: &ConfigFileArgs) -> Result<(EnvFile, String), Error> {
         None if root == std::path::Path::new(".") => PathBuf::from(".env"),
         None => root.join(".env"),
     };
-    let file = EnvFile::load(&path)?;
-    Ok((file, config::app_name(&root)))
+    (path, config::app_name(&root))
+}
+
+/// The env file named, or the app root's `.env`, read.
+fn open(args: &ConfigFileArgs) -> Result<(EnvFile, String), Error> {
+    let (path, app) = env_path(args);
+    Ok((EnvFile::load(&path)?, app))
+}
+
+/// The env file read once it is this command's turn to change it: read, change and
+/// replace are one step, so `config:set`s run at once each keep their keys.
+fn open_to_change(args: &ConfigFileArgs) -> Result<(EnvFile, env_file::Turn), Error> {
+    let (path, _) = env_path(args);
+    let turn = match env_file::take_turn(&path, TURN_WAIT) {
+        Ok(Some(turn)) => turn,
+        Ok(None) => {
+            return Err(Error::EnvBusy {
+                path,
+                waited: TURN_WAIT,
+            });
+        }
+        Err(source) => return Err(Error::WriteEnv { path, source }),
+    };
+    Ok((EnvFile::load(&path)?, turn))
 }
 
 /// `KEY: value` lines, the values lined up (`heroku config`).
@@ -94,11 +120,12 @@ pub fn set(args: &ConfigSetArgs) -> Result<i32, Error> {
         env_file::check_key(key).map_err(Error::ConfigVar)?;
         pairs.push((key, value));
     }
-    let (mut file, _) = open(&args.file)?;
+    let (mut file, turn) = open_to_change(&args.file)?;
     for (key, value) in &pairs {
         file.set(key, value)?;
     }
     save(&file)?;
+    drop(turn);
     let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
     let mut text = format!(
         "Setting {} in {}... done\n",
@@ -116,7 +143,7 @@ pub fn unset(args: &ConfigUnsetArgs) -> Result<i32, Error> {
     for key in &args.keys {
         env_file::check_key(key).map_err(Error::ConfigVar)?;
     }
-    let (mut file, _) = open(&args.file)?;
+    let (mut file, turn) = open_to_change(&args.file)?;
     let mut removed = false;
     for key in &args.keys {
         removed |= file.unset(key)?;
@@ -124,6 +151,7 @@ pub fn unset(args: &ConfigUnsetArgs) -> Result<i32, Error> {
     if removed {
         save(&file)?;
     }
+    drop(turn);
     let keys: Vec<&str> = args.keys.iter().map(String::as_str).collect();
     errors::print_out(&format!(
         "Unsetting {} in {}... done\n",

@@ -88,6 +88,15 @@ pub enum Error {
     ConfigVar(String),
     #[error("{}: cannot write: {source}", path.display())]
     WriteEnv { path: PathBuf, source: io::Error },
+    #[error(
+        "{}: another config:set or config:unset was still changing it after {}s; nothing changed, try again",
+        path.display(),
+        waited.as_secs()
+    )]
+    EnvBusy {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
     #[error("{0}")]
     Formation(#[from] FormationError),
     #[error("{0}")]
@@ -193,7 +202,8 @@ impl Error {
             Self::PortInUse { .. }
             | Self::AddressInUse { .. }
             | Self::AlreadyRunning { .. }
-            | Self::NotRunning { .. } => exit_code::UNAVAILABLE,
+            | Self::NotRunning { .. }
+            | Self::EnvBusy { .. } => exit_code::UNAVAILABLE,
             Self::SocketPathTooLong { .. } => exit_code::BAD_INPUT,
             Self::Socket { .. } | Self::SocketNotCreated { .. } | Self::BadAnswer { .. } => {
                 exit_code::OS_ERROR

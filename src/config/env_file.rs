@@ -3,7 +3,7 @@
 //! lines, order, quoting, `export`) stays as it was. Values are written so that the
 //! reader (`env`) gives them back exactly, and the file is replaced at once (a temporary
 //! file beside it, synced, renamed over it, with its mode), so a crash never leaves half
-//! a file.
+//! a file. Changes made at once take turns (`take_turn`), so none is lost.
 
 use std::fs;
 use std::io::{self, Write};
@@ -13,6 +13,40 @@ use std::path::{Path, PathBuf};
 use super::env::{self, EnvError, Var};
 
 const BOM: &str = "\u{feff}";
+
+/// How often a change waiting for its turn tries again.
+const TURN_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The turn to read, change and replace an env file: a lock on its folder (the file
+/// itself is replaced, so a lock on it would not hold across the change), released on
+/// drop.
+pub struct Turn {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+/// Waits up to `max` for the turn to change the env file at `path` (the folder of the
+/// file a symbolic link points to, which is what `save` replaces). `Ok(None)`: another
+/// change held it all that time.
+pub fn take_turn(path: &Path, max: std::time::Duration) -> io::Result<Option<Turn>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let (folder, _) = crate::os::files::folder_and_name(&target, ".env");
+    let deadline = std::time::Instant::now() + max;
+    let mut folder = fs::File::open(folder)?;
+    loop {
+        match Flock::lock(folder, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Some(Turn { _lock: lock })),
+            Err((file, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                folder = file;
+                std::thread::sleep(TURN_RETRY);
+            }
+            Err((_, errno)) => return Err(errno.into()),
+        }
+    }
+}
 
 /// An env file's text, and its variables with where each entry is.
 #[derive(Debug)]

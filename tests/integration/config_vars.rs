@@ -152,3 +152,53 @@ fn a_running_app_restarts_with_the_new_config() {
     );
     hk.stop_cleanly();
 }
+
+#[test]
+fn parallel_config_sets_each_keep_their_key() {
+    let app = App::new("web: true\n");
+    app.write(".env", "FIRST=1\n");
+    let writers: Vec<_> = (0..20)
+        .map(|i| {
+            let dir = app.path().to_owned();
+            std::thread::spawn(move || client(&dir, &["config:set", &format!("KEY_{i}={i}")]))
+        })
+        .collect();
+    for writer in writers {
+        let out = writer.join().expect("a writer");
+        assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+    }
+    let after = std::fs::read_to_string(app.file(".env")).expect("read .env");
+    let kept = (0..20)
+        .filter(|i| after.lines().any(|l| l == format!("KEY_{i}={i}")))
+        .count();
+    eprintln!("20 parallel config:set: {kept} keys kept");
+    assert_eq!(kept, 20, "{after}");
+    assert!(after.starts_with("FIRST=1\n"), "{after}");
+}
+
+#[test]
+fn a_config_set_that_cannot_have_its_turn_fails_saying_so_and_changes_nothing() {
+    use nix::fcntl::{Flock, FlockArg};
+    let app = App::new("web: true\n");
+    app.write(".env", "FIRST=1\n");
+    // Another change holds the turn (the env file's folder) for longer than a writer waits.
+    let folder = std::fs::File::open(app.path()).expect("open the app folder");
+    let held = Flock::lock(folder, FlockArg::LockExclusive).expect("lock the folder");
+    let asked = std::time::Instant::now();
+    let out = client(app.path(), &["config:set", "KEY=1"]);
+    let waited = asked.elapsed();
+    drop(held);
+    eprintln!("after {waited:?}: {}", out.stderr.trim());
+    assert_eq!(out.status.code(), Some(69), "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("another config:set or config:unset")
+            && out.stderr.contains("nothing changed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(app.file(".env")).expect("read .env"),
+        "FIRST=1\n"
+    );
+}
