@@ -320,6 +320,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 world.exited = true;
             }
             Effect::AwaitReady { .. }
+            | Effect::RestartAccepted { .. }
             | Effect::OutputMayBeDropped
             | Effect::Log { .. }
             | Effect::Backends(_)

@@ -135,7 +135,7 @@ pub fn set(args: &ConfigSetArgs) -> Result<i32, Error> {
     let shown: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, *v)).collect();
     text.push_str(&aligned(&shown));
     errors::print_out(&text)?;
-    restart(&args.file, args.no_restart)
+    restart(&args.file, file.path(), args.no_restart)
 }
 
 /// `hkrun config:unset KEY...`.
@@ -159,7 +159,7 @@ pub fn unset(args: &ConfigUnsetArgs) -> Result<i32, Error> {
         file.path().display()
     ))?;
     match removed {
-        true => restart(&args.file, args.no_restart),
+        true => restart(&args.file, file.path(), args.no_restart),
         false => Ok(0),
     }
 }
@@ -171,13 +171,26 @@ fn save(file: &EnvFile) -> Result<(), Error> {
     })
 }
 
-/// A running app reads its env files again and restarts every dyno.
-fn restart(args: &ConfigFileArgs, no_restart: bool) -> Result<i32, Error> {
+/// A running app reads its env files again and restarts every dyno; or, if it refuses
+/// (a preboot under way, a bad line), keeps its old config vars, and the user is told the
+/// file has changed all the same.
+fn restart(args: &ConfigFileArgs, path: &std::path::Path, no_restart: bool) -> Result<i32, Error> {
     if no_restart {
         return Ok(0);
     }
-    if let Some(answer) = client::reload(&args.control)? {
-        errors::print_out(&format!("{answer}\n"))?;
+    match client::reload(&args.control) {
+        Ok(Some(answer)) => errors::print_out(&format!("{answer}\n"))?,
+        Ok(None) => {}
+        Err(Error::Refused(why)) => {
+            let why = why
+                .split_once("; try again")
+                .map_or(why.as_str(), |(why, _)| why);
+            return Err(Error::Refused(format!(
+                "{} is changed, but the running app was not restarted and keeps its old config vars ({why}); `hkrun restart` applies them",
+                path.display()
+            )));
+        }
+        Err(err) => return Err(err),
     }
     Ok(0)
 }

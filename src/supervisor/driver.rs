@@ -203,6 +203,7 @@ async fn drive(
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
+        reloaded: HashMap::new(),
         env_given: config.app.env_given,
         dyno_name: config.dyno_name,
         quiet: config.quiet,
@@ -295,13 +296,15 @@ async fn drive(
                     }
                     Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
                         Ok(env) => {
-                            driver.env = env;
                             driver.next_id += 1;
+                            // Taken on only if the restart is (`Effect::RestartAccepted`):
+                            // a refused one leaves every later start on the old env.
+                            driver.reloaded.insert(driver.next_id, env);
                             driver.replies.insert(driver.next_id, reply);
                             Input::Control { id: driver.next_id, request: Control::Restart(Vec::new()) }
                         }
                         Err(err) => {
-                            let _ = reply.send(Err(format!("not restarted: {err}")));
+                            let _ = reply.send(Err(err.to_string()));
                             continue;
                         }
                     },
@@ -353,6 +356,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 struct Driver {
     root: PathBuf,
     env: Vars,
+    /// Env files read again for a restart the core has not yet accepted, by request id.
+    reloaded: HashMap<u64, Vars>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
     env_given: Vec<PathBuf>,
     /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
@@ -484,7 +489,13 @@ impl Driver {
                         .collect();
                     self.queue.push_back(Input::PortsProbed { id, taken });
                 }
+                Effect::RestartAccepted { id } => {
+                    if let Some(env) = self.reloaded.remove(&id) {
+                        self.env = env;
+                    }
+                }
                 Effect::Reply { id, result } => {
+                    self.reloaded.remove(&id);
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);
                     }

@@ -197,6 +197,12 @@ pub enum Effect {
         id: u64,
         ports: Vec<u16>,
     },
+    /// A restart request is carried out (the effects that carry it out follow): what the
+    /// driver held back for it takes effect now, the env files read again on `config:set`.
+    /// A request refused gets only its `Reply`.
+    RestartAccepted {
+        id: u64,
+    },
     /// The answer to `Input::Control { id, .. }`: a line for the user, or why not.
     Reply {
         id: u64,

@@ -202,3 +202,72 @@ fn a_config_set_that_cannot_have_its_turn_fails_saying_so_and_changes_nothing() 
         "FIRST=1\n"
     );
 }
+
+/// Binds `PORT` once the file `hold` is gone, then accepts and closes connections.
+const HELD_WEB_PY: &str = r"import os, socket, time
+while os.path.exists('hold'):
+    time.sleep(0.05)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(os.environ['PORT'])))
+s.listen(16)
+while True:
+    s.accept()[0].close()
+";
+
+#[test]
+fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_config() {
+    let app = App::new(
+        "web: exec python3 -u web.py\nworker: echo \"greeting=$GREETING\"; exec sleep 1000\n",
+    );
+    app.write("web.py", HELD_WEB_PY);
+    app.write(".env", "GREETING=hello\n");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-t", "2", "-p", &port],
+    );
+    // Names are padded to the longest: `web.1    | `.
+    hk.wait_for("greeting=hello");
+    crate::harness::eventually("web.1 to be up", || {
+        let out = client(app.path(), &["ps", "--json"]);
+        let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).ok()?;
+        (ps.dynos.iter().find(|d| d.name == "web.1")?.state == "up").then_some(())
+    });
+    // A preboot of web that stays under way until `hold` is removed.
+    app.write("hold", "");
+    let dir = app.path().to_owned();
+    let restart = std::thread::spawn(move || client(&dir, &["restart", "web"]));
+    hk.wait_for("Starting process with command `exec python3 -u web.py`");
+    let out = client(app.path(), &["config:set", "GREETING=bonjour"]);
+    eprintln!("config:set during the preboot: {}", out.stderr.trim());
+    assert_eq!(out.status.code(), Some(1), "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            ".env is changed, but the running app was not restarted and keeps its old config vars"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.file(".env")).expect("read .env"),
+        "GREETING=bonjour\n"
+    );
+    // A crash restart now gets the config the app runs with, not the refused one.
+    let worker = crate::harness::eventually("worker.1's pid", || {
+        let out = client(app.path(), &["ps", "--json"]);
+        let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).ok()?;
+        ps.dynos.iter().find(|d| d.name == "worker.1")?.pid
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill worker.1");
+    let line = hk.wait_for("| greeting=");
+    assert!(line.ends_with("greeting=hello"), "{line}");
+    std::fs::remove_file(app.file("hold")).expect("let the preboot finish");
+    let out = restart.join().expect("the restart");
+    assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+    hk.stop_cleanly();
+}

@@ -91,7 +91,13 @@ impl Supervisor {
         }
         let done = match &request {
             Control::Scale(changes) => self.scale(now, id, changes),
-            Control::Restart(targets) => self.restart_dynos(now, id, targets),
+            Control::Restart(targets) => {
+                self.restart_dynos(now, id, targets)
+                    .map(|(effects, answer)| {
+                        let accepted = Effect::RestartAccepted { id };
+                        (std::iter::once(accepted).chain(effects).collect(), answer)
+                    })
+            }
             Control::Stop(targets) => self.stop_dynos(now, id, targets),
             Control::Kill { targets, signal } => self.kill(targets, *signal),
         };

@@ -89,12 +89,17 @@ fn foreman_plan() -> AppPlan {
     }
 }
 
-/// Effects without the log lines and the leave to drop held-back output, which are
-/// checked on their own.
+/// Effects without the log lines, the leave to drop held-back output and a restart's
+/// acceptance, which are checked on their own.
 fn actions(effects: &[Effect]) -> Vec<Effect> {
     effects
         .iter()
-        .filter(|e| !matches!(e, Effect::Log { .. } | Effect::OutputMayBeDropped))
+        .filter(|e| {
+            !matches!(
+                e,
+                Effect::Log { .. } | Effect::OutputMayBeDropped | Effect::RestartAccepted { .. }
+            )
+        })
         .cloned()
         .collect()
 }
@@ -1392,14 +1397,17 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
         port: 5004
     }));
     assert!(replies(&effects).is_empty());
+    // Accepted before anything that carries it out (a reloaded env applies to its spawns).
+    assert_eq!(effects[0], Effect::RestartAccepted { id: 9 });
     // A second restart or a scale waits for this one.
     let refused = control(&mut sup, t0, 10, web());
     assert_eq!(
-        replies(&refused),
-        [(
-            10,
-            Err("a preboot restart of web is under way; try again once it is done".into())
-        )]
+        refused,
+        [Effect::Reply {
+            id: 10,
+            result: Err("a preboot restart of web is under way; try again once it is done".into())
+        }],
+        "refused: only the reply, never `RestartAccepted`"
     );
     // One new dyno up: nothing moves yet.
     assert!(actions(&ready(&mut sup, t0 + secs(1), new1.clone())).is_empty());
