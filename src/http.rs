@@ -756,7 +756,24 @@ mod tests {
         }
     }
 
-    /// A table of `limits` with connections admitted and marked as asked.
+    #[test]
+    fn every_address_of_a_name_is_bound_on_one_port() {
+        let addrs: Vec<SocketAddr> = ["127.0.0.1:0", "[::1]:0"]
+            .iter()
+            .map(|a| a.parse().expect("an address"))
+            .collect();
+        let bound = bind_all(&addrs).expect("bound");
+        let ports: Vec<u16> = bound
+            .iter()
+            .map(|l| l.local_addr().expect("an address").port())
+            .collect();
+        // ::1 is left out where this machine has no IPv6.
+        assert!(!ports.is_empty() && ports.iter().all(|&p| p != 0 && p == ports[0]));
+        let taken = bound[0].local_addr().expect("an address");
+        assert!(matches!(bind_all(&[taken]), Err(BindError::InUse(at)) if at == taken));
+    }
+
+    /// An empty table of `limits`.
     fn places(limits: Limits) -> Arc<Places> {
         Arc::new(Places {
             limits,
