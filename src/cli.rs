@@ -336,15 +336,17 @@ pub struct StartArgs {
         env = "HKRUN_TTY"
     )]
     pub tty: Option<Vec<String>>,
-    /// Serve Prometheus metrics on `GET /metrics` at ADDR (`127.0.0.1:9100`; a port
-    /// alone listens on 127.0.0.1): what `ps` shows, restarts, R10/R14/R15, CPU, the
-    /// router's connections and bytes, log lines and bytes per dyno.
+    /// Serve Prometheus metrics on `GET /metrics` at ADDR (`127.0.0.1:9100`, or a host
+    /// name such as `localhost:9100` at each address it resolves to; a port alone listens
+    /// on 127.0.0.1, and 0 on a free port, its URL printed): what `ps` shows, restarts,
+    /// R10/R14/R15, CPU, the router's connections and bytes, log lines and bytes per dyno.
     #[arg(long = "metrics", value_name = "ADDR", env = "HKRUN_METRICS")]
     pub metrics: Option<String>,
     /// Serve a live dashboard at ADDR (given alone: a free port on 127.0.0.1, its URL
     /// printed): each dyno's state, memory against its quota over 15 minutes with R14/R15
     /// marked, restarts and crashes, the router's traffic, the live log; `/metrics` too.
-    /// On loopback unless an address is named.
+    /// On loopback unless another address or a host name is given (`localhost:9000`: each
+    /// address it resolves to).
     #[arg(
         long = "dashboard",
         value_name = "ADDR",

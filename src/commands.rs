@@ -123,30 +123,38 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     )
 }
 
-/// The listener of `--metrics ADDR` or `--dashboard ADDR`: `HOST:PORT`, or a port alone
-/// on 127.0.0.1 (on loopback unless an address is named).
+/// The listeners of `--metrics ADDR` or `--dashboard ADDR`: `HOST:PORT` (a host name at
+/// each address it resolves to), or a port alone on 127.0.0.1 (on loopback unless an
+/// address or a name is given).
 fn http_listener(
     addr: &str,
     flag: &'static str,
     what: &'static str,
-) -> Result<std::net::TcpListener, Error> {
-    let at = crate::dashboard::address(addr).ok_or_else(|| Error::BadFlag {
-        flag,
-        value: addr.to_owned(),
-        reason: "expected HOST:PORT, such as 127.0.0.1:9100, or a port",
-    })?;
-    std::net::TcpListener::bind(at).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => Error::AddressInUse {
+) -> Result<crate::http::Bound, Error> {
+    use crate::http::BindError;
+    crate::http::bind(addr).map_err(|e| match e {
+        BindError::Malformed => Error::BadFlag {
+            flag,
+            value: addr.to_owned(),
+            reason: "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port",
+        },
+        BindError::Unresolved(_) => Error::BadFlag {
+            flag,
+            value: addr.to_owned(),
+            reason: "the host name does not resolve (expected HOST:PORT, such as \
+                     127.0.0.1:9100 or localhost:9100, or a port)",
+        },
+        BindError::InUse(at) => Error::AddressInUse {
             addr: at.to_string(),
             what,
         },
-        _ => Error::Setup {
+        BindError::Other(source) => Error::Setup {
             what: if flag == "--metrics" {
                 "listen for /metrics"
             } else {
                 "listen for the dashboard"
             },
-            source: e,
+            source,
         },
     })
 }

@@ -13,14 +13,13 @@
 //! exiting).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::control::protocol::Ps;
 use crate::control::server::Call;
@@ -43,12 +42,15 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
      form-action 'none'; frame-ancestors 'none'";
 /// How often pages get a tick (and the history a sample).
 const TICK: Duration = Duration::from_secs(1);
-/// Pages open at once; more get 503 (each holds a stream and a log follower).
+/// Pages open at once (each holds a stream and a log follower): a new one takes the
+/// place of the page that has waited longest to take what it was sent, or gets 503.
 const PAGES: usize = 16;
-/// Connections held at once, streams included (`http::serve`).
+/// Connections held at once, streams included (`http::serve`): a newcomer takes the
+/// place of the one that has waited longest on its client.
 const CONNECTIONS: usize = PAGES + 8;
-/// How long a client may take to send its request, or to take a write.
-const PATIENCE: Duration = Duration::from_secs(10);
+/// The head of `/events`: a stream, its length unsaid.
+const EVENTS_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+    Cache-Control: no-store\r\nConnection: close\r\n\r\n";
 /// Log lines a page gets when it connects.
 const FIRST_LINES: usize = 200;
 /// Log chunks put in one `log` event at most.
@@ -65,8 +67,9 @@ struct Shared {
     history: Arc<History>,
     highest: Highest,
     app: String,
+    /// The host name `--dashboard` was given, if it was: one the page is reached at.
+    name: Option<String>,
     state: Mutex<Recording>,
-    pages: Arc<Semaphore>,
 }
 
 /// The recorder, the ticks' sender, and the last tick: a page joins while holding them,
@@ -97,40 +100,36 @@ impl Recording {
     }
 }
 
-/// Serves the dashboard on `listener` until the runtime ends, after logging its address.
+/// Serves the dashboard on `bound` until the runtime ends, after logging its address.
 pub async fn serve(
-    listener: std::net::TcpListener,
+    bound: http::Bound,
     calls: mpsc::UnboundedSender<Call>,
     history: Arc<History>,
     log: LogSender,
     app: String,
 ) {
-    let listener = match http::listen(listener) {
-        Ok(listener) => listener,
-        Err(err) => {
-            tracing::warn!(%err, "the dashboard cannot listen");
-            return;
-        }
+    let name = bound.name.clone();
+    let listeners = http::listen(bound, "the dashboard");
+    let Some(url) = http::url(name.as_deref(), &listeners) else {
+        return;
     };
-    let at = listener.local_addr().ok();
-    if let Some(at) = at {
-        log.event(
-            &Arc::new(Label::system()),
-            format!("dashboard at http://{at}/"),
-        );
-    }
+    log.event(&Arc::new(Label::system()), format!("dashboard at {url}/"));
     let shared = Arc::new(Shared {
         calls,
         history,
         highest: Highest::default(),
         app,
+        name,
         state: Mutex::new(Recording::default()),
-        pages: Arc::new(Semaphore::new(PAGES)),
     });
     tokio::spawn(record(Arc::clone(&shared)));
-    http::serve(listener, CONNECTIONS, move |stream| {
+    let limits = http::Limits {
+        connections: CONNECTIONS,
+        streams: PAGES,
+    };
+    http::serve(listeners, limits, move |stream, place| {
         let shared = Arc::clone(&shared);
-        async move { answer(stream, &shared).await }
+        async move { answer(stream, place, &shared).await }
     })
     .await;
 }
@@ -226,77 +225,67 @@ fn tick_data(t: u64, ps: &Ps, figures: &Snapshot, marks: &[Mark]) -> String {
     serde_json::to_string(&tick).unwrap_or_default()
 }
 
-/// Whether `host` (a `Host` header) names this machine: an address, or `localhost`.
-/// Anything else reaching a loopback listener is a page of another site that made its
-/// name point here (DNS rebinding), and must not read the app's log.
-fn names_this_machine(host: &str) -> bool {
+/// Whether `host` (a `Host` header) names this machine: an address, `localhost`, or the
+/// name `--dashboard` was given. Anything else reaching a loopback listener is a page of
+/// another site that made its name point here (DNS rebinding), and must not read the
+/// app's log.
+fn names_this_machine(host: &str, given: Option<&str>) -> bool {
     let name = match host.strip_prefix('[') {
         // `[::1]:8080`
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+    name.eq_ignore_ascii_case("localhost")
+        || given.is_some_and(|given| name.eq_ignore_ascii_case(given))
+        || name.parse::<std::net::IpAddr>().is_ok()
 }
 
-async fn answer(mut stream: TcpStream, shared: &Shared) {
-    let Ok(Some(get)) = tokio::time::timeout(PATIENCE, http::read_get(&mut stream)).await else {
+async fn answer(mut stream: TcpStream, place: http::Place, shared: &Shared) {
+    let Some(request) = http::read_request(&mut stream, &place).await else {
         return;
     };
     // Checked whenever the request came in on loopback, whatever the listener's
-    // address: `--dashboard 0.0.0.0:9000` is reached at 127.0.0.1 too.
-    let on_loopback = stream.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    let trusted = !on_loopback || get.host.as_deref().is_some_and(names_this_machine);
-    let plain = "text/plain; charset=utf-8";
-    let (status, content_type, body, policy) = match get.path.as_str() {
-        _ if !trusted => (
+    // address: `--dashboard 0.0.0.0:9000` is reached at 127.0.0.1 too, and `[::]:9000`
+    // at 127.0.0.1 as `::ffff:127.0.0.1`.
+    let on_loopback = stream
+        .local_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+    let trusted = !on_loopback
+        || (request.host.as_deref())
+            .is_some_and(|host| names_this_machine(host, shared.name.as_deref()));
+    let response = match request.path.as_str() {
+        _ if !trusted => http::Response::text(
             "421 Misdirected Request",
-            plain,
-            "The dashboard answers only to this machine's names (localhost or an address)\n"
-                .to_owned(),
-            false,
+            "The dashboard answers only to this machine's names (localhost or an address)\n",
         ),
-        "/" => ("200 OK", "text/html; charset=utf-8", PAGE.to_owned(), true),
+        "/" => http::Response::new("200 OK", "text/html; charset=utf-8", PAGE.to_owned())
+            .header("Content-Security-Policy", PAGE_POLICY)
+            .header("X-Content-Type-Options", "nosniff"),
         "/metrics" => match metrics::exposition(&shared.calls, &shared.highest).await {
-            Some(text) => ("200 OK", metrics::CONTENT_TYPE, text, false),
+            Some(text) => http::Response::new("200 OK", metrics::CONTENT_TYPE, text),
             None => return,
         },
-        "/events" => {
-            let Ok(page) = Arc::clone(&shared.pages).try_acquire_owned() else {
-                let busy = "Too many dashboard pages are open; close one and reload\n";
-                let head = http::head("503 Service Unavailable", plain, busy.len());
-                let _ = write_all(&mut stream, format!("{head}{busy}").as_bytes()).await;
-                return;
-            };
-            stream_events(stream, shared).await;
-            drop(page);
+        "/events" if request.method == http::Method::Head => {
+            if place
+                .write(&mut stream, EVENTS_HEAD.as_bytes())
+                .await
+                .is_ok()
+            {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            }
             return;
         }
-        _ => (
-            "404 Not Found",
-            plain,
-            "Not found: try /\n".to_owned(),
-            false,
+        "/events" if !place.start_stream() => http::Response::text(
+            "503 Service Unavailable",
+            "Too many dashboard pages are open; close one and reload\n",
         ),
+        "/events" => {
+            stream_events(stream, &place, shared).await;
+            return;
+        }
+        _ => http::Response::text("404 Not Found", "Not found: try /\n"),
     };
-    let mut head = http::head(status, content_type, body.len());
-    if policy {
-        // Before the blank line that ends the head.
-        head.truncate(head.len() - 2);
-        head.push_str(&format!(
-            "Content-Security-Policy: {PAGE_POLICY}\r\nX-Content-Type-Options: nosniff\r\n\r\n"
-        ));
-    }
-    let _ = write_all(&mut stream, head.as_bytes()).await;
-    let _ = write_all(&mut stream, body.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Writes `bytes` within `PATIENCE`: a page that stops reading is let go.
-async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ()> {
-    match tokio::time::timeout(PATIENCE, stream.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
+    let _ = http::respond(&mut stream, &place, request.method, &response).await;
 }
 
 /// One server-sent event: `data` is one line of JSON.
@@ -334,23 +323,21 @@ fn log_data<'a>(lines: impl Iterator<Item = (&'a Chunk, &'a [u8])>) -> String {
 
 /// A page's stream: `hello`, the last lines, then ticks and lines as they come, until the
 /// page goes or the log ends.
-async fn stream_events(mut stream: TcpStream, shared: &Shared) {
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
-                Connection: close\r\n\r\nretry: 1000\n\n";
+async fn stream_events(mut stream: TcpStream, place: &http::Place, shared: &Shared) {
     let (hello, mut ticks) = shared
         .state
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .join(&shared.app, false);
     let (chunks, follow) = shared.history.since(FIRST_LINES, |_| true, true);
-    let mut out = head.as_bytes().to_vec();
+    let mut out = format!("{EVENTS_HEAD}retry: 1000\n\n").into_bytes();
     out.extend(hello);
     let first = history::last_lines(&chunks, FIRST_LINES);
     if !first.is_empty() {
         out.extend(event("log", &log_data(first.into_iter())));
     }
     drop(chunks);
-    if write_all(&mut stream, &out).await.is_err() {
+    if place.write(&mut stream, &out).await.is_err() {
         return;
     }
     let Some(mut follow) = follow else { return };
@@ -410,7 +397,7 @@ async fn stream_events(mut stream: TcpStream, shared: &Shared) {
                     // The log has ended: the follower goes first, so hkrun's exit does not
                     // wait on this page.
                     drop(follow);
-                    let _ = tokio::time::timeout(PATIENCE, write.write_all(&out)).await;
+                    let _ = place.write(&mut write, &out).await;
                     return;
                 }
                 out
@@ -424,9 +411,8 @@ async fn stream_events(mut stream: TcpStream, shared: &Shared) {
         if out.is_empty() {
             continue;
         }
-        match tokio::time::timeout(PATIENCE, write.write_all(&out)).await {
-            Ok(Ok(())) => {}
-            _ => return,
+        if place.write(&mut write, &out).await.is_err() {
+            return;
         }
     }
 }
@@ -506,14 +492,6 @@ impl Budget {
     }
 }
 
-/// The dashboard's address: `HOST:PORT`, or a port alone on 127.0.0.1.
-pub fn address(given: &str) -> Option<SocketAddr> {
-    match given.parse::<u16>() {
-        Ok(port) => Some((std::net::Ipv4Addr::LOCALHOST, port).into()),
-        Err(_) => given.parse().ok(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,11 +505,14 @@ mod tests {
             "[::1]:9",
             "10.0.0.2",
         ] {
-            assert!(names_this_machine(host), "{host}");
+            assert!(names_this_machine(host, None), "{host}");
         }
         for host in ["evil.example:8080", "localhost.evil.example", ""] {
-            assert!(!names_this_machine(host), "{host}");
+            assert!(!names_this_machine(host, None), "{host}");
         }
+        // The name the dashboard was given, as `--dashboard myhost:9000`.
+        assert!(names_this_machine("MyHost:9000", Some("myhost")));
+        assert!(!names_this_machine("evil.example", Some("myhost")));
     }
 
     fn chunk(name: &str, lines: std::ops::Range<usize>) -> Chunk {

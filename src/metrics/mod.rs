@@ -4,8 +4,8 @@
 //! One source of truth: the driver answers `Call::Metrics` with the same view `ps` gets,
 //! the core's counters (restarts, crashes, R10/R14/R15), the router's and the log's; CPU
 //! time is read from /proc here, on a blocking thread. The listener speaks just enough
-//! HTTP/1.1 for a scraper (`crate::http`): one request per connection. The dashboard
-//! serves the same `exposition` on its own listener.
+//! HTTP/1.1 for a scraper (`crate::http`): one request per connection, `GET` or `HEAD`.
+//! The dashboard serves the same `exposition` on its own listener.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,12 +16,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::server::Call;
 use crate::http;
+use crate::logs::render::Label;
+use crate::logs::writer::LogSender;
 
 pub(crate) mod snapshot;
 
@@ -197,24 +198,31 @@ fn saturate(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
-/// Scrapes answered at once; more wait their turn (a scraper asks every 15 s or so).
+/// Connections held at once (a scraper asks every 15 s or so); when all are taken, a
+/// newcomer takes the place of the one waiting longest on its client (`http::serve`).
 const AT_ONCE: usize = 8;
 
-/// Serves `/metrics` on `listener` until the runtime ends.
-pub async fn serve(listener: std::net::TcpListener, calls: mpsc::UnboundedSender<Call>) {
-    let listener = match http::listen(listener) {
-        Ok(listener) => listener,
-        Err(err) => {
-            tracing::warn!(%err, "the metrics endpoint cannot listen");
-            return;
-        }
+/// Serves `/metrics` on `bound` until the runtime ends, after logging its address.
+pub async fn serve(bound: http::Bound, calls: mpsc::UnboundedSender<Call>, log: LogSender) {
+    let name = bound.name.clone();
+    let listeners = http::listen(bound, "the metrics endpoint");
+    let Some(url) = http::url(name.as_deref(), &listeners) else {
+        return;
     };
+    log.event(
+        &Arc::new(Label::system()),
+        format!("metrics at {url}/metrics"),
+    );
     let highest = Highest::default();
-    http::serve(listener, AT_ONCE, move |stream| {
+    let limits = http::Limits {
+        connections: AT_ONCE,
+        streams: 0,
+    };
+    http::serve(listeners, limits, move |stream, place| {
         let (calls, highest) = (calls.clone(), highest.clone());
         async move {
             // Reading, answering and writing, all within the time a client may take.
-            let _ = tokio::time::timeout(ANSWER, answer(stream, calls, highest)).await;
+            let _ = tokio::time::timeout(ANSWER, answer(stream, place, calls, highest)).await;
         }
     })
     .await;
@@ -228,25 +236,23 @@ pub struct Highest(Arc<Mutex<HashMap<i32, f64>>>);
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-async fn answer(mut stream: TcpStream, calls: mpsc::UnboundedSender<Call>, highest: Highest) {
-    let Some(get) = http::read_get(&mut stream).await else {
+async fn answer(
+    mut stream: TcpStream,
+    place: http::Place,
+    calls: mpsc::UnboundedSender<Call>,
+    highest: Highest,
+) {
+    let Some(request) = http::read_request(&mut stream, &place).await else {
         return;
     };
-    let (status, content_type, body) = match get.path.as_str() {
+    let response = match request.path.as_str() {
         "/metrics" => match exposition(&calls, &highest).await {
-            Some(text) => ("200 OK", CONTENT_TYPE, text),
+            Some(text) => http::Response::new("200 OK", CONTENT_TYPE, text),
             None => return,
         },
-        _ => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "Not found: try /metrics\n".to_owned(),
-        ),
+        _ => http::Response::text("404 Not Found", "Not found: try /metrics\n"),
     };
-    let head = http::head(status, content_type, body.len());
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    let _ = http::respond(&mut stream, &place, request.method, &response).await;
 }
 
 /// The exposition now: the driver's snapshot and CPU time from /proc; none once the

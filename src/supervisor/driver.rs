@@ -51,9 +51,9 @@ pub struct Listeners {
     /// The router's public port.
     pub router: Option<TcpListener>,
     /// `--metrics`.
-    pub metrics: Option<TcpListener>,
+    pub metrics: Option<crate::http::Bound>,
     /// `--dashboard`.
-    pub dashboard: Option<TcpListener>,
+    pub dashboard: Option<crate::http::Bound>,
 }
 
 /// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
@@ -159,7 +159,11 @@ async fn drive(
     };
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = metrics {
-        tokio::spawn(crate::metrics::serve(listener, calls_tx.clone()));
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            calls_tx.clone(),
+            writer.sender(),
+        ));
     }
     if let Some(listener) = dashboard {
         tokio::spawn(crate::dashboard::serve(

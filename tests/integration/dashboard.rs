@@ -150,6 +150,9 @@ fn a_bad_or_taken_dashboard_address_is_refused_before_anything_starts() {
     let port = taken.local_addr().unwrap().port().to_string();
     for (addr, says) in [
         ("nowhere:80", "--dashboard"),
+        // A reserved name that never resolves, and a name without its port.
+        ("nowhere.invalid:80", "does not resolve"),
+        ("localhost", "expected HOST:PORT"),
         (port.as_str(), "already in use"),
     ] {
         let out = hkrun(app.path(), &["start", "--dashboard", addr], &unique_tag())
@@ -465,8 +468,8 @@ fn idle_connections_cannot_take_hkruns_descriptors() {
             .unwrap_or(0)
     };
     let before = descriptors(hk.child.id());
-    // 100 clients that connect and say nothing: hkrun takes 24, the kernel's backlog
-    // (128) holds the rest.
+    // 100 clients that connect and say nothing: hkrun holds 24 at most, each newcomer
+    // taking the place of the one idle longest.
     let addr: std::net::SocketAddr = at.parse().unwrap();
     let idle: Vec<TcpStream> = (0..100)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
@@ -483,5 +486,168 @@ fn idle_connections_cannot_take_hkruns_descriptors() {
     drop(idle);
     let (status, _, _) = get(&at, "/", &at);
     assert!(status.contains("200"), "{status}");
+    hk.stop_cleanly();
+}
+
+#[test]
+fn a_dual_stack_dashboard_checks_the_host_of_requests_on_ipv4_loopback() {
+    let v6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+    if std::net::TcpListener::bind("[::]:0").is_err() || v6only.trim() == "1" {
+        eprintln!("skipped: no dual-stack IPv6 listener on this machine");
+        return;
+    }
+    let app = App::new("worker: echo working; exec sleep 1000\n");
+    let port = free_port();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--dashboard",
+            &format!("[::]:{port}"),
+        ],
+    );
+    assert_eq!(dashboard_address(&mut hk), format!("[::]:{port}"));
+    // 127.0.0.1 reaches it as ::ffff:127.0.0.1: loopback all the same.
+    let v4 = format!("127.0.0.1:{port}");
+    for path in ["/", "/metrics"] {
+        let (status, _, body) = get(&v4, path, "attacker.example");
+        assert!(status.contains("421"), "{path} on {v4}: {status}\n{body}");
+    }
+    let v6 = format!("[::1]:{port}");
+    let (status, _, _) = get(&v6, "/", "attacker.example");
+    assert!(status.contains("421"), "{status}");
+    for (at, host) in [(&v4, v4.as_str()), (&v4, "localhost"), (&v6, v6.as_str())] {
+        let (status, _, _) = get(at, "/", host);
+        assert!(status.contains("200"), "{host}: {status}");
+    }
+    hk.stop_cleanly();
+}
+
+#[test]
+fn a_dashboard_named_by_host_name_listens_where_the_name_resolves() {
+    let app = App::new("worker: echo working; exec sleep 1000\n");
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "--dashboard", "localhost:0"],
+    );
+    let at = dashboard_address(&mut hk);
+    let port = at
+        .strip_prefix("localhost:")
+        .expect("the name given, and the port");
+    assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{at}");
+    let (status, head, page) = get(&at, "/", &at);
+    assert!(status.contains("200"), "{status}");
+    assert!(page.contains("EventSource"));
+    // HEAD: the page's head, its length said, and no body.
+    let mut stream = TcpStream::connect(&at).expect("connect to the dashboard");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    write!(stream, "HEAD / HTTP/1.1\r\nHost: {at}\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    assert_eq!(answer, format!("{head}\r\n\r\n"));
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", page.len())),
+        "{head}"
+    );
+    hk.stop_cleanly();
+}
+
+/// Connects to `addr`, then shrinks the receive buffer to the smallest the kernel gives.
+fn connect_with_small_buffer(addr: std::net::SocketAddr) -> TcpStream {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let stream = TcpStream::connect(addr).expect("connect to the dashboard");
+    setsockopt(&stream, sockopt::RcvBuf, &1024).expect("a small receive buffer");
+    stream
+}
+
+/// `/events` opened: its status line, and the stream after it.
+fn open_events(at: &str) -> (String, BufReader<TcpStream>) {
+    let mut stream = TcpStream::connect(at).expect("connect to the dashboard");
+    stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+    write!(stream, "GET /events HTTP/1.1\r\nHost: {at}\r\n\r\n").expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("the status line");
+    (status, reader)
+}
+
+#[test]
+fn idle_and_unread_connections_give_their_places_to_a_scrape_and_a_page() {
+    // 2,000 lines a second, so a page that never reads stops taking its stream at once.
+    let chatty = "import sys, time\n\
+        while True:\n\
+        \x20   sys.stdout.write(('x' * 100 + '\\n') * 200)\n\
+        \x20   sys.stdout.flush()\n\
+        \x20   time.sleep(0.1)\n";
+    let app = App::new("chatty: python3 chatty.py\n");
+    app.write("chatty.py", chatty);
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--quiet",
+            "chatty",
+            "--dashboard",
+        ],
+    );
+    let at = dashboard_address(&mut hk);
+    let addr: std::net::SocketAddr = at.parse().expect("an address");
+    // Every place (24): 16 pages that take their status line and then never read, and
+    // 8 connections that say nothing (accepted in turn, before the scrape below).
+    let unread: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut stream = connect_with_small_buffer(addr);
+            stream.set_read_timeout(Some(PATIENCE)).expect("a timeout");
+            write!(stream, "GET /events HTTP/1.1\r\nHost: {at}\r\n\r\n").expect("send");
+            let mut status = [0u8; 12];
+            stream.read_exact(&mut status).expect("a status line");
+            assert_eq!(&status, b"HTTP/1.1 200");
+            stream
+        })
+        .collect();
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(addr).expect("connect to the dashboard"))
+        .collect();
+
+    let asked = Instant::now();
+    let (status, _, text) = get(&at, "/metrics", &at);
+    let took = asked.elapsed();
+    assert!(status.contains("200"), "{status}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the scrape took {took:?} with every place held"
+    );
+
+    // A page that reads gets the place of one that does not, once that one has left
+    // what it was sent untaken.
+    let asked = Instant::now();
+    let mut reader = loop {
+        let (status, reader) = open_events(&at);
+        if status.contains("200") {
+            break reader;
+        }
+        assert!(status.contains("503"), "{status}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(8),
+            "no place for a page that reads after {:?}",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Its first event is its `hello`.
+    let mut line = String::new();
+    while !line.starts_with("event: ") {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("a line") > 0,
+            "the stream ended"
+        );
+    }
+    assert_eq!(line.trim_end(), "event: hello");
+    eprintln!("a page that reads was served after {:?}", asked.elapsed());
+    drop((unread, idle, reader));
     hk.stop_cleanly();
 }

@@ -183,3 +183,114 @@ fn a_metrics_port_in_use_is_refused_before_anything_starts() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Sends `request` as it is; everything the listener answers before it closes.
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(crate::harness::PATIENCE))
+        .expect("a read timeout");
+    stream.write_all(request).expect("send the request");
+    let mut answer = Vec::new();
+    // A reset after the answer is no failure: what came before it counts.
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn metrics_on_a_port_the_system_chooses_say_where_they_are() {
+    let app = App::new("worker: echo working; exec sleep 1000\n");
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "--metrics", "0"]);
+    let line = hk.wait_for("system   | metrics at http://127.0.0.1:");
+    let port: u16 = line
+        .rsplit_once("127.0.0.1:")
+        .and_then(|(_, rest)| rest.strip_suffix("/metrics"))
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    assert_ne!(port, 0);
+    let (status, text) = get(port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    hk.stop_cleanly();
+}
+
+#[test]
+fn every_request_head_gets_an_answer() {
+    let app = App::new("worker: echo working; exec sleep 1000\n");
+    let port = free_port();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "--metrics", &port.to_string()],
+    );
+    hk.wait_for("worker.1 | working");
+    let (_, body) = get(port, "/metrics");
+    // HEAD: GET's head, its length said, and no body.
+    let head = exchange(port, b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: "), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body after the head: {head}");
+    // Lines ended by a bare LF are taken.
+    let bare_lf = exchange(port, b"GET /metrics HTTP/1.1\nHost: localhost\n\n");
+    assert!(bare_lf.starts_with("HTTP/1.1 200 OK\r\n"), "{bare_lf}");
+    let (_, got) = bare_lf.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        got.starts_with("# HELP") && got.ends_with("# EOF\n"),
+        "{got}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    for (request, status) in [
+        (
+            &b"POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello"[..],
+            "HTTP/1.1 405 Method Not Allowed\r\n",
+        ),
+        (
+            b"DELETE / HTTP/1.0\r\n\r\n",
+            "HTTP/1.1 405 Method Not Allowed\r\n",
+        ),
+        (
+            b"GET /metrics\xff HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "HTTP/1.1 400 Bad Request\r\n",
+        ),
+        (
+            b"GET /metrics HTTP/1.1\r\nHost: \xfe\xff\r\n\r\n",
+            "HTTP/1.1 400 Bad Request\r\n",
+        ),
+        (b"hello there\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
+    ] {
+        let answer = exchange(port, request);
+        let shown = String::from_utf8_lossy(request);
+        assert!(answer.starts_with(status), "{shown:?}: {answer:?}");
+        if status.contains("405") {
+            assert!(answer.contains("\r\nAllow: GET, HEAD\r\n"), "{answer}");
+        }
+    }
+    hk.stop_cleanly();
+}
+
+#[test]
+fn idle_connections_do_not_keep_a_scrape_waiting() {
+    let app = App::new("worker: echo working; exec sleep 1000\n");
+    let port = free_port();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "--metrics", &port.to_string()],
+    );
+    hk.wait_for("worker.1 | working");
+    // Every place (8) taken by connections that say nothing, and more waiting: all
+    // accepted in turn, before the scrape below.
+    let idle: Vec<TcpStream> = (0..12)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let asked = std::time::Instant::now();
+    let (status, text) = get(port, "/metrics");
+    let took = asked.elapsed();
+    assert!(status.contains("200"), "{status}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the scrape took {took:?} behind {} idle connections",
+        idle.len()
+    );
+    drop(idle);
+    hk.stop_cleanly();
+}

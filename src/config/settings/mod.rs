@@ -41,7 +41,8 @@ pub struct Settings {
     pub quiet: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
-    /// `dashboard = "127.0.0.1:0"` (an address, or a port on 127.0.0.1).
+    /// `dashboard = "127.0.0.1:0"` (an address, a host name and port, or a port on
+    /// 127.0.0.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<String>,
     /// Log drains' URLs (`drains` is taken too).
