@@ -214,6 +214,7 @@ fn plan(b: &mut Bytes, features: u8) -> AppPlan {
         types,
         base_port,
         router: router.then_some(base_port),
+        router_address: None,
         preboot: router && flags & 4 == 0,
         grace: Duration::from_secs(1 + u64::from(flags >> 5)),
         exit_on_crash: flags & 8 != 0,
@@ -321,6 +322,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
             }
             Effect::AwaitReady { .. }
             | Effect::RestartAccepted { .. }
+            | Effect::WidenRouter
             | Effect::OutputMayBeDropped
             | Effect::Log { .. }
             | Effect::Backends(_)
@@ -357,6 +359,7 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
             Some(slot) if slot.kind == "web" => Input::Ready {
                 slot,
                 ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                everywhere: false,
             },
             _ => Input::Tick,
         },
@@ -480,7 +483,17 @@ fn settle(
         if let Some((slot, pid)) = booting {
             listened.insert((slot.clone(), pid));
             let ip = std::net::Ipv4Addr::LOCALHOST.into();
-            step(sup, world, b, *now, Input::Ready { slot, ip });
+            step(
+                sup,
+                world,
+                b,
+                *now,
+                Input::Ready {
+                    slot,
+                    ip,
+                    everywhere: false,
+                },
+            );
             continue;
         }
         match sup.next_deadline() {

@@ -415,6 +415,11 @@ pub struct StartArgs {
     /// first, traffic moved once they are up, then the old ones stopped).
     #[arg(long, env = "HKRUN_NO_PREBOOT")]
     pub no_preboot: bool,
+    /// Where the router listens [default: 127.0.0.1, and every interface too once a web
+    /// dyno listens on every interface]: 0.0.0.0 or :: to be reached from other machines
+    /// whatever the app does.
+    #[arg(long, value_name = "ADDR", env = "HKRUN_ROUTER_ADDRESS")]
+    pub router_address: Option<std::net::IpAddr>,
     /// How the router spreads new connections over the web dynos that are up:
     /// round-robin or least-connections.
     #[arg(

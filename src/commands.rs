@@ -91,19 +91,30 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
         });
     }
     let router = match config.plan.router {
-        Some(port) => Some(std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                Error::PortInUse {
-                    port,
-                    dyno: "the router".into(),
+        // On loopback unless the user chose the address: it widens to 0.0.0.0 once a web
+        // dyno listens there (`Effect::WidenRouter`).
+        Some(port) => Some(
+            os::net::listen_widenable(std::net::SocketAddr::new(
+                config
+                    .plan
+                    .router_address
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                port,
+            ))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    Error::PortInUse {
+                        port,
+                        dyno: "the router".into(),
+                    }
+                } else {
+                    Error::Setup {
+                        what: "listen on the router's port",
+                        source: e,
+                    }
                 }
-            } else {
-                Error::Setup {
-                    what: "listen on the router's port",
-                    source: e,
-                }
-            }
-        })?),
+            })?,
+        ),
         None => None,
     };
     let metrics = (args.metrics.as_deref())

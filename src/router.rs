@@ -122,14 +122,22 @@ impl RouterStats {
     }
 }
 
+/// The running router: its counters, and where to give it another listener on the same
+/// port (0.0.0.0 beside 127.0.0.1, `os::net::listen_widenable`).
+pub struct Router {
+    pub stats: Arc<RouterStats>,
+    pub listeners: tokio::sync::mpsc::UnboundedSender<TcpListener>,
+}
+
 /// Starts the router on `listener` in its own thread.
 pub fn spawn(
     listener: TcpListener,
     backends: watch::Receiver<Vec<Backend>>,
     balance: Balance,
-) -> std::io::Result<Arc<RouterStats>> {
+) -> std::io::Result<Router> {
     listener.set_nonblocking(true)?;
     let stats = Arc::new(RouterStats::default());
+    let (listeners, added) = tokio::sync::mpsc::unbounded_channel();
     // One thread: on the measured 2-core machine two router threads gave less
     // throughput, not more (BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -139,15 +147,45 @@ pub fn spawn(
         .name("hkrun-router".into())
         .spawn({
             let stats = Arc::clone(&stats);
-            move || runtime.block_on(serve(listener, backends, balance, stats))
+            move || runtime.block_on(serve(listener, added, backends, balance, stats))
         })?;
-    Ok(stats)
+    Ok(Router { stats, listeners })
 }
 
+/// Accepts on `listener`, and on each listener added later, until hkrun exits.
 async fn serve(
     listener: TcpListener,
+    mut added: tokio::sync::mpsc::UnboundedReceiver<TcpListener>,
     backends: watch::Receiver<Vec<Backend>>,
     balance: Balance,
+    stats: Arc<RouterStats>,
+) {
+    let picker = Arc::new(Picker {
+        balance,
+        next: AtomicUsize::new(0),
+        open: Mutex::new(HashMap::new()),
+        failed: AtomicU64::new(0),
+    });
+    let accept = |listener: TcpListener| {
+        tokio::spawn(accept(
+            listener,
+            backends.clone(),
+            Arc::clone(&picker),
+            Arc::clone(&stats),
+        ))
+    };
+    accept(listener);
+    while let Some(listener) = added.recv().await {
+        let _ = listener.set_nonblocking(true);
+        accept(listener);
+    }
+    std::future::pending::<()>().await;
+}
+
+async fn accept(
+    listener: TcpListener,
+    backends: watch::Receiver<Vec<Backend>>,
+    picker: Arc<Picker>,
     stats: Arc<RouterStats>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -157,12 +195,6 @@ async fn serve(
             return;
         }
     };
-    let picker = Arc::new(Picker {
-        balance,
-        next: AtomicUsize::new(0),
-        open: Mutex::new(HashMap::new()),
-        failed: AtomicU64::new(0),
-    });
     let mut warned: Option<std::time::Instant> = None;
     loop {
         let client = match listener.accept().await {

@@ -593,6 +593,7 @@ impl StartConfig {
             types,
             base_port: app.base_port,
             router,
+            router_address: args.router_address,
             preboot: router.is_some() && !args.no_preboot,
             grace,
             exit_on_crash: args.exit_on_crash,

@@ -29,7 +29,7 @@ fn reachable(ip: IpAddr) -> IpAddr {
 /// listening on `port`, if there is one; IPv4 first when it listens on both. The probe
 /// task reads the tables once for every dyno it watches; this is the same for one.
 #[cfg(test)]
-fn group_listens(pgid: Pid, port: u16) -> Option<IpAddr> {
+fn group_listens(pgid: Pid, port: u16) -> Option<Listener> {
     let listening = Listening::read();
     // The processes are read only once something listens on the port.
     if !listening.on(port) {
@@ -38,12 +38,31 @@ fn group_listens(pgid: Pid, port: u16) -> Option<IpAddr> {
     listens_at(&Snapshot::read(), &listening, pgid, port)
 }
 
-fn listens_at(snapshot: &Snapshot, listening: &Listening, pgid: Pid, port: u16) -> Option<IpAddr> {
-    snapshot
-        .listeners(pgid, port, listening)
-        .into_iter()
+fn listens_at(
+    snapshot: &Snapshot,
+    listening: &Listening,
+    pgid: Pid,
+    port: u16,
+) -> Option<Listener> {
+    let bound = snapshot.listeners(pgid, port, listening);
+    let at = bound
+        .iter()
+        .copied()
         .map(reachable)
-        .min_by_key(IpAddr::is_ipv6)
+        .min_by_key(IpAddr::is_ipv6)?;
+    Some(Listener {
+        at,
+        everywhere: bound.iter().any(IpAddr::is_unspecified),
+    })
+}
+
+/// Where a dyno listens on its PORT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The address to connect to (IPv4 first when it listens on both).
+    pub at: IpAddr,
+    /// It listens on a wildcard address: other machines reach it too.
+    pub everywhere: bool,
 }
 
 /// A change to the set of dynos being watched.
@@ -55,7 +74,7 @@ pub enum Watch {
 
 /// Watches booting dynos and calls `ready` once for each that listens, with the address
 /// to reach it at. Ends when the sender of `changes` is dropped.
-pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slot, IpAddr)) {
+pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slot, Listener)) {
     let mut watched: Vec<(Slot, Pid, u16)> = Vec::new();
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,9 +111,9 @@ pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slo
                 })
                 .await
                 .unwrap_or_default();
-                for (slot, ip) in found {
+                for (slot, listener) in found {
                     watched.retain(|(s, ..)| *s != slot);
-                    ready(slot, ip);
+                    ready(slot, listener);
                 }
             }
         }
@@ -110,7 +129,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let me = nix::unistd::getpgrp();
-        assert_eq!(group_listens(me, port), Some(Ipv4Addr::LOCALHOST.into()));
+        let loopback = Listener {
+            at: Ipv4Addr::LOCALHOST.into(),
+            everywhere: false,
+        };
+        assert_eq!(group_listens(me, port), Some(loopback));
         drop(listener);
         assert_eq!(group_listens(me, port), None);
     }
@@ -120,10 +143,17 @@ mod tests {
         let me = nix::unistd::getpgrp();
         let v6 = std::net::TcpListener::bind("[::1]:0").unwrap();
         let port = v6.local_addr().unwrap().port();
-        assert_eq!(group_listens(me, port), Some(Ipv6Addr::LOCALHOST.into()));
+        let at = |listener: Option<Listener>| listener.map(|l| (l.at, l.everywhere));
+        assert_eq!(
+            at(group_listens(me, port)),
+            Some((Ipv6Addr::LOCALHOST.into(), false))
+        );
         let any = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         let port = any.local_addr().unwrap().port();
-        assert_eq!(group_listens(me, port), Some(Ipv4Addr::LOCALHOST.into()));
+        assert_eq!(
+            at(group_listens(me, port)),
+            Some((Ipv4Addr::LOCALHOST.into(), true))
+        );
         assert_eq!(
             reachable(Ipv6Addr::UNSPECIFIED.into()),
             IpAddr::from(Ipv6Addr::LOCALHOST)

@@ -5,6 +5,7 @@
 //! policies (`policy`), and the port layout (`ports`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -206,6 +207,10 @@ pub struct AppPlan {
     pub base_port: u16,
     /// The router's port, when web dynos are behind it.
     pub router: Option<u16>,
+    /// Where the router listens when the user chose it (`--router-address`). Otherwise it
+    /// listens on 127.0.0.1, and on every interface too once a web dyno does: never more
+    /// reachable than the app made itself.
+    pub router_address: Option<IpAddr>,
     /// Restart web preboot-style (needs the router).
     pub preboot: bool,
     /// Between SIGTERM and SIGKILL when stopping.

@@ -238,6 +238,8 @@ pub struct Supervisor {
     real_now: Option<Instant>,
     /// Types not started yet: each waits for the types of its `after` to be up.
     held: Vec<String>,
+    /// The router listens on every interface too (`Effect::WidenRouter`, at most once).
+    router_widened: bool,
     /// Each `[[scheduler]]` job's last run, while it may still be going.
     scheduled: Vec<Option<Slot>>,
     /// Scheduler runs started so far: the next is `scheduler.N+1`.
@@ -262,6 +264,7 @@ impl Supervisor {
             paused_total: Duration::ZERO,
             real_now: None,
             held: Vec::new(),
+            router_widened: false,
             scheduled: Vec::new(),
             scheduler_runs: 0,
         }
@@ -308,8 +311,13 @@ impl Supervisor {
             .filter(|d| d.role.behind_router())
             .map(|d| d.spec.slot.to_string())
             .collect();
+        let address = self
+            .plan
+            .router_address
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         Some(format!(
-            "router listening on http://127.0.0.1:{port} \u{2192} {}",
+            "router listening on http://{} \u{2192} {}",
+            std::net::SocketAddr::new(address, port),
             web.join(", ")
         ))
     }
@@ -515,7 +523,11 @@ impl Supervisor {
                 effects.extend(self.on_exited(now, &slot, Exit::Code(127)));
                 effects
             }
-            Input::Ready { slot, ip } => self.on_ready(now, &slot, ip),
+            Input::Ready {
+                slot,
+                ip,
+                everywhere,
+            } => self.on_ready(now, &slot, ip, everywhere),
             Input::Exited { slot, status } => self.on_exited(now, &slot, status),
             Input::Memory(samples) => self.on_memory(now, samples),
             Input::Stop(request) => self.on_stop(now, request),
@@ -649,7 +661,7 @@ impl Supervisor {
         effects
     }
 
-    fn on_ready(&mut self, now: Instant, slot: &Slot, ip: IpAddr) -> Vec<Effect> {
+    fn on_ready(&mut self, now: Instant, slot: &Slot, ip: IpAddr, everywhere: bool) -> Vec<Effect> {
         let Some(i) = self.find(slot) else {
             return Vec::new();
         };
@@ -660,7 +672,24 @@ impl Supervisor {
         dyno.set_state(now, DynoState::Up);
         dyno.up_since = Some(now);
         dyno.ip = Some(ip);
-        vec![log_dyno(slot, "State changed from starting to up".into())]
+        let mut effects = vec![log_dyno(slot, "State changed from starting to up".into())];
+        // The router is as reachable as the app: from other machines once a web dyno is
+        // (an app in a container listens on 0.0.0.0), unless the user chose its address.
+        let behind_router = dyno.plan.role.behind_router();
+        if let (true, true, Some(port), None, false) = (
+            everywhere,
+            behind_router,
+            self.plan.router,
+            self.plan.router_address,
+            self.router_widened,
+        ) {
+            self.router_widened = true;
+            effects.push(log_system(format!(
+                "router listening on http://0.0.0.0:{port} too: {slot} listens on every interface"
+            )));
+            effects.push(Effect::WidenRouter);
+        }
+        effects
     }
 
     fn on_exited(&mut self, now: Instant, slot: &Slot, status: Exit) -> Vec<Effect> {

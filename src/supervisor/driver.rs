@@ -150,13 +150,17 @@ async fn drive(
         }
     }
     let (backends, backends_rx) = watch::channel(Vec::new());
-    let router_stats = match router {
+    let router = match router {
         Some(listener) => Some(
             router::spawn(listener, backends_rx, config.balance)
                 .map_err(setup("start the router"))?,
         ),
         None => None,
     };
+    let router_stats = router.as_ref().map(|r| Arc::clone(&r.stats));
+    let widen_router = router
+        .zip(config.plan.router)
+        .map(|(r, port)| (port, r.listeners));
     let (calls_tx, mut calls) = mpsc::unbounded_channel();
     if let Some(listener) = metrics {
         tokio::spawn(crate::metrics::serve(
@@ -191,8 +195,12 @@ async fn drive(
     // The observers: they only measure, and report as inputs.
     let (probe, probe_rx) = mpsc::unbounded_channel();
     let ready = inputs_tx.clone();
-    tokio::spawn(readiness::run(probe_rx, move |slot, ip| {
-        let _ = ready.send(Input::Ready { slot, ip });
+    tokio::spawn(readiness::run(probe_rx, move |slot, listener| {
+        let _ = ready.send(Input::Ready {
+            slot,
+            ip: listener.at,
+            everywhere: listener.everywhere,
+        });
     }));
     let (sampled, sampled_rx) = watch::channel(Vec::new());
     let samples = inputs_tx.clone();
@@ -208,6 +216,7 @@ async fn drive(
         root: config.app.root,
         env: config.app.env,
         reloaded: HashMap::new(),
+        widen_router,
         env_given: config.app.env_given,
         dyno_name: config.dyno_name,
         quiet: config.quiet,
@@ -362,6 +371,8 @@ struct Driver {
     env: Vars,
     /// Env files read again for a restart the core has not yet accepted, by request id.
     reloaded: HashMap<u64, Vars>,
+    /// The router's port, and where to give it a listener on 0.0.0.0 (`Effect::WidenRouter`).
+    widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
     env_given: Vec<PathBuf>,
     /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
@@ -492,6 +503,23 @@ impl Driver {
                         .filter(|&p| os::net::port_taken(p))
                         .collect();
                     self.queue.push_back(Input::PortsProbed { id, taken });
+                }
+                Effect::WidenRouter => {
+                    if let Some((port, listeners)) = &self.widen_router {
+                        let wide =
+                            std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, *port));
+                        match os::net::listen_widenable(wide) {
+                            Ok(listener) => {
+                                let _ = listeners.send(listener);
+                            }
+                            Err(err) => {
+                                let text = format!(
+                                    "the router stays on 127.0.0.1:{port} alone: cannot listen on {wide} ({err})"
+                                );
+                                self.log.event(&self.system, text);
+                            }
+                        }
+                    }
                 }
                 Effect::RestartAccepted { id } => {
                     if let Some(env) = self.reloaded.remove(&id) {

@@ -53,8 +53,13 @@ pub enum Input {
     /// A dyno could not be spawned at all.
     SpawnFailed { slot: Slot, error: String },
     /// A web dyno's process group listens on its PORT, reached at `ip` (where the
-    /// listener is bound; a wildcard's loopback address).
-    Ready { slot: Slot, ip: IpAddr },
+    /// listener is bound; a wildcard's loopback address); `everywhere`: on a wildcard
+    /// address, so the dyno is reachable from other machines.
+    Ready {
+        slot: Slot,
+        ip: IpAddr,
+        everywhere: bool,
+    },
     /// A dyno's leader exited and its output so far has been logged.
     Exited { slot: Slot, status: Exit },
     /// Resident memory of each running dyno's processes, in bytes.
@@ -197,6 +202,9 @@ pub enum Effect {
         id: u64,
         ports: Vec<u16>,
     },
+    /// The router listens on every interface too (0.0.0.0, its port), because a web dyno
+    /// behind it does.
+    WidenRouter,
     /// A restart request is carried out (the effects that carry it out follow): what the
     /// driver held back for it takes effect now, the env files read again on `config:set`.
     /// A request refused gets only its `Reply`.

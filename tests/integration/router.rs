@@ -427,3 +427,94 @@ fn sigusr2_restarts_every_dyno_with_web_prebooted() {
     });
     hk.stop_cleanly();
 }
+
+/// This machine's address toward other machines, if it has one.
+fn outward_address() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.255:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// The addresses the kernel lists a listener on `port` at (IPv4, /proc/net/tcp).
+fn listening_at(port: u16) -> Vec<std::net::Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            let (ip, p) = local.split_once(':')?;
+            (state == "0A" && u16::from_str_radix(p, 16).ok()? == port).then(|| {
+                std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).unwrap_or(0).swap_bytes())
+            })
+        })
+        .collect()
+}
+
+/// A web dyno bound to every interface, as an app in a container is.
+const WEB_EVERYWHERE_PY: &str = concat!(
+    name_handler!(),
+    "http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), Name).serve_forever()\n"
+);
+
+#[test]
+fn the_router_is_never_more_reachable_than_the_web_dynos() {
+    // Web on loopback: the router is too.
+    let (_app, mut hk, port) = web_app(1, &[]);
+    assert_eq!(get(port), Ok("web.1".to_owned()));
+    assert_eq!(listening_at(port), [std::net::Ipv4Addr::LOCALHOST]);
+    match outward_address() {
+        Some(ip) => assert!(
+            TcpStream::connect((ip, port)).is_err(),
+            "the router answers on {ip} though web.1 listens on 127.0.0.1 only"
+        ),
+        None => eprintln!("no address toward other machines: the connect check skipped"),
+    }
+    hk.stop_cleanly();
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("0.0.0.0")),
+        "{:#?}",
+        hk.seen
+    );
+
+    // Web on every interface: the router follows, and says so.
+    let app = App::new("web: exec python3 -u web.py\n");
+    app.write("web.py", WEB_EVERYWHERE_PY);
+    let port = free_base_port();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-p", &port.to_string()],
+    );
+    hk.wait_for(&format!(
+        "router listening on http://0.0.0.0:{port} too: web.1 listens on every interface"
+    ));
+    eventually("the router on 0.0.0.0", || {
+        listening_at(port)
+            .contains(&std::net::Ipv4Addr::UNSPECIFIED)
+            .then_some(())
+    });
+    assert_eq!(get(port), Ok("web.1".to_owned()));
+    if let Some(ip) = outward_address() {
+        let mut stream = TcpStream::connect((ip, port)).expect("the router on every interface");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: hkrun\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        assert!(answer.ends_with("web.1"), "{answer}");
+    }
+    hk.stop_cleanly();
+
+    // An address the user chose, from the start.
+    let (_app, mut hk, port) = web_app(1, &["--router-address", "0.0.0.0"]);
+    assert_eq!(listening_at(port), [std::net::Ipv4Addr::UNSPECIFIED]);
+    hk.stop_cleanly();
+    let want = format!("system | router listening on http://0.0.0.0:{port} \u{2192} web.1");
+    assert!(hk.seen.contains(&want), "{:#?}", hk.seen);
+}

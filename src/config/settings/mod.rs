@@ -63,6 +63,9 @@ pub struct Settings {
     pub no_preboot: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<String>,
+    /// `router-address = "0.0.0.0"`: where the router listens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_on_crash: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -417,6 +420,12 @@ impl Settings {
         }
         if unset("memory_limit") {
             args.memory_limit.push_str(&memory_types);
+        }
+        if let (Some(a), true) = (self.router_address, unset("router_address")) {
+            args.router_address = Some(
+                a.parse()
+                    .map_err(|_| invalid("router-address", &a, "an IP address such as 0.0.0.0"))?,
+            );
         }
         if let (Some(b), true) = (self.balance, unset("balance")) {
             args.balance = match b.as_str() {

@@ -75,6 +75,7 @@ fn plan(release: bool, restart: RestartPolicy) -> AppPlan {
         types: vec![dyno_type("web", 0), dyno_type("worker", 1)],
         base_port: 5000,
         router: None,
+        router_address: None,
         preboot: false,
         grace: GRACE,
         exit_on_crash: false,
@@ -256,6 +257,7 @@ fn starts_the_formation_in_order_web_boots_and_others_are_up() {
         Input::Ready {
             slot: slot("web", 1),
             ip: LOCAL,
+            everywhere: false,
         },
     );
     assert_eq!(logs(&effects), ["web.1: State changed from starting to up"]);
@@ -266,7 +268,8 @@ fn starts_the_formation_in_order_web_boots_and_others_are_up() {
             t1,
             Input::Ready {
                 slot: slot("web", 1),
-                ip: LOCAL
+                ip: LOCAL,
+                everywhere: false,
             }
         )
         .is_empty()
@@ -430,6 +433,7 @@ fn r10_at_exactly_the_boot_timeout() {
         Input::Ready {
             slot: slot("web", 2),
             ip: LOCAL,
+            everywhere: false,
         },
     );
     assert!(
@@ -1011,6 +1015,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
         Input::Ready {
             slot: slot("web", 1),
             ip: LOCAL,
+            everywhere: false,
         },
     );
     let effects = control(
@@ -1050,7 +1055,8 @@ fn restart_answers_once_the_new_dynos_are_up() {
             t0 + secs(2),
             Input::Ready {
                 slot: slot("web", 1),
-                ip: LOCAL
+                ip: LOCAL,
+                everywhere: false,
             }
         ))
         .is_empty()
@@ -1060,6 +1066,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
         Input::Ready {
             slot: slot("web", 2),
             ip: LOCAL,
+            everywhere: false,
         },
     );
     assert_eq!(
@@ -1254,6 +1261,7 @@ fn overlapping_restarts_both_succeed() {
         Input::Ready {
             slot: slot("web", 1),
             ip: LOCAL,
+            everywhere: false,
         },
     );
     assert_eq!(
@@ -1326,6 +1334,7 @@ fn router_plan() -> AppPlan {
     plan.types[0].role = behind;
     AppPlan {
         router: Some(5000),
+        router_address: None,
         preboot: true,
         ..plan
     }
@@ -1342,7 +1351,61 @@ fn backend(kind: &str, index: u32, generation: u32, port: u16) -> Backend {
 }
 
 fn ready(sup: &mut Supervisor, now: Instant, slot: Slot) -> Vec<Effect> {
-    sup.handle(now, Input::Ready { slot, ip: LOCAL })
+    sup.handle(
+        now,
+        Input::Ready {
+            slot,
+            ip: LOCAL,
+            everywhere: false,
+        },
+    )
+}
+
+#[test]
+fn the_router_listens_on_loopback_and_widens_once_a_web_dyno_listens_everywhere() {
+    let t0 = Instant::now();
+    let mut sup = Supervisor::new(router_plan());
+    assert_eq!(
+        logs(&sup.start(t0))[0],
+        "system: router listening on http://127.0.0.1:5000 \u{2192} web.1, web.2"
+    );
+    let everywhere = |slot| Input::Ready {
+        slot,
+        ip: LOCAL,
+        everywhere: true,
+    };
+    // On loopback only: the router stays there.
+    assert!(!ready(&mut sup, t0, slot("web", 1)).contains(&Effect::WidenRouter));
+    let effects = sup.handle(t0, everywhere(slot("web", 2)));
+    assert!(effects.contains(&Effect::WidenRouter), "{effects:?}");
+    assert!(logs(&effects).contains(
+        &"system: router listening on http://0.0.0.0:5000 too: web.2 listens on every interface"
+            .to_owned()
+    ));
+    // Once.
+    sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
+    let mut again = Supervisor::new(router_plan());
+    again.start(t0);
+    again.handle(t0, everywhere(slot("web", 1)));
+    assert!(
+        !again
+            .handle(t0, everywhere(slot("web", 2)))
+            .contains(&Effect::WidenRouter)
+    );
+    // An address the user chose is where it stays, and what its line says.
+    let mut chosen = Supervisor::new(AppPlan {
+        router_address: Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+        ..router_plan()
+    });
+    assert_eq!(
+        logs(&chosen.start(t0))[0],
+        "system: router listening on http://[::]:5000 \u{2192} web.1, web.2"
+    );
+    assert!(
+        !chosen
+            .handle(t0, everywhere(slot("web", 1)))
+            .contains(&Effect::WidenRouter)
+    );
 }
 
 #[test]
@@ -1355,6 +1418,7 @@ fn the_router_connects_where_readiness_saw_the_dyno_listen() {
         Input::Ready {
             slot: slot("web", 1),
             ip: v6,
+            everywhere: false,
         },
     );
     let addr = SocketAddr::new(v6, 5001);
@@ -1789,6 +1853,7 @@ fn what_happens_while_paused_is_timed_from_the_pause() {
         Input::Ready {
             slot: slot("web", 2),
             ip: LOCAL,
+            everywhere: false,
         },
     );
     sup.handle(t0 + secs(10), Input::Pause);
@@ -2368,6 +2433,7 @@ fn a_type_after_another_starts_once_its_dynos_are_up() {
     let ready = |n| Input::Ready {
         slot: slot("web", n),
         ip: LOCAL,
+        everywhere: false,
     };
     assert!(
         !actions(&sup.handle(t0 + secs(1), ready(1)))
