@@ -30,6 +30,22 @@ pub enum ExportError {
     NotEmpty(PathBuf),
     #[error("{}: holds files hkrun did not export; --force replaces only an earlier export", .0.display())]
     NotAnExport(PathBuf),
+    #[error(
+        "{}: holds files an earlier export did not write ({}); --force replaces only what hkrun wrote: move them away first",
+        dir.display(),
+        listed_briefly(files)
+    )]
+    Foreign { dir: PathBuf, files: Vec<String> },
     #[error("{}: cannot write: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
+}
+
+/// The first few, then a count.
+fn listed_briefly(files: &[String]) -> String {
+    const NAMED: usize = 3;
+    let named = files[..files.len().min(NAMED)].join(", ");
+    match files.len().saturating_sub(NAMED) {
+        0 => named,
+        more => format!("{named} and {more} more"),
+    }
 }

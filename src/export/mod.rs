@@ -86,11 +86,11 @@ pub fn export(args: &ExportArgs) -> Result<i32, Error> {
     }
     let export = Export::resolve(args)?;
     // Checked before anything is rendered or written.
-    write::check_target(&args.dir, args.force)?;
     let files = match format {
         Format::Kubernetes => kubernetes::render(&export)?,
         Format::Systemd => systemd::render(&export, &canonical_target(&args.dir)?)?,
     };
+    write::check_target(&args.dir, args.force, &files)?;
     write::replace(&args.dir, format, &files)?;
     let text = format!(
         "exported {} ({} files) to {}\n",

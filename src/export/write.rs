@@ -1,7 +1,10 @@
 //! Puts an export in place all at once: its files are written to a new folder beside DIR,
 //! which then takes DIR's name (a rename; with `--force`, an exchange with the earlier
 //! export, which is then removed). A failure leaves DIR as it was, never half an export.
+//! The mark lists the files hkrun wrote; `--force` refuses a folder holding anything
+//! else (a file a user added), so it never removes what it did not write.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, symlink};
@@ -13,9 +16,13 @@ use super::{Contents, ExportError, File, Format};
 
 /// The file that marks a folder as an export of hkrun's, which `--force` may replace.
 pub const MARK: &str = ".hkrun-export";
+/// The mark's line before the files it lists.
+const LISTED: &str = "Files it wrote (`--force` refuses a folder holding any other):";
 
-/// Whether DIR may be written: absent, empty, or with `force` an earlier export.
-pub fn check_target(dir: &Path, force: bool) -> Result<(), ExportError> {
+/// Whether DIR may be written: absent, empty, or with `force` an earlier export that holds
+/// only what hkrun wrote (`files`, the new export, stand for that list in a mark written
+/// before marks listed their files).
+pub fn check_target(dir: &Path, force: bool, files: &[File]) -> Result<(), ExportError> {
     let mut entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -33,12 +40,64 @@ pub fn check_target(dir: &Path, force: bool) -> Result<(), ExportError> {
         return Err(ExportError::NotEmpty(dir.to_owned()));
     }
     match dir.join(MARK).symlink_metadata() {
-        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) if meta.is_file() => only_hkruns(dir, files),
         _ => Err(ExportError::NotAnExport(dir.to_owned())),
     }
 }
 
-/// Writes `files` as DIR, replacing what `check_target` allowed.
+/// `Ok` when the export at `dir` holds nothing but the files its mark lists (or, for a
+/// mark that lists none, the files of the new export).
+fn only_hkruns(dir: &Path, files: &[File]) -> Result<(), ExportError> {
+    let failed = |source| ExportError::Write {
+        path: dir.to_owned(),
+        source,
+    };
+    let mark = fs::read_to_string(dir.join(MARK)).map_err(failed)?;
+    let written: HashSet<String> = match mark.split_once(&format!("{LISTED}\n")) {
+        Some((_, list)) => list.lines().map(str::to_owned).collect(),
+        None => files.iter().map(|f| f.path.clone()).collect(),
+    };
+    let mut foreign = Vec::new();
+    walk(dir, "", &written, &mut foreign).map_err(failed)?;
+    match foreign.is_empty() {
+        true => Ok(()),
+        false => {
+            foreign.sort();
+            Err(ExportError::Foreign {
+                dir: dir.to_owned(),
+                files: foreign,
+            })
+        }
+    }
+}
+
+/// Adds to `foreign` every entry under `folder` (`prefix` its path in the export) that is
+/// neither written nor a folder of what was written. Links are not followed.
+fn walk(
+    folder: &Path,
+    prefix: &str,
+    written: &HashSet<String>,
+    foreign: &mut Vec<String>,
+) -> io::Result<()> {
+    for entry in fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{prefix}{name}");
+        if path == MARK || written.contains(&path) {
+            continue;
+        }
+        let holds_written = written.iter().any(|w| w.starts_with(&format!("{path}/")));
+        if entry.file_type()?.is_dir() && holds_written {
+            walk(&entry.path(), &format!("{path}/"), written, foreign)?;
+        } else {
+            foreign.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `files` as DIR, replacing what `check_target` allowed (and only if that still
+/// holds once it is exchanged).
 pub fn replace(dir: &Path, format: Format, files: &[File]) -> Result<(), ExportError> {
     let (parent, name) = crate::os::files::folder_and_name(dir, "export");
     let staging = parent.join(crate::os::files::staging_name(&name));
@@ -47,11 +106,11 @@ pub fn replace(dir: &Path, format: Format, files: &[File]) -> Result<(), ExportE
         move |source| ExportError::Write { path, source }
     };
     fs::create_dir(&staging).map_err(failed(&staging))?;
-    let result = fill(&staging, format, files).and_then(|()| swap_in(&staging, dir));
-    if result.is_err() {
+    if let Err(err) = fill(&staging, format, files) {
         let _ = fs::remove_dir_all(&staging);
+        return Err(err);
     }
-    result
+    swap_in(&staging, dir, files)
 }
 
 fn fill(staging: &Path, format: Format, files: &[File]) -> Result<(), ExportError> {
@@ -59,13 +118,17 @@ fn fill(staging: &Path, format: Format, files: &[File]) -> Result<(), ExportErro
         let path = path.to_owned();
         move |source| ExportError::Write { path, source }
     };
-    let mark = format!(
-        "Written by `hkrun export {}`; `hkrun export --force` replaces this folder.\n",
+    let mut mark = format!(
+        "Written by `hkrun export {}`; `hkrun export --force` replaces this folder.\n{LISTED}\n",
         match format {
             Format::Kubernetes => "kubernetes",
             Format::Systemd => "systemd",
         }
     );
+    for file in files {
+        mark.push_str(&file.path);
+        mark.push('\n');
+    }
     let all = files.iter().map(|f| (f.path.as_str(), &f.contents));
     let mark = Contents::Text(mark);
     for (path, contents) in all.chain([(MARK, &mark)]) {
@@ -96,15 +159,20 @@ fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
 /// `staging` becomes `dir`: renamed over it when `dir` is absent or empty (one step: an
 /// empty folder is replaced by the rename itself), exchanged with it when it holds an
 /// earlier export, which is then removed, once its mark is seen again.
-fn swap_in(staging: &Path, dir: &Path) -> Result<(), ExportError> {
+fn swap_in(staging: &Path, dir: &Path, files: &[File]) -> Result<(), ExportError> {
     let failed = |source: io::Error| ExportError::Write {
         path: dir.to_owned(),
         source,
     };
+    // Until the exchange, `staging` holds only the new export: removed on failure.
+    let not_exchanged = |err| {
+        let _ = fs::remove_dir_all(staging);
+        err
+    };
     match fs::rename(staging, dir) {
         Ok(()) => return sync_parent(dir).map_err(failed),
         Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
-        Err(e) => return Err(failed(e)),
+        Err(e) => return Err(not_exchanged(failed(e))),
     }
     renameat2(
         AT_FDCWD,
@@ -113,18 +181,34 @@ fn swap_in(staging: &Path, dir: &Path) -> Result<(), ExportError> {
         dir,
         RenameFlags::RENAME_EXCHANGE,
     )
-    .map_err(|e| failed(e.into()))?;
-    // `staging` now holds what was at DIR: an earlier export, as `check_target` saw, unless
-    // something replaced it since. Then it goes back, and nothing is removed.
-    if !staging.join(MARK).is_file() {
-        let _ = renameat2(
+    .map_err(|e| not_exchanged(failed(e.into())))?;
+    // `staging` now holds what was at DIR: an earlier export with only hkrun's files, as
+    // `check_target` saw, unless something changed it since. Then it goes back, and
+    // nothing is removed.
+    let unchanged = match staging.join(MARK).is_file() {
+        true => only_hkruns(staging, files).map_err(|err| match err {
+            ExportError::Foreign { files, .. } => ExportError::Foreign {
+                dir: dir.to_owned(),
+                files,
+            },
+            err => err,
+        }),
+        false => Err(ExportError::NotAnExport(dir.to_owned())),
+    };
+    if let Err(err) = unchanged {
+        // Only once what was at DIR is back there is `staging` the new export again.
+        if renameat2(
             AT_FDCWD,
             staging,
             AT_FDCWD,
             dir,
             RenameFlags::RENAME_EXCHANGE,
-        );
-        return Err(ExportError::NotAnExport(dir.to_owned()));
+        )
+        .is_ok()
+        {
+            let _ = fs::remove_dir_all(staging);
+        }
+        return Err(err);
     }
     let _ = fs::remove_dir_all(staging);
     sync_parent(dir).map_err(failed)

@@ -515,3 +515,52 @@ fn a_pods_name_is_its_dynos_name() {
         "hkrun: bad value `x` for --dyno: it names the one dyno of a formation, and this one runs more\n"
     );
 }
+
+#[test]
+fn force_never_removes_a_file_hkrun_did_not_write() {
+    let app = shop();
+    let run = |formation: &str| {
+        export(
+            app.path(),
+            &[
+                "systemd", "units", "-m", formation, "--app", "shop", "--force",
+            ],
+        )
+    };
+    let (code, _, stderr) = run(SHOP_FORMATION);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mark = std::fs::read_to_string(app.path().join("units/.hkrun-export")).expect("mark");
+    assert!(mark.contains("\nshop.target\n"), "{mark}");
+    // A user's own files beside hkrun's, at the top and in a folder hkrun wrote.
+    std::fs::write(app.path().join("units/notes.txt"), "mine\n").expect("write");
+    std::fs::write(
+        app.path().join("units/shop.target.wants/override.conf"),
+        "mine\n",
+    )
+    .expect("write");
+    let before = contents(&app.path().join("units"));
+    let (code, stdout, stderr) = run("web=1");
+    eprintln!("{}", stderr.trim());
+    assert_eq!(code, Some(65), "{stdout} {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("notes.txt") && stderr.contains("shop.target.wants/override.conf"),
+        "{stderr}"
+    );
+    assert_eq!(
+        contents(&app.path().join("units")),
+        before,
+        "the folder changed"
+    );
+    // Moved away, the earlier export is replaced whole.
+    std::fs::remove_file(app.path().join("units/notes.txt")).expect("remove");
+    std::fs::remove_file(app.path().join("units/shop.target.wants/override.conf")).expect("remove");
+    let (code, _, stderr) = run("web=1");
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut beside: Vec<String> = std::fs::read_dir(app.path())
+        .expect("read")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, [".env", "Procfile", "units"]);
+}
