@@ -378,7 +378,8 @@ pub struct StartArgs {
         env = "HKRUN_LOG_MAX_SIZE"
     )]
     pub log_max_size: String,
-    /// Rotated log files kept beside each current one (web.1.log.1 is the newest).
+    /// Rotated log files kept beside each current one (web.1.log.1 is the newest), at
+    /// most 1000.
     #[arg(
         long = "log-keep",
         value_name = "N",

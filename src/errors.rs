@@ -126,6 +126,12 @@ pub enum Error {
         value: String,
         reason: &'static str,
     },
+    /// A `--log-dir` whoever can write to could make hkrun write elsewhere.
+    #[error("log folder {} refused: {source}", dir.display())]
+    UnsafeLogDir {
+        dir: PathBuf,
+        source: crate::logs::files::UnsafeFolder,
+    },
     #[error("cannot {what}: {source}")]
     Setup {
         what: &'static str,
@@ -188,6 +194,7 @@ impl Error {
             | Self::BadFlag { .. }
             | Self::BadSetting { .. }
             | Self::BadDrain { .. }
+            | Self::UnsafeLogDir { .. }
             | Self::AppState(_) => exit_code::BAD_INPUT,
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE

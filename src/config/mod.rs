@@ -742,6 +742,17 @@ fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, E
             });
         }
     };
+    if args.log_keep > crate::logs::files::KEEP_AT_MOST {
+        return Err(Error::BadFlag {
+            flag: "--log-keep",
+            value: args.log_keep.to_string(),
+            reason: "expected at most 1000 rotated files",
+        });
+    }
+    crate::logs::files::check_folder(dir).map_err(|source| Error::UnsafeLogDir {
+        dir: dir.clone(),
+        source,
+    })?;
     Ok(Some(crate::logs::files::LogFiles {
         dir: dir.clone(),
         max_size,

@@ -1,4 +1,5 @@
-//! The last lines of the log, for `hkrun logs`, and the live stream for `--tail`.
+//! The last lines of the log, for `hkrun logs`, the live stream for `--tail`, and a
+//! queue bounded by bytes for a follower that must keep every line (`--log-dir`).
 //!
 //! The writer thread records what it writes as chunks: whole lines of one dyno as the
 //! pump read them (shared, not copied), or one of hkrun's events. Keeping history costs
@@ -6,7 +7,7 @@
 //! client asks.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
@@ -80,6 +81,8 @@ struct Inner {
     /// Each `Follow` holds a clone; `finish` waits for all of them to be dropped.
     followers: Option<mpsc::Sender<()>>,
     gone: Option<mpsc::Receiver<()>>,
+    /// The `Queue`s' shared ends, each given every chunk.
+    queues: Vec<Arc<QueueShared>>,
 }
 
 /// A `--tail` client's stream of new chunks; it ends (`Closed`) once the log has, after
@@ -112,6 +115,88 @@ impl Follow {
     }
 }
 
+/// A follower's own queue of chunks, bounded by bytes rather than by a count of chunks
+/// as the `--tail` broadcast is: a batch of the writer can hold thousands of one-line
+/// chunks, and a follower that must keep every line (the log files) would miss them
+/// whenever it is not scheduled for a moment. What does not fit is counted in lines.
+#[derive(Debug)]
+pub struct Queue {
+    shared: Arc<QueueShared>,
+    _held: Option<mpsc::Sender<()>>,
+}
+
+/// What a `Queue` gives, in the order recorded.
+#[derive(Debug)]
+pub enum Queued {
+    Chunk(Chunk),
+    /// Lines dropped here because the queue was full.
+    Missed(u64),
+}
+
+#[derive(Debug)]
+struct QueueShared {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    /// Bytes of text (and chunks' own size) held at most.
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: VecDeque<Queued>,
+    bytes: usize,
+    ended: bool,
+}
+
+impl QueueShared {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A queue holds no invariant a panic could break halfway.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl QueueState {
+    fn push(&mut self, chunk: &Chunk, limit: usize) {
+        // The chunk, and its text's `Arc` and allocation.
+        let size = chunk.text.len() + std::mem::size_of::<Chunk>() + 64;
+        if self.bytes + size <= limit {
+            self.bytes += size;
+            self.items.push_back(Queued::Chunk(chunk.clone()));
+            return;
+        }
+        let lines = chunk.lines as u64;
+        match self.items.back_mut() {
+            Some(Queued::Missed(n)) => *n += lines,
+            _ => self.items.push_back(Queued::Missed(lines)),
+        }
+    }
+}
+
+impl Queue {
+    /// Waits for what was recorded since the last call and moves it into `into`; false
+    /// once the log has ended and everything recorded before has been taken.
+    pub fn take(&self, into: &mut VecDeque<Queued>) -> bool {
+        let mut state = self.shared.lock();
+        while state.items.is_empty() && !state.ended {
+            state = self
+                .shared
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.items.is_empty() {
+            return false;
+        }
+        if into.is_empty() {
+            std::mem::swap(into, &mut state.items);
+        } else {
+            into.append(&mut state.items);
+        }
+        state.bytes = 0;
+        true
+    }
+}
+
 impl History {
     pub fn new() -> Arc<Self> {
         let (followers, gone) = mpsc::channel(1);
@@ -123,6 +208,7 @@ impl History {
                 tail: Some(broadcast::channel(TAIL_QUEUE).0),
                 followers: Some(followers),
                 gone: Some(gone),
+                queues: Vec::new(),
             }),
         })
     }
@@ -134,15 +220,22 @@ impl History {
 
     /// Records a batch of chunks, oldest first.
     pub fn record(&self, chunks: impl IntoIterator<Item = Chunk>) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let live = inner
             .tail
             .as_ref()
             .filter(|t| t.receiver_count() > 0)
             .cloned();
+        // A queue whose follower has gone is let go.
+        inner.queues.retain(|q| Arc::strong_count(q) > 1);
+        let mut queued: Vec<_> = inner.queues.iter().map(|q| (q.lock(), q.limit)).collect();
         for chunk in chunks {
             if let Some(tail) = &live {
                 let _ = tail.send(chunk.clone());
+            }
+            for (state, limit) in &mut queued {
+                state.push(&chunk, *limit);
             }
             inner.lines += chunk.lines;
             inner.bytes += chunk.text.len();
@@ -158,6 +251,27 @@ impl History {
                 inner.ring.pop_front();
             }
         }
+        drop(queued);
+        for queue in &inner.queues {
+            queue.ready.notify_one();
+        }
+    }
+
+    /// A queue of every chunk recorded from now on, holding at most `limit` bytes not yet
+    /// taken; `None` once the log has ended. `finish` waits for it as for a `Follow`.
+    pub fn queue(&self, limit: usize) -> Option<Queue> {
+        let mut inner = self.lock();
+        inner.tail.as_ref()?;
+        let shared = Arc::new(QueueShared {
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+            limit,
+        });
+        inner.queues.push(Arc::clone(&shared));
+        Some(Queue {
+            shared,
+            _held: inner.followers.clone(),
+        })
     }
 
     /// The chunks holding the last `n` lines that `keep` accepts (the first may hold more;
@@ -201,6 +315,10 @@ impl History {
             let mut inner = self.lock();
             inner.tail = None;
             inner.followers = None;
+            for queue in inner.queues.drain(..) {
+                queue.lock().ended = true;
+                queue.ready.notify_one();
+            }
             inner.gone.take()
         };
         if let Some(mut gone) = gone {
@@ -275,6 +393,48 @@ mod tests {
         assert_eq!(next.lines().collect::<Vec<_>>(), [b"next"]);
         let (b, _) = history.since(5, |c| c.label.name == "b.1", false);
         assert_eq!(texts(&last_lines(&b, 5)), ["next"]);
+    }
+
+    #[test]
+    fn a_queue_keeps_every_chunk_it_has_room_for_and_counts_the_lines_of_the_rest() {
+        let history = History::new();
+        let size = |lines: &[&str]| {
+            lines.iter().map(|l| l.len() + 1).sum::<usize>() + std::mem::size_of::<Chunk>() + 64
+        };
+        let queue = history.queue(size(&["one"]) + size(&["two"])).unwrap();
+        history.record([
+            chunk("a.1", &["one"]),
+            chunk("a.1", &["too", "big"]),
+            chunk("a.1", &["x"; 3]),
+        ]);
+        history.record([chunk("b.1", &["two"])]);
+        let mut got = VecDeque::new();
+        assert!(queue.take(&mut got));
+        let seen: Vec<String> = got
+            .drain(..)
+            .map(|q| match q {
+                Queued::Chunk(c) => texts(&last_lines(&[c], 9)).join(","),
+                Queued::Missed(n) => format!("missed {n}"),
+            })
+            .collect();
+        assert_eq!(seen, ["one", "missed 5", "two"]);
+        // Taken, it has room again.
+        history.record([chunk("a.1", &["three"])]);
+        history.record([chunk("a.1", &["four"])]);
+        assert!(queue.take(&mut got));
+        assert_eq!(got.len(), 2);
+        got.clear();
+        // `finish` waits for the queue's follower as for a `Follow`'s.
+        let finished = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(history.finish());
+        });
+        assert!(!queue.take(&mut got));
+        drop(queue);
+        finished.join().unwrap();
     }
 
     #[test]

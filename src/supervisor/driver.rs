@@ -123,12 +123,6 @@ async fn drive(
     let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
     let closed = inputs_tx.clone();
     let history = History::new();
-    // Before any line is recorded: the files miss none.
-    if let Some(files) = config.log_files.clone() {
-        if let Err(err) = logs::files::spawn(files, &history) {
-            tracing::warn!(%err, "cannot start writing the log files; the app runs without them");
-        }
-    }
     let writer = Writer::spawn(
         config.style.clone(),
         Arc::clone(&history),
@@ -138,6 +132,13 @@ async fn drive(
         },
     )
     .map_err(setup("start the log writer"))?;
+    // Before any line is recorded (nothing has the writer's sender yet): the files miss
+    // none.
+    if let Some(files) = config.log_files.clone() {
+        if let Err(err) = logs::files::spawn(files, &history, writer.sender()) {
+            tracing::warn!(%err, "cannot start writing the log files; the app runs without them");
+        }
+    }
     let host = config::app_name(&config.app.root);
     let mut drains = Vec::new();
     for drain in config.drains.clone() {
