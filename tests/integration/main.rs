@@ -21,6 +21,7 @@ mod input;
 mod leftovers;
 mod logs;
 mod metrics;
+mod neighbours;
 mod output;
 mod pid1;
 mod pipeline;

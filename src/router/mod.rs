@@ -18,6 +18,10 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::dyno::Backend;
 
+mod places;
+
+use places::{Places, Watched};
+
 /// How long a new connection waits for a web dyno to be up before it is closed
 /// (Heroku's router waits 30 s for a response).
 pub const WAIT_FOR_DYNO: Duration = Duration::from_secs(30);
@@ -166,12 +170,17 @@ async fn serve(
         open: Mutex::new(HashMap::new()),
         failed: AtomicU64::new(0),
     });
+    // Two descriptors a connection, out of what the limit leaves hkrun's own needs.
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let places = Places::new(places::for_limit(limit));
     let accept = |listener: TcpListener| {
         tokio::spawn(accept(
             listener,
             backends.clone(),
             Arc::clone(&picker),
             Arc::clone(&stats),
+            Arc::clone(&places),
         ))
     };
     accept(listener);
@@ -187,6 +196,7 @@ async fn accept(
     backends: watch::Receiver<Vec<Backend>>,
     picker: Arc<Picker>,
     stats: Arc<RouterStats>,
+    places: Arc<Places>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
@@ -196,6 +206,7 @@ async fn accept(
         }
     };
     let mut warned: Option<std::time::Instant> = None;
+    let mut warned_full: Option<std::time::Instant> = None;
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
@@ -211,27 +222,42 @@ async fn accept(
             }
         };
         stats.connections.fetch_add(1, Ordering::Relaxed);
+        let Some(place) = places.take() else {
+            // Every place carries data right now: the newcomer is closed.
+            if warned_full.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                tracing::warn!("the router's connections are all busy: a new one was closed");
+                warned_full = Some(std::time::Instant::now());
+            }
+            continue;
+        };
         tokio::spawn(proxy(
             client,
             backends.clone(),
             Arc::clone(&picker),
             Arc::clone(&stats),
+            place,
         ));
     }
 }
 
 async fn proxy(
-    mut client: TcpStream,
+    client: TcpStream,
     mut backends: watch::Receiver<Vec<Backend>>,
     picker: Arc<Picker>,
     stats: Arc<RouterStats>,
+    held: places::Held,
 ) {
+    let places = held.places();
     let _ = client.set_nodelay(true);
-    let connected = connect(&mut backends, &picker, TcpStream::connect).await;
+    // Given up for a newcomer while it waits for a dyno: closed.
+    let connected = tokio::select! {
+        connected = connect(&mut backends, &picker, TcpStream::connect) => connected,
+        () = places.closing(&held.place) => None,
+    };
     stats
         .failed_connects
         .store(picker.failed.load(Ordering::Relaxed), Ordering::Relaxed);
-    let Some((mut upstream, open)) = connected else {
+    let Some((upstream, open)) = connected else {
         // No dyno came up in time: the client sees the connection close.
         stats.unserved.fetch_add(1, Ordering::Relaxed);
         return;
@@ -246,9 +272,20 @@ async fn proxy(
         stats.add(dyno, |t| t.connections += 1);
     }
     let _ = upstream.set_nodelay(true);
+    let watched = |inner| Watched {
+        inner,
+        places,
+        place: &held.place,
+    };
+    let (mut client, mut upstream) = (watched(client), watched(upstream));
     // Copies both ways; when one side finishes sending, the other side's write half is
-    // shut down, so half-closed protocols keep working.
-    if let Ok((sent, received)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    // shut down, so half-closed protocols keep working. Given up for a newcomer, or idle
+    // for 55 s: closed.
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => copied,
+        () = places.closing(&held.place) => return,
+    };
+    if let Ok((sent, received)) = copied {
         stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
         stats.bytes_out.fetch_add(received, Ordering::Relaxed);
         if let Some(dyno) = &dyno {
