@@ -478,9 +478,18 @@ pub struct StartConfig {
 }
 
 impl StartConfig {
+    /// `start`'s config: the app loaded, app.json's secrets made, then `checked`.
     pub fn resolve(args: &StartArgs) -> Result<Self, Error> {
         let mut app = App::load(&args.files, false)?;
         app.generate_secrets()?;
+        Self::checked(app, args)
+    }
+
+    /// Everything `start` refuses of its settings and the app before it runs anything,
+    /// writing nothing: `check` runs it too, so the two refuse the same (README,
+    /// "Settings"). What depends on the machine at the start (a port in use, a host name
+    /// that does not resolve) is left to `start`.
+    pub fn checked(app: App, args: &StartArgs) -> Result<Self, Error> {
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
         let release = if args.no_release {
@@ -583,6 +592,14 @@ impl StartConfig {
                     reason: "its runs are scheduler.N, and the Procfile has a type of that name"
                         .into(),
                 });
+            }
+        }
+        for (flag, addr) in [
+            ("--metrics", &args.metrics),
+            ("--dashboard", &args.dashboard),
+        ] {
+            if let Some(addr) = addr {
+                listen_address(flag, addr)?;
             }
         }
         let plan = AppPlan {
@@ -746,6 +763,16 @@ fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, E
         max_size,
         keep: args.log_keep,
     }))
+}
+
+/// Refuses an address `--metrics` or `--dashboard` could never listen on, whatever the
+/// machine: not `HOST:PORT` nor a port.
+fn listen_address(flag: &'static str, addr: &str) -> Result<(), Error> {
+    crate::http::well_formed(addr).map_err(|_| Error::BadFlag {
+        flag,
+        value: addr.to_owned(),
+        reason: "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port",
+    })
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {
