@@ -334,6 +334,41 @@ fn both_refuse(app: &App, vars: &[(&str, &str)]) -> String {
 }
 
 #[test]
+fn a_types_env_exec_could_never_pass_is_refused_naming_the_table() {
+    let app = App::new("web: touch started\nworker: touch started\n");
+    app.write(
+        "hkrun.toml",
+        "[types.worker]\nenv = { A = \"1\", B = \"x\\u0000y\" }\n",
+    );
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: hkrun.toml: [types.worker] env `B`: a variable cannot hold a NUL byte (no process can be given it)\n"
+    );
+    // Over exec's limit for one string (MAX_ARG_STRLEN).
+    let big = "x".repeat(200_000);
+    app.write(
+        "hkrun.toml",
+        &format!("[types.worker.env]\nBIG = \"{big}\"\n"),
+    );
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: hkrun.toml: [types.worker] env `BIG` is too large for exec: `BIG=value` is 200004 bytes, at most 131071 may be passed\n"
+    );
+    // Each fits, but not all of them at once, over any stack limit's share for exec.
+    let many: String = (0..60)
+        .map(|i| format!("V{i} = \"{}\"\n", "y".repeat(120_000)))
+        .collect();
+    app.write("hkrun.toml", &format!("[types.worker.env]\n{many}"));
+    let said = both_refuse(&app, &[]);
+    assert!(
+        said.starts_with("hkrun: the app's environment is ")
+            && said.contains(" bytes with worker's command, ")
+            && said.ends_with("from hkrun.toml: [types.worker] env)\n"),
+        "{said}"
+    );
+}
+
+#[test]
 fn check_refuses_every_setting_start_refuses() {
     let app = App::new("worker: touch started\nother: touch started\n");
     for (toml, says) in [
