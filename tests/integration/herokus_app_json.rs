@@ -259,3 +259,46 @@ fn an_app_json_not_of_herokus_schema_is_refused_in_one_line() {
         both_refuse(&app, message);
     }
 }
+
+#[test]
+fn one_offs_keep_their_names_under_dyno() {
+    let app = App::new("release: echo \"DYNO=$DYNO PS=$PS\"\nworker: echo \"DYNO=$DYNO PS=$PS\"\n");
+    app.write(
+        "app.json",
+        r#"{"scripts": {"postdeploy": "echo \"DYNO=$DYNO PS=$PS\""}}"#,
+    );
+    let port = free_base_port().to_string();
+    let (status, lines, stderr) = crate::harness::run_to_end(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--restart",
+            "never",
+            "-p",
+            &port,
+            "--dyno",
+            "shop-worker-7c9d-q2x",
+        ],
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // Each dyno's name (its label) and what it printed.
+    let said: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|l| l.split_once(" | "))
+        .filter(|(_, text)| text.starts_with("DYNO="))
+        .map(|(name, text)| (name.trim_end(), text))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("release.1", "DYNO=release.1 PS=release.1"),
+            ("postdeploy.1", "DYNO=postdeploy.1 PS=postdeploy.1"),
+            (
+                "worker.1",
+                "DYNO=shop-worker-7c9d-q2x PS=shop-worker-7c9d-q2x"
+            ),
+        ],
+        "{lines:#?}"
+    );
+}
