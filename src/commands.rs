@@ -203,23 +203,17 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
     start.no_release = args.no_release;
     start.no_router = args.no_router;
     let root = config::app_root(args.files.root.as_deref(), args.files.procfile.as_deref());
-    let found = config::settings::Settings::find(None, &root)?;
+    // The file `start` reads: `HKRUN_CONFIG`'s, else hkrun.toml or .foreman.
+    let found = config::settings::Settings::find(start.config.as_deref(), &root)?;
     if let Some((path, settings)) = &found {
         let typed = |id: &str| {
             config::settings::given_in(given, id) || config::settings::given_in(&untyped, id)
         };
         start = settings.clone().apply(path, &typed, start)?;
     }
-    if let Some(path) = &start.rules_from {
-        let app = App::load(&start.files, false)?;
-        let plans = config::plans(&app, &start.formation, &[])?;
-        config::check_rules(path, &start.rules, &plans)?;
-    }
-    // What `start` would refuse of `--quiet` and `--tty` (or the file's), `check` does.
-    if config::typed_in(&start).next().is_some() {
-        let app = App::load(&start.files, false)?;
-        config::known_types(app.procfile(), config::typed_in(&start))?;
-    }
+    // Whatever `start` would refuse, `check` does, by the same code (app.json's secrets
+    // left unmade).
+    StartConfig::checked(App::load(&start.files, false)?, &start)?;
     let resolved = CheckArgs {
         files: start.files.clone(),
         formation: start.formation.clone(),

@@ -68,12 +68,19 @@ pub fn bind(given: &str) -> Result<Bound, BindError> {
     })
 }
 
-fn resolve(given: &str) -> Result<(Vec<SocketAddr>, Option<String>), BindError> {
+/// An address as given: a socket address, or a host name and a port.
+enum Given<'a> {
+    At(SocketAddr),
+    Name(&'a str, u16),
+}
+
+/// `given`'s form, without resolving a name.
+fn parse_address(given: &str) -> Result<Given<'_>, BindError> {
     if let Ok(port) = given.parse::<u16>() {
-        return Ok((vec![(Ipv4Addr::LOCALHOST, port).into()], None));
+        return Ok(Given::At((Ipv4Addr::LOCALHOST, port).into()));
     }
     if let Ok(at) = given.parse::<SocketAddr>() {
-        return Ok((vec![at], None));
+        return Ok(Given::At(at));
     }
     let (host, port) = given.rsplit_once(':').ok_or(BindError::Malformed)?;
     let port = port.parse::<u16>().map_err(|_| BindError::Malformed)?;
@@ -81,6 +88,20 @@ fn resolve(given: &str) -> Result<(Vec<SocketAddr>, Option<String>), BindError> 
     if host.is_empty() || !host.bytes().all(name_like) {
         return Err(BindError::Malformed);
     }
+    Ok(Given::Name(host, port))
+}
+
+/// Whether `bind` could take `given`'s form (`BindError::Malformed` if not), without
+/// resolving a name or binding: what `check` refuses as `start` would.
+pub fn well_formed(given: &str) -> Result<(), BindError> {
+    parse_address(given).map(drop)
+}
+
+fn resolve(given: &str) -> Result<(Vec<SocketAddr>, Option<String>), BindError> {
+    let (host, port) = match parse_address(given)? {
+        Given::At(at) => return Ok((vec![at], None)),
+        Given::Name(host, port) => (host, port),
+    };
     let mut addrs = Vec::new();
     for at in (host, port)
         .to_socket_addrs()

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::env::Vars;
 
@@ -31,16 +32,38 @@ pub enum AppJsonError {
     Required { path: PathBuf, key: String },
     #[error("{}: formation: {message}", path.display())]
     Formation { path: PathBuf, message: String },
+    #[error(
+        "{}: the top level is {found}, where Heroku's app.json has an object (name, env, formation, scripts...)",
+        path.display()
+    )]
+    NotAnObject { path: PathBuf, found: &'static str },
+    /// `why` follows the key: ` is a number: expected ...`, `: value is ...`.
+    #[error("{}: env `{key}`{why}", path.display())]
+    Env {
+        path: PathBuf,
+        key: String,
+        why: String,
+    },
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct AppJson {
+    formation: BTreeMap<String, Dynos>,
+    env: BTreeMap<String, EnvEntry>,
+    pub addons: Vec<serde_json::Value>,
+    scripts: Scripts,
+}
+
+/// `app.json` as read, before each `env` entry is checked on its own (so a malformed one
+/// is refused with its key, and what Heroku's schema has there).
+#[derive(Debug, Default, Deserialize)]
+struct Schema {
     #[serde(default)]
     formation: BTreeMap<String, Dynos>,
     #[serde(default)]
-    env: BTreeMap<String, EnvEntry>,
+    env: BTreeMap<String, Value>,
     #[serde(default)]
-    pub addons: Vec<serde_json::Value>,
+    addons: Vec<serde_json::Value>,
     #[serde(default)]
     scripts: Scripts,
 }
@@ -67,8 +90,7 @@ struct Dynos {
 }
 
 /// A config var: its value alone, or Heroku's object.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum EnvEntry {
     Value(String),
     Spec {
@@ -77,6 +99,64 @@ enum EnvEntry {
         required: Option<bool>,
         generator: Option<String>,
     },
+}
+
+impl EnvEntry {
+    /// An entry of Heroku's schema: a string, or an object with `description`, `value`,
+    /// `required` and `generator` (`null` stands for a field left out; other fields are
+    /// left alone). Else what is wrong, to follow the entry's key in a message.
+    fn from_json(json: Value) -> Result<Self, String> {
+        let fields = match json {
+            Value::String(value) => return Ok(Self::Value(value)),
+            Value::Object(fields) => fields,
+            other => {
+                return Err(format!(
+                    " is {}: expected a string, or an object with description, value, required and generator",
+                    kind(&other)
+                ));
+            }
+        };
+        let string = |name: &str| match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!(": {name} is {}: expected a string", kind(other))),
+        };
+        string("description")?;
+        let value = string("value")?;
+        let generator = string("generator")?;
+        if let Some(other) = generator.as_deref().filter(|g| *g != "secret") {
+            return Err(format!(
+                ": generator `{other}`: expected \"secret\", the one generator Heroku has"
+            ));
+        }
+        let required = match fields.get("required") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(required)) => Some(*required),
+            Some(other) => {
+                return Err(format!(
+                    ": required is {}: expected true or false",
+                    kind(other)
+                ));
+            }
+        };
+        Ok(Self::Spec {
+            value,
+            required,
+            generator,
+        })
+    }
+}
+
+/// What a JSON value is, for messages.
+fn kind(json: &Value) -> &'static str {
+    match json {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 impl AppJson {
@@ -100,14 +180,56 @@ impl AppJson {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(AppJsonError::Read { path, source }),
         };
-        match serde_json::from_str(&text) {
-            Ok(app) => Ok(Some((path, app))),
-            Err(e) => Err(AppJsonError::Invalid {
-                line: e.line(),
-                message: super::text::without_position(&e),
-                path,
-            }),
+        let app = Self::parse(&path, &text)?;
+        Ok(Some((path, app)))
+    }
+
+    /// `text`, read from `path`.
+    fn parse(path: &Path, text: &str) -> Result<Self, AppJsonError> {
+        let invalid = |e: serde_json::Error| AppJsonError::Invalid {
+            line: e.line(),
+            message: super::text::without_position(&e),
+            path: path.to_owned(),
+        };
+        // An array would be read as the object's fields in order, and `[]` as no fields.
+        let json: Value = serde_json::from_str(text).map_err(invalid)?;
+        if !json.is_object() {
+            return Err(AppJsonError::NotAnObject {
+                path: path.to_owned(),
+                found: kind(&json),
+            });
         }
+        // From the text again, for the line of a field of the wrong type.
+        let schema: Schema = serde_json::from_str(text).map_err(invalid)?;
+        let env = schema
+            .env
+            .into_iter()
+            .map(|(key, json)| match EnvEntry::from_json(json) {
+                Ok(entry) => Ok((key, entry)),
+                Err(why) => Err(AppJsonError::Env {
+                    path: path.to_owned(),
+                    key,
+                    why,
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            formation: schema.formation,
+            env,
+            addons: schema.addons,
+            scripts: schema.scripts,
+        })
+    }
+
+    /// Each config var with a value, as app.json gives it.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().filter_map(|(key, entry)| match entry {
+            EnvEntry::Value(value)
+            | EnvEntry::Spec {
+                value: Some(value), ..
+            } => Some((key.as_str(), value.as_str())),
+            EnvEntry::Spec { value: None, .. } => None,
+        })
     }
 
     /// The formation as `-m` takes it (`web=2:standard-2x,worker=1`), when it names any.
@@ -185,7 +307,7 @@ mod tests {
     use super::*;
 
     fn app(json: &str) -> AppJson {
-        serde_json::from_str(json).unwrap()
+        AppJson::parse(Path::new("app.json"), json).unwrap()
     }
 
     #[test]

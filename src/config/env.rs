@@ -41,14 +41,20 @@ pub enum EnvError {
     },
     #[error("{}:{line}: a value cannot hold a NUL byte (no process can be given it)", path.display())]
     Nul { path: PathBuf, line: usize },
+    /// Found by `config`, which checks app.json's and hkrun.toml's variables as exec
+    /// would get them (an env file's NUL is refused by the parser, as `Nul`).
+    #[error(
+        "{}: a variable cannot hold a NUL byte (no process can be given it)",
+        at.naming(key)
+    )]
+    NulIn { at: Origin, key: String },
     /// Found by `config`, which knows exec's limits.
     #[error(
-        "{}:{line}: `{key}` is too large for exec: `{key}=value` is {len} bytes, at most {max} may be passed",
-        path.display()
+        "{} is too large for exec: `{key}=value` is {len} bytes, at most {max} may be passed",
+        at.naming(key)
     )]
     TooLarge {
-        path: PathBuf,
-        line: usize,
+        at: Origin,
         key: String,
         len: usize,
         max: usize,
@@ -62,8 +68,47 @@ pub enum EnvError {
         limit: usize,
         dyno: String,
         largest: String,
-        origin: String,
+        origin: Origin,
     },
+}
+
+/// Where a variable of a dyno's environment is set, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// hkrun's own environment, which dynos inherit.
+    Inherited,
+    /// An env file's line: `.env:3`.
+    Line { path: PathBuf, line: usize },
+    /// A table of a file with no line to give: `app.json: env`,
+    /// `hkrun.toml: [types.worker] env`.
+    Table { path: PathBuf, table: String },
+}
+
+impl Origin {
+    /// `key` where it is set: ``.env:3: `KEY` ``, ``app.json: env `KEY` ``.
+    pub fn naming<'a>(&'a self, key: &'a str) -> impl std::fmt::Display + 'a {
+        struct Naming<'a>(&'a Origin, &'a str);
+        impl std::fmt::Display for Naming<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let key = self.1.escape_debug();
+                match self.0 {
+                    Origin::Table { .. } => write!(f, "{} `{key}`", self.0),
+                    Origin::Inherited | Origin::Line { .. } => write!(f, "{}: `{key}`", self.0),
+                }
+            }
+        }
+        Naming(self, key)
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inherited => f.write_str("the environment"),
+            Self::Line { path, line } => write!(f, "{}:{line}", path.display()),
+            Self::Table { path, table } => write!(f, "{}: {table}", path.display()),
+        }
+    }
 }
 
 /// Reads one env file; `path` is used as given in messages. `$NAME` in a value takes

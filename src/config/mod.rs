@@ -54,6 +54,8 @@ pub struct App {
     pub base_port: u16,
     /// Things worth saying that do not stop hkrun, each one line.
     pub warnings: Vec<String>,
+    /// What the environment takes of exec's room, for hkrun.toml's per-type variables.
+    pub(crate) exec_room: ExecRoom,
 }
 
 impl App {
@@ -100,11 +102,8 @@ impl App {
         if let Some((path, app_json)) = &app_json {
             app_json.fill(path, &mut env, &inherited_vars())?;
         }
-        check_exec_limits(
-            &procfile_path,
-            procfile.as_ref(),
-            env_files.iter().zip(&parsed),
-        )?;
+        let exec_room = exec_room(env_files.iter().zip(&parsed), app_json.as_ref())?;
+        check_exec_limits(&procfile_path, procfile.as_ref(), &exec_room)?;
         let inherited_port = std::env::var("PORT").ok();
         let base_port = ports::base_port(
             files.port,
@@ -121,6 +120,7 @@ impl App {
             app_json,
             base_port,
             warnings,
+            exec_room,
         })
     }
 
@@ -238,40 +238,125 @@ pub fn app_root(root: Option<&Path>, procfile: Option<&Path>) -> PathBuf {
 /// MAX_ARG_STRLEN (32 pages of 4 KiB), whatever the stack limit.
 const EXEC_STRING_MAX: usize = 131_072;
 
-/// Refuses what exec could never pass to a dyno: one variable or command over
-/// `EXEC_STRING_MAX`, or all of them over the stack's share for exec. Without this the
-/// dyno's spawn fails, and it is restarted forever.
-fn check_exec_limits<'a>(
-    procfile_path: &Path,
-    procfile: Option<&Procfile>,
-    files: impl Iterator<Item = (&'a PathBuf, &'a Vec<env::Var>)>,
-) -> Result<(), Error> {
-    let max = EXEC_STRING_MAX - 1;
-    // What a dyno's environment holds: `KEY=value\0` bytes and where each comes from.
-    let mut sizes: std::collections::BTreeMap<std::ffi::OsString, (usize, String)> =
-        std::env::vars_os()
+/// What a dyno's environment takes of exec's room: each variable's `KEY=value\0` bytes
+/// and where it is set. Every variable hkrun reads from a file (env files, app.json's
+/// `env`, hkrun.toml's `[types.NAME] env`) goes through `set`, so what exec could never
+/// pass is refused before anything starts: without this, the dyno's spawn fails, and it
+/// is restarted forever.
+#[derive(Clone, Debug)]
+pub(crate) struct ExecRoom {
+    sizes: BTreeMap<std::ffi::OsString, (usize, env::Origin)>,
+}
+
+impl ExecRoom {
+    /// hkrun's own environment, which every dyno inherits.
+    fn inherited() -> Self {
+        let sizes = std::env::vars_os()
             .map(|(k, v)| {
                 let len = k.len() + v.len() + 2;
-                (k, (len, "the environment".to_owned()))
+                (k, (len, env::Origin::Inherited))
             })
             .collect();
+        Self { sizes }
+    }
+
+    /// The length of `KEY=value`, or why exec could never pass it: a NUL byte, or more
+    /// than `EXEC_STRING_MAX`.
+    fn fits(at: &env::Origin, key: &str, value: &str) -> Result<usize, env::EnvError> {
+        if key.contains('\0') || value.contains('\0') {
+            return Err(env::EnvError::NulIn {
+                at: at.clone(),
+                key: key.to_owned(),
+            });
+        }
+        let len = key.len() + 1 + value.len();
+        let max = EXEC_STRING_MAX - 1;
+        if len > max {
+            return Err(env::EnvError::TooLarge {
+                at: at.clone(),
+                key: key.to_owned(),
+                len,
+                max,
+            });
+        }
+        Ok(len)
+    }
+
+    /// Sets `key` over what set it before, once `fits` takes it.
+    fn set(&mut self, at: env::Origin, key: &str, value: &str) -> Result<(), env::EnvError> {
+        let len = Self::fits(&at, key, value)?;
+        self.sizes.insert(key.into(), (len + 1, at));
+        Ok(())
+    }
+
+    /// Refuses the environment when, with `dyno`'s command (`command` bytes as given to
+    /// `sh -c`), it passes the stack's share for exec.
+    fn check_total(&self, dyno: &str, command: usize) -> Result<(), env::EnvError> {
+        // PORT, DYNO and PS, generously; argv is `/bin/sh -c SCRIPT`; one pointer each.
+        let ours = 3 * 32;
+        let argv = "/bin/sh".len() + 1 + "-c".len() + 1 + command + 1;
+        let pointers = std::mem::size_of::<usize>() * (self.sizes.len() + 3 + 3);
+        let total = self.sizes.values().map(|(len, _)| len).sum::<usize>() + ours + argv + pointers;
+        let limit = exec_total_limit();
+        if total > limit {
+            let (key, (_, origin)) = self
+                .sizes
+                .iter()
+                .max_by_key(|(_, (len, _))| *len)
+                .expect("an environment over the limit has variables");
+            return Err(env::EnvError::Total {
+                total,
+                limit,
+                dyno: dyno.to_owned(),
+                largest: key.to_string_lossy().into_owned(),
+                origin: origin.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The room the app's environment takes: hkrun's own, the env files' in order, then
+/// app.json's defaults where those leave a key unset (every one of app.json's values is
+/// checked all the same: no file may hold what exec could never pass).
+fn exec_room<'a>(
+    files: impl Iterator<Item = (&'a PathBuf, &'a Vec<env::Var>)>,
+    app_json: Option<&(PathBuf, app_json::AppJson)>,
+) -> Result<ExecRoom, Error> {
+    let mut room = ExecRoom::inherited();
     for (path, vars) in files {
         for var in vars {
-            let len = var.key.len() + 1 + var.value.len();
-            if len > max {
-                return Err(env::EnvError::TooLarge {
-                    path: path.clone(),
-                    line: var.line,
-                    key: var.key.clone(),
-                    len,
-                    max,
-                }
-                .into());
-            }
-            let origin = format!("{}:{}", path.display(), var.line);
-            sizes.insert(var.key.clone().into(), (len + 1, origin));
+            let at = env::Origin::Line {
+                path: path.clone(),
+                line: var.line,
+            };
+            room.set(at, &var.key, &var.value)?;
         }
     }
+    if let Some((path, app_json)) = app_json {
+        for (key, value) in app_json.values() {
+            let at = env::Origin::Table {
+                path: path.clone(),
+                table: "env".into(),
+            };
+            if room.sizes.contains_key(std::ffi::OsStr::new(key)) {
+                ExecRoom::fits(&at, key, value)?;
+            } else {
+                room.set(at, key, value)?;
+            }
+        }
+    }
+    Ok(room)
+}
+
+/// Refuses what exec could never pass to a dyno: a command over `EXEC_STRING_MAX`, or
+/// the app's environment with the longest command over the stack's share for exec.
+fn check_exec_limits(
+    procfile_path: &Path,
+    procfile: Option<&Procfile>,
+    room: &ExecRoom,
+) -> Result<(), Error> {
+    let max = EXEC_STRING_MAX - 1;
     let Some(procfile) = procfile else {
         return Ok(());
     };
@@ -292,28 +377,31 @@ fn check_exec_limits<'a>(
             longest = Some((&entry.name, len));
         }
     }
-    let Some((dyno, command)) = longest else {
-        return Ok(());
-    };
-    // PORT, DYNO and PS, generously; argv is `/bin/sh -c SCRIPT`; one pointer each.
-    let ours = 3 * 32;
-    let argv = "/bin/sh".len() + 1 + "-c".len() + 1 + command + 1;
-    let pointers = std::mem::size_of::<usize>() * (sizes.len() + 3 + 3);
-    let total = sizes.values().map(|(len, _)| len).sum::<usize>() + ours + argv + pointers;
-    let limit = exec_total_limit();
-    if total > limit {
-        let (key, (_, origin)) = sizes
-            .iter()
-            .max_by_key(|(_, (len, _))| *len)
-            .expect("an environment over the limit has variables");
-        return Err(env::EnvError::Total {
-            total,
-            limit,
-            dyno: dyno.to_owned(),
-            largest: key.to_string_lossy().into_owned(),
-            origin: origin.clone(),
+    if let Some((dyno, command)) = longest {
+        room.check_total(dyno, command)?;
+    }
+    Ok(())
+}
+
+/// hkrun.toml's `[types.NAME] env`, checked as the env files are: each variable, and
+/// the type's whole environment with its command.
+fn check_type_env(
+    path: &Path,
+    rules: &BTreeMap<String, TypeRules>,
+    app: &App,
+) -> Result<(), Error> {
+    for (name, rule) in rules.iter().filter(|(_, r)| !r.env.is_empty()) {
+        let mut room = app.exec_room.clone();
+        for (key, value) in &rule.env {
+            let at = env::Origin::Table {
+                path: path.to_owned(),
+                table: format!("[types.{name}] env"),
+            };
+            room.set(at, key, value)?;
         }
-        .into());
+        if let Some(entry) = app.procfile().get(name) {
+            room.check_total(name, crate::os::process::exec_form(&entry.command).len())?;
+        }
     }
     Ok(())
 }
@@ -478,9 +566,18 @@ pub struct StartConfig {
 }
 
 impl StartConfig {
+    /// `start`'s config: the app loaded, app.json's secrets made, then `checked`.
     pub fn resolve(args: &StartArgs) -> Result<Self, Error> {
         let mut app = App::load(&args.files, false)?;
         app.generate_secrets()?;
+        Self::checked(app, args)
+    }
+
+    /// Everything `start` refuses of its settings and the app before it runs anything,
+    /// writing nothing: `check` runs it too, so the two refuse the same (README,
+    /// "Settings"). What depends on the machine at the start (a port in use, a host name
+    /// that does not resolve) is left to `start`.
+    pub fn checked(app: App, args: &StartArgs) -> Result<Self, Error> {
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
         let release = if args.no_release {
@@ -514,6 +611,7 @@ impl StartConfig {
         let procfile = app.procfile();
         if let Some(path) = &args.rules_from {
             check_rules(path, &args.rules, &plans)?;
+            check_type_env(path, &args.rules, &app)?;
         }
         known_types(
             procfile,
@@ -583,6 +681,14 @@ impl StartConfig {
                     reason: "its runs are scheduler.N, and the Procfile has a type of that name"
                         .into(),
                 });
+            }
+        }
+        for (flag, addr) in [
+            ("--metrics", &args.metrics),
+            ("--dashboard", &args.dashboard),
+        ] {
+            if let Some(addr) = addr {
+                listen_address(flag, addr)?;
             }
         }
         let plan = AppPlan {
@@ -758,6 +864,16 @@ fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, E
         max_size,
         keep: args.log_keep,
     }))
+}
+
+/// Refuses an address `--metrics` or `--dashboard` could never listen on, whatever the
+/// machine: not `HOST:PORT` nor a port.
+fn listen_address(flag: &'static str, addr: &str) -> Result<(), Error> {
+    crate::http::well_formed(addr).map_err(|_| Error::BadFlag {
+        flag,
+        value: addr.to_owned(),
+        reason: "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port",
+    })
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {

@@ -25,7 +25,7 @@ use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
 use crate::control::ps;
 use crate::control::server::{self, Attached, Call};
-use crate::dyno::{Backend, Exit, RELEASE, Slot};
+use crate::dyno::{self, Backend, Exit, Slot};
 use crate::errors::Error;
 use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
@@ -561,8 +561,10 @@ impl Driver {
     }
 
     fn spawn(&mut self, spec: SpawnSpec) {
+        // `--dyno` names the formation's one dyno; one-offs (release, postdeploy,
+        // scheduler runs) keep their own names, as on Heroku.
         let name = match &self.dyno_name {
-            Some(name) if spec.slot.kind != RELEASE => name.clone(),
+            Some(name) if !dyno::is_one_off(&spec.slot.kind) => name.clone(),
             _ => spec.slot.to_string(),
         };
         let mut env = match spec.env.is_empty() {

@@ -186,3 +186,119 @@ fn postdeploy_runs_once_after_the_first_successful_release() {
         order()
     );
 }
+
+/// Runs `hkrun check` and `hkrun start` of `app` and asserts each refuses it with exit
+/// 65 and the one stderr line `message`, starting nothing.
+#[track_caller]
+fn both_refuse(app: &App, message: &str) {
+    for command in ["check", "start"] {
+        let port = free_base_port().to_string();
+        let (status, lines, stderr) =
+            crate::harness::run_to_end(app.path(), &[command, "-p", &port]);
+        assert_eq!(status.code(), Some(65), "{command}: {stderr}{lines:#?}");
+        assert_eq!(stderr, format!("{message}\n"), "{command}");
+        assert!(!app.file("started").exists(), "{command} started a dyno");
+    }
+}
+
+#[test]
+fn env_values_exec_could_never_pass_are_refused_naming_app_json_and_the_key() {
+    let app = App::new("worker: touch started\n");
+    app.write(
+        "app.json",
+        r#"{"env": {"A": "1", "B": {"value": "x\u0000y"}}}"#,
+    );
+    both_refuse(
+        &app,
+        "hkrun: app.json: env `B`: a variable cannot hold a NUL byte (no process can be given it)",
+    );
+    // Over exec's limit for one string (MAX_ARG_STRLEN), even where .env sets the key.
+    let big = "x".repeat(200_000);
+    app.write("app.json", &format!(r#"{{"env": {{"BIG": "{big}"}}}}"#));
+    both_refuse(
+        &app,
+        "hkrun: app.json: env `BIG` is too large for exec: `BIG=value` is 200004 bytes, at most 131071 may be passed",
+    );
+    app.write(".env", "BIG=small\n");
+    both_refuse(
+        &app,
+        "hkrun: app.json: env `BIG` is too large for exec: `BIG=value` is 200004 bytes, at most 131071 may be passed",
+    );
+}
+
+#[test]
+fn an_app_json_not_of_herokus_schema_is_refused_in_one_line() {
+    let app = App::new("worker: touch started\n");
+    for (json, message) in [
+        (
+            "[]",
+            "hkrun: app.json: the top level is an array, where Heroku's app.json has an object (name, env, formation, scripts...)",
+        ),
+        (
+            "\"shop\"",
+            "hkrun: app.json: the top level is a string, where Heroku's app.json has an object (name, env, formation, scripts...)",
+        ),
+        (
+            "{\n  \"env\": {\n    \"A\": 5\n  }\n}",
+            "hkrun: app.json: env `A` is a number: expected a string, or an object with description, value, required and generator",
+        ),
+        (
+            r#"{"env": {"A": {"value": []}}}"#,
+            "hkrun: app.json: env `A`: value is an array: expected a string",
+        ),
+        (
+            r#"{"env": {"A": {"description": "x", "required": "yes"}}}"#,
+            "hkrun: app.json: env `A`: required is a string: expected true or false",
+        ),
+        (
+            r#"{"env": {"A": {"generator": "uuid"}}}"#,
+            "hkrun: app.json: env `A`: generator `uuid`: expected \"secret\", the one generator Heroku has",
+        ),
+    ] {
+        app.write("app.json", json);
+        both_refuse(&app, message);
+    }
+}
+
+#[test]
+fn one_offs_keep_their_names_under_dyno() {
+    let app = App::new("release: echo \"DYNO=$DYNO PS=$PS\"\nworker: echo \"DYNO=$DYNO PS=$PS\"\n");
+    app.write(
+        "app.json",
+        r#"{"scripts": {"postdeploy": "echo \"DYNO=$DYNO PS=$PS\""}}"#,
+    );
+    let port = free_base_port().to_string();
+    let (status, lines, stderr) = crate::harness::run_to_end(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "--restart",
+            "never",
+            "-p",
+            &port,
+            "--dyno",
+            "shop-worker-7c9d-q2x",
+        ],
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // Each dyno's name (its label) and what it printed.
+    let said: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|l| l.split_once(" | "))
+        .filter(|(_, text)| text.starts_with("DYNO="))
+        .map(|(name, text)| (name.trim_end(), text))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("release.1", "DYNO=release.1 PS=release.1"),
+            ("postdeploy.1", "DYNO=postdeploy.1 PS=postdeploy.1"),
+            (
+                "worker.1",
+                "DYNO=shop-worker-7c9d-q2x PS=shop-worker-7c9d-q2x"
+            ),
+        ],
+        "{lines:#?}"
+    );
+}

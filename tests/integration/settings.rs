@@ -308,3 +308,142 @@ fn a_types_rules_are_checked_against_the_procfile() {
         assert!(stderr.contains("unknown process type `wrker`"), "{stderr}");
     }
 }
+
+/// Runs `hkrun check` and `hkrun start` of `app` (with `vars` set); asserts each is
+/// refused with exit 65, one stderr line and nothing started, and returns that line, the
+/// same for both.
+#[track_caller]
+fn both_refuse(app: &App, vars: &[(&str, &str)]) -> String {
+    let mut said = Vec::new();
+    // One tag, so both see the same environment (its size is in some messages).
+    let tag = unique_tag();
+    let port = crate::harness::free_base_port().to_string();
+    for command in ["check", "start"] {
+        let mut hkrun = hkrun(app.path(), &[command, "-p", &port], &tag);
+        hkrun.envs(vars.iter().copied());
+        let mut hk = Hk::spawn(hkrun);
+        let status = hk.wait_exit();
+        let stderr = hk.stderr();
+        assert_eq!(status.code(), Some(65), "{command}: {stderr}{:#?}", hk.seen);
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(!app.file("started").exists(), "{command} started a dyno");
+        said.push(stderr);
+    }
+    assert_eq!(said[0], said[1], "check and start refuse alike");
+    said.remove(0)
+}
+
+#[test]
+fn a_types_env_exec_could_never_pass_is_refused_naming_the_table() {
+    let app = App::new("web: touch started\nworker: touch started\n");
+    app.write(
+        "hkrun.toml",
+        "[types.worker]\nenv = { A = \"1\", B = \"x\\u0000y\" }\n",
+    );
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: hkrun.toml: [types.worker] env `B`: a variable cannot hold a NUL byte (no process can be given it)\n"
+    );
+    // Over exec's limit for one string (MAX_ARG_STRLEN).
+    let big = "x".repeat(200_000);
+    app.write(
+        "hkrun.toml",
+        &format!("[types.worker.env]\nBIG = \"{big}\"\n"),
+    );
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: hkrun.toml: [types.worker] env `BIG` is too large for exec: `BIG=value` is 200004 bytes, at most 131071 may be passed\n"
+    );
+    // Each fits, but not all of them at once, over any stack limit's share for exec.
+    let many: String = (0..60)
+        .map(|i| format!("V{i} = \"{}\"\n", "y".repeat(120_000)))
+        .collect();
+    app.write("hkrun.toml", &format!("[types.worker.env]\n{many}"));
+    let said = both_refuse(&app, &[]);
+    assert!(
+        said.starts_with("hkrun: the app's environment is ")
+            && said.contains(" bytes with worker's command, ")
+            && said.ends_with("from hkrun.toml: [types.worker] env)\n"),
+        "{said}"
+    );
+}
+
+#[test]
+fn check_refuses_every_setting_start_refuses() {
+    let app = App::new("worker: touch started\nother: touch started\n");
+    for (toml, says) in [
+        ("timeout = -1\n", "bad value `-1` for --timeout"),
+        ("restart-cap = -1\n", "bad value `-1` for --restart-cap"),
+        ("boot-timeout = 0\n", "bad value `0` for --boot-timeout"),
+        (
+            "restart = \"sometimes\"\n",
+            "bad value `sometimes` for --restart",
+        ),
+        (
+            "[types.worker]\nrestart = \"sometimes\"\n",
+            "bad value `always,worker=sometimes` for --restart",
+        ),
+        (
+            "memory-limit = \"lots\"\n",
+            "bad value `lots` for --memory-limit",
+        ),
+        (
+            "restart = \"never,wrker=never\"\n",
+            "unknown process type `wrker`",
+        ),
+        (
+            "log-dir = \"logs\"\nlog-max-size = \"tiny\"\n",
+            "bad value `tiny` for --log-max-size",
+        ),
+        ("drain = [\"ftp://logs\"]\n", "bad drain `ftp://logs`"),
+        (
+            "formation = \"worker=0\"\n",
+            "bad value `worker=0` for --formation: it runs no dynos",
+        ),
+        (
+            "metrics = \"nonsense\"\n",
+            "bad value `nonsense` for --metrics",
+        ),
+        (
+            "dashboard = \"a b:1\"\n",
+            "bad value `a b:1` for --dashboard",
+        ),
+    ] {
+        app.write("hkrun.toml", toml);
+        let said = both_refuse(&app, &[]);
+        assert!(
+            said.starts_with(&format!("hkrun: {says}")),
+            "{toml}: {said}"
+        );
+    }
+    std::fs::remove_file(app.file("hkrun.toml")).expect("remove hkrun.toml");
+    // The `HKRUN_*` variables and the file `HKRUN_CONFIG` names.
+    app.write("other.toml", "timeout = -1\n");
+    for (var, says) in [
+        (("HKRUN_TIMEOUT", "-1"), "bad value `-1` for --timeout"),
+        (
+            ("HKRUN_CONFIG", "other.toml"),
+            "bad value `-1` for --timeout",
+        ),
+        (
+            ("HKRUN_DYNO", "shop-1"),
+            "bad value `shop-1` for --dyno: it names the one dyno of a formation",
+        ),
+    ] {
+        let said = both_refuse(&app, &[var]);
+        assert!(
+            said.starts_with(&format!("hkrun: {says}")),
+            "{var:?}: {said}"
+        );
+    }
+    // One-offs whose names a process type takes.
+    let app = App::new("worker: touch started\nscheduler: touch started\n");
+    app.write(
+        "hkrun.toml",
+        "[[scheduler]]\ncommand = \"echo tidy\"\nfrequency = \"daily at 01:30\"\n",
+    );
+    assert!(both_refuse(&app, &[]).contains("its runs are scheduler.N"));
+    let app = App::new("worker: touch started\npostdeploy: touch started\n");
+    app.write("app.json", r#"{"scripts": {"postdeploy": "echo seed"}}"#);
+    assert!(both_refuse(&app, &[]).contains("scripts.postdeploy runs as postdeploy.1"));
+}
