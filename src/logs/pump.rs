@@ -104,6 +104,7 @@ impl Lines {
                 lines.extend_from_slice(&bytes[..=last]);
                 if self.terminal.is_some() {
                     without_cr_before_lf(&mut lines);
+                    as_terminal_shows(&mut lines);
                 }
                 self.ready.push_back(lines);
                 self.pending_since = None;
@@ -127,6 +128,10 @@ impl Lines {
     fn flush(&mut self) {
         if self.terminal.is_some() && self.pending.last() == Some(&b'\r') {
             self.pending.pop();
+        }
+        if self.terminal.is_some() {
+            // What a terminal shows of it; all of it erased, nothing to show.
+            as_terminal_shows(&mut self.pending);
         }
         if !self.pending.is_empty() {
             let mut line = std::mem::take(&mut self.pending);
@@ -226,6 +231,25 @@ fn without_cr_before_lf(lines: &mut Vec<u8>) {
         }
     }
     lines.truncate(kept);
+}
+
+/// A terminal's lines as it shows them (`render::as_terminal_shows`): a progress bar's
+/// `\r`s and the cursor's moves leave the log, history, files and drains with what the
+/// screen had, where hkrun's prefix stays. In place.
+fn as_terminal_shows(lines: &mut Vec<u8>) {
+    if memchr::memchr3(b'\r', 0x08, 0x1b, lines).is_none() {
+        return;
+    }
+    let mut shown = Vec::with_capacity(lines.len());
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let (text, end) = match line.split_last() {
+            Some((b'\n', text)) => (text, &b"\n"[..]),
+            _ => (line, &b""[..]),
+        };
+        shown.extend_from_slice(&super::render::as_terminal_shows(text));
+        shown.extend_from_slice(end);
+    }
+    *lines = shown;
 }
 
 /// Pumps `pipe` (a pipe, or hkrun's side of the dyno's `terminal`) until it closes and
@@ -370,6 +394,11 @@ mod tests {
 
     impl Pumped {
         fn start() -> Self {
+            Self::start_with(None)
+        }
+
+        /// As on a terminal, whose bytes `terminal` gives to a `connect` client.
+        fn start_with(terminal: Option<Arc<Tee>>) -> Self {
             let style = Style {
                 strip_ansi: false,
                 format: LogFormat::Default,
@@ -387,7 +416,7 @@ mod tests {
                 name: "web.1".into(),
                 color: None,
             });
-            tokio::spawn(run(label, log.clone(), read, None, exited, |()| {}));
+            tokio::spawn(run(label, log.clone(), read, terminal, exited, |()| {}));
             Self {
                 pipe,
                 log,
@@ -458,6 +487,34 @@ mod tests {
         assert_eq!(
             dyno.shown(),
             "web.1  | whole\nweb.1  | partial\nweb.1  | more\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_terminals_lines_are_what_it_showed_and_its_client_gets_its_bytes() {
+        let tee = Arc::new(Tee::default());
+        let (client, mut got) = mpsc::channel(Tee::BOUND);
+        assert!(tee.attach(client));
+        let mut dyno = Pumped::start_with(Some(tee));
+        let start = Instant::now();
+        dyno.write(b"a 10%\rb 20%\r\nabc\r").await;
+        assert_eq!(dyno.shown(), "web.1  | b 20%\n");
+        // A partial line all erased shows nothing when its time comes.
+        dyno.write(b"\r\x1b[K").await;
+        sleep_until(start + ms(500)).await;
+        settle().await;
+        dyno.write(b"\x1b[33mdone\x1b[0m\r\n").await;
+        assert_eq!(
+            dyno.shown(),
+            "web.1  | b 20%\nweb.1  | \x1b[33mdone\x1b[0m\n"
+        );
+        let mut bytes = Vec::new();
+        while let Ok(chunk) = got.try_recv() {
+            bytes.extend(chunk);
+        }
+        assert_eq!(
+            bytes,
+            b"a 10%\rb 20%\r\nabc\r\r\x1b[K\x1b[33mdone\x1b[0m\r\n"
         );
     }
 }

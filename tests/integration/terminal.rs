@@ -443,3 +443,66 @@ fn connect_gives_the_dyno_the_clients_terminal_size_and_its_resizes_until_it_det
     assert!(client.hk.wait_exit().success());
     hk.stop_cleanly();
 }
+
+#[test]
+fn a_tty_dynos_carriage_returns_and_cursor_moves_show_as_its_terminal_shows_them() {
+    // The same progress bar on a terminal and on a pipe; on the terminal, an erased line,
+    // moves to column 1 and a move up too.
+    let app = App::new(
+        "bar: printf 'a 10%%\\rb 20%%\\rc 30%%\\n'; printf 'abcdef\\rXY\\n'; printf 'wait\\033[2K\\rdone \\033[32mok\\033[0m\\033[1A\\n'; printf 'x 1/3\\033[Gx 2/3\\033[Gx 3/3\\n'; exec sleep 1000\n\
+         piped: printf 'a 10%%\\rb 20%%\\n'; exec sleep 1000\n",
+    );
+    let port = free_base_port().to_string();
+    let logs = app.file("logs");
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--tty",
+            "bar",
+            "--no-timestamp",
+            "--log-dir",
+            logs.to_str().expect("UTF-8"),
+            "-p",
+            &port,
+        ],
+    );
+    hk.wait_for("x 3/3");
+    hk.wait_for("piped.1 | a 10%");
+    let shown = crate::harness::payloads(&hk.seen, "bar.1");
+    let printed: Vec<&str> = shown
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("Starting process") && !l.starts_with("State changed"))
+        .collect();
+    assert_eq!(
+        printed,
+        ["c 30%", "XYcdef", "done \x1b[32mok\x1b[0m", "x 3/3"],
+        "{:#?}",
+        hk.seen
+    );
+    // A pipe's bytes pass unchanged.
+    assert_eq!(
+        crate::harness::payloads(&hk.seen, "piped.1").last(),
+        Some(&"a 10%\rb 20%")
+    );
+    // The history (`hkrun logs`) and the log files have what was shown.
+    let history = crate::harness::client(app.path(), &["logs", "--ps", "bar"]);
+    assert!(
+        history.stdout.contains("bar.1   | c 30%\n")
+            && history.stdout.contains("bar.1   | x 3/3\n")
+            && !history.stdout.contains('\r'),
+        "{:?}",
+        history.stdout
+    );
+    eventually("bar.1.log to have its lines", || {
+        let file = std::fs::read_to_string(logs.join("bar.1.log")).ok()?;
+        file.contains("app[bar.1]: x 3/3\n").then_some(file)
+    });
+    let file = std::fs::read_to_string(logs.join("bar.1.log")).expect("bar.1.log");
+    assert!(
+        file.contains("app[bar.1]: c 30%\n") && !file.contains('\r'),
+        "{file:?}"
+    );
+    hk.stop_cleanly();
+}
