@@ -30,6 +30,12 @@ impl Client {
         })
     }
 
+    /// The connection again, to shut down from another thread: a reader waiting on this
+    /// client then sees its end.
+    pub(super) fn closer(&self) -> io::Result<UnixStream> {
+        self.stream.get_ref().try_clone()
+    }
+
     pub(super) fn broken(&self, what: impl Into<String>) -> Error {
         Error::BadAnswer {
             path: self.path.clone(),
