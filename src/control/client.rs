@@ -30,6 +30,12 @@ impl Client {
         })
     }
 
+    /// The connection again, to shut down from another thread: a reader waiting on this
+    /// client then sees its end.
+    pub(super) fn closer(&self) -> io::Result<UnixStream> {
+        self.stream.get_ref().try_clone()
+    }
+
     pub(super) fn broken(&self, what: impl Into<String>) -> Error {
         Error::BadAnswer {
             path: self.path.clone(),
@@ -247,47 +253,73 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
 /// Ctrl-], which detaches `hkrun connect` (as it leaves telnet).
 const DETACH: u8 = 0x1d;
 
+/// How an attached `hkrun connect` ended.
+enum Ended {
+    /// Ctrl-], the end of stdin, or a signal: the dyno runs on.
+    Detached,
+    /// The dyno's run ended: its exit status, when the supervisor said it.
+    Run(Option<i32>),
+}
+
 /// `hkrun connect DYNO`: the dyno's terminal here, raw, until Ctrl-] (or the end of stdin)
-/// detaches, or the dyno's run ends. The dyno keeps running either way.
+/// detaches (exit 0), or the dyno's run ends (its exit status, as `heroku run` exits). The
+/// dyno keeps running either way.
 pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     // Before the size is read: a resize from now on is queued, none falls in between.
     let resizes = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]);
     // The dyno takes this terminal's size while attached, and its changes (below).
-    let size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
-    let attach = |size| -> Result<(Client, Response), Error> {
-        let mut client = Client::open(&args.control)?;
-        client.send(&Request::Connect {
-            dyno: args.dyno.clone(),
-            size,
-        })?;
-        let answer = client.answer()?;
-        Ok((client, answer))
-    };
-    let (client, answer) = match attach(size) {
-        // A supervisor from before sizes were sent: attached at its own size.
-        Err(Error::Refused(text)) if size.is_some() && text.contains("unknown field `size`") => {
-            attach(None)?
+    let mut size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
+    let mut framed = true;
+    let (client, answer) = loop {
+        let attach = || -> Result<(Client, Response), Error> {
+            let mut client = Client::open(&args.control)?;
+            client.send(&Request::Connect {
+                dyno: args.dyno.clone(),
+                size,
+                framed,
+            })?;
+            let answer = client.answer()?;
+            Ok((client, answer))
+        };
+        match attach() {
+            // A supervisor from before exit statuses were sent: raw bytes, and no status.
+            Err(Error::Refused(text)) if framed && text.contains("unknown field `framed`") => {
+                framed = false;
+            }
+            // One from before sizes were sent: attached at its own size.
+            Err(Error::Refused(text))
+                if size.is_some() && text.contains("unknown field `size`") =>
+            {
+                size = None;
+            }
+            other => break other?,
         }
-        other => other?,
     };
     errors::print_err(&format!("{}\n", answer.message.unwrap_or_default()));
     let stream = client.stream.get_ref();
     let mut keys_to = stream
         .try_clone()
         .map_err(|e| client.broken(format!("cannot write to the connection: {e}")))?;
-    let mut shown = client.stream;
     let (events, event) = std::sync::mpsc::channel();
     let ended = events.clone();
     // Output comes on its own thread: neither direction waits for the other.
     std::thread::spawn(move || {
-        let _ = io::copy(&mut shown, &mut Flushed(io::stdout()));
-        let _ = ended.send(false);
+        let mut out = Flushed(io::stdout());
+        let exit = match framed {
+            true => show_frames(client, &mut out),
+            false => {
+                let mut shown = client.stream;
+                let _ = io::copy(&mut shown, &mut out);
+                None
+            }
+        };
+        let _ = ended.send(Ended::Run(exit));
     });
     let _raw = RawTerminal::enter();
     // SIGTERM, SIGHUP or SIGINT from outside detach as Ctrl-] does: the terminal comes back.
     let detached = events.clone();
     on_stop_signal(move || {
-        let _ = detached.send(true);
+        let _ = detached.send(Ended::Detached);
     });
     // A resized window resizes the dyno's terminal, asked on a connection of its own
     // (this one carries the terminal's bytes).
@@ -327,17 +359,45 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
             }
         }
         // Said first: the server closes the connection once it sees this side close.
-        let _ = events.send(true);
+        let _ = events.send(Ended::Detached);
         let _ = keys_to.shutdown(std::net::Shutdown::Write);
     });
-    let detached = event.recv().unwrap_or(false);
+    let ended = event.recv().unwrap_or(Ended::Run(None));
     drop(_raw);
-    let text = match detached {
-        true => format!("\nDetached from {}; it keeps running.\n", args.dyno),
-        false => format!("\nThe connection to {} ended.\n", args.dyno),
+    let (text, code) = match ended {
+        Ended::Detached => (
+            format!("\nDetached from {}; it keeps running.\n", args.dyno),
+            0,
+        ),
+        Ended::Run(Some(code)) => (
+            format!(
+                "\nThe connection to {} ended: Process exited with status {code}\n",
+                args.dyno
+            ),
+            code,
+        ),
+        // From a supervisor that does not say, or one that went away.
+        Ended::Run(None) => (format!("\nThe connection to {} ended.\n", args.dyno), 0),
     };
     errors::print_err(&text);
-    Ok(0)
+    Ok(code)
+}
+
+/// A framed connection's output (ARCHITECTURE.md, Control protocol) to `out`, until its
+/// `exit` line (the status), or until it ends without one.
+fn show_frames(mut client: Client, out: &mut impl Write) -> Option<i32> {
+    let mut bytes = Vec::new();
+    loop {
+        let response = client.next().ok()??;
+        if let Some(n) = response.output {
+            bytes.resize(n, 0);
+            io::Read::read_exact(&mut client.stream, &mut bytes).ok()?;
+            // Shown or not (stdout closed), the dyno's output is read on to its end.
+            let _ = out.write_all(&bytes);
+        } else if response.exit.is_some() || !response.ok {
+            return response.exit;
+        }
+    }
 }
 
 /// Calls `then` on a thread of its own at the first SIGTERM, SIGHUP or SIGINT, which a

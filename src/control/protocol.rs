@@ -50,6 +50,11 @@ pub enum Request {
         /// The client's terminal, `[rows, columns]`: the dyno's while it is attached.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<[u16; 2]>,
+        /// The dyno's bytes come framed (each chunk an `output` line, then its bytes), and
+        /// the last line says how the run ended (`exit`). Without it, raw bytes, as for
+        /// clients from before.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        framed: bool,
     },
     /// The terminal of an attached `connect` client has a new size, `[rows, columns]`:
     /// the dyno's too. Only the client attached to `dyno` may ask.
@@ -116,8 +121,8 @@ pub fn encode_request(request: &Request) -> String {
 }
 
 /// One line from the supervisor. Which fields are set says what it is: `error`, a
-/// `message` (scale, restart, stop), `ps`, the `logs` header, a log `line`, `skipped`, or
-/// `end` of the log lines.
+/// `message` (scale, restart, stop), `ps`, the `logs` header, a log `line`, `skipped`,
+/// `end` of the log lines, or to a framed `connect` client, `output` or `exit`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub v: u32,
@@ -137,6 +142,13 @@ pub struct Response {
     pub skipped: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end: bool,
+    /// The next this many bytes, right after this line, are what the dyno wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<usize>,
+    /// The dyno's run has ended, as `Process exited with status N` says: its code, or
+    /// 128 + the signal that killed it. The last line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
 }
 
 impl Response {
@@ -293,6 +305,7 @@ mod tests {
                 Request::Stop { target: target.clone(), targets: Vec::new() },
                 Request::Kill { targets: target.into_iter().collect(), signal: "HUP".into() },
                 Request::Scale { changes },
+                Request::Connect { dyno: "repl.1".into(), size: Some([24, 80]), framed: tail },
             ];
             for request in requests {
                 let line = encode_request(&request);

@@ -22,6 +22,7 @@ use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Req
 use crate::dyno::Slot;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
+use crate::logs::pump::Shown;
 use crate::plan::formation::ScaleChange;
 use crate::supervisor::input::{Control, Target};
 
@@ -90,8 +91,8 @@ pub struct Attached {
     pub id: u64,
     /// What the client types goes here.
     pub input: tokio::net::unix::pipe::Sender,
-    /// What the dyno writes, as it comes; ends with its run.
-    pub output: mpsc::Receiver<Vec<u8>>,
+    /// What the dyno writes, as it comes; ends with its run (with how, when it exited).
+    pub output: mpsc::Receiver<Shown>,
 }
 
 /// What every connection needs.
@@ -401,7 +402,7 @@ async fn serve_client(
                     }
                 }
             }
-            Ok(Request::Connect { dyno, size }) => {
+            Ok(Request::Connect { dyno, size, framed }) => {
                 if !seat.start_stream() {
                     let busy = Response::error("too many streaming clients at once; try again");
                     let _ = seat.send(&mut write, &busy.encode()).await;
@@ -432,7 +433,7 @@ async fn serve_client(
                             .await
                             .is_ok()
                         {
-                            relay(&mut read, &mut write, attached).await;
+                            relay(&mut read, &mut write, attached, framed).await;
                         }
                         return;
                     }
@@ -511,10 +512,13 @@ impl Drop for DetachOnDrop {
 /// Carries an attached client's keys to the dyno's terminal and the dyno's output back,
 /// until the client hangs up or the dyno's run ends. A dyno that takes no keys for
 /// `WRITE` (its terminal's input full) ends the session, so the client can leave.
+/// `framed`: each chunk of output after an `output` line, and the run's end as an `exit`
+/// line (ARCHITECTURE.md, Control protocol); else raw bytes, for clients from before.
 async fn relay(
     read: &mut (impl AsyncBufReadExt + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
     mut attached: Attached,
+    framed: bool,
 ) {
     let mut keys = vec![0; 4096];
     loop {
@@ -529,10 +533,29 @@ async fn relay(
                 }
             },
             shown = attached.output.recv() => match shown {
-                Some(bytes) => {
-                    if send(write, &bytes).await.is_err() {
+                Some(Shown::Output(bytes)) => {
+                    let framed = framed.then(|| {
+                        let mut frame = Response {
+                            output: Some(bytes.len()),
+                            ..Response::ok()
+                        }
+                        .encode();
+                        frame.extend_from_slice(&bytes);
+                        frame
+                    });
+                    if send(write, framed.as_deref().unwrap_or(&bytes)).await.is_err() {
                         return;
                     }
+                }
+                Some(Shown::Exited(exit)) => {
+                    if framed {
+                        let end = Response {
+                            exit: Some(exit.code()),
+                            ..Response::ok()
+                        };
+                        let _ = send(write, &end.encode()).await;
+                    }
+                    return;
                 }
                 None => return,
             },

@@ -3,10 +3,13 @@
 //! restart, stop and scale a dyno's type, and to show only its log lines.
 //!
 //! A client like the others: `ps` once a second and a `logs --tail` stream over the
-//! control socket, CPU from /proc (same machine), drawn with crossterm.
+//! control socket, CPU from /proc (same machine), drawn with crossterm. The filter asks
+//! the supervisor for the chosen dyno's lines alone (`logs --ps`), so another dyno's
+//! flood cannot push them out of what the stream and the pane hold.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,8 @@ enum Event {
     /// CPU use of each dyno over the last second, in percent of one core.
     Cpu(HashMap<String, f64>),
     Line {
+        /// Which `logs` stream it came on (`Log::id`).
+        stream: u64,
         dyno: String,
         text: String,
     },
@@ -47,7 +52,19 @@ struct Screen {
     selected: usize,
     /// Only the selected dyno's lines.
     filtered: bool,
+    /// The log stream `lines` come from.
+    log: Log,
     said: String,
+}
+
+/// A `logs --tail` stream: every dyno's lines, or one dyno's.
+#[derive(Default)]
+struct Log {
+    id: u64,
+    /// The dyno whose lines it has; `None`, every dyno's.
+    of: Option<String>,
+    /// Ends it: its connection, shut down.
+    closer: Option<UnixStream>,
 }
 
 /// `hkrun top`.
@@ -56,7 +73,6 @@ pub fn top(args: &TopArgs) -> Result<i32, Error> {
     let first = ps(&args.control)?;
     let (tx, events) = mpsc::channel();
     spawn_ps(args.control.clone(), tx.clone());
-    spawn_logs(args.control.clone(), tx.clone());
     spawn_keys(tx.clone());
     let mut screen = Screen {
         ps: first,
@@ -64,8 +80,10 @@ pub fn top(args: &TopArgs) -> Result<i32, Error> {
         lines: VecDeque::new(),
         selected: 0,
         filtered: false,
+        log: Log::default(),
         said: String::new(),
     };
+    follow_log(&args.control, &mut screen, None, &tx);
     // SIGTERM, SIGHUP or SIGINT from outside end it as `q` does: the terminal comes back.
     let gone = tx.clone();
     super::client::on_stop_signal(move || {
@@ -92,6 +110,14 @@ pub fn top(args: &TopArgs) -> Result<i32, Error> {
             break;
         }
         screen.selected = screen.selected.min(screen.ps.dynos.len().saturating_sub(1));
+        // The filter on, or the chosen dyno changed under it: the stream of its lines.
+        let wanted = screen
+            .filtered
+            .then(|| screen.ps.dynos.get(screen.selected).map(|d| d.name.clone()))
+            .flatten();
+        if wanted != screen.log.of {
+            follow_log(&args.control, &mut screen, wanted, &tx);
+        }
         draw(&mut out, &screen);
     }
     Ok(0)
@@ -107,7 +133,9 @@ fn apply(
     match event {
         Event::Ps(ps) => screen.ps = ps,
         Event::Cpu(cpu) => screen.cpu = cpu,
-        Event::Line { dyno, text } => {
+        // What came on a stream since ended is not shown.
+        Event::Line { stream, .. } if stream != screen.log.id => {}
+        Event::Line { dyno, text, .. } => {
             screen
                 .lines
                 .push_back((dyno, crate::logs::render::plain(&text)));
@@ -215,22 +243,17 @@ fn draw(out: &mut impl Write, screen: &Screen) {
         text.push((row, i == screen.selected));
     }
     text.push((screen.said.clone(), false));
-    let filter = screen
-        .filtered
-        .then(|| screen.ps.dynos.get(screen.selected).map(|d| d.name.clone()))
-        .flatten();
-    let title = match &filter {
+    let title = match &screen.log.of {
         Some(name) => format!("── log of {name} (/ shows every dyno's)"),
         None => "── log".to_owned(),
     };
     text.push((title, true));
     let room = rows.saturating_sub(text.len());
-    let shown: Vec<&(String, String)> = screen
+    for (dyno, line) in screen
         .lines
         .iter()
-        .filter(|(dyno, _)| filter.as_ref().is_none_or(|f| f == dyno))
-        .collect();
-    for (dyno, line) in &shown[shown.len().saturating_sub(room)..] {
+        .skip(screen.lines.len().saturating_sub(room))
+    {
         text.push((format!("{dyno:<10} | {line}"), false));
     }
     let _ = queue!(out, cursor::MoveTo(0, 0));
@@ -324,29 +347,57 @@ fn cpu_ticks(ps: &Ps) -> HashMap<String, u64> {
         .collect()
 }
 
-fn spawn_logs(control: crate::cli::ControlArgs, tx: mpsc::Sender<Event>) {
-    std::thread::spawn(move || {
-        let Ok(mut client) = Client::open(&control) else {
-            return;
-        };
-        let request = Request::Logs {
-            lines: 100,
-            tail: true,
-            ps: None,
-            source: None,
-        };
-        if client.send(&request).is_err() {
+/// Ends the log stream shown, and shows `of`'s instead (a dyno's lines, or every dyno's):
+/// its last 100 lines, then the live ones. The supervisor picks them, from its whole
+/// history and every new line, so a flood of another dyno's hides none of them.
+fn follow_log(
+    control: &crate::cli::ControlArgs,
+    screen: &mut Screen,
+    of: Option<String>,
+    tx: &mpsc::Sender<Event>,
+) {
+    if let Some(closer) = screen.log.closer.take() {
+        let _ = closer.shutdown(std::net::Shutdown::Both);
+    }
+    screen.lines.clear();
+    let id = screen.log.id + 1;
+    screen.log = Log {
+        id,
+        of: of.clone(),
+        closer: None,
+    };
+    let mut client = match Client::open(control) {
+        Ok(client) => client,
+        Err(err) => {
+            screen.said = err.to_string();
             return;
         }
+    };
+    let request = Request::Logs {
+        lines: 100,
+        tail: true,
+        ps: of,
+        source: None,
+    };
+    if let Err(err) = client.send(&request) {
+        screen.said = err.to_string();
+        return;
+    }
+    screen.log.closer = client.closer().ok();
+    let tx = tx.clone();
+    std::thread::spawn(move || {
         while let Ok(Some(response)) = client.next() {
-            if let Some(line) = response.line {
-                let event = Event::Line {
+            let event = match (response.line, response.error) {
+                (Some(line), _) => Event::Line {
+                    stream: id,
                     dyno: line.dyno,
                     text: line.line,
-                };
-                if tx.send(event).is_err() {
-                    return;
-                }
+                },
+                (None, Some(error)) => Event::Said(error),
+                (None, None) => continue,
+            };
+            if tx.send(event).is_err() {
+                return;
             }
         }
     });

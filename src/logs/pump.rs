@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Label, LogSender, MAX_LINE};
+use crate::dyno::Exit;
 
 /// How long a partial line waits for its newline before it is shown as it is.
 pub const PARTIAL_FLUSH: Duration = Duration::from_millis(500);
@@ -29,23 +30,34 @@ const READS_PER_TURN: usize = 16;
 const DROP_CHECK: Duration = Duration::from_millis(100);
 
 /// A terminal dyno's output as it comes, for the `hkrun connect` client attached to it
-/// (one at most). A client that falls behind misses chunks; the log never does.
+/// (one at most), then how its run ended. A client that falls behind misses chunks; the
+/// log never does, and the end is never missed.
 #[derive(Default)]
 pub struct Tee(std::sync::Mutex<TeeState>);
 
 #[derive(Default)]
 struct TeeState {
-    client: Option<mpsc::Sender<Vec<u8>>>,
+    client: Option<mpsc::Sender<Shown>>,
     /// The run is over: nothing will be written again.
     closed: bool,
 }
 
+/// What an attached client is given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// Bytes the dyno wrote to its terminal, as they came.
+    Output(Vec<u8>),
+    /// Its run has ended so, once all it wrote before is given: the last message.
+    Exited(Exit),
+}
+
 impl Tee {
-    /// Chunks the client has not taken yet, at most: then it misses some.
+    /// Chunks the client has not taken yet, at most: then it misses some (one place is
+    /// kept for `Shown::Exited`).
     pub const BOUND: usize = 256;
 
     /// Gives the output to `client` from now on; false once the run is over.
-    pub fn attach(&self, client: mpsc::Sender<Vec<u8>>) -> bool {
+    pub fn attach(&self, client: mpsc::Sender<Shown>) -> bool {
         let mut state = self.lock();
         if state.closed {
             return false;
@@ -65,9 +77,21 @@ impl Tee {
         state.closed = true;
     }
 
+    /// The dyno has exited: the client is told how, and its view ends.
+    fn exited(&self, exit: Exit) {
+        if let Some(client) = self.lock().client.take() {
+            // The place kept for it (`send`) is free.
+            let _ = client.try_send(Shown::Exited(exit));
+        }
+        self.close();
+    }
+
     fn send(&self, bytes: &[u8]) {
         if let Some(client) = &self.lock().client {
-            let _ = client.try_send(bytes.to_vec());
+            // The last place is kept for how the run ends.
+            if client.capacity() > 1 {
+                let _ = client.try_send(Shown::Output(bytes.to_vec()));
+            }
         }
     }
 
@@ -104,6 +128,7 @@ impl Lines {
                 lines.extend_from_slice(&bytes[..=last]);
                 if self.terminal.is_some() {
                     without_cr_before_lf(&mut lines);
+                    as_terminal_shows(&mut lines);
                 }
                 self.ready.push_back(lines);
                 self.pending_since = None;
@@ -127,6 +152,10 @@ impl Lines {
     fn flush(&mut self) {
         if self.terminal.is_some() && self.pending.last() == Some(&b'\r') {
             self.pending.pop();
+        }
+        if self.terminal.is_some() {
+            // What a terminal shows of it; all of it erased, nothing to show.
+            as_terminal_shows(&mut self.pending);
         }
         if !self.pending.is_empty() {
             let mut line = std::mem::take(&mut self.pending);
@@ -228,17 +257,37 @@ fn without_cr_before_lf(lines: &mut Vec<u8>) {
     lines.truncate(kept);
 }
 
+/// A terminal's lines as it shows them (`render::as_terminal_shows`): a progress bar's
+/// `\r`s and the cursor's moves leave the log, history, files and drains with what the
+/// screen had, where hkrun's prefix stays. In place.
+fn as_terminal_shows(lines: &mut Vec<u8>) {
+    if memchr::memchr3(b'\r', 0x08, 0x1b, lines).is_none() {
+        return;
+    }
+    let mut shown = Vec::with_capacity(lines.len());
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let (text, end) = match line.split_last() {
+            Some((b'\n', text)) => (text, &b"\n"[..]),
+            _ => (line, &b""[..]),
+        };
+        shown.extend_from_slice(&super::render::as_terminal_shows(text));
+        shown.extend_from_slice(end);
+    }
+    *lines = shown;
+}
+
 /// Pumps `pipe` (a pipe, or hkrun's side of the dyno's `terminal`) until it closes and
 /// the dyno's exit is known; `on_exit` gets the status once every line the dyno wrote
 /// before exiting is queued (or dropped, see the module). An attached client's view ends
-/// with the run.
-pub async fn run<S: Send + 'static>(
+/// with the run: at the dyno's exit, which it is told, once it has what the dyno wrote
+/// before (or when the pump ends first).
+pub async fn run(
     label: Arc<Label>,
     log: LogSender,
     pipe: pipe::Receiver,
     terminal: Option<Arc<Tee>>,
-    exited: oneshot::Receiver<S>,
-    on_exit: impl FnOnce(S),
+    exited: oneshot::Receiver<Exit>,
+    on_exit: impl FnOnce(Exit),
 ) {
     let _close = CloseOnDrop(terminal.clone());
     let mut lines = Lines {
@@ -279,6 +328,9 @@ pub async fn run<S: Send + 'static>(
                 // reporting. Descendants that outlive it may keep writing; bound the drain.
                 if !eof {
                     eof = lines.drain(&pipe, &mut buf, 4 * READS_PER_TURN);
+                }
+                if let Some(tee) = &lines.terminal {
+                    tee.exited(got);
                 }
                 lines.flush();
                 status = Some(got);
@@ -365,11 +417,17 @@ mod tests {
         log: LogSender,
         out: Out,
         _writer: Writer,
-        _exit: oneshot::Sender<()>,
+        /// Tells the pump the dyno has exited.
+        exit: Option<oneshot::Sender<Exit>>,
     }
 
     impl Pumped {
         fn start() -> Self {
+            Self::start_with(None)
+        }
+
+        /// As on a terminal, whose bytes `terminal` gives to a `connect` client.
+        fn start_with(terminal: Option<Arc<Tee>>) -> Self {
             let style = Style {
                 strip_ansi: false,
                 format: LogFormat::Default,
@@ -387,13 +445,13 @@ mod tests {
                 name: "web.1".into(),
                 color: None,
             });
-            tokio::spawn(run(label, log.clone(), read, None, exited, |()| {}));
+            tokio::spawn(run(label, log.clone(), read, terminal, exited, |_| {}));
             Self {
                 pipe,
                 log,
                 out,
                 _writer: writer,
-                _exit: exit,
+                exit: Some(exit),
             }
         }
 
@@ -459,5 +517,55 @@ mod tests {
             dyno.shown(),
             "web.1  | whole\nweb.1  | partial\nweb.1  | more\n"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_terminals_lines_are_what_it_showed_and_its_client_gets_its_bytes() {
+        let tee = Arc::new(Tee::default());
+        let (client, mut got) = mpsc::channel(Tee::BOUND);
+        assert!(tee.attach(client));
+        let mut dyno = Pumped::start_with(Some(tee));
+        let start = Instant::now();
+        dyno.write(b"a 10%\rb 20%\r\nabc\r").await;
+        assert_eq!(dyno.shown(), "web.1  | b 20%\n");
+        // A partial line all erased shows nothing when its time comes.
+        dyno.write(b"\r\x1b[K").await;
+        sleep_until(start + ms(500)).await;
+        settle().await;
+        dyno.write(b"\x1b[33mdone\x1b[0m\r\n").await;
+        assert_eq!(
+            dyno.shown(),
+            "web.1  | b 20%\nweb.1  | \x1b[33mdone\x1b[0m\n"
+        );
+        let mut bytes = Vec::new();
+        while let Ok(Shown::Output(chunk)) = got.try_recv() {
+            bytes.extend(chunk);
+        }
+        assert_eq!(
+            bytes,
+            b"a 10%\rb 20%\r\nabc\r\r\x1b[K\x1b[33mdone\x1b[0m\r\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attached_client_is_told_the_exit_after_what_the_dyno_wrote() {
+        let tee = Arc::new(Tee::default());
+        // One place for output, one kept for the end.
+        let (client, mut got) = mpsc::channel(2);
+        assert!(tee.attach(client));
+        let mut dyno = Pumped::start_with(Some(Arc::clone(&tee)));
+        dyno.write(b"one\r\n").await;
+        // The client has not taken `one`: this one it misses.
+        dyno.write(b"two\r\n").await;
+        let exit = dyno.exit.take().expect("not sent yet");
+        exit.send(Exit::Code(3)).expect("the pump waits");
+        settle().await;
+        assert_eq!(got.recv().await, Some(Shown::Output(b"one\r\n".to_vec())));
+        assert_eq!(got.recv().await, Some(Shown::Exited(Exit::Code(3))));
+        assert_eq!(got.recv().await, None);
+        // The log has both; no client can attach to the run that ended.
+        assert_eq!(dyno.shown(), "web.1  | one\nweb.1  | two\n");
+        let (late, _) = mpsc::channel(2);
+        assert!(!tee.attach(late));
     }
 }

@@ -129,3 +129,113 @@ fn connect_types_into_a_repl_detaches_with_ctrl_bracket_and_the_dyno_runs_on() {
     hk.stop_cleanly();
     crate::harness::assert_none_left(&tag);
 }
+
+#[test]
+fn connect_exits_with_the_dynos_status_when_its_run_ends() {
+    // Exits with the code typed into it, or dies of SIGKILL when told `kill`.
+    let app =
+        App::new("repl: echo ready; read n; if [ \"$n\" = kill ]; then kill -9 $$; fi; exit $n\n");
+    let tag = unique_tag();
+    let port = free_base_port().to_string();
+    let mut hk = Hk::spawn(hkrun(
+        app.path(),
+        &["start", "--tty", "repl", "--no-timestamp", "-p", &port],
+        &tag,
+    ));
+    hk.wait_for("repl.1 | ready");
+    let mut first = Connected::start(&app, "repl");
+    first.type_keys(b"3\n");
+    let (status, stderr) = first.finish();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("Process exited with status 3"), "{stderr}");
+    // Restarted after its crash: a signal is 128 + its number, as a shell says it.
+    hk.wait_for("repl.1 | ready");
+    let mut second = Connected::start(&app, "repl");
+    second.type_keys(b"kill\n");
+    let (status, stderr) = second.finish();
+    assert_eq!(status.code(), Some(137), "{stderr}");
+    hk.stop_cleanly();
+    crate::harness::assert_none_left(&tag);
+}
+
+#[test]
+fn a_client_that_asks_for_no_status_gets_the_dynos_bytes_alone_as_before() {
+    // A client from before exit statuses were sent: raw bytes until the run ends.
+    let app = App::new("repl: echo ready; read n; echo \"got $n\"; exit 3\n");
+    let tag = unique_tag();
+    let port = free_base_port().to_string();
+    let mut hk = Hk::spawn(hkrun(
+        app.path(),
+        &["start", "--tty", "repl", "--no-timestamp", "-p", &port],
+        &tag,
+    ));
+    hk.wait_for("repl.1 | ready");
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(app.file(".hkrun.sock")).expect("connect");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("a read timeout");
+    stream
+        .write_all(b"{\"v\":1,\"cmd\":\"connect\",\"dyno\":\"repl\"}\n")
+        .expect("ask");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("dup"));
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut answer).expect("the answer");
+    assert!(answer.contains("Connected to repl.1"), "{answer}");
+    stream.write_all(b"5\n").expect("type");
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .expect("the dyno's bytes, to the end");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("got 5"), "{rest:?}");
+    assert!(!rest.contains("\"v\":1"), "{rest:?}");
+    hk.stop_cleanly();
+    crate::harness::assert_none_left(&tag);
+}
+
+#[test]
+fn connect_to_an_hkrun_from_before_exit_statuses_exits_0_when_the_run_ends() {
+    // Answers as an hkrun from before `framed` did: refuses the field, then sends the
+    // dyno's bytes raw and hangs up.
+    let app = App::new("repl: exec sleep 1000\n");
+    let listener = std::os::unix::net::UnixListener::bind(app.file(".hkrun.sock")).expect("listen");
+    let old = std::thread::spawn(move || {
+        let mut asked = Vec::new();
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().expect("a client");
+            stream
+                .set_read_timeout(Some(PATIENCE))
+                .expect("a read timeout");
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("dup"));
+            let mut request = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut request).expect("a request");
+            let mut stream = stream;
+            if request.contains("\"framed\"") {
+                stream
+                    .write_all(
+                        b"{\"v\":1,\"ok\":false,\"error\":\"bad request: unknown field `framed`, expected `dyno` or `size`\"}\n",
+                    )
+                    .expect("refuse");
+            } else {
+                stream
+                    .write_all(
+                        b"{\"v\":1,\"ok\":true,\"message\":\"Connected to repl.1. Ctrl-] detaches.\"}\nhello\r\n",
+                    )
+                    .expect("answer");
+            }
+            asked.push(request);
+            if !asked.last().is_some_and(|r| r.contains("\"framed\"")) {
+                break;
+            }
+        }
+        asked
+    });
+    let mut connected = Connected::start(&app, "repl");
+    connected.wait_for("hello");
+    let (status, stderr) = connected.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("The connection to repl ended."), "{stderr}");
+    let asked = old.join().expect("the old hkrun");
+    assert!(!asked.last().unwrap().contains("framed"), "{asked:?}");
+}

@@ -443,3 +443,174 @@ fn connect_gives_the_dyno_the_clients_terminal_size_and_its_resizes_until_it_det
     assert!(client.hk.wait_exit().success());
     hk.stop_cleanly();
 }
+
+/// `hkrun top` on a pseudo-terminal of 30×120 for the app in `app`, tagged `tag`: the
+/// process, the terminal's master side, and what it draws as it comes.
+fn start_top(
+    app: &App,
+    tag: &str,
+) -> Option<(
+    std::process::Child,
+    File,
+    std::sync::mpsc::Receiver<Vec<u8>>,
+)> {
+    let pty = match nix::pty::openpty(Some(&winsize(30, 120)), None) {
+        Ok(pty) => pty,
+        Err(err) => {
+            eprintln!("skipped: no pseudo-terminal ({err})");
+            return None;
+        }
+    };
+    let slave = File::from(pty.slave);
+    let top = tagged_command("setsid", app.path(), tag)
+        .arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_hkrun"))
+        .arg("top")
+        .stdin(slave.try_clone().expect("dup the terminal"))
+        .stdout(slave.try_clone().expect("dup the terminal"))
+        .stderr(slave)
+        .spawn()
+        .expect("start hkrun top");
+    let master = File::from(pty.master);
+    let (tx, screen) = std::sync::mpsc::channel();
+    let mut reader = master.try_clone().expect("dup the master side");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    Some((top, master, screen))
+}
+
+/// Waits until `needle` is among what `screen` has drawn into `seen`.
+#[track_caller]
+fn wait_drawn(screen: &std::sync::mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, needle: &str) {
+    let deadline = Instant::now() + crate::harness::PATIENCE;
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match screen.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => panic!(
+                "top never showed {needle:?}; its last screen: {:?}",
+                String::from_utf8_lossy(&seen[seen.len().saturating_sub(1200)..])
+            ),
+        }
+    }
+}
+
+#[test]
+fn tops_filter_shows_a_quiet_dynos_lines_while_another_floods() {
+    // `flood` (kept off stdout: the test reads only the log's tail) writes 1000 lines on
+    // SIGUSR1, and floods without end on SIGUSR2; `quiet` says one line at its start, and
+    // one more on SIGUSR1. Its words are computed, so hkrun's `Starting process` line,
+    // which shows the command, does not hold them.
+    let app = App::new(
+        "quiet: trap 'echo quiet-$((6*7))-again' USR1; echo quiet-$((6*7)); while :; do sleep 0.1; done\n\
+         flood: trap 'seq -f \"flood %g\" 1 1000' USR1; trap 'while :; do seq -f \"flood %g\" 1 1000; sleep 0.02; done' USR2; while :; do sleep 0.1; done\n",
+    );
+    let port = free_base_port().to_string();
+    let mut hk = Hk::spawn(crate::harness::hkrun(
+        app.path(),
+        &["start", "--no-timestamp", "--quiet", "flood", "-p", &port],
+        &unique_tag(),
+    ));
+    hk.wait_for_each(&[
+        "quiet.1 | quiet-42",
+        "flood.1 | State changed from starting to up",
+    ]);
+    let kill = |target: &str, signal: &str| {
+        let sent = crate::harness::client(app.path(), &["kill", target, signal]);
+        assert!(sent.status.success(), "{}", sent.stderr);
+    };
+    kill("flood", "USR1");
+    eventually("flood's 1000 lines", || {
+        let logs = crate::harness::client(app.path(), &["logs", "--ps", "flood", "-n", "1"]);
+        logs.stdout.contains("flood 1000").then_some(())
+    });
+    let Some((mut top, mut master, screen)) = start_top(&app, &hk.tag) else {
+        hk.stop_cleanly();
+        return;
+    };
+    let mut seen = Vec::new();
+    // The first dyno is chosen: `/` shows its lines only.
+    wait_drawn(&screen, &mut seen, ">quiet.1");
+    master.write_all(b"/").expect("type /");
+    seen.clear();
+    wait_drawn(&screen, &mut seen, "log of quiet.1");
+    // Its line from before flood's 1000 is there, and a new one among a flood.
+    wait_drawn(&screen, &mut seen, "quiet-42");
+    kill("flood", "USR2");
+    kill("quiet", "USR1");
+    wait_drawn(&screen, &mut seen, "quiet-42-again");
+    master.write_all(b"q").expect("type q");
+    let status = crate::harness::wait_bounded(&mut top, "hkrun top");
+    assert!(status.success(), "{status:?}");
+    hk.stop_cleanly();
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn a_tty_dynos_carriage_returns_and_cursor_moves_show_as_its_terminal_shows_them() {
+    // The same progress bar on a terminal and on a pipe; on the terminal, an erased line,
+    // moves to column 1 and a move up too.
+    let app = App::new(
+        "bar: printf 'a 10%%\\rb 20%%\\rc 30%%\\n'; printf 'abcdef\\rXY\\n'; printf 'wait\\033[2K\\rdone \\033[32mok\\033[0m\\033[1A\\n'; printf 'x 1/3\\033[Gx 2/3\\033[Gx 3/3\\n'; exec sleep 1000\n\
+         piped: printf 'a 10%%\\rb 20%%\\n'; exec sleep 1000\n",
+    );
+    let port = free_base_port().to_string();
+    let logs = app.file("logs");
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--tty",
+            "bar",
+            "--no-timestamp",
+            "--log-dir",
+            logs.to_str().expect("UTF-8"),
+            "-p",
+            &port,
+        ],
+    );
+    hk.wait_for("x 3/3");
+    hk.wait_for("piped.1 | a 10%");
+    let shown = crate::harness::payloads(&hk.seen, "bar.1");
+    let printed: Vec<&str> = shown
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("Starting process") && !l.starts_with("State changed"))
+        .collect();
+    assert_eq!(
+        printed,
+        ["c 30%", "XYcdef", "done \x1b[32mok\x1b[0m", "x 3/3"],
+        "{:#?}",
+        hk.seen
+    );
+    // A pipe's bytes pass unchanged.
+    assert_eq!(
+        crate::harness::payloads(&hk.seen, "piped.1").last(),
+        Some(&"a 10%\rb 20%")
+    );
+    // The history (`hkrun logs`) and the log files have what was shown.
+    let history = crate::harness::client(app.path(), &["logs", "--ps", "bar"]);
+    assert!(
+        history.stdout.contains("bar.1   | c 30%\n")
+            && history.stdout.contains("bar.1   | x 3/3\n")
+            && !history.stdout.contains('\r'),
+        "{:?}",
+        history.stdout
+    );
+    eventually("bar.1.log to have its lines", || {
+        let file = std::fs::read_to_string(logs.join("bar.1.log")).ok()?;
+        file.contains("app[bar.1]: x 3/3\n").then_some(file)
+    });
+    let file = std::fs::read_to_string(logs.join("bar.1.log")).expect("bar.1.log");
+    assert!(
+        file.contains("app[bar.1]: c 30%\n") && !file.contains('\r'),
+        "{file:?}"
+    );
+    hk.stop_cleanly();
+}
