@@ -1,8 +1,11 @@
 //! The chaos soak: for a while, dynos are SIGKILLed at random, a worker double-forks and
 //! `setsid`s on every start, the formation is scaled up and down, web restarts
-//! preboot-style under load, and stdout stalls for seconds at a time. At the end: no
-//! failed request but those in flight on a killed web dyno, no spliced line, no orphan
-//! and no zombie, and hkrun's descriptors, threads and memory back where they were.
+//! preboot-style under load, stdout stalls for seconds at a time, the log folder's disk
+//! fills up and has room again, `config:set`s run several at once, and two drains (a
+//! syslog receiver that closes and goes away, an HTTPS-style receiver that refuses) never
+//! behave. At the end: no failed request but those in flight on a killed web dyno, no
+//! spliced line on stdout or in the log files, every config var set kept, no orphan and
+//! no zombie, and hkrun's descriptors, threads and memory back where they were.
 //!
 //! `cargo test` runs it for 40 s. `HKRUN_SOAK_SECS=1800` runs it longer, and
 //! `HKRUN_SOAK_SEED=N` replays the same choices (the seed is printed).
@@ -19,8 +22,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    App, assert_none_left, client, eventually, free_base_port, kill_tagged, own_memory_kib,
-    tagged_command, wait_bounded,
+    App, assert_none_left, client, eventually, free_base_port, free_port, kill_tagged,
+    own_memory_kib, tagged_command, wait_bounded,
 };
 use crate::router::{GRACEFUL_PY, Load};
 
@@ -200,6 +203,197 @@ fn settled(app: &App) -> bool {
     })
 }
 
+/// The log folder's disk, full at 1 MiB a file (RLIMIT_FSIZE: hkrun's writes past it
+/// fail with EFBIG, as on a full disk), or with room (`prlimit` lifts it).
+const FULL_DISK_BLOCKS: u64 = 2048;
+
+/// Sets hkrun's file size limit: the disk full (`Some(bytes)`) or with room.
+fn set_disk(pid: u32, full: Option<u64>) -> bool {
+    let limit = full.map_or_else(|| "unlimited".to_owned(), |bytes| bytes.to_string());
+    std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--fsize={limit}:unlimited"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Two drains that never behave, on threads of the test: a syslog receiver over TCP that
+/// reads for a while then closes, and now and then stops listening for seconds; and an
+/// HTTP receiver that refuses most batches (403, 401) or asks for them again (503).
+struct BadDrains {
+    stop: Arc<AtomicBool>,
+    syslog_port: u16,
+    http_port: u16,
+    syslog_bytes: Arc<AtomicU64>,
+    http_posts: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BadDrains {
+    fn start(seed: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (syslog_port, http_port) = (free_port(), free_port());
+        let syslog_bytes = Arc::new(AtomicU64::new(0));
+        let http_posts = Arc::new(AtomicU64::new(0));
+        let syslog = {
+            let (stop, bytes) = (Arc::clone(&stop), Arc::clone(&syslog_bytes));
+            std::thread::spawn(move || syslog_peer(syslog_port, seed, &stop, &bytes))
+        };
+        let http = {
+            let (stop, posts) = (Arc::clone(&stop), Arc::clone(&http_posts));
+            std::thread::spawn(move || http_peer(http_port, &stop, &posts))
+        };
+        Self {
+            stop,
+            syslog_port,
+            http_port,
+            syslog_bytes,
+            http_posts,
+            threads: vec![syslog, http],
+        }
+    }
+
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().expect("a drain peer");
+        }
+        (
+            self.syslog_bytes.load(Ordering::Relaxed),
+            self.http_posts.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn syslog_peer(port: u16, seed: u64, stop: &AtomicBool, bytes: &AtomicU64) {
+    use std::io::Read;
+    let mut dice = Dice(seed ^ 0x5eed);
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        listener.set_nonblocking(true).expect("nonblocking");
+        // A few connections, each read for up to 1.5 s and then closed.
+        for _ in 0..1 + dice.below(4) {
+            let until = Instant::now() + Duration::from_secs(3);
+            let stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break Some(stream),
+                    Err(_) if Instant::now() < until && !stop.load(Ordering::Relaxed) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let Some(mut stream) = stream else { break };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+            let read_until = Instant::now() + Duration::from_millis(dice.below(1500));
+            let mut buf = [0; 65536];
+            while Instant::now() < read_until {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        // Gone for a while: connections are refused.
+        drop(listener);
+        std::thread::sleep(Duration::from_millis(dice.below(3000)));
+    }
+}
+
+fn http_peer(port: u16, stop: &AtomicBool, posts: &AtomicU64) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let answers = [
+        "403 Forbidden",
+        "503 Service Unavailable",
+        "401 Unauthorized",
+        "200 OK",
+    ];
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((mut stream, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        // The head, then the body its Content-Length gives.
+        let mut got = Vec::new();
+        let mut buf = [0; 65536];
+        let body_at = loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break None,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(at + 4);
+            }
+        };
+        let Some(body_at) = body_at else { continue };
+        let head = String::from_utf8_lossy(&got[..body_at]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while got.len() < body_at + length {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+        }
+        posts.fetch_add(1, Ordering::Relaxed);
+        let answer = answers[n % answers.len()];
+        n += 1;
+        let _ = stream.write_all(
+            format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+}
+
+/// Every line of every file in the log folder is whole: a Heroku line ending in a
+/// newline, and chatty's text only `c`s. The number of lines read.
+fn log_files_whole(dir: &std::path::Path) -> usize {
+    let mut lines = 0;
+    for entry in std::fs::read_dir(dir).expect("the log folder") {
+        let path = entry.expect("an entry").path();
+        let bytes = std::fs::read(&path).expect("a log file");
+        assert!(
+            bytes.is_empty() || bytes.ends_with(b"\n"),
+            "{} ends in part of a line",
+            path.display()
+        );
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            lines += 1;
+            let Some((head, text)) = line.split_once("]: ") else {
+                panic!("{}: not a log line: {line:?}", path.display());
+            };
+            if head.ends_with("app[chatty.1") || head.contains("app[chatty.") {
+                assert!(
+                    !text.starts_with('c') || text.bytes().all(|b| b == b'c'),
+                    "{}: spliced: {line:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+    lines
+}
+
 /// What the chaos did, for the report and the bound on failed requests.
 #[derive(Debug, Default)]
 struct Tally {
@@ -210,6 +404,9 @@ struct Tally {
     restarts: usize,
     stalls: usize,
     refused: usize,
+    disk_full: usize,
+    disk_room: usize,
+    config_sets: usize,
 }
 
 #[test]
@@ -236,8 +433,24 @@ fn chaos_soak() {
     let port = free_base_port();
     let tag = format!("soak-{}", std::process::id());
     let _cleanup = Cleanup(tag.clone());
-    let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)
-        .args(["start", "--no-timestamp", "-t", "3", "-m", FORMATION, "-p"])
+    let drains = BadDrains::start(seed);
+    let syslog = format!("syslog+tcp://127.0.0.1:{}", drains.syslog_port);
+    let http = format!("http://127.0.0.1:{}/logs", drains.http_port);
+    // The log folder's disk starts full; hkrun ignores SIGXFSZ (as the shell leaves it),
+    // so a write past the limit fails with EFBIG.
+    let line = format!("trap '' XFSZ; ulimit -f {FULL_DISK_BLOCKS} && exec \"$0\" \"$@\"");
+    let mut hk = tagged_command("sh", app.path(), &tag)
+        .args(["-c", &line, env!("CARGO_BIN_EXE_hkrun")])
+        .args(["start", "--no-timestamp", "-t", "3", "-m", FORMATION])
+        .args([
+            "--log-dir",
+            "logs",
+            "--log-max-size",
+            "4M",
+            "--drain",
+            &syslog,
+        ])
+        .args(["--drain", &http, "-p"])
         .arg(port.to_string())
         .stderr(Stdio::null())
         .spawn()
@@ -269,6 +482,9 @@ fn chaos_soak() {
 
     let load = Load::start(port, CLIENTS);
     let mut tally = Tally::default();
+    // The config vars set so far, and the value each must have at the end.
+    let mut config: Vec<(String, String)> = Vec::new();
+    let mut disk_full = true;
     let started = Instant::now();
     let end = started + Duration::from_secs(secs);
     let every = Duration::from_secs(secs.div_ceil(10).max(5));
@@ -282,7 +498,48 @@ fn chaos_soak() {
                 started.elapsed().as_secs()
             );
         }
-        match dice.below(10) {
+        match dice.below(12) {
+            10 => {
+                disk_full = !disk_full;
+                let full = disk_full.then_some(FULL_DISK_BLOCKS * 512);
+                if set_disk(pid, full) {
+                    match disk_full {
+                        true => tally.disk_full += 1,
+                        false => tally.disk_room += 1,
+                    }
+                }
+            }
+            11 => {
+                // Four at once without a restart, and one with (refused during a
+                // preboot: the file changes all the same).
+                let round = tally.config_sets;
+                let setters: Vec<_> = (0..5)
+                    .map(|k| {
+                        let dir = app.path().to_owned();
+                        let pair = format!("SOAK_{k}=v{round}");
+                        std::thread::spawn(move || {
+                            let mut args = vec!["config:set", pair.as_str()];
+                            if k < 4 {
+                                args.push("--no-restart");
+                            }
+                            client(&dir, &args)
+                        })
+                    })
+                    .collect();
+                for (k, setter) in setters.into_iter().enumerate() {
+                    let out = setter.join().expect("a config:set");
+                    let changed = out.status.success()
+                        || out.stderr.contains("is changed, but the running app");
+                    assert!(
+                        changed,
+                        "config:set SOAK_{k}: {} {}",
+                        out.stdout, out.stderr
+                    );
+                    config.retain(|(key, _)| *key != format!("SOAK_{k}"));
+                    config.push((format!("SOAK_{k}"), format!("v{round}")));
+                }
+                tally.config_sets += 1;
+            }
             0..=2 => {
                 let Some(ps) = ps(&app) else { continue };
                 let live: Vec<_> = ps.dynos.iter().filter(|d| d.pid.is_some()).collect();
@@ -337,6 +594,14 @@ fn chaos_soak() {
     }
     let (ok, failed) = load.finish();
     eprintln!("{tally:?}");
+    let env = std::fs::read_to_string(app.file(".env")).expect("read .env");
+    for (key, value) in &config {
+        assert!(
+            env.lines().any(|l| l == format!("{key}={value}")),
+            "{key}={value} lost: {env}"
+        );
+    }
+    set_disk(pid, None);
     eprintln!(
         "{ok} requests through the router, {} failed ({} web dynos SIGKILLed, {CLIENTS} clients)",
         failed.len(),
@@ -369,6 +634,12 @@ fn chaos_soak() {
     .expect("signal hkrun");
     let status = wait_bounded(&mut hk, "hkrun");
     reader.thread.join().expect("the reader");
+    let (syslog_bytes, http_posts) = drains.finish();
+    let file_lines = log_files_whole(&app.file("logs"));
+    eprintln!(
+        "drains: {syslog_bytes} bytes to the syslog receiver, {http_posts} batches posted; {file_lines} whole lines in the log files"
+    );
+    assert!(syslog_bytes > 0 && http_posts > 0, "a drain got nothing");
     let lines = reader.lines.load(Ordering::Relaxed);
     let bad = reader.bad.lock().expect("not poisoned").clone();
     let dropped = reader.dropped.lock().expect("not poisoned").clone();
