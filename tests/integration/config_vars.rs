@@ -271,3 +271,46 @@ fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_confi
     assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
     hk.stop_cleanly();
 }
+
+#[test]
+fn a_value_exec_could_never_pass_is_refused_by_the_running_app_which_keeps_its_dynos() {
+    let app = App::new("worker: echo \"greeting=$GREETING\"; exec sleep 1000\n");
+    app.write(".env", "GREETING=hello\n");
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-t", "2", "-p", &port],
+    );
+    hk.wait_for("| greeting=hello");
+    let pid = |app: &App| {
+        let out = client(app.path(), &["ps", "--json"]);
+        let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).expect("ps");
+        ps.dynos
+            .iter()
+            .find(|d| d.name == "worker.1")
+            .and_then(|d| d.pid)
+    };
+    let before = pid(&app);
+    // Over exec's 128 KiB for one string: no dyno could ever be started with it (and no
+    // command line can carry it: it is written into the file by hand).
+    app.write(
+        ".env",
+        &format!("GREETING=hello\nBIG={}\n", "x".repeat(140_000)),
+    );
+    let out = client(app.path(), &["config:set", "GREETING=hola"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is changed, but the running app was not restarted")
+            && out.stderr.contains("too large for exec"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(pid(&app), before, "worker.1 was restarted");
+    hk.stop_cleanly();
+    assert!(
+        !hk.seen.iter().any(|l| l.contains("greeting=hola")),
+        "{:#?}",
+        hk.seen
+    );
+}
