@@ -2,7 +2,7 @@
 //! lines not named stay byte for byte, bad input changes nothing, and a running app's
 //! dynos restart with the new values.
 
-use crate::harness::{App, Hk, client, free_base_port};
+use crate::harness::{App, Hk, client, dyno_pid, free_base_port};
 
 const DOTENV: &str = "\
 # shop's settings
@@ -119,8 +119,8 @@ fn a_new_env_file_is_created_readable_by_its_owner_only() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-#[test]
-fn a_running_app_restarts_with_the_new_config() {
+/// A worker that says its `GREETING`, `hello` at first, running.
+fn greeting_app() -> (App, Hk) {
     let app = App::new("worker: echo \"greeting=$GREETING\"; exec sleep 1000\n");
     app.write(".env", "GREETING=hello\n");
     let port = free_base_port().to_string();
@@ -129,6 +129,12 @@ fn a_running_app_restarts_with_the_new_config() {
         &["start", "--no-timestamp", "-t", "2", "-p", &port],
     );
     hk.wait_for("worker.1 | greeting=hello");
+    (app, hk)
+}
+
+#[test]
+fn a_running_app_restarts_with_the_new_config() {
+    let (app, mut hk) = greeting_app();
 
     // Without a restart the dyno keeps what it has.
     let out = client(app.path(), &["config:set", "GREETING=hola", "--no-restart"]);
@@ -254,11 +260,7 @@ fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_confi
         "GREETING=bonjour\n"
     );
     // A crash restart now gets the config the app runs with, not the refused one.
-    let worker = crate::harness::eventually("worker.1's pid", || {
-        let out = client(app.path(), &["ps", "--json"]);
-        let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).ok()?;
-        ps.dynos.iter().find(|d| d.name == "worker.1")?.pid
-    });
+    let worker = crate::harness::eventually("worker.1's pid", || dyno_pid(app.path(), "worker.1"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker),
         nix::sys::signal::Signal::SIGKILL,
@@ -274,14 +276,7 @@ fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_confi
 
 #[test]
 fn a_value_exec_could_never_pass_is_refused_by_the_running_app_which_keeps_its_dynos() {
-    let app = App::new("worker: echo \"greeting=$GREETING\"; exec sleep 1000\n");
-    app.write(".env", "GREETING=hello\n");
-    let port = free_base_port().to_string();
-    let mut hk = Hk::start(
-        app.path(),
-        &["start", "--no-timestamp", "-t", "2", "-p", &port],
-    );
-    hk.wait_for("| greeting=hello");
+    let (app, mut hk) = greeting_app();
     let pid = |app: &App| {
         let out = client(app.path(), &["ps", "--json"]);
         let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).expect("ps");
@@ -306,7 +301,11 @@ fn a_value_exec_could_never_pass_is_refused_by_the_running_app_which_keeps_its_d
         "{}",
         out.stderr
     );
-    assert_eq!(pid(&app), before, "worker.1 was restarted");
+    assert_eq!(
+        dyno_pid(app.path(), "worker.1"),
+        before,
+        "worker.1 was restarted"
+    );
     hk.stop_cleanly();
     assert!(
         !hk.seen.iter().any(|l| l.contains("greeting=hola")),

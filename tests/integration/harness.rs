@@ -479,6 +479,13 @@ pub fn client(dir: &Path, args: &[&str]) -> Client {
     }
 }
 
+/// The pid `ps` shows for `dyno`, when it has one.
+pub fn dyno_pid(dir: &Path, dyno: &str) -> Option<i32> {
+    let out = client(dir, &["ps", "--json"]);
+    let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).ok()?;
+    ps.dynos.iter().find(|d| d.name == dyno)?.pid
+}
+
 /// Polls `check` every 20 ms until it gives a value, failing after `PATIENCE`.
 #[track_caller]
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {

@@ -10,8 +10,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    App, assert_none_left, client, eventually, free_base_port, kill_tagged, own_memory_kib,
-    tagged_command, wait_bounded,
+    App, assert_none_left, client, dyno_pid, eventually, free_base_port, kill_tagged,
+    own_memory_kib, tagged_command, wait_bounded,
 };
 
 /// Kills whatever carries the tag when the test ends, passed or failed.
@@ -114,13 +114,6 @@ fn an_unread_stdout_does_not_stop_supervision() {
     assert_eq!(status.code(), Some(0));
     drop(hk.stdout.take());
     assert_none_left(&tag);
-}
-
-/// The pid `ps` shows for `dyno`, when it has one.
-fn dyno_pid(dir: &std::path::Path, dyno: &str) -> Option<i32> {
-    let out = client(dir, &["ps", "--json"]);
-    let ps: Ps = serde_json::from_str(&out.stdout).ok()?;
-    ps.dynos.iter().find(|d| d.name == dyno)?.pid
 }
 
 /// How long stdout stays unread while the app is crashed, restarted and scaled.
