@@ -697,3 +697,83 @@ fn tls_errors_read_as_words() {
     assert!(reason.contains("certificate"), "{failed}");
     assert!(reads_as_words(reason), "{failed}");
 }
+
+#[test]
+fn drain_credentials_are_never_shown_nor_passed_to_dynos() {
+    let app = App::new("env: env | grep ^HKRUN_ | sort; echo printed; exec sleep 1000\n");
+    let secret_url =
+        |port: u16| format!("https://hkrun:s3cret@127.0.0.1:{port}/logs?token=t0ken&app=x");
+    let shown = |port: u16| format!("https://hkrun:***@127.0.0.1:{port}/logs?token=***&app=***");
+    let leaks = |text: &str| text.contains("s3cret") || text.contains("t0ken");
+
+    // `check --settings` shows the variable's drain masked.
+    let mut check = hkrun(app.path(), &["check", "--settings"], &unique_tag());
+    check.env("HKRUN_DRAIN", secret_url(1));
+    let out = check.output().expect("hkrun check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!leaks(&text), "{text}");
+    assert!(text.contains(&shown(1)), "{text}");
+
+    // A drain refused is named masked.
+    let bad = hkrun(
+        app.path(),
+        &[
+            "start",
+            "--drain",
+            "syslog+tcp://hkrun:s3cret@127.0.0.1:514",
+        ],
+        &unique_tag(),
+    )
+    .output()
+    .expect("hkrun start");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("bad drain `syslog+tcp://hkrun:***@127.0.0.1:514`"),
+        "{stderr}"
+    );
+    assert!(!leaks(&stderr), "{stderr}");
+
+    // Running: the drain's lines mask it, and no dyno gets hkrun's own settings.
+    let port = free_port();
+    let mut command = hkrun(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-p",
+            &free_base_port().to_string(),
+        ],
+        &unique_tag(),
+    );
+    command
+        .env("HKRUN_DRAIN", secret_url(port))
+        .env("HKRUN_LOG_KEEP", "3")
+        .env("HKRUN_NO_PREBOOT", "true");
+    let mut hk = Hk::spawn(command);
+    hk.wait_for_each(&["| printed", &format!("drain {} ", shown(port))]);
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let stderr = hk.stderr();
+    let all = format!("{}\n{stderr}", hk.seen.join("\n"));
+    assert!(!leaks(&all), "{all}");
+    let vars: Vec<&str> = hk
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("env.1 "))
+        .filter_map(|l| l.split_once("| HKRUN_").map(|(_, v)| v))
+        .filter_map(|v| v.split_once('=').map(|(k, _)| k))
+        .collect();
+    // The run mark and the tests' own variables reach the dyno; hkrun's settings do not.
+    assert!(
+        vars.contains(&"DYNO_ID") && vars.contains(&"TEST_TAG"),
+        "{all}"
+    );
+    for setting in ["DRAIN", "LOG_KEEP", "NO_PREBOOT"] {
+        assert!(
+            !vars.contains(&setting),
+            "HKRUN_{setting} reached the dyno: {vars:?}"
+        );
+    }
+}
