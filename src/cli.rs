@@ -704,6 +704,28 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// hkrun's settings variables: the `HKRUN_*` each flag reads (`env = "HKRUN_..."`), read
+/// from clap, so a flag added later is among them. Only these: the run mark
+/// (`HKRUN_DYNO_ID`), `HKRUN_LOG` and the tests' `HKRUN_TEST_*` are not settings.
+pub fn settings_variables() -> &'static [String] {
+    fn walk(command: &clap::Command, names: &mut std::collections::BTreeSet<String>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env() {
+                names.insert(name.to_string_lossy().into_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = std::collections::BTreeSet::new();
+        walk(&<Cli as clap::CommandFactory>::command(), &mut names);
+        names.into_iter().collect()
+    })
+}
+
 /// clap's error for what the user typed, as one line: the error, then its tip or its
 /// possible values, without the usage and `--help` lines.
 pub fn one_line_error(text: &str) -> String {
@@ -750,6 +772,22 @@ pub fn one_line_error(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settings_variables_are_the_flags_ones_only() {
+        let names = settings_variables();
+        for setting in [
+            "HKRUN_DRAIN",
+            "HKRUN_DASHBOARD",
+            "HKRUN_METRICS",
+            "HKRUN_PORT",
+        ] {
+            assert!(names.iter().any(|n| n == setting), "{setting}: {names:?}");
+        }
+        for other in ["HKRUN_DYNO_ID", "HKRUN_LOG", "HKRUN_TEST_TAG"] {
+            assert!(!names.iter().any(|n| n == other), "{other}");
+        }
+    }
     use clap::CommandFactory;
 
     #[test]

@@ -269,6 +269,15 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
             None
         };
         if let Some((value, origin)) = row {
+            // A drain's credentials are never shown (README, "Log drains").
+            let value = match long {
+                "drain" => value
+                    .split(',')
+                    .map(crate::logs::drains::masked)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => value,
+            };
             rows.push((long.to_owned(), value, origin));
         }
     }
@@ -383,6 +392,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Error> {
         (None, []) => unreachable!("clap requires a command"),
     };
     let shown = args.command.join(" ");
+    crate::os::process::without_settings(&mut command);
     command
         .envs(env::for_dyno(&app.env, "run.1", Some(app.base_port)))
         .current_dir(&app.root)

@@ -721,7 +721,7 @@ impl StartConfig {
                 .iter()
                 .map(|url| {
                     url.parse().map_err(|reason| Error::BadDrain {
-                        url: url.clone(),
+                        url: crate::logs::drains::masked(url),
                         reason,
                     })
                 })

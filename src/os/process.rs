@@ -31,12 +31,13 @@ pub struct Spawned {
 
 /// Starts `/bin/sh -c command` in `cwd` as the leader of a new process group, with stdin
 /// from `/dev/null` and stdout and stderr into one pipe. `env` is added to hkrun's own
-/// environment.
+/// environment, less hkrun's settings variables (`without_settings`).
 #[allow(unsafe_code)]
 pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let write_err = write.try_clone()?;
     let mut sh = Command::new("/bin/sh");
+    without_settings(&mut sh);
     sh.arg("-c")
         .arg(exec_form(command))
         .envs(env)
@@ -71,6 +72,7 @@ pub fn spawn_on_terminal(
     terminal: OwnedFd,
 ) -> io::Result<Pid> {
     let mut sh = Command::new("/bin/sh");
+    without_settings(&mut sh);
     sh.arg("-c")
         .arg(exec_form(command))
         .envs(env)
@@ -93,6 +95,16 @@ pub fn spawn_on_terminal(
     Ok(Pid::from_raw(
         i32::try_from(child.id()).map_err(io::Error::other)?,
     ))
+}
+
+/// Leaves hkrun's own settings variables (`cli::settings_variables`: `HKRUN_DRAIN`, with a
+/// drain's credentials, among them) out of what `command` inherits: they are hkrun's,
+/// not the app's. Set after this (an env file's), they pass. The run mark and every other
+/// variable (`HKRUN_LOG`, the tests' `HKRUN_TEST_*`) pass as they are.
+pub fn without_settings(command: &mut Command) {
+    for name in crate::cli::settings_variables() {
+        command.env_remove(name);
+    }
 }
 
 /// The script given to `sh -c`: a simple command is prefixed with `exec`, so the app

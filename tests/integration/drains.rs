@@ -407,8 +407,8 @@ fn an_https_drain_gets_logplex_batches_with_credentials_and_a_refused_batch_agai
     );
     let hk = start_draining(&app, &url, Some(&receiver.cert));
     let seen = stop_when(hk, || numbered(&receiver.messages()).len() >= 2000);
-    // Shown without the password.
-    let shown = format!("https://hkrun:***@127.0.0.1:{}/logs?app=x", receiver.port);
+    // Shown without the password, nor the query's values (`logs::drains::masked`).
+    let shown = format!("https://hkrun:***@127.0.0.1:{}/logs?app=***", receiver.port);
     assert!(
         seen.iter()
             .any(|l| l.contains(&format!("drain {shown} failed (it answered HTTP 503)"))),
@@ -427,5 +427,353 @@ fn an_https_drain_gets_logplex_batches_with_credentials_and_a_refused_batch_agai
         // hkrun:s3cret
         assert_eq!(request["auth"], "Basic aGtydW46czNjcmV0");
         assert_eq!(request["path"], "/logs?app=x");
+    }
+}
+
+/// A plain receiver in Python: `syslog close-after N` takes octet-counted frames and, on
+/// its first connection, closes it abruptly (a reset, whatever it had not read) once it
+/// has N messages, then takes every later connection whole; `syslog slam` closes each
+/// connection as soon as it takes it; `http STATUS` answers every POST with STATUS. Each
+/// message is a line of `messages`, each connection or POST a line of `connections`.
+const PLAIN_RECEIVER: &str = r#"
+import http.server, socket, struct, sys, threading
+mode, port, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+def note(name, lines):
+    with lock, open(folder + '/' + name, 'ab') as f:
+        for line in lines:
+            f.write(line.replace(b'\n', b'\\n') + b'\n')
+if mode == 'syslog':
+    how, count = sys.argv[4], int(sys.argv[5])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(('127.0.0.1', port))
+    listener.listen(16)
+    first = True
+    while True:
+        conn, _ = listener.accept()
+        note('connections', [b'connection'])
+        if how == 'slam':
+            conn.close()
+            continue
+        received, data = 0, b''
+        while True:
+            if first and received >= count:
+                # Abruptly: a reset, and what the kernel holds unread is gone.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                conn.close()
+                first = False
+                break
+            try:
+                chunk = conn.recv(4096)
+            except OSError:
+                chunk = b''
+            if not chunk:
+                conn.close()
+                break
+            data += chunk
+            out = []
+            while b' ' in data[:12]:
+                length, rest = data.split(b' ', 1)
+                if len(rest) < int(length):
+                    break
+                out.append(rest[:int(length)])
+                data = rest[int(length):]
+            note('messages', out)
+            received += len(out)
+else:
+    status = int(sys.argv[4])
+    class Drain(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+        def log_message(self, *args):
+            pass
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers['Content-Length']))
+            note('connections', [b'POST'])
+            note('messages', [body])
+            self.send_response(status)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+    http.server.ThreadingHTTPServer(('127.0.0.1', port), Drain).serve_forever()
+"#;
+
+/// `PLAIN_RECEIVER` on a free port; killed when dropped.
+struct PlainReceiver {
+    child: Child,
+    port: u16,
+    folder: PathBuf,
+}
+
+impl PlainReceiver {
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(PLAIN_RECEIVER)
+            .arg(args[0])
+            .arg(port.to_string())
+            .arg(dir)
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let receiver = Self {
+            child,
+            port,
+            folder: dir.to_owned(),
+        };
+        // Probed by hand, not by a connection the receiver would count.
+        crate::harness::eventually("the receiver to listen", || {
+            std::fs::read_to_string("/proc/net/tcp")
+                .ok()?
+                .lines()
+                .any(|l| l.contains(&format!(":{:04X} 00000000:0000 0A", port)))
+                .then_some(())
+        });
+        receiver
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.folder.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for PlainReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines hkrun said it dropped for a drain, added up.
+fn said_dropped(seen: &[String]) -> u64 {
+    seen.iter()
+        .filter_map(|l| l.split_once(" | ")?.1.split_once(" lines dropped: "))
+        .map(|(count, _)| {
+            count
+                .trim_start_matches("at least ")
+                .parse::<u64>()
+                .expect("a count")
+        })
+        .sum()
+}
+
+#[test]
+fn a_tcp_receiver_that_closes_mid_stream_loses_no_line_uncounted() {
+    const LINES: u32 = 20_000;
+    let app = App::new(&format!(
+        "worker: seq -f 'line %g' {LINES}; echo printed; exec sleep 1000\n"
+    ));
+    let receiver = PlainReceiver::start(app.path(), &["syslog", "close-after", "2000"]);
+    let url = format!("syslog+tcp://127.0.0.1:{}", receiver.port);
+    let mut hk = start_draining(&app, &url, None);
+    hk.wait_for("worker.1 | printed");
+    // Every line arrives, on the second connection if not on the first.
+    let deadline = Instant::now() + PATIENCE;
+    let received = loop {
+        let numbers: std::collections::BTreeSet<u32> =
+            numbered(&receiver.read("messages")).into_iter().collect();
+        if numbers.len() == LINES as usize || Instant::now() > deadline {
+            break numbers;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let missing: Vec<u32> = (1..=LINES).filter(|n| !received.contains(n)).collect();
+    let dropped = said_dropped(&hk.seen);
+    eprintln!(
+        "{} connections; {} of {LINES} lines missing, {dropped} said dropped",
+        receiver.read("connections").lines().count(),
+        missing.len()
+    );
+    assert!(
+        receiver.read("connections").lines().count() >= 2,
+        "the receiver never closed"
+    );
+    assert!(
+        missing.len() as u64 <= dropped,
+        "{} lines lost uncounted (the first: {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
+fn a_receiver_that_takes_connections_and_closes_them_is_retried_under_back_off() {
+    let app = App::new("ticker: while true; do echo tick; sleep 0.05; done\n");
+    let receiver = PlainReceiver::start(app.path(), &["syslog", "slam", "0"]);
+    let url = format!("syslog+tcp://127.0.0.1:{}", receiver.port);
+    let mut hk = start_draining(&app, &url, None);
+    hk.wait_for(&format!("drain {url} "));
+    let end = Instant::now() + Duration::from_secs(6);
+    while hk.next_line(end).is_some() {}
+    let said = hk
+        .seen
+        .iter()
+        .filter(|l| l.contains(&format!("drain {url} ")))
+        .count();
+    let connections = receiver.read("connections").lines().count();
+    eprintln!("in 6 s: {said} lines about the drain, {connections} connections");
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    // Back-off from 0.1 s doubling to 5 s: a handful of connections in 6 s, one line.
+    assert!(said <= 2, "{said} lines about the drain in 6 s");
+    assert!(connections <= 15, "{connections} connections in 6 s");
+}
+
+#[test]
+fn an_http_drain_answering_4xx_never_gets_its_own_complaints() {
+    let app = App::new("worker: seq -f 'line %g' 50; echo printed; exec sleep 1000\n");
+    let receiver = PlainReceiver::start(app.path(), &["http", "400"]);
+    let url = format!("http://127.0.0.1:{}/logs", receiver.port);
+    let mut hk = start_draining(&app, &url, None);
+    hk.wait_for(&format!("drain {url} refused"));
+    let end = Instant::now() + Duration::from_secs(5);
+    while hk.next_line(end).is_some() {}
+    let posts = receiver.read("connections").lines().count();
+    let complaints = hk.seen.iter().filter(|l| l.contains(" refused ")).count();
+    let worker_lines = hk.seen.iter().filter(|l| l.contains("worker.1 |")).count();
+    eprintln!("in 5 s: {posts} POSTs, {complaints} refusals said, {worker_lines} app lines");
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    assert!(
+        !receiver.read("messages").contains(" refused "),
+        "the drain got hkrun's complaints about it"
+    );
+    assert!(posts <= 10, "{posts} POSTs");
+    assert!(complaints <= 2, "{complaints} refusals said in 5 s");
+    // Counted: the refusals held back are said as hkrun stops.
+    let last = hk
+        .seen
+        .iter()
+        .rev()
+        .find(|l| l.contains(&format!("drain {url} refused")))
+        .expect("said");
+    assert!(last.contains("HTTP 400"), "{last}");
+}
+
+#[test]
+fn an_unreachable_https_drain_says_at_stop_how_many_lines_it_could_not_send() {
+    let app = App::new(WORKER);
+    let url = format!("https://127.0.0.1:{}/logs", free_port());
+    let mut hk = start_draining(&app, &url, None);
+    hk.wait_for_each(&["worker.1 | printed", &format!("drain {url} ")]);
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let stderr = hk.stderr();
+    eprintln!("stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("drain {url}: ")) && stderr.contains(" lines not sent"),
+        "{stderr}"
+    );
+}
+
+/// Whether `text` reads as words, not as Rust's debug text of an error
+/// (`Other(OtherError(CaUsedAsEndEntity))`, `UnknownIssuer`).
+fn reads_as_words(text: &str) -> bool {
+    let camel = text
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase());
+    !camel && !text.contains("Error(")
+}
+
+#[test]
+fn tls_errors_read_as_words() {
+    let app = App::new(WORKER);
+    let receiver = TlsReceiver::start(app.path(), "https");
+    let url = format!("https://127.0.0.1:{}/logs", receiver.port);
+    // Mozilla's roots: the test's certificate is not trusted.
+    let mut hk = start_draining(&app, &url, None);
+    let failed = hk.wait_for(&format!("drain {url} failed"));
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let reason = failed
+        .split_once(" failed (")
+        .and_then(|(_, r)| r.rsplit_once("); "))
+        .map_or(failed.as_str(), |(r, _)| r);
+    eprintln!("{failed}");
+    assert!(reason.contains("certificate"), "{failed}");
+    assert!(reads_as_words(reason), "{failed}");
+}
+
+#[test]
+fn drain_credentials_are_never_shown_nor_passed_to_dynos() {
+    let app = App::new("env: env | grep ^HKRUN_ | sort; echo printed; exec sleep 1000\n");
+    let secret_url =
+        |port: u16| format!("https://hkrun:s3cret@127.0.0.1:{port}/logs?token=t0ken&app=x");
+    let shown = |port: u16| format!("https://hkrun:***@127.0.0.1:{port}/logs?token=***&app=***");
+    let leaks = |text: &str| text.contains("s3cret") || text.contains("t0ken");
+
+    // `check --settings` shows the variable's drain masked.
+    let mut check = hkrun(app.path(), &["check", "--settings"], &unique_tag());
+    check.env("HKRUN_DRAIN", secret_url(1));
+    let out = check.output().expect("hkrun check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!leaks(&text), "{text}");
+    assert!(text.contains(&shown(1)), "{text}");
+
+    // A drain refused is named masked.
+    let bad = hkrun(
+        app.path(),
+        &[
+            "start",
+            "--drain",
+            "syslog+tcp://hkrun:s3cret@127.0.0.1:514",
+        ],
+        &unique_tag(),
+    )
+    .output()
+    .expect("hkrun start");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("bad drain `syslog+tcp://hkrun:***@127.0.0.1:514`"),
+        "{stderr}"
+    );
+    assert!(!leaks(&stderr), "{stderr}");
+
+    // Running: the drain's lines mask it, and no dyno gets hkrun's own settings.
+    let port = free_port();
+    let mut command = hkrun(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-p",
+            &free_base_port().to_string(),
+        ],
+        &unique_tag(),
+    );
+    command
+        .env("HKRUN_DRAIN", secret_url(port))
+        .env("HKRUN_LOG_KEEP", "3")
+        .env("HKRUN_NO_PREBOOT", "true");
+    let mut hk = Hk::spawn(command);
+    hk.wait_for_each(&["| printed", &format!("drain {} ", shown(port))]);
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let stderr = hk.stderr();
+    let all = format!("{}\n{stderr}", hk.seen.join("\n"));
+    assert!(!leaks(&all), "{all}");
+    let vars: Vec<&str> = hk
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("env.1 "))
+        .filter_map(|l| l.split_once("| HKRUN_").map(|(_, v)| v))
+        .filter_map(|v| v.split_once('=').map(|(k, _)| k))
+        .collect();
+    // The run mark and the tests' own variables reach the dyno; hkrun's settings do not.
+    assert!(
+        vars.contains(&"DYNO_ID") && vars.contains(&"TEST_TAG"),
+        "{all}"
+    );
+    for setting in ["DRAIN", "LOG_KEEP", "NO_PREBOOT"] {
+        assert!(
+            !vars.contains(&setting),
+            "HKRUN_{setting} reached the dyno: {vars:?}"
+        );
     }
 }

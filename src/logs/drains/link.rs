@@ -1,12 +1,18 @@
 //! A drain's connection: how a batch of RFC 5424 messages reaches the receiver over each
 //! transport, and the certificates TLS trusts (Mozilla's roots, as in a minimal image
 //! with no CA bundle; or, where `SSL_CERT_FILE` names a PEM file, its certificates only).
+//!
+//! A TCP or TLS receiver answers nothing, so what a write put in the kernel is not yet
+//! received: a stream link tells how far the receiver's kernel has acknowledged
+//! (`acked`) and whether the receiver has closed the connection (`check`), for the
+//! sender to keep each batch until the connection has proved alive past it (`super`).
 
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rustls::pki_types::ServerName;
@@ -70,14 +76,49 @@ pub fn trusted_roots() -> io::Result<Roots> {
 
 /// A connection to a drain.
 pub enum Link {
-    Tcp(TcpStream),
+    Tcp(Counted),
     Udp(UdpSocket),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Counted>>),
     Http {
         agent: ureq::Agent,
         target: String,
         authorization: Option<String>,
     },
+}
+
+/// Why a batch did not go.
+#[derive(Debug)]
+pub enum SendError {
+    /// The receiver answered that it will not take this batch, whenever it is sent (an
+    /// HTTP drain's 4xx but 408 and 429): sending it again would stop every later line.
+    Refused(String),
+    /// The connection failed: the batch may or may not have arrived.
+    Broken(io::Error),
+}
+
+/// A TCP connection and the bytes written on it, to compare with what the receiver's
+/// kernel has acknowledged.
+pub struct Counted {
+    stream: TcpStream,
+    written: u64,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.stream.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 /// Each HTTPS batch's `Logplex-Frame-Id`, unique within hkrun's run.
@@ -109,14 +150,17 @@ impl Link {
                 let name = ServerName::try_from(host.to_owned())
                     .map_err(|_| io::Error::other(format!("{host} is not a host name")))?;
                 let connection = rustls::ClientConnection::new(Arc::clone(&roots.tls), name)
-                    .map_err(io::Error::other)?;
+                    .map_err(|e| io::Error::other(tls_text(&e)))?;
                 let socket = tcp(&address(drain)?)?;
-                socket.set_read_timeout(Some(TIMEOUT))?;
+                socket.stream.set_read_timeout(Some(TIMEOUT))?;
                 let mut stream = rustls::StreamOwned::new(connection, socket);
                 // The handshake now, so a certificate refused is said as the drain's
                 // connect failing, not as a write.
                 while stream.conn.is_handshaking() {
-                    stream.conn.complete_io(&mut stream.sock)?;
+                    stream
+                        .conn
+                        .complete_io(&mut stream.sock)
+                        .map_err(readable)?;
                 }
                 Ok(Self::Tls(Box::new(stream)))
             }
@@ -152,14 +196,18 @@ impl Link {
         }
     }
 
-    /// Sends `messages`, all or (as an error) not surely all.
-    pub fn send(&mut self, messages: &[Vec<u8>]) -> io::Result<()> {
+    /// Sends `messages`: all handed to the connection, or an error. Over HTTP, handed
+    /// means answered with a 2xx; over TCP and TLS, written into the kernel (`acked` and
+    /// `check` tell more later); over UDP, sent.
+    pub fn send(&mut self, messages: &[Vec<u8>]) -> Result<(), SendError> {
         match self {
-            Self::Tcp(stream) => stream.write_all(&octet_counted(messages)),
-            Self::Tls(stream) => {
-                stream.write_all(&octet_counted(messages))?;
-                stream.flush()
-            }
+            Self::Tcp(stream) => stream
+                .write_all(&octet_counted(messages))
+                .map_err(SendError::Broken),
+            Self::Tls(stream) => stream
+                .write_all(&octet_counted(messages))
+                .and_then(|()| stream.flush())
+                .map_err(|e| SendError::Broken(readable(e))),
             // A datagram each; one the network loses is lost (UDP's bargain).
             Self::Udp(socket) => {
                 for message in messages {
@@ -187,21 +235,247 @@ impl Link {
                 }
                 let mut answer = request
                     .send(&octet_counted(messages)[..])
-                    .map_err(io::Error::other)?;
+                    .map_err(|e| SendError::Broken(http_error(e)))?;
                 // Read to its end, so the connection is used again for the next batch.
                 let _ = answer.body_mut().with_config().limit(1 << 20).read_to_vec();
+                // README, "Log drains": 408 and 429 say "later", as 5xx do (and a 3xx,
+                // which hkrun does not follow, is a drain to fix, not a batch to drop).
                 match answer.status().as_u16() {
                     200..=299 => Ok(()),
-                    // The receiver will not take this batch whenever it is sent.
-                    status @ (400..=407 | 409..=428 | 430..=499) => Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("it answered HTTP {status}"),
-                    )),
-                    status => Err(io::Error::other(format!("it answered HTTP {status}"))),
+                    status @ (400..=407 | 409..=428 | 430..=499) => {
+                        Err(SendError::Refused(format!("it answered HTTP {status}")))
+                    }
+                    status => Err(SendError::Broken(io::Error::other(format!(
+                        "it answered HTTP {status}"
+                    )))),
                 }
             }
         }
     }
+
+    /// The bytes written so far on a TCP or TLS connection; `None` for the others, whose
+    /// `send` says all there is to know.
+    pub fn written(&self) -> Option<u64> {
+        match self {
+            Self::Tcp(counted) => Some(counted.written),
+            Self::Tls(stream) => Some(stream.sock.written),
+            Self::Udp(_) | Self::Http { .. } => None,
+        }
+    }
+
+    /// How many of the bytes written the receiver's kernel has acknowledged.
+    pub fn acked(&self) -> io::Result<u64> {
+        let counted = match self {
+            Self::Tcp(counted) => counted,
+            Self::Tls(stream) => &stream.sock,
+            Self::Udp(_) | Self::Http { .. } => return Ok(0),
+        };
+        Ok(counted.written.saturating_sub(unacked(&counted.stream)?))
+    }
+
+    /// An error once the receiver has closed or reset the connection. Without a look
+    /// first, a closed connection takes one more write without an error, and loses it.
+    pub fn check(&mut self) -> io::Result<()> {
+        use nix::sys::socket::{MsgFlags, recv};
+        let closed = || {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the receiver closed the connection",
+            )
+        };
+        loop {
+            let fd = match self {
+                Self::Tcp(counted) => counted.stream.as_raw_fd(),
+                Self::Tls(stream) => stream.sock.stream.as_raw_fd(),
+                Self::Udp(_) | Self::Http { .. } => return Ok(()),
+            };
+            let mut byte = [0u8; 1];
+            match recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return Err(closed()),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(errno) => return Err(errno.into()),
+                // A syslog receiver says nothing: what it sends is read and left; over
+                // TLS, rustls reads its records (session tickets, a close_notify).
+                Ok(_) => match self {
+                    Self::Tls(stream) => {
+                        let stream = &mut **stream;
+                        stream.conn.read_tls(&mut stream.sock)?;
+                        let state = stream
+                            .conn
+                            .process_new_packets()
+                            .map_err(|e| io::Error::other(tls_text(&e)))?;
+                        let _ = io::copy(&mut stream.conn.reader(), &mut io::sink());
+                        if state.peer_has_closed() {
+                            return Err(closed());
+                        }
+                    }
+                    Self::Tcp(_) => {
+                        let mut junk = [0u8; 4096];
+                        let _ = recv(fd, &mut junk, MsgFlags::MSG_DONTWAIT);
+                    }
+                    Self::Udp(_) | Self::Http { .. } => return Ok(()),
+                },
+            }
+        }
+    }
+
+    /// The log has ended: closes a TCP or TLS connection, and waits up to `within` for the
+    /// receiver to show it had everything: it closes its end too, or acknowledges every
+    /// byte and does not reset the connection for a moment. An error where it does not.
+    pub fn finish(&mut self, within: Duration) -> io::Result<()> {
+        /// How long a receiver that acknowledged everything may leave its end open.
+        const QUIET: Duration = Duration::from_millis(300);
+        let start = Instant::now();
+        if let Self::Tls(stream) = self {
+            stream.conn.send_close_notify();
+            stream.flush().map_err(readable)?;
+        }
+        let counted = match self {
+            Self::Tcp(counted) => counted,
+            Self::Tls(stream) => &mut stream.sock,
+            Self::Udp(_) | Self::Http { .. } => return Ok(()),
+        };
+        counted.stream.shutdown(Shutdown::Write)?;
+        let mut junk = [0u8; 4096];
+        let all_acked = |stream: &TcpStream| unacked(stream).is_ok_and(|n| n == 0);
+        loop {
+            let left = within.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return match all_acked(&counted.stream) {
+                    true => Ok(()),
+                    false => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the receiver did not acknowledge the last lines",
+                    )),
+                };
+            }
+            let wait = left
+                .min(Duration::from_millis(100))
+                .max(Duration::from_millis(1));
+            counted.stream.set_read_timeout(Some(wait))?;
+            match counted.stream.read(&mut junk) {
+                // Its end closed, not reset: it read every byte (README, "Log drains").
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if start.elapsed() >= QUIET && all_acked(&counted.stream) {
+                        return Ok(());
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// Bytes written on `stream` that its receiver's kernel has not acknowledged yet
+/// (Linux's SIOCOUTQ, which is TIOCOUTQ's number).
+#[allow(unsafe_code)]
+fn unacked(stream: &TcpStream) -> io::Result<u64> {
+    let mut count: nix::libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, to `count`, which outlives the
+    // call; the descriptor is `stream`'s, open for the call's length.
+    let status =
+        unsafe { nix::libc::ioctl(stream.as_raw_fd(), nix::libc::TIOCOUTQ, &raw mut count) };
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// `err` with a TLS error inside it in words (`tls_text`).
+fn readable(err: io::Error) -> io::Error {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => io::Error::new(err.kind(), tls_text(tls)),
+        None => err,
+    }
+}
+
+/// An HTTP drain's failure as one line of words: ureq's own prefixes (`io: `) left out,
+/// a TLS error in words.
+fn http_error(err: ureq::Error) -> io::Error {
+    match err {
+        ureq::Error::Io(err) => readable(err),
+        ureq::Error::Rustls(tls) => io::Error::other(tls_text(&tls)),
+        ureq::Error::HostNotFound => io::Error::other("host not found"),
+        ureq::Error::ConnectionFailed => io::Error::other("connection failed"),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// A TLS error as one line of words. rustls shows some as Rust's debug text
+/// (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`); the certificate's
+/// common faults are said plainly, the rest have their names split into words.
+pub fn tls_text(err: &rustls::Error) -> String {
+    use rustls::CertificateError as Cert;
+    let rustls::Error::InvalidCertificate(cert) = err else {
+        return words(&err.to_string());
+    };
+    let why = match cert {
+        Cert::UnknownIssuer => {
+            "its issuer is not trusted (not among Mozilla's roots, or SSL_CERT_FILE's when set)"
+                .to_owned()
+        }
+        Cert::Expired => "it has expired".to_owned(),
+        Cert::NotValidYet => "it is not valid yet".to_owned(),
+        Cert::NotValidForName => "it is not valid for the drain's host name".to_owned(),
+        Cert::Revoked => "it has been revoked".to_owned(),
+        Cert::BadSignature => "its signature is wrong".to_owned(),
+        Cert::BadEncoding => "it cannot be read".to_owned(),
+        // webpki's errors, shown by their names.
+        Cert::Other(other) => match other.0.to_string() {
+            name if name == "CaUsedAsEndEntity" => {
+                "it is a certificate authority's, not a server's".to_owned()
+            }
+            name => words(&name),
+        },
+        other => words(&other.to_string()),
+    };
+    format!("certificate refused: {why}")
+}
+
+/// Debug text as words: each `CamelCase` name split and lowercased, the brackets around
+/// names and any `{ field: ... }` left out (`peer is incompatible: Tls12NotOffered` →
+/// `peer is incompatible: tls12 not offered`).
+fn words(text: &str) -> String {
+    let text = text.split(" {").next().unwrap_or(text);
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut previous: Option<char> = None;
+    for c in text.chars() {
+        match c {
+            '(' | ')' => {
+                if c == '(' && !out.ends_with(' ') {
+                    out.push_str(": ");
+                }
+                previous = None;
+                continue;
+            }
+            c if c.is_ascii_uppercase() => {
+                if previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+                    out.push(' ');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            c => out.push(c),
+        }
+        previous = Some(c);
+    }
+    // `Other: OtherError: x` → `x`: wrappers say nothing.
+    out.replace("other: other error: ", "")
+        .replace("other error: ", "")
+        .trim()
+        .to_owned()
 }
 
 /// RFC 6587's octet counting: `LEN SP MESSAGE`, so a message may hold anything.
@@ -222,11 +496,11 @@ fn address(drain: &Drain) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::other("no address"))
 }
 
-fn tcp(addr: &SocketAddr) -> io::Result<TcpStream> {
+fn tcp(addr: &SocketAddr) -> io::Result<Counted> {
     let stream = TcpStream::connect_timeout(addr, TIMEOUT)?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    Ok(Counted { stream, written: 0 })
 }
 
 #[cfg(test)]
@@ -237,5 +511,43 @@ mod tests {
     fn messages_are_framed_by_their_length_in_bytes() {
         let framed = octet_counted(&[b"abc".to_vec(), "d\ne\u{e9}".as_bytes().to_vec()]);
         assert_eq!(framed, "3 abc5 d\ne\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn tls_errors_read_as_words() {
+        use rustls::{CertificateError, Error, OtherError};
+        let unknown = Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert_eq!(
+            tls_text(&unknown),
+            "certificate refused: its issuer is not trusted (not among Mozilla's roots, or SSL_CERT_FILE's when set)"
+        );
+        let other = Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            io::Error::other("SomethingOddHappened"),
+        ))));
+        assert_eq!(
+            tls_text(&other),
+            "certificate refused: something odd happened"
+        );
+        assert_eq!(
+            tls_text(&Error::AlertReceived(
+                rustls::AlertDescription::HandshakeFailure
+            )),
+            "received fatal alert: handshake failure"
+        );
+        assert_eq!(
+            words("peer is incompatible: Tls12NotOffered"),
+            "peer is incompatible: tls12 not offered"
+        );
+        assert_eq!(words("unexpected: Weird { field: 3 }"), "unexpected: weird");
+        assert_eq!(
+            words("Other(OtherError(CaUsedAsEndEntity))"),
+            "ca used as end entity"
+        );
+        // Wrapped in an io::Error, as rustls's streams give them.
+        let wrapped = readable(io::Error::new(io::ErrorKind::InvalidData, unknown));
+        assert!(
+            wrapped.to_string().starts_with("certificate refused: "),
+            "{wrapped}"
+        );
     }
 }

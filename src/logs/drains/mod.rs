@@ -9,11 +9,18 @@
 //! is down or slow never blocks or slows the app: once the queue is full the oldest
 //! messages go, and when the drain is back, one line (in the app's log and in the drain,
 //! at most every 10 s while it stays slow) says how many.
+//!
+//! Over TCP and TLS, what was written on a connection stays at the head of the queue until
+//! the connection has proved alive past it (`Sender::confirm`), and is sent again on the
+//! next connection if this one breaks first: a line may arrive twice, and one given up
+//! before it was confirmed is counted with the lines dropped.
+//!
+//! hkrun's own lines about its drains are sent to none (`own_label`).
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::history::{Chunk, History};
 use super::render::{Label, Origin};
@@ -21,17 +28,27 @@ use super::writer::LogSender;
 
 mod link;
 
-use link::Link;
+use link::{Link, SendError};
 
 /// Messages queued for a drain, at most, and their bytes at most.
 pub const QUEUE: usize = 50_000;
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes sent at once to a drain (one POST to an HTTPS drain).
 const BATCH: usize = 64 * 1024;
-/// How often, at most, lines dropped are said (they add up meanwhile).
+/// How often, at most, lines dropped are said (they add up meanwhile), and each of
+/// hkrun's complaints about a drain.
 const SAY_EVERY: Duration = Duration::from_secs(10);
 /// The back-off between reconnects: from the first to the last, doubling.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// How long a TCP or TLS connection must stay up once the receiver's kernel has
+/// acknowledged a batch for the batch to count as received: a receiver that dies with
+/// lines unread resets the connection, and that is seen within this time.
+const HOLD: Duration = Duration::from_secs(2);
+/// How often a connection with batches not yet confirmed is looked at.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+/// At the end, how long a TCP or TLS receiver has to show it had every line (hkrun waits
+/// 2 s for its drains: `supervisor::driver`).
+const FINISH: Duration = Duration::from_millis(1500);
 
 /// How a drain is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +67,7 @@ pub enum Transport {
 /// One `--drain URL`, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drain {
-    /// As given, for the app's log; its password, if any, shown as `***`.
+    /// As hkrun shows it: `masked`.
     pub url: String,
     pub transport: Transport,
     /// `host:port`, resolved at each connect.
@@ -59,6 +76,50 @@ pub struct Drain {
     pub target: String,
     /// `user:password` from the URL, for HTTP basic authentication.
     pub credentials: Option<String>,
+}
+
+/// `url` as hkrun shows it, wherever it does (its log, `check --settings`, errors): a
+/// password as `***` (a user alone, which is a token, too), and every value of the query
+/// as `***`. Every value, not those of names that look secret: receivers put their tokens
+/// under names of their own (`dd-api-key`, `source_token`, `code`, `sig`), and a name
+/// shown still says which parameters the URL has. Read by hand, not parsed, so a URL
+/// refused is shown masked too; where it is unclear where the credentials end, more is
+/// masked rather than less.
+pub fn masked(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    // The credentials end at the last `@` before the query: a password may hold a `/`.
+    let query_at = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (user, rest) = match rest[..query_at].rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let user = match user.map(|u| u.split_once(':')) {
+        Some(Some((name, _))) => format!("{name}:***@"),
+        Some(None) => "***@".to_owned(),
+        None => String::new(),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, _)) => (rest, "#***"),
+        None => (rest, ""),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => {
+            let values: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) => format!("{name}=***"),
+                    None if pair.is_empty() => String::new(),
+                    None => "***".to_owned(),
+                })
+                .collect();
+            (path, format!("?{}", values.join("&")))
+        }
+        None => (rest, String::new()),
+    };
+    format!("{scheme}{user}{path}{query}{fragment}")
 }
 
 impl std::str::FromStr for Drain {
@@ -99,20 +160,23 @@ impl std::str::FromStr for Drain {
             }
             _ => return Err("expected host:port after the scheme".to_owned()),
         };
-        // A password, or a token alone, is never shown.
-        let shown = match credentials.as_deref().map(|c| c.split_once(':')) {
-            Some(Some((user, _))) => format!("{scheme}://{user}:***@{hostport}{path}"),
-            Some(None) => format!("{scheme}://***@{hostport}{path}"),
-            None => url.to_owned(),
-        };
         Ok(Self {
-            url: shown,
+            url: masked(url),
             transport,
             address,
             target: format!("{scheme}://{hostport}{path}"),
             credentials,
         })
     }
+}
+
+/// The label of hkrun's lines about its drains. No drain is sent them: a drain that
+/// refuses lines would be sent each complaint about it, refuse it, and be sent the next,
+/// without end; two failing drains would feed each other so. They are in the app's log;
+/// what a drain needs to know, how many lines it missed, is sent to it directly.
+fn own_label() -> &'static Arc<Label> {
+    static LABEL: OnceLock<Arc<Label>> = OnceLock::new();
+    LABEL.get_or_init(|| Arc::new(Label::system()))
 }
 
 /// The queue between a drain's reader and its sender.
@@ -124,13 +188,28 @@ struct Queue {
 
 #[derive(Default)]
 struct QueueState {
+    /// Oldest first: the first `sent` are written on the current connection and not yet
+    /// confirmed, the rest wait.
     messages: VecDeque<Vec<u8>>,
     bytes: usize,
+    sent: usize,
+    /// Messages written and not yet confirmed that were dropped for room: lost if the
+    /// connection breaks before it has proved alive past them.
+    sent_dropped: u64,
     /// Messages dropped (the oldest, for room) and not yet said.
     dropped: u64,
     /// Chunks of lines the reader fell behind on (each one line or more), not yet said.
     missed_chunks: u64,
     /// The log has ended: send what is queued, then stop.
+    ended: bool,
+}
+
+/// What the sender has to do next.
+struct Next {
+    /// Messages to send, now counted as sent.
+    batch: Vec<Vec<u8>>,
+    /// The count of lines dropped, to say in the app's log (it leads `batch` too).
+    notice: Option<String>,
     ended: bool,
 }
 
@@ -147,12 +226,122 @@ impl Queue {
             {
                 let oldest = state.messages.pop_front().expect("not empty");
                 state.bytes -= oldest.len();
-                state.dropped += 1;
+                // Written already, most likely received: lost only if its connection
+                // breaks before it is confirmed (`broken`).
+                if state.sent > 0 {
+                    state.sent -= 1;
+                    state.sent_dropped += 1;
+                } else {
+                    state.dropped += 1;
+                }
             }
             state.bytes += message.len();
             state.messages.push_back(message);
         }
         self.ready.notify_one();
+    }
+
+    /// Waits for something to send (or, at most every `SAY_EVERY`, lines dropped to say),
+    /// the log's end, or `wake_by`. `drops_said` is when lines dropped were last said.
+    fn next(&self, url: &str, drops_said: &mut Option<Instant>, wake_by: Option<Instant>) -> Next {
+        let mut state = self.lock();
+        let to_say = |s: &QueueState| s.dropped + s.missed_chunks > 0;
+        let may_say = |said: &Option<Instant>| said.is_none_or(|at| at.elapsed() >= SAY_EVERY);
+        loop {
+            let now = Instant::now();
+            if state.messages.len() > state.sent
+                || (to_say(&state) && may_say(drops_said))
+                || state.ended
+                || wake_by.is_some_and(|at| at <= now)
+            {
+                break;
+            }
+            let mut wait = SAY_EVERY;
+            if let (true, Some(at)) = (to_say(&state), *drops_said) {
+                wait = wait.min((at + SAY_EVERY).saturating_duration_since(now));
+            }
+            if let Some(at) = wake_by {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            state = self
+                .ready
+                .wait_timeout(state, wait.max(Duration::from_millis(1)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        // At the end, what is left to say is said whatever the time.
+        let mut notice = None;
+        if to_say(&state) && (may_say(drops_said) || state.ended) {
+            *drops_said = Some(Instant::now());
+            let count = match (
+                std::mem::take(&mut state.dropped),
+                std::mem::take(&mut state.missed_chunks),
+            ) {
+                (lines, 0) => format!("{lines} lines"),
+                (lines, chunks) => format!("at least {} lines", lines + chunks),
+            };
+            let text = format!("{count} dropped: the drain {url} was too slow or down");
+            let message = format!("<188>1 - - heroku system - {text}").into_bytes();
+            state.bytes += message.len();
+            let at = state.sent;
+            state.messages.insert(at, message);
+            notice = Some(text);
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while bytes < BATCH {
+            let Some(message) = state.messages.get(state.sent) else {
+                break;
+            };
+            bytes += message.len();
+            batch.push(message.clone());
+            state.sent += 1;
+        }
+        Next {
+            batch,
+            notice,
+            ended: state.ended,
+        }
+    }
+
+    /// `count` messages sent are done with (received, or refused for good).
+    fn confirm(&self, count: usize) {
+        let mut state = self.lock();
+        // Those dropped for room were the oldest.
+        let gone = state.sent_dropped.min(count as u64);
+        state.sent_dropped -= gone;
+        for _ in 0..count - gone as usize {
+            let Some(message) = state.messages.pop_front() else {
+                break;
+            };
+            state.bytes -= message.len();
+            state.sent = state.sent.saturating_sub(1);
+        }
+    }
+
+    /// The connection broke: what was sent and not confirmed goes again on the next,
+    /// and what of it was dropped for room is counted as dropped. Whether the log has
+    /// ended.
+    fn broken(&self) -> bool {
+        let mut state = self.lock();
+        state.sent = 0;
+        state.dropped += std::mem::take(&mut state.sent_dropped);
+        state.ended
+    }
+
+    /// Waits `wait`, or less once the log has ended; whether it has.
+    fn wait_ended(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        let mut state = self.lock();
+        while !state.ended && Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            state = self
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        state.ended
     }
 }
 
@@ -175,6 +364,7 @@ pub fn spawn(
         .spawn(move || {
             loop {
                 match follow.blocking_recv() {
+                    Ok(chunk) if Arc::ptr_eq(&chunk.label, own_label()) => {}
                     Ok(chunk) => reading.push(messages(&chunk, &host)),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         reading.lock().missed_chunks += n;
@@ -189,7 +379,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("hkrun-drain-send".into())
         .spawn(move || {
-            send_loop(&drain, &queue, &log);
+            Sender::new(&drain, &queue, &log).run();
             let _ = done.send(());
         })?;
     Ok(finished)
@@ -216,145 +406,258 @@ fn messages(chunk: &Chunk, host: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn send_loop(drain: &Drain, queue: &Queue, log: &LogSender) {
-    let system = Arc::new(Label::system());
-    // Read once: the roots do not change while hkrun runs.
-    let tls = match drain.transport {
-        Transport::Tls | Transport::Http if drain.target.starts_with("http://") => None,
-        Transport::Tls | Transport::Http => match link::trusted_roots() {
-            Ok(roots) => Some(roots),
-            Err(err) => {
-                log.event(&system, format!("drain {} cannot start: {err}", drain.url));
-                return;
-            }
-        },
-        _ => None,
-    };
-    let mut backoff = BACKOFF.0;
-    let mut down_said = false;
-    let mut drops_said: Option<std::time::Instant> = None;
-    loop {
-        let mut link = match Link::connect(drain, &tls) {
-            Ok(link) => link,
-            Err(err) => {
-                let state = queue.lock();
-                if state.ended {
-                    if !state.messages.is_empty() {
-                        tracing::warn!(
-                            "drain {}: {} lines not sent, it was unreachable as hkrun stopped ({err})",
-                            drain.url,
-                            state.messages.len()
-                        );
-                    }
+/// A batch written on a TCP or TLS connection and not yet confirmed.
+struct Flight {
+    /// Its messages.
+    count: usize,
+    /// The connection's bytes written once it was.
+    end: u64,
+    /// When the receiver's kernel was first seen to have acknowledged it all.
+    acked_at: Option<Instant>,
+}
+
+/// One of hkrun's complaints about a drain: said at once, then at most every
+/// `SAY_EVERY`; how many came meanwhile is counted, and said with the next.
+#[derive(Default)]
+struct Complaint {
+    said_at: Option<Instant>,
+    held: u64,
+}
+
+impl Complaint {
+    fn may_say(&self) -> bool {
+        self.said_at.is_none_or(|at| at.elapsed() >= SAY_EVERY)
+    }
+
+    /// `text` to say now, with the count of those held back, or `None` (counted).
+    fn say(&mut self, text: String) -> Option<String> {
+        if !self.may_say() {
+            self.held += 1;
+            return None;
+        }
+        self.said_at = Some(Instant::now());
+        Some(match std::mem::take(&mut self.held) {
+            0 => text,
+            held => format!("{text} ({held} more since the last such line)"),
+        })
+    }
+}
+
+/// Lines a drain refused for good, not yet said.
+#[derive(Default)]
+struct Refused {
+    lines: u64,
+    /// The last answer's words.
+    why: String,
+    said_at: Option<Instant>,
+}
+
+/// A drain's sending thread: the connection, the back-off, and what it says.
+struct Sender<'a> {
+    drain: &'a Drain,
+    queue: &'a Queue,
+    log: &'a LogSender,
+    backoff: Duration,
+    /// Between a failure and the next proof that the drain takes lines.
+    outage: bool,
+    /// Whether a connection failed since the log ended (it gets one more try).
+    failed_at_end: bool,
+    outages: Complaint,
+    refused: Refused,
+    drops_said: Option<Instant>,
+}
+
+impl<'a> Sender<'a> {
+    fn new(drain: &'a Drain, queue: &'a Queue, log: &'a LogSender) -> Self {
+        Self {
+            drain,
+            queue,
+            log,
+            backoff: BACKOFF.0,
+            outage: false,
+            failed_at_end: false,
+            outages: Complaint::default(),
+            refused: Refused::default(),
+            drops_said: None,
+        }
+    }
+
+    fn say(&self, text: String) {
+        self.log.event(own_label(), text);
+    }
+
+    fn run(mut self) {
+        // Read once: the roots do not change while hkrun runs.
+        let tls = match self.drain.transport {
+            Transport::Tls | Transport::Http if self.drain.target.starts_with("http://") => None,
+            Transport::Tls | Transport::Http => match link::trusted_roots() {
+                Ok(roots) => Some(roots),
+                Err(err) => {
+                    self.say(format!("drain {} cannot start: {err}", self.drain.url));
                     return;
                 }
-                drop(state);
-                if !down_said {
-                    down_said = true;
-                    log.event(
-                        &system,
-                        format!(
-                            "drain {} is unreachable ({err}); up to {QUEUE} lines wait for it, then the oldest are dropped",
-                            drain.url
-                        ),
-                    );
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF.1);
-                continue;
-            }
+            },
+            _ => None,
         };
         loop {
-            let (batch, dropped, ended) = {
-                let may_say = || drops_said.is_none_or(|at| at.elapsed() >= SAY_EVERY);
-                let mut state = queue.lock();
-                let to_say = |s: &QueueState| s.dropped + s.missed_chunks > 0;
-                while state.messages.is_empty() && !(to_say(&state) && may_say()) && !state.ended {
-                    state = queue
-                        .ready
-                        .wait_timeout(state, SAY_EVERY)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-                // At the end, what is left to say is said whatever the time.
-                let dropped = match may_say() || state.ended {
-                    true => (
-                        std::mem::take(&mut state.dropped),
-                        std::mem::take(&mut state.missed_chunks),
-                    ),
-                    false => (0, 0),
-                };
-                let mut batch = Vec::new();
-                let mut bytes = 0;
-                while bytes < BATCH {
-                    let Some(message) = state.messages.pop_front() else {
-                        break;
-                    };
-                    bytes += message.len();
-                    state.bytes -= message.len();
-                    batch.push(message);
-                }
-                (batch, dropped, state.ended)
+            let (err, connected) = match Link::connect(self.drain, &tls) {
+                Ok(link) => match self.connection(link) {
+                    Ok(()) => break,
+                    Err(err) => (err, true),
+                },
+                Err(err) => (err, false),
             };
-            if batch.is_empty() && dropped == (0, 0) && ended {
-                return;
-            }
-            let mut said = Vec::new();
-            if dropped != (0, 0) {
-                drops_said = Some(std::time::Instant::now());
-                let count = match dropped {
-                    (lines, 0) => format!("{lines} lines"),
-                    (lines, chunks) => format!("at least {} lines", lines + chunks),
-                };
-                let text = format!(
-                    "{count} dropped: the drain {} was too slow or down",
-                    drain.url
-                );
-                log.event(&system, text.clone());
-                said.push(format!("<188>1 - - heroku system - {text}").into_bytes());
-            }
-            said.extend(batch);
-            let sent = link.send(&said);
-            if let Err(err) = &sent
-                && err.kind() == io::ErrorKind::InvalidData
-            {
-                // Refused for good (an HTTPS drain's 4xx): sending it again would stop
-                // every later line behind it.
-                log.event(
-                    &system,
-                    format!(
-                        "drain {} refused {} lines ({err}); they are dropped",
-                        drain.url,
-                        said.len()
-                    ),
-                );
-                continue;
-            }
-            if let Err(err) = sent {
-                // Sent again on the next connection: a message may arrive twice, none is
-                // lost to a broken connection.
-                let mut state = queue.lock();
-                for message in said.into_iter().rev() {
-                    state.bytes += message.len();
-                    state.messages.push_front(message);
-                }
-                drop(state);
-                if !down_said {
-                    down_said = true;
-                    log.event(
-                        &system,
-                        format!("drain {} failed ({err}); reconnecting", drain.url),
-                    );
-                }
-                // A receiver that takes connections and drops them is not tried in a loop.
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF.1);
+            let ended = self.queue.broken();
+            // At the end, a drain already down, or down again, is not waited for.
+            if ended && (self.outage || self.failed_at_end) {
+                self.give_up(&err);
                 break;
             }
-            // It works: the next outage starts its back-off, and its line, afresh.
-            backoff = BACKOFF.0;
-            down_said = false;
+            self.failed_at_end = ended;
+            if !self.outage {
+                self.outage = true;
+                let url = &self.drain.url;
+                let text = match connected {
+                    true => format!("drain {url} failed ({err}); reconnecting"),
+                    false => format!(
+                        "drain {url} is unreachable ({err}); up to {QUEUE} lines wait for it, then the oldest are dropped"
+                    ),
+                };
+                if let Some(text) = self.outages.say(text) {
+                    self.say(text);
+                }
+            }
+            // A receiver that takes connections and drops them is not tried in a loop.
+            self.queue.wait_ended(self.backoff);
+            self.backoff = (self.backoff * 2).min(BACKOFF.1);
         }
+        self.refusals(true);
+    }
+
+    /// The drain took lines: the next outage starts its back-off, and its line, afresh.
+    fn alive(&mut self) {
+        self.backoff = BACKOFF.0;
+        self.outage = false;
+    }
+
+    /// Sends on `link` until the log has ended and all is sent (`Ok`), or it breaks.
+    fn connection(&mut self, mut link: Link) -> io::Result<()> {
+        let mut flights: VecDeque<Flight> = VecDeque::new();
+        loop {
+            let look = (!flights.is_empty()).then(|| Instant::now() + LOOK_EVERY);
+            let refusals = (self.refused.lines > 0)
+                .then(|| self.refused.said_at.map(|at| at + SAY_EVERY))
+                .flatten();
+            let wake_by = look.into_iter().chain(refusals).min();
+            let next = self
+                .queue
+                .next(&self.drain.url, &mut self.drops_said, wake_by);
+            if let Some(text) = next.notice {
+                self.say(text);
+            }
+            self.refusals(false);
+            if !flights.is_empty() && self.confirm(&mut link, &mut flights)? {
+                self.alive();
+            }
+            if next.batch.is_empty() {
+                if !next.ended {
+                    continue;
+                }
+                if !flights.is_empty() {
+                    link.finish(FINISH)?;
+                    self.queue.confirm(flights.iter().map(|f| f.count).sum());
+                }
+                return Ok(());
+            }
+            link.check()?;
+            let count = next.batch.len();
+            match link.send(&next.batch) {
+                Ok(()) => match link.written() {
+                    Some(end) => flights.push_back(Flight {
+                        count,
+                        end,
+                        acked_at: None,
+                    }),
+                    None => {
+                        self.queue.confirm(count);
+                        self.alive();
+                    }
+                },
+                Err(SendError::Refused(why)) => {
+                    self.queue.confirm(count);
+                    self.refused.lines += count as u64;
+                    self.refused.why = why;
+                    self.refusals(false);
+                }
+                Err(SendError::Broken(err)) => return Err(err),
+            }
+        }
+    }
+
+    /// Confirms the flights the receiver's kernel acknowledged at least `HOLD` ago, on a
+    /// connection still up: whether any was. An error if the connection is down.
+    fn confirm(&self, link: &mut Link, flights: &mut VecDeque<Flight>) -> io::Result<bool> {
+        link.check()?;
+        let acked = link.acked()?;
+        let now = Instant::now();
+        for flight in flights.iter_mut().take_while(|f| f.end <= acked) {
+            flight.acked_at.get_or_insert(now);
+        }
+        let mut count = 0;
+        while let Some(flight) = flights.front() {
+            if flight
+                .acked_at
+                .is_none_or(|at| now.duration_since(at) < HOLD)
+            {
+                break;
+            }
+            count += flight.count;
+            flights.pop_front();
+        }
+        if count > 0 {
+            self.queue.confirm(count);
+        }
+        Ok(count > 0)
+    }
+
+    /// Says the lines refused since the last such line, when it may (`SAY_EVERY`), or
+    /// at the `end` (on stderr: the app's log has ended).
+    fn refusals(&mut self, end: bool) {
+        let refused = &mut self.refused;
+        if refused.lines == 0
+            || !(end || refused.said_at.is_none_or(|at| at.elapsed() >= SAY_EVERY))
+        {
+            return;
+        }
+        let text = format!(
+            "drain {} refused {} lines ({}); they are dropped",
+            self.drain.url, refused.lines, refused.why
+        );
+        refused.lines = 0;
+        refused.said_at = Some(Instant::now());
+        match end {
+            true => tracing::warn!("{text}"),
+            false => self.log.event(own_label(), text),
+        }
+    }
+
+    /// hkrun stops with the drain down: says what it did not get, on stderr (the app's
+    /// log has ended).
+    fn give_up(&self, err: &io::Error) {
+        let state = self.queue.lock();
+        let dropped = state.dropped + state.missed_chunks;
+        if state.messages.is_empty() && dropped == 0 {
+            return;
+        }
+        let before = match dropped {
+            0 => String::new(),
+            n => format!(", and at least {n} were dropped before"),
+        };
+        tracing::warn!(
+            "drain {}: {} lines not sent, it was unreachable as hkrun stopped ({err}){before}",
+            self.drain.url,
+            state.messages.len()
+        );
     }
 }
 
@@ -387,7 +690,11 @@ mod tests {
         assert_eq!(https.address, "logs.example.com:443");
         assert_eq!(https.target, "https://logs.example.com/drains/1?x=y");
         assert_eq!(https.credentials.as_deref(), Some("user:secret"));
-        assert_eq!(https.url, "https://user:***@logs.example.com/drains/1?x=y");
+        // Every query value masked: a token may be under any name.
+        assert_eq!(
+            https.url,
+            "https://user:***@logs.example.com/drains/1?x=***"
+        );
         let token: Drain = "https://t0ken@logs.example.com/".parse().unwrap();
         assert_eq!(token.url, "https://***@logs.example.com/");
         let local: Drain = "http://127.0.0.1:8080/logs".parse().unwrap();
@@ -403,6 +710,77 @@ mod tests {
             let err = url.parse::<Drain>().unwrap_err();
             assert!(err.starts_with(says), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn credentials_are_masked_even_in_urls_refused() {
+        for (url, shown) in [
+            (
+                "https://user:pa55@logs.example.com/x?token=t0k&app=a&flag",
+                "https://user:***@logs.example.com/x?token=***&app=***&***",
+            ),
+            ("https://t0ken@h/", "https://***@h/"),
+            (
+                "http://h:80/p?api_key=k#frag",
+                "http://h:80/p?api_key=***#***",
+            ),
+            // A `/` or `@` in the password: more masked, nothing shown.
+            ("https://u:pa/ss@h/x", "https://u:***@h/x"),
+            ("https://u:p@ss@h/x", "https://u:***@h/x"),
+            ("syslog+tcp://u:s3cret@x:514", "syslog+tcp://u:***@x:514"),
+            ("u:s3cret@x:514", "u:***@x:514"),
+            (
+                "syslog+tls://logs.example.com:6514",
+                "syslog+tls://logs.example.com:6514",
+            ),
+            ("https://logs.example.com/a@b", "https://***@b"),
+        ] {
+            assert_eq!(masked(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn what_was_sent_stays_until_confirmed_and_goes_again_if_the_connection_breaks() {
+        let queue = Queue::default();
+        queue.push((0..5).map(|i| i.to_string().into_bytes()));
+        let mut said = None;
+        let next = queue.next("d", &mut said, None);
+        assert_eq!(next.batch.len(), 5);
+        assert_eq!(queue.lock().messages.len(), 5, "kept until confirmed");
+        queue.confirm(2);
+        assert_eq!(queue.lock().messages.front().unwrap(), b"2");
+        // Broken: the three not confirmed go again, first.
+        queue.push([b"5".to_vec()]);
+        assert!(!queue.broken());
+        let next = queue.next("d", &mut said, None);
+        assert_eq!(next.batch, [b"2", b"3", b"4", b"5"].map(|m| m.to_vec()));
+        assert_eq!(queue.lock().dropped, 0);
+    }
+
+    #[test]
+    fn lines_sent_and_dropped_for_room_count_only_if_their_connection_breaks() {
+        let queue = Queue::default();
+        queue.push((0..QUEUE).map(|i| i.to_string().into_bytes()));
+        let mut said = None;
+        let sent = queue.next("d", &mut said, None).batch.len();
+        // Room for 3 more: the oldest, sent, go.
+        queue.push((0..3).map(|_| b"new".to_vec()));
+        let counts = |q: &Queue| {
+            let state = q.lock();
+            (state.dropped, state.sent_dropped)
+        };
+        assert_eq!(counts(&queue), (0, 3));
+        // Confirmed: they had arrived, nothing is said.
+        queue.confirm(sent);
+        assert_eq!(counts(&queue), (0, 0));
+        assert_eq!(queue.lock().messages.len(), QUEUE + 3 - sent);
+
+        let queue = Queue::default();
+        queue.push((0..QUEUE).map(|i| i.to_string().into_bytes()));
+        queue.next("d", &mut said, None);
+        queue.push((0..3).map(|_| b"new".to_vec()));
+        queue.broken();
+        assert_eq!(queue.lock().dropped, 3);
     }
 
     #[test]
