@@ -322,7 +322,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
             }
             Effect::AwaitReady { .. }
             | Effect::RestartAccepted { .. }
-            | Effect::WidenRouter
+            | Effect::WidenRouter { .. }
             | Effect::OutputMayBeDropped
             | Effect::Log { .. }
             | Effect::Backends(_)

@@ -38,7 +38,7 @@ pub enum AppJsonError {
     )]
     NotAnObject { path: PathBuf, found: &'static str },
     /// `why` follows the key: ` is a number: expected ...`, `: value is ...`.
-    #[error("{}: env `{key}`{why}", path.display())]
+    #[error("{}: env `{}`{why}", path.display(), key.escape_debug())]
     Env {
         path: PathBuf,
         key: String,

@@ -215,11 +215,19 @@ pub(crate) fn inherited_vars() -> Vars {
 
 /// The env files read again, merged and with app.json's defaults under them, as at the
 /// start (`config:set` on a running app); refused, as at the start, when exec could never
-/// pass a value to a dyno.
-pub fn load_env(files: &[PathBuf], root: &Path) -> Result<Vars, Error> {
+/// pass a value to a dyno, or the whole environment with `longest`, the longest command
+/// (its type, its length).
+pub fn load_env(
+    files: &[PathBuf],
+    root: &Path,
+    longest: Option<(&str, usize)>,
+) -> Result<Vars, Error> {
     let parsed = read_env_files(files)?;
     let app_json = app_json::AppJson::find(root)?;
-    exec_room(files.iter().zip(parsed.iter()), app_json.as_ref())?;
+    let room = exec_room(files.iter().zip(parsed.iter()), app_json.as_ref())?;
+    if let Some((dyno, command)) = longest {
+        room.check_total(dyno, command)?;
+    }
     let mut env = env::merge([], parsed.iter().map(Vec::as_slice));
     if let Some((path, app_json)) = &app_json {
         app_json.fill(path, &mut env, &inherited_vars())?;

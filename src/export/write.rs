@@ -53,12 +53,20 @@ fn only_hkruns(dir: &Path, files: &[File]) -> Result<(), ExportError> {
         source,
     };
     let mark = fs::read_to_string(dir.join(MARK)).map_err(failed)?;
-    let written: HashSet<String> = match mark.split_once(&format!("{LISTED}\n")) {
-        Some((_, list)) => list.lines().map(str::to_owned).collect(),
-        None => files.iter().map(|f| f.path.clone()).collect(),
+    let (written, listed): (HashSet<String>, bool) = match mark.split_once(&format!("{LISTED}\n")) {
+        Some((_, list)) => (list.lines().map(str::to_owned).collect(), true),
+        None => (files.iter().map(|f| f.path.clone()).collect(), false),
     };
+    // A mark from before marks listed their files: what hkrun writes is known by its
+    // kind (a file ending as one of the new export's does, in a folder it writes), so a
+    // unit of a type scaled away since is hkrun's, and a user's `notes.txt` is not.
+    let kinds: HashSet<(String, String)> = match listed {
+        true => HashSet::new(),
+        false => files.iter().map(|f| kind(&f.path)).collect(),
+    };
+    let hkruns = |path: &str| written.contains(path) || kinds.contains(&kind(path));
     let mut foreign = Vec::new();
-    walk(dir, "", &written, &mut foreign).map_err(failed)?;
+    walk(dir, "", &written, &hkruns, &mut foreign).map_err(failed)?;
     match foreign.is_empty() {
         true => Ok(()),
         false => {
@@ -71,24 +79,34 @@ fn only_hkruns(dir: &Path, files: &[File]) -> Result<(), ExportError> {
     }
 }
 
+/// A path's folder and the end of its name after its last `.` (`("x.target.wants",
+/// "service")`).
+fn kind(path: &str) -> (String, String) {
+    let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let ending = name.rsplit_once('.').map_or("", |(_, ending)| ending);
+    (folder.to_owned(), ending.to_owned())
+}
+
 /// Adds to `foreign` every entry under `folder` (`prefix` its path in the export) that is
-/// neither written nor a folder of what was written. Links are not followed.
+/// neither hkrun's nor a folder of what was written. Links are not followed.
 fn walk(
     folder: &Path,
     prefix: &str,
     written: &HashSet<String>,
+    hkruns: &dyn Fn(&str) -> bool,
     foreign: &mut Vec<String>,
 ) -> io::Result<()> {
     for entry in fs::read_dir(folder)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = format!("{prefix}{name}");
-        if path == MARK || written.contains(&path) {
+        let is_dir = entry.file_type()?.is_dir();
+        if path == MARK || (!is_dir && hkruns(&path)) {
             continue;
         }
         let holds_written = written.iter().any(|w| w.starts_with(&format!("{path}/")));
-        if entry.file_type()?.is_dir() && holds_written {
-            walk(&entry.path(), &format!("{path}/"), written, foreign)?;
+        if is_dir && holds_written {
+            walk(&entry.path(), &format!("{path}/"), written, hkruns, foreign)?;
         } else {
             foreign.push(path);
         }

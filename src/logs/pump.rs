@@ -79,11 +79,13 @@ impl Tee {
 
     /// The dyno has exited: the client is told how, and its view ends.
     fn exited(&self, exit: Exit) {
-        if let Some(client) = self.lock().client.take() {
+        // Under one lock: a client that attaches now is either told or refused.
+        let mut state = self.lock();
+        if let Some(client) = state.client.take() {
             // The place kept for it (`send`) is free.
             let _ = client.try_send(Shown::Exited(exit));
         }
-        self.close();
+        state.closed = true;
     }
 
     fn send(&self, bytes: &[u8]) {

@@ -281,10 +281,12 @@ impl Reader {
             .name("hkrun-proc".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
-                    // A snapshot is good for the jobs that were waiting when it was read.
+                    // A snapshot is good for the jobs that were waiting when it was read:
+                    // those that come while the batch runs wait for the next.
+                    let batch: Vec<Job> = std::iter::once(first).chain(queue.try_iter()).collect();
                     let mut snapshot: Option<Snapshot> = None;
                     let mut signalled = false;
-                    for job in std::iter::once(first).chain(queue.try_iter()) {
+                    for job in batch {
                         match job {
                             Job::Read(access, job) => {
                                 if snapshot.is_none() || (signalled && access == Access::Scan) {
@@ -439,11 +441,14 @@ mod tests {
         let reader = Reader::spawn().expect("a thread");
         let (gate, wait) = mpsc::channel::<()>();
         let (tx, rx) = mpsc::channel();
-        // The first job holds the thread until the others are queued behind it.
+        // A job holds the thread until the others are queued behind it: they are the
+        // next batch.
+        reader.submit(Access::Scan, move |_| {
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+        });
         let first = tx.clone();
         reader.submit(Access::Scan, move |snapshot| {
-            let _ = wait.recv_timeout(Duration::from_secs(10));
-            let _ = first.send(("held", snapshot.processes().as_ptr() as usize, false));
+            let _ = first.send(("first", snapshot.processes().as_ptr() as usize, false));
         });
         let second = tx.clone();
         reader.submit(Access::Scan, move |snapshot| {
@@ -471,10 +476,7 @@ mod tests {
         let _ = child.wait();
         let got: Vec<(&str, usize, bool)> = rx.try_iter().collect();
         assert_eq!(got.len(), 3, "{got:?}");
-        assert_eq!(
-            got[0].1, got[1].1,
-            "the queued scan shares the held job's snapshot"
-        );
+        assert_eq!(got[0].1, got[1].1, "scans queued together share a snapshot");
         assert!(!got[1].2);
         assert_ne!(got[1].1, got[2].1, "a scan after a signal reads anew");
         assert!(got[2].2, "the scan after the signal sees the zombie");

@@ -276,24 +276,24 @@ async fn proxy(
         inner,
         places,
         place: &held.place,
+        read: 0,
     };
     let (mut client, mut upstream) = (watched(client), watched(upstream));
     // Copies both ways; when one side finishes sending, the other side's write half is
     // shut down, so half-closed protocols keep working. Given up for a newcomer, or idle
-    // for 55 s: closed.
-    let copied = tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => copied,
-        () = places.closing(&held.place) => return,
-    };
-    if let Ok((sent, received)) = copied {
-        stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
-        stats.bytes_out.fetch_add(received, Ordering::Relaxed);
-        if let Some(dyno) = &dyno {
-            stats.add(dyno, |t| {
-                t.bytes_in += sent;
-                t.bytes_out += received;
-            });
-        }
+    // for 55 s: closed. The bytes are counted as they were read, however it ended.
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        () = places.closing(&held.place) => {}
+    }
+    let (sent, received) = (client.read, upstream.read);
+    stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
+    stats.bytes_out.fetch_add(received, Ordering::Relaxed);
+    if let Some(dyno) = &dyno {
+        stats.add(dyno, |t| {
+            t.bytes_in += sent;
+            t.bytes_out += received;
+        });
     }
 }
 

@@ -143,11 +143,12 @@ impl Places {
     }
 }
 
-/// A stream whose reads and writes mark its place as active.
+/// A stream whose reads and writes mark its place as active, counting what it read.
 pub struct Watched<'a, S> {
     pub inner: S,
     pub places: &'a Places,
     pub place: &'a Place,
+    pub read: u64,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
@@ -160,6 +161,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            this.read += (buf.filled().len() - before) as u64;
             this.places.touch(this.place);
         }
         polled

@@ -676,7 +676,7 @@ impl Supervisor {
         // The router is as reachable as the app: from other machines once a web dyno is
         // (an app in a container listens on 0.0.0.0), unless the user chose its address.
         let behind_router = dyno.plan.role.behind_router();
-        if let (true, true, Some(port), None, false) = (
+        if let (true, true, Some(_), None, false) = (
             everywhere,
             behind_router,
             self.plan.router,
@@ -684,10 +684,7 @@ impl Supervisor {
             self.router_widened,
         ) {
             self.router_widened = true;
-            effects.push(log_system(format!(
-                "router listening on http://0.0.0.0:{port} too: {slot} listens on every interface"
-            )));
-            effects.push(Effect::WidenRouter);
+            effects.push(Effect::WidenRouter { by: slot.clone() });
         }
         effects
     }

@@ -217,6 +217,11 @@ async fn drive(
         root: config.app.root,
         env: config.app.env,
         reloaded: HashMap::new(),
+        longest: plan
+            .types
+            .iter()
+            .map(|t| (t.name.clone(), os::process::exec_form(&t.command).len()))
+            .max_by_key(|(_, len)| *len),
         widen_router,
         env_given: config.app.env_given,
         dyno_name: config.dyno_name,
@@ -275,7 +280,13 @@ async fn drive(
                 _ = sigquit.recv() => Input::Forward(Signal::SIGQUIT),
                 _ = sigtstp.recv() => job_input(&job),
                 _ = sigcont.recv() => job_input(&job),
-                _ = sigusr2.recv() => Input::Control { id: SIGNALLED, request: Control::Restart(Vec::new()) },
+                _ = sigusr2.recv() => match driver.reload(SIGNALLED) {
+                    Ok(()) => Input::Control { id: SIGNALLED, request: Control::Restart(Vec::new()) },
+                    Err(err) => {
+                        driver.log.event(&driver.system, format!("SIGUSR2 restart refused: {err}"));
+                        continue;
+                    }
+                },
                 _ = sigchld.recv() => { driver.reap(); continue; }
                 Some(call) = calls.recv() => match call {
                     Call::Ps(reply) => {
@@ -285,6 +296,14 @@ async fn drive(
                     }
                     Call::Change { request, reply } => {
                         driver.next_id += 1;
+                        // A restart of the whole app starts it on its config as the env
+                        // files have it now, as `config:set` does: never a mix.
+                        if matches!(&request, Control::Restart(targets) if targets.is_empty()) {
+                            if let Err(err) = driver.reload(driver.next_id) {
+                                let _ = reply.send(Err(err));
+                                continue;
+                            }
+                        }
                         driver.replies.insert(driver.next_id, reply);
                         Input::Control { id: driver.next_id, request }
                     }
@@ -308,20 +327,15 @@ async fn drive(
                         let _ = reply.send(driver.metrics(&sup, router_stats.as_deref()));
                         continue;
                     }
-                    Call::Reload { reply } => match config::load_env(&config::env_files(&driver.env_given, &driver.root), &driver.root) {
-                        Ok(env) => {
-                            driver.next_id += 1;
-                            // Taken on only if the restart is (`Effect::RestartAccepted`):
-                            // a refused one leaves every later start on the old env.
-                            driver.reloaded.insert(driver.next_id, env);
-                            driver.replies.insert(driver.next_id, reply);
-                            Input::Control { id: driver.next_id, request: Control::Restart(Vec::new()) }
-                        }
-                        Err(err) => {
-                            let _ = reply.send(Err(err.to_string()));
+                    Call::Reload { reply } => {
+                        driver.next_id += 1;
+                        if let Err(err) = driver.reload(driver.next_id) {
+                            let _ = reply.send(Err(err));
                             continue;
                         }
-                    },
+                        driver.replies.insert(driver.next_id, reply);
+                        Input::Control { id: driver.next_id, request: Control::Restart(Vec::new()) }
+                    }
                 },
                 _ = reap_tick.tick() => { driver.reap(); continue; }
                 () = sleep_until(sup.next_deadline()) => Input::Tick,
@@ -372,6 +386,9 @@ struct Driver {
     env: Vars,
     /// Env files read again for a restart the core has not yet accepted, by request id.
     reloaded: HashMap<u64, Vars>,
+    /// The longest command of the Procfile's types (its type, its length as exec gets
+    /// it): env files read again must leave exec room for it, as at the start.
+    longest: Option<(String, usize)>,
     /// The router's port, and where to give it a listener on 0.0.0.0 (`Effect::WidenRouter`).
     widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
@@ -505,13 +522,17 @@ impl Driver {
                         .collect();
                     self.queue.push_back(Input::PortsProbed { id, taken });
                 }
-                Effect::WidenRouter => {
+                Effect::WidenRouter { by } => {
                     if let Some((port, listeners)) = &self.widen_router {
                         let wide =
                             std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, *port));
                         match os::net::listen_widenable(wide) {
                             Ok(listener) => {
                                 let _ = listeners.send(listener);
+                                let text = format!(
+                                    "router listening on http://{wide} too: {by} listens on every interface"
+                                );
+                                self.log.event(&self.system, text);
                             }
                             Err(err) => {
                                 let text = format!(
@@ -863,6 +884,20 @@ impl Driver {
             .collect();
         groups.sort();
         self.sampled.send_replace(groups);
+    }
+
+    /// Reads the env files again for the restart request `id`: taken on only if the core
+    /// accepts it (`Effect::RestartAccepted`), so a refused one leaves every later start
+    /// on the old env.
+    fn reload(&mut self, id: u64) -> Result<(), String> {
+        let files = config::env_files(&self.env_given, &self.root);
+        let longest = self
+            .longest
+            .as_ref()
+            .map(|(name, len)| (name.as_str(), *len));
+        let env = config::load_env(&files, &self.root, longest).map_err(|err| err.to_string())?;
+        self.reloaded.insert(id, env);
+        Ok(())
     }
 
     /// What a /proc job needs of the dyno's last run, copied: it runs on the reader's

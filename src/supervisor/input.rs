@@ -202,9 +202,11 @@ pub enum Effect {
         id: u64,
         ports: Vec<u16>,
     },
-    /// The router listens on every interface too (0.0.0.0, its port), because a web dyno
-    /// behind it does.
-    WidenRouter,
+    /// The router listens on every interface too (0.0.0.0, its port), because this web
+    /// dyno behind it does; the driver says so once it does.
+    WidenRouter {
+        by: Slot,
+    },
     /// A restart request is carried out (the effects that carry it out follow): what the
     /// driver held back for it takes effect now, the env files read again on `config:set`.
     /// A request refused gets only its `Reply`.

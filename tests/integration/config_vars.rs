@@ -271,6 +271,10 @@ fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_confi
     std::fs::remove_file(app.file("hold")).expect("let the preboot finish");
     let out = restart.join().expect("the restart");
     assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+    // As the refusal said: a restart of the app takes the file's config on.
+    let out = client(app.path(), &["restart"]);
+    assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+    hk.wait_for("| greeting=bonjour");
     hk.stop_cleanly();
 }
 

@@ -564,3 +564,34 @@ fn force_never_removes_a_file_hkrun_did_not_write() {
     beside.sort();
     assert_eq!(beside, [".env", "Procfile", "units"]);
 }
+
+#[test]
+fn force_replaces_an_export_whose_mark_lists_no_files_as_before() {
+    let app = shop();
+    let run = |formation: &str| {
+        export(
+            app.path(),
+            &[
+                "systemd", "units", "-m", formation, "--app", "shop", "--force",
+            ],
+        )
+    };
+    let (code, _, stderr) = run(SHOP_FORMATION);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A mark as hkrun wrote them before marks listed their files.
+    std::fs::write(
+        app.path().join("units/.hkrun-export"),
+        "Written by `hkrun export systemd`; `hkrun export --force` replaces this folder.\n",
+    )
+    .expect("write the mark");
+    std::fs::write(app.path().join("units/notes.txt"), "mine\n").expect("write");
+    let (code, _, stderr) = run("web=1");
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("(notes.txt)"), "{stderr}");
+    // Units of dynos scaled away since are hkrun's all the same.
+    std::fs::remove_file(app.path().join("units/notes.txt")).expect("remove");
+    let (code, _, stderr) = run("web=1");
+    assert_eq!(code, Some(0), "{stderr}");
+    let after = contents(&app.path().join("units"));
+    assert!(!after.contains_key(Path::new("shop.target.wants/shop-web@3.service")));
+}
