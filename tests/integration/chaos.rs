@@ -485,7 +485,8 @@ fn chaos_soak() {
     let http = format!("http://127.0.0.1:{}/logs", drains.http_port);
     // The log folder's disk starts full; hkrun ignores SIGXFSZ (as the shell leaves it),
     // so a write past the limit fails with EFBIG.
-    let line = format!("trap '' XFSZ; ulimit -f {FULL_DISK_BLOCKS} && exec \"$0\" \"$@\"");
+    // The soft limit only, so that `prlimit` (without privileges) can raise it again.
+    let line = format!("trap '' XFSZ; ulimit -S -f {FULL_DISK_BLOCKS} && exec \"$0\" \"$@\"");
     let mut hk = tagged_command("sh", app.path(), &tag)
         .args(["-c", &line, env!("CARGO_BIN_EXE_hkrun")])
         .args(["start", "--no-timestamp", "-t", "3", "-m", FORMATION])
@@ -519,9 +520,19 @@ fn chaos_soak() {
     }
     // The drains' queues and the log files' reach their sizes while the receivers
     // misbehave and the disk is full, then has room, then is full again.
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !prlimit {
+        eprintln!("no prlimit (util-linux): the log folder's disk stays full");
+    }
     for full in [None, Some(FULL_DISK_BLOCKS * 512)] {
         std::thread::sleep(Duration::from_secs(WARM_DRAINS_SECS));
-        set_disk(pid, full);
+        assert!(
+            set_disk(pid, full) || !prlimit,
+            "prlimit could not set hkrun's limit"
+        );
     }
     let (warm_ok, warm_failed) = load.finish();
     assert!(warm_failed.is_empty(), "{warm_failed:?}");
