@@ -108,11 +108,6 @@ impl Follow {
             Err(TryRecvError::Empty) => None,
         }
     }
-
-    /// `recv` for a thread outside the runtime (the log files' writer).
-    pub fn blocking_recv(&mut self) -> Result<Chunk, broadcast::error::RecvError> {
-        self.rx.blocking_recv()
-    }
 }
 
 /// A follower's own queue of chunks, bounded by bytes rather than by a count of chunks

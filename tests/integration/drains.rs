@@ -777,3 +777,39 @@ fn drain_credentials_are_never_shown_nor_passed_to_dynos() {
         );
     }
 }
+
+#[test]
+fn a_burst_of_one_line_writes_reaches_a_drain_or_is_counted_line_by_line() {
+    const LINES: u32 = 50_000;
+    let flood = |id: &str| {
+        format!(
+            "{id}: awk 'BEGIN {{ for (i = 1; i <= {LINES}; i++) {{ printf \"line %d\\n\", i; fflush() }} }}'; echo {id} done; exec sleep 1000\n"
+        )
+    };
+    let app = App::new(&["a", "b", "c", "d"].map(flood).concat());
+    let receiver = PlainReceiver::start(app.path(), &["syslog", "keep", "999999999"]);
+    let url = format!("syslog+tcp://127.0.0.1:{}", receiver.port);
+    let mut hk = start_draining(&app, &url, None);
+    hk.wait_for_each(&["| a done", "| b done", "| c done", "| d done"]);
+    // Until the receiver has had everything hkrun kept for it.
+    let mut last = (0, Instant::now());
+    while last.1.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = receiver.read("messages").len();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    hk.signal(Signal::SIGTERM);
+    assert!(hk.wait_exit().success());
+    let messages = receiver.read("messages");
+    let received = messages.lines().filter(|m| m.contains(" - line ")).count() as u64;
+    let dropped = said_dropped(&hk.seen);
+    let total = 4 * u64::from(LINES);
+    eprintln!("{received} of {total} lines received, {dropped} said dropped");
+    assert!(
+        received + dropped >= total,
+        "{} lines lost uncounted",
+        total - received - dropped
+    );
+}

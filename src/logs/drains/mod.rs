@@ -22,7 +22,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::history::{Chunk, History};
+use super::history::{Chunk, History, Queued};
 use super::render::{Label, Origin};
 use super::writer::LogSender;
 
@@ -35,6 +35,9 @@ pub const QUEUE: usize = 50_000;
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes sent at once to a drain (one POST to an HTTPS drain).
 const BATCH: usize = 64 * 1024;
+/// What the log may hold for a drain's reader not yet taken: it only turns lines into
+/// messages, so this fills only when it is kept from running.
+const FOLLOW_BYTES: usize = 4 * 1024 * 1024;
 /// How often, at most, lines dropped are said (they add up meanwhile), and each of
 /// hkrun's complaints about a drain.
 const SAY_EVERY: Duration = Duration::from_secs(10);
@@ -198,8 +201,8 @@ struct QueueState {
     sent_dropped: u64,
     /// Messages dropped (the oldest, for room) and not yet said.
     dropped: u64,
-    /// Chunks of lines the reader fell behind on (each one line or more), not yet said.
-    missed_chunks: u64,
+    /// Lines the reader fell behind on (the history's queue for it was full), not yet said.
+    missed: u64,
     /// The log has ended: send what is queued, then stop.
     ended: bool,
 }
@@ -245,7 +248,7 @@ impl Queue {
     /// the log's end, or `wake_by`. `drops_said` is when lines dropped were last said.
     fn next(&self, url: &str, drops_said: &mut Option<Instant>, wake_by: Option<Instant>) -> Next {
         let mut state = self.lock();
-        let to_say = |s: &QueueState| s.dropped + s.missed_chunks > 0;
+        let to_say = |s: &QueueState| s.dropped + s.missed > 0;
         let may_say = |said: &Option<Instant>| said.is_none_or(|at| at.elapsed() >= SAY_EVERY);
         loop {
             let now = Instant::now();
@@ -273,14 +276,8 @@ impl Queue {
         let mut notice = None;
         if to_say(&state) && (may_say(drops_said) || state.ended) {
             *drops_said = Some(Instant::now());
-            let count = match (
-                std::mem::take(&mut state.dropped),
-                std::mem::take(&mut state.missed_chunks),
-            ) {
-                (lines, 0) => format!("{lines} lines"),
-                (lines, chunks) => format!("at least {} lines", lines + chunks),
-            };
-            let text = format!("{count} dropped: the drain {url} was too slow or down");
+            let count = std::mem::take(&mut state.dropped) + std::mem::take(&mut state.missed);
+            let text = format!("{count} lines dropped: the drain {url} was too slow or down");
             let message = format!("<188>1 - - heroku system - {text}").into_bytes();
             state.bytes += message.len();
             let at = state.sent;
@@ -353,8 +350,9 @@ pub fn spawn(
     history: &History,
     log: LogSender,
 ) -> io::Result<std::sync::mpsc::Receiver<()>> {
-    let (_, follow) = history.since(0, |_| false, true);
-    let Some(mut follow) = follow else {
+    // Every chunk the log records, however many a burst writes at once (the `--tail`
+    // broadcast holds 1,024 chunks: one batch of one-line chunks overflows it).
+    let Some(follow) = history.queue(FOLLOW_BYTES) else {
         return Err(io::Error::other("the log has ended"));
     };
     let queue = Arc::new(Queue::default());
@@ -362,15 +360,17 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("hkrun-drain-read".into())
         .spawn(move || {
-            loop {
-                match follow.blocking_recv() {
-                    Ok(chunk) if Arc::ptr_eq(&chunk.label, own_label()) => {}
-                    Ok(chunk) => reading.push(messages(&chunk, &host)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        reading.lock().missed_chunks += n;
+            let mut batch = VecDeque::new();
+            while follow.take(&mut batch) {
+                for item in batch.drain(..) {
+                    match item {
+                        Queued::Chunk(chunk) if Arc::ptr_eq(&chunk.label, own_label()) => {}
+                        Queued::Chunk(chunk) => reading.push(messages(&chunk, &host)),
+                        Queued::Missed(lines) => reading.lock().missed += lines,
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
+                // A burst's queue need not stay allocated.
+                batch.shrink_to(4096);
             }
             reading.lock().ended = true;
             reading.ready.notify_one();
@@ -645,13 +645,13 @@ impl<'a> Sender<'a> {
     /// log has ended).
     fn give_up(&self, err: &io::Error) {
         let state = self.queue.lock();
-        let dropped = state.dropped + state.missed_chunks;
+        let dropped = state.dropped + state.missed;
         if state.messages.is_empty() && dropped == 0 {
             return;
         }
         let before = match dropped {
             0 => String::new(),
-            n => format!(", and at least {n} were dropped before"),
+            n => format!(", and {n} were dropped before"),
         };
         tracing::warn!(
             "drain {}: {} lines not sent, it was unreachable as hkrun stopped ({err}){before}",
