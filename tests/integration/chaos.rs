@@ -241,6 +241,8 @@ struct BadDrains {
     stop: Arc<AtomicBool>,
     /// From now on both receivers take everything, so the drains' queues empty.
     behave: Arc<AtomicBool>,
+    /// While set, the syslog receiver is gone and the HTTP one answers 503.
+    down: Arc<AtomicBool>,
     syslog_port: u16,
     http_port: u16,
     syslog_bytes: Arc<AtomicU64>,
@@ -252,28 +254,34 @@ impl BadDrains {
     fn start(seed: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let behave = Arc::new(AtomicBool::new(false));
+        let down = Arc::new(AtomicBool::new(false));
         let (syslog_port, http_port) = (free_port(), free_port());
         let syslog_bytes = Arc::new(AtomicU64::new(0));
         let http_posts = Arc::new(AtomicU64::new(0));
         let syslog = {
-            let (stop, behave, bytes) = (
+            let (stop, behave, down, bytes) = (
                 Arc::clone(&stop),
                 Arc::clone(&behave),
+                Arc::clone(&down),
                 Arc::clone(&syslog_bytes),
             );
-            std::thread::spawn(move || syslog_peer(syslog_port, seed, &stop, &behave, &bytes))
+            std::thread::spawn(move || {
+                syslog_peer(syslog_port, seed, [&stop, &behave, &down], &bytes);
+            })
         };
         let http = {
-            let (stop, behave, posts) = (
+            let (stop, behave, down, posts) = (
                 Arc::clone(&stop),
                 Arc::clone(&behave),
+                Arc::clone(&down),
                 Arc::clone(&http_posts),
             );
-            std::thread::spawn(move || http_peer(http_port, &stop, &behave, &posts))
+            std::thread::spawn(move || http_peer(http_port, [&stop, &behave, &down], &posts))
         };
         Self {
             stop,
             behave,
+            down,
             syslog_port,
             http_port,
             syslog_bytes,
@@ -310,10 +318,15 @@ impl BadDrains {
     }
 }
 
-fn syslog_peer(port: u16, seed: u64, stop: &AtomicBool, behave: &AtomicBool, bytes: &AtomicU64) {
+/// `[stop, behave, down]`: see `BadDrains`.
+fn syslog_peer(port: u16, seed: u64, [stop, behave, down]: [&AtomicBool; 3], bytes: &AtomicU64) {
     use std::io::Read;
     let mut dice = Dice(seed ^ 0x5eed);
     while !stop.load(Ordering::Relaxed) {
+        if down.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
             std::thread::sleep(Duration::from_millis(100));
             continue;
@@ -336,8 +349,9 @@ fn syslog_peer(port: u16, seed: u64, stop: &AtomicBool, behave: &AtomicBool, byt
             let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
             let read_until = Instant::now() + Duration::from_millis(dice.below(1500));
             let mut buf = [0; 65536];
-            while Instant::now() < read_until
-                || (behave.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed))
+            while (Instant::now() < read_until
+                || (behave.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed)))
+                && !down.load(Ordering::Relaxed)
             {
                 match stream.read(&mut buf) {
                     Ok(0) => break,
@@ -356,7 +370,8 @@ fn syslog_peer(port: u16, seed: u64, stop: &AtomicBool, behave: &AtomicBool, byt
     }
 }
 
-fn http_peer(port: u16, stop: &AtomicBool, behave: &AtomicBool, posts: &AtomicU64) {
+/// `[stop, behave, down]`: see `BadDrains`.
+fn http_peer(port: u16, [stop, behave, down]: [&AtomicBool; 3], posts: &AtomicU64) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
@@ -400,9 +415,12 @@ fn http_peer(port: u16, stop: &AtomicBool, behave: &AtomicBool, posts: &AtomicU6
             }
         }
         posts.fetch_add(1, Ordering::Relaxed);
-        let answer = match behave.load(Ordering::Relaxed) {
-            true => "200 OK",
-            false => answers[n % answers.len()],
+        let answer = if down.load(Ordering::Relaxed) {
+            "503 Service Unavailable"
+        } else if behave.load(Ordering::Relaxed) {
+            "200 OK"
+        } else {
+            answers[n % answers.len()]
         };
         n += 1;
         let _ = stream.write_all(
@@ -527,12 +545,16 @@ fn chaos_soak() {
     if !prlimit {
         eprintln!("no prlimit (util-linux): the log folder's disk stays full");
     }
+    // Both receivers down for longer than any outage of the chaos (3 s, and 5 s of
+    // back-off), so the drains' queues hold the most they will.
+    drains.down.store(true, Ordering::Relaxed);
     for full in [None, Some(FULL_DISK_BLOCKS * 512)] {
         std::thread::sleep(Duration::from_secs(WARM_DRAINS_SECS));
         assert!(
             set_disk(pid, full) || !prlimit,
             "prlimit could not set hkrun's limit"
         );
+        drains.down.store(false, Ordering::Relaxed);
     }
     let (warm_ok, warm_failed) = load.finish();
     assert!(warm_failed.is_empty(), "{warm_failed:?}");
