@@ -52,6 +52,20 @@ pub fn keep_own_memory_small() {
     }
 }
 
+/// Gives what hkrun has freed back to the system, from every arena of the C library: a
+/// drain's queue of megabytes is filled on one thread and emptied on another, and once it
+/// has emptied its pages would otherwise stay in hkrun's resident size until the same
+/// arena's top is free.
+#[allow(unsafe_code)]
+pub fn give_back() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory to the system; it is safe to call at
+    // any time, from any thread.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 /// Samples the dynos in `groups` every `every` and hands each sample to `report`. Ends
 /// when the sender of `groups` is dropped.
 pub async fn run(

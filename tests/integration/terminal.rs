@@ -575,7 +575,8 @@ fn a_tty_dynos_carriage_returns_and_cursor_moves_show_as_its_terminal_shows_them
             &port,
         ],
     );
-    hk.wait_for("x 3/3");
+    // Not `x 3/3` alone: the command line in `Starting process` holds it too.
+    hk.wait_for("| x 3/3");
     hk.wait_for("piped.1 | a 10%");
     let shown = crate::harness::payloads(&hk.seen, "bar.1");
     let printed: Vec<&str> = shown

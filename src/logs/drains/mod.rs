@@ -35,6 +35,8 @@ pub const QUEUE: usize = 50_000;
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes sent at once to a drain (one POST to an HTTPS drain).
 const BATCH: usize = 64 * 1024;
+/// A queue that held this much gives the memory back once it has emptied.
+const GIVE_BACK_AFTER: usize = 4 * 1024 * 1024;
 /// What the log may hold for a drain's reader not yet taken: it only turns lines into
 /// messages, so this fills only when it is kept from running.
 const FOLLOW_BYTES: usize = 4 * 1024 * 1024;
@@ -195,6 +197,8 @@ struct QueueState {
     /// confirmed, the rest wait.
     messages: VecDeque<Vec<u8>>,
     bytes: usize,
+    /// The most `bytes` has been since the queue was last empty.
+    peak: usize,
     sent: usize,
     /// Messages written and not yet confirmed that were dropped for room: lost if the
     /// connection breaks before it has proved alive past them.
@@ -239,6 +243,7 @@ impl Queue {
                 }
             }
             state.bytes += message.len();
+            state.peak = state.peak.max(state.bytes);
             state.messages.push_back(message);
         }
         self.ready.notify_one();
@@ -313,6 +318,14 @@ impl Queue {
             };
             state.bytes -= message.len();
             state.sent = state.sent.saturating_sub(1);
+        }
+        // Emptied after holding megabytes (the receiver was down or slow): that memory
+        // goes back to the system rather than staying hkrun's.
+        if state.messages.is_empty() && state.peak >= GIVE_BACK_AFTER {
+            state.peak = 0;
+            state.messages.shrink_to(1024);
+            drop(state);
+            crate::os::memory::give_back();
         }
     }
 
