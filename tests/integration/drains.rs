@@ -791,21 +791,23 @@ fn a_burst_of_one_line_writes_reaches_a_drain_or_is_counted_line_by_line() {
     let url = format!("syslog+tcp://127.0.0.1:{}", receiver.port);
     let mut hk = start_draining(&app, &url, None);
     hk.wait_for_each(&["| a done", "| b done", "| c done", "| d done"]);
-    // Until the receiver has had everything hkrun kept for it.
-    let mut last = (0, Instant::now());
-    while last.1.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = receiver.read("messages").len();
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
+    // Until every line has been received or said dropped (drops are said at most every
+    // 10 s), or 30 s have passed.
+    let total = 4 * u64::from(LINES);
+    let received = || {
+        let messages = receiver.read("messages");
+        messages.lines().filter(|m| m.contains(" - line ")).count() as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received() + said_dropped(&hk.seen) < total && Instant::now() < deadline {
+        while hk
+            .next_line(Instant::now() + Duration::from_millis(200))
+            .is_some()
+        {}
     }
     hk.signal(Signal::SIGTERM);
     assert!(hk.wait_exit().success());
-    let messages = receiver.read("messages");
-    let received = messages.lines().filter(|m| m.contains(" - line ")).count() as u64;
-    let dropped = said_dropped(&hk.seen);
-    let total = 4 * u64::from(LINES);
+    let (received, dropped) = (received(), said_dropped(&hk.seen));
     eprintln!("{received} of {total} lines received, {dropped} said dropped");
     assert!(
         received + dropped >= total,
