@@ -456,12 +456,7 @@ fn bad_input_is_refused_in_one_line_and_nothing_is_written() {
 fn force_replaces_an_earlier_export_whole() {
     let app = shop();
     let run = |formation: &str| {
-        let (code, _, stderr) = export(
-            app.path(),
-            &[
-                "systemd", "units", "-m", formation, "--app", "shop", "--force",
-            ],
-        );
+        let (code, _, stderr) = force_units(&app, formation);
         assert_eq!(code, Some(0), "{stderr}");
         contents(&app.path().join("units"))
     };
@@ -516,17 +511,21 @@ fn a_pods_name_is_its_dynos_name() {
     );
 }
 
+/// `hkrun export systemd units -m FORMATION --app shop --force`: its exit code, stdout
+/// and stderr.
+fn force_units(app: &App, formation: &str) -> (Option<i32>, String, String) {
+    export(
+        app.path(),
+        &[
+            "systemd", "units", "-m", formation, "--app", "shop", "--force",
+        ],
+    )
+}
+
 #[test]
 fn force_never_removes_a_file_hkrun_did_not_write() {
     let app = shop();
-    let run = |formation: &str| {
-        export(
-            app.path(),
-            &[
-                "systemd", "units", "-m", formation, "--app", "shop", "--force",
-            ],
-        )
-    };
+    let run = |formation: &str| force_units(&app, formation);
     let (code, _, stderr) = run(SHOP_FORMATION);
     assert_eq!(code, Some(0), "{stderr}");
     let mark = std::fs::read_to_string(app.path().join("units/.hkrun-export")).expect("mark");
@@ -568,14 +567,7 @@ fn force_never_removes_a_file_hkrun_did_not_write() {
 #[test]
 fn force_replaces_an_export_whose_mark_lists_no_files_as_before() {
     let app = shop();
-    let run = |formation: &str| {
-        export(
-            app.path(),
-            &[
-                "systemd", "units", "-m", formation, "--app", "shop", "--force",
-            ],
-        )
-    };
+    let run = |formation: &str| force_units(&app, formation);
     let (code, _, stderr) = run(SHOP_FORMATION);
     assert_eq!(code, Some(0), "{stderr}");
     // A mark as hkrun wrote them before marks listed their files.
