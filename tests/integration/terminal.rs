@@ -575,9 +575,9 @@ fn a_tty_dynos_carriage_returns_and_cursor_moves_show_as_its_terminal_shows_them
             &port,
         ],
     );
-    // Not `x 3/3` alone: the command line in `Starting process` holds it too.
-    hk.wait_for("| x 3/3");
-    hk.wait_for("piped.1 | a 10%");
+    // In either order; and not `x 3/3` alone: the command line in `Starting process`
+    // holds it too.
+    hk.wait_for_each(&["| x 3/3", "piped.1 | a 10%"]);
     let shown = crate::harness::payloads(&hk.seen, "bar.1");
     let printed: Vec<&str> = shown
         .iter()
