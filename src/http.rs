@@ -10,16 +10,18 @@
 //! every one is the newcomer answered 503. Idle or unread connections thus never lock a
 //! scraper or a page out.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::{Instant, timeout};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+pub use crate::seats::Limits;
+use crate::seats::Seats;
 
 /// How long a client may take to send a whole request head.
 const HEAD: Duration = Duration::from_secs(5);
@@ -184,13 +186,6 @@ pub fn listen(bound: Bound, what: &str) -> Vec<TcpListener> {
         .collect()
 }
 
-/// How many connections a listener holds at once, and how many of those may be streams.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub connections: usize,
-    pub streams: usize,
-}
-
 /// Accepts connections on every listener until the runtime ends, each answered by
 /// `answer` on a task of its own, with at most `limits.connections` held, so no client
 /// can take hkrun's file descriptors (the dynos' pipes need them).
@@ -199,10 +194,7 @@ where
     A: Fn(TcpStream, Place) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let places = Arc::new(Places {
-        limits,
-        table: Mutex::default(),
-    });
+    let places = Seats::new(limits);
     let answer = Arc::new(answer);
     let mut loops = JoinSet::new();
     for listener in listeners {
@@ -211,7 +203,7 @@ where
     while loops.join_next().await.is_some() {}
 }
 
-async fn accept<F, A>(listener: TcpListener, places: Arc<Places>, answer: Arc<A>)
+async fn accept<F, A>(listener: TcpListener, places: Arc<Seats>, answer: Arc<A>)
 where
     A: Fn(TcpStream, Place) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
@@ -219,7 +211,7 @@ where
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of descriptors, most likely: make room, and let some close.
-            evict(&mut places.lock(), false);
+            places.make_room();
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -236,116 +228,16 @@ where
         // Best effort: the default only grows the time a non-reader goes unnoticed.
         let _ =
             nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER);
-        let id = place.id;
+        let id = place.id();
         let task = tokio::spawn(answer(stream, place));
         places.set_abort(id, task.abort_handle());
     }
 }
 
-/// The connections held, and what each is waiting for.
-struct Places {
-    limits: Limits,
-    table: Mutex<Table>,
-}
-
-#[derive(Default)]
-struct Table {
-    next: u64,
-    entries: HashMap<u64, Entry>,
-}
-
-struct Entry {
-    abort: Option<AbortHandle>,
-    /// Since when the connection has waited on its client: for its request, or to take
-    /// a write. `None` while hkrun works for it (an answer being made, a stream following).
-    waiting: Option<Instant>,
-    stream: bool,
-}
-
-impl Places {
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        // Each change is one map operation: a panic leaves nothing half done.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A place for a new connection, made by closing the one that has waited longest
-    /// on its client if all are taken; `None` if none is waiting.
-    fn admit(self: &Arc<Self>) -> Option<Place> {
-        let mut table = self.lock();
-        if table.entries.len() >= self.limits.connections && !evict(&mut table, false) {
-            return None;
-        }
-        table.next += 1;
-        let id = table.next;
-        let entry = Entry {
-            abort: None,
-            waiting: Some(Instant::now()),
-            stream: false,
-        };
-        table.entries.insert(id, entry);
-        Some(Place {
-            id,
-            places: Arc::clone(self),
-        })
-    }
-
-    fn set_abort(&self, id: u64, abort: AbortHandle) {
-        match self.lock().entries.get_mut(&id) {
-            Some(entry) => entry.abort = Some(abort),
-            // Done already, or made room for before it could be told how to stop.
-            None => abort.abort(),
-        }
-    }
-}
-
-/// Closes the connection that has waited longest on its client (among streams only, if
-/// asked); false if none is waiting.
-fn evict(table: &mut Table, streams_only: bool) -> bool {
-    let longest = table
-        .entries
-        .iter()
-        .filter(|(_, e)| e.stream || !streams_only)
-        .filter_map(|(&id, e)| Some((e.waiting?, id)))
-        .min();
-    let Some((_, id)) = longest else {
-        return false;
-    };
-    if let Some(abort) = table.entries.remove(&id).and_then(|e| e.abort) {
-        abort.abort();
-    }
-    true
-}
-
-/// One connection's place among those held; given up when dropped.
-pub struct Place {
-    id: u64,
-    places: Arc<Places>,
-}
+/// One connection's place among those held (`seats`); given up when dropped.
+pub use crate::seats::Seat as Place;
 
 impl Place {
-    fn set_waiting(&self, waiting: bool) {
-        if let Some(entry) = self.places.lock().entries.get_mut(&self.id) {
-            entry.waiting = waiting.then(Instant::now);
-        }
-    }
-
-    /// Takes one of the streams' places, closing the stream that has waited longest on
-    /// its client if all are taken; false if none is waiting.
-    pub fn start_stream(&self) -> bool {
-        let mut table = self.places.lock();
-        let streams = table.entries.values().filter(|e| e.stream).count();
-        if streams >= self.places.limits.streams && !evict(&mut table, true) {
-            return false;
-        }
-        match table.entries.get_mut(&self.id) {
-            Some(entry) => {
-                entry.stream = true;
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Writes `bytes` within `WRITE`, waiting on the client meanwhile.
     pub async fn write(
         &self,
@@ -359,12 +251,6 @@ impl Place {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.places.lock().entries.remove(&self.id);
     }
 }
 
@@ -635,6 +521,8 @@ pub async fn respond(
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
 
     fn get(path: &str, host: Option<&str>) -> Result<Request, Refusal> {
@@ -792,47 +680,5 @@ mod tests {
         assert!(!ports.is_empty() && ports.iter().all(|&p| p != 0 && p == ports[0]));
         let taken = bound[0].local_addr().expect("an address");
         assert!(matches!(bind_all(&[taken]), Err(BindError::InUse(at)) if at == taken));
-    }
-
-    /// An empty table of `limits`.
-    fn places(limits: Limits) -> Arc<Places> {
-        Arc::new(Places {
-            limits,
-            table: Mutex::default(),
-        })
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_newcomer_takes_the_place_of_the_longest_waiting() {
-        let places = places(Limits {
-            connections: 3,
-            streams: 2,
-        });
-        let first = places.admit().expect("a place");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let second = places.admit().expect("a place");
-        let third = places.admit().expect("a place");
-        // hkrun works for the first (an answer being made): the second waited longest.
-        first.set_waiting(false);
-        let fourth = places.admit().expect("room made");
-        let held = |p: &Place| places.lock().entries.contains_key(&p.id);
-        assert!(held(&first) && !held(&second) && held(&third) && held(&fourth));
-        // Streams: only a stream makes room for a stream, and only one waiting on its
-        // client.
-        for p in [&first, &third] {
-            assert!(p.start_stream());
-            p.set_waiting(false);
-        }
-        assert!(!fourth.start_stream());
-        third.set_waiting(true);
-        assert!(fourth.start_stream());
-        assert!(!held(&third));
-        // hkrun works for all: a newcomer is refused.
-        fourth.set_waiting(false);
-        let fifth = places.admit().expect("one place free");
-        fifth.set_waiting(false);
-        assert!(places.admit().is_none());
-        drop(first);
-        assert!(places.admit().is_some());
     }
 }

@@ -33,6 +33,7 @@ pub mod os;
 pub mod plan;
 pub(crate) mod router;
 pub(crate) mod scheduler;
+pub(crate) mod seats;
 pub mod supervisor;
 
 use std::fmt::Write as _;

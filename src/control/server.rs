@@ -8,14 +8,12 @@
 //! has waited longest on its client (for a request, or for an answer to be taken) is
 //! closed to make room, so idle or unread connections cannot lock anyone out.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::AbortHandle;
 use tokio::time::timeout;
 
 use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
@@ -24,6 +22,7 @@ use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
 use crate::logs::pump::Shown;
 use crate::plan::formation::ScaleChange;
+use crate::seats::{self, Limits, Seats};
 use crate::supervisor::input::{Control, Target};
 
 /// How long a client may take to send a whole request.
@@ -39,6 +38,10 @@ const MAX_CLIENTS: usize = 128;
 /// `logs` requests served at once (a `--tail` holds its place until it hangs up), so
 /// streams cannot crowd out `ps` and `stop`.
 const MAX_STREAMS: usize = 16;
+const LIMITS: Limits = Limits {
+    connections: MAX_CLIENTS,
+    streams: MAX_STREAMS,
+};
 /// How often a control client that cannot be accepted is warned about, at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Bytes of log answer gathered before each write.
@@ -114,7 +117,7 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
     };
     let shared = Arc::new(Shared {
         context,
-        clients: Clients::default(),
+        clients: Seats::new(LIMITS),
     });
     let me = nix::unistd::geteuid().as_raw();
     let mut warned: Option<Instant> = None;
@@ -128,19 +131,20 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
                     tracing::warn!(%err, "cannot accept a control client");
                     warned = Some(Instant::now());
                 }
-                shared.clients.evict_longest_waiting(false);
+                shared.clients.make_room();
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let Some(id) = shared.clients.admit() else {
+        let Some(seat) = shared.clients.admit() else {
             // A new connection's buffer is empty, so this short line fits without waiting.
             let busy = Response::error("too many control clients at once; try again");
             let _ = stream.try_write(&busy.encode());
             continue;
         };
+        let id = seat.id();
         let seat = Seat {
-            id,
+            seat,
             shared: Arc::clone(&shared),
         };
         let task = tokio::spawn(async move {
@@ -152,121 +156,28 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
 
 struct Shared {
     context: Context,
-    clients: Clients,
+    clients: Arc<Seats>,
 }
 
-/// The connections being served, and what each is waiting for.
-#[derive(Default)]
-struct Clients {
-    table: Mutex<Table>,
-}
-
-#[derive(Default)]
-struct Table {
-    next: u64,
-    entries: HashMap<u64, Entry>,
-}
-
-struct Entry {
-    abort: Option<AbortHandle>,
-    /// Since when the connection has waited on its client: for a request, or for it to
-    /// take an answer. `None` while hkrun works on a request (a restart, a `--tail`).
-    waiting: Option<Instant>,
-    /// Serving a `logs` request.
-    stream: bool,
-}
-
-impl Clients {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        // Each change is one map operation: a panic leaves nothing half done.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A place for a new connection, made by closing the connection that has waited
-    /// longest on its client if all are taken; `None` if none is waiting.
-    fn admit(&self) -> Option<u64> {
-        let mut table = self.lock();
-        if table.entries.len() >= MAX_CLIENTS && !evict(&mut table, false) {
-            return None;
-        }
-        table.next += 1;
-        let id = table.next;
-        let entry = Entry {
-            abort: None,
-            waiting: Some(Instant::now()),
-            stream: false,
-        };
-        table.entries.insert(id, entry);
-        Some(id)
-    }
-
-    fn set_abort(&self, id: u64, abort: AbortHandle) {
-        match self.lock().entries.get_mut(&id) {
-            Some(entry) => entry.abort = Some(abort),
-            // Already done, or already evicted before it could be told how to stop.
-            None => abort.abort(),
-        }
-    }
-
-    fn evict_longest_waiting(&self, streams_only: bool) -> bool {
-        evict(&mut self.lock(), streams_only)
-    }
-}
-
-/// Closes the connection that has waited longest on its client (among `logs` streams
-/// only, if asked); false if none is waiting.
-fn evict(table: &mut Table, streams_only: bool) -> bool {
-    let longest = table
-        .entries
-        .iter()
-        .filter(|(_, e)| e.stream || !streams_only)
-        .filter_map(|(&id, e)| Some((e.waiting?, id)))
-        .min();
-    let Some((_, id)) = longest else {
-        return false;
-    };
-    if let Some(entry) = table.entries.remove(&id) {
-        if let Some(abort) = entry.abort {
-            abort.abort();
-        }
-    }
-    true
-}
-
-/// One connection's place among the clients; given up when the connection ends.
+/// One connection's seat among the clients (`seats`), and what it serves.
 struct Seat {
-    id: u64,
+    seat: seats::Seat,
     shared: Arc<Shared>,
 }
 
 impl Seat {
     fn set_waiting(&self, waiting: bool) {
-        if let Some(entry) = self.shared.clients.lock().entries.get_mut(&self.id) {
-            entry.waiting = waiting.then(Instant::now);
-        }
+        self.seat.set_waiting(waiting);
     }
 
     /// Takes one of the `logs` places, closing the stream that has waited longest on its
     /// client if all are taken; false if none is waiting.
     fn start_stream(&self) -> bool {
-        let mut table = self.shared.clients.lock();
-        let streams = table.entries.values().filter(|e| e.stream).count();
-        if streams >= MAX_STREAMS && !evict(&mut table, true) {
-            return false;
-        }
-        match table.entries.get_mut(&self.id) {
-            Some(entry) => {
-                entry.stream = true;
-                true
-            }
-            None => false,
-        }
+        self.seat.start_stream()
     }
 
     fn end_stream(&self) {
-        if let Some(entry) = self.shared.clients.lock().entries.get_mut(&self.id) {
-            entry.stream = false;
-        }
+        self.seat.end_stream();
     }
 
     /// Writes one answer, waiting on the client meanwhile.
@@ -275,12 +186,6 @@ impl Seat {
         let sent = send(write, bytes).await;
         self.set_waiting(false);
         sent
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.shared.clients.lock().entries.remove(&self.id);
     }
 }
 
@@ -862,10 +767,10 @@ mod tests {
                     width: 6,
                 },
             },
-            clients: Clients::default(),
+            clients: Seats::new(LIMITS),
         });
-        let id = shared.clients.admit().expect("a place");
-        let seat = Seat { id, shared };
+        let seat = shared.clients.admit().expect("a place");
+        let seat = Seat { seat, shared };
         let task = tokio::spawn(async move {
             let (read, write) = tokio::io::split(server);
             serve_client(read, write, &seat, "a test").await;
