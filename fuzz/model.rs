@@ -288,7 +288,20 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                     );
                 }
             }
-            Effect::Reply { id, .. } => {
+            Effect::Event(event) => {
+                // Every event renders as one line of words, as the log shows it.
+                let line = event.to_string();
+                assert!(
+                    !line.is_empty() && !line.contains('\n') && !line.starts_with(' '),
+                    "{event:?} renders as {line:?}"
+                );
+            }
+            Effect::Reply { id, outcome } => {
+                let line = outcome.to_string();
+                assert!(
+                    !line.is_empty() && !line.contains('\n'),
+                    "{outcome:?} renders as {line:?}"
+                );
                 // id 0 is SIGUSR2's restart, which nobody waits for.
                 assert!(
                     id == 0 || world.waiting.remove(&id),
@@ -324,7 +337,6 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
             | Effect::RestartAccepted { .. }
             | Effect::WidenRouter { .. }
             | Effect::OutputMayBeDropped
-            | Effect::Log { .. }
             | Effect::Backends(_)
             | Effect::StopSelf => {}
         }

@@ -24,6 +24,7 @@ use crate::logs::pump::Shown;
 use crate::plan::formation::ScaleChange;
 use crate::seats::{self, Limits, Seats};
 use crate::supervisor::input::{Control, Target};
+use crate::supervisor::outcome::Outcome;
 
 /// How long a client may take to send a whole request.
 const IDLE: Duration = Duration::from_secs(10);
@@ -57,14 +58,12 @@ pub enum Call {
     /// scale, restart, stop TARGET: the core's answer.
     Change {
         request: Control,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Outcome>,
     },
     /// `hkrun stop` with no target: the app stops as on SIGTERM.
     StopAll,
     /// `config:set`: the env files read again, then every dyno restarted.
-    Reload {
-        reply: oneshot::Sender<Result<String, String>>,
-    },
+    Reload { reply: oneshot::Sender<Outcome> },
     /// `hkrun connect DYNO` by `who` (`pid 4242`): its terminal, or why not.
     Attach {
         dyno: String,
@@ -568,8 +567,7 @@ async fn call(context: &Context, request: Request) -> Response {
                 return stopping();
             }
             return match rx.await {
-                Ok(Ok(text)) => Response::message(text),
-                Ok(Err(text)) => Response::error(text),
+                Ok(outcome) => answered(&outcome),
                 Err(_) => stopping(),
             };
         }
@@ -579,9 +577,16 @@ async fn call(context: &Context, request: Request) -> Response {
         return stopping();
     }
     match rx.await {
-        Ok(Ok(text)) => Response::message(text),
-        Ok(Err(text)) => Response::error(text),
+        Ok(outcome) => answered(&outcome),
         Err(_) => stopping(),
+    }
+}
+
+/// The core's answer to a change, as the client shows it.
+fn answered(outcome: &Outcome) -> Response {
+    match outcome.is_done() {
+        true => Response::message(outcome.to_string()),
+        false => Response::error(outcome.to_string()),
     }
 }
 

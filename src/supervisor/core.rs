@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::input::{Effect, Input, Source, StopRequest};
+use super::event::{Event, Shown, Skipped};
+use super::input::{Effect, Input, StopRequest};
+use super::outcome::DynoFailure;
 use super::restart;
 use crate::dyno::{Backend, Exit, POSTDEPLOY, RELEASE, SCHEDULER, Slot, is_one_off};
 use crate::plan::policy::MemoryLimit;
@@ -151,17 +153,31 @@ pub enum AfterStop {
 impl DynoState {
     /// The word `hkrun ps` and the logs use.
     pub fn name(self) -> &'static str {
+        self.shown().as_str()
+    }
+
+    /// The state as `hkrun ps` and Heroku's lines show it.
+    pub fn shown(self) -> Shown {
         match self {
             // Heroku's restart: `State changed from up to starting`, then the stop.
             Self::Starting { .. }
             | Self::Stopping {
                 then: AfterStop::Restart,
                 ..
-            } => "starting",
-            Self::Up => "up",
-            Self::Killed { .. } | Self::Stopping { .. } => "stopping",
-            Self::Crashed { .. } => "crashed",
-            Self::Down => "down",
+            } => Shown::Starting,
+            Self::Up => Shown::Up,
+            Self::Killed { .. } | Self::Stopping { .. } => Shown::Stopping,
+            Self::Crashed { .. } => Shown::Crashed,
+            Self::Down => Shown::Down,
+        }
+    }
+
+    /// The state Heroku names before hkrun's kill: `from starting to crashed` after R10.
+    fn shown_before_kill(self) -> Shown {
+        match self {
+            Self::Killed { was_up: true } => Shown::Up,
+            Self::Killed { was_up: false } => Shown::Starting,
+            other => other.shown(),
         }
     }
 
@@ -228,7 +244,7 @@ pub struct Supervisor {
     preboot: Option<preboot::Preboot>,
     /// How the last preboot nobody waited on directly ended (`hkrun restart` of every
     /// dyno answers with it).
-    preboot_result: Option<Result<String, String>>,
+    preboot_result: Option<Result<(), DynoFailure>>,
     /// When Ctrl-Z paused the app (real time); the core's clock stands still until it
     /// resumes.
     paused_at: Option<Instant>,
@@ -295,31 +311,30 @@ impl Supervisor {
     /// Starts the app: the release phase if there is one, else the formation.
     pub fn start(&mut self, now: Instant) -> Vec<Effect> {
         debug_assert_eq!(self.phase, Phase::Idle, "start is called once");
-        let mut effects: Vec<Effect> = self.router_line().map(log_system).into_iter().collect();
+        let mut effects: Vec<Effect> = self.router_line().map(say).into_iter().collect();
         effects.extend(self.start_release_or_formation(now));
         effects
     }
 
     /// Where the router listens, and the web dynos of the formation behind it:
     /// `router listening on http://127.0.0.1:5000 → web.1, web.2`.
-    fn router_line(&self) -> Option<String> {
+    fn router_line(&self) -> Option<Event> {
         let port = self.plan.router?;
-        let web: Vec<String> = self
+        let web = self
             .plan
             .dynos
             .iter()
             .filter(|d| d.role.behind_router())
-            .map(|d| d.spec.slot.to_string())
+            .map(|d| d.spec.slot.clone())
             .collect();
         let address = self
             .plan
             .router_address
-            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        Some(format!(
-            "router listening on http://{} \u{2192} {}",
-            std::net::SocketAddr::new(address, port),
-            web.join(", ")
-        ))
+            .unwrap_or(Ipv4Addr::LOCALHOST.into());
+        Some(Event::RouterListening {
+            address: SocketAddr::new(address, port),
+            web,
+        })
     }
 
     fn start_release_or_formation(&mut self, now: Instant) -> Vec<Effect> {
@@ -357,10 +372,10 @@ impl Supervisor {
             // Release and postdeploy run before the formation: a run due then is said to
             // be skipped.
             Phase::Releasing => {
-                return vec![log_system(format!(
-                    "scheduler: `{command}` was due before the formation started (release phase): \
-                     this run is skipped"
-                ))];
+                return vec![say(Event::ScheduledSkipped {
+                    command,
+                    why: Skipped::Releasing,
+                })];
             }
             _ => return Vec::new(),
         }
@@ -369,9 +384,10 @@ impl Supervisor {
             .clone()
             .filter(|s| self.find(s).is_some())
         {
-            return vec![log_system(format!(
-                "scheduler: `{command}` is still running as {last}: this run is skipped"
-            ))];
+            return vec![say(Event::ScheduledSkipped {
+                command,
+                why: Skipped::StillRunning(last),
+            })];
         }
         self.scheduler_runs += 1;
         let slot = Slot::new(SCHEDULER, self.scheduler_runs);
@@ -387,7 +403,7 @@ impl Supervisor {
     /// status; it leaves once what its run left is gone.
     fn one_off_done(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let slot = self.dynos[i].plan.spec.slot.clone();
-        let mut effects = vec![log_dyno(&slot, "State changed from up to complete".into())];
+        let mut effects = vec![changed(&slot, Shown::Up, Shown::Complete)];
         effects.extend(self.replace_settled(now, i, AfterStop::Remove));
         effects
     }
@@ -518,8 +534,10 @@ impl Supervisor {
                 Vec::new()
             }
             Input::SpawnFailed { slot, error } => {
-                let mut effects =
-                    vec![log_dyno(&slot, format!("Failed to start process: {error}"))];
+                let mut effects = vec![say(Event::SpawnFailed {
+                    slot: slot.clone(),
+                    error,
+                })];
                 effects.extend(self.on_exited(now, &slot, Exit::Code(127)));
                 effects
             }
@@ -563,12 +581,10 @@ impl Supervisor {
         let mut effects = Vec::new();
         for ty in self.plan.types.iter().filter(|t| !t.after.is_empty()) {
             self.held.push(ty.name.clone());
-            effects.push(log_system(format!(
-                "{} starts once {} {} up",
-                ty.name,
-                ty.after.join(" and "),
-                if ty.after.len() == 1 { "is" } else { "are" }
-            )));
+            effects.push(say(Event::Held {
+                kind: ty.name.clone(),
+                after: ty.after.clone(),
+            }));
         }
         for i in first..self.dynos.len() {
             if !self.held.contains(&self.dynos[i].plan.spec.slot.kind) {
@@ -601,7 +617,7 @@ impl Supervisor {
                 return effects;
             };
             let name = self.held.remove(at);
-            effects.push(log_system(format!("starting {name}")));
+            effects.push(say(Event::StartingHeld { kind: name.clone() }));
             for i in 0..self.dynos.len() {
                 let dyno = &self.dynos[i];
                 if dyno.plan.spec.slot.kind == name
@@ -625,10 +641,10 @@ impl Supervisor {
         let spec = dyno.plan.spec.clone();
         let slot = spec.slot.clone();
         let mut effects = vec![
-            log_dyno(
-                &slot,
-                format!("Starting process with command `{}`", spec.command),
-            ),
+            say(Event::Launching {
+                slot: slot.clone(),
+                command: spec.command.clone(),
+            }),
             Effect::Spawn(spec.clone()),
         ];
         dyno.pid = None;
@@ -655,7 +671,7 @@ impl Supervisor {
             _ => {
                 dyno.set_state(now, DynoState::Up);
                 dyno.up_since = Some(now);
-                effects.push(log_dyno(&slot, "State changed from starting to up".into()));
+                effects.push(changed(&slot, Shown::Starting, Shown::Up));
             }
         }
         effects
@@ -672,7 +688,7 @@ impl Supervisor {
         dyno.set_state(now, DynoState::Up);
         dyno.up_since = Some(now);
         dyno.ip = Some(ip);
-        let mut effects = vec![log_dyno(slot, "State changed from starting to up".into())];
+        let mut effects = vec![changed(slot, Shown::Starting, Shown::Up)];
         // The router is as reachable as the app: from other machines once a web dyno is
         // (an app in a container listens on 0.0.0.0), unless the user chose its address.
         let behind_router = dyno.plan.role.behind_router();
@@ -702,7 +718,10 @@ impl Supervisor {
         dyno.memory = None;
         dyno.last_exit = Some(status);
         let code = status.code();
-        let mut effects = vec![log_dyno(slot, format!("Process exited with status {code}"))];
+        let mut effects = vec![say(Event::Exited {
+            slot: slot.clone(),
+            code,
+        })];
         match self.phase {
             Phase::Releasing => {
                 dyno.set_state(now, DynoState::Down);
@@ -714,7 +733,10 @@ impl Supervisor {
                         effects.extend(self.start_formation(now));
                     }
                     (_, kind) => {
-                        effects.push(log_system(format!("{kind} failed (exit {code})")));
+                        effects.push(say(Event::DeployStepFailed {
+                            kind: kind.to_owned(),
+                            code,
+                        }));
                         effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
                     }
                 }
@@ -780,9 +802,7 @@ impl Supervisor {
         }
         let slot = self.dynos[i].plan.spec.slot.clone();
         if self.plan.exit_on_crash {
-            let mut effects = vec![log_system(format!(
-                "{slot} exited with status {code}: stopping the app"
-            ))];
+            let mut effects = vec![say(Event::CrashStopsApp { slot, code })];
             self.dynos[i].set_state(now, DynoState::Crashed { restart_at: None });
             effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
             return effects;
@@ -790,11 +810,7 @@ impl Supervisor {
         let cap = self.plan.restart_cap;
         let dyno = &mut self.dynos[i];
         // Heroku names the state before hkrun's kill: `from starting to crashed` after R10.
-        let from = match was {
-            DynoState::Killed { was_up: true } => "up",
-            DynoState::Killed { was_up: false } => "starting",
-            other => other.name(),
-        };
+        let from = was.shown_before_kill();
         dyno.folded = false;
         if !dyno.plan.restart.restarts(code) {
             let next = if code == 0 {
@@ -803,16 +819,11 @@ impl Supervisor {
                 DynoState::Crashed { restart_at: None }
             };
             dyno.set_state(now, next);
-            let mut effects = vec![log_dyno(
-                &slot,
-                format!("State changed from {from} to {}", next.name()),
-            )];
+            let mut effects = vec![changed(&slot, from, next.shown())];
             // A scheduler run still going does not keep the app up.
             if self.settled_among(|d| !is_one_off(&d.plan.spec.slot.kind)) {
                 let code = self.first_failure.unwrap_or(0);
-                effects.push(log_system(format!(
-                    "no dyno is left running: stopping (exit {code})"
-                )));
+                effects.push(say(Event::NoneLeft { code }));
                 effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
             }
             return effects;
@@ -837,30 +848,26 @@ impl Supervisor {
         // nothing more until it is up again (or stops crashing).
         if crashes >= 2 && !delay.is_zero() {
             dyno.folded = true;
-            return vec![log_dyno(
-                &slot,
-                format!(
-                    "Process exited with status {code}; restarting in {} ({crashes} crashes in a row)",
-                    seconds(delay)
-                ),
-            )];
+            return vec![say(Event::CrashLooping {
+                slot,
+                code,
+                delay,
+                crashes,
+            })];
         }
         dyno.folded = false;
-        let mut effects = vec![log_dyno(
-            &slot,
-            format!("State changed from {from} to crashed"),
-        )];
+        let mut effects = vec![changed(&slot, from, Shown::Crashed)];
         if delay.is_zero() {
             // At once, or once what the crashed run left is gone.
             if !self.dynos[i].draining {
                 effects.extend(self.restart(now, i));
             }
         } else {
-            let text = format!(
-                "Restarting in {} ({crashes} crashes in a row)",
-                seconds(delay)
-            );
-            effects.push(log_dyno(&slot, text));
+            effects.push(say(Event::RestartingIn {
+                slot,
+                delay,
+                crashes,
+            }));
         }
         effects
     }
@@ -870,15 +877,12 @@ impl Supervisor {
         let folded = self.dynos[i].folded;
         let mut effects = Vec::new();
         if !folded {
-            effects.push(log_dyno(
-                &slot,
-                "State changed from crashed to starting".into(),
-            ));
+            effects.push(changed(&slot, Shown::Crashed, Shown::Starting));
         }
         effects.extend(self.launch(now, i));
         if folded {
             // Its crash line said it all; a web dyno still says when it is up.
-            effects.retain(|e| !matches!(e, Effect::Log { .. }));
+            effects.retain(|e| !matches!(e, Effect::Event(_)));
         }
         effects
     }
@@ -906,21 +910,26 @@ impl Supervisor {
                         .is_none_or(|at| now.saturating_duration_since(at) >= R14_EVERY)
                     {
                         dyno.last_r14 = Some(now);
-                        effects.push(log_dyno(&slot, quota::usage_line(rss, quota)));
+                        effects.push(say(Event::MemoryUsage {
+                            slot: slot.clone(),
+                            rss,
+                            quota,
+                        }));
                         dyno.errors.r14 += 1;
-                        effects.push(log_dyno(&slot, "Error R14 (Memory quota exceeded)".into()));
+                        effects.push(say(Event::MemoryQuotaExceeded { slot: slot.clone() }));
                     }
                 }
                 Verdict::FarOverQuota => {
                     let was_up = dyno.state == DynoState::Up;
                     dyno.errors.r15 += 1;
                     dyno.set_state(now, DynoState::Killed { was_up });
-                    effects.push(log_dyno(&slot, quota::usage_line(rss, quota)));
-                    effects.push(log_dyno(
-                        &slot,
-                        "Error R15 (Memory quota vastly exceeded)".into(),
-                    ));
-                    effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
+                    effects.push(say(Event::MemoryUsage {
+                        slot: slot.clone(),
+                        rss,
+                        quota,
+                    }));
+                    effects.push(say(Event::MemoryQuotaVastlyExceeded { slot: slot.clone() }));
+                    effects.push(say(Event::Killing { slot: slot.clone() }));
                     effects.push(Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
@@ -934,7 +943,10 @@ impl Supervisor {
     fn on_stop(&mut self, now: Instant, request: StopRequest) -> Vec<Effect> {
         match self.phase {
             Phase::Idle | Phase::Releasing | Phase::Running => {
-                let mut effects = vec![log_system(format!("{request} received"))];
+                let mut effects = vec![say(Event::StopReceived {
+                    request,
+                    again: false,
+                })];
                 effects.extend(self.begin_stop(now, 0, request.signal()));
                 effects
             }
@@ -949,7 +961,10 @@ impl Supervisor {
             Phase::Stopping {
                 kill_at: Some(_), ..
             } => {
-                let mut effects = vec![log_system(format!("{request} received again"))];
+                let mut effects = vec![say(Event::StopReceived {
+                    request,
+                    again: true,
+                })];
                 effects.extend(self.kill_all());
                 effects
             }
@@ -1094,7 +1109,7 @@ impl Supervisor {
                     let dyno = &mut self.dynos[i];
                     dyno.leftovers = Leftovers::Killed;
                     let slot = &dyno.plan.spec.slot;
-                    effects.push(log_dyno(slot, r12(grace, signal)));
+                    effects.push(r12(slot, grace, signal));
                     effects.extend(kill_remaining(slot));
                 }
                 DynoState::Crashed { .. }
@@ -1113,12 +1128,11 @@ impl Supervisor {
                     dyno.errors.r10 += 1;
                     dyno.set_state(now, DynoState::Killed { was_up: false });
                     let slot = dyno.plan.spec.slot.clone();
-                    let secs = seconds(dyno.plan.boot_timeout.unwrap_or_default());
-                    effects.push(log_dyno(
-                        &slot,
-                        format!("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {secs} of launch"),
-                    ));
-                    effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
+                    effects.push(say(Event::BootTimeout {
+                        slot: slot.clone(),
+                        timeout: dyno.plan.boot_timeout.unwrap_or_default(),
+                    }));
+                    effects.push(say(Event::Killing { slot: slot.clone() }));
                     effects.push(Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
@@ -1135,8 +1149,8 @@ impl Supervisor {
                         then,
                     };
                     let slot = dyno.plan.spec.slot.clone();
-                    effects.push(log_dyno(&slot, r12(grace, signal)));
-                    effects.push(log_dyno(&slot, "Stopping process with SIGKILL".into()));
+                    effects.push(r12(&slot, grace, signal));
+                    effects.push(say(Event::Killing { slot: slot.clone() }));
                     effects.push(Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
@@ -1213,7 +1227,7 @@ impl Supervisor {
                 let (grace, _) = self.stop_of(i);
                 let dyno = &mut self.dynos[i];
                 let signal = dyno.plan.stop.signal_or(signal);
-                effects.push(log_dyno(&dyno.plan.spec.slot, r12(grace, signal)));
+                effects.push(r12(&dyno.plan.spec.slot, grace, signal));
                 dyno.state = DynoState::Stopping {
                     kill_at: None,
                     then,
@@ -1234,30 +1248,20 @@ impl Supervisor {
     /// not to.
     fn waiting_notice(&self, left: Duration, signal: Signal) -> Option<Effect> {
         let mut live = self.dynos.iter().filter(|d| d.state.is_live());
-        let named: Vec<String> = live
+        let dynos: Vec<Slot> = live
             .by_ref()
             .take(NAMED_WHILE_WAITING)
-            .map(|d| d.plan.spec.slot.to_string())
+            .map(|d| d.plan.spec.slot.clone())
             .collect();
-        if named.is_empty() || left.is_zero() {
+        if dynos.is_empty() || left.is_zero() {
             return None;
         }
-        let more = live.count();
-        let waiting = if more == 0 {
-            named.join(", ")
-        } else {
-            format!("{} and {more} more", named.join(", "))
-        };
-        let again = match signal {
-            Signal::SIGINT => "press Ctrl-C again",
-            _ => "send SIGTERM again",
-        };
-        let left = Duration::from_secs(left.as_secs_f64().round() as u64);
-        Some(log_system(format!(
-            "waiting up to {} for {}; {again} to stop now",
-            seconds(left),
-            waiting
-        )))
+        Some(say(Event::StillWaiting {
+            left: Duration::from_secs(left.as_secs_f64().round() as u64),
+            dynos,
+            more: live.count(),
+            signal,
+        }))
     }
 
     fn on_stragglers(&mut self, now: Instant, count: usize) -> Vec<Effect> {
@@ -1371,7 +1375,10 @@ fn stopping_with_app(dyno: &Dyno, now: Instant, app: Duration) -> DynoState {
 /// `Stopping remaining processes with SIGKILL`, and the signal to all of the dyno's run.
 fn kill_remaining(slot: &Slot) -> [Effect; 2] {
     [
-        log_dyno(slot, "Stopping remaining processes with SIGKILL".into()),
+        say(Event::StoppingRemaining {
+            slot: slot.clone(),
+            signal: Signal::SIGKILL,
+        }),
         Effect::SignalAll {
             slot: slot.clone(),
             signal: Signal::SIGKILL,
@@ -1379,36 +1386,24 @@ fn kill_remaining(slot: &Slot) -> [Effect; 2] {
     ]
 }
 
-fn r12(grace: Duration, signal: Signal) -> String {
-    format!(
-        "Error R12 (Exit timeout) -> At least one process failed to exit within {} of {}",
-        seconds(grace),
-        signal.as_str()
-    )
+fn r12(slot: &Slot, grace: Duration, signal: Signal) -> Effect {
+    say(Event::ExitTimeout {
+        slot: slot.clone(),
+        grace,
+        signal,
+    })
 }
 
-/// `60 seconds`, `1.5 seconds`: Heroku's way of writing a duration in its errors.
-fn seconds(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs == 1.0 {
-        "1 second".into()
-    } else {
-        format!("{secs} seconds")
-    }
+fn say(event: Event) -> Effect {
+    Effect::Event(event)
 }
 
-fn log_dyno(slot: &Slot, text: String) -> Effect {
-    Effect::Log {
-        source: Source::Dyno(slot.clone()),
-        text,
-    }
-}
-
-fn log_system(text: String) -> Effect {
-    Effect::Log {
-        source: Source::System,
-        text,
-    }
+fn changed(slot: &Slot, from: Shown, to: Shown) -> Effect {
+    say(Event::StateChanged {
+        slot: slot.clone(),
+        from,
+        to,
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use super::core::Supervisor;
 use super::input::{Control, Effect, Input, SIGNALLED, Source, StopRequest};
+use super::outcome::{Outcome, Refusal};
 use crate::config::env::{self, Vars};
 use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
@@ -299,8 +300,8 @@ async fn drive(
                         // A restart of the whole app starts it on its config as the env
                         // files have it now, as `config:set` does: never a mix.
                         if matches!(&request, Control::Restart(targets) if targets.is_empty()) {
-                            if let Err(err) = driver.reload(driver.next_id) {
-                                let _ = reply.send(Err(err));
+                            if let Err(error) = driver.reload(driver.next_id) {
+                                let _ = reply.send(Outcome::Refused(Refusal::Config { error }));
                                 continue;
                             }
                         }
@@ -329,8 +330,8 @@ async fn drive(
                     }
                     Call::Reload { reply } => {
                         driver.next_id += 1;
-                        if let Err(err) = driver.reload(driver.next_id) {
-                            let _ = reply.send(Err(err));
+                        if let Err(error) = driver.reload(driver.next_id) {
+                            let _ = reply.send(Outcome::Refused(Refusal::Config { error }));
                             continue;
                         }
                         driver.replies.insert(driver.next_id, reply);
@@ -434,7 +435,7 @@ struct Driver {
     /// Inputs produced by effects, handled before waiting for the world.
     queue: VecDeque<Input>,
     /// Control clients waiting for the core's answer, by request id.
-    replies: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    replies: HashMap<u64, oneshot::Sender<Outcome>>,
     next_id: u64,
     /// The router's backends, as the core publishes them.
     backends: watch::Sender<Vec<Backend>>,
@@ -482,12 +483,12 @@ impl Driver {
                         let _ = inputs.send(Input::Stragglers(count));
                     });
                 }
-                Effect::Log { source, text } => {
-                    let label = match source {
+                Effect::Event(event) => {
+                    let label = match event.source() {
                         Source::Dyno(slot) => self.label(&slot),
                         Source::System => Arc::clone(&self.system),
                     };
-                    self.log.event(&label, text);
+                    self.log.event(&label, event.to_string());
                 }
                 Effect::OutputMayBeDropped => self.log.stopping(),
                 Effect::Postdeployed { command } => {
@@ -548,10 +549,10 @@ impl Driver {
                         self.env = env;
                     }
                 }
-                Effect::Reply { id, result } => {
+                Effect::Reply { id, outcome } => {
                     self.reloaded.remove(&id);
                     if let Some(reply) = self.replies.remove(&id) {
-                        let _ = reply.send(result);
+                        let _ = reply.send(outcome);
                     }
                 }
                 // The kernel does not stop PID 1; SIGCONT resumes the dynos there.

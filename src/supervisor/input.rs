@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
+use super::event::Event;
+use super::outcome::Outcome;
 use crate::dyno::{Backend, Exit, Slot, is_type_name};
 use crate::plan::SpawnSpec;
 use crate::plan::formation::ScaleChange;
@@ -191,11 +193,8 @@ pub enum Effect {
     /// The app is stopping: from now on, output that a stalled stdout holds back may be
     /// dropped (one line says how much), rather than keep a dyno's exit waiting.
     OutputMayBeDropped,
-    /// A line in hkrun's own words.
-    Log {
-        source: Source,
-        text: String,
-    },
+    /// Something happened that users are told of (`event`'s `Display` is the line).
+    Event(Event),
     /// Find which of `ports` something already listens on, for the request `id`, and
     /// answer with `Input::PortsProbed`.
     ProbePorts {
@@ -213,10 +212,10 @@ pub enum Effect {
     RestartAccepted {
         id: u64,
     },
-    /// The answer to `Input::Control { id, .. }`: a line for the user, or why not.
+    /// The answer to `Input::Control { id, .. }`: what the request came to.
     Reply {
         id: u64,
-        result: Result<String, String>,
+        outcome: Outcome,
     },
     /// Stop hkrun itself until SIGCONT (job control), once what is queued is logged;
     /// then report `Input::Resume`. Not as PID 1, which the kernel does not stop.

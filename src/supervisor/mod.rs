@@ -2,5 +2,7 @@
 
 pub mod core;
 pub(crate) mod driver;
+pub mod event;
 pub mod input;
+pub mod outcome;
 pub(crate) mod restart;

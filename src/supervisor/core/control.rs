@@ -5,11 +5,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, log_dyno, log_system};
+use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, changed, say};
 use crate::dyno::{RELEASE, Slot, is_one_off};
-use crate::plan::formation::{DynoSize, FormationError, MAX_PER_TYPE, ScaleChange, ScaleOp};
+use crate::plan::formation::{DynoSize, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::plan::{DynoSpec, Role};
+use crate::supervisor::event::{Event, Shown};
 use crate::supervisor::input::{Control, Effect, SIGNALLED, Target};
+use crate::supervisor::outcome::{
+    DynoFailure, Outcome, Refusal, RestartFailure, TypeCount, TypeSize,
+};
 
 /// A reply that waits for dynos.
 #[derive(Clone, Debug)]
@@ -30,7 +34,7 @@ enum Wait {
     /// Done when none of these is left.
     Gone(Vec<Slot>),
     /// A scale's answer, given once none of the dynos leaving is left.
-    Scaled { leaving: Vec<Slot>, answer: String },
+    Scaled { leaving: Vec<Slot>, answer: Outcome },
 }
 
 /// One dyno a restart waits for, as it was at the request.
@@ -42,21 +46,19 @@ struct Restarting {
     crashed: u64,
 }
 
-type Reply = Result<String, String>;
-
 /// Why a control request does not go ahead as it stands.
 #[derive(Debug)]
 pub(super) enum Held {
     /// Refused: the reason, for the user.
-    Refused(String),
+    Refused(Refusal),
     /// The ports its new web dynos would take (with the dyno meant for each) are probed
     /// first (`Effect::ProbePorts`): a dyno on a port something else holds could only
     /// crash on bind.
     Probe(Vec<(u16, Slot)>),
 }
 
-impl From<String> for Held {
-    fn from(why: String) -> Self {
+impl From<Refusal> for Held {
+    fn from(why: Refusal) -> Self {
         Self::Refused(why)
     }
 }
@@ -73,21 +75,19 @@ impl Supervisor {
     pub(super) fn on_control(&mut self, now: Instant, id: u64, request: Control) -> Vec<Effect> {
         let refused = match self.phase {
             // Heroku refuses formation changes during a preboot too.
-            Phase::Running if self.paused() => {
-                Some("the app is paused (Ctrl-Z, SIGTSTP); send hkrun SIGCONT first")
-            }
+            Phase::Running if self.paused() => Some(Refusal::Paused),
             Phase::Running
                 if self.preboot.is_some()
                     && !matches!(request, Control::Stop(_) | Control::Kill { .. }) =>
             {
-                Some("a preboot restart of web is under way; try again once it is done")
+                Some(Refusal::PrebootUnderWay)
             }
             Phase::Running => None,
-            Phase::Idle | Phase::Releasing => Some("the release phase is still running"),
-            Phase::Stopping { .. } | Phase::Done => Some("hkrun is stopping the app"),
+            Phase::Idle | Phase::Releasing => Some(Refusal::Releasing),
+            Phase::Stopping { .. } | Phase::Done => Some(Refusal::Stopping),
         };
         if let Some(why) = refused {
-            return vec![reply(id, Err(why.to_owned()))];
+            return vec![reply(id, Outcome::Refused(why))];
         }
         let done = match &request {
             Control::Scale(changes) => self.scale(now, id, changes),
@@ -104,10 +104,10 @@ impl Supervisor {
         match done {
             Ok((effects, None)) => effects,
             Ok((mut effects, Some(answer))) => {
-                effects.push(reply(id, Ok(answer)));
+                effects.push(reply(id, answer));
                 effects
             }
-            Err(Held::Refused(why)) => vec![reply(id, Err(why))],
+            Err(Held::Refused(why)) => vec![reply(id, Outcome::Refused(why))],
             Err(Held::Probe(ports)) => {
                 let probe = Effect::ProbePorts {
                     id,
@@ -127,13 +127,14 @@ impl Supervisor {
         };
         let Probing { request, ports, .. } = self.probing.remove(at);
         if let Some((port, slot)) = ports.iter().find(|(port, _)| taken.contains(port)) {
-            let why = format!(
-                "port {port} for {slot} is already in use; stop what holds it and try again"
-            );
+            let why = Refusal::PortInUse {
+                port: *port,
+                dyno: slot.clone(),
+            };
             return match id {
                 // Nobody waits for a signal's request: the log says why nothing happened.
-                SIGNALLED => vec![log_system(format!("SIGUSR2 restart refused: {why}"))],
-                _ => vec![reply(id, Err(why))],
+                SIGNALLED => vec![say(Event::SignalledRestartRefused(why))],
+                _ => vec![reply(id, Outcome::Refused(why))],
             };
         }
         self.probed = Some(ports);
@@ -172,12 +173,11 @@ impl Supervisor {
         slots
     }
 
-    fn unknown_type(&self, name: &str) -> String {
-        let known: Vec<&str> = self.plan.types.iter().map(|t| t.name.as_str()).collect();
-        format!(
-            "unknown process type `{name}` (the Procfile has {})",
-            known.join(", ")
-        )
+    fn unknown_type(&self, name: &str) -> Refusal {
+        Refusal::UnknownType {
+            name: name.to_owned(),
+            known: self.plan.types.iter().map(|t| t.name.clone()).collect(),
+        }
     }
 
     /// All or nothing: every change is checked before any takes effect. Answered once the
@@ -187,14 +187,12 @@ impl Supervisor {
         now: Instant,
         id: u64,
         changes: &[ScaleChange],
-    ) -> Result<(Vec<Effect>, Option<String>), Held> {
+    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
         // (type, new count, new size) in the order first named.
         let mut wanted: Vec<(usize, u32, Option<DynoSize>)> = Vec::new();
         for change in changes {
             if change.name == RELEASE {
-                return Err(Held::Refused(
-                    "`release` is the release phase, not a dyno type".into(),
-                ));
+                return Err(Held::Refused(Refusal::ReleaseIsNotAType));
             }
             let t = self
                 .plan
@@ -215,21 +213,18 @@ impl Supervisor {
                 ScaleOp::Set(n) => n,
                 ScaleOp::Add(n) => count.saturating_add(n),
                 ScaleOp::Sub(n) => count.checked_sub(n).ok_or_else(|| {
-                    Held::Refused(format!(
-                        "cannot scale {} below 0 (it runs {count})",
-                        change.name
-                    ))
+                    Held::Refused(Refusal::BelowZero {
+                        name: change.name.clone(),
+                        runs: *count,
+                    })
                 })?,
                 ScaleOp::Keep => *count,
             };
             if *count > MAX_PER_TYPE {
-                return Err(Held::Refused(
-                    FormationError::TooMany {
-                        name: change.name.clone(),
-                        count: *count,
-                    }
-                    .to_string(),
-                ));
+                return Err(Held::Refused(Refusal::TooMany {
+                    name: change.name.clone(),
+                    count: *count,
+                }));
             }
             if change.size.is_some() {
                 *size = change.size;
@@ -253,14 +248,14 @@ impl Supervisor {
                 .take(wanted)
                 .collect();
             if free.len() < wanted {
-                return Err(Held::Refused(format!(
-                    "{kind} has dynos still stopping; scale up again once they have stopped"
-                )));
+                return Err(Held::Refused(Refusal::StillStopping { name: kind.clone() }));
             }
             for n in free {
                 let mut plan = self.plan.types[t]
                     .dyno(n, self.plan.base_port)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Refusal::NoPort {
+                        error: e.to_string(),
+                    })?;
                 // A preboot may have moved a dyno of this type onto this number's port:
                 // take the next one of the block that no dyno of the app holds.
                 let held = |port: u16, additions: &[(usize, DynoSpec)]| {
@@ -273,9 +268,7 @@ impl Supervisor {
                         .filter(|&p| p >= port)
                         .find(|&p| !held(p, &additions));
                     if plan.spec.port.is_none() {
-                        return Err(Held::Refused(format!(
-                            "{kind} has no free port left in its block"
-                        )));
+                        return Err(Held::Refused(Refusal::NoFreePort { name: kind.clone() }));
                     }
                 }
                 additions.push((t, plan));
@@ -357,17 +350,18 @@ impl Supervisor {
                 effects.extend(self.launch(now, i));
             }
         }
-        let now_running: Vec<String> = wanted
+        let types = wanted
             .iter()
             .map(|&(t, count, _)| {
                 let ty = &self.plan.types[t];
-                format!("{} at {count}:{}", ty.name, ty.size)
+                TypeSize {
+                    name: ty.name.clone(),
+                    count,
+                    size: ty.size.to_string(),
+                }
             })
             .collect();
-        let answer = format!(
-            "Scaling dynos... done, now running {}",
-            now_running.join(", ")
-        );
+        let answer = Outcome::Scaled { types };
         if leaving.iter().all(|s| self.find(s).is_none()) {
             return Ok((effects, Some(answer)));
         }
@@ -381,7 +375,7 @@ impl Supervisor {
     /// The formation's dynos a target names; none is an error.
     /// The dynos `targets` name, each once, in the order named; none named is every
     /// dyno of the formation. A target that names none is an error.
-    fn targets(&self, targets: &[Target]) -> Result<Vec<Slot>, String> {
+    fn targets(&self, targets: &[Target]) -> Result<Vec<Slot>, Refusal> {
         if targets.is_empty() {
             return self.target(None);
         }
@@ -396,7 +390,7 @@ impl Supervisor {
         Ok(slots)
     }
 
-    fn target(&self, target: Option<&Target>) -> Result<Vec<Slot>, String> {
+    fn target(&self, target: Option<&Target>) -> Result<Vec<Slot>, Refusal> {
         let formation = || {
             let mut all: Vec<Slot> = self
                 .dynos
@@ -415,7 +409,9 @@ impl Supervisor {
                     .filter(|s| pattern.matches(&s.kind) || pattern.matches(&s.to_string()))
                     .collect();
                 if matched.is_empty() {
-                    return Err(format!("no dyno matches `{pattern}`"));
+                    return Err(Refusal::NoMatch {
+                        pattern: pattern.to_string(),
+                    });
                 }
                 matched
             }
@@ -431,25 +427,17 @@ impl Supervisor {
                 .into_iter()
                 .find(|s| s.index == slot.index && !is_one_off(&slot.kind))
                 .map(|s| vec![s])
-                .ok_or_else(|| {
-                    let running = self.members(&slot.kind);
-                    let names: Vec<String> = running.iter().map(Slot::to_string).collect();
-                    match names.is_empty() {
-                        true => format!("no dyno {slot} is running"),
-                        false => format!(
-                            "no dyno {slot} is running ({} runs {})",
-                            slot.kind,
-                            names.join(", ")
-                        ),
-                    }
+                .ok_or_else(|| Refusal::NoSuchDyno {
+                    dyno: slot.clone(),
+                    running: self.members(&slot.kind),
                 })?,
         };
         if slots.is_empty() {
             return Err(match target {
-                Some(target) => {
-                    format!("{target} has no dynos (start some with `hkrun scale {target}=1`)")
-                }
-                None => "no dyno is running".to_owned(),
+                Some(target) => Refusal::NoDynos {
+                    target: target.to_string(),
+                },
+                None => Refusal::NothingRunning,
             });
         }
         Ok(slots)
@@ -460,7 +448,7 @@ impl Supervisor {
         now: Instant,
         id: u64,
         targets: &[Target],
-    ) -> Result<(Vec<Effect>, Option<String>), Held> {
+    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
         let mut slots = self.targets(targets)?;
         let mut effects = Vec::new();
         let mut prebooted = None;
@@ -518,15 +506,14 @@ impl Supervisor {
         // Asked for: the back-off starts over.
         dyno.crashes = 0;
         dyno.folded = false;
-        let mut effects = vec![log_dyno(&slot, "Restarting".into())];
+        let mut effects = vec![say(Event::Restarting { slot: slot.clone() })];
         match dyno.state {
             DynoState::Starting { .. } | DynoState::Up | DynoState::Killed { .. } => {
                 let was = dyno.state;
-                let (from, killed) = match was {
-                    DynoState::Killed { was_up: true } => ("up", true),
-                    DynoState::Killed { was_up: false } => ("starting", true),
-                    other => (other.name(), false),
-                };
+                let (from, killed) = (
+                    was.shown_before_kill(),
+                    matches!(was, DynoState::Killed { .. }),
+                );
                 dyno.set_state(
                     now,
                     DynoState::Stopping {
@@ -535,9 +522,8 @@ impl Supervisor {
                         then: AfterStop::Restart,
                     },
                 );
-                if from != "starting" {
-                    let text = format!("State changed from {from} to starting");
-                    effects.push(log_dyno(&slot, text));
+                if from != Shown::Starting {
+                    effects.push(changed(&slot, from, Shown::Starting));
                 }
                 if !killed {
                     effects.extend(stop_with(&slot, signal));
@@ -550,8 +536,7 @@ impl Supervisor {
                 };
             }
             DynoState::Crashed { .. } | DynoState::Down => {
-                let text = format!("State changed from {} to starting", dyno.state.name());
-                effects.push(log_dyno(&slot, text));
+                effects.push(changed(&slot, dyno.state.shown(), Shown::Starting));
                 effects.extend(self.replace_settled(now, i, AfterStop::Restart));
             }
         }
@@ -563,9 +548,9 @@ impl Supervisor {
         now: Instant,
         id: u64,
         targets: &[Target],
-    ) -> Result<(Vec<Effect>, Option<String>), Held> {
+    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
         if targets.is_empty() {
-            return Err(Held::Refused("name the dynos to stop".into()));
+            return Err(Held::Refused(Refusal::NoTargets));
         }
         let slots = self.targets(targets)?;
         let mut effects = Vec::new();
@@ -585,7 +570,7 @@ impl Supervisor {
         &mut self,
         targets: &[Target],
         signal: Signal,
-    ) -> Result<(Vec<Effect>, Option<String>), Held> {
+    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
         let slots: Vec<Slot> = self
             .targets(targets)?
             .into_iter()
@@ -595,23 +580,23 @@ impl Supervisor {
             })
             .collect();
         if slots.is_empty() {
-            return Err(Held::Refused("none of those dynos is running".into()));
+            return Err(Held::Refused(Refusal::NoneRunning));
         }
         let mut effects = Vec::new();
         for slot in &slots {
-            effects.push(log_dyno(
-                slot,
-                format!(
-                    "Sending {} to the process group (hkrun kill)",
-                    signal.as_str()
-                ),
-            ));
+            effects.push(say(Event::SignalSent {
+                slot: slot.clone(),
+                signal,
+            }));
             effects.push(Effect::Signal {
                 slot: slot.clone(),
                 signal,
             });
         }
-        let answer = format!("Sent {} to {}", signal.as_str(), names(&slots));
+        let answer = Outcome::Signalled {
+            signal: signal.as_str().to_owned(),
+            dynos: slots,
+        };
         Ok((effects, Some(answer)))
     }
 
@@ -693,10 +678,10 @@ impl Supervisor {
                 dyno.leftovers = Leftovers::Termed {
                     kill_at: now + grace,
                 };
-                effects.push(log_dyno(
-                    slot,
-                    format!("Stopping remaining processes with {}", signal.as_str()),
-                ));
+                effects.push(say(Event::StoppingRemaining {
+                    slot: slot.clone(),
+                    signal,
+                }));
                 effects.push(Effect::SignalAll {
                     slot: slot.clone(),
                     signal,
@@ -786,7 +771,7 @@ impl Supervisor {
         let mut pending = std::mem::take(&mut self.pending);
         pending.retain(|p| {
             let answer = if stopping {
-                Some(Err("hkrun is stopping the app".to_owned()))
+                Some(Outcome::Refused(Refusal::Stopping))
             } else {
                 self.settled(&p.wait)
             };
@@ -810,10 +795,10 @@ impl Supervisor {
             .any(|d| &d.plan.spec.slot == slot && d.leaving())
     }
 
-    fn settled(&self, wait: &Wait) -> Option<Reply> {
+    fn settled(&self, wait: &Wait) -> Option<Outcome> {
         match wait {
             Wait::Scaled { leaving, answer } => {
-                (!leaving.iter().any(|s| self.still_leaving(s))).then(|| Ok(answer.clone()))
+                (!leaving.iter().any(|s| self.still_leaving(s))).then(|| answer.clone())
             }
             Wait::Gone(slots) => {
                 if slots.iter().any(|s| self.still_leaving(s)) {
@@ -821,15 +806,17 @@ impl Supervisor {
                 }
                 let mut kinds: Vec<&str> = slots.iter().map(|s| s.kind.as_str()).collect();
                 kinds.dedup();
-                let now_running: Vec<String> = kinds
+                let running = kinds
                     .iter()
-                    .map(|k| format!("{k} at {}", self.members(k).len()))
+                    .map(|k| TypeCount {
+                        name: (*k).to_owned(),
+                        count: self.members(k).len(),
+                    })
                     .collect();
-                Some(Ok(format!(
-                    "Stopping {}... done, now running {}",
-                    names(slots),
-                    now_running.join(", ")
-                )))
+                Some(Outcome::Stopped {
+                    dynos: slots.clone(),
+                    running,
+                })
             }
             Wait::Restarted { waits, preboot } => {
                 if preboot.is_some() && self.preboot.is_some() {
@@ -847,27 +834,23 @@ impl Supervisor {
                         .iter()
                         .find(|d| &d.plan.spec.slot == slot && d.serial == wait.serial)
                     else {
-                        failed.push(format!("{slot} left the formation"));
+                        failed.push(DynoFailure::Left { dyno: slot.clone() });
                         continue;
                     };
                     if dyno.boots <= wait.boots {
                         return None;
                     }
                     match dyno.state {
-                        _ if dyno.crashed > wait.crashed => {
-                            let how = dyno
-                                .last_exit
-                                .map(|e| format!(" (exit {})", e.code()))
-                                .unwrap_or_default();
-                            failed.push(format!("{slot} crashed{how}"));
-                        }
-                        DynoState::Up => {}
+                        DynoState::Up if dyno.crashed <= wait.crashed => {}
+                        _ if dyno.crashed > wait.crashed => failed.push(DynoFailure::Crashed {
+                            dyno: slot.clone(),
+                            code: dyno.last_exit.map(|e| e.code()),
+                        }),
                         DynoState::Crashed { .. } | DynoState::Down => {
-                            let how = dyno
-                                .last_exit
-                                .map(|e| format!(" (exit {})", e.code()))
-                                .unwrap_or_default();
-                            failed.push(format!("{slot} crashed{how}"));
+                            failed.push(DynoFailure::Crashed {
+                                dyno: slot.clone(),
+                                code: dyno.last_exit.map(|e| e.code()),
+                            });
                         }
                         // Still booting, or being killed on its way to a crash.
                         _ => return None,
@@ -876,12 +859,14 @@ impl Supervisor {
                 let mut slots: Vec<Slot> = preboot.clone().unwrap_or_default();
                 slots.extend(waits.iter().map(|w| w.slot.clone()));
                 Some(match failed.is_empty() {
-                    true => Ok(format!("Restarting {}... done", names(&slots))),
-                    false => Err(format!(
-                        "restart failed: {} did not come up: {}",
-                        names(&slots),
-                        failed.join(", ")
-                    )),
+                    true => Outcome::Restarted {
+                        dynos: slots,
+                        preboot: false,
+                    },
+                    false => Outcome::RestartFailed(RestartFailure::Dynos {
+                        dynos: slots,
+                        failures: failed,
+                    }),
                 })
             }
         }
@@ -905,10 +890,10 @@ impl Dyno {
 /// `Stopping all processes with SIGINT` (or another signal), and the signal.
 pub(super) fn stop_with(slot: &Slot, signal: Signal) -> Vec<Effect> {
     vec![
-        log_dyno(
-            slot,
-            format!("Stopping all processes with {}", signal.as_str()),
-        ),
+        say(Event::StoppingAll {
+            slot: slot.clone(),
+            signal,
+        }),
         Effect::SignalAll {
             slot: slot.clone(),
             signal,
@@ -916,14 +901,6 @@ pub(super) fn stop_with(slot: &Slot, signal: Signal) -> Vec<Effect> {
     ]
 }
 
-pub(super) fn names(slots: &[Slot]) -> String {
-    slots
-        .iter()
-        .map(Slot::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn reply(id: u64, result: Reply) -> Effect {
-    Effect::Reply { id, result }
+fn reply(id: u64, outcome: Outcome) -> Effect {
+    Effect::Reply { id, outcome }
 }

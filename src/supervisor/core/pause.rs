@@ -5,7 +5,8 @@
 
 use nix::sys::signal::Signal;
 
-use super::{Effect, Phase, Supervisor, log_system};
+use super::{Effect, Phase, Supervisor, say};
+use crate::supervisor::event::Event;
 
 impl Supervisor {
     /// Dynos get SIGSTOP rather than the SIGTSTP hkrun got: an app may ignore SIGTSTP,
@@ -16,9 +17,7 @@ impl Supervisor {
             return Vec::new();
         }
         self.paused_at = self.real_now;
-        let mut effects = vec![log_system(
-            "SIGTSTP received: pausing all processes with SIGSTOP".into(),
-        )];
+        let mut effects = vec![say(Event::Pausing)];
         effects.extend(self.signal_every_process(Signal::SIGSTOP));
         effects.push(Effect::StopSelf);
         effects
@@ -32,10 +31,7 @@ impl Supervisor {
         };
         let paused = self.real_now.unwrap_or(at).saturating_duration_since(at);
         self.paused_total += paused;
-        let mut effects = vec![log_system(format!(
-            "Resuming all processes with SIGCONT (paused for {:.1}s)",
-            paused.as_secs_f64()
-        ))];
+        let mut effects = vec![say(Event::Resuming { paused })];
         effects.extend(self.signal_every_process(Signal::SIGCONT));
         effects
     }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::control::names;
-use super::{AfterStop, DynoState, Phase, Supervisor, log_dyno, log_system};
+use super::{AfterStop, DynoState, Phase, Supervisor, say};
 use crate::dyno::Slot;
 use crate::plan::DynoSpec;
 use crate::plan::ports::PortError;
+use crate::supervisor::event::Event;
 use crate::supervisor::input::Effect;
+use crate::supervisor::outcome::{DynoFailure, Outcome, PrebootFailure, Refusal, RestartFailure};
 
 /// Between moving traffic to the new dynos and SIGTERM to the old ones: a connection the
 /// router sent an old dyno just before the switch reaches it (and is served) first.
@@ -41,12 +42,12 @@ impl Supervisor {
         &self,
         old: &[Slot],
         also_taken: &[u16],
-    ) -> Result<Vec<DynoSpec>, String> {
+    ) -> Result<Vec<DynoSpec>, Refusal> {
         if self.preboot.is_some() {
-            return Err("a preboot restart of web is under way; try again once it is done".into());
+            return Err(Refusal::PrebootUnderWay);
         }
         let Some(web) = self.plan.types.iter().find(|t| t.role.behind_router()) else {
-            return Err("preboot needs the router".into());
+            return Err(Refusal::NoRouter);
         };
         let block = web.ports(self.plan.base_port);
         // Ports of every web process that may still run, old or new.
@@ -60,12 +61,16 @@ impl Supervisor {
         let mut plans = Vec::new();
         for slot in old {
             let Some(i) = self.find(slot) else { continue };
-            let port = block.clone().find(|p| !taken.contains(p)).ok_or_else(|| {
-                PortError::BlockFull {
-                    dyno: slot.to_string(),
-                }
-                .to_string()
-            })?;
+            let port =
+                block
+                    .clone()
+                    .find(|p| !taken.contains(p))
+                    .ok_or_else(|| Refusal::NoPort {
+                        error: PortError::BlockFull {
+                            dyno: slot.to_string(),
+                        }
+                        .to_string(),
+                    })?;
             taken.push(port);
             let mut plan = self.dynos[i].plan.clone();
             // Past every process under this name, one of a failed preboot still stopping
@@ -96,10 +101,7 @@ impl Supervisor {
         plans: Vec<DynoSpec>,
         reply: Option<u64>,
     ) -> Vec<Effect> {
-        let mut effects = vec![log_system(format!(
-            "Preboot: starting new {} beside the running ones",
-            names(old)
-        ))];
+        let mut effects = vec![say(Event::PrebootStarting { old: old.to_vec() })];
         let mut new = Vec::new();
         for plan in plans {
             new.push(plan.spec.slot.clone());
@@ -123,25 +125,24 @@ impl Supervisor {
         if !matches!(self.phase, Phase::Running) {
             let reply = preboot.reply;
             self.preboot = None;
-            return self.preboot_done(reply, Err("hkrun is stopping the app".into()));
+            return self.preboot_done(reply, Err(DynoFailure::AppStopping));
         }
         let mut failed = None;
         let mut all_up = true;
         for slot in &preboot.new {
             match self.find(slot).map(|i| &self.dynos[i]) {
-                None => failed = Some(format!("{slot} was stopped")),
+                None => failed = Some(PrebootFailure::Stopped { dyno: slot.clone() }),
                 Some(d) if d.crashed > 0 || matches!(d.state, DynoState::Killed { .. }) => {
-                    let how = match d.last_exit {
-                        Some(status) if d.crashed > 0 => {
-                            format!("exited with status {}", status.code())
-                        }
+                    let dyno = slot.clone();
+                    failed = Some(match d.last_exit {
+                        Some(status) if d.crashed > 0 => PrebootFailure::Exited {
+                            dyno,
+                            code: status.code(),
+                        },
                         // Killed by hkrun: for its memory (R15), or else its boot (R10).
-                        _ if d.errors.r15 > 0 => {
-                            "was killed for using over twice its memory quota (R15)".to_owned()
-                        }
-                        _ => "missed its boot timeout".to_owned(),
-                    };
-                    failed = Some(format!("the new {slot} {how}"));
+                        _ if d.errors.r15 > 0 => PrebootFailure::OverMemory { dyno },
+                        _ => PrebootFailure::BootTimeout { dyno },
+                    });
                 }
                 Some(d) => all_up &= d.state == DynoState::Up,
             }
@@ -165,27 +166,18 @@ impl Supervisor {
         for slot in &preboot.old {
             retired.extend(self.retire(now, slot, SETTLE));
         }
-        let mut effects = vec![log_system(format!(
-            "Preboot: new {} take new connections; stopping the old ones",
-            names(&preboot.new)
-        ))];
+        let mut effects = vec![say(Event::PrebootSwitched {
+            new: preboot.new.clone(),
+        })];
         effects.extend(self.publish_backends());
         effects.extend(retired);
-        effects.extend(self.preboot_done(
-            preboot.reply,
-            Ok(format!(
-                "Restarting {}... done (preboot)",
-                names(&preboot.old)
-            )),
-        ));
+        effects.extend(self.preboot_done(preboot.reply, Ok(preboot.old)));
         effects
     }
 
     /// A new dyno failed: kill every new one; the old ones never stopped serving.
-    fn abandon(&mut self, now: Instant, preboot: Preboot, why: String) -> Vec<Effect> {
-        let mut effects = vec![log_system(format!(
-            "Preboot failed: {why}; the old dynos keep serving"
-        ))];
+    fn abandon(&mut self, now: Instant, preboot: Preboot, why: PrebootFailure) -> Vec<Effect> {
+        let mut effects = vec![say(Event::PrebootFailed(why.clone()))];
         for slot in &preboot.new {
             let Some(i) = self.find(slot) else { continue };
             let dyno = &mut self.dynos[i];
@@ -202,7 +194,7 @@ impl Supervisor {
                     if matches!(state, DynoState::Killed { .. }) {
                         continue;
                     }
-                    effects.push(log_dyno(slot, "Stopping process with SIGKILL".into()));
+                    effects.push(say(Event::Killing { slot: slot.clone() }));
                     effects.push(Effect::SignalAll {
                         slot: slot.clone(),
                         signal: Signal::SIGKILL,
@@ -210,10 +202,7 @@ impl Supervisor {
                 }
             }
         }
-        effects.extend(self.preboot_done(
-            preboot.reply,
-            Err(format!("restart failed: {why}; the old dynos keep serving")),
-        ));
+        effects.extend(self.preboot_done(preboot.reply, Err(DynoFailure::Preboot { why })));
         effects
     }
 }
@@ -221,13 +210,25 @@ impl Supervisor {
 impl Supervisor {
     /// Answers whoever asked for the preboot, or keeps the outcome for a restart of every
     /// dyno that waits on it.
-    fn preboot_done(&mut self, reply: Option<u64>, result: Result<String, String>) -> Vec<Effect> {
-        match reply {
-            Some(id) => vec![Effect::Reply { id, result }],
-            None => {
-                self.preboot_result = Some(result);
-                Vec::new()
+    fn preboot_done(
+        &mut self,
+        reply: Option<u64>,
+        result: Result<Vec<Slot>, DynoFailure>,
+    ) -> Vec<Effect> {
+        let Some(id) = reply else {
+            self.preboot_result = Some(result.map(|_| ()));
+            return Vec::new();
+        };
+        let outcome = match result {
+            Ok(old) => Outcome::Restarted {
+                dynos: old,
+                preboot: true,
+            },
+            Err(DynoFailure::Preboot { why }) => {
+                Outcome::RestartFailed(RestartFailure::Preboot { why })
             }
-        }
+            Err(_) => Outcome::Refused(Refusal::Stopping),
+        };
+        vec![Effect::Reply { id, outcome }]
     }
 }

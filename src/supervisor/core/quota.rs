@@ -25,15 +25,6 @@ pub fn classify(rss: u64, quota: u64) -> Verdict {
     }
 }
 
-/// Heroku's `Process running mem=600M(117.2%)`.
-pub fn usage_line(rss: u64, quota: u64) -> String {
-    const MB: f64 = 1024.0 * 1024.0;
-    // Precision loss is irrelevant at these magnitudes.
-    #[expect(clippy::cast_precision_loss, reason = "megabytes for display")]
-    let (mb, percent) = (rss as f64 / MB, rss as f64 * 100.0 / quota.max(1) as f64);
-    format!("Process running mem={mb:.0}M({percent:.1}%)")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,17 +41,5 @@ mod tests {
         assert_eq!(classify(2 * quota, quota), Verdict::FarOverQuota);
         assert_eq!(classify(u64::MAX, u64::MAX), Verdict::Ok);
         assert_eq!(classify(u64::MAX, u64::MAX / 2 + 1), Verdict::OverQuota);
-    }
-
-    #[test]
-    fn heroku_usage_line() {
-        assert_eq!(
-            usage_line(600 * MB, 512 * MB),
-            "Process running mem=600M(117.2%)"
-        );
-        assert_eq!(
-            usage_line(1056 * MB, 512 * MB),
-            "Process running mem=1056M(206.2%)"
-        );
     }
 }

@@ -4,7 +4,8 @@ use super::*;
 use crate::plan::formation::DynoSize;
 use crate::plan::policy::RestartPolicy;
 use crate::plan::{Role, SpawnSpec, StopRule};
-use crate::supervisor::input::{Control, SIGNALLED, Target};
+use crate::supervisor::input::{Control, SIGNALLED, Source, Target};
+use crate::supervisor::outcome::{Outcome, Refusal, TypeSize};
 
 const GRACE: Duration = Duration::from_secs(5);
 const BOOT: Duration = Duration::from_secs(60);
@@ -98,7 +99,7 @@ fn actions(effects: &[Effect]) -> Vec<Effect> {
         .filter(|e| {
             !matches!(
                 e,
-                Effect::Log { .. } | Effect::OutputMayBeDropped | Effect::RestartAccepted { .. }
+                Effect::Event(_) | Effect::OutputMayBeDropped | Effect::RestartAccepted { .. }
             )
         })
         .cloned()
@@ -109,14 +110,10 @@ fn logs(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Log {
-                source: Source::Dyno(slot),
-                text,
-            } => Some(format!("{slot}: {text}")),
-            Effect::Log {
-                source: Source::System,
-                text,
-            } => Some(format!("system: {text}")),
+            Effect::Event(event) => Some(match event.source() {
+                Source::Dyno(slot) => format!("{slot}: {event}"),
+                Source::System => format!("system: {event}"),
+            }),
             _ => None,
         })
         .collect()
@@ -619,10 +616,10 @@ fn a_stop_request_terms_then_kills_at_the_grace() {
     // A second on, the stop says what it waits for.
     assert_eq!(sup.next_deadline(), Some(t0 + STOP_NOTICE));
     assert_eq!(
-        sup.handle(t0 + STOP_NOTICE, Input::Tick),
-        [log_system(
+        logs(&sup.handle(t0 + STOP_NOTICE, Input::Tick)),
+        [format!(
+            "system: {}",
             "waiting up to 4 seconds for web.1, web.2, worker.1; send SIGTERM again to stop now"
-                .into()
         )]
     );
     assert_eq!(sup.next_deadline(), Some(t0 + GRACE));
@@ -678,10 +675,10 @@ fn a_long_stop_names_the_first_few_dynos_then_a_count() {
     );
     sup.handle(t0, Input::Stop(StopRequest::Signal(Signal::SIGTERM)));
     assert_eq!(
-        sup.handle(t0 + STOP_NOTICE, Input::Tick),
-        [log_system(
+        logs(&sup.handle(t0 + STOP_NOTICE, Input::Tick)),
+        [format!(
+            "system: {}",
             "waiting up to 4 seconds for web.1, worker.1, worker.2, worker.3, worker.4 and 4 more; send SIGTERM again to stop now"
-                .into()
         )]
     );
 }
@@ -844,14 +841,34 @@ fn scale(changes: &[&str]) -> Control {
     Control::Scale(changes.iter().map(|c| c.parse().unwrap()).collect())
 }
 
+/// Each reply's id, and its outcome as the client shows it: `Ok` when done.
 fn replies(effects: &[Effect]) -> Vec<(u64, Result<String, String>)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Reply { id, result } => Some((*id, result.clone())),
+            Effect::Reply { id, outcome } => Some((
+                *id,
+                match outcome.is_done() {
+                    true => Ok(outcome.to_string()),
+                    false => Err(outcome.to_string()),
+                },
+            )),
             _ => None,
         })
         .collect()
+}
+
+fn scaled(types: &[(&str, u32)]) -> Outcome {
+    Outcome::Scaled {
+        types: types
+            .iter()
+            .map(|&(name, count)| TypeSize {
+                name: name.to_owned(),
+                count,
+                size: "Standard-1X".to_owned(),
+            })
+            .collect(),
+    }
 }
 
 /// A dyno stopped on request exits, and its process group turns out empty.
@@ -883,10 +900,7 @@ fn scaling_up_starts_dynos_on_foreman_ports_and_answers_at_once() {
             },
             Effect::Reply {
                 id: 1,
-                result: Ok(
-                    "Scaling dynos... done, now running worker at 3:Standard-1X, web at 3:Standard-1X"
-                        .into()
-                )
+                outcome: scaled(&[("worker", 3), ("web", 3)]),
             },
         ]
     );
@@ -969,13 +983,8 @@ fn a_scale_is_all_or_nothing() {
         ),
     ] {
         let effects = control(&mut sup, t0, 7, request);
-        assert_eq!(
-            effects,
-            [Effect::Reply {
-                id: 7,
-                result: Err(why.into())
-            }]
-        );
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        assert_eq!(replies(&effects), [(7, Err(why.into()))]);
     }
     assert_eq!(names(&sup), ["web.1", "web.2", "worker.1"]);
 }
@@ -1465,7 +1474,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
         refused,
         [Effect::Reply {
             id: 10,
-            result: Err("a preboot restart of web is under way; try again once it is done".into())
+            outcome: Outcome::Refused(Refusal::PrebootUnderWay),
         }],
         "refused: only the reply, never `RestartAccepted`"
     );
@@ -1480,7 +1489,10 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
             Effect::Backends(vec![backend("web", 1, 1, 5003), backend("web", 2, 1, 5004)]),
             Effect::Reply {
                 id: 9,
-                result: Ok("Restarting web.1, web.2... done (preboot)".into())
+                outcome: Outcome::Restarted {
+                    dynos: vec![slot("web", 1), slot("web", 2)],
+                    preboot: true,
+                },
             },
         ]
     );
@@ -1905,9 +1917,13 @@ fn a_stop_while_paused_resumes_the_dynos_first() {
             request: Control::Restart(Vec::new()),
         },
     );
-    assert!(
-        matches!(&effects[..], [Effect::Reply { result: Err(why), .. }] if why.contains("paused"))
-    );
+    assert!(matches!(
+        &effects[..],
+        [Effect::Reply {
+            outcome: Outcome::Refused(Refusal::Paused),
+            ..
+        }]
+    ));
     let effects = actions(&sup.handle(
         t0 + secs(5),
         Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
@@ -2124,9 +2140,10 @@ fn a_scale_whose_web_port_is_taken_is_refused_and_changes_nothing() {
         effects,
         [Effect::Reply {
             id: 1,
-            result: Err(
-                "port 5002 for web.3 is already in use; stop what holds it and try again".into()
-            )
+            outcome: Outcome::Refused(Refusal::PortInUse {
+                port: 5002,
+                dyno: slot("web", 3),
+            }),
         }]
     );
     assert_eq!(names(&sup), before);
@@ -2565,7 +2582,10 @@ fn kill_signals_the_named_dynos_groups_and_they_keep_running() {
             group_signal("worker", 1, Signal::SIGHUP),
             Effect::Reply {
                 id: 1,
-                result: Ok("Sent SIGHUP to web.2, worker.1".into())
+                outcome: Outcome::Signalled {
+                    signal: "SIGHUP".into(),
+                    dynos: vec![slot("web", 2), slot("worker", 1)],
+                },
             }
         ]
     );
