@@ -1,6 +1,6 @@
-//! The supervisor: a pure core that decides, and a driver that does.
+//! The supervisor: a pure core that decides, and a runtime (the driver) that does.
 
 pub mod core;
-pub(crate) mod driver;
 pub mod input;
 pub(crate) mod restart;
+pub(crate) mod runtime;
