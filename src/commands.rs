@@ -13,7 +13,7 @@ use crate::control::socket;
 use crate::dyno::{Exit, Slot};
 use crate::errors::{self, Error};
 use crate::os::{self, process};
-use crate::supervisor::driver;
+use crate::supervisor::runtime;
 
 fn warn_all(app: &App) {
     for warning in &app.warnings {
@@ -123,10 +123,10 @@ pub fn start(args: &StartArgs) -> Result<i32, Error> {
     let dashboard = (args.dashboard.as_deref())
         .map(|addr| http_listener(addr, "--dashboard", "the dashboard (--dashboard)"))
         .transpose()?;
-    driver::run(
+    runtime::run(
         config,
         listener,
-        driver::Listeners {
+        runtime::Listeners {
             router,
             metrics,
             dashboard,

@@ -7,7 +7,7 @@
 //! - `dyno` and `plan`: the vocabulary every layer speaks (a dyno's name and exit, the
 //!   process types, formation, policies and ports), pure.
 //! - `supervisor::core` decides (pure `handle(now, input) -> effects`);
-//!   `supervisor::driver` does (signals, spawning, reaping, timers).
+//!   `supervisor::runtime` does (signals, spawning, reaping, timers).
 //! - `os`: spawning in process groups, signalling, reaping, `/proc`, the memory sampler
 //!   and the readiness probe.
 //! - `logs`: pumps that frame dyno output into lines, the render functions, the one

@@ -1,8 +1,8 @@
-//! The supervisor: a pure core that decides, and a driver that does.
+//! The supervisor: a pure core that decides, and a runtime (the driver) that does.
 
 pub mod core;
-pub(crate) mod driver;
 pub mod event;
 pub mod input;
 pub mod outcome;
 pub(crate) mod restart;
+pub(crate) mod runtime;

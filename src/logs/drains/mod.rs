@@ -52,7 +52,7 @@ const HOLD: Duration = Duration::from_secs(2);
 /// How often a connection with batches not yet confirmed is looked at.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 /// At the end, how long a TCP or TLS receiver has to show it had every line (hkrun waits
-/// 2 s for its drains: `supervisor::driver`).
+/// 2 s for its drains: `supervisor::runtime`).
 const FINISH: Duration = Duration::from_millis(1500);
 
 /// How a drain is reached.

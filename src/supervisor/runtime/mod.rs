@@ -1,0 +1,459 @@
+//! The async loop around the core: turns signals, exits, timers and closed output into
+//! inputs, and effects into syscalls. Owns I/O handles only (pids, pipes, channels); it
+//! never decides policy.
+//!
+//! This file wires: the log's writer and followers, the router, the servers, the
+//! observers, the scheduler, and the one `select!` loop. What the loop does with each
+//! thing lives beside it: `signals` (every OS signal as one stream), `effects` (carrying
+//! out each `Effect`), `spawn` (each run's environment, mark and group; reaping),
+//! `terminals` (`hkrun connect`'s attach, resize and detach), `calls` (the servers'
+//! `Call`s).
+
+mod calls;
+mod effects;
+mod signals;
+mod spawn;
+mod terminals;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use super::core::Supervisor;
+use super::input::{Input, StopRequest};
+use super::outcome::Outcome;
+use crate::config::env::Vars;
+use crate::config::{self, StartConfig};
+use crate::control::protocol::LogsHeader;
+use crate::control::server::{self, Call};
+use crate::dyno::{Backend, Exit, Slot};
+use crate::errors::Error;
+use crate::logs::pump::Tee;
+use crate::logs::{self, History, Label, LogSender, Writer};
+use crate::os::proc;
+use crate::os::readiness::Watch;
+use crate::os::{self, memory, process, readiness, terminal};
+use crate::plan::AppPlan;
+use crate::router::{self, RouterStats};
+use crate::scheduler::NextRuns;
+use signals::{Caught, Signals};
+
+/// How often to reap even without SIGCHLD: signals can coalesce or be missed.
+const REAP_FALLBACK: Duration = Duration::from_secs(1);
+/// How long output of processes already gone may take to reach the writer at exit.
+const FINAL_DRAIN: Duration = Duration::from_secs(2);
+/// How long hkrun waits at exit for its drains to send the log's last lines.
+const DRAINS_AT_EXIT: Duration = Duration::from_secs(2);
+/// How long Ctrl-Z waits for the pause to be logged before hkrun stops itself.
+const PAUSE_FLUSH: Duration = Duration::from_millis(200);
+
+/// The TCP listeners `start` has bound, each when it runs.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The router's public port.
+    pub router: Option<TcpListener>,
+    /// `--metrics`.
+    pub metrics: Option<crate::http::Bound>,
+    /// `--dashboard`.
+    pub dashboard: Option<crate::http::Bound>,
+}
+
+/// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
+/// control socket, when there is one.
+pub fn run(
+    config: StartConfig,
+    control: Option<UnixListener>,
+    listeners: Listeners,
+) -> Result<i32, Error> {
+    memory::keep_own_memory_small();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Setup {
+            what: "start the runtime",
+            source,
+        })?;
+    runtime.block_on(drive(config, control, listeners))
+}
+
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Setup { what, source }
+}
+
+async fn drive(
+    config: StartConfig,
+    control: Option<UnixListener>,
+    listeners: Listeners,
+) -> Result<i32, Error> {
+    // Handlers first: nothing is spawned before hkrun can stop it.
+    let mut signals = Signals::install()?;
+    if let Err(err) = process::become_subreaper() {
+        tracing::warn!(%err, "cannot become a child subreaper; escaped descendants may outlive hkrun");
+    }
+    let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
+    let host = config::app_name(&config.app.root);
+    let log = Log::start(&config, &inputs_tx, &host)?;
+    let (backends, backends_rx) = watch::channel(Vec::new());
+    let router = match listeners.router {
+        Some(listener) => Some(
+            router::spawn(listener, backends_rx, config.balance)
+                .map_err(setup("start the router"))?,
+        ),
+        None => None,
+    };
+    let router_stats = router.as_ref().map(|r| Arc::clone(&r.stats));
+    let widen_router = router
+        .zip(config.plan.router)
+        .map(|(r, port)| (port, r.listeners));
+    let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    let servers = Servers {
+        control,
+        metrics: listeners.metrics,
+        dashboard: listeners.dashboard,
+    };
+    servers.serve(calls_tx, &log, &config, host);
+
+    let plan: AppPlan = config.plan;
+    let (probe, sampled) = observe(&inputs_tx);
+    let next_runs = crate::scheduler::spawn(&plan.scheduler, inputs_tx.clone());
+    let mut driver = Driver {
+        root: config.app.root,
+        env: config.app.env,
+        reloaded: HashMap::new(),
+        longest: plan
+            .types
+            .iter()
+            .map(|t| (t.name.clone(), os::process::exec_form(&t.command).len()))
+            .max_by_key(|(_, len)| *len),
+        widen_router,
+        env_given: config.app.env_given,
+        dyno_name: config.dyno_name,
+        quiet: config.quiet,
+        terminals: HashMap::new(),
+        attached: HashMap::new(),
+        attachments: 0,
+        colors: plan.colors(),
+        labels: HashMap::new(),
+        system: Arc::new(Label::system()),
+        groups: HashMap::new(),
+        marks: HashMap::new(),
+        reader: proc::Reader::spawn().map_err(setup("start the /proc reader"))?,
+        runs: 0,
+        leaders: HashMap::new(),
+        live: std::cell::OnceCell::new(),
+        probe,
+        sampled,
+        inputs: inputs_tx,
+        log: log.writer.sender(),
+        pumps: JoinSet::new(),
+        me: Pid::this(),
+        queue: VecDeque::new(),
+        replies: HashMap::new(),
+        next_id: 0,
+        backends,
+        router_stats,
+        next_runs,
+        stop_self: false,
+    };
+    let mut sup = Supervisor::new(plan);
+    let code = driver
+        .run(&mut sup, &mut signals, &mut inputs, &mut calls)
+        .await;
+
+    // Every process is gone, so every pipe is at its end: let the pumps finish.
+    let pumps = std::mem::take(&mut driver.pumps);
+    drop(driver);
+    let _ = tokio::time::timeout(FINAL_DRAIN, pumps.join_all()).await;
+    log.finish().await;
+    Ok(code)
+}
+
+/// hkrun's log: the only writer of stdout, the history, and the drains' ends.
+struct Log {
+    writer: Writer,
+    history: Arc<History>,
+    /// Each drain says here when it has sent what the log held at its end.
+    drains: Vec<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Log {
+    /// The writer, then what follows the history (`--log-dir`, `--drain`).
+    fn start(
+        config: &StartConfig,
+        inputs: &mpsc::UnboundedSender<Input>,
+        host: &str,
+    ) -> Result<Self, Error> {
+        let closed = inputs.clone();
+        let history = History::new();
+        let writer = Writer::spawn(
+            config.style.clone(),
+            Arc::clone(&history),
+            std::io::stdout(),
+            move |_| {
+                let _ = closed.send(Input::Stop(StopRequest::StdoutClosed));
+            },
+        )
+        .map_err(setup("start the log writer"))?;
+        // Before any line is recorded (nothing has the writer's sender yet): the files
+        // miss none.
+        if let Some(files) = config.log_files.clone() {
+            if let Err(err) = logs::files::spawn(files, &history, writer.sender()) {
+                tracing::warn!(%err, "cannot start writing the log files; the app runs without them");
+            }
+        }
+        let mut drains = Vec::new();
+        for drain in config.drains.clone() {
+            let url = drain.url.clone();
+            match logs::drains::spawn(drain, host.to_owned(), &history, writer.sender()) {
+                Ok(finished) => drains.push(finished),
+                Err(err) => {
+                    tracing::warn!(%err, "cannot start the drain {url}; the app runs without it")
+                }
+            }
+        }
+        Ok(Self {
+            writer,
+            history,
+            drains,
+        })
+    }
+
+    /// The last lines written, then to the `--tail` clients and the drains.
+    async fn finish(self) {
+        self.writer.finish();
+        // `logs --tail` clients get every line written, the last included, before hkrun
+        // exits.
+        self.history.finish().await;
+        // The drains send what the log held at its end, for a little while.
+        let until = Instant::now() + DRAINS_AT_EXIT;
+        for finished in self.drains {
+            let _ = finished.recv_timeout(until.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// The listeners that ask the driver (`Call`s): the control socket, `--metrics`,
+/// `--dashboard`.
+struct Servers {
+    control: Option<UnixListener>,
+    metrics: Option<crate::http::Bound>,
+    dashboard: Option<crate::http::Bound>,
+}
+
+impl Servers {
+    fn serve(
+        self,
+        calls: mpsc::UnboundedSender<Call>,
+        log: &Log,
+        config: &StartConfig,
+        host: String,
+    ) {
+        if let Some(listener) = self.metrics {
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                calls.clone(),
+                log.writer.sender(),
+            ));
+        }
+        if let Some(listener) = self.dashboard {
+            tokio::spawn(crate::dashboard::serve(
+                listener,
+                calls.clone(),
+                Arc::clone(&log.history),
+                log.writer.sender(),
+                host,
+            ));
+        }
+        if let Some(listener) = self.control {
+            let context = server::Context {
+                calls,
+                history: Arc::clone(&log.history),
+                header: LogsHeader {
+                    format: config.style.format,
+                    timestamps: config.style.timestamps,
+                    width: config.style.width,
+                },
+            };
+            tokio::spawn(server::serve(listener, context));
+        }
+    }
+}
+
+/// The observers: they only measure, and report as inputs. Returns where to tell the
+/// readiness probe which dynos to watch, and the memory sampler which groups run.
+fn observe(
+    inputs: &mpsc::UnboundedSender<Input>,
+) -> (
+    mpsc::UnboundedSender<Watch>,
+    watch::Sender<Vec<(Slot, Pid)>>,
+) {
+    let (probe, probe_rx) = mpsc::unbounded_channel();
+    let ready = inputs.clone();
+    tokio::spawn(readiness::run(probe_rx, move |slot, listener| {
+        let _ = ready.send(Input::Ready {
+            slot,
+            ip: listener.at,
+            everywhere: listener.everywhere,
+        });
+    }));
+    let (sampled, sampled_rx) = watch::channel(Vec::new());
+    let samples = inputs.clone();
+    tokio::spawn(memory::run(
+        sampled_rx,
+        memory::SAMPLE_EVERY,
+        move |sample| {
+            let _ = samples.send(Input::Memory(sample));
+        },
+    ));
+    (probe, sampled)
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    root: PathBuf,
+    env: Vars,
+    /// Env files read again for a restart the core has not yet accepted, by request id.
+    reloaded: HashMap<u64, Vars>,
+    /// The longest command of the Procfile's types (its type, its length as exec gets
+    /// it): env files read again must leave exec room for it, as at the start.
+    longest: Option<(String, usize)>,
+    /// The router's port, and where to give it a listener on 0.0.0.0 (`Effect::WidenRouter`).
+    widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
+    /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
+    env_given: Vec<PathBuf>,
+    /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
+    dyno_name: Option<String>,
+    /// `--quiet`: types whose output is kept from stdout.
+    quiet: Vec<String>,
+    /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
+    /// output goes to an attached `hkrun connect`.
+    terminals: HashMap<Slot, (OwnedFd, Arc<Tee>)>,
+    /// Who is attached to each terminal dyno that has a client (`pid 4242`), which
+    /// attachment that is (a late detach of an earlier one changes nothing), and the
+    /// client's terminal size the dyno has meanwhile.
+    attached: HashMap<Slot, (String, u64, Option<terminal::Winsize>)>,
+    /// Attachments so far.
+    attachments: u64,
+    /// Colour slot of each process type.
+    colors: HashMap<String, usize>,
+    labels: HashMap<Slot, Arc<Label>>,
+    system: Arc<Label>,
+    /// Each dyno's process group, kept after it exits for what may remain in it.
+    groups: HashMap<Slot, Pid>,
+    /// Each dyno's last run's mark (`process::RUN_MARK`), for what escaped its group.
+    marks: HashMap<Slot, String>,
+    /// Reads /proc (scans, and the signals that depend on them) off the async thread.
+    reader: proc::Reader,
+    /// Runs started so far: each run's mark is hkrun's pid and this count.
+    runs: u64,
+    /// Dyno leaders not yet reaped, and where to tell their pump they ended.
+    leaders: HashMap<Pid, (Slot, oneshot::Sender<Exit>)>,
+    /// The groups of `leaders`, made once per change of them: a stop signals every dyno,
+    /// and each job would otherwise copy them all.
+    live: std::cell::OnceCell<Arc<HashSet<Pid>>>,
+    /// Booting web dynos for the readiness probe.
+    probe: mpsc::UnboundedSender<Watch>,
+    /// Running dynos' groups for the memory sampler.
+    sampled: watch::Sender<Vec<(Slot, Pid)>>,
+    inputs: mpsc::UnboundedSender<Input>,
+    log: LogSender,
+    pumps: JoinSet<()>,
+    me: Pid,
+    /// Inputs produced by effects, handled before waiting for the world.
+    queue: VecDeque<Input>,
+    /// Control clients waiting for the core's answer, by request id.
+    replies: HashMap<u64, oneshot::Sender<Outcome>>,
+    next_id: u64,
+    /// The router's backends, as the core publishes them.
+    backends: watch::Sender<Vec<Backend>>,
+    /// The router's counters, for `/metrics`.
+    router_stats: Option<Arc<RouterStats>>,
+    /// Each `[[scheduler]]` job's next run, for `ps`.
+    next_runs: NextRuns,
+    /// The core asked hkrun to stop itself (Ctrl-Z), once the effects before are done.
+    stop_self: bool,
+}
+
+impl Driver {
+    /// The loop: the core's effects carried out, then the next input handed to it, until
+    /// an effect says to exit; returns the exit code.
+    async fn run(
+        &mut self,
+        sup: &mut Supervisor,
+        signals: &mut Signals,
+        inputs: &mut mpsc::UnboundedReceiver<Input>,
+        calls: &mut mpsc::UnboundedReceiver<Call>,
+    ) -> i32 {
+        let mut effects = sup.start(Instant::now());
+        let mut reap_tick = tokio::time::interval(REAP_FALLBACK);
+        loop {
+            if let Some(code) = self.perform(&mut effects) {
+                return code;
+            }
+            // A finished pump is kept until joined: a crash loop would otherwise grow hkrun.
+            while self.pumps.try_join_next().is_some() {}
+            if std::mem::take(&mut self.stop_self) {
+                self.log.flush_blocking(PAUSE_FLUSH);
+                // A SIGCONT since the SIGTSTP (while the pause was logged) means go on at
+                // once.
+                if signals.paused() {
+                    let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+                }
+                // Continued: the core hears it before any timer that ran on.
+                self.queue.push_back(Input::Resume);
+            }
+            let input = match self.queue.pop_front() {
+                Some(input) => input,
+                None => tokio::select! {
+                    Some(input) = inputs.recv() => input,
+                    caught = signals.recv() => match self.caught(caught) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    Some(call) = calls.recv() => match self.call(sup, call) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    _ = reap_tick.tick() => { self.reap(); continue; }
+                    () = sleep_until(sup.next_deadline()) => Input::Tick,
+                },
+            };
+            effects = sup.handle(Instant::now(), input);
+        }
+    }
+
+    /// What a signal caught is for the core, once the driver has done its part.
+    fn caught(&mut self, caught: Caught) -> Option<Input> {
+        match caught {
+            Caught::Stop(signal) => Some(Input::Stop(StopRequest::Signal(signal))),
+            Caught::Forward(signal) => {
+                if signal == Signal::SIGWINCH {
+                    self.resize_terminals();
+                }
+                Some(Input::Forward(signal))
+            }
+            Caught::Pause => Some(Input::Pause),
+            Caught::Resume => Some(Input::Resume),
+            Caught::Restart => self.restart_signalled(),
+            Caught::Child => {
+                self.reap();
+                None
+            }
+        }
+    }
+}
