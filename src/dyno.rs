@@ -48,6 +48,15 @@ pub fn is_type_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Dynos' names as a list: `web.1, web.2`.
+pub fn names(slots: &[Slot]) -> String {
+    slots
+        .iter()
+        .map(Slot::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One dyno, e.g. `web.2`, or the release phase, `release.1`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Slot {

@@ -21,11 +21,30 @@ const PURE: &[(&str, &[&str])] = &[
             "dyno",
             "plan",
             "supervisor::core",
+            "supervisor::event",
             "supervisor::input",
+            "supervisor::outcome",
             "supervisor::restart",
         ],
     ),
-    ("supervisor::input", &["dyno", "plan", "supervisor::input"]),
+    (
+        "supervisor::input",
+        &[
+            "dyno",
+            "plan",
+            "supervisor::event",
+            "supervisor::input",
+            "supervisor::outcome",
+        ],
+    ),
+    (
+        "supervisor::event",
+        &["dyno", "plan", "supervisor::event", "supervisor::outcome"],
+    ),
+    (
+        "supervisor::outcome",
+        &["dyno", "plan", "supervisor::outcome"],
+    ),
     ("supervisor::restart", &["supervisor::restart"]),
 ];
 

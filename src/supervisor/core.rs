@@ -58,24 +58,10 @@ pub struct Dyno {
     boots: u64,
     /// Exits nobody asked for, ever: a restart that crashes fails.
     crashed: u64,
-    /// Its leader has exited (stopped on its own, or crashed), and the rest of its run
-    /// (its process group, and what escaped it) is still finishing; counted again at
-    /// `rescan_at`. No new run starts until the last one is gone.
-    draining: bool,
-    rescan_at: Option<Instant>,
-    /// After a crash: how far the stop of what its run left behind has gone.
-    leftovers: Leftovers,
-    /// Leaving after a preboot: SIGTERM is due then, once connections the router had
-    /// already sent it have arrived.
-    term_at: Option<Instant>,
-    /// When it last became up.
-    up_since: Option<Instant>,
-    /// When R14 was last logged.
+    /// When R14 was last logged, whichever run it was: at most one every `R14_EVERY`.
     last_r14: Option<Instant>,
-    /// Where readiness saw it listen, for the router.
+    /// Where readiness last saw it listen, for the router.
     ip: Option<IpAddr>,
-    /// In a crash loop past its first crash: its restarts say nothing but their one line.
-    folded: bool,
     /// Heroku's errors it has had (`/metrics`).
     pub errors: Errors,
 }
@@ -91,52 +77,68 @@ pub struct Errors {
     pub r15: u64,
 }
 
+/// Where a dyno is, with what that state alone needs. No run ever overlaps the next: a
+/// run whose leader has exited is counted (`ScanGroup`) until nothing of it is left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DynoState {
     /// Spawned; a web dyno has until `boot_deadline` to listen.
-    Starting {
-        boot_deadline: Option<Instant>,
-    },
+    Starting { boot_deadline: Option<Instant> },
+    /// Up since `Dyno::since`.
     Up,
-    /// SIGKILLed by hkrun (R10, R15) while starting or up: its exit takes the crash path.
-    Killed {
-        was_up: bool,
-    },
+    /// SIGKILLed by hkrun (R10, R15) while starting or up (since `up_since`): its exit
+    /// takes the crash path.
+    Killed { up_since: Option<Instant> },
     /// Asked to stop: its exit is expected. A dyno stopped on its own (scale, restart,
     /// stop) is SIGKILLed at `kill_at`; while the app stops, the app's grace rules.
     Stopping {
         kill_at: Option<Instant>,
         then: AfterStop,
+        leader: Leader,
     },
-    /// Exited unasked; restarts at `restart_at`, or not at all.
+    /// Exited unasked; restarts at `restart_at` (once `remains` is gone), or not at all.
     Crashed {
         restart_at: Option<Instant>,
+        /// Past the first crash in a row: its restart says nothing but its one line.
+        folded: bool,
+        remains: Remains,
     },
     /// Stopped, or done for good.
     Down,
 }
 
-/// The stop of what a crashed run left behind: SIGTERM once something is found, SIGKILL
-/// at the grace, as when the app stops.
+/// A stopping dyno's leader process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Leftovers {
-    Unsignalled,
-    Termed {
-        kill_at: Instant,
+pub enum Leader {
+    /// Still running. Leaving after a preboot, its stop signal is due at `term_at`, once
+    /// connections the router had already sent it have arrived.
+    Running { term_at: Option<Instant> },
+    /// Exited; the rest of its run (its group, what escaped it) is being counted, again
+    /// at `rescan_at`.
+    Exited { rescan_at: Option<Instant> },
+}
+
+/// What a crashed run left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remains {
+    /// Not looked at: a run that will not be replaced is left to the app's stop.
+    Unscanned,
+    /// Being counted (again at `rescan_at`); `stop` says how far its stop has gone. The
+    /// next run waits for it.
+    Draining {
+        rescan_at: Option<Instant>,
+        stop: Leftovers,
     },
-    Killed,
-    /// The run's leader has exited and a scan found nothing of it left: nothing of it
-    /// can come back, so there is nothing to signal until the next run.
+    /// A scan found nothing of it left: nothing of it can come back.
     Gone,
 }
 
-impl Leftovers {
-    fn kill_at(self) -> Option<Instant> {
-        match self {
-            Self::Termed { kill_at } => Some(kill_at),
-            Self::Unsignalled | Self::Killed | Self::Gone => None,
-        }
-    }
+/// The stop of what a crashed run left behind: SIGTERM once something is found, SIGKILL
+/// at the grace, as when the app stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leftovers {
+    Unsignalled,
+    Termed { kill_at: Instant },
+    Killed,
 }
 
 /// What becomes of a dyno once its stopping process has exited.
@@ -175,9 +177,86 @@ impl DynoState {
     /// The state Heroku names before hkrun's kill: `from starting to crashed` after R10.
     fn shown_before_kill(self) -> Shown {
         match self {
-            Self::Killed { was_up: true } => Shown::Up,
-            Self::Killed { was_up: false } => Shown::Starting,
+            Self::Killed { up_since: Some(_) } => Shown::Up,
+            Self::Killed { up_since: None } => Shown::Starting,
             other => other.shown(),
+        }
+    }
+
+    /// Its leader has exited and the rest of its last run is being counted: no new run
+    /// starts, and no signal goes to its group, until it is gone.
+    fn draining(self) -> bool {
+        matches!(
+            self,
+            Self::Stopping {
+                leader: Leader::Exited { .. },
+                ..
+            } | Self::Crashed {
+                remains: Remains::Draining { .. },
+                ..
+            }
+        )
+    }
+
+    /// When its last run is counted again, while draining.
+    fn rescan_at(self) -> Option<Instant> {
+        match self {
+            Self::Stopping {
+                leader: Leader::Exited { rescan_at },
+                ..
+            }
+            | Self::Crashed {
+                remains: Remains::Draining { rescan_at, .. },
+                ..
+            } => rescan_at,
+            _ => None,
+        }
+    }
+
+    /// Sets when its last run is counted again, while draining.
+    fn set_rescan(&mut self, at: Option<Instant>) {
+        match self {
+            Self::Stopping {
+                leader: Leader::Exited { rescan_at },
+                ..
+            }
+            | Self::Crashed {
+                remains: Remains::Draining { rescan_at, .. },
+                ..
+            } => *rescan_at = at,
+            _ => {}
+        }
+    }
+
+    /// Its next timer, on the core's clock, while the formation runs.
+    fn next_due(self) -> Option<Instant> {
+        match self {
+            Self::Starting { boot_deadline } => boot_deadline,
+            Self::Crashed {
+                restart_at,
+                remains,
+                ..
+            } => match remains {
+                // Not while what its last run left is still going.
+                Remains::Draining { rescan_at, stop } => {
+                    let kill_at = match stop {
+                        Leftovers::Termed { kill_at } => Some(kill_at),
+                        Leftovers::Unsignalled | Leftovers::Killed => None,
+                    };
+                    [rescan_at, kill_at].into_iter().flatten().min()
+                }
+                Remains::Unscanned | Remains::Gone => restart_at,
+            },
+            Self::Stopping {
+                kill_at, leader, ..
+            } => {
+                let (term_at, rescan_at) = match leader {
+                    Leader::Running { term_at } => (term_at, None),
+                    Leader::Exited { rescan_at } => (None, rescan_at),
+                };
+                [kill_at, term_at, rescan_at].into_iter().flatten().min()
+            }
+            Self::Up | Self::Killed { .. } | Self::Down => None,
         }
     }
 
@@ -441,27 +520,7 @@ impl Supervisor {
                     _ => None,
                 }))
                 .min(),
-            Phase::Running => self
-                .dynos
-                .iter()
-                .filter_map(|d| match d.state {
-                    DynoState::Starting { boot_deadline } => boot_deadline,
-                    // Not while what its last run left is still going.
-                    DynoState::Crashed { restart_at } => [
-                        restart_at.filter(|_| !d.draining),
-                        d.rescan_at,
-                        d.leftovers.kill_at(),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .min(),
-                    DynoState::Stopping { kill_at, .. } => [kill_at, d.rescan_at, d.term_at]
-                        .into_iter()
-                        .flatten()
-                        .min(),
-                    _ => None,
-                })
-                .min(),
+            Phase::Running => self.dynos.iter().filter_map(|d| d.state.next_due()).min(),
             Phase::Idle | Phase::Releasing | Phase::Done => None,
         }
     }
@@ -648,7 +707,6 @@ impl Supervisor {
             Effect::Spawn(spec.clone()),
         ];
         dyno.pid = None;
-        dyno.leftovers = Leftovers::Unsignalled;
         dyno.boots += 1;
         match (dyno.plan.boot_timeout, spec.port) {
             (Some(timeout), Some(port)) => {
@@ -670,7 +728,6 @@ impl Supervisor {
             }
             _ => {
                 dyno.set_state(now, DynoState::Up);
-                dyno.up_since = Some(now);
                 effects.push(changed(&slot, Shown::Starting, Shown::Up));
             }
         }
@@ -686,7 +743,6 @@ impl Supervisor {
             return Vec::new();
         }
         dyno.set_state(now, DynoState::Up);
-        dyno.up_since = Some(now);
         dyno.ip = Some(ip);
         let mut effects = vec![changed(slot, Shown::Starting, Shown::Up)];
         // The router is as reachable as the app: from other machines once a web dyno is
@@ -743,15 +799,19 @@ impl Supervisor {
             }
             Phase::Running => match was {
                 // What else ran in its group may still be finishing: wait for it.
-                DynoState::Stopping { .. } => {
-                    dyno.draining = true;
+                DynoState::Stopping { kill_at, then, .. } => {
+                    dyno.state = DynoState::Stopping {
+                        kill_at,
+                        then,
+                        leader: Leader::Exited { rescan_at: None },
+                    };
                     effects.push(Effect::ScanGroup { slot: slot.clone() });
                 }
                 _ if slot.kind == SCHEDULER => effects.extend(self.one_off_done(now, i)),
                 _ => {
                     let crash = self.on_crash(now, i, was, code);
                     // A crash loop's later crashes say their exit in their one line.
-                    if self.dynos[i].folded {
+                    if matches!(self.dynos[i].state, DynoState::Crashed { folded: true, .. }) {
                         effects.clear();
                     }
                     effects.extend(crash);
@@ -783,19 +843,28 @@ impl Supervisor {
         // app's stop.
         let replaced = !self.plan.exit_on_crash && self.dynos[i].plan.restart.restarts(code);
         let mut effects = Vec::new();
+        let mut remains = Remains::Unscanned;
         if replaced {
-            let dyno = &mut self.dynos[i];
-            dyno.draining = true;
-            dyno.leftovers = Leftovers::Unsignalled;
+            remains = Remains::Draining {
+                rescan_at: None,
+                stop: Leftovers::Unsignalled,
+            };
             effects.push(Effect::ScanGroup {
-                slot: dyno.plan.spec.slot.clone(),
+                slot: self.dynos[i].plan.spec.slot.clone(),
             });
         }
-        effects.extend(self.crashed(now, i, was, code));
+        effects.extend(self.crashed(now, i, was, code, remains));
         effects
     }
 
-    fn crashed(&mut self, now: Instant, i: usize, was: DynoState, code: i32) -> Vec<Effect> {
+    fn crashed(
+        &mut self,
+        now: Instant,
+        i: usize,
+        was: DynoState,
+        code: i32,
+        remains: Remains,
+    ) -> Vec<Effect> {
         self.dynos[i].crashed += 1;
         if code != 0 {
             self.first_failure.get_or_insert(code);
@@ -803,7 +872,12 @@ impl Supervisor {
         let slot = self.dynos[i].plan.spec.slot.clone();
         if self.plan.exit_on_crash {
             let mut effects = vec![say(Event::CrashStopsApp { slot, code })];
-            self.dynos[i].set_state(now, DynoState::Crashed { restart_at: None });
+            let crashed = DynoState::Crashed {
+                restart_at: None,
+                folded: false,
+                remains,
+            };
+            self.dynos[i].set_state(now, crashed);
             effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
             return effects;
         }
@@ -811,12 +885,15 @@ impl Supervisor {
         let dyno = &mut self.dynos[i];
         // Heroku names the state before hkrun's kill: `from starting to crashed` after R10.
         let from = was.shown_before_kill();
-        dyno.folded = false;
         if !dyno.plan.restart.restarts(code) {
             let next = if code == 0 {
                 DynoState::Down
             } else {
-                DynoState::Crashed { restart_at: None }
+                DynoState::Crashed {
+                    restart_at: None,
+                    folded: false,
+                    remains,
+                }
             };
             dyno.set_state(now, next);
             let mut effects = vec![changed(&slot, from, next.shown())];
@@ -828,26 +905,30 @@ impl Supervisor {
             }
             return effects;
         }
-        if dyno
-            .up_since
-            .is_some_and(|up| now.saturating_duration_since(up) >= restart::RESET_AFTER)
-        {
+        // Up long enough before this crash: the back-off starts over.
+        let up_since = match was {
+            DynoState::Up => Some(dyno.since),
+            DynoState::Killed { up_since } => up_since,
+            _ => None,
+        };
+        if up_since.is_some_and(|up| now.saturating_duration_since(up) >= restart::RESET_AFTER) {
             dyno.crashes = 0;
         }
         let delay = restart::delay(dyno.crashes, cap);
         dyno.crashes = dyno.crashes.saturating_add(1);
         let crashes = dyno.crashes;
-        dyno.up_since = None;
+        // From the second crash in a row, one line per restart: the exit, the wait, and
+        // nothing more until it is up again (or stops crashing).
+        let folded = crashes >= 2 && !delay.is_zero();
         dyno.set_state(
             now,
             DynoState::Crashed {
                 restart_at: Some(now + delay),
+                folded,
+                remains,
             },
         );
-        // From the second crash in a row, one line per restart: the exit, the wait, and
-        // nothing more until it is up again (or stops crashing).
-        if crashes >= 2 && !delay.is_zero() {
-            dyno.folded = true;
+        if folded {
             return vec![say(Event::CrashLooping {
                 slot,
                 code,
@@ -855,11 +936,10 @@ impl Supervisor {
                 crashes,
             })];
         }
-        dyno.folded = false;
         let mut effects = vec![changed(&slot, from, Shown::Crashed)];
         if delay.is_zero() {
             // At once, or once what the crashed run left is gone.
-            if !self.dynos[i].draining {
+            if !self.dynos[i].state.draining() {
                 effects.extend(self.restart(now, i));
             }
         } else {
@@ -874,7 +954,7 @@ impl Supervisor {
 
     fn restart(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let slot = self.dynos[i].plan.spec.slot.clone();
-        let folded = self.dynos[i].folded;
+        let folded = matches!(self.dynos[i].state, DynoState::Crashed { folded: true, .. });
         let mut effects = Vec::new();
         if !folded {
             effects.push(changed(&slot, Shown::Crashed, Shown::Starting));
@@ -920,9 +1000,9 @@ impl Supervisor {
                     }
                 }
                 Verdict::FarOverQuota => {
-                    let was_up = dyno.state == DynoState::Up;
+                    let up_since = (dyno.state == DynoState::Up).then_some(dyno.since);
                     dyno.errors.r15 += 1;
-                    dyno.set_state(now, DynoState::Killed { was_up });
+                    dyno.set_state(now, DynoState::Killed { up_since });
                     effects.push(say(Event::MemoryUsage {
                         slot: slot.clone(),
                         rss,
@@ -977,7 +1057,7 @@ impl Supervisor {
     fn forward(&self, signal: Signal) -> Vec<Effect> {
         self.dynos
             .iter()
-            .filter(|d| d.state.is_live() && !d.draining)
+            .filter(|d| d.state.is_live() && !d.state.draining())
             .map(|d| Effect::Signal {
                 slot: d.plan.spec.slot.clone(),
                 signal,
@@ -1018,23 +1098,30 @@ impl Supervisor {
                 }
                 // A restart that has not happened yet never will; what its last run left is
                 // a straggler now.
-                DynoState::Crashed { restart_at } => {
-                    dyno.draining = false;
-                    dyno.rescan_at = None;
+                DynoState::Crashed {
+                    restart_at, folded, ..
+                } => {
+                    dyno.state = DynoState::Crashed {
+                        restart_at,
+                        folded,
+                        remains: Remains::Unscanned,
+                    };
                     if restart_at.is_some() {
                         dyno.set_state(now, DynoState::Down);
                     }
                 }
                 // Its leader is gone: what is left of it is a straggler now.
-                DynoState::Stopping { .. } if dyno.draining => {
-                    dyno.draining = false;
-                    dyno.rescan_at = None;
-                    dyno.set_state(now, DynoState::Down);
-                }
+                DynoState::Stopping {
+                    leader: Leader::Exited { .. },
+                    ..
+                } => dyno.set_state(now, DynoState::Down),
                 // Already signalled on its own (or about to be): the app's grace takes over.
-                DynoState::Stopping { .. } => {
+                DynoState::Stopping {
+                    leader: Leader::Running { term_at },
+                    ..
+                } => {
                     dyno.state = stopping_with_app(dyno, now, grace);
-                    if dyno.term_at.take().is_some() {
+                    if term_at.is_some() {
                         effects.push(Effect::Signal {
                             slot: dyno.plan.spec.slot.clone(),
                             signal: dyno.plan.stop.signal_or(signal),
@@ -1073,108 +1160,102 @@ impl Supervisor {
         effects
     }
 
+    /// Every timer due by `now`, however many: a pass fires each dyno's first due timer
+    /// (and the app's), so passes go on while `deadline` says one is due. Each firing
+    /// clears or moves its timer, so this ends.
     fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
-        // A pass takes one due timer per dyno; one with two due at once (its grace and a
-        // rescan) needs another, or its deadline would be left in the past.
-        for _ in 0..4 {
+        while self.deadline().is_some_and(|at| at <= now) {
+            let before = effects.len();
+            let deadline = self.deadline();
             effects.extend(match self.phase {
                 Phase::Stopping { .. } => self.tick_stopping(now),
                 Phase::Running => self.tick_running(now),
                 Phase::Idle | Phase::Releasing | Phase::Done => Vec::new(),
             });
-            if self.deadline().is_none_or(|at| at > now) {
+            if effects.len() == before && self.deadline() == deadline {
+                debug_assert!(false, "a due timer at {deadline:?} fired nothing");
                 break;
             }
         }
         effects
     }
 
+    /// Each dyno's first due timer.
     fn tick_running(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
         for i in 0..self.dynos.len() {
-            match self.dynos[i].state {
-                DynoState::Crashed {
-                    restart_at: Some(at),
-                } if at <= now && !self.dynos[i].draining => {
-                    effects.extend(self.restart(now, i));
-                }
-                DynoState::Crashed { .. }
-                    if self.dynos[i]
-                        .leftovers
-                        .kill_at()
-                        .is_some_and(|at| at <= now) =>
-                {
-                    let (grace, signal) = self.stop_of(i);
-                    let dyno = &mut self.dynos[i];
-                    dyno.leftovers = Leftovers::Killed;
-                    let slot = &dyno.plan.spec.slot;
-                    effects.push(r12(slot, grace, signal));
-                    effects.extend(kill_remaining(slot));
-                }
-                DynoState::Crashed { .. }
-                    if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>
-                {
-                    let dyno = &mut self.dynos[i];
-                    dyno.rescan_at = None;
-                    effects.push(Effect::ScanGroup {
-                        slot: dyno.plan.spec.slot.clone(),
-                    });
-                }
-                DynoState::Starting {
-                    boot_deadline: Some(at),
-                } if at <= now => {
-                    let dyno = &mut self.dynos[i];
-                    dyno.errors.r10 += 1;
-                    dyno.set_state(now, DynoState::Killed { was_up: false });
-                    let slot = dyno.plan.spec.slot.clone();
-                    effects.push(say(Event::BootTimeout {
-                        slot: slot.clone(),
-                        timeout: dyno.plan.boot_timeout.unwrap_or_default(),
-                    }));
-                    effects.push(say(Event::Killing { slot: slot.clone() }));
-                    effects.push(Effect::SignalAll {
-                        slot,
-                        signal: Signal::SIGKILL,
-                    });
-                }
-                DynoState::Stopping {
-                    kill_at: Some(at),
-                    then,
-                } if at <= now => {
-                    let (grace, signal) = self.stop_of(i);
-                    let dyno = &mut self.dynos[i];
-                    dyno.state = DynoState::Stopping {
-                        kill_at: None,
-                        then,
-                    };
-                    let slot = dyno.plan.spec.slot.clone();
-                    effects.push(r12(&slot, grace, signal));
-                    effects.push(say(Event::Killing { slot: slot.clone() }));
-                    effects.push(Effect::SignalAll {
-                        slot,
-                        signal: Signal::SIGKILL,
-                    });
-                }
-                DynoState::Stopping { .. } if self.dynos[i].term_at.is_some_and(|at| at <= now) => {
-                    let (_, signal) = self.stop_of(i);
-                    let dyno = &mut self.dynos[i];
-                    dyno.term_at = None;
-                    effects.extend(control::stop_with(&dyno.plan.spec.slot, signal));
-                }
-                DynoState::Stopping { .. }
-                    if self.dynos[i].rescan_at.is_some_and(|at| at <= now) =>
-                {
-                    let dyno = &mut self.dynos[i];
-                    dyno.rescan_at = None;
-                    effects.push(Effect::ScanGroup {
-                        slot: dyno.plan.spec.slot.clone(),
-                    });
-                }
-                _ => {}
+            if self.dynos[i].state.next_due().is_some_and(|at| at <= now) {
+                effects.extend(self.fire(now, i));
             }
         }
         effects
+    }
+
+    /// Dyno `i`'s first timer, which is due.
+    fn fire(&mut self, now: Instant, i: usize) -> Vec<Effect> {
+        let (grace, signal) = self.stop_of(i);
+        let dyno = &mut self.dynos[i];
+        let slot = dyno.plan.spec.slot.clone();
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        match &mut dyno.state {
+            DynoState::Crashed {
+                restart_at,
+                remains: Remains::Unscanned | Remains::Gone,
+                ..
+            } if due(*restart_at) => self.restart(now, i),
+            DynoState::Crashed {
+                remains:
+                    Remains::Draining {
+                        stop: stop @ Leftovers::Termed { .. },
+                        ..
+                    },
+                ..
+            } if matches!(*stop, Leftovers::Termed { kill_at } if kill_at <= now) => {
+                *stop = Leftovers::Killed;
+                let mut effects = vec![r12(&slot, grace, signal)];
+                effects.extend(kill_remaining(&slot));
+                effects
+            }
+            DynoState::Starting { boot_deadline } if due(*boot_deadline) => {
+                dyno.errors.r10 += 1;
+                dyno.set_state(now, DynoState::Killed { up_since: None });
+                vec![
+                    say(Event::BootTimeout {
+                        slot: slot.clone(),
+                        timeout: dyno.plan.boot_timeout.unwrap_or_default(),
+                    }),
+                    say(Event::Killing { slot: slot.clone() }),
+                    Effect::SignalAll {
+                        slot,
+                        signal: Signal::SIGKILL,
+                    },
+                ]
+            }
+            DynoState::Stopping { kill_at, .. } if due(*kill_at) => {
+                *kill_at = None;
+                vec![
+                    r12(&slot, grace, signal),
+                    say(Event::Killing { slot: slot.clone() }),
+                    Effect::SignalAll {
+                        slot,
+                        signal: Signal::SIGKILL,
+                    },
+                ]
+            }
+            DynoState::Stopping {
+                leader: Leader::Running { term_at },
+                ..
+            } if due(*term_at) => {
+                *term_at = None;
+                control::stop_with(&slot, signal)
+            }
+            state if due(state.rescan_at()) => {
+                state.set_rescan(None);
+                vec![Effect::ScanGroup { slot }]
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn tick_stopping(&mut self, now: Instant) -> Vec<Effect> {
@@ -1220,7 +1301,12 @@ impl Supervisor {
         // Each dyno at its own type's grace (the longest is the app's `kill_at`); one
         // killed already is not again.
         for i in 0..self.dynos.len() {
-            let DynoState::Stopping { kill_at, then } = self.dynos[i].state else {
+            let DynoState::Stopping {
+                kill_at,
+                then,
+                leader,
+            } = self.dynos[i].state
+            else {
                 continue;
             };
             if kill_at.is_some_and(|at| at <= now) {
@@ -1231,6 +1317,7 @@ impl Supervisor {
                 dyno.state = DynoState::Stopping {
                     kill_at: None,
                     then,
+                    leader,
                 };
                 if !all_due {
                     effects.extend(kill_remaining(&dyno.plan.spec.slot));
@@ -1316,7 +1403,11 @@ impl Supervisor {
         self.dynos.iter().filter(|d| counts(d)).all(|d| {
             matches!(
                 d.state,
-                DynoState::Down | DynoState::Crashed { restart_at: None }
+                DynoState::Down
+                    | DynoState::Crashed {
+                        restart_at: None,
+                        ..
+                    }
             )
         })
     }
@@ -1335,14 +1426,8 @@ impl Dyno {
             crashes: 0,
             boots: 0,
             crashed: 0,
-            draining: false,
-            rescan_at: None,
-            leftovers: Leftovers::Unsignalled,
-            term_at: None,
-            up_since: None,
             last_r14: None,
             ip: None,
-            folded: false,
             errors: Errors::default(),
         }
     }
@@ -1369,6 +1454,7 @@ fn stopping_with_app(dyno: &Dyno, now: Instant, app: Duration) -> DynoState {
     DynoState::Stopping {
         kill_at: Some(now + dyno.plan.stop.grace_or(app)),
         then: AfterStop::Down,
+        leader: Leader::Running { term_at: None },
     }
 }
 

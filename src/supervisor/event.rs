@@ -12,9 +12,48 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::input::{Source, StopRequest};
 use super::outcome::{PrebootFailure, Refusal};
 use crate::dyno::Slot;
+pub use crate::dyno::names;
+
+/// Whose name a log event is under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Dyno(Slot),
+    System,
+}
+
+/// Why the app is being stopped on request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopRequest {
+    /// SIGTERM, SIGINT or SIGHUP reached hkrun.
+    Signal(Signal),
+    /// Nobody reads hkrun's output any more (`hkrun start | head -1`).
+    StdoutClosed,
+    /// `hkrun stop` with no target.
+    Control,
+}
+
+impl StopRequest {
+    /// What every dyno's group gets: SIGINT when the user pressed Ctrl-C (or sent
+    /// SIGINT), as the dyno would in a terminal of its own; SIGTERM otherwise, Heroku's.
+    pub fn signal(self) -> Signal {
+        match self {
+            Self::Signal(Signal::SIGINT) => Signal::SIGINT,
+            _ => Signal::SIGTERM,
+        }
+    }
+}
+
+impl fmt::Display for StopRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signal(signal) => write!(f, "{}", signal.as_str()),
+            Self::StdoutClosed => f.write_str("output closed"),
+            Self::Control => f.write_str("hkrun stop"),
+        }
+    }
+}
 
 /// A dyno's state as Heroku's `State changed from X to Y` and `hkrun ps` name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -390,15 +429,6 @@ pub fn usage_line(rss: u64, quota: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "megabytes for display")]
     let (mb, percent) = (rss as f64 / MB, rss as f64 * 100.0 / quota.max(1) as f64);
     format!("Process running mem={mb:.0}M({percent:.1}%)")
-}
-
-/// `web.1, web.2`.
-pub fn names(slots: &[Slot]) -> String {
-    slots
-        .iter()
-        .map(Slot::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

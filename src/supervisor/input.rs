@@ -9,43 +9,11 @@ use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
-use super::event::Event;
+pub use super::event::{Event, Source, StopRequest};
 use super::outcome::Outcome;
 use crate::dyno::{Backend, Exit, Slot, is_type_name};
 use crate::plan::SpawnSpec;
 use crate::plan::formation::ScaleChange;
-
-/// Why the app is being stopped on request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopRequest {
-    /// SIGTERM, SIGINT or SIGHUP reached hkrun.
-    Signal(Signal),
-    /// Nobody reads hkrun's output any more (`hkrun start | head -1`).
-    StdoutClosed,
-    /// `hkrun stop` with no target.
-    Control,
-}
-
-impl StopRequest {
-    /// What every dyno's group gets: SIGINT when the user pressed Ctrl-C (or sent
-    /// SIGINT), as the dyno would in a terminal of its own; SIGTERM otherwise, Heroku's.
-    pub fn signal(self) -> Signal {
-        match self {
-            Self::Signal(Signal::SIGINT) => Signal::SIGINT,
-            _ => Signal::SIGTERM,
-        }
-    }
-}
-
-impl fmt::Display for StopRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Signal(signal) => write!(f, "{}", signal.as_str()),
-            Self::StdoutClosed => f.write_str("output closed"),
-            Self::Control => f.write_str("hkrun stop"),
-        }
-    }
-}
 
 /// Everything the core reacts to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,13 +112,6 @@ impl fmt::Display for Target {
             Self::Glob(pattern) => f.write_str(pattern.as_str()),
         }
     }
-}
-
-/// Whose name a log event is under.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    Dyno(Slot),
-    System,
 }
 
 /// What the driver must do, in order.

@@ -8,8 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::names;
-use crate::dyno::Slot;
+use crate::dyno::{Slot, names};
 
 /// The answer to a control request that changes the app.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, Dyno, DynoState, Leftovers, Phase, Supervisor, changed, say};
+use super::{
+    AfterStop, Dyno, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say,
+};
 use crate::dyno::{RELEASE, Slot, is_one_off};
 use crate::plan::formation::{DynoSize, MAX_PER_TYPE, ScaleChange, ScaleOp};
 use crate::plan::{DynoSpec, Role};
@@ -505,7 +507,6 @@ impl Supervisor {
         let slot = dyno.plan.spec.slot.clone();
         // Asked for: the back-off starts over.
         dyno.crashes = 0;
-        dyno.folded = false;
         let mut effects = vec![say(Event::Restarting { slot: slot.clone() })];
         match dyno.state {
             DynoState::Starting { .. } | DynoState::Up | DynoState::Killed { .. } => {
@@ -520,6 +521,7 @@ impl Supervisor {
                         // A killed dyno already had its SIGKILL.
                         kill_at: (!killed).then_some(now + grace),
                         then: AfterStop::Restart,
+                        leader: Leader::Running { term_at: None },
                     },
                 );
                 if from != Shown::Starting {
@@ -529,12 +531,7 @@ impl Supervisor {
                     effects.extend(stop_with(&slot, signal));
                 }
             }
-            DynoState::Stopping { kill_at, .. } => {
-                dyno.state = DynoState::Stopping {
-                    kill_at,
-                    then: AfterStop::Restart,
-                };
-            }
+            DynoState::Stopping { ref mut then, .. } => *then = AfterStop::Restart,
             DynoState::Crashed { .. } | DynoState::Down => {
                 effects.push(changed(&slot, dyno.state.shown(), Shown::Starting));
                 effects.extend(self.replace_settled(now, i, AfterStop::Restart));
@@ -575,8 +572,9 @@ impl Supervisor {
             .targets(targets)?
             .into_iter()
             .filter(|s| {
-                self.find(s)
-                    .is_some_and(|i| self.dynos[i].state.is_live() && !self.dynos[i].draining)
+                self.find(s).is_some_and(|i| {
+                    self.dynos[i].state.is_live() && !self.dynos[i].state.draining()
+                })
             })
             .collect();
         if slots.is_empty() {
@@ -610,18 +608,19 @@ impl Supervisor {
         let dyno = &mut self.dynos[i];
         match dyno.state {
             DynoState::Starting { .. } | DynoState::Up => {
+                let term_at = (!settle.is_zero()).then_some(now + settle);
                 dyno.set_state(
                     now,
                     DynoState::Stopping {
                         kill_at: Some(now + settle + grace),
                         then: AfterStop::Remove,
+                        leader: Leader::Running { term_at },
                     },
                 );
-                if settle.is_zero() {
-                    return stop_with(slot, signal);
+                match term_at {
+                    None => stop_with(slot, signal),
+                    Some(_) => Vec::new(),
                 }
-                dyno.term_at = Some(now + settle);
-                Vec::new()
             }
             DynoState::Killed { .. } => {
                 dyno.set_state(
@@ -629,15 +628,13 @@ impl Supervisor {
                     DynoState::Stopping {
                         kill_at: None,
                         then: AfterStop::Remove,
+                        leader: Leader::Running { term_at: None },
                     },
                 );
                 Vec::new()
             }
-            DynoState::Stopping { kill_at, .. } => {
-                dyno.state = DynoState::Stopping {
-                    kill_at,
-                    then: AfterStop::Remove,
-                };
+            DynoState::Stopping { ref mut then, .. } => {
+                *then = AfterStop::Remove;
                 Vec::new()
             }
             DynoState::Crashed { .. } | DynoState::Down => {
@@ -654,49 +651,67 @@ impl Supervisor {
         };
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
-        if !dyno.draining || !matches!(self.phase, Phase::Running) {
+        if !dyno.state.draining() || !matches!(self.phase, Phase::Running) {
             return Vec::new();
         }
-        let mut effects = Vec::new();
         if count > 0 {
-            dyno.rescan_at = Some(now + super::STRAGGLER_RESCAN);
-            // Past its SIGKILL, whatever turns up (forked since, say) is killed on sight,
-            // as when the app stops.
-            let killed = matches!(dyno.state, DynoState::Stopping { kill_at: None, .. })
-                || dyno.leftovers == Leftovers::Killed;
-            if killed {
-                effects.push(Effect::SignalAll {
+            dyno.state.set_rescan(Some(now + super::STRAGGLER_RESCAN));
+            return match &mut dyno.state {
+                // Past its SIGKILL, whatever turns up (forked since, say) is killed on
+                // sight, as when the app stops.
+                DynoState::Stopping { kill_at: None, .. }
+                | DynoState::Crashed {
+                    remains:
+                        Remains::Draining {
+                            stop: Leftovers::Killed,
+                            ..
+                        },
+                    ..
+                } => vec![Effect::SignalAll {
                     slot: slot.clone(),
                     signal: Signal::SIGKILL,
-                });
-                return effects;
-            }
-            // A crash's leftovers get the stop the app's stop would give them.
-            if matches!(dyno.state, DynoState::Crashed { .. })
-                && dyno.leftovers == Leftovers::Unsignalled
-            {
-                dyno.leftovers = Leftovers::Termed {
-                    kill_at: now + grace,
-                };
-                effects.push(say(Event::StoppingRemaining {
-                    slot: slot.clone(),
-                    signal,
-                }));
-                effects.push(Effect::SignalAll {
-                    slot: slot.clone(),
-                    signal,
-                });
-            }
-            return effects;
+                }],
+                // A crash's leftovers get the stop the app's stop would give them.
+                DynoState::Crashed {
+                    remains:
+                        Remains::Draining {
+                            stop: stop @ Leftovers::Unsignalled,
+                            ..
+                        },
+                    ..
+                } => {
+                    *stop = Leftovers::Termed {
+                        kill_at: now + grace,
+                    };
+                    vec![
+                        say(Event::StoppingRemaining {
+                            slot: slot.clone(),
+                            signal,
+                        }),
+                        Effect::SignalAll {
+                            slot: slot.clone(),
+                            signal,
+                        },
+                    ]
+                }
+                _ => Vec::new(),
+            };
         }
-        dyno.draining = false;
-        dyno.rescan_at = None;
-        dyno.leftovers = Leftovers::Gone;
         match dyno.state {
             DynoState::Stopping { then, .. } => self.after_stop(now, i, then),
             DynoState::Crashed {
-                restart_at: Some(at),
-            } if at <= now => self.restart(now, i),
+                restart_at, folded, ..
+            } => {
+                dyno.state = DynoState::Crashed {
+                    restart_at,
+                    folded,
+                    remains: Remains::Gone,
+                };
+                match restart_at {
+                    Some(at) if at <= now => self.restart(now, i),
+                    _ => Vec::new(),
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -712,8 +727,12 @@ impl Supervisor {
     ) -> Vec<Effect> {
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
+        let remains = match dyno.state {
+            DynoState::Crashed { remains, .. } => remains,
+            _ => Remains::Unscanned,
+        };
         // Its last run is known to be over: nothing to stop first.
-        if dyno.leftovers == Leftovers::Gone {
+        if remains == Remains::Gone {
             return self.after_stop(now, i, then);
         }
         if dyno.boots == 0 {
@@ -725,10 +744,13 @@ impl Supervisor {
                 _ => self.launch(now, i),
             };
         }
-        let (kill_at, termed) = match dyno.leftovers {
-            Leftovers::Unsignalled | Leftovers::Gone => (Some(now + grace), false),
-            Leftovers::Termed { kill_at } => (Some(kill_at), true),
-            Leftovers::Killed => (None, true),
+        let (kill_at, termed, rescan_at) = match remains {
+            Remains::Draining { rescan_at, stop } => match stop {
+                Leftovers::Unsignalled => (Some(now + grace), false, rescan_at),
+                Leftovers::Termed { kill_at } => (Some(kill_at), true, rescan_at),
+                Leftovers::Killed => (None, true, rescan_at),
+            },
+            Remains::Unscanned | Remains::Gone => (Some(now + grace), false, None),
         };
         let slot = dyno.plan.spec.slot.clone();
         let mut effects = Vec::new();
@@ -738,12 +760,17 @@ impl Supervisor {
                 signal,
             });
         }
-        if !dyno.draining {
-            dyno.draining = true;
+        if !dyno.state.draining() {
             effects.push(Effect::ScanGroup { slot });
         }
-        dyno.leftovers = Leftovers::Unsignalled;
-        dyno.set_state(now, DynoState::Stopping { kill_at, then });
+        dyno.set_state(
+            now,
+            DynoState::Stopping {
+                kill_at,
+                then,
+                leader: Leader::Exited { rescan_at },
+            },
+        );
         effects
     }
 

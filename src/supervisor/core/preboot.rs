@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{AfterStop, DynoState, Phase, Supervisor, say};
+use super::{AfterStop, DynoState, Leader, Phase, Supervisor, say};
 use crate::dyno::Slot;
 use crate::plan::DynoSpec;
 use crate::plan::ports::PortError;
@@ -186,9 +186,14 @@ impl Supervisor {
                     effects.extend(self.replace_settled(now, i, AfterStop::Remove));
                 }
                 state => {
+                    let leader = match state {
+                        DynoState::Stopping { leader, .. } => leader,
+                        _ => Leader::Running { term_at: None },
+                    };
                     dyno.state = DynoState::Stopping {
                         kill_at: None,
                         then: AfterStop::Remove,
+                        leader,
                     };
                     // R10 or R15 already sent its SIGKILL.
                     if matches!(state, DynoState::Killed { .. }) {
