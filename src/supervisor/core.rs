@@ -23,6 +23,7 @@ mod control;
 mod pause;
 mod preboot;
 mod quota;
+mod scale;
 
 /// How often to look again for processes that outlived their dyno while stopping.
 pub const STRAGGLER_RESCAN: Duration = Duration::from_millis(50);
@@ -315,8 +316,6 @@ pub struct Supervisor {
     pending: Vec<control::Pending>,
     /// Control requests waiting for the ports of their new web dynos to be probed.
     probing: Vec<control::Probing>,
-    /// While a request whose ports were probed free is carried out: those ports.
-    probed: Option<Vec<(u16, Slot)>>,
     /// The backends last published to the router.
     published: Vec<Backend>,
     /// A preboot restart of web under way.
@@ -351,7 +350,6 @@ impl Supervisor {
             first_failure: None,
             pending: Vec::new(),
             probing: Vec::new(),
-            probed: None,
             published: Vec::new(),
             preboot: None,
             preboot_result: None,

@@ -5,17 +5,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::scale::ScalePlan;
 use super::{
     AfterStop, Dyno, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say,
 };
-use crate::dyno::{RELEASE, Slot, is_one_off};
-use crate::plan::formation::{DynoSize, MAX_PER_TYPE, ScaleChange, ScaleOp};
+use crate::dyno::{Slot, is_one_off};
 use crate::plan::{DynoSpec, Role};
 use crate::supervisor::event::{Event, Shown};
 use crate::supervisor::input::{Control, Effect, SIGNALLED, Target};
-use crate::supervisor::outcome::{
-    DynoFailure, Outcome, Refusal, RestartFailure, TypeCount, TypeSize,
-};
+use crate::supervisor::outcome::{DynoFailure, Outcome, Refusal, RestartFailure, TypeCount};
 
 /// A reply that waits for dynos.
 #[derive(Clone, Debug)]
@@ -39,6 +37,16 @@ enum Wait {
     Scaled { leaving: Vec<Slot>, answer: Outcome },
 }
 
+impl Pending {
+    /// A scale's answer, given once none of the dynos `leaving` is left.
+    pub(super) fn scaled(id: u64, leaving: Vec<Slot>, answer: Outcome) -> Self {
+        Self {
+            id,
+            wait: Wait::Scaled { leaving, answer },
+        }
+    }
+}
+
 /// One dyno a restart waits for, as it was at the request.
 #[derive(Clone, Debug)]
 struct Restarting {
@@ -48,34 +56,79 @@ struct Restarting {
     crashed: u64,
 }
 
-/// Why a control request does not go ahead as it stands.
-#[derive(Debug)]
-pub(super) enum Held {
-    /// Refused: the reason, for the user.
-    Refused(Refusal),
-    /// The ports its new web dynos would take (with the dyno meant for each) are probed
-    /// first (`Effect::ProbePorts`): a dyno on a port something else holds could only
-    /// crash on bind.
-    Probe(Vec<(u16, Slot)>),
+/// A restart worked out: the web dynos that restart preboot-style, with their new
+/// generation, and the dynos that stop, then start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RestartPlan {
+    web: Vec<Slot>,
+    preboot: Vec<DynoSpec>,
+    rest: Vec<Slot>,
 }
 
-impl From<Refusal> for Held {
-    fn from(why: Refusal) -> Self {
-        Self::Refused(why)
+/// A request worked out against the app as it is, changing nothing yet: carried out by
+/// `commit`, once the ports of the new web dynos it starts are known to be free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Plan {
+    Scale(ScalePlan),
+    Restart(RestartPlan),
+}
+
+impl Plan {
+    /// The ports of the new web dynos it starts, each with the dyno meant for it: a dyno
+    /// on a port something else holds could only crash on bind, so they are probed first
+    /// (`Effect::ProbePorts`).
+    fn ports(&self) -> Vec<(u16, Slot)> {
+        let specs: Vec<&DynoSpec> = match self {
+            Self::Scale(plan) => plan
+                .additions
+                .iter()
+                .map(|(_, p)| p)
+                .filter(|p| p.role.is_web())
+                .chain(plan.preboots.iter().flat_map(|(_, plans)| plans))
+                .collect(),
+            Self::Restart(plan) => plan.preboot.iter().collect(),
+        };
+        specs
+            .into_iter()
+            .filter_map(|p| Some((p.spec.port?, p.spec.slot.clone())))
+            .collect()
     }
 }
 
-/// A request waiting for its ports to be probed.
+/// A request waiting for its ports to be probed, with its plan.
 #[derive(Clone, Debug)]
 pub(super) struct Probing {
     id: u64,
     request: Control,
-    ports: Vec<(u16, Slot)>,
+    plan: Plan,
 }
 
 impl Supervisor {
     pub(super) fn on_control(&mut self, now: Instant, id: u64, request: Control) -> Vec<Effect> {
-        let refused = match self.phase {
+        if let Some(why) = self.refusal(&request) {
+            return vec![reply(id, Outcome::Refused(why))];
+        }
+        let planned = match &request {
+            Control::Scale(changes) => self.plan_scale(changes).map(Plan::Scale),
+            Control::Restart(targets) => self.plan_restart(targets).map(Plan::Restart),
+            Control::Stop(targets) => {
+                let done = self.stop_dynos(now, id, targets);
+                return answered(id, done);
+            }
+            Control::Kill { targets, signal } => {
+                let done = self.kill(targets, *signal);
+                return answered(id, done);
+            }
+        };
+        match planned {
+            Ok(plan) => self.probe_or_commit(now, id, request, plan),
+            Err(why) => vec![reply(id, Outcome::Refused(why))],
+        }
+    }
+
+    /// Why `request` cannot be taken now, whatever it asks.
+    fn refusal(&self, request: &Control) -> Option<Refusal> {
+        match self.phase {
             // Heroku refuses formation changes during a preboot too.
             Phase::Running if self.paused() => Some(Refusal::Paused),
             Phase::Running
@@ -87,48 +140,40 @@ impl Supervisor {
             Phase::Running => None,
             Phase::Idle | Phase::Releasing => Some(Refusal::Releasing),
             Phase::Stopping { .. } | Phase::Done => Some(Refusal::Stopping),
-        };
-        if let Some(why) = refused {
-            return vec![reply(id, Outcome::Refused(why))];
-        }
-        let done = match &request {
-            Control::Scale(changes) => self.scale(now, id, changes),
-            Control::Restart(targets) => {
-                self.restart_dynos(now, id, targets)
-                    .map(|(effects, answer)| {
-                        let accepted = Effect::RestartAccepted { id };
-                        (std::iter::once(accepted).chain(effects).collect(), answer)
-                    })
-            }
-            Control::Stop(targets) => self.stop_dynos(now, id, targets),
-            Control::Kill { targets, signal } => self.kill(targets, *signal),
-        };
-        match done {
-            Ok((effects, None)) => effects,
-            Ok((mut effects, Some(answer))) => {
-                effects.push(reply(id, answer));
-                effects
-            }
-            Err(Held::Refused(why)) => vec![reply(id, Outcome::Refused(why))],
-            Err(Held::Probe(ports)) => {
-                let probe = Effect::ProbePorts {
-                    id,
-                    ports: ports.iter().map(|(port, _)| *port).collect(),
-                };
-                self.probing.push(Probing { id, request, ports });
-                vec![probe]
-            }
         }
     }
 
+    /// Carries `plan` out, or first asks for its new web dynos' ports to be probed.
+    fn probe_or_commit(
+        &mut self,
+        now: Instant,
+        id: u64,
+        request: Control,
+        plan: Plan,
+    ) -> Vec<Effect> {
+        let ports = plan.ports();
+        if ports.is_empty() {
+            return self.commit(now, id, plan);
+        }
+        let probe = Effect::ProbePorts {
+            id,
+            ports: ports.iter().map(|(port, _)| *port).collect(),
+        };
+        self.probing.push(Probing { id, request, plan });
+        vec![probe]
+    }
+
     /// The answer to `Effect::ProbePorts`: the request is refused if a port is taken, and
-    /// otherwise carried out, probing again only if it now needs other ports.
+    /// otherwise its plan is carried out. The app may have changed while the probe was
+    /// out: the request is worked out again, and a plan that now needs other ports is
+    /// probed again.
     pub(super) fn on_ports_probed(&mut self, now: Instant, id: u64, taken: &[u16]) -> Vec<Effect> {
         let Some(at) = self.probing.iter().position(|p| p.id == id) else {
             return Vec::new();
         };
-        let Probing { request, ports, .. } = self.probing.remove(at);
-        if let Some((port, slot)) = ports.iter().find(|(port, _)| taken.contains(port)) {
+        let Probing { request, plan, .. } = self.probing.remove(at);
+        let probed = plan.ports();
+        if let Some((port, slot)) = probed.iter().find(|(port, _)| taken.contains(port)) {
             let why = Refusal::PortInUse {
                 port: *port,
                 dyno: slot.clone(),
@@ -139,19 +184,35 @@ impl Supervisor {
                 _ => vec![reply(id, Outcome::Refused(why))],
             };
         }
-        self.probed = Some(ports);
-        let effects = self.on_control(now, id, request);
-        self.probed = None;
-        effects
+        let again = match self.refusal(&request) {
+            Some(why) => Err(why),
+            None => match &request {
+                Control::Scale(changes) => self.plan_scale(changes).map(Plan::Scale),
+                Control::Restart(targets) => self.plan_restart(targets).map(Plan::Restart),
+                Control::Stop(_) | Control::Kill { .. } => Ok(plan.clone()),
+            },
+        };
+        match again {
+            Err(why) => vec![reply(id, Outcome::Refused(why))],
+            Ok(fresh) if fresh == plan || fresh.ports() == probed => self.commit(now, id, fresh),
+            Ok(fresh) => self.probe_or_commit(now, id, request, fresh),
+        }
     }
 
-    /// Goes ahead once `ports` have been probed free (none needs no probe).
-    fn probed_first(&self, ports: Vec<(u16, Slot)>) -> Result<(), Held> {
-        if ports.is_empty() || self.probed.as_ref() == Some(&ports) {
-            Ok(())
-        } else {
-            Err(Held::Probe(ports))
+    /// Carries out a plan whose ports are free.
+    fn commit(&mut self, now: Instant, id: u64, plan: Plan) -> Vec<Effect> {
+        let (mut effects, answer) = match plan {
+            Plan::Scale(plan) => self.commit_scale(now, id, plan),
+            Plan::Restart(plan) => {
+                let (effects, answer) = self.commit_restart(now, id, plan);
+                let accepted = Effect::RestartAccepted { id };
+                (std::iter::once(accepted).chain(effects).collect(), answer)
+            }
+        };
+        if let Some(answer) = answer {
+            effects.push(reply(id, answer));
         }
+        effects
     }
 
     /// A process type's role; the release phase's, or an unknown name's, is `Other`.
@@ -164,7 +225,7 @@ impl Supervisor {
     }
 
     /// The formation's dynos of `kind`: not the ones leaving it.
-    fn members(&self, kind: &str) -> Vec<Slot> {
+    pub(super) fn members(&self, kind: &str) -> Vec<Slot> {
         let mut slots: Vec<Slot> = self
             .dynos
             .iter()
@@ -175,203 +236,11 @@ impl Supervisor {
         slots
     }
 
-    fn unknown_type(&self, name: &str) -> Refusal {
+    pub(super) fn unknown_type(&self, name: &str) -> Refusal {
         Refusal::UnknownType {
             name: name.to_owned(),
             known: self.plan.types.iter().map(|t| t.name.clone()).collect(),
         }
-    }
-
-    /// All or nothing: every change is checked before any takes effect. Answered once the
-    /// dynos leaving the formation are gone, so the next request starts from there.
-    fn scale(
-        &mut self,
-        now: Instant,
-        id: u64,
-        changes: &[ScaleChange],
-    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
-        // (type, new count, new size) in the order first named.
-        let mut wanted: Vec<(usize, u32, Option<DynoSize>)> = Vec::new();
-        for change in changes {
-            if change.name == RELEASE {
-                return Err(Held::Refused(Refusal::ReleaseIsNotAType));
-            }
-            let t = self
-                .plan
-                .types
-                .iter()
-                .position(|t| t.name == change.name)
-                .ok_or_else(|| Held::Refused(self.unknown_type(&change.name)))?;
-            let entry = match wanted.iter().position(|w| w.0 == t) {
-                Some(at) => at,
-                None => {
-                    let count = u32::try_from(self.members(&change.name).len()).unwrap_or(0);
-                    wanted.push((t, count, None));
-                    wanted.len() - 1
-                }
-            };
-            let (_, count, size) = &mut wanted[entry];
-            *count = match change.op {
-                ScaleOp::Set(n) => n,
-                ScaleOp::Add(n) => count.saturating_add(n),
-                ScaleOp::Sub(n) => count.checked_sub(n).ok_or_else(|| {
-                    Held::Refused(Refusal::BelowZero {
-                        name: change.name.clone(),
-                        runs: *count,
-                    })
-                })?,
-                ScaleOp::Keep => *count,
-            };
-            if *count > MAX_PER_TYPE {
-                return Err(Held::Refused(Refusal::TooMany {
-                    name: change.name.clone(),
-                    count: *count,
-                }));
-            }
-            if change.size.is_some() {
-                *size = change.size;
-            }
-        }
-        // Every new dyno must have a port before anything starts.
-        let mut additions = Vec::new();
-        for &(t, count, _) in &wanted {
-            let kind = &self.plan.types[t].name;
-            let taken: Vec<u32> = self
-                .dynos
-                .iter()
-                .filter(|d| &d.plan.spec.slot.kind == kind)
-                .map(|d| d.plan.spec.slot.index)
-                .collect();
-            let have = self.members(kind).len();
-            let wanted = (count as usize).saturating_sub(have);
-            // Numbers stay within the type's block of ports, even while others stop.
-            let free: Vec<u32> = (1..=MAX_PER_TYPE)
-                .filter(|n| !taken.contains(n))
-                .take(wanted)
-                .collect();
-            if free.len() < wanted {
-                return Err(Held::Refused(Refusal::StillStopping { name: kind.clone() }));
-            }
-            for n in free {
-                let mut plan = self.plan.types[t]
-                    .dyno(n, self.plan.base_port)
-                    .map_err(|e| Refusal::NoPort {
-                        error: e.to_string(),
-                    })?;
-                // A preboot may have moved a dyno of this type onto this number's port:
-                // take the next one of the block that no dyno of the app holds.
-                let held = |port: u16, additions: &[(usize, DynoSpec)]| {
-                    self.dynos.iter().any(|d| d.plan.spec.port == Some(port))
-                        || additions.iter().any(|(_, p)| p.spec.port == Some(port))
-                };
-                if let Some(port) = plan.spec.port.filter(|&p| held(p, &additions)) {
-                    plan.spec.port = self.plan.types[t]
-                        .ports(self.plan.base_port)
-                        .filter(|&p| p >= port)
-                        .find(|&p| !held(p, &additions));
-                    if plan.spec.port.is_none() {
-                        return Err(Held::Refused(Refusal::NoFreePort { name: kind.clone() }));
-                    }
-                }
-                additions.push((t, plan));
-            }
-        }
-        // A new size is a restart: preboot for web behind the router (or, with no free
-        // ports for a second generation, stop-then-start). Its new dynos' ports are chosen
-        // now, past those of the dynos added, so that they are probed with them.
-        let added_ports: Vec<u16> = additions.iter().filter_map(|(_, p)| p.spec.port).collect();
-        let mut preboots = Vec::new();
-        for &(t, count, size) in &wanted {
-            let ty = &self.plan.types[t];
-            let resized = size.is_some_and(|size| size != ty.size);
-            if !(resized && self.plan.preboot && ty.role.is_web()) {
-                continue;
-            }
-            let members = self.members(&ty.name);
-            let kept = &members[..members.len().min(count as usize)];
-            if let (false, Ok(plans)) = (kept.is_empty(), self.preboot_plans(kept, &added_ports)) {
-                preboots.push((t, plans));
-            }
-        }
-        let web_ports = additions
-            .iter()
-            .filter(|(_, p)| p.role.is_web())
-            .map(|(_, p)| p)
-            .chain(preboots.iter().flat_map(|(_, plans)| plans))
-            .filter_map(|p| Some((p.spec.port?, p.spec.slot.clone())))
-            .collect();
-        self.probed_first(web_ports)?;
-
-        let mut effects = Vec::new();
-        let mut leaving = Vec::new();
-        for &(t, count, size) in &wanted {
-            let kind = self.plan.types[t].name.clone();
-            let resized = size.is_some_and(|size| size != self.plan.types[t].size);
-            if let Some(size) = size {
-                self.plan.types[t].size = size;
-            }
-            let members = self.members(&kind);
-            let keep = members.len().min(count as usize);
-            // Highest numbers leave first.
-            for slot in members[keep..].iter().rev() {
-                effects.extend(self.retire(now, slot, Duration::ZERO));
-                leaving.push(slot.clone());
-            }
-            if resized {
-                let quota = self.plan.types[t].size.bytes;
-                let kept = &members[..keep];
-                for slot in kept {
-                    if let Some(i) = self.find(slot) {
-                        self.dynos[i].plan.quota = quota;
-                    }
-                }
-                let preboot = preboots
-                    .iter()
-                    .position(|(of, _)| *of == t)
-                    .map(|at| preboots.swap_remove(at).1);
-                if let Some(mut plans) = preboot {
-                    for plan in &mut plans {
-                        plan.quota = quota;
-                    }
-                    effects.extend(self.start_preboot(now, kept, plans, None));
-                } else {
-                    for slot in kept {
-                        if let Some(i) = self.find(slot) {
-                            effects.extend(self.restart_one(now, i));
-                        }
-                    }
-                }
-            }
-        }
-        for (t, mut plan) in additions {
-            // A size given in this same request applies to the new dynos too.
-            plan.quota = self.plan.types[t].size.bytes;
-            let held = self.is_held(&plan.spec.slot.kind);
-            let i = self.add_dyno(plan, now);
-            if !held {
-                effects.extend(self.launch(now, i));
-            }
-        }
-        let types = wanted
-            .iter()
-            .map(|&(t, count, _)| {
-                let ty = &self.plan.types[t];
-                TypeSize {
-                    name: ty.name.clone(),
-                    count,
-                    size: ty.size.to_string(),
-                }
-            })
-            .collect();
-        let answer = Outcome::Scaled { types };
-        if leaving.iter().all(|s| self.find(s).is_none()) {
-            return Ok((effects, Some(answer)));
-        }
-        self.pending.push(Pending {
-            id,
-            wait: Wait::Scaled { leaving, answer },
-        });
-        Ok((effects, None))
     }
 
     /// The formation's dynos a target names; none is an error.
@@ -445,39 +314,48 @@ impl Supervisor {
         Ok(slots)
     }
 
-    fn restart_dynos(
+    /// Which dynos a restart stops and starts, and, with preboot, the new generation of
+    /// the web dynos among them. Changes nothing.
+    fn plan_restart(&self, targets: &[Target]) -> Result<RestartPlan, Refusal> {
+        let slots = self.targets(targets)?;
+        // Web behind the router restarts preboot-style; the rest stop, then start.
+        if !self.plan.preboot {
+            return Ok(RestartPlan {
+                web: Vec::new(),
+                preboot: Vec::new(),
+                rest: slots,
+            });
+        }
+        let (web, rest): (Vec<Slot>, Vec<Slot>) = slots
+            .into_iter()
+            .partition(|s| self.role_of(&s.kind).is_web());
+        let preboot = match web.is_empty() {
+            true => Vec::new(),
+            false => self.preboot_plans(&web, &[])?,
+        };
+        Ok(RestartPlan { web, preboot, rest })
+    }
+
+    fn commit_restart(
         &mut self,
         now: Instant,
         id: u64,
-        targets: &[Target],
-    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
-        let mut slots = self.targets(targets)?;
+        plan: RestartPlan,
+    ) -> (Vec<Effect>, Option<Outcome>) {
+        let RestartPlan { web, preboot, rest } = plan;
         let mut effects = Vec::new();
         let mut prebooted = None;
-        // Web behind the router restarts preboot-style; the rest stop, then start.
-        if self.plan.preboot {
-            let (web, rest): (Vec<Slot>, Vec<Slot>) = slots
-                .into_iter()
-                .partition(|s| self.role_of(&s.kind).is_web());
-            slots = rest;
-            if !web.is_empty() {
-                // The preboot answers alone when web is all there is to restart.
-                let reply = slots.is_empty().then_some(id);
-                let plans = self.preboot_plans(&web, &[])?;
-                let ports = plans
-                    .iter()
-                    .filter_map(|p| Some((p.spec.port?, p.spec.slot.clone())))
-                    .collect();
-                self.probed_first(ports)?;
-                effects.extend(self.start_preboot(now, &web, plans, reply));
-                if slots.is_empty() {
-                    return Ok((effects, None));
-                }
-                prebooted = Some(web);
+        if !web.is_empty() {
+            // The preboot answers alone when web is all there is to restart.
+            let reply = rest.is_empty().then_some(id);
+            effects.extend(self.start_preboot(now, &web, preboot, reply));
+            if rest.is_empty() {
+                return (effects, None);
             }
+            prebooted = Some(web);
         }
         let mut waits = Vec::new();
-        for slot in slots {
+        for slot in rest {
             if let Some(i) = self.find(&slot) {
                 let dyno = &self.dynos[i];
                 waits.push(Restarting {
@@ -496,12 +374,12 @@ impl Supervisor {
                 preboot: prebooted,
             },
         });
-        Ok((effects, None))
+        (effects, None)
     }
 
     /// Stop-then-start, Heroku's words: `Restarting`, `State changed from up to starting`,
     /// `Stopping all processes with SIGTERM`, then the start once it has exited.
-    fn restart_one(&mut self, now: Instant, i: usize) -> Vec<Effect> {
+    pub(super) fn restart_one(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
         let slot = dyno.plan.spec.slot.clone();
@@ -540,14 +418,9 @@ impl Supervisor {
         effects
     }
 
-    fn stop_dynos(
-        &mut self,
-        now: Instant,
-        id: u64,
-        targets: &[Target],
-    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
+    fn stop_dynos(&mut self, now: Instant, id: u64, targets: &[Target]) -> Done {
         if targets.is_empty() {
-            return Err(Held::Refused(Refusal::NoTargets));
+            return Err(Refusal::NoTargets);
         }
         let slots = self.targets(targets)?;
         let mut effects = Vec::new();
@@ -563,11 +436,7 @@ impl Supervisor {
 
     /// `hkrun kill`: `signal` to the process group of each named dyno that runs; answered
     /// at once.
-    fn kill(
-        &mut self,
-        targets: &[Target],
-        signal: Signal,
-    ) -> Result<(Vec<Effect>, Option<Outcome>), Held> {
+    fn kill(&mut self, targets: &[Target], signal: Signal) -> Done {
         let slots: Vec<Slot> = self
             .targets(targets)?
             .into_iter()
@@ -578,7 +447,7 @@ impl Supervisor {
             })
             .collect();
         if slots.is_empty() {
-            return Err(Held::Refused(Refusal::NoneRunning));
+            return Err(Refusal::NoneRunning);
         }
         let mut effects = Vec::new();
         for slot in &slots {
@@ -926,6 +795,20 @@ pub(super) fn stop_with(slot: &Slot, signal: Signal) -> Vec<Effect> {
             signal,
         },
     ]
+}
+
+/// What carrying out a request at once gives: its effects, and its answer unless it
+/// waits for dynos to settle; or why it was refused.
+type Done = Result<(Vec<Effect>, Option<Outcome>), Refusal>;
+
+fn answered(id: u64, done: Done) -> Vec<Effect> {
+    match done {
+        Ok((mut effects, answer)) => {
+            effects.extend(answer.map(|answer| reply(id, answer)));
+            effects
+        }
+        Err(why) => vec![reply(id, Outcome::Refused(why))],
+    }
 }
 
 fn reply(id: u64, outcome: Outcome) -> Effect {
