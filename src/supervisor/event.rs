@@ -288,7 +288,17 @@ impl Event {
 /// The line as users see it, after the name (`heroku[web.1]:` or `hkrun:`).
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match self.dyno_line(f) {
+            Some(written) => written,
+            None => self.app_line(f),
+        }
+    }
+}
+
+impl Event {
+    /// A line about one dyno (`Source::Dyno`); `None` for the app's.
+    fn dyno_line(&self, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
+        Some(match self {
             Self::Launching { command, .. } => {
                 write!(f, "Starting process with command `{command}`")
             }
@@ -339,6 +349,13 @@ impl fmt::Display for Event {
                 "Sending {} to the process group (hkrun kill)",
                 signal.as_str()
             ),
+            _ => return None,
+        })
+    }
+
+    /// A line about the app (`Source::System`).
+    fn app_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::RouterListening { address, web } => write!(
                 f,
                 "router listening on http://{address} \u{2192} {}",
@@ -409,6 +426,8 @@ impl fmt::Display for Event {
             Self::PrebootFailed(why) => {
                 write!(f, "Preboot failed: {why}; the old dynos keep serving")
             }
+            // Written by `dyno_line`.
+            _ => Ok(()),
         }
     }
 }
