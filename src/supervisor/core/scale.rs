@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use super::Supervisor;
-use super::control::Pending;
+use super::replies::Pending;
 use crate::dyno::RELEASE;
 use crate::plan::DynoSpec;
 use crate::plan::formation::{DynoSize, MAX_PER_TYPE, ScaleChange, ScaleOp};

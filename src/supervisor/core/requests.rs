@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::replies::{Pending, Restarting};
 use super::scale::ScalePlan;
 use super::{
     AfterStop, Dyno, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say,
@@ -13,48 +14,7 @@ use crate::dyno::{Slot, is_one_off};
 use crate::plan::{DynoSpec, Role};
 use crate::supervisor::event::{Event, Shown};
 use crate::supervisor::input::{Control, Effect, SIGNALLED, Target};
-use crate::supervisor::outcome::{DynoFailure, Outcome, Refusal, RestartFailure, TypeCount};
-
-/// A reply that waits for dynos.
-#[derive(Clone, Debug)]
-pub(super) struct Pending {
-    id: u64,
-    wait: Wait,
-}
-
-#[derive(Clone, Debug)]
-enum Wait {
-    /// Each dyno with its launch and crash counts at the request: done when a later
-    /// launch is up, failed when it has crashed since or left the formation; and, with
-    /// `preboot`, once the preboot of those web dynos has ended too.
-    Restarted {
-        waits: Vec<Restarting>,
-        preboot: Option<Vec<Slot>>,
-    },
-    /// Done when none of these is left.
-    Gone(Vec<Slot>),
-    /// A scale's answer, given once none of the dynos leaving is left.
-    Scaled { leaving: Vec<Slot>, answer: Outcome },
-}
-
-impl Pending {
-    /// A scale's answer, given once none of the dynos `leaving` is left.
-    pub(super) fn scaled(id: u64, leaving: Vec<Slot>, answer: Outcome) -> Self {
-        Self {
-            id,
-            wait: Wait::Scaled { leaving, answer },
-        }
-    }
-}
-
-/// One dyno a restart waits for, as it was at the request.
-#[derive(Clone, Debug)]
-struct Restarting {
-    slot: Slot,
-    serial: u64,
-    boots: u64,
-    crashed: u64,
-}
+use crate::supervisor::outcome::{Outcome, Refusal};
 
 /// A restart worked out: the web dynos that restart preboot-style, with their new
 /// generation, and the dynos that stop, then start.
@@ -358,22 +318,11 @@ impl Supervisor {
         for slot in rest {
             if let Some(i) = self.find(&slot) {
                 let dyno = &self.dynos[i];
-                waits.push(Restarting {
-                    slot,
-                    serial: dyno.serial,
-                    boots: dyno.boots,
-                    crashed: dyno.crashed,
-                });
+                waits.push(Restarting::of(slot, dyno));
                 effects.extend(self.restart_one(now, i));
             }
         }
-        self.pending.push(Pending {
-            id,
-            wait: Wait::Restarted {
-                waits,
-                preboot: prebooted,
-            },
-        });
+        self.pending.push(Pending::restarted(id, waits, prebooted));
         (effects, None)
     }
 
@@ -427,10 +376,7 @@ impl Supervisor {
         for slot in slots.iter().rev() {
             effects.extend(self.retire(now, slot, Duration::ZERO));
         }
-        self.pending.push(Pending {
-            id,
-            wait: Wait::Gone(slots),
-        });
+        self.pending.push(Pending::gone(id, slots));
         Ok((effects, None))
     }
 
@@ -657,114 +603,6 @@ impl Supervisor {
                 }]
             }
             AfterStop::Restart => self.launch(now, i),
-        }
-    }
-
-    /// Replies whose dynos have settled; every one of them once the app stops.
-    pub(super) fn answer_pending(&mut self) -> Vec<Effect> {
-        let stopping = matches!(self.phase, Phase::Stopping { .. } | Phase::Done);
-        let mut effects = Vec::new();
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.retain(|p| {
-            let answer = if stopping {
-                Some(Outcome::Refused(Refusal::Stopping))
-            } else {
-                self.settled(&p.wait)
-            };
-            match answer {
-                Some(result) => {
-                    effects.push(reply(p.id, result));
-                    false
-                }
-                None => true,
-            }
-        });
-        self.pending = pending;
-        effects
-    }
-
-    /// Whether the dyno that left the formation under this name is still stopping. A
-    /// dyno added since under the same name (once the other was gone) is another one.
-    fn still_leaving(&self, slot: &Slot) -> bool {
-        self.dynos
-            .iter()
-            .any(|d| &d.plan.spec.slot == slot && d.leaving())
-    }
-
-    fn settled(&self, wait: &Wait) -> Option<Outcome> {
-        match wait {
-            Wait::Scaled { leaving, answer } => {
-                (!leaving.iter().any(|s| self.still_leaving(s))).then(|| answer.clone())
-            }
-            Wait::Gone(slots) => {
-                if slots.iter().any(|s| self.still_leaving(s)) {
-                    return None;
-                }
-                let mut kinds: Vec<&str> = slots.iter().map(|s| s.kind.as_str()).collect();
-                kinds.dedup();
-                let running = kinds
-                    .iter()
-                    .map(|k| TypeCount {
-                        name: (*k).to_owned(),
-                        count: self.members(k).len(),
-                    })
-                    .collect();
-                Some(Outcome::Stopped {
-                    dynos: slots.clone(),
-                    running,
-                })
-            }
-            Wait::Restarted { waits, preboot } => {
-                if preboot.is_some() && self.preboot.is_some() {
-                    return None;
-                }
-                let mut failed = Vec::new();
-                if let (Some(_), Some(Err(why))) = (preboot, &self.preboot_result) {
-                    failed.push(why.clone());
-                }
-                for wait in waits {
-                    let slot = &wait.slot;
-                    // Gone, or another dyno under its name since (a scale after a stop).
-                    let Some(dyno) = self
-                        .dynos
-                        .iter()
-                        .find(|d| &d.plan.spec.slot == slot && d.serial == wait.serial)
-                    else {
-                        failed.push(DynoFailure::Left { dyno: slot.clone() });
-                        continue;
-                    };
-                    if dyno.boots <= wait.boots {
-                        return None;
-                    }
-                    match dyno.state {
-                        DynoState::Up if dyno.crashed <= wait.crashed => {}
-                        _ if dyno.crashed > wait.crashed => failed.push(DynoFailure::Crashed {
-                            dyno: slot.clone(),
-                            code: dyno.last_exit.map(|e| e.code()),
-                        }),
-                        DynoState::Crashed { .. } | DynoState::Down => {
-                            failed.push(DynoFailure::Crashed {
-                                dyno: slot.clone(),
-                                code: dyno.last_exit.map(|e| e.code()),
-                            });
-                        }
-                        // Still booting, or being killed on its way to a crash.
-                        _ => return None,
-                    }
-                }
-                let mut slots: Vec<Slot> = preboot.clone().unwrap_or_default();
-                slots.extend(waits.iter().map(|w| w.slot.clone()));
-                Some(match failed.is_empty() {
-                    true => Outcome::Restarted {
-                        dynos: slots,
-                        preboot: false,
-                    },
-                    false => Outcome::RestartFailed(RestartFailure::Dynos {
-                        dynos: slots,
-                        failures: failed,
-                    }),
-                })
-            }
         }
     }
 }
