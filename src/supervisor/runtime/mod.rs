@@ -135,7 +135,6 @@ async fn drive(
             .max_by_key(|(_, len)| *len),
         widen_router,
         env_given: config.app.env_given,
-        dyno_name: config.dyno_name,
         quiet: config.quiet,
         terminals: HashMap::new(),
         attached: HashMap::new(),
@@ -335,8 +334,6 @@ struct Driver {
     widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
     env_given: Vec<PathBuf>,
-    /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
-    dyno_name: Option<String>,
     /// `--quiet`: types whose output is kept from stdout.
     quiet: Vec<String>,
     /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
