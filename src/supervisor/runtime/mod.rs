@@ -28,6 +28,7 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use super::attach;
 use super::core::Supervisor;
 use super::input::{Input, StopRequest};
 use crate::config::env::Vars;
@@ -40,7 +41,7 @@ use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::proc;
 use crate::os::readiness::Watch;
-use crate::os::{self, memory, process, readiness, terminal};
+use crate::os::{self, memory, process, readiness};
 use crate::plan::AppPlan;
 use crate::router::{self, RouterStats};
 use crate::scheduler::NextRuns;
@@ -339,10 +340,8 @@ struct Driver {
     /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
     /// output goes to an attached `hkrun connect`.
     terminals: HashMap<Slot, (OwnedFd, Arc<Tee>)>,
-    /// Who is attached to each terminal dyno that has a client (`pid 4242`), which
-    /// attachment that is (a late detach of an earlier one changes nothing), and the
-    /// client's terminal size the dyno has meanwhile.
-    attached: HashMap<Slot, (String, u64, Option<terminal::Winsize>)>,
+    /// Who is attached to each terminal dyno that has a client.
+    attached: attach::Holders,
     /// Attachments so far.
     attachments: u64,
     /// Colour slot of each process type.
