@@ -159,6 +159,80 @@ fn a_running_app_restarts_with_the_new_config() {
     hk.stop_cleanly();
 }
 
+/// The env files are read again off hkrun's loop: while one is slow to read (a FIFO whose
+/// writer has written nothing yet), `ps` is still answered, and the restart then takes
+/// what the file gave.
+#[test]
+fn hkrun_answers_while_a_restart_reads_the_env_files_again() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = App::new("worker: echo \"greeting=$GREETING\"; exec sleep 1000\n");
+    let fifo = app.file("slow.env");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    // Each time hkrun reads the file as it starts, it gets a greeting.
+    let feeding = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (fifo, feeding) = (fifo.clone(), Arc::clone(&feeding));
+        std::thread::spawn(move || {
+            while feeding.load(Ordering::SeqCst) {
+                if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(&fifo) {
+                    let _ = file.write_all(b"GREETING=hello\n");
+                }
+            }
+        })
+    };
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-t",
+            "2",
+            "-p",
+            &port,
+            "-e",
+            "slow.env",
+        ],
+    );
+    hk.wait_for("worker.1 | greeting=hello");
+    // No more feeding: a reader of our own lets the feeder's last open through.
+    feeding.store(false, Ordering::SeqCst);
+    let unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the FIFO to read");
+    feeder.join().expect("the feeder");
+    drop(unblock);
+
+    let dir = app.path().to_owned();
+    let restart = std::thread::spawn(move || client(&dir, &["restart"]));
+    // Opening the FIFO to write succeeds once hkrun waits to read it; hkrun's read then
+    // waits for what this writer writes.
+    let mut writer = crate::harness::eventually("hkrun to read slow.env again", || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .ok()
+    });
+    let out = client(app.path(), &["ps"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("worker.1"), "{}", out.stdout);
+    writer
+        .write_all(b"GREETING=bonjour\n")
+        .expect("write the FIFO");
+    drop(writer);
+    let out = restart.join().expect("the restart");
+    assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+    hk.wait_for("worker.1 | greeting=bonjour");
+    hk.stop_cleanly();
+}
+
 #[test]
 fn parallel_config_sets_each_keep_their_key() {
     let app = App::new("web: true\n");
