@@ -84,7 +84,12 @@ pub fn run(
             what: "start the runtime",
             source,
         })?;
-    runtime.block_on(drive(config, control, listeners))
+    let code = runtime.block_on(drive(config, control, listeners));
+    // What hkrun waits for at exit, `drive` has waited for. A blocking read still under
+    // way (the env files read again, one a FIFO nobody writes) must not hold the exit, as
+    // dropping the runtime would.
+    runtime.shutdown_background();
+    code
 }
 
 fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
