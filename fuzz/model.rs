@@ -167,6 +167,7 @@ fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> 
         env: Vec::new(),
         terminal: false,
         after: Vec::new(),
+        dyno_name: None,
     }
 }
 

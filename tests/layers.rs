@@ -1,6 +1,7 @@
 //! The layers of ARCHITECTURE.md, held against the code: no two files import each other
-//! in a circle, and the pure layers (`dyno`, `plan`, the supervisor's core) import
-//! nothing from a layer that does I/O (`os`, `logs`, `control`, `router`, `config`, ...).
+//! in a circle, and the pure layers (`dyno`, `plan`, the supervisor's core and its
+//! attach rules) import nothing from a layer that does I/O (`os`, `logs`, `control`,
+//! `router`, `config`, ...).
 //!
 //! Read from the sources' `use` lines and `crate::`/`super::` paths, so moving a type
 //! into the wrong module fails here, not in a review.
@@ -44,6 +45,16 @@ const PURE: &[(&str, &[&str])] = &[
     (
         "supervisor::outcome",
         &["dyno", "plan", "supervisor::outcome"],
+    ),
+    (
+        "supervisor::attach",
+        &[
+            "dyno",
+            "plan",
+            "supervisor::attach",
+            "supervisor::core",
+            "supervisor::input",
+        ],
     ),
     ("supervisor::restart", &["supervisor::restart"]),
 ];

@@ -491,6 +491,8 @@ pub struct Policies {
     pub rules: BTreeMap<String, TypeRules>,
     /// `--tty`: the types whose dynos run on pseudo-terminals (`all`: every type).
     pub tty: Vec<String>,
+    /// `--dyno`: `DYNO` and `PS` of the formation's dynos.
+    pub dyno_name: Option<String>,
 }
 
 impl Default for Policies {
@@ -507,6 +509,7 @@ impl Default for Policies {
             boot_timeout: Duration::from_secs(60),
             rules: BTreeMap::new(),
             tty: Vec::new(),
+            dyno_name: None,
         }
     }
 }
@@ -540,6 +543,7 @@ pub fn process_types(plans: &[Quantity], router: bool, policies: &Policies) -> V
                 env: rules.env,
                 after: rules.after,
                 terminal: policies.tty.iter().any(|t| t == "all" || *t == plan.name),
+                dyno_name: policies.dyno_name.clone(),
             }
         })
         .collect()
@@ -566,8 +570,6 @@ pub struct StartConfig {
     /// How the router spreads connections.
     pub balance: crate::router::Balance,
     pub style: Style,
-    /// `--dyno`: `DYNO` and `PS` of the formation's one dyno.
-    pub dyno_name: Option<String>,
     /// `--quiet`: process types whose output stdout does not show.
     pub quiet: Vec<String>,
     /// `--log-dir`: the log written to files too.
@@ -634,6 +636,7 @@ impl StartConfig {
             boot_timeout,
             rules: args.rules.clone(),
             tty: args.tty.clone().unwrap_or_default(),
+            dyno_name: args.dyno.clone(),
         };
         let types = process_types(&plans, router.is_some(), &policies);
         let dynos = dynos(&types, &plans, app.base_port)?;
@@ -721,7 +724,6 @@ impl StartConfig {
             plan,
             balance: args.balance.into(),
             style,
-            dyno_name: args.dyno.clone(),
             quiet: args.quiet.clone(),
             log_files: log_files(args)?,
             drains: args

@@ -59,6 +59,9 @@ pub struct SpawnSpec {
     pub env: Vec<(String, String)>,
     /// `--tty`: it runs on a pseudo-terminal of its own instead of a pipe.
     pub terminal: bool,
+    /// `DYNO` (and `PS`) in its environment: its own name, or `--dyno`'s for a dyno of
+    /// the formation (`ProcessType::dyno_name`).
+    pub dyno: String,
 }
 
 /// How a type's dynos are stopped, where hkrun.toml's `[types.NAME]` says otherwise
@@ -110,10 +113,12 @@ pub struct TypeRules {
 
 impl DynoSpec {
     /// A one-off dyno hkrun runs itself (`release.1`, `postdeploy.1`, `scheduler.N`): no
-    /// port, never restarted, `memory` enforced against `quota`.
+    /// port, never restarted, `memory` enforced against `quota`. It keeps its own name
+    /// under `--dyno`, as on Heroku.
     pub fn one_off(slot: Slot, command: String, memory: MemoryLimit, quota: u64) -> Self {
         Self {
             spec: SpawnSpec {
+                dyno: slot.to_string(),
                 slot,
                 command,
                 port: None,
@@ -152,6 +157,9 @@ pub struct ProcessType {
     pub after: Vec<String>,
     /// `--tty`: its dynos run on pseudo-terminals.
     pub terminal: bool,
+    /// `--dyno`: the name its dynos get in `DYNO` and `PS` instead of their own (a
+    /// scheduler's name for the formation's one dyno).
+    pub dyno_name: Option<String>,
 }
 
 impl ProcessType {
@@ -167,6 +175,7 @@ impl ProcessType {
         )?;
         Ok(DynoSpec {
             spec: SpawnSpec {
+                dyno: self.dyno_name.clone().unwrap_or_else(|| slot.to_string()),
                 slot,
                 command: self.command.clone(),
                 port: Some(port),
@@ -228,5 +237,52 @@ impl AppPlan {
             .iter()
             .map(|t| (t.name.clone(), t.index))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dyno::{POSTDEPLOY, RELEASE, SCHEDULER};
+
+    fn worker(dyno_name: Option<&str>) -> ProcessType {
+        ProcessType {
+            name: "worker".into(),
+            command: "work".into(),
+            index: 0,
+            role: Role::Other,
+            size: DynoSize::default(),
+            restart: RestartPolicy::Always,
+            memory: MemoryLimit::On,
+            boot_timeout: None,
+            stop: StopRule::default(),
+            env: Vec::new(),
+            after: Vec::new(),
+            terminal: false,
+            dyno_name: dyno_name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn dyno_names_the_formations_dynos_and_one_offs_keep_their_own() {
+        let named = worker(Some("shop-worker-7c9d-q2x"));
+        // The formation's dyno, and those `hkrun scale` adds later (`ProcessType::dyno`
+        // too); a preboot's next generation is a copy of its dyno's spec.
+        for n in [1, 2] {
+            let spec = named.dyno(n, 5000).expect("a port").spec;
+            assert_eq!(spec.dyno, "shop-worker-7c9d-q2x");
+        }
+        assert_eq!(
+            worker(None).dyno(2, 5000).expect("a port").spec.dyno,
+            "worker.2"
+        );
+        for slot in [
+            Slot::new(RELEASE, 1),
+            Slot::new(POSTDEPLOY, 1),
+            Slot::new(SCHEDULER, 3),
+        ] {
+            let one_off = DynoSpec::one_off(slot.clone(), "run".into(), MemoryLimit::Off, 0);
+            assert_eq!(one_off.spec.dyno, slot.to_string());
+        }
     }
 }

@@ -159,6 +159,114 @@ fn a_running_app_restarts_with_the_new_config() {
     hk.stop_cleanly();
 }
 
+/// A worker saying its `GREETING`, started with `-e slow.env`, a FIFO fed `hello` each
+/// time hkrun read it as it started, and nobody writing it now; and the FIFO's path.
+fn slow_env_app() -> (App, Hk, std::path::PathBuf) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = App::new("worker: echo \"greeting=$GREETING\"; exec sleep 1000\n");
+    let fifo = app.file("slow.env");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let feeding = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (fifo, feeding) = (fifo.clone(), Arc::clone(&feeding));
+        std::thread::spawn(move || {
+            while feeding.load(Ordering::SeqCst) {
+                if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(&fifo) {
+                    let _ = file.write_all(b"GREETING=hello\n");
+                }
+            }
+        })
+    };
+    let port = free_base_port().to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &[
+            "start",
+            "--no-timestamp",
+            "-t",
+            "2",
+            "-p",
+            &port,
+            "-e",
+            "slow.env",
+        ],
+    );
+    hk.wait_for("worker.1 | greeting=hello");
+    // No more feeding: a reader of our own lets the feeder's last open through.
+    feeding.store(false, Ordering::SeqCst);
+    let unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the FIFO to read");
+    feeder.join().expect("the feeder");
+    drop(unblock);
+    (app, hk, fifo)
+}
+
+/// `hkrun restart` of the whole app, under way, and the FIFO's writer that hkrun's read of
+/// it waits for.
+fn restart_reading(
+    app: &App,
+    fifo: &std::path::Path,
+) -> (
+    std::thread::JoinHandle<crate::harness::Client>,
+    std::fs::File,
+) {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = app.path().to_owned();
+    let restart = std::thread::spawn(move || client(&dir, &["restart"]));
+    // Opening the FIFO to write succeeds once hkrun waits to read it; hkrun's read then
+    // waits for what this writer writes.
+    let writer = crate::harness::eventually("hkrun to read slow.env again", || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(fifo)
+            .ok()
+    });
+    (restart, writer)
+}
+
+/// The env files are read again off hkrun's loop: while one is slow to read (a FIFO whose
+/// writer has written nothing yet), `ps` is still answered, and the restart then takes
+/// what the file gave.
+#[test]
+fn hkrun_answers_while_a_restart_reads_the_env_files_again() {
+    use std::io::Write;
+
+    let (app, mut hk, fifo) = slow_env_app();
+    let (restart, mut writer) = restart_reading(&app, &fifo);
+    let out = client(app.path(), &["ps"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("worker.1"), "{}", out.stdout);
+    writer
+        .write_all(b"GREETING=bonjour\n")
+        .expect("write the FIFO");
+    drop(writer);
+    let out = restart.join().expect("the restart");
+    assert!(out.status.success(), "{} {}", out.stdout, out.stderr);
+    hk.wait_for("worker.1 | greeting=bonjour");
+    hk.stop_cleanly();
+}
+
+/// SIGTERM stops the app while a restart's read of the env files waits: hkrun exits
+/// without waiting for that read.
+#[test]
+fn hkrun_stops_while_a_restart_reads_the_env_files_again() {
+    let (app, mut hk, fifo) = slow_env_app();
+    let (restart, writer) = restart_reading(&app, &fifo);
+    hk.stop_cleanly();
+    drop(writer);
+    let out = restart.join().expect("the restart");
+    assert!(!out.status.success(), "{} {}", out.stdout, out.stderr);
+}
+
 #[test]
 fn parallel_config_sets_each_keep_their_key() {
     let app = App::new("web: true\n");

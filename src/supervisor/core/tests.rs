@@ -31,6 +31,7 @@ fn role(kind: &str) -> Role {
 fn dyno(kind: &str, index: u32, port: u16, restart: RestartPolicy) -> DynoSpec {
     DynoSpec {
         spec: SpawnSpec {
+            dyno: slot(kind, index).to_string(),
             slot: slot(kind, index),
             command: format!("run-{kind}"),
             port: Some(port),
@@ -60,6 +61,7 @@ fn dyno_type(kind: &str, index: usize) -> ProcessType {
         env: Vec::new(),
         terminal: false,
         after: Vec::new(),
+        dyno_name: None,
     }
 }
 
@@ -181,6 +183,7 @@ fn group_signal(kind: &str, index: u32, signal: Signal) -> Effect {
 
 fn spawn(kind: &str, index: u32, port: u16) -> Effect {
     Effect::Spawn(SpawnSpec {
+        dyno: slot(kind, index).to_string(),
         slot: slot(kind, index),
         command: format!("run-{kind}"),
         port: Some(port),
@@ -308,6 +311,7 @@ fn release_runs_first_then_the_formation() {
     let t0 = Instant::now();
     let mut sup = Supervisor::new(plan(true, RestartPolicy::Always));
     let release = SpawnSpec {
+        dyno: "release.1".into(),
         slot: slot("release", 1),
         command: "migrate".into(),
         port: None,
@@ -1454,6 +1458,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
     let new2 = slot("web", 2).next_generation();
     // New processes under the same names, on the next free ports of web's block.
     assert!(actions(&effects).contains(&Effect::Spawn(SpawnSpec {
+        dyno: "web.1".into(),
         slot: new1.clone(),
         command: "run-web".into(),
         port: Some(5003),
@@ -2471,6 +2476,7 @@ fn postdeploy_runs_after_the_release_and_is_recorded_once_it_exits_0() {
     sup.start(t0);
     let effects = sup.handle(t0, exited("release", 1, 0));
     let postdeploy = SpawnSpec {
+        dyno: "postdeploy.1".into(),
         slot: slot("postdeploy", 1),
         command: "seed".into(),
         port: None,
@@ -2520,6 +2526,7 @@ fn a_scheduler_job_runs_as_a_one_off_and_never_twice_at_once() {
         t0,
     );
     let run = |n| SpawnSpec {
+        dyno: slot("scheduler", n).to_string(),
         slot: slot("scheduler", n),
         command: "tidy".into(),
         port: None,

@@ -4,12 +4,10 @@
 use std::time::{Instant, SystemTime};
 
 use super::Driver;
-use crate::config;
 use crate::control::ps;
 use crate::control::server::Call;
 use crate::supervisor::core::Supervisor;
-use crate::supervisor::input::{Control, Input, SIGNALLED, StopRequest};
-use crate::supervisor::outcome::{Outcome, Refusal};
+use crate::supervisor::input::{Control, Input, StopRequest};
 
 impl Driver {
     /// The input `call` is for the core, if any; the calls the driver answers itself are
@@ -26,10 +24,8 @@ impl Driver {
                 // A restart of the whole app starts it on its config as the env files have
                 // it now, as `config:set` does: never a mix.
                 if matches!(&request, Control::Restart(targets) if targets.is_empty()) {
-                    if let Err(err) = self.reload(self.next_id) {
-                        let _ = reply.send(Outcome::Refused(Refusal::Config { error: err }));
-                        return None;
-                    }
+                    self.reload(self.next_id, request, Some(reply));
+                    return None;
                 }
                 self.replies.insert(self.next_id, reply);
                 Some(Input::Control {
@@ -69,47 +65,10 @@ impl Driver {
             }
             Call::Reload { reply } => {
                 self.next_id += 1;
-                if let Err(err) = self.reload(self.next_id) {
-                    let _ = reply.send(Outcome::Refused(Refusal::Config { error: err }));
-                    return None;
-                }
-                self.replies.insert(self.next_id, reply);
-                Some(Input::Control {
-                    id: self.next_id,
-                    request: Control::Restart(Vec::new()),
-                })
-            }
-        }
-    }
-
-    /// SIGUSR2: every dyno restarted on the env files as they are now, as `config:set`
-    /// does.
-    pub(super) fn restart_signalled(&mut self) -> Option<Input> {
-        match self.reload(SIGNALLED) {
-            Ok(()) => Some(Input::Control {
-                id: SIGNALLED,
-                request: Control::Restart(Vec::new()),
-            }),
-            Err(err) => {
-                self.log
-                    .event(&self.system, format!("SIGUSR2 restart refused: {err}"));
+                self.reload(self.next_id, Control::Restart(Vec::new()), Some(reply));
                 None
             }
         }
-    }
-
-    /// Reads the env files again for the restart request `id`: taken on only if the core
-    /// accepts it (`Effect::RestartAccepted`), so a refused one leaves every later start
-    /// on the old env.
-    fn reload(&mut self, id: u64) -> Result<(), String> {
-        let files = config::env_files(&self.env_given, &self.root);
-        let longest = self
-            .longest
-            .as_ref()
-            .map(|(name, len)| (name.as_str(), *len));
-        let env = config::load_env(&files, &self.root, longest).map_err(|err| err.to_string())?;
-        self.reloaded.insert(id, env);
-        Ok(())
     }
 
     /// What `/metrics` shows: `ps`'s view, and the counters of the core, the router and

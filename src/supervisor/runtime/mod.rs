@@ -7,10 +7,11 @@
 //! thing lives beside it: `signals` (every OS signal as one stream), `effects` (carrying
 //! out each `Effect`), `spawn` (each run's environment, mark and group; reaping),
 //! `terminals` (`hkrun connect`'s attach, resize and detach), `calls` (the servers'
-//! `Call`s).
+//! `Call`s), `reload` (the env files read again off the loop for a restart).
 
 mod calls;
 mod effects;
+mod reload;
 mod signals;
 mod spawn;
 mod terminals;
@@ -28,6 +29,7 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use super::attach;
 use super::core::Supervisor;
 use super::input::{Input, StopRequest};
 use super::outcome::Outcome;
@@ -41,10 +43,11 @@ use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::proc;
 use crate::os::readiness::Watch;
-use crate::os::{self, memory, process, readiness, terminal};
+use crate::os::{self, memory, process, readiness};
 use crate::plan::AppPlan;
 use crate::router::{self, RouterStats};
 use crate::scheduler::NextRuns;
+use reload::{Reload, Reread, Rereads};
 use signals::{Caught, Signals};
 
 /// How often to reap even without SIGCHLD: signals can coalesce or be missed.
@@ -82,7 +85,12 @@ pub fn run(
             what: "start the runtime",
             source,
         })?;
-    runtime.block_on(drive(config, control, listeners))
+    let code = runtime.block_on(drive(config, control, listeners));
+    // What hkrun waits for at exit, `drive` has waited for. A blocking read still under
+    // way (the env files read again, one a FIFO nobody writes) must not hold the exit, as
+    // dropping the runtime would.
+    runtime.shutdown_background();
+    code
 }
 
 fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -99,7 +107,7 @@ async fn drive(
     if let Err(err) = process::become_subreaper() {
         tracing::warn!(%err, "cannot become a child subreaper; escaped descendants may outlive hkrun");
     }
-    let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
+    let (inputs_tx, inputs) = mpsc::unbounded_channel();
     let host = config::app_name(&config.app.root);
     let log = Log::start(&config, &inputs_tx, &host)?;
     let (backends, backends_rx) = watch::channel(Vec::new());
@@ -114,7 +122,7 @@ async fn drive(
     let widen_router = router
         .zip(config.plan.router)
         .map(|(r, port)| (port, r.listeners));
-    let (calls_tx, mut calls) = mpsc::unbounded_channel();
+    let (calls_tx, calls) = mpsc::unbounded_channel();
     let servers = Servers {
         control,
         metrics: listeners.metrics,
@@ -125,10 +133,14 @@ async fn drive(
     let plan: AppPlan = config.plan;
     let (probe, sampled) = observe(&inputs_tx);
     let next_runs = crate::scheduler::spawn(&plan.scheduler, inputs_tx.clone());
+    let (reread, rereads) = mpsc::unbounded_channel();
     let mut driver = Driver {
         root: config.app.root,
         env: config.app.env,
         reloaded: HashMap::new(),
+        reloads: VecDeque::new(),
+        reading: false,
+        reread,
         longest: plan
             .types
             .iter()
@@ -136,7 +148,6 @@ async fn drive(
             .max_by_key(|(_, len)| *len),
         widen_router,
         env_given: config.app.env_given,
-        dyno_name: config.dyno_name,
         quiet: config.quiet,
         terminals: HashMap::new(),
         attached: HashMap::new(),
@@ -165,9 +176,12 @@ async fn drive(
         stop_self: false,
     };
     let mut sup = Supervisor::new(plan);
-    let code = driver
-        .run(&mut sup, &mut signals, &mut inputs, &mut calls)
-        .await;
+    let incoming = Incoming {
+        inputs,
+        calls,
+        rereads,
+    };
+    let code = driver.run(&mut sup, &mut signals, incoming).await;
 
     // Every process is gone, so every pipe is at its end: let the pumps finish.
     let pumps = std::mem::take(&mut driver.pumps);
@@ -317,6 +331,16 @@ fn observe(
     (probe, sampled)
 }
 
+/// What the loop waits on besides the signals and the core's timers.
+struct Incoming {
+    /// From the observers, the pumps, the reader, the writer and the scheduler.
+    inputs: mpsc::UnboundedReceiver<Input>,
+    /// From the servers.
+    calls: mpsc::UnboundedReceiver<Call>,
+    /// The env files read again (`reload`).
+    rereads: Rereads,
+}
+
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -329,6 +353,12 @@ struct Driver {
     env: Vars,
     /// Env files read again for a restart the core has not yet accepted, by request id.
     reloaded: HashMap<u64, Vars>,
+    /// Restarts of the whole app waiting for the env files to be read again, in order.
+    reloads: VecDeque<Reload>,
+    /// The env files are being read again, for the restart before those in `reloads`.
+    reading: bool,
+    /// Where a reading of the env files comes back to the loop.
+    reread: mpsc::UnboundedSender<Reread>,
     /// The longest command of the Procfile's types (its type, its length as exec gets
     /// it): env files read again must leave exec room for it, as at the start.
     longest: Option<(String, usize)>,
@@ -336,17 +366,13 @@ struct Driver {
     widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
     env_given: Vec<PathBuf>,
-    /// `--dyno`: the formation's one dyno's `DYNO`, as its scheduler names it.
-    dyno_name: Option<String>,
     /// `--quiet`: types whose output is kept from stdout.
     quiet: Vec<String>,
     /// hkrun's side of each `--tty` dyno's terminal (its last run's), and where its
     /// output goes to an attached `hkrun connect`.
     terminals: HashMap<Slot, (OwnedFd, Arc<Tee>)>,
-    /// Who is attached to each terminal dyno that has a client (`pid 4242`), which
-    /// attachment that is (a late detach of an earlier one changes nothing), and the
-    /// client's terminal size the dyno has meanwhile.
-    attached: HashMap<Slot, (String, u64, Option<terminal::Winsize>)>,
+    /// Who is attached to each terminal dyno that has a client.
+    attached: attach::Holders,
     /// Attachments so far.
     attachments: u64,
     /// Colour slot of each process type.
@@ -396,9 +422,13 @@ impl Driver {
         &mut self,
         sup: &mut Supervisor,
         signals: &mut Signals,
-        inputs: &mut mpsc::UnboundedReceiver<Input>,
-        calls: &mut mpsc::UnboundedReceiver<Call>,
+        incoming: Incoming,
     ) -> i32 {
+        let Incoming {
+            mut inputs,
+            mut calls,
+            mut rereads,
+        } = incoming;
         let mut effects = sup.start(Instant::now());
         let mut reap_tick = tokio::time::interval(REAP_FALLBACK);
         loop {
@@ -429,6 +459,10 @@ impl Driver {
                         Some(input) => input,
                         None => continue,
                     },
+                    Some(reread) = rereads.recv() => match self.reread(reread) {
+                        Some(input) => input,
+                        None => continue,
+                    },
                     _ = reap_tick.tick() => { self.reap(); continue; }
                     () = sleep_until(sup.next_deadline()) => Input::Tick,
                 },
@@ -449,7 +483,10 @@ impl Driver {
             }
             Caught::Pause => Some(Input::Pause),
             Caught::Resume => Some(Input::Resume),
-            Caught::Restart => self.restart_signalled(),
+            Caught::Restart => {
+                self.restart_signalled();
+                None
+            }
             Caught::Child => {
                 self.reap();
                 None

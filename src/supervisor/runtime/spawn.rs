@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::Driver;
 use crate::config::env::{self, Vars};
-use crate::dyno::{self, Exit, Slot};
+use crate::dyno::{Exit, Slot};
 use crate::logs::pump::Tee;
 use crate::logs::{self, Label};
 use crate::os::readiness::Watch;
@@ -81,19 +81,14 @@ impl Driver {
     /// The run's environment: the app's (and its type's) variables, hkrun's own for a
     /// dyno, and the run's new mark (`process::RUN_MARK`), returned too.
     fn environment(&mut self, spec: &SpawnSpec) -> (Vars, String) {
-        // `--dyno` names the formation's one dyno; one-offs (release, postdeploy,
-        // scheduler runs) keep their own names, as on Heroku.
-        let name = match &self.dyno_name {
-            Some(name) if !dyno::is_one_off(&spec.slot.kind) => name.clone(),
-            _ => spec.slot.to_string(),
-        };
+        let name = &spec.dyno;
         let mut env = match spec.env.is_empty() {
-            true => env::for_dyno(&self.env, &name, spec.port),
+            true => env::for_dyno(&self.env, name, spec.port),
             // Its type's variables over the app's, under hkrun's own (PORT, DYNO, PS).
             false => {
                 let mut app = self.env.clone();
                 app.extend(spec.env.iter().cloned());
-                env::for_dyno(&app, &name, spec.port)
+                env::for_dyno(&app, name, spec.port)
             }
         };
         self.runs += 1;
