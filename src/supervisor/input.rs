@@ -1,7 +1,9 @@
 //! The supervisor's vocabulary: what it reacts to (`Input`) and what it asks for (`Effect`).
 //!
-//! Adding a capability means adding variants here, a branch in `core::Supervisor::handle`,
-//! and, for effects, a branch in the driver's `perform` (see ARCHITECTURE.md).
+//! Adding a capability means adding variants here, a branch in `core::Supervisor::handle`
+//! (in the core's file for that concern), and, for effects, a branch in the runtime's
+//! `perform`. Something users are told is an `event::Event` (its words in `event.rs`), not
+//! an effect; what a request came to is an `outcome::Outcome` (see ARCHITECTURE.md).
 
 use std::fmt;
 use std::net::IpAddr;
