@@ -3,9 +3,10 @@
 //! `GET /` is the page (`page.html`, self-contained: it fetches nothing but `/events`);
 //! `GET /events` is a Server-Sent Events stream; `GET /metrics` is the same exposition as
 //! `--metrics`. One source of truth: every second a recorder task asks the driver for
-//! `ps`'s view (`Call::Ps`, what `hkrun ps --json` prints) and the counters
-//! (`Call::Metrics`), keeps the last 15 minutes (`recorder`), and sends each page a
-//! `tick`; the log is the history's `--tail` stream, as `hkrun logs --tail` gets it.
+//! what `/metrics` gets (`Call::Metrics`: the `View` `ps` is made from, and the router's
+//! figures), keeps the last 15 minutes (`recorder`), and sends each page a `tick` (its
+//! `ps` what `hkrun ps --json` prints); the log is the history's `--tail` stream, as
+//! `hkrun logs --tail` gets it.
 //!
 //! Events: `hello` (the last 15 minutes: memory per dyno, marks, router connections),
 //! `tick` (`ps`, counters per dyno, the router's figures, new marks), `log` (lines),
@@ -22,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::control::protocol::Ps;
+use crate::control::ps;
 use crate::control::server::Call;
 use crate::http;
 use crate::logs::history::{self, Chunk, History};
@@ -162,23 +164,21 @@ struct RouterTick<'a> {
     dynos: BTreeMap<&'a str, Traffic>,
 }
 
-/// Every second: `ps` and the counters from the driver, into the history and out to the
-/// pages. Ends when the driver has gone.
+/// Every second: the view and the counters from the driver, into the history and out to
+/// the pages. Ends when the driver has gone.
 async fn record(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (ps_reply, ps) = oneshot::channel();
-        let (figures_reply, figures) = oneshot::channel();
-        if shared.calls.send(Call::Ps(ps_reply)).is_err()
-            || shared.calls.send(Call::Metrics(figures_reply)).is_err()
-        {
+        let (reply, figures) = oneshot::channel();
+        if shared.calls.send(Call::Metrics(reply)).is_err() {
             return;
         }
-        let (Ok(ps), Ok(figures)) = (ps.await, figures.await) else {
+        let Ok(figures) = figures.await else {
             return;
         };
+        let ps = ps::wire(&figures.view);
         let t = now_ms();
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         let marks = state.recorder.observe(t, &figures);
@@ -199,18 +199,10 @@ fn tick_data(t: u64, ps: &Ps, figures: &Snapshot, marks: &[Mark]) -> String {
         t,
         ps,
         dynos: figures
+            .view
             .dynos
             .iter()
-            .map(|d| {
-                let counts = Counts {
-                    restarts: d.restarts,
-                    crashes: d.crashes,
-                    r10: d.r10,
-                    r14: d.r14,
-                    r15: d.r15,
-                };
-                (d.name.as_str(), counts)
-            })
+            .map(|d| (d.name.as_str(), Counts::of(d)))
             .collect(),
         router: figures.router.as_ref().map(|r| RouterTick {
             connections: r.connections,

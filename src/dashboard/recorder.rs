@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::Serialize;
 
 use crate::metrics::Snapshot;
+use crate::supervisor::view::DynoView;
 
 /// What the page charts, in seconds.
 pub const WINDOW_SECS: u64 = 15 * 60;
@@ -30,6 +31,18 @@ pub struct Counts {
     pub r10: u64,
     pub r14: u64,
     pub r15: u64,
+}
+
+impl Counts {
+    pub fn of(dyno: &DynoView) -> Self {
+        Self {
+            restarts: dyno.restarts,
+            crashes: dyno.crashes,
+            r10: dyno.errors.r10,
+            r14: dyno.errors.r14,
+            r15: dyno.errors.r15,
+        }
+    }
 }
 
 /// The history the page starts from.
@@ -62,20 +75,14 @@ impl Recorder {
     /// Takes the snapshot made at `t`; the marks it adds.
     pub fn observe(&mut self, t: u64, snapshot: &Snapshot) -> Vec<Mark> {
         let mut marks = Vec::new();
-        let mut last = HashMap::with_capacity(snapshot.dynos.len());
-        for d in &snapshot.dynos {
-            let now = Counts {
-                restarts: d.restarts,
-                crashes: d.crashes,
-                r10: d.r10,
-                r14: d.r14,
-                r15: d.r15,
-            };
+        let mut last = HashMap::with_capacity(snapshot.view.dynos.len());
+        for d in &snapshot.view.dynos {
+            let now = Counts::of(d);
             // A dyno seen for the first time starts from nothing: the dashboard starts
             // with hkrun, and a dyno scaled in or prebooted has no counts yet.
             let before = self
                 .last
-                .get(&(d.name.clone(), d.generation))
+                .get(&(d.name.clone(), d.slot.generation))
                 .copied()
                 .unwrap_or_default();
             for (kind, was, is) in [
@@ -94,7 +101,7 @@ impl Recorder {
                     });
                 }
             }
-            last.insert((d.name.clone(), d.generation), now);
+            last.insert((d.name.clone(), d.slot.generation), now);
             if let Some(bytes) = d.memory {
                 // Generations come in order: the newest process's figure stays.
                 let series = self.memory.entry(d.name.clone()).or_default();
@@ -145,23 +152,42 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{DynoFigures, RouterFigures};
+    use std::str::FromStr;
+    use std::time::{Duration, SystemTime};
 
-    fn dyno(name: &str, memory: u64, r14: u64, crashes: u64) -> DynoFigures {
-        DynoFigures {
+    use crate::dyno::Slot;
+    use crate::metrics::RouterFigures;
+    use crate::supervisor::core::Errors;
+    use crate::supervisor::event::Shown;
+    use crate::supervisor::view::View;
+
+    fn dyno(name: &str, memory: u64, r14: u64, crashes: u64) -> DynoView {
+        DynoView {
+            slot: Slot::from_str(name).unwrap(),
             name: name.into(),
-            kind: name.split('.').next().unwrap_or_default().into(),
+            state: Shown::Up,
+            since: SystemTime::UNIX_EPOCH,
+            age: Duration::ZERO,
+            pid: None,
+            port: None,
             memory: Some(memory),
-            r14,
-            crashes,
+            quota: None,
+            last_exit: None,
             restarts: crashes,
-            ..DynoFigures::default()
+            crashes,
+            errors: Errors {
+                r14,
+                ..Errors::default()
+            },
         }
     }
 
-    fn snapshot(dynos: Vec<DynoFigures>, connections: u64) -> Snapshot {
+    fn snapshot(dynos: Vec<DynoView>, connections: u64) -> Snapshot {
         Snapshot {
-            dynos,
+            view: View {
+                dynos,
+                ..View::default()
+            },
             router: Some(RouterFigures {
                 connections,
                 ..RouterFigures::default()
