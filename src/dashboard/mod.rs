@@ -5,7 +5,8 @@
 //! `--metrics`. One source of truth: every second a recorder task asks the driver for
 //! what `/metrics` gets (`Call::Metrics`: the `View` `ps` is made from, and the router's
 //! figures), keeps the last 15 minutes (`recorder`), and sends each page a `tick` (its
-//! `ps` what `hkrun ps --json` prints); the log is the history's `--tail` stream, as
+//! `ps` what `hkrun ps --json` prints); it hears the core's events as the driver carries
+//! them out (`Heard`), for the marks; the log is the history's `--tail` stream, as
 //! `hkrun logs --tail` gets it.
 //!
 //! Events: `hello` (the last 15 minutes: memory per dyno, marks, router connections),
@@ -31,6 +32,7 @@ use crate::logs::render::{self, Label, Origin};
 use crate::logs::writer::LogSender;
 use crate::metrics::{self, Highest, Snapshot};
 use crate::router::Traffic;
+use crate::supervisor::runtime::effects::Heard;
 
 mod recorder;
 
@@ -103,9 +105,11 @@ impl Recording {
 }
 
 /// Serves the dashboard on `bound` until the runtime ends, after logging its address.
+/// `heard` is subscribed to the core's events before the core says any.
 pub async fn serve(
     bound: http::Bound,
     calls: mpsc::UnboundedSender<Call>,
+    heard: broadcast::Receiver<Arc<Heard>>,
     history: Arc<History>,
     log: LogSender,
     app: String,
@@ -124,7 +128,7 @@ pub async fn serve(
         name,
         state: Mutex::new(Recording::default()),
     });
-    tokio::spawn(record(Arc::clone(&shared)));
+    tokio::spawn(record(Arc::clone(&shared), heard));
     let limits = http::Limits {
         connections: CONNECTIONS,
         streams: PAGES,
@@ -138,9 +142,11 @@ pub async fn serve(
 
 /// Unix milliseconds now.
 fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    unix_ms(SystemTime::now())
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -165,12 +171,30 @@ struct RouterTick<'a> {
 }
 
 /// Every second: the view and the counters from the driver, into the history and out to
-/// the pages. Ends when the driver has gone.
-async fn record(shared: Arc<Shared>) {
+/// the pages, with the marks of the events heard meanwhile. Ends when the driver has
+/// gone.
+async fn record(shared: Arc<Shared>, mut heard: broadcast::Receiver<Arc<Heard>>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hearing = true;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            got = heard.recv(), if hearing => {
+                match got {
+                    Ok(heard) => {
+                        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+                        state.recorder.heard(unix_ms(heard.at), &heard.event);
+                    }
+                    // Events of a burst past what the channel holds make no mark: the log
+                    // has them, the counts too.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // The driver has gone: the next call says so.
+                    Err(broadcast::error::RecvError::Closed) => hearing = false,
+                }
+                continue;
+            }
+        }
         let (reply, figures) = oneshot::channel();
         if shared.calls.send(Call::Metrics(reply)).is_err() {
             return;
