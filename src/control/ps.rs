@@ -40,6 +40,7 @@ pub fn wire(view: &View) -> Ps {
                 quota: d.quota,
                 last_exit: d.last_exit,
                 restarts: d.restarts,
+                cpu_ms: None,
             })
             .collect(),
         scheduler: view
@@ -54,6 +55,18 @@ pub fn wire(view: &View) -> Ps {
             .collect(),
         procfile: view.procfile.clone(),
     }
+}
+
+/// `ps` with each running dyno's CPU time, from one read of /proc (blocking).
+pub fn with_cpu(mut ps: Ps) -> Ps {
+    let snapshot = crate::os::proc::Snapshot::read();
+    for d in &mut ps.dynos {
+        d.cpu_ms = d.pid.map(|pid| {
+            let used = snapshot.cpu_time(nix::unistd::Pid::from_raw(pid));
+            u64::try_from(used.as_millis()).unwrap_or(u64::MAX)
+        });
+    }
+    ps
 }
 
 /// The human form.
@@ -217,6 +230,7 @@ mod tests {
             quota: Some(512 * 1024 * 1024),
             last_exit: None,
             restarts: 0,
+            cpu_ms: None,
         }
     }
 

@@ -287,15 +287,11 @@ pub async fn exposition(calls: &mpsc::UnboundedSender<Call>, highest: &Highest) 
 /// CPU seconds of each dyno's group, from one read of /proc.
 fn cpu_seconds(groups: &[i32]) -> Vec<(i32, f64)> {
     let snapshot = crate::os::proc::Snapshot::read();
-    let ticks = procfs::ticks_per_second() as f64;
     groups
         .iter()
         .map(|&pgid| {
-            let used: u64 = snapshot
-                .members(nix::unistd::Pid::from_raw(pgid))
-                .map(|p| p.cpu_ticks)
-                .sum();
-            (pgid, used as f64 / ticks)
+            let used = snapshot.cpu_time(nix::unistd::Pid::from_raw(pgid));
+            (pgid, used.as_secs_f64())
         })
         .collect()
 }
