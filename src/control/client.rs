@@ -101,7 +101,7 @@ pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
 /// `hkrun ps [--json]`.
 pub fn ps(args: &PsArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    client.send(&Request::Ps {})?;
+    client.send(&Request::Ps { cpu: false })?;
     let response = client.answer()?;
     let ps = response
         .ps

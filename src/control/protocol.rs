@@ -17,8 +17,11 @@ pub const DEFAULT_LINES: usize = 100;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Request {
-    /// Every dyno and its state.
-    Ps {},
+    /// Every dyno and its state; with `cpu`, each running dyno's CPU time too (`top`).
+    Ps {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cpu: bool,
+    },
     /// Heroku's changes, each as typed: `web=3`, `clock+1`, `web=2:standard-2x`.
     Scale { changes: Vec<String> },
     /// A type (`web`), a dyno (`web.2`), a glob (`work*`), several (`targets`, with
@@ -247,6 +250,10 @@ pub struct PsDyno {
     /// Times its process was started again (crashes, restarts, R15).
     #[serde(default)]
     pub restarts: u64,
+    /// CPU time its running processes have used, and the children they reaped, in
+    /// milliseconds; only when asked (`"cpu":true`), so `ps --json` never has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
 }
 
 /// How to render the lines that follow, as the supervisor does.
@@ -299,7 +306,7 @@ mod tests {
             changes in proptest::collection::vec("[a-z]{1,5}[=+-][0-9]{1,3}", 0..4),
         ) {
             let requests = [
-                Request::Ps {},
+                Request::Ps { cpu: tail },
                 Request::Logs { lines, tail, ps, source: Some(LogSource::App) },
                 Request::Restart { target: target.clone(), targets: Vec::new() },
                 Request::Stop { target: target.clone(), targets: Vec::new() },
@@ -337,7 +344,7 @@ mod tests {
             ),
             (
                 br#"{"v":1,"cmd":"ps","x":1}"#,
-                "bad request: unknown field `x`, there are no fields",
+                "bad request: unknown field `x`, expected `cpu`",
             ),
             (
                 br#"{"v":1,"cmd":"scale"}"#,

@@ -1,107 +1,72 @@
-//! `hkrun ps`: the view of the core's dynos the server sends, and how the client shows it
-//! (Heroku's `=== web (Standard-1X): python web.py (2)` then one line per dyno).
+//! `hkrun ps`: the supervisor's `View` as the server sends it, and how the client shows
+//! it (Heroku's `=== web (Standard-1X): python web.py (2)` then one line per dyno).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::protocol::{Ps, PsDyno, PsJob, PsType};
-use crate::dyno::{POSTDEPLOY, RELEASE};
-use crate::supervisor::core::{Dyno, DynoState, Supervisor};
+use crate::supervisor::view::View;
 
-/// Whether `ps` (and `/metrics`) shows `dyno`: the release phase while it runs; a done
-/// one-shot dyno stays listed.
-pub fn shown(dyno: &Dyno) -> bool {
-    ![RELEASE, POSTDEPLOY].contains(&dyno.plan.spec.slot.kind.as_str())
-        || dyno.state != DynoState::Down
-}
+/// UTC, RFC 3339, to the second.
+const STAMP: &str = "%Y-%m-%dT%H:%M:%SZ";
 
-/// A dyno's memory quota; none for the release phase, which is not watched.
-pub fn quota(dyno: &Dyno) -> Option<u64> {
-    let release = [RELEASE, POSTDEPLOY].contains(&dyno.plan.spec.slot.kind.as_str());
-    (!release).then_some(dyno.plan.quota)
-}
-
-/// What `ps` shows of the supervisor at `now` (wall clock `wall`), with each
-/// `[[scheduler]]` job's next run (from `scheduler`'s clock).
-pub fn view(
-    sup: &Supervisor,
-    now: Instant,
-    wall: SystemTime,
-    next_runs: &[Option<DateTime<Utc>>],
-) -> Ps {
-    let mut dynos: Vec<_> = sup.dynos().iter().filter(|d| shown(d)).collect();
-    let order = |kind: &str| {
-        sup.types()
-            .iter()
-            .position(|t| t.name == kind)
-            .map_or(0, |i| i + 1)
-    };
-    // A preboot's new generation shows under the old one of the same name.
-    dynos.sort_by_key(|d| {
-        let slot = &d.plan.spec.slot;
-        (order(&slot.kind), slot.index, slot.generation)
-    });
-    let mut types: Vec<PsType> = Vec::new();
-    for dyno in &dynos {
-        let kind = &dyno.plan.spec.slot.kind;
-        let leaving = dyno.leaving();
-        match types.iter_mut().find(|t| &t.name == kind) {
-            Some(t) => t.count += usize::from(!leaving),
-            None => types.push(PsType {
-                name: kind.clone(),
-                command: dyno.plan.spec.command.clone(),
-                size: sup
-                    .types()
-                    .iter()
-                    .find(|t| &t.name == kind)
-                    .map(|t| t.size.to_string()),
-                count: usize::from(!leaving),
-            }),
-        }
-    }
-    let dynos = dynos
-        .into_iter()
-        .map(|d| {
-            let age = sup.clock(now).saturating_duration_since(d.since);
-            let since: DateTime<Utc> = wall.checked_sub(age).unwrap_or(wall).into();
-
-            PsDyno {
-                name: d.plan.spec.slot.to_string(),
-                kind: d.plan.spec.slot.kind.clone(),
-                state: d.state.name().to_owned(),
-                since: since.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                age_secs: age.as_secs(),
-                pid: d.pid,
-                port: d.plan.spec.port,
-                memory: d.memory,
-                quota: quota(d),
-                last_exit: d.last_exit.map(|e| e.code()),
-                restarts: d.launches().saturating_sub(1),
-            }
-        })
-        .collect();
-    let scheduler = sup
-        .scheduler()
-        .enumerate()
-        .map(|(i, (job, running))| PsJob {
-            command: job.command.clone(),
-            frequency: job.frequency.to_string(),
-            next_run: next_runs
-                .get(i)
-                .copied()
-                .flatten()
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            running: running.map(|s| s.to_string()),
-        })
-        .collect();
+/// `view` as `ps` sends it (`hkrun ps --json`).
+pub fn wire(view: &View) -> Ps {
     Ps {
-        router: sup.router(),
-        types,
-        dynos,
-        scheduler,
-        procfile: sup.types().iter().map(|t| t.name.clone()).collect(),
+        router: view.router,
+        types: view
+            .types
+            .iter()
+            .map(|t| PsType {
+                name: t.name.clone(),
+                command: t.command.clone(),
+                size: t.size.map(|s| s.to_string()),
+                count: t.count,
+            })
+            .collect(),
+        dynos: view
+            .dynos
+            .iter()
+            .map(|d| PsDyno {
+                name: d.name.clone(),
+                kind: d.kind().to_owned(),
+                state: d.state.as_str().to_owned(),
+                since: DateTime::<Utc>::from(d.since).format(STAMP).to_string(),
+                age_secs: d.age.as_secs(),
+                pid: d.pid,
+                port: d.port,
+                memory: d.memory,
+                quota: d.quota,
+                last_exit: d.last_exit,
+                restarts: d.restarts,
+                cpu_ms: None,
+            })
+            .collect(),
+        scheduler: view
+            .scheduler
+            .iter()
+            .map(|j| PsJob {
+                command: j.command.clone(),
+                frequency: j.frequency.to_string(),
+                next_run: j.next_run.map(|t| t.format(STAMP).to_string()),
+                running: j.running.as_ref().map(ToString::to_string),
+            })
+            .collect(),
+        procfile: view.procfile.clone(),
     }
+}
+
+/// `ps` with each running dyno's CPU time, from one read of /proc (blocking).
+pub fn with_cpu(mut ps: Ps) -> Ps {
+    let snapshot = crate::os::proc::Snapshot::read();
+    for d in &mut ps.dynos {
+        d.cpu_ms = d.pid.map(|pid| {
+            let used = snapshot.cpu_time(nix::unistd::Pid::from_raw(pid));
+            u64::try_from(used.as_millis()).unwrap_or(u64::MAX)
+        });
+    }
+    ps
 }
 
 /// The human form.
@@ -248,6 +213,8 @@ fn ago(age: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     fn dyno(name: &str, state: &str, pid: Option<i32>, memory: Option<u64>) -> PsDyno {
@@ -263,6 +230,7 @@ mod tests {
             quota: Some(512 * 1024 * 1024),
             last_exit: None,
             restarts: 0,
+            cpu_ms: None,
         }
     }
 
@@ -288,6 +256,54 @@ mod tests {
             "=== web (Standard-1X): python web.py (2)\n\
              web.1: up 2026/11/26 17:41:03 +0000 (~ 5s ago)         pid 4242   port 5000   mem 23M / 512M (4.5%)\n\
              web.2: starting 2026/11/26 17:41:03 +0000 (~ 5s ago)   pid    -   port 5000   mem - / 512M\n"
+        );
+    }
+
+    #[test]
+    fn the_wire_form_says_each_field_as_ps_json_prints_it() {
+        use crate::dyno::Slot;
+        use crate::plan::formation::DynoSize;
+        use crate::supervisor::core::Errors;
+        use crate::supervisor::event::Shown;
+        use crate::supervisor::view::{DynoView, JobView, TypeView};
+
+        let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_801_263);
+        let view = View {
+            router: Some(8080),
+            types: vec![TypeView {
+                name: "web".into(),
+                command: "python web.py".into(),
+                size: Some(DynoSize::default()),
+                count: 1,
+            }],
+            dynos: vec![DynoView {
+                slot: Slot::new("web", 1),
+                name: "web.1".into(),
+                state: Shown::Up,
+                since,
+                age: Duration::from_millis(5900),
+                pid: Some(4242),
+                port: Some(5000),
+                memory: Some(23 << 20),
+                quota: Some(512 << 20),
+                last_exit: Some(137),
+                restarts: 2,
+                crashes: 3,
+                errors: Errors::default(),
+            }],
+            scheduler: vec![JobView {
+                command: "report".into(),
+                frequency: "every 10 minutes".parse().unwrap(),
+                next_run: Some(since.into()),
+                running: Some(Slot::new("scheduler", 3)),
+            }],
+            procfile: vec!["web".into(), "worker".into()],
+        };
+        let ps = wire(&view);
+        assert_eq!(ps.procfile, ["web", "worker"]);
+        assert_eq!(
+            serde_json::to_string(&ps).unwrap(),
+            r#"{"router":8080,"types":[{"name":"web","command":"python web.py","size":"Standard-1X","count":1}],"dynos":[{"name":"web.1","type":"web","state":"up","since":"2026-11-27T17:41:03Z","age_secs":5,"pid":4242,"port":5000,"memory":24117248,"quota":536870912,"last_exit":137,"restarts":2}],"scheduler":[{"command":"report","frequency":"every 10 minutes","next_run":"2026-11-27T17:41:03Z","running":"scheduler.3"}]}"#
         );
     }
 

@@ -507,17 +507,26 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(),
 /// Turns a request about dynos into a call to the driver and its answer into a response.
 async fn call(context: &Context, request: Request) -> Response {
     let request = match request {
-        Request::Ps {} => {
+        Request::Ps { cpu } => {
             let (tx, rx) = oneshot::channel();
             if context.calls.send(Call::Ps(tx)).is_err() {
                 return stopping();
             }
-            return match rx.await {
-                Ok(ps) => Response {
-                    ps: Some(ps),
-                    ..Response::ok()
-                },
-                Err(_) => stopping(),
+            let Ok(mut ps) = rx.await else {
+                return stopping();
+            };
+            if cpu {
+                // /proc is read off the async thread.
+                ps = match tokio::task::spawn_blocking(move || crate::control::ps::with_cpu(ps))
+                    .await
+                {
+                    Ok(ps) => ps,
+                    Err(_) => return stopping(),
+                };
+            }
+            return Response {
+                ps: Some(ps),
+                ..Response::ok()
             };
         }
         Request::Stop {

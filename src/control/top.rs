@@ -2,8 +2,9 @@
 //! state, a memory bar against its quota, restarts and CPU; the log below; keys to
 //! restart, stop and scale a dyno's type, and to show only its log lines.
 //!
-//! A client like the others: `ps` once a second and a `logs --tail` stream over the
-//! control socket, CPU from /proc (same machine), drawn with crossterm. The filter asks
+//! A client like the others: `ps` once a second (with each dyno's CPU time, which the
+//! supervisor reads from /proc) and a `logs --tail` stream over the control socket,
+//! drawn with crossterm. The filter asks
 //! the supervisor for the chosen dyno's lines alone (`logs --ps`), so another dyno's
 //! flood cannot push them out of what the stream and the pane hold.
 
@@ -70,9 +71,10 @@ struct Log {
 /// `hkrun top`.
 pub fn top(args: &TopArgs) -> Result<i32, Error> {
     // Fails here, before the terminal changes, when no hkrun runs.
-    let first = ps(&args.control)?;
+    let mut cpu = true;
+    let first = ps(&args.control, &mut cpu)?;
     let (tx, events) = mpsc::channel();
-    spawn_ps(args.control.clone(), tx.clone());
+    spawn_ps(args.control.clone(), cpu, tx.clone());
     spawn_keys(tx.clone());
     let mut screen = Screen {
         ps: first,
@@ -294,39 +296,41 @@ fn memory_bar(d: &PsDyno) -> String {
     }
 }
 
-fn ps(control: &crate::cli::ControlArgs) -> Result<Ps, Error> {
-    let mut client = Client::open(control)?;
-    client.send(&Request::Ps {})?;
-    let response = client.answer()?;
-    response
-        .ps
-        .ok_or_else(|| client.broken("the answer to ps has no dynos"))
+/// `ps`, with each running dyno's CPU time (`cpu`). A supervisor from before that refuses
+/// it as an unknown field: it is then asked without, and `cpu` turns false (CPU shows
+/// `-`).
+fn ps(control: &crate::cli::ControlArgs, cpu: &mut bool) -> Result<Ps, Error> {
+    loop {
+        let mut client = Client::open(control)?;
+        client.send(&Request::Ps { cpu: *cpu })?;
+        match client.answer() {
+            Err(Error::Refused(text)) if *cpu && text.contains("unknown field `cpu`") => {
+                *cpu = false;
+            }
+            answer => {
+                return answer?
+                    .ps
+                    .ok_or_else(|| client.broken("the answer to ps has no dynos"));
+            }
+        }
+    }
 }
 
-fn spawn_ps(control: crate::cli::ControlArgs, tx: mpsc::Sender<Event>) {
+fn spawn_ps(control: crate::cli::ControlArgs, mut cpu: bool, tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
         let mut last: Option<(Instant, HashMap<String, u64>)> = None;
         loop {
             std::thread::sleep(EVERY);
-            let Ok(ps) = ps(&control) else {
+            let Ok(ps) = ps(&control, &mut cpu) else {
                 let _ = tx.send(Event::Gone);
                 return;
             };
-            let ticks = cpu_ticks(&ps);
+            let used = cpu_used(&ps);
             let now = Instant::now();
             if let Some((then, before)) = &last {
-                let seconds = now.duration_since(*then).as_secs_f64();
-                let per_second = procfs::ticks_per_second() as f64;
-                let cpu = ticks
-                    .iter()
-                    .filter_map(|(name, t)| {
-                        let used = t.checked_sub(*before.get(name)?)? as f64 / per_second;
-                        Some((name.clone(), 100.0 * used / seconds))
-                    })
-                    .collect();
-                let _ = tx.send(Event::Cpu(cpu));
+                let _ = tx.send(Event::Cpu(percents(&used, before, now - *then)));
             }
-            last = Some((now, ticks));
+            last = Some((now, used));
             if tx.send(Event::Ps(ps)).is_err() {
                 return;
             }
@@ -334,15 +338,30 @@ fn spawn_ps(control: crate::cli::ControlArgs, tx: mpsc::Sender<Event>) {
     });
 }
 
-/// CPU ticks of each running dyno's process group (its pid leads it).
-fn cpu_ticks(ps: &Ps) -> HashMap<String, u64> {
-    let snapshot = crate::os::proc::Snapshot::read();
+/// Each running dyno's CPU time so far, in milliseconds, as the supervisor said it.
+fn cpu_used(ps: &Ps) -> HashMap<String, u64> {
     ps.dynos
         .iter()
-        .filter_map(|d| {
-            let pid = nix::unistd::Pid::from_raw(d.pid?);
-            let ticks = snapshot.members(pid).map(|p| p.cpu_ticks).sum();
-            Some((d.name.clone(), ticks))
+        .filter_map(|d| Some((d.name.clone(), d.cpu_ms?)))
+        .collect()
+}
+
+/// CPU use of each dyno over `elapsed`, in percent of one core: from its time `before`
+/// to its time `now`. A dyno whose time went down (a new run, or a process that left its
+/// group) has no figure this time.
+fn percents(
+    now: &HashMap<String, u64>,
+    before: &HashMap<String, u64>,
+    elapsed: Duration,
+) -> HashMap<String, f64> {
+    let seconds = elapsed.as_secs_f64();
+    if seconds <= 0.0 {
+        return HashMap::new();
+    }
+    now.iter()
+        .filter_map(|(name, ms)| {
+            let used = ms.checked_sub(*before.get(name)?)? as f64 / 1000.0;
+            Some((name.clone(), 100.0 * used / seconds))
         })
         .collect()
 }
@@ -450,6 +469,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpu_is_the_time_used_since_the_last_answer_per_second() {
+        let map = |pairs: &[(&str, u64)]| -> HashMap<String, u64> {
+            pairs.iter().map(|(n, ms)| ((*n).to_owned(), *ms)).collect()
+        };
+        let before = map(&[("web.1", 1000), ("worker.1", 5000), ("gone.1", 1)]);
+        let now = map(&[("web.1", 1500), ("worker.1", 40), ("new.1", 300)]);
+        let cpu = percents(&now, &before, Duration::from_millis(500));
+        // 0.5 s of CPU in 0.5 s: one whole core. A time that went down (a new run) and a
+        // dyno not seen before have no figure yet.
+        assert_eq!(cpu.len(), 1);
+        assert!((cpu["web.1"] - 100.0).abs() < 1e-9, "{cpu:?}");
+        assert!(percents(&now, &before, Duration::ZERO).is_empty());
+    }
+
+    #[test]
     fn the_memory_bar_fills_to_the_quota_and_marks_what_is_past_it() {
         let dyno = |memory: Option<u64>| PsDyno {
             name: "web.1".into(),
@@ -463,6 +497,7 @@ mod tests {
             quota: Some(512 << 20),
             last_exit: None,
             restarts: 0,
+            cpu_ms: None,
         };
         assert_eq!(
             memory_bar(&dyno(Some(256 << 20))),

@@ -3,9 +3,11 @@
 //! `GET /` is the page (`page.html`, self-contained: it fetches nothing but `/events`);
 //! `GET /events` is a Server-Sent Events stream; `GET /metrics` is the same exposition as
 //! `--metrics`. One source of truth: every second a recorder task asks the driver for
-//! `ps`'s view (`Call::Ps`, what `hkrun ps --json` prints) and the counters
-//! (`Call::Metrics`), keeps the last 15 minutes (`recorder`), and sends each page a
-//! `tick`; the log is the history's `--tail` stream, as `hkrun logs --tail` gets it.
+//! what `/metrics` gets (`Call::Metrics`: the `View` `ps` is made from, and the router's
+//! figures), keeps the last 15 minutes (`recorder`), and sends each page a `tick` (its
+//! `ps` what `hkrun ps --json` prints); it hears the core's events as the driver carries
+//! them out (`Heard`), for the marks; the log is the history's `--tail` stream, as
+//! `hkrun logs --tail` gets it.
 //!
 //! Events: `hello` (the last 15 minutes: memory per dyno, marks, router connections),
 //! `tick` (`ps`, counters per dyno, the router's figures, new marks), `log` (lines),
@@ -22,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::control::protocol::Ps;
+use crate::control::ps;
 use crate::control::server::Call;
 use crate::http;
 use crate::logs::history::{self, Chunk, History};
@@ -29,6 +32,7 @@ use crate::logs::render::{self, Label, Origin};
 use crate::logs::writer::LogSender;
 use crate::metrics::{self, Highest, Snapshot};
 use crate::router::Traffic;
+use crate::supervisor::runtime::effects::Heard;
 
 mod recorder;
 
@@ -101,9 +105,11 @@ impl Recording {
 }
 
 /// Serves the dashboard on `bound` until the runtime ends, after logging its address.
+/// `heard` is subscribed to the core's events before the core says any.
 pub async fn serve(
     bound: http::Bound,
     calls: mpsc::UnboundedSender<Call>,
+    heard: broadcast::Receiver<Arc<Heard>>,
     history: Arc<History>,
     log: LogSender,
     app: String,
@@ -122,7 +128,7 @@ pub async fn serve(
         name,
         state: Mutex::new(Recording::default()),
     });
-    tokio::spawn(record(Arc::clone(&shared)));
+    tokio::spawn(record(Arc::clone(&shared), heard));
     let limits = http::Limits {
         connections: CONNECTIONS,
         streams: PAGES,
@@ -136,9 +142,11 @@ pub async fn serve(
 
 /// Unix milliseconds now.
 fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    unix_ms(SystemTime::now())
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -162,23 +170,39 @@ struct RouterTick<'a> {
     dynos: BTreeMap<&'a str, Traffic>,
 }
 
-/// Every second: `ps` and the counters from the driver, into the history and out to the
-/// pages. Ends when the driver has gone.
-async fn record(shared: Arc<Shared>) {
+/// Every second: the view and the counters from the driver, into the history and out to
+/// the pages, with the marks of the events heard meanwhile. Ends when the driver has
+/// gone.
+async fn record(shared: Arc<Shared>, mut heard: broadcast::Receiver<Arc<Heard>>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hearing = true;
     loop {
-        tick.tick().await;
-        let (ps_reply, ps) = oneshot::channel();
-        let (figures_reply, figures) = oneshot::channel();
-        if shared.calls.send(Call::Ps(ps_reply)).is_err()
-            || shared.calls.send(Call::Metrics(figures_reply)).is_err()
-        {
+        tokio::select! {
+            _ = tick.tick() => {}
+            got = heard.recv(), if hearing => {
+                match got {
+                    Ok(heard) => {
+                        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+                        state.recorder.heard(unix_ms(heard.at), &heard.event);
+                    }
+                    // Events of a burst past what the channel holds make no mark: the log
+                    // has them, the counts too.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // The driver has gone: the next call says so.
+                    Err(broadcast::error::RecvError::Closed) => hearing = false,
+                }
+                continue;
+            }
+        }
+        let (reply, figures) = oneshot::channel();
+        if shared.calls.send(Call::Metrics(reply)).is_err() {
             return;
         }
-        let (Ok(ps), Ok(figures)) = (ps.await, figures.await) else {
+        let Ok(figures) = figures.await else {
             return;
         };
+        let ps = ps::wire(&figures.view);
         let t = now_ms();
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         let marks = state.recorder.observe(t, &figures);
@@ -199,18 +223,10 @@ fn tick_data(t: u64, ps: &Ps, figures: &Snapshot, marks: &[Mark]) -> String {
         t,
         ps,
         dynos: figures
+            .view
             .dynos
             .iter()
-            .map(|d| {
-                let counts = Counts {
-                    restarts: d.restarts,
-                    crashes: d.crashes,
-                    r10: d.r10,
-                    r14: d.r14,
-                    r15: d.r15,
-                };
-                (d.name.as_str(), counts)
-            })
+            .map(|d| (d.name.as_str(), Counts::of(d)))
             .collect(),
         router: figures.router.as_ref().map(|r| RouterTick {
             connections: r.connections,

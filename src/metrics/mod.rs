@@ -1,9 +1,10 @@
 //! `--metrics ADDR`: Prometheus' view of the app on `GET /metrics`, in the OpenMetrics
 //! text format (HELP and TYPE for every family), encoded by `prometheus-client`.
 //!
-//! One source of truth: the driver answers `Call::Metrics` with the same view `ps` gets,
-//! the core's counters (restarts, crashes, R10/R14/R15), the router's and the log's; CPU
-//! time is read from /proc here, on a blocking thread. The listener speaks just enough
+//! One source of truth: the driver answers `Call::Metrics` with the same `View` `ps` gets
+//! (`supervisor::view`: states, memory, the core's counters of restarts, crashes and
+//! R10/R14/R15), and the router's and the log's figures; CPU time is read from /proc
+//! here, on a blocking thread. The listener speaks just enough
 //! HTTP/1.1 for a scraper (`crate::http`): one request per connection, `GET` or `HEAD`.
 //! The dashboard serves the same `exposition` on its own listener.
 
@@ -26,7 +27,7 @@ use crate::logs::writer::LogSender;
 
 pub(crate) mod snapshot;
 
-pub use snapshot::{DynoFigures, RouterFigures, Snapshot};
+pub use snapshot::{RouterFigures, Snapshot};
 
 /// How long a scraper may take to send its request and take the answer.
 const ANSWER: Duration = Duration::from_secs(10);
@@ -45,7 +46,8 @@ fn dyno_labels(name: &str, kind: &str, generation: u32) -> Labels {
     labels
 }
 
-/// The exposition of `snapshot`, with `cpu` (seconds, by process group) from /proc.
+/// The exposition of `snapshot`, with `cpu` (seconds, by process group: a running dyno's
+/// pid leads its group) from /proc.
 pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
     let mut registry = Registry::with_prefix("hkrun");
     let gauge = |registry: &mut Registry, name: &str, help: &str| {
@@ -102,8 +104,8 @@ pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
     let log_lines = counter(&mut registry, "log_lines", "Lines of output from the dyno");
     let log_bytes = counter(&mut registry, "log_bytes", "Bytes of output from the dyno");
 
-    for d in &snapshot.dynos {
-        let labels = dyno_labels(&d.name, &d.kind, d.generation);
+    for d in &snapshot.view.dynos {
+        let labels = dyno_labels(&d.name, d.kind(), d.slot.generation);
         if let Some(bytes) = d.memory {
             memory.get_or_create(&labels).set(saturate(bytes));
         }
@@ -111,19 +113,20 @@ pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
             quota.get_or_create(&labels).set(saturate(bytes));
         }
         let mut with_state = labels.clone();
-        with_state.push(("state".to_owned(), d.state.clone()));
+        with_state.push(("state".to_owned(), d.state.as_str().to_owned()));
         state.get_or_create(&with_state).set(1);
         if let Some(p) = d.pid {
             pid.get_or_create(&labels).set(i64::from(p));
         }
         restarts.get_or_create(&labels).inc_by(d.restarts);
         crashes.get_or_create(&labels).inc_by(d.crashes);
-        for (code, count) in [("R10", d.r10), ("R14", d.r14), ("R15", d.r15)] {
+        let e = d.errors;
+        for (code, count) in [("R10", e.r10), ("R14", e.r14), ("R15", e.r15)] {
             let mut with_code = labels.clone();
             with_code.push(("code".to_owned(), code.to_owned()));
             errors.get_or_create(&with_code).inc_by(count);
         }
-        if let Some((_, seconds)) = cpu.iter().find(|(group, _)| Some(*group) == d.group) {
+        if let Some((_, seconds)) = cpu.iter().find(|(group, _)| Some(*group) == d.pid) {
             cpu_seconds.get_or_create(&labels).inc_by(*seconds);
         }
     }
@@ -261,7 +264,7 @@ pub async fn exposition(calls: &mpsc::UnboundedSender<Call>, highest: &Highest) 
     let (reply, rx) = oneshot::channel();
     calls.send(Call::Metrics(reply)).ok()?;
     let snapshot = rx.await.ok()?;
-    let groups: Vec<i32> = snapshot.dynos.iter().filter_map(|d| d.group).collect();
+    let groups: Vec<i32> = snapshot.view.dynos.iter().filter_map(|d| d.pid).collect();
     let measured = tokio::task::spawn_blocking(move || cpu_seconds(&groups))
         .await
         .unwrap_or_default();
@@ -284,15 +287,11 @@ pub async fn exposition(calls: &mpsc::UnboundedSender<Call>, highest: &Highest) 
 /// CPU seconds of each dyno's group, from one read of /proc.
 fn cpu_seconds(groups: &[i32]) -> Vec<(i32, f64)> {
     let snapshot = crate::os::proc::Snapshot::read();
-    let ticks = procfs::ticks_per_second() as f64;
     groups
         .iter()
         .map(|&pgid| {
-            let used: u64 = snapshot
-                .members(nix::unistd::Pid::from_raw(pgid))
-                .map(|p| p.cpu_ticks)
-                .sum();
-            (pgid, used as f64 / ticks)
+            let used = snapshot.cpu_time(nix::unistd::Pid::from_raw(pgid));
+            (pgid, used.as_secs_f64())
         })
         .collect()
 }
@@ -300,35 +299,45 @@ fn cpu_seconds(groups: &[i32]) -> Vec<(i32, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dyno::Slot;
+    use crate::supervisor::core::Errors;
+    use crate::supervisor::event::Shown;
+    use crate::supervisor::view::{DynoView, View};
 
     #[test]
     fn every_family_has_help_and_type_and_the_figures_given() {
-        let web = DynoFigures {
+        let web = DynoView {
+            slot: Slot::new("web", 1),
             name: "web.1".into(),
-            kind: "web".into(),
-            generation: 0,
-            state: "up".into(),
+            state: Shown::Up,
+            since: std::time::SystemTime::UNIX_EPOCH,
+            age: Duration::ZERO,
             pid: Some(4242),
+            port: Some(5000),
             memory: Some(23 << 20),
             quota: Some(512 << 20),
-            group: Some(4242),
+            last_exit: None,
             restarts: 2,
             crashes: 3,
-            r10: 0,
-            r14: 4,
-            r15: 1,
+            errors: Errors {
+                r10: 0,
+                r14: 4,
+                r15: 1,
+            },
         };
         // A preboot's new web.1 beside the old one: a series of its own.
-        let new_web = DynoFigures {
-            generation: 1,
-            state: "starting".into(),
+        let new_web = DynoView {
+            slot: Slot::new("web", 1).next_generation(),
+            state: Shown::Starting,
             pid: Some(4343),
-            group: Some(4343),
             restarts: 0,
             ..web.clone()
         };
         let snapshot = Snapshot {
-            dynos: vec![web, new_web],
+            view: View {
+                dynos: vec![web, new_web],
+                ..View::default()
+            },
             router: Some(RouterFigures {
                 connections: 10,
                 unserved: 1,

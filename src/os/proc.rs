@@ -124,6 +124,16 @@ impl Snapshot {
             .filter(move |p| p.pgid == pgid && !p.zombie)
     }
 
+    /// The CPU time the live members of group `pgid` have used, their own and that of the
+    /// children they reaped: a dyno's, since each run leads a group of its own (`/metrics`,
+    /// and `ps` for `hkrun top`).
+    pub fn cpu_time(&self, pgid: Pid) -> Duration {
+        let ticks: u64 = self.members(pgid).map(|p| p.cpu_ticks).sum();
+        let per_second = procfs::ticks_per_second().max(1);
+        let rest = Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second);
+        Duration::from_secs(ticks / per_second) + rest
+    }
+
     /// The resident memory of each of `groups` (by owner, in that order): the group's
     /// processes and everything descended from them. `owners` carries over from one
     /// snapshot to the next, so a process that left its group (re-parented to hkrun) still

@@ -7,3 +7,4 @@ pub mod input;
 pub mod outcome;
 pub(crate) mod restart;
 pub(crate) mod runtime;
+pub(crate) mod view;

@@ -1156,3 +1156,60 @@ fn ps_elsewhere_hints_at_the_flags() {
         )
     );
 }
+
+#[test]
+fn ps_asked_for_cpu_says_each_running_dynos_cpu_time_and_ps_json_never_does() {
+    let app = App::new(
+        "busy: echo busy ready; while :; do :; done\nidle: echo idle ready; exec sleep 1000\n",
+    );
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-p", &port],
+        "busy.1 | busy ready",
+    );
+    hk.wait_for("idle.1 | idle ready");
+    let socket = app.file(".hkrun.sock");
+    // Each dyno's `cpu_ms` in the answer to `line`, by name.
+    let ask = |line: &[u8]| -> Vec<(String, serde_json::Value)> {
+        let mut stream = UnixStream::connect(&socket).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream.write_all(line).expect("write");
+        let mut answer = String::new();
+        BufReader::new(stream)
+            .read_line(&mut answer)
+            .expect("an answer");
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+        assert_eq!(answer["ok"], true, "{answer}");
+        answer["ps"]["dynos"]
+            .as_array()
+            .expect("dynos")
+            .iter()
+            .map(|d| (d["name"].as_str().unwrap().to_owned(), d["cpu_ms"].clone()))
+            .collect()
+    };
+    let cpu = |name: &str| {
+        let dynos = ask(b"{\"v\":1,\"cmd\":\"ps\",\"cpu\":true}\n");
+        let (_, ms) = dynos.iter().find(|(n, _)| n == name).expect(name);
+        ms.as_u64()
+            .unwrap_or_else(|| panic!("{name} has no CPU time: {dynos:?}"))
+    };
+    // `top`'s request: the busy dyno's CPU time grows as it spins; the idle one's is
+    // said too.
+    let first = eventually("busy.1's CPU time", || {
+        Some(cpu("busy.1")).filter(|&ms| ms > 0)
+    });
+    eventually("busy.1's CPU time to grow", || {
+        Some(cpu("busy.1")).filter(|&ms| ms >= first + 200)
+    });
+    let idle = cpu("idle.1");
+    assert!(idle < 1000, "sleep used {idle} ms of CPU");
+    // Asked without it, `ps` never says it: `ps --json` prints what it always has.
+    let plain = ask(b"{\"v\":1,\"cmd\":\"ps\"}\n");
+    assert!(plain.iter().all(|(_, ms)| ms.is_null()), "{plain:?}");
+    let out = client(app.path(), &["ps", "--json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stdout.contains("cpu"), "{}", out.stdout);
+    hk.stop_cleanly();
+    assert_none_left(&hk.tag);
+}

@@ -1,5 +1,6 @@
-//! What the servers ask (`Call`s): answered from what the driver holds, or handed to the
-//! core as an input.
+//! What the servers ask (`Call`s): answered from what the driver holds (`ps` and
+//! `/metrics` from the one `View` of the core, `supervisor::view`), or handed to the core
+//! as an input.
 
 use std::time::{Instant, SystemTime};
 
@@ -8,6 +9,7 @@ use crate::control::ps;
 use crate::control::server::Call;
 use crate::supervisor::core::Supervisor;
 use crate::supervisor::input::{Control, Input, StopRequest};
+use crate::supervisor::view::{self, View};
 
 impl Driver {
     /// The input `call` is for the core, if any; the calls the driver answers itself are
@@ -15,8 +17,7 @@ impl Driver {
     pub(super) fn call(&mut self, sup: &Supervisor, call: Call) -> Option<Input> {
         match call {
             Call::Ps(reply) => {
-                let next = self.next_runs.borrow().clone();
-                let _ = reply.send(ps::view(sup, Instant::now(), SystemTime::now(), &next));
+                let _ = reply.send(ps::wire(&self.view(sup)));
                 None
             }
             Call::Change { request, reply } => {
@@ -71,38 +72,18 @@ impl Driver {
         }
     }
 
-    /// What `/metrics` shows: `ps`'s view, and the counters of the core, the router and
-    /// the log.
+    /// The app as every reader shows it, now.
+    fn view(&self, sup: &Supervisor) -> View {
+        let next = self.next_runs.borrow().clone();
+        view::view(sup, Instant::now(), SystemTime::now(), &next)
+    }
+
+    /// What `/metrics` and the dashboard show: the view, and the router's and the log's
+    /// counters.
     fn metrics(&self, sup: &Supervisor) -> crate::metrics::Snapshot {
         use std::sync::atomic::Ordering::Relaxed;
-        let dynos = sup
-            .dynos()
-            .iter()
-            .filter(|d| ps::shown(d))
-            .map(|d| {
-                let slot = &d.plan.spec.slot;
-                crate::metrics::DynoFigures {
-                    name: slot.to_string(),
-                    kind: slot.kind.clone(),
-                    generation: slot.generation,
-                    state: d.state.name().to_owned(),
-                    pid: d.pid,
-                    memory: d.memory,
-                    quota: ps::quota(d),
-                    group: d
-                        .pid
-                        .and_then(|_| self.groups.get(slot))
-                        .map(|g| g.as_raw()),
-                    restarts: d.launches().saturating_sub(1),
-                    crashes: d.crashes(),
-                    r10: d.errors.r10,
-                    r14: d.errors.r14,
-                    r15: d.errors.r15,
-                }
-            })
-            .collect();
         crate::metrics::Snapshot {
-            dynos,
+            view: self.view(sup),
             router: self
                 .router_stats
                 .as_deref()

@@ -1,13 +1,15 @@
 //! Carrying out the core's effects, in order. /proc is read, and what it finds signalled,
 //! on the reader's thread (`proc::Reader`); its answers come back as inputs (the core
-//! takes them late, ARCHITECTURE.md).
+//! takes them late, ARCHITECTURE.md). The core's events are logged, and told to whoever
+//! follows them (`Heard`: the dashboard's marks).
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use tokio::sync::broadcast;
 
 use super::Driver;
 use crate::config;
@@ -15,10 +17,25 @@ use crate::dyno::Slot;
 use crate::os::proc::{self, Access, Snapshot};
 use crate::os::readiness::Watch;
 use crate::os::{self, process};
+use crate::supervisor::event::Event;
 use crate::supervisor::input::{Effect, Input, Source};
 
 /// How long Ctrl-Z waits for the /proc reader's signals before hkrun stops itself.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Events a follower may fall behind by. The driver's loop runs on the thread its
+/// followers run on, so one burst (a stop of a thousand dynos) comes whole before any of
+/// them reads; what overflows is lost to them (the log has it).
+pub(crate) const EVENTS_HELD: usize = 4096;
+
+/// One of the core's events, as its followers hear it: when it was said.
+#[derive(Debug)]
+pub(crate) struct Heard {
+    pub at: SystemTime,
+    pub event: Event,
+}
+
+/// Where the core's events go, besides the log; none without a follower (`--dashboard`).
+pub(crate) type Events = Option<broadcast::Sender<Arc<Heard>>>;
 
 impl Driver {
     /// Carries out effects in order; returns the exit code when one says to exit.
@@ -50,6 +67,7 @@ impl Driver {
                         Source::System => Arc::clone(&self.system),
                     };
                     self.log.event(&label, event.to_string());
+                    self.tell(event);
                 }
                 Effect::OutputMayBeDropped => self.log.stopping(),
                 Effect::Postdeployed { command } => self.record_postdeploy(&command),
@@ -89,6 +107,15 @@ impl Driver {
             }
         }
         None
+    }
+
+    /// `event` to whoever follows the core's events, if anyone does.
+    fn tell(&self, event: Event) {
+        if let Some(events) = self.events.as_ref().filter(|e| e.receiver_count() > 0) {
+            let at = SystemTime::now();
+            // A follower gone is no error.
+            let _ = events.send(Arc::new(Heard { at, event }));
+        }
     }
 
     fn record_postdeploy(&mut self, command: &str) {

@@ -10,7 +10,7 @@
 //! `Call`s), `reload` (the env files read again off the loop for a restart).
 
 mod calls;
-mod effects;
+pub(crate) mod effects;
 mod reload;
 mod signals;
 mod spawn;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::attach;
@@ -128,7 +128,7 @@ async fn drive(
         metrics: listeners.metrics,
         dashboard: listeners.dashboard,
     };
-    servers.serve(calls_tx, &log, &config, host);
+    let events = servers.serve(calls_tx, &log, &config, host);
 
     let plan: AppPlan = config.plan;
     let (probe, sampled) = observe(&inputs_tx);
@@ -173,6 +173,7 @@ async fn drive(
         backends,
         router_stats,
         next_runs,
+        events,
         stop_self: false,
     };
     let mut sup = Supervisor::new(plan);
@@ -264,13 +265,16 @@ struct Servers {
 }
 
 impl Servers {
+    /// Starts each; returns where the driver tells the core's events, when a server
+    /// follows them (the dashboard, subscribed here, before the core says anything).
     fn serve(
         self,
         calls: mpsc::UnboundedSender<Call>,
         log: &Log,
         config: &StartConfig,
         host: String,
-    ) {
+    ) -> effects::Events {
+        let mut events = None;
         if let Some(listener) = self.metrics {
             tokio::spawn(crate::metrics::serve(
                 listener,
@@ -279,9 +283,12 @@ impl Servers {
             ));
         }
         if let Some(listener) = self.dashboard {
+            let (tell, heard) = broadcast::channel(effects::EVENTS_HELD);
+            events = Some(tell);
             tokio::spawn(crate::dashboard::serve(
                 listener,
                 calls.clone(),
+                heard,
                 Arc::clone(&log.history),
                 log.writer.sender(),
                 host,
@@ -299,6 +306,7 @@ impl Servers {
             };
             tokio::spawn(server::serve(listener, context));
         }
+        events
     }
 }
 
@@ -411,6 +419,8 @@ struct Driver {
     router_stats: Option<Arc<RouterStats>>,
     /// Each `[[scheduler]]` job's next run, for `ps`.
     next_runs: NextRuns,
+    /// Where the core's events go besides the log (the dashboard's marks).
+    events: effects::Events,
     /// The core asked hkrun to stop itself (Ctrl-Z), once the effects before are done.
     stop_self: bool,
 }
