@@ -836,16 +836,25 @@ fn scale(changes: &[&str]) -> Control {
     Control::Scale(changes.iter().map(|c| c.parse().unwrap()).collect())
 }
 
-/// Each reply's id, and its outcome as the client shows it: `Ok` when done.
-fn replies(effects: &[Effect]) -> Vec<(u64, Result<String, String>)> {
+/// A reply as the client shows it: done or not, and its words.
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    Done(String),
+    Failed(String),
+}
+
+use Said::{Done, Failed};
+
+/// Each reply's id, and its outcome as the client shows it.
+fn replies(effects: &[Effect]) -> Vec<(u64, Said)> {
     effects
         .iter()
         .filter_map(|e| match e {
             Effect::Reply { id, outcome } => Some((
                 *id,
                 match outcome.is_done() {
-                    true => Ok(outcome.to_string()),
-                    false => Err(outcome.to_string()),
+                    true => Done(outcome.to_string()),
+                    false => Failed(outcome.to_string()),
                 },
             )),
             _ => None,
@@ -953,7 +962,7 @@ fn scaling_down_stops_the_highest_numbers_then_removes_them() {
         replies(&effects),
         [(
             1,
-            Ok("Scaling dynos... done, now running web at 0:Standard-1X".into())
+            Done("Scaling dynos... done, now running web at 0:Standard-1X".into())
         )]
     );
     assert_eq!(names(&sup), ["worker.1"]);
@@ -987,7 +996,7 @@ fn a_scale_is_all_or_nothing() {
     ] {
         let effects = control(&mut sup, t0, 7, request);
         assert_eq!(effects.len(), 1, "{effects:?}");
-        assert_eq!(replies(&effects), [(7, Err(why.into()))]);
+        assert_eq!(replies(&effects), [(7, Failed(why.into()))]);
     }
     assert_eq!(names(&sup), ["web.1", "web.2", "worker.1"]);
 }
@@ -1001,7 +1010,7 @@ fn a_size_change_restarts_the_type_with_the_new_quota() {
         replies(&effects),
         [(
             1,
-            Ok("Scaling dynos... done, now running worker at 2:Standard-2X".into())
+            Done("Scaling dynos... done, now running worker at 2:Standard-2X".into())
         )]
     );
     assert!(actions(&effects).contains(&signal("worker", 1, Signal::SIGTERM)));
@@ -1083,7 +1092,7 @@ fn restart_answers_once_the_new_dynos_are_up() {
     );
     assert_eq!(
         replies(&effects),
-        [(3, Ok("Restarting web.1, web.2... done".into()))]
+        [(3, Done("Restarting web.1, web.2... done".into()))]
     );
 }
 
@@ -1108,7 +1117,7 @@ fn a_restart_that_does_not_come_up_fails() {
         replies(&effects),
         [(
             4,
-            Err("restart failed: web.1 did not come up: web.1 crashed (exit 137)".into())
+            Failed("restart failed: web.1 did not come up: web.1 crashed (exit 137)".into())
         )]
     );
 }
@@ -1129,7 +1138,7 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         replies(&effects),
         [(
             5,
-            Ok("Stopping worker.1... done, now running worker at 0".into())
+            Done("Stopping worker.1... done, now running worker at 0".into())
         )]
     );
     assert_eq!(names(&sup), ["web.1", "web.2"]);
@@ -1144,7 +1153,7 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         replies(&effects),
         [(
             6,
-            Err("worker has no dynos (start some with `hkrun scale worker=1`)".into())
+            Failed("worker has no dynos (start some with `hkrun scale worker=1`)".into())
         )]
     );
     let effects = control(
@@ -1157,7 +1166,7 @@ fn stop_of_a_type_answers_once_its_dynos_are_gone() {
         replies(&effects),
         [(
             7,
-            Err("no dyno web.9 is running (web runs web.1, web.2)".into())
+            Failed("no dyno web.9 is running (web runs web.1, web.2)".into())
         )]
     );
 }
@@ -1169,7 +1178,7 @@ fn control_waits_for_release_and_gives_way_to_a_stop() {
     let effects = control(&mut sup, t0, 1, scale(&["web=3"]));
     assert_eq!(
         replies(&effects),
-        [(1, Err("the release phase is still running".into()))]
+        [(1, Failed("the release phase is still running".into()))]
     );
     sup.handle(t0, exited("release", 1, 0));
     control(&mut sup, t0, 2, Control::Restart(Vec::new()));
@@ -1178,7 +1187,7 @@ fn control_waits_for_release_and_gives_way_to_a_stop() {
     assert_eq!(logs(&effects)[0], "system: hkrun stop received");
     assert_eq!(
         replies(&effects),
-        [(2, Err("hkrun is stopping the app".into()))]
+        [(2, Failed("hkrun is stopping the app".into()))]
     );
     // Dynos already stopping on their own are covered by the app's grace.
     assert_eq!(sup.next_deadline(), Some(t0 + STOP_NOTICE));
@@ -1187,7 +1196,7 @@ fn control_waits_for_release_and_gives_way_to_a_stop() {
     let effects = control(&mut sup, t0, 3, scale(&["web=1"]));
     assert_eq!(
         replies(&effects),
-        [(3, Err("hkrun is stopping the app".into()))]
+        [(3, Failed("hkrun is stopping the app".into()))]
     );
 }
 
@@ -1229,7 +1238,7 @@ fn a_stopped_dyno_waits_for_the_rest_of_its_group() {
     assert_eq!(actions(&effects)[0], spawn("worker", 1, 5100));
     assert_eq!(
         replies(&effects),
-        [(1, Ok("Restarting worker.1... done".into()))]
+        [(1, Done("Restarting worker.1... done".into()))]
     );
 }
 
@@ -1279,8 +1288,8 @@ fn overlapping_restarts_both_succeed() {
     assert_eq!(
         replies(&effects),
         [
-            (1, Ok("Restarting web.1... done".into())),
-            (2, Ok("Restarting web.1... done".into()))
+            (1, Done("Restarting web.1... done".into())),
+            (2, Done("Restarting web.1... done".into()))
         ]
     );
 }
@@ -1322,7 +1331,7 @@ fn new_dynos_stay_within_the_types_ports() {
         replies(&effects),
         [(
             3,
-            Err("web has dynos still stopping; scale up again once they have stopped".into())
+            Failed("web has dynos still stopping; scale up again once they have stopped".into())
         )]
     );
     assert!(
@@ -1618,7 +1627,7 @@ fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
         replies(&effects),
         [(
             9,
-            Err(
+            Failed(
                 "restart failed: the new web.1 missed its boot timeout; the old dynos keep serving"
                     .into()
             )
@@ -1662,7 +1671,7 @@ fn a_new_web_size_restarts_web_preboot_style() {
         replies(&effects),
         [(
             1,
-            Ok("Scaling dynos... done, now running web at 2:Standard-2X".into())
+            Done("Scaling dynos... done, now running web at 2:Standard-2X".into())
         )]
     );
     // New dynos at the new size beside the old ones, which keep serving for now.
@@ -1699,7 +1708,7 @@ fn restarting_every_dyno_answers_once_the_preboot_is_done_too() {
     let effects = ready(&mut sup, t0, slot("web", 2).next_generation());
     assert_eq!(
         replies(&effects),
-        [(5, Ok("Restarting web.1, web.2, worker.1... done".into()))]
+        [(5, Done("Restarting web.1, web.2, worker.1... done".into()))]
     );
 }
 
@@ -2064,7 +2073,7 @@ fn what_turns_up_after_a_dynos_sigkill_is_killed_on_sight() {
         replies(&effects),
         [(
             1,
-            Ok("Scaling dynos... done, now running worker at 0:Standard-1X".into())
+            Done("Scaling dynos... done, now running worker at 0:Standard-1X".into())
         )]
     );
 }
@@ -2177,7 +2186,7 @@ fn a_scale_with_free_ports_goes_ahead_once_probed() {
         replies(&effects),
         [(
             1,
-            Ok("Scaling dynos... done, now running web at 3:Standard-1X".into())
+            Done("Scaling dynos... done, now running web at 3:Standard-1X".into())
         )]
     );
     // A scale of workers only has no port to probe.
@@ -2352,7 +2361,7 @@ fn a_scale_answers_once_its_dynos_are_gone_though_their_names_are_taken_again() 
         replies(&effects),
         [(
             1,
-            Ok("Scaling dynos... done, now running web at 0:Standard-1X".into())
+            Done("Scaling dynos... done, now running web at 0:Standard-1X".into())
         )]
     );
 }
@@ -2612,7 +2621,7 @@ fn kill_signals_the_named_dynos_groups_and_they_keep_running() {
     );
     assert_eq!(
         replies(&effects),
-        [(2, Err("no dyno matches `clock*`".into()))]
+        [(2, Failed("no dyno matches `clock*`".into()))]
     );
     let effects = control(
         &mut sup,
