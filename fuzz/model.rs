@@ -533,8 +533,8 @@ fn settle(
         let kept: BTreeSet<Slot> = sup
             .dynos()
             .iter()
-            .filter(|d| d.plan.spec.slot.kind == ty.name && !d.leaving())
-            .map(|d| d.plan.spec.slot.clone())
+            .filter(|d| d.slot().kind == ty.name && !d.leaving())
+            .map(|d| d.slot().clone())
             .collect();
         let running: BTreeSet<Slot> = world
             .runs

@@ -25,10 +25,7 @@ pub(crate) type Holders = HashMap<Slot, Holder>;
 /// running dyno of that type; with a preboot under way, its newer generation.
 pub(crate) fn which(dynos: &[Dyno], name: &str) -> Result<Slot, String> {
     which_running(
-        dynos
-            .iter()
-            .filter(|d| d.pid.is_some())
-            .map(|d| &d.plan.spec.slot),
+        dynos.iter().filter(|d| d.pid().is_some()).map(|d| d.slot()),
         name,
     )
 }

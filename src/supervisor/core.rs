@@ -13,7 +13,6 @@ use nix::sys::signal::Signal;
 use super::event::{Event, Shown, Skipped};
 use super::input::{Effect, Input, StopRequest};
 use super::outcome::DynoFailure;
-use super::restart;
 use crate::dyno::{Backend, Exit, POSTDEPLOY, RELEASE, SCHEDULER, Slot, is_one_off};
 use crate::plan::policy::MemoryLimit;
 use crate::plan::{AppPlan, DynoSpec, ProcessType};
@@ -229,19 +228,14 @@ impl Supervisor {
         let mut up: Vec<Backend> = self
             .dynos
             .iter()
-            .filter(|d| d.plan.role.is_web() && d.state == DynoState::Up)
+            .filter(|d| d.plan().role.is_web() && d.state() == DynoState::Up)
             // New dynos of a preboot take traffic only once all of them are up.
-            .filter(|d| {
-                !self
-                    .preboot
-                    .as_ref()
-                    .is_some_and(|p| p.is_new(&d.plan.spec.slot))
-            })
+            .filter(|d| !self.preboot.as_ref().is_some_and(|p| p.is_new(d.slot())))
             .filter_map(|d| {
-                let ip = d.ip.unwrap_or(Ipv4Addr::LOCALHOST.into());
+                let ip = d.ip().unwrap_or(Ipv4Addr::LOCALHOST.into());
                 Some(Backend {
-                    slot: d.plan.spec.slot.clone(),
-                    addr: SocketAddr::new(ip, d.plan.spec.port?),
+                    slot: d.slot().clone(),
+                    addr: SocketAddr::new(ip, d.plan().spec.port?),
                 })
             })
             .collect();
@@ -257,7 +251,7 @@ impl Supervisor {
         match input {
             Input::Spawned { slot, pid } => {
                 if let Some(i) = self.find(&slot) {
-                    self.dynos[i].pid = Some(pid);
+                    self.dynos[i].spawned(pid);
                 }
                 Vec::new()
             }
@@ -297,13 +291,13 @@ impl Supervisor {
     }
 
     fn find(&self, slot: &Slot) -> Option<usize> {
-        self.dynos.iter().position(|d| &d.plan.spec.slot == slot)
+        self.dynos.iter().position(|d| d.slot() == slot)
     }
 
     /// Dyno `i`'s grace and the signal that stops it on its own (scale, restart, stop, a
     /// crash's leftovers): its type's, or the app's grace and SIGTERM.
     fn stop_of(&self, i: usize) -> (Duration, Signal) {
-        let stop = self.dynos[i].plan.stop;
+        let stop = self.dynos[i].plan().stop;
         (
             stop.grace_or(self.plan.grace),
             stop.signal_or(Signal::SIGTERM),
@@ -319,7 +313,7 @@ impl Supervisor {
     fn settled_among(&self, counts: impl Fn(&Dyno) -> bool) -> bool {
         self.dynos.iter().filter(|d| counts(d)).all(|d| {
             matches!(
-                d.state,
+                d.state(),
                 DynoState::Down
                     | DynoState::Crashed {
                         restart_at: None,
@@ -334,7 +328,7 @@ impl Supervisor {
 /// app waits for the longest); `None` once that has happened.
 fn stopping_with_app(dyno: &Dyno, now: Instant, app: Duration) -> DynoState {
     DynoState::Stopping {
-        kill_at: Some(now + dyno.plan.stop.grace_or(app)),
+        kill_at: Some(now + dyno.plan().stop.grace_or(app)),
         then: AfterStop::Down,
         leader: Leader::Running { term_at: None },
     }

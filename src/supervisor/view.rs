@@ -91,13 +91,13 @@ pub struct JobView {
 
 /// The release phase's dynos (`release.1`, `postdeploy.1`).
 fn is_release(dyno: &Dyno) -> bool {
-    [RELEASE, POSTDEPLOY].contains(&dyno.plan.spec.slot.kind.as_str())
+    [RELEASE, POSTDEPLOY].contains(&dyno.slot().kind.as_str())
 }
 
 /// Whether readers see `dyno`: the release phase only while it runs; any other dyno,
 /// a done one-off too, while the core has it.
 fn shown(dyno: &Dyno) -> bool {
-    !is_release(dyno) || dyno.state != DynoState::Down
+    !is_release(dyno) || dyno.state() != DynoState::Down
 }
 
 /// The view of `sup` at `now` (wall clock `wall`), with each `[[scheduler]]` job's next
@@ -117,18 +117,18 @@ pub fn view(
     };
     // A preboot's new generation shows under the old one of the same name.
     dynos.sort_by_key(|d| {
-        let slot = &d.plan.spec.slot;
+        let slot = d.slot();
         (order(&slot.kind), slot.index, slot.generation)
     });
     let mut types: Vec<TypeView> = Vec::new();
     for dyno in &dynos {
-        let kind = &dyno.plan.spec.slot.kind;
+        let kind = &dyno.slot().kind;
         let counted = usize::from(!dyno.leaving());
         match types.iter_mut().find(|t| &t.name == kind) {
             Some(t) => t.count += counted,
             None => types.push(TypeView {
                 name: kind.clone(),
-                command: dyno.plan.spec.command.clone(),
+                command: dyno.plan().spec.command.clone(),
                 size: sup.types().iter().find(|t| &t.name == kind).map(|t| t.size),
                 count: counted,
             }),
@@ -138,21 +138,21 @@ pub fn view(
     let dynos = dynos
         .into_iter()
         .map(|d| {
-            let age = clock.saturating_duration_since(d.since);
+            let age = clock.saturating_duration_since(d.since());
             DynoView {
-                slot: d.plan.spec.slot.clone(),
-                name: d.plan.spec.slot.to_string(),
-                state: d.state.shown(),
+                slot: d.slot().clone(),
+                name: d.slot().to_string(),
+                state: d.state().shown(),
                 since: wall.checked_sub(age).unwrap_or(wall),
                 age,
-                pid: d.pid,
-                port: d.plan.spec.port,
-                memory: d.memory,
-                quota: (!is_release(d)).then_some(d.plan.quota),
-                last_exit: d.last_exit.map(|e| e.code()),
+                pid: d.pid(),
+                port: d.plan().spec.port,
+                memory: d.memory(),
+                quota: (!is_release(d)).then_some(d.plan().quota),
+                last_exit: d.last_exit().map(|e| e.code()),
                 restarts: d.launches().saturating_sub(1),
                 crashes: d.crashes(),
-                errors: d.errors,
+                errors: d.errors(),
             }
         })
         .collect();

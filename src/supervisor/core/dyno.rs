@@ -2,40 +2,43 @@
 //! and its counts (launches, crashes, Heroku's errors).
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::dyno::Exit;
+use crate::dyno::{Exit, Slot};
 use crate::plan::DynoSpec;
 use crate::supervisor::event::Shown;
+use crate::supervisor::restart;
 
-/// One process slot the core manages, with what `hkrun ps` shows.
+/// One process slot the core manages, with what `hkrun ps` shows. Its fields are this
+/// file's alone: the core's other files read them through the methods below and change
+/// them only by what happened to the dyno (`launched`, `exited`, `crashed` ...).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dyno {
-    pub plan: DynoSpec,
-    pub state: DynoState,
+    plan: DynoSpec,
+    state: DynoState,
     /// When `state` last changed.
-    pub since: Instant,
+    since: Instant,
     /// The running process, once the driver has reported it.
-    pub pid: Option<i32>,
+    pid: Option<i32>,
     /// The last memory sample, in bytes.
-    pub memory: Option<u64>,
+    memory: Option<u64>,
     /// How the last process ended.
-    pub last_exit: Option<Exit>,
+    last_exit: Option<Exit>,
     /// Crashes in a row, for the back-off.
-    pub(super) crashes: u32,
+    in_a_row: u32,
     /// Which dyno this is, of all the supervisor ever had: a dyno added later under the
     /// same name (after this one left the formation) is another one.
-    pub(super) serial: u64,
+    serial: u64,
     /// How many times it was launched: tells a restarted process from the one before.
-    pub(super) boots: u64,
+    launches: u64,
     /// Exits nobody asked for, ever: a restart that crashes fails.
-    pub(super) crashed: u64,
+    crashes: u64,
     /// When R14 was last logged, whichever run it was: at most one every `R14_EVERY`.
-    pub(super) last_r14: Option<Instant>,
+    last_r14: Option<Instant>,
     /// Where readiness last saw it listen, for the router.
-    pub(super) ip: Option<IpAddr>,
+    ip: Option<IpAddr>,
     /// Heroku's errors it has had (`/metrics`).
-    pub errors: Errors,
+    errors: Errors,
 }
 
 /// Heroku's errors a dyno has had, counted as logged.
@@ -251,27 +254,180 @@ impl Dyno {
             pid: None,
             memory: None,
             last_exit: None,
+            in_a_row: 0,
+            launches: 0,
             crashes: 0,
-            boots: 0,
-            crashed: 0,
             last_r14: None,
             ip: None,
             errors: Errors::default(),
         }
     }
 
+    /// What it runs, and how.
+    pub fn plan(&self) -> &DynoSpec {
+        &self.plan
+    }
+
+    /// Its name (`web.1`, and which generation).
+    pub fn slot(&self) -> &Slot {
+        &self.plan.spec.slot
+    }
+
+    pub fn state(&self) -> DynoState {
+        self.state
+    }
+
+    /// When its state last changed.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// Its running process, once the driver has reported it.
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    /// Its last memory sample, in bytes, while it runs.
+    pub fn memory(&self) -> Option<u64> {
+        self.memory
+    }
+
+    /// How its last process ended.
+    pub fn last_exit(&self) -> Option<Exit> {
+        self.last_exit
+    }
+
+    /// Heroku's errors it has had.
+    pub fn errors(&self) -> Errors {
+        self.errors
+    }
+
     /// Its processes started so far: the first run and every restart.
     pub fn launches(&self) -> u64 {
-        self.boots
+        self.launches
     }
 
     /// Its exits nobody asked for (crashes, Heroku counting exit 0 too).
     pub fn crashes(&self) -> u64 {
-        self.crashed
+        self.crashes
     }
 
+    /// Which dyno this is, of all the supervisor ever had.
+    pub(super) fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Where readiness last saw it listen.
+    pub(super) fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// Its state changes now.
     pub(super) fn set_state(&mut self, now: Instant, state: DynoState) {
         self.state = state;
         self.since = now;
+    }
+
+    /// Its state's data changes; the state it is in does not (`since` stays).
+    pub(super) fn amend(&mut self, state: DynoState) {
+        self.state = state;
+    }
+
+    /// The driver reports its process.
+    pub(super) fn spawned(&mut self, pid: i32) {
+        self.pid = Some(pid);
+    }
+
+    /// A new run of it is spawned, in `state`.
+    pub(super) fn launched(&mut self, now: Instant, state: DynoState) {
+        self.pid = None;
+        self.launches += 1;
+        self.set_state(now, state);
+    }
+
+    /// Readiness saw it listen, reached at `ip`.
+    pub(super) fn listening(&mut self, now: Instant, ip: IpAddr) {
+        self.set_state(now, DynoState::Up);
+        self.ip = Some(ip);
+    }
+
+    /// Its run's leader exited.
+    pub(super) fn exited(&mut self, status: Exit) {
+        self.pid = None;
+        self.memory = None;
+        self.last_exit = Some(status);
+    }
+
+    /// An exit nobody asked for.
+    pub(super) fn count_crash(&mut self) {
+        self.crashes += 1;
+    }
+
+    /// The back-off for this crash, and how many crashes in a row it makes: one up at
+    /// least `RESET_AFTER` before (`up_since`) starts the count over.
+    pub(super) fn back_off(
+        &mut self,
+        now: Instant,
+        up_since: Option<Instant>,
+        cap: Duration,
+    ) -> (Duration, u32) {
+        if up_since.is_some_and(|up| now.saturating_duration_since(up) >= restart::RESET_AFTER) {
+            self.in_a_row = 0;
+        }
+        let delay = restart::delay(self.in_a_row, cap);
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        (delay, self.in_a_row)
+    }
+
+    /// Asked for (a restart): the back-off starts over.
+    pub(super) fn reset_back_off(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// A memory sample of its run.
+    pub(super) fn sampled(&mut self, rss: u64) {
+        self.memory = Some(rss);
+    }
+
+    /// Over its quota: whether R14 is said now (at most every `R14_EVERY`), counted if so.
+    pub(super) fn r14(&mut self, now: Instant) -> bool {
+        let due = self
+            .last_r14
+            .is_none_or(|at| now.saturating_duration_since(at) >= super::R14_EVERY);
+        if due {
+            self.last_r14 = Some(now);
+            self.errors.r14 += 1;
+        }
+        due
+    }
+
+    /// R15: killed for its memory.
+    pub(super) fn killed_for_memory(&mut self, now: Instant) {
+        let up_since = (self.state == DynoState::Up).then_some(self.since);
+        self.errors.r15 += 1;
+        self.set_state(now, DynoState::Killed { up_since });
+    }
+
+    /// R10: killed for missing its boot timeout.
+    pub(super) fn killed_for_boot(&mut self, now: Instant) {
+        self.errors.r10 += 1;
+        self.set_state(now, DynoState::Killed { up_since: None });
+    }
+
+    /// Its type's new size.
+    pub(super) fn set_quota(&mut self, quota: u64) {
+        self.plan.quota = quota;
+    }
+
+    /// Stopping to leave the formation (`scale` down, `stop TYPE`): no longer counted in
+    /// its type's formation.
+    pub fn leaving(&self) -> bool {
+        matches!(
+            self.state,
+            DynoState::Stopping {
+                then: AfterStop::Remove,
+                ..
+            }
+        )
     }
 }

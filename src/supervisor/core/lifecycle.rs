@@ -75,7 +75,7 @@ impl Supervisor {
     /// A scheduler run has exited: done, as Heroku says of one-off dynos, whatever its
     /// status; it leaves once what its run left is gone.
     pub(super) fn one_off_done(&mut self, now: Instant, i: usize) -> Vec<Effect> {
-        let slot = self.dynos[i].plan.spec.slot.clone();
+        let slot = self.dynos[i].slot().clone();
         let mut effects = vec![changed(&slot, Shown::Up, Shown::Complete)];
         effects.extend(self.replace_settled(now, i, AfterStop::Remove));
         effects
@@ -96,7 +96,7 @@ impl Supervisor {
             }));
         }
         for i in first..self.dynos.len() {
-            if !self.held.contains(&self.dynos[i].plan.spec.slot.kind) {
+            if !self.held.contains(&self.dynos[i].slot().kind) {
                 effects.extend(self.launch(now, i));
             }
         }
@@ -112,8 +112,8 @@ impl Supervisor {
                     && self
                         .dynos
                         .iter()
-                        .filter(|d| d.plan.spec.slot.kind == kind)
-                        .all(|d| d.state == DynoState::Up)
+                        .filter(|d| d.slot().kind == kind)
+                        .all(|d| d.state() == DynoState::Up)
             };
             let ready = self.held.iter().position(|name| {
                 self.plan
@@ -129,9 +129,9 @@ impl Supervisor {
             effects.push(say(Event::StartingHeld { kind: name.clone() }));
             for i in 0..self.dynos.len() {
                 let dyno = &self.dynos[i];
-                if dyno.plan.spec.slot.kind == name
-                    && dyno.state == DynoState::Down
-                    && dyno.boots == 0
+                if dyno.slot().kind == name
+                    && dyno.state() == DynoState::Down
+                    && dyno.launches() == 0
                 {
                     effects.extend(self.launch(now, i));
                 }
@@ -147,7 +147,7 @@ impl Supervisor {
     /// Spawns dyno `i`. A web dyno starts booting; any other is up at once.
     pub(super) fn launch(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let dyno = &mut self.dynos[i];
-        let spec = dyno.plan.spec.clone();
+        let spec = dyno.plan().spec.clone();
         let slot = spec.slot.clone();
         let mut effects = vec![
             say(Event::Launching {
@@ -156,11 +156,9 @@ impl Supervisor {
             }),
             Effect::Spawn(spec.clone()),
         ];
-        dyno.pid = None;
-        dyno.boots += 1;
-        match (dyno.plan.boot_timeout, spec.port) {
+        match (dyno.plan().boot_timeout, spec.port) {
             (Some(timeout), Some(port)) => {
-                dyno.set_state(
+                dyno.launched(
                     now,
                     DynoState::Starting {
                         boot_deadline: Some(now + timeout),
@@ -169,7 +167,7 @@ impl Supervisor {
                 effects.push(Effect::AwaitReady { slot, port });
             }
             _ if slot.kind == RELEASE || slot.kind == POSTDEPLOY => {
-                dyno.set_state(
+                dyno.launched(
                     now,
                     DynoState::Starting {
                         boot_deadline: None,
@@ -177,7 +175,7 @@ impl Supervisor {
                 );
             }
             _ => {
-                dyno.set_state(now, DynoState::Up);
+                dyno.launched(now, DynoState::Up);
                 effects.push(changed(&slot, Shown::Starting, Shown::Up));
             }
         }
@@ -195,15 +193,14 @@ impl Supervisor {
             return Vec::new();
         };
         let dyno = &mut self.dynos[i];
-        if !matches!(dyno.state, DynoState::Starting { .. }) {
+        if !matches!(dyno.state(), DynoState::Starting { .. }) {
             return Vec::new();
         }
-        dyno.set_state(now, DynoState::Up);
-        dyno.ip = Some(ip);
+        dyno.listening(now, ip);
         let mut effects = vec![changed(slot, Shown::Starting, Shown::Up)];
         // The router is as reachable as the app: from other machines once a web dyno is
         // (an app in a container listens on 0.0.0.0), unless the user chose its address.
-        let behind_router = dyno.plan.role.behind_router();
+        let behind_router = dyno.plan().role.behind_router();
         if let (true, true, Some(_), None, false) = (
             everywhere,
             behind_router,
@@ -222,13 +219,11 @@ impl Supervisor {
             return Vec::new();
         };
         let dyno = &mut self.dynos[i];
-        if !dyno.state.is_live() {
+        if !dyno.state().is_live() {
             return Vec::new();
         }
-        let was = dyno.state;
-        dyno.pid = None;
-        dyno.memory = None;
-        dyno.last_exit = Some(status);
+        let was = dyno.state();
+        dyno.exited(status);
         let code = status.code();
         let mut effects = vec![say(Event::Exited {
             slot: slot.clone(),
@@ -237,7 +232,7 @@ impl Supervisor {
         match self.phase {
             Phase::Releasing => {
                 dyno.set_state(now, DynoState::Down);
-                let command = dyno.plan.spec.command.clone();
+                let command = dyno.plan().spec.command.clone();
                 match (code, slot.kind.as_str()) {
                     (0, RELEASE) => effects.extend(self.start_postdeploy_or_formation(now)),
                     (0, _) => {
@@ -256,18 +251,21 @@ impl Supervisor {
             Phase::Running => match was {
                 // What else ran in its group may still be finishing: wait for it.
                 DynoState::Stopping { kill_at, then, .. } => {
-                    dyno.state = DynoState::Stopping {
+                    dyno.amend(DynoState::Stopping {
                         kill_at,
                         then,
                         leader: Leader::Exited { rescan_at: None },
-                    };
+                    });
                     effects.push(Effect::ScanGroup { slot: slot.clone() });
                 }
                 _ if slot.kind == SCHEDULER => effects.extend(self.one_off_done(now, i)),
                 _ => {
                     let crash = self.on_crash(now, i, was, code);
                     // A crash loop's later crashes say their exit in their one line.
-                    if matches!(self.dynos[i].state, DynoState::Crashed { folded: true, .. }) {
+                    if matches!(
+                        self.dynos[i].state(),
+                        DynoState::Crashed { folded: true, .. }
+                    ) {
                         effects.clear();
                     }
                     effects.extend(crash);
@@ -277,7 +275,7 @@ impl Supervisor {
                 dyno.set_state(now, DynoState::Down);
                 // After SIGINT, what is left in its group (a shell's `cmd &` children,
                 // which ignore SIGINT) gets SIGTERM at once rather than at the grace.
-                if dyno.plan.stop.signal_or(signal) != Signal::SIGTERM {
+                if dyno.plan().stop.signal_or(signal) != Signal::SIGTERM {
                     effects.push(Effect::Signal {
                         slot: slot.clone(),
                         signal: Signal::SIGTERM,
@@ -303,7 +301,7 @@ impl Supervisor {
         // A run that will be replaced must be gone first, what escaped its group too; one
         // that will not (a daemonizing command under `--restart never`) is left to the
         // app's stop.
-        let replaced = !self.plan.exit_on_crash && self.dynos[i].plan.restart.restarts(code);
+        let replaced = !self.plan.exit_on_crash && self.dynos[i].plan().restart.restarts(code);
         let mut effects = Vec::new();
         let mut remains = Remains::Unscanned;
         if replaced {
@@ -312,7 +310,7 @@ impl Supervisor {
                 stop: Leftovers::Unsignalled,
             };
             effects.push(Effect::ScanGroup {
-                slot: self.dynos[i].plan.spec.slot.clone(),
+                slot: self.dynos[i].slot().clone(),
             });
         }
         effects.extend(self.crashed(now, i, was, code, remains));
@@ -327,11 +325,11 @@ impl Supervisor {
         code: i32,
         remains: Remains,
     ) -> Vec<Effect> {
-        self.dynos[i].crashed += 1;
+        self.dynos[i].count_crash();
         if code != 0 {
             self.first_failure.get_or_insert(code);
         }
-        let slot = self.dynos[i].plan.spec.slot.clone();
+        let slot = self.dynos[i].slot().clone();
         if self.plan.exit_on_crash {
             let mut effects = vec![say(Event::CrashStopsApp { slot, code })];
             let crashed = DynoState::Crashed {
@@ -347,7 +345,7 @@ impl Supervisor {
         let dyno = &mut self.dynos[i];
         // Heroku names the state before hkrun's kill: `from starting to crashed` after R10.
         let from = was.shown_before_kill();
-        if !dyno.plan.restart.restarts(code) {
+        if !dyno.plan().restart.restarts(code) {
             let next = if code == 0 {
                 DynoState::Down
             } else {
@@ -360,7 +358,7 @@ impl Supervisor {
             dyno.set_state(now, next);
             let mut effects = vec![changed(&slot, from, next.shown())];
             // A scheduler run still going does not keep the app up.
-            if self.settled_among(|d| !is_one_off(&d.plan.spec.slot.kind)) {
+            if self.settled_among(|d| !is_one_off(&d.slot().kind)) {
                 let code = self.first_failure.unwrap_or(0);
                 effects.push(say(Event::NoneLeft { code }));
                 effects.extend(self.begin_stop(now, code, Signal::SIGTERM));
@@ -369,16 +367,11 @@ impl Supervisor {
         }
         // Up long enough before this crash: the back-off starts over.
         let up_since = match was {
-            DynoState::Up => Some(dyno.since),
+            DynoState::Up => Some(dyno.since()),
             DynoState::Killed { up_since } => up_since,
             _ => None,
         };
-        if up_since.is_some_and(|up| now.saturating_duration_since(up) >= restart::RESET_AFTER) {
-            dyno.crashes = 0;
-        }
-        let delay = restart::delay(dyno.crashes, cap);
-        dyno.crashes = dyno.crashes.saturating_add(1);
-        let crashes = dyno.crashes;
+        let (delay, crashes) = dyno.back_off(now, up_since, cap);
         // From the second crash in a row, one line per restart: the exit, the wait, and
         // nothing more until it is up again (or stops crashing).
         let folded = crashes >= 2 && !delay.is_zero();
@@ -401,7 +394,7 @@ impl Supervisor {
         let mut effects = vec![changed(&slot, from, Shown::Crashed)];
         if delay.is_zero() {
             // At once, or once what the crashed run left is gone.
-            if !self.dynos[i].state.draining() {
+            if !self.dynos[i].state().draining() {
                 effects.extend(self.restart(now, i));
             }
         } else {
@@ -415,8 +408,11 @@ impl Supervisor {
     }
 
     pub(super) fn restart(&mut self, now: Instant, i: usize) -> Vec<Effect> {
-        let slot = self.dynos[i].plan.spec.slot.clone();
-        let folded = matches!(self.dynos[i].state, DynoState::Crashed { folded: true, .. });
+        let slot = self.dynos[i].slot().clone();
+        let folded = matches!(
+            self.dynos[i].state(),
+            DynoState::Crashed { folded: true, .. }
+        );
         let mut effects = Vec::new();
         if !folded {
             effects.push(changed(&slot, Shown::Crashed, Shown::Starting));
@@ -434,12 +430,12 @@ impl Supervisor {
         for (slot, rss) in samples {
             let Some(i) = self.find(&slot) else { continue };
             let dyno = &mut self.dynos[i];
-            if !matches!(dyno.state, DynoState::Starting { .. } | DynoState::Up) {
+            if !matches!(dyno.state(), DynoState::Starting { .. } | DynoState::Up) {
                 continue;
             }
-            dyno.memory = Some(rss);
-            let quota = dyno.plan.quota;
-            let verdict = match (dyno.plan.memory, quota::classify(rss, quota)) {
+            dyno.sampled(rss);
+            let quota = dyno.plan().quota;
+            let verdict = match (dyno.plan().memory, quota::classify(rss, quota)) {
                 (MemoryLimit::Off, _) => Verdict::Ok,
                 (MemoryLimit::Warn, Verdict::FarOverQuota) => Verdict::OverQuota,
                 (_, verdict) => verdict,
@@ -447,24 +443,17 @@ impl Supervisor {
             match verdict {
                 Verdict::Ok => {}
                 Verdict::OverQuota => {
-                    if dyno
-                        .last_r14
-                        .is_none_or(|at| now.saturating_duration_since(at) >= R14_EVERY)
-                    {
-                        dyno.last_r14 = Some(now);
+                    if dyno.r14(now) {
                         effects.push(say(Event::MemoryUsage {
                             slot: slot.clone(),
                             rss,
                             quota,
                         }));
-                        dyno.errors.r14 += 1;
                         effects.push(say(Event::MemoryQuotaExceeded { slot: slot.clone() }));
                     }
                 }
                 Verdict::FarOverQuota => {
-                    let up_since = (dyno.state == DynoState::Up).then_some(dyno.since);
-                    dyno.errors.r15 += 1;
-                    dyno.set_state(now, DynoState::Killed { up_since });
+                    dyno.killed_for_memory(now);
                     effects.push(say(Event::MemoryUsage {
                         slot: slot.clone(),
                         rss,

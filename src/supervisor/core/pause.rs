@@ -68,9 +68,9 @@ impl Supervisor {
         let mut effects: Vec<Effect> = self
             .dynos
             .iter()
-            .filter(|d| d.state.is_live())
+            .filter(|d| d.state().is_live())
             .map(|d| Effect::Signal {
-                slot: d.plan.spec.slot.clone(),
+                slot: d.slot().clone(),
                 signal,
             })
             .collect();

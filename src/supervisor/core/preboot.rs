@@ -54,8 +54,8 @@ impl Supervisor {
         let mut taken: Vec<u16> = self
             .dynos
             .iter()
-            .filter(|d| d.plan.role.is_web())
-            .filter_map(|d| d.plan.spec.port)
+            .filter(|d| d.plan().role.is_web())
+            .filter_map(|d| d.plan().spec.port)
             .chain(also_taken.iter().copied())
             .collect();
         let mut plans = Vec::new();
@@ -72,13 +72,13 @@ impl Supervisor {
                         .to_string(),
                     })?;
             taken.push(port);
-            let mut plan = self.dynos[i].plan.clone();
+            let mut plan = self.dynos[i].plan().clone();
             // Past every process under this name, one of a failed preboot still stopping
             // included: no two dynos may share a slot.
             let last = self
                 .dynos
                 .iter()
-                .map(|d| &d.plan.spec.slot)
+                .map(|d| d.slot())
                 .filter(|s| s.kind == slot.kind && s.index == slot.index)
                 .map(|s| s.generation)
                 .max()
@@ -132,19 +132,19 @@ impl Supervisor {
         for slot in &preboot.new {
             match self.find(slot).map(|i| &self.dynos[i]) {
                 None => failed = Some(PrebootFailure::Stopped { dyno: slot.clone() }),
-                Some(d) if d.crashed > 0 || matches!(d.state, DynoState::Killed { .. }) => {
+                Some(d) if d.crashes() > 0 || matches!(d.state(), DynoState::Killed { .. }) => {
                     let dyno = slot.clone();
-                    failed = Some(match d.last_exit {
-                        Some(status) if d.crashed > 0 => PrebootFailure::Exited {
+                    failed = Some(match d.last_exit() {
+                        Some(status) if d.crashes() > 0 => PrebootFailure::Exited {
                             dyno,
                             code: status.code(),
                         },
                         // Killed by hkrun: for its memory (R15), or else its boot (R10).
-                        _ if d.errors.r15 > 0 => PrebootFailure::OverMemory { dyno },
+                        _ if d.errors().r15 > 0 => PrebootFailure::OverMemory { dyno },
                         _ => PrebootFailure::BootTimeout { dyno },
                     });
                 }
-                Some(d) => all_up &= d.state == DynoState::Up,
+                Some(d) => all_up &= d.state() == DynoState::Up,
             }
             if failed.is_some() {
                 break;
@@ -181,7 +181,7 @@ impl Supervisor {
         for slot in &preboot.new {
             let Some(i) = self.find(slot) else { continue };
             let dyno = &mut self.dynos[i];
-            match dyno.state {
+            match dyno.state() {
                 DynoState::Crashed { .. } | DynoState::Down => {
                     effects.extend(self.replace_settled(now, i, AfterStop::Remove));
                 }
@@ -190,11 +190,11 @@ impl Supervisor {
                         DynoState::Stopping { leader, .. } => leader,
                         _ => Leader::Running { term_at: None },
                     };
-                    dyno.state = DynoState::Stopping {
+                    dyno.amend(DynoState::Stopping {
                         kill_at: None,
                         then: AfterStop::Remove,
                         leader,
-                    };
+                    });
                     // R10 or R15 already sent its SIGKILL.
                     if matches!(state, DynoState::Killed { .. }) {
                         continue;

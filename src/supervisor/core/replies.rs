@@ -69,9 +69,9 @@ impl Restarting {
     pub(super) fn of(slot: Slot, dyno: &Dyno) -> Self {
         Self {
             slot,
-            serial: dyno.serial,
-            boots: dyno.boots,
-            crashed: dyno.crashed,
+            serial: dyno.serial(),
+            boots: dyno.launches(),
+            crashed: dyno.crashes(),
         }
     }
 }
@@ -103,9 +103,7 @@ impl Supervisor {
     /// Whether the dyno that left the formation under this name is still stopping. A
     /// dyno added since under the same name (once the other was gone) is another one.
     fn still_leaving(&self, slot: &Slot) -> bool {
-        self.dynos
-            .iter()
-            .any(|d| &d.plan.spec.slot == slot && d.leaving())
+        self.dynos.iter().any(|d| d.slot() == slot && d.leaving())
     }
 
     fn settled(&self, wait: &Wait) -> Option<Outcome> {
@@ -145,24 +143,24 @@ impl Supervisor {
                     let Some(dyno) = self
                         .dynos
                         .iter()
-                        .find(|d| &d.plan.spec.slot == slot && d.serial == wait.serial)
+                        .find(|d| d.slot() == slot && d.serial() == wait.serial)
                     else {
                         failed.push(DynoFailure::Left { dyno: slot.clone() });
                         continue;
                     };
-                    if dyno.boots <= wait.boots {
+                    if dyno.launches() <= wait.boots {
                         return None;
                     }
-                    match dyno.state {
-                        DynoState::Up if dyno.crashed <= wait.crashed => {}
-                        _ if dyno.crashed > wait.crashed => failed.push(DynoFailure::Crashed {
+                    match dyno.state() {
+                        DynoState::Up if dyno.crashes() <= wait.crashed => {}
+                        _ if dyno.crashes() > wait.crashed => failed.push(DynoFailure::Crashed {
                             dyno: slot.clone(),
-                            code: dyno.last_exit.map(|e| e.code()),
+                            code: dyno.last_exit().map(|e| e.code()),
                         }),
                         DynoState::Crashed { .. } | DynoState::Down => {
                             failed.push(DynoFailure::Crashed {
                                 dyno: slot.clone(),
-                                code: dyno.last_exit.map(|e| e.code()),
+                                code: dyno.last_exit().map(|e| e.code()),
                             });
                         }
                         // Still booting, or being killed on its way to a crash.

@@ -7,9 +7,7 @@ use nix::sys::signal::Signal;
 
 use super::replies::{Pending, Restarting};
 use super::scale::ScalePlan;
-use super::{
-    AfterStop, Dyno, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say,
-};
+use super::{AfterStop, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say};
 use crate::dyno::{Slot, is_one_off};
 use crate::plan::{DynoSpec, Role};
 use crate::supervisor::event::{Event, Shown};
@@ -189,8 +187,8 @@ impl Supervisor {
         let mut slots: Vec<Slot> = self
             .dynos
             .iter()
-            .filter(|d| d.plan.spec.slot.kind == kind && !d.leaving())
-            .map(|d| d.plan.spec.slot.clone())
+            .filter(|d| d.slot().kind == kind && !d.leaving())
+            .map(|d| d.slot().clone())
             .collect();
         slots.sort();
         slots
@@ -226,8 +224,8 @@ impl Supervisor {
             let mut all: Vec<Slot> = self
                 .dynos
                 .iter()
-                .filter(|d| !is_one_off(&d.plan.spec.slot.kind) && !d.leaving())
-                .map(|d| d.plan.spec.slot.clone())
+                .filter(|d| !is_one_off(&d.slot().kind) && !d.leaving())
+                .map(|d| d.slot().clone())
                 .collect();
             all.sort();
             all
@@ -331,13 +329,13 @@ impl Supervisor {
     pub(super) fn restart_one(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
-        let slot = dyno.plan.spec.slot.clone();
+        let slot = dyno.slot().clone();
         // Asked for: the back-off starts over.
-        dyno.crashes = 0;
+        dyno.reset_back_off();
         let mut effects = vec![say(Event::Restarting { slot: slot.clone() })];
-        match dyno.state {
+        match dyno.state() {
             DynoState::Starting { .. } | DynoState::Up | DynoState::Killed { .. } => {
-                let was = dyno.state;
+                let was = dyno.state();
                 let (from, killed) = (
                     was.shown_before_kill(),
                     matches!(was, DynoState::Killed { .. }),
@@ -358,9 +356,15 @@ impl Supervisor {
                     effects.extend(stop_with(&slot, signal));
                 }
             }
-            DynoState::Stopping { ref mut then, .. } => *then = AfterStop::Restart,
+            DynoState::Stopping {
+                kill_at, leader, ..
+            } => dyno.amend(DynoState::Stopping {
+                kill_at,
+                then: AfterStop::Restart,
+                leader,
+            }),
             DynoState::Crashed { .. } | DynoState::Down => {
-                effects.push(changed(&slot, dyno.state.shown(), Shown::Starting));
+                effects.push(changed(&slot, dyno.state().shown(), Shown::Starting));
                 effects.extend(self.replace_settled(now, i, AfterStop::Restart));
             }
         }
@@ -388,7 +392,7 @@ impl Supervisor {
             .into_iter()
             .filter(|s| {
                 self.find(s).is_some_and(|i| {
-                    self.dynos[i].state.is_live() && !self.dynos[i].state.draining()
+                    self.dynos[i].state().is_live() && !self.dynos[i].state().draining()
                 })
             })
             .collect();
@@ -421,7 +425,7 @@ impl Supervisor {
         };
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
-        match dyno.state {
+        match dyno.state() {
             DynoState::Starting { .. } | DynoState::Up => {
                 let term_at = (!settle.is_zero()).then_some(now + settle);
                 dyno.set_state(
@@ -448,8 +452,14 @@ impl Supervisor {
                 );
                 Vec::new()
             }
-            DynoState::Stopping { ref mut then, .. } => {
-                *then = AfterStop::Remove;
+            DynoState::Stopping {
+                kill_at, leader, ..
+            } => {
+                dyno.amend(DynoState::Stopping {
+                    kill_at,
+                    then: AfterStop::Remove,
+                    leader,
+                });
                 Vec::new()
             }
             DynoState::Crashed { .. } | DynoState::Down => {
@@ -466,12 +476,13 @@ impl Supervisor {
         };
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
-        if !dyno.state.draining() || !matches!(self.phase, Phase::Running) {
+        if !dyno.state().draining() || !matches!(self.phase, Phase::Running) {
             return Vec::new();
         }
         if count > 0 {
-            dyno.state.set_rescan(Some(now + super::STRAGGLER_RESCAN));
-            return match &mut dyno.state {
+            let mut state = dyno.state();
+            state.set_rescan(Some(now + super::STRAGGLER_RESCAN));
+            let effects = match &mut state {
                 // Past its SIGKILL, whatever turns up (forked since, say) is killed on
                 // sight, as when the app stops.
                 DynoState::Stopping { kill_at: None, .. }
@@ -511,17 +522,19 @@ impl Supervisor {
                 }
                 _ => Vec::new(),
             };
+            dyno.amend(state);
+            return effects;
         }
-        match dyno.state {
+        match dyno.state() {
             DynoState::Stopping { then, .. } => self.after_stop(now, i, then),
             DynoState::Crashed {
                 restart_at, folded, ..
             } => {
-                dyno.state = DynoState::Crashed {
+                dyno.amend(DynoState::Crashed {
                     restart_at,
                     folded,
                     remains: Remains::Gone,
-                };
+                });
                 match restart_at {
                     Some(at) if at <= now => self.restart(now, i),
                     _ => Vec::new(),
@@ -542,7 +555,7 @@ impl Supervisor {
     ) -> Vec<Effect> {
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
-        let remains = match dyno.state {
+        let remains = match dyno.state() {
             DynoState::Crashed { remains, .. } => remains,
             _ => Remains::Unscanned,
         };
@@ -550,7 +563,7 @@ impl Supervisor {
         if remains == Remains::Gone {
             return self.after_stop(now, i, then);
         }
-        if dyno.boots == 0 {
+        if dyno.launches() == 0 {
             return match then {
                 AfterStop::Remove => {
                     self.dynos.remove(i);
@@ -567,7 +580,7 @@ impl Supervisor {
             },
             Remains::Unscanned | Remains::Gone => (Some(now + grace), false, None),
         };
-        let slot = dyno.plan.spec.slot.clone();
+        let slot = dyno.slot().clone();
         let mut effects = Vec::new();
         if !termed {
             effects.push(Effect::SignalAll {
@@ -575,7 +588,7 @@ impl Supervisor {
                 signal,
             });
         }
-        if !dyno.state.draining() {
+        if !dyno.state().draining() {
             effects.push(Effect::ScanGroup { slot });
         }
         dyno.set_state(
@@ -599,25 +612,11 @@ impl Supervisor {
             AfterStop::Remove => {
                 let gone = self.dynos.remove(i);
                 vec![Effect::Forget {
-                    slot: gone.plan.spec.slot,
+                    slot: gone.slot().clone(),
                 }]
             }
             AfterStop::Restart => self.launch(now, i),
         }
-    }
-}
-
-impl Dyno {
-    /// Stopping to leave the formation (`scale` down, `stop TYPE`): no longer counted in
-    /// its type's formation.
-    pub fn leaving(&self) -> bool {
-        matches!(
-            self.state,
-            DynoState::Stopping {
-                then: AfterStop::Remove,
-                ..
-            }
-        )
     }
 }
 

@@ -106,8 +106,8 @@ impl Supervisor {
             let taken: Vec<u32> = self
                 .dynos
                 .iter()
-                .filter(|d| &d.plan.spec.slot.kind == kind)
-                .map(|d| d.plan.spec.slot.index)
+                .filter(|d| &d.slot().kind == kind)
+                .map(|d| d.slot().index)
                 .collect();
             let have = self.members(kind).len();
             let wanted = (count as usize).saturating_sub(have);
@@ -128,7 +128,7 @@ impl Supervisor {
                 // A preboot may have moved a dyno of this type onto this number's port:
                 // take the next one of the block that no dyno of the app holds.
                 let held = |port: u16, additions: &[(usize, DynoSpec)]| {
-                    self.dynos.iter().any(|d| d.plan.spec.port == Some(port))
+                    self.dynos.iter().any(|d| d.plan().spec.port == Some(port))
                         || additions.iter().any(|(_, p)| p.spec.port == Some(port))
                 };
                 if let Some(port) = plan.spec.port.filter(|&p| held(p, &additions)) {
@@ -222,7 +222,7 @@ impl Supervisor {
         let quota = self.plan.types[t].size.bytes;
         for slot in kept {
             if let Some(i) = self.find(slot) {
-                self.dynos[i].plan.quota = quota;
+                self.dynos[i].set_quota(quota);
             }
         }
         let mut effects = Vec::new();

@@ -42,9 +42,9 @@ impl Supervisor {
     pub(super) fn forward(&self, signal: Signal) -> Vec<Effect> {
         self.dynos
             .iter()
-            .filter(|d| d.state.is_live() && !d.state.draining())
+            .filter(|d| d.state().is_live() && !d.state().draining())
             .map(|d| Effect::Signal {
-                slot: d.plan.spec.slot.clone(),
+                slot: d.slot().clone(),
                 signal,
             })
             .collect()
@@ -60,8 +60,8 @@ impl Supervisor {
         let longest = self
             .dynos
             .iter()
-            .filter(|d| d.state.is_live())
-            .map(|d| d.plan.stop.grace_or(self.plan.grace))
+            .filter(|d| d.state().is_live())
+            .map(|d| d.plan().stop.grace_or(self.plan.grace))
             .max()
             .unwrap_or(self.plan.grace);
         self.phase = Phase::Stopping {
@@ -75,22 +75,22 @@ impl Supervisor {
         };
         let grace = self.plan.grace;
         for dyno in &mut self.dynos {
-            match dyno.state {
+            match dyno.state() {
                 DynoState::Starting { .. } | DynoState::Up => {
                     dyno.set_state(now, stopping_with_app(dyno, now, grace));
-                    let signal = dyno.plan.stop.signal_or(signal);
-                    effects.extend(requests::stop_with(&dyno.plan.spec.slot, signal));
+                    let signal = dyno.plan().stop.signal_or(signal);
+                    effects.extend(requests::stop_with(dyno.slot(), signal));
                 }
                 // A restart that has not happened yet never will; what its last run left is
                 // a straggler now.
                 DynoState::Crashed {
                     restart_at, folded, ..
                 } => {
-                    dyno.state = DynoState::Crashed {
+                    dyno.amend(DynoState::Crashed {
                         restart_at,
                         folded,
                         remains: Remains::Unscanned,
-                    };
+                    });
                     if restart_at.is_some() {
                         dyno.set_state(now, DynoState::Down);
                     }
@@ -105,11 +105,11 @@ impl Supervisor {
                     leader: Leader::Running { term_at },
                     ..
                 } => {
-                    dyno.state = stopping_with_app(dyno, now, grace);
+                    dyno.amend(stopping_with_app(dyno, now, grace));
                     if term_at.is_some() {
                         effects.push(Effect::Signal {
-                            slot: dyno.plan.spec.slot.clone(),
-                            signal: dyno.plan.stop.signal_or(signal),
+                            slot: dyno.slot().clone(),
+                            signal: dyno.plan().stop.signal_or(signal),
                         });
                     }
                 }
@@ -132,11 +132,15 @@ impl Supervisor {
             *notice_at = None;
         }
         let mut effects = Vec::new();
-        for dyno in self.dynos.iter_mut().filter(|d| d.state.is_live()) {
-            if let DynoState::Stopping { kill_at, .. } = &mut dyno.state {
-                *kill_at = None;
+        for dyno in self.dynos.iter_mut().filter(|d| d.state().is_live()) {
+            if let DynoState::Stopping { then, leader, .. } = dyno.state() {
+                dyno.amend(DynoState::Stopping {
+                    kill_at: None,
+                    then,
+                    leader,
+                });
             }
-            effects.extend(kill_remaining(&dyno.plan.spec.slot));
+            effects.extend(kill_remaining(dyno.slot()));
         }
         effects.push(Effect::SignalStragglers(Signal::SIGKILL));
         if self.all_settled() {
@@ -165,7 +169,7 @@ impl Supervisor {
                 let last = self
                     .dynos
                     .iter()
-                    .filter_map(|d| match d.state {
+                    .filter_map(|d| match d.state() {
                         DynoState::Stopping { kill_at, .. } => kill_at,
                         _ => None,
                     })
@@ -192,22 +196,22 @@ impl Supervisor {
                 kill_at,
                 then,
                 leader,
-            } = self.dynos[i].state
+            } = self.dynos[i].state()
             else {
                 continue;
             };
             if kill_at.is_some_and(|at| at <= now) {
                 let (grace, _) = self.stop_of(i);
                 let dyno = &mut self.dynos[i];
-                let signal = dyno.plan.stop.signal_or(signal);
-                effects.push(r12(&dyno.plan.spec.slot, grace, signal));
-                dyno.state = DynoState::Stopping {
+                let signal = dyno.plan().stop.signal_or(signal);
+                effects.push(r12(dyno.slot(), grace, signal));
+                dyno.amend(DynoState::Stopping {
                     kill_at: None,
                     then,
                     leader,
-                };
+                });
                 if !all_due {
-                    effects.extend(kill_remaining(&dyno.plan.spec.slot));
+                    effects.extend(kill_remaining(dyno.slot()));
                 }
             }
         }
@@ -221,11 +225,11 @@ impl Supervisor {
     /// takes a while says what it waits for (the first few by name, then a count), and how
     /// not to.
     pub(super) fn waiting_notice(&self, left: Duration, signal: Signal) -> Option<Effect> {
-        let mut live = self.dynos.iter().filter(|d| d.state.is_live());
+        let mut live = self.dynos.iter().filter(|d| d.state().is_live());
         let dynos: Vec<Slot> = live
             .by_ref()
             .take(NAMED_WHILE_WAITING)
-            .map(|d| d.plan.spec.slot.clone())
+            .map(|d| d.slot().clone())
             .collect();
         if dynos.is_empty() || left.is_zero() {
             return None;

@@ -195,9 +195,9 @@ fn spawn(kind: &str, index: u32, port: u16) -> Effect {
 fn state(sup: &Supervisor, kind: &str, index: u32) -> DynoState {
     sup.dynos()
         .iter()
-        .find(|d| d.plan.spec.slot == slot(kind, index))
+        .find(|d| *d.slot() == slot(kind, index))
         .expect("a dyno")
-        .state
+        .state()
 }
 
 fn started(plan: AppPlan, t0: Instant) -> Supervisor {
@@ -294,14 +294,18 @@ fn keeps_what_ps_shows() {
     let worker = sup
         .dynos()
         .iter()
-        .find(|d| d.plan.spec.slot == slot("worker", 1))
+        .find(|d| *d.slot() == slot("worker", 1))
         .unwrap();
     assert_eq!(
-        (worker.pid, worker.memory, worker.plan.quota),
+        (worker.pid(), worker.memory(), worker.plan().quota),
         (Some(42), Some(100 * MB), QUOTA)
     );
     assert_eq!(
-        (worker.state.name(), worker.since, worker.plan.spec.port),
+        (
+            worker.state().name(),
+            worker.since(),
+            worker.plan().spec.port
+        ),
         ("up", t0, Some(5100))
     );
 }
@@ -389,7 +393,7 @@ fn crash_restarts_back_off_and_reset() {
         now = due;
     }
     // Up for ten minutes: the next crash restarts at once again, and says so in full.
-    let later = now + restart::RESET_AFTER;
+    let later = now + crate::supervisor::restart::RESET_AFTER;
     let effects = crash(&mut sup, later, "worker", 1, 7);
     assert_eq!(actions(&effects), vec![spawn("worker", 1, 5100)]);
     assert_eq!(logs(&effects).len(), 5, "{effects:?}");
@@ -889,10 +893,7 @@ fn restart_at(sup: &Supervisor, kind: &str, n: u32) -> Option<Instant> {
 }
 
 fn names(sup: &Supervisor) -> Vec<String> {
-    sup.dynos()
-        .iter()
-        .map(|d| d.plan.spec.slot.to_string())
-        .collect()
+    sup.dynos().iter().map(|d| d.slot().to_string()).collect()
 }
 
 #[test]
@@ -1018,8 +1019,8 @@ fn a_size_change_restarts_the_type_with_the_new_quota() {
     let quota = |sup: &Supervisor, n| {
         sup.dynos()
             .iter()
-            .find(|d| d.plan.spec.slot == slot("worker", n))
-            .map(|d| d.plan.quota)
+            .find(|d| *d.slot() == slot("worker", n))
+            .map(|d| d.plan().quota)
     };
     assert_eq!(quota(&sup, 1), Some(1024 * MB));
     assert_eq!(quota(&sup, 2), Some(1024 * MB));
@@ -1688,8 +1689,8 @@ fn a_new_web_size_restarts_web_preboot_style() {
     let quota = sup
         .dynos()
         .iter()
-        .find(|d| d.plan.spec.slot == new)
-        .map(|d| d.plan.quota);
+        .find(|d| *d.slot() == new)
+        .map(|d| d.plan().quota);
     assert_eq!(quota, Some(1024 * MB));
 }
 
@@ -2108,8 +2109,8 @@ fn a_scale_up_takes_a_free_port_when_a_preboot_moved_a_dyno_onto_its_own() {
     let others: Vec<u16> = sup
         .dynos()
         .iter()
-        .filter(|d| d.plan.spec.slot != slot("web", 2))
-        .filter_map(|d| d.plan.spec.port)
+        .filter(|d| *d.slot() != slot("web", 2))
+        .filter_map(|d| d.plan().spec.port)
         .collect();
     assert!(
         !others.contains(&web2),

@@ -24,13 +24,13 @@ impl Supervisor {
             } => [kill_at, rescan_at, notice_at]
                 .into_iter()
                 .flatten()
-                .chain(self.dynos.iter().filter_map(|d| match d.state {
+                .chain(self.dynos.iter().filter_map(|d| match d.state() {
                     // A type with a shorter grace than the longest (hkrun.toml).
                     DynoState::Stopping { kill_at, .. } => kill_at,
                     _ => None,
                 }))
                 .min(),
-            Phase::Running => self.dynos.iter().filter_map(|d| d.state.next_due()).min(),
+            Phase::Running => self.dynos.iter().filter_map(|d| d.state().next_due()).min(),
             Phase::Idle | Phase::Releasing | Phase::Done => None,
         }
     }
@@ -60,7 +60,7 @@ impl Supervisor {
     pub(super) fn tick_running(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
         for i in 0..self.dynos.len() {
-            if self.dynos[i].state.next_due().is_some_and(|at| at <= now) {
+            if self.dynos[i].state().next_due().is_some_and(|at| at <= now) {
                 effects.extend(self.fire(now, i));
             }
         }
@@ -71,14 +71,15 @@ impl Supervisor {
     pub(super) fn fire(&mut self, now: Instant, i: usize) -> Vec<Effect> {
         let (grace, signal) = self.stop_of(i);
         let dyno = &mut self.dynos[i];
-        let slot = dyno.plan.spec.slot.clone();
+        let slot = dyno.slot().clone();
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-        match &mut dyno.state {
+        let mut state = dyno.state();
+        let effects = match &mut state {
             DynoState::Crashed {
                 restart_at,
                 remains: Remains::Unscanned | Remains::Gone,
                 ..
-            } if due(*restart_at) => self.restart(now, i),
+            } if due(*restart_at) => return self.restart(now, i),
             DynoState::Crashed {
                 remains:
                     Remains::Draining {
@@ -93,19 +94,18 @@ impl Supervisor {
                 effects
             }
             DynoState::Starting { boot_deadline } if due(*boot_deadline) => {
-                dyno.errors.r10 += 1;
-                dyno.set_state(now, DynoState::Killed { up_since: None });
-                vec![
+                dyno.killed_for_boot(now);
+                return vec![
                     say(Event::BootTimeout {
                         slot: slot.clone(),
-                        timeout: dyno.plan.boot_timeout.unwrap_or_default(),
+                        timeout: dyno.plan().boot_timeout.unwrap_or_default(),
                     }),
                     say(Event::Killing { slot: slot.clone() }),
                     Effect::SignalAll {
                         slot,
                         signal: Signal::SIGKILL,
                     },
-                ]
+                ];
             }
             DynoState::Stopping { kill_at, .. } if due(*kill_at) => {
                 *kill_at = None;
@@ -129,7 +129,9 @@ impl Supervisor {
                 state.set_rescan(None);
                 vec![Effect::ScanGroup { slot }]
             }
-            _ => Vec::new(),
-        }
+            _ => return Vec::new(),
+        };
+        dyno.amend(state);
+        effects
     }
 }
