@@ -16,13 +16,14 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Ps, Request, Response};
+use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Request, Response};
 use crate::dyno::Slot;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
 use crate::logs::pump::Shown;
 use crate::plan::formation::ScaleChange;
 use crate::seats::{self, Limits, Seats};
+use crate::supervisor::api::{Attached, Call};
 use crate::supervisor::input::{Control, Target};
 use crate::supervisor::outcome::Outcome;
 
@@ -49,53 +50,6 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 const SEND_BATCH: usize = 64 * 1024;
 /// Chunks of log lines sent to a `--tail` client in one write, at most.
 const TAIL_BATCH: usize = 64;
-
-/// What the server asks the driver.
-#[derive(Debug)]
-pub enum Call {
-    /// `hkrun ps`.
-    Ps(oneshot::Sender<Ps>),
-    /// scale, restart, stop TARGET: the core's answer.
-    Change {
-        request: Control,
-        reply: oneshot::Sender<Outcome>,
-    },
-    /// `hkrun stop` with no target: the app stops as on SIGTERM.
-    StopAll,
-    /// `config:set`: the env files read again, then every dyno restarted.
-    Reload { reply: oneshot::Sender<Outcome> },
-    /// `hkrun connect DYNO` by `who` (`pid 4242`): its terminal, or why not.
-    Attach {
-        dyno: String,
-        who: String,
-        /// The client's terminal, `[rows, columns]`, if it is on one.
-        size: Option<[u16; 2]>,
-        reply: oneshot::Sender<Result<Attached, String>>,
-    },
-    /// `who`'s terminal, attached to `dyno`, is `[rows, columns]` now.
-    Resize {
-        dyno: String,
-        who: String,
-        size: [u16; 2],
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Attachment `id` to `slot`'s terminal has ended.
-    Detach { slot: Slot, id: u64 },
-    /// `GET /metrics`: what `ps` shows and the counters, at one moment.
-    Metrics(oneshot::Sender<crate::metrics::snapshot::Snapshot>),
-}
-
-/// A `--tty` dyno's terminal, for the one client attached to it.
-#[derive(Debug)]
-pub struct Attached {
-    pub slot: Slot,
-    /// Which attachment this is, for its `Detach`.
-    pub id: u64,
-    /// What the client types goes here.
-    pub input: tokio::net::unix::pipe::Sender,
-    /// What the dyno writes, as it comes; ends with its run (with how, when it exited).
-    pub output: mpsc::Receiver<Shown>,
-}
 
 /// What every connection needs.
 pub struct Context {
@@ -341,9 +295,10 @@ async fn serve_client(
                         }
                         return;
                     }
-                    Ok(Err(text)) => {
+                    Ok(Err(refusal)) => {
                         seat.end_stream();
-                        seat.send(&mut write, &Response::error(text).encode()).await
+                        let refused = Response::error(refusal.to_string());
+                        seat.send(&mut write, &refused.encode()).await
                     }
                     Err(_) => {
                         let _ = seat.send(&mut write, &stopping().encode()).await;
@@ -363,7 +318,7 @@ async fn serve_client(
                     Err(_) => stopping(),
                     Ok(()) => match rx.await {
                         Ok(Ok(())) => Response::ok(),
-                        Ok(Err(text)) => Response::error(text),
+                        Ok(Err(refusal)) => Response::error(refusal.to_string()),
                         Err(_) => stopping(),
                     },
                 };

@@ -22,13 +22,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::control::protocol::Ps;
-use crate::control::server::Call;
 use crate::http;
 use crate::logs::history::{self, Chunk, History};
 use crate::logs::render::{self, Label, Origin};
 use crate::logs::writer::LogSender;
 use crate::metrics::{self, Highest, Snapshot};
 use crate::router::Traffic;
+use crate::supervisor::api::Call;
 
 mod recorder;
 

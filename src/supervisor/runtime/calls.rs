@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use super::Driver;
 use crate::config;
 use crate::control::ps;
-use crate::control::server::Call;
+use crate::supervisor::api::Call;
 use crate::supervisor::core::Supervisor;
 use crate::supervisor::input::{Control, Input, SIGNALLED, StopRequest};
 use crate::supervisor::outcome::{Outcome, Refusal};

@@ -28,13 +28,14 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use super::api::Call;
 use super::core::Supervisor;
 use super::input::{Input, StopRequest};
 use super::outcome::Outcome;
 use crate::config::env::Vars;
 use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
-use crate::control::server::{self, Call};
+use crate::control::server;
 use crate::dyno::{Backend, Exit, Slot};
 use crate::errors::Error;
 use crate::logs::pump::Tee;

@@ -7,10 +7,10 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::Driver;
-use crate::control::server::Attached;
 use crate::dyno::Slot;
 use crate::logs::pump::Tee;
 use crate::os::terminal;
+use crate::supervisor::api::{Attached, TerminalRefusal};
 use crate::supervisor::core::Supervisor;
 
 impl Driver {
@@ -34,7 +34,7 @@ impl Driver {
         dyno: &str,
         who: String,
         size: Option<[u16; 2]>,
-    ) -> Result<Attached, String> {
+    ) -> Result<Attached, TerminalRefusal> {
         let running: Vec<&Slot> = sup
             .dynos()
             .iter()
@@ -43,38 +43,42 @@ impl Driver {
             .filter(|s| s.to_string() == dyno || s.kind == dyno)
             .collect();
         let slot = match running.as_slice() {
-            [] => return Err(format!("no dyno {dyno} is running")),
+            [] => {
+                return Err(TerminalRefusal::NotRunning {
+                    dyno: dyno.to_owned(),
+                });
+            }
             // A preboot's two generations: the newer one.
             [.., last] if running.iter().all(|s| s.to_string() == last.to_string()) => {
                 (*last).clone()
             }
             several => {
-                let names: Vec<String> = several.iter().map(|s| s.to_string()).collect();
-                return Err(format!(
-                    "{dyno} runs {}: name one of them",
-                    names.join(", ")
-                ));
+                return Err(TerminalRefusal::Several {
+                    dyno: dyno.to_owned(),
+                    running: several.iter().map(|s| (*s).clone()).collect(),
+                });
             }
         };
         let Some((master, tee)) = self.terminals.get(&slot) else {
-            return Err(format!(
-                "{slot} is not on a terminal: start hkrun with --tty {kind} (or tty = true \
-                 under [types.{kind}] in hkrun.toml) to connect to it",
-                kind = slot.kind
-            ));
+            return Err(TerminalRefusal::NoTerminal { slot });
         };
         if let Some((holder, _, _)) = self.attached.get(&slot) {
-            return Err(format!(
-                "{slot} is attached already, by {holder}: one client at a time (Ctrl-] detaches)"
-            ));
+            return Err(TerminalRefusal::Taken {
+                slot,
+                holder: holder.clone(),
+            });
         }
         let input = master
             .try_clone()
             .and_then(pipe::Sender::from_owned_fd_unchecked)
-            .map_err(|e| format!("cannot write to {slot}'s terminal: {e}"))?;
+            .map_err(|e| TerminalRefusal::Io {
+                slot: slot.clone(),
+                doing: "write to",
+                error: e.to_string(),
+            })?;
         let (client, output) = mpsc::channel(Tee::BOUND);
         if !tee.attach(client) {
-            return Err(format!("{slot}'s run has just ended"));
+            return Err(TerminalRefusal::Ended { slot, just: true });
         }
         self.attachments += 1;
         let id = self.attachments;
@@ -101,25 +105,38 @@ impl Driver {
         dyno: &str,
         who: &str,
         [rows, cols]: [u16; 2],
-    ) -> Result<(), String> {
+    ) -> Result<(), TerminalRefusal> {
         if rows == 0 || cols == 0 {
-            return Err(format!("{rows}x{cols} is no terminal size"));
+            return Err(TerminalRefusal::NoSize { rows, cols });
         }
         // Only a client known by its own pid: peers without one all look alike.
         if !who.starts_with("pid ") || who == "pid 0" {
-            return Err(format!("{who} cannot be told from other clients"));
+            return Err(TerminalRefusal::Anonymous {
+                who: who.to_owned(),
+            });
         }
         let Some((slot, entry)) = self.attached.iter_mut().find(|(slot, (holder, _, _))| {
             holder == who && (slot.to_string() == dyno || slot.kind == dyno)
         }) else {
-            return Err(format!("{who} is not attached to {dyno}"));
+            return Err(TerminalRefusal::NotAttached {
+                who: who.to_owned(),
+                dyno: dyno.to_owned(),
+            });
         };
         let size = terminal::sized(rows, cols);
         entry.2 = Some(size);
         match self.terminals.get(slot) {
-            Some((master, _)) => terminal::resize(master.as_fd(), size)
-                .map_err(|e| format!("cannot resize {slot}'s terminal: {e}")),
-            None => Err(format!("{slot}'s run has ended")),
+            Some((master, _)) => {
+                terminal::resize(master.as_fd(), size).map_err(|e| TerminalRefusal::Io {
+                    slot: slot.clone(),
+                    doing: "resize",
+                    error: e.to_string(),
+                })
+            }
+            None => Err(TerminalRefusal::Ended {
+                slot: slot.clone(),
+                just: false,
+            }),
         }
     }
 
