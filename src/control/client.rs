@@ -5,13 +5,14 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use super::protocol::{LogSource, Request, Response, encode_request};
+use super::protocol::{FromText, LogSource, Parsed, Request, Response, encode_request};
 use super::{ps, socket};
 use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
 use crate::errors::{self, Error};
 use crate::logs::{Clock, Label, Origin, Style};
 use crate::plan::formation::ScaleChange;
+use crate::supervisor::input::Target;
 
 pub(super) struct Client {
     stream: BufReader<UnixStream>,
@@ -120,24 +121,36 @@ pub fn ps(args: &PsArgs) -> Result<i32, Error> {
 /// `hkrun scale web=3 worker=0 clock+1`.
 pub fn scale(args: &ScaleArgs) -> Result<i32, Error> {
     // Malformed changes are refused here, before the socket is even opened.
-    for change in &args.changes {
-        change.parse::<ScaleChange>()?;
-    }
+    let changes = args
+        .changes
+        .iter()
+        .map(|text| Ok(Parsed::from_parts(text.parse::<ScaleChange>()?, text)))
+        .collect::<Result<_, Error>>()?;
     let mut client = Client::open(&args.control)?;
-    let text = client.message(&Request::Scale {
-        changes: args.changes.clone(),
-    })?;
+    let text = client.message(&Request::Scale { changes })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
 }
 
-/// One target as `target` (which every hkrun that speaks protocol 1 reads), several as
-/// `targets`.
-fn one_or_several(targets: &[String]) -> (Option<String>, Vec<String>) {
-    match targets {
-        [one] => (Some(one.clone()), Vec::new()),
-        several => (None, several.to_vec()),
-    }
+/// `texts` read as the supervisor reads them, refused in its words.
+fn read_all<T: FromText>(texts: &[String]) -> Result<Vec<Parsed<T>>, Error> {
+    texts
+        .iter()
+        .map(|text| Parsed::read(text.as_str()).map_err(Error::Refused))
+        .collect()
+}
+
+/// Targets as a request carries them: one as `target` (which every hkrun that speaks
+/// protocol 1 reads), several as `targets`.
+type Targets = (Option<Parsed<Target>>, Vec<Parsed<Target>>);
+
+/// The targets named, read: one as `target`, several as `targets`.
+fn one_or_several(texts: &[String]) -> Result<Targets, Error> {
+    let mut targets = read_all(texts)?;
+    Ok(match targets.len() {
+        1 => (targets.pop(), Vec::new()),
+        _ => (None, targets),
+    })
 }
 
 /// `hkrun kill TARGET... SIGNAL` (or `-s SIGNAL TARGET...`): answered once sent.
@@ -155,6 +168,8 @@ pub fn kill(args: &KillArgs) -> Result<i32, Error> {
         });
     }
     let mut client = Client::open(&args.control)?;
+    let signal = Parsed::read(signal).map_err(Error::Refused)?;
+    let targets = read_all(&targets)?;
     let text = client.message(&Request::Kill { targets, signal })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
@@ -163,7 +178,7 @@ pub fn kill(args: &KillArgs) -> Result<i32, Error> {
 /// `hkrun restart [TARGET...]`: returns once the new dynos are up.
 pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    let (target, targets) = one_or_several(&args.targets);
+    let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Restart { target, targets })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
@@ -172,7 +187,7 @@ pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
 /// `hkrun stop [TARGET]`: with no target, returns once the supervisor has exited.
 pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    let (target, targets) = one_or_several(&args.targets);
+    let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Stop { target, targets })?;
     // Waited for even when nobody reads what is printed: the stop is what was asked.
     let printed = errors::print_out(&format!("{text}\n"));

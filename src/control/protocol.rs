@@ -2,9 +2,14 @@
 //! response per line (a log stream sends one line per log line). Types and parsing only;
 //! ARCHITECTURE.md documents it for other clients.
 
+use std::fmt;
+
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::logs::LogFormat;
+use crate::plan::formation::ScaleChange;
+use crate::supervisor::input::Target;
 
 /// The protocol version this hkrun speaks.
 pub const VERSION: u32 = 1;
@@ -20,27 +25,27 @@ pub enum Request {
     /// Every dyno and its state.
     Ps {},
     /// Heroku's changes, each as typed: `web=3`, `clock+1`, `web=2:standard-2x`.
-    Scale { changes: Vec<String> },
+    Scale { changes: Vec<Parsed<ScaleChange>> },
     /// A type (`web`), a dyno (`web.2`), a glob (`work*`), several (`targets`, with
     /// `target` or without), or every dyno.
     Restart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
+        target: Option<Parsed<Target>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        targets: Vec<String>,
+        targets: Vec<Parsed<Target>>,
     },
     /// Types, dynos or globs, as `restart`; with no target, the whole app.
     Stop {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        target: Option<String>,
+        target: Option<Parsed<Target>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        targets: Vec<String>,
+        targets: Vec<Parsed<Target>>,
     },
     /// A signal (`SIGHUP`, `HUP`, `1`) to the process group of each dyno named, as
     /// `restart` names them (at least one); the dynos keep running.
     Kill {
-        targets: Vec<String>,
-        signal: String,
+        targets: Vec<Parsed<Target>>,
+        signal: Parsed<Signal>,
     },
     /// Attach to a `--tty` dyno's terminal (`web.1`, or a type with one dyno): after the
     /// answer, the connection carries the terminal's bytes both ways until either side
@@ -80,6 +85,110 @@ fn default_lines() -> usize {
     DEFAULT_LINES
 }
 
+/// A value a request carries as text (`web=3`, `web.2`, `HUP`), read when the request
+/// is: a bad one refuses the request, in the words of `FromText`. It is sent again as it
+/// was written, so what goes on the wire is what every hkrun speaking protocol 1 reads.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String", bound(deserialize = "T: FromText"))]
+pub struct Parsed<T> {
+    value: T,
+    text: String,
+}
+
+impl<T: FromText> Parsed<T> {
+    /// `text` read; the error is what the server answers.
+    pub fn read(text: impl Into<String>) -> Result<Self, String> {
+        let text = text.into();
+        let value = T::from_text(&text)?;
+        Ok(Self { value, text })
+    }
+}
+
+impl<T> Parsed<T> {
+    /// A value already read from `text` (the client checks its arguments first).
+    pub(crate) fn from_parts(value: T, text: impl Into<String>) -> Self {
+        Self {
+            value,
+            text: text.into(),
+        }
+    }
+
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    pub fn into_value(self) -> T {
+        self.value
+    }
+
+    /// As the client wrote it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T: FromText> TryFrom<String> for Parsed<T> {
+    type Error = BadValue;
+
+    fn try_from(text: String) -> Result<Self, BadValue> {
+        Self::read(text).map_err(BadValue)
+    }
+}
+
+impl<T> Serialize for Parsed<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// A request's value that does not read, as `parse_request` answers it: in its own
+/// words, without serde's `bad request: `. Serde keeps only an error's text, so the text
+/// carries a mark (`BAD_VALUE`) that no message of serde's starts with.
+#[derive(Debug)]
+pub struct BadValue(String);
+
+const BAD_VALUE: char = '\u{1}';
+
+impl fmt::Display for BadValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{BAD_VALUE}{}", self.0)
+    }
+}
+
+/// What a request's text values are read as; the error is the answer's text.
+pub trait FromText: Sized {
+    fn from_text(text: &str) -> Result<Self, String>;
+}
+
+impl FromText for ScaleChange {
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|err: crate::plan::formation::FormationError| err.to_string())
+    }
+}
+
+impl FromText for Target {
+    fn from_text(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|()| {
+            format!(
+                "bad target `{text}` (expected a process type such as web, a dyno such as \
+                 web.2, or a glob such as 'work*')"
+            )
+        })
+    }
+}
+
+/// As `dyno::signal_named` reads it: `SIGHUP`, `HUP`, `hup` or `1`.
+impl FromText for Signal {
+    fn from_text(text: &str) -> Result<Self, String> {
+        crate::dyno::signal_named(text).ok_or_else(|| {
+            format!(
+                "bad signal `{text}` (expected a name such as SIGHUP, HUP or USR1, or a number)"
+            )
+        })
+    }
+}
+
 /// Who wrote a log line, as `heroku logs --source` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,8 +216,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         }
         None => return Err(format!("missing protocol version (send \"v\":{VERSION})")),
     }
-    serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|e| format!("bad request: {e}"))
+    serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix(BAD_VALUE) {
+            Some(bad_value) => bad_value.to_owned(),
+            None => format!("bad request: {text}"),
+        }
+    })
 }
 
 /// One request as a line, newline included.
@@ -298,12 +412,17 @@ mod tests {
             target in proptest::option::of("[a-z]{1,8}"),
             changes in proptest::collection::vec("[a-z]{1,5}[=+-][0-9]{1,3}", 0..4),
         ) {
+            let target = target.map(|t| Parsed::read(t).unwrap());
+            let changes = changes.into_iter().map(|c| Parsed::read(c).unwrap()).collect();
             let requests = [
                 Request::Ps {},
                 Request::Logs { lines, tail, ps, source: Some(LogSource::App) },
                 Request::Restart { target: target.clone(), targets: Vec::new() },
                 Request::Stop { target: target.clone(), targets: Vec::new() },
-                Request::Kill { targets: target.into_iter().collect(), signal: "HUP".into() },
+                Request::Kill {
+                    targets: target.into_iter().collect(),
+                    signal: Parsed::read("HUP").unwrap(),
+                },
                 Request::Scale { changes },
                 Request::Connect { dyno: "repl.1".into(), size: Some([24, 80]), framed: tail },
             ];
@@ -360,6 +479,68 @@ mod tests {
                 ps: None,
                 source: None
             })
+        );
+    }
+
+    #[test]
+    fn values_are_read_with_the_request_and_refused_in_the_servers_words() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"v":1,"cmd":"restart","target":"web!"}"#,
+                "bad target `web!` (expected a process type such as web, a dyno such as web.2, or a glob such as 'work*')",
+            ),
+            (
+                br#"{"v":1,"cmd":"stop","targets":["web","[z"]}"#,
+                "bad target `[z` (expected a process type such as web, a dyno such as web.2, or a glob such as 'work*')",
+            ),
+            (
+                br#"{"v":1,"cmd":"kill","targets":["web"],"signal":"SIGNOPE"}"#,
+                "bad signal `SIGNOPE` (expected a name such as SIGHUP, HUP or USR1, or a number)",
+            ),
+            (
+                br#"{"v":1,"cmd":"scale","changes":["web=2","worker"]}"#,
+                "bad scale change `worker` (expected TYPE=COUNT, TYPE+N, TYPE-N or TYPE=COUNT:SIZE, e.g. web=3, clock+1, web=2:standard-2x)",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                parse_request(line).unwrap_err(),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // Not a string at all is serde's to say.
+        assert_eq!(
+            parse_request(br#"{"v":1,"cmd":"kill","targets":["web"],"signal":1}"#).unwrap_err(),
+            "bad request: invalid type: integer `1`, expected a string"
+        );
+        let Ok(Request::Kill { targets, signal }) =
+            parse_request(br#"{"v":1,"cmd":"kill","targets":["web.2","w*"],"signal":"hup"}"#)
+        else {
+            panic!("a kill request");
+        };
+        assert_eq!(*signal.value(), Signal::SIGHUP);
+        let targets: Vec<String> = targets.iter().map(|t| t.value().to_string()).collect();
+        assert_eq!(targets, ["web.2", "w*"]);
+    }
+
+    #[test]
+    fn values_go_back_on_the_wire_as_they_were_written() {
+        let kill = Request::Kill {
+            targets: vec![Parsed::read("web").unwrap()],
+            signal: Parsed::read("hup").unwrap(),
+        };
+        assert_eq!(
+            encode_request(&kill),
+            "{\"cmd\":\"kill\",\"signal\":\"hup\",\"targets\":[\"web\"],\"v\":1}\n"
+        );
+        let scale = Request::Scale {
+            changes: vec![Parsed::read("web=03:STANDARD-2x").unwrap()],
+        };
+        assert_eq!(
+            encode_request(&scale),
+            "{\"changes\":[\"web=03:STANDARD-2x\"],\"cmd\":\"scale\",\"v\":1}\n"
         );
     }
 

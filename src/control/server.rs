@@ -16,15 +16,16 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Request, Response};
+use super::protocol::{
+    self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Parsed, Request, Response,
+};
 use crate::dyno::Slot;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
 use crate::logs::pump::Shown;
-use crate::plan::formation::ScaleChange;
 use crate::seats::{self, Limits, Seats};
 use crate::supervisor::api::{Attached, Call};
-use crate::supervisor::input::{Control, Target};
+use crate::supervisor::input::Control;
 use crate::supervisor::outcome::Outcome;
 
 /// How long a client may take to send a whole request.
@@ -177,23 +178,89 @@ fn idle() -> Duration {
     })
 }
 
+/// What a connection does after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Reads the next request.
+    Next,
+    /// Closes: the client has gone, could not be answered, or its stream is over.
+    Close,
+}
+
+impl From<Result<(), ()>> for Flow {
+    fn from(sent: Result<(), ()>) -> Self {
+        match sent {
+            Ok(()) => Self::Next,
+            Err(()) => Self::Close,
+        }
+    }
+}
+
+/// One client's connection: its seat, who it is (`pid 4242`), and its two halves.
+struct Client<'a, R, W> {
+    seat: &'a Seat,
+    who: &'a str,
+    read: BufReader<R>,
+    write: W,
+}
+
+impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<'a, R, W> {
+    fn context(&self) -> &'a Context {
+        &self.seat.shared.context
+    }
+
+    /// Writes bytes, waiting on the client meanwhile.
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        self.seat.send(&mut self.write, bytes).await
+    }
+
+    async fn reply(&mut self, response: &Response) -> Flow {
+        self.send(&response.encode()).await.into()
+    }
+
+    /// Sends the driver's answer once it comes (`reply` makes the line of it). A client
+    /// that hangs up meanwhile (a long restart) frees its place at once.
+    async fn answer<T>(
+        &mut self,
+        asked: impl Future<Output = Result<T, Stopping>>,
+        reply: impl FnOnce(T) -> Response,
+    ) -> Flow {
+        tokio::pin!(asked);
+        let answered = tokio::select! {
+            answered = &mut asked => answered,
+            gone = hung_up(&mut self.read) => {
+                if gone {
+                    return Flow::Close;
+                }
+                asked.await
+            }
+        };
+        self.reply(&answered.map_or_else(|Stopping| stopping(), reply))
+            .await
+    }
+}
+
 /// Answers one client's requests until it leaves, times out, or hkrun exits. Generic over
 /// the stream so the timeouts can be tested on tokio's paused clock.
 async fn serve_client(
     read: impl AsyncRead + Unpin,
-    mut write: impl AsyncWrite + Unpin,
+    write: impl AsyncWrite + Unpin,
     seat: &Seat,
     who: &str,
 ) {
-    let context = &seat.shared.context;
-    let mut read = BufReader::new(read);
+    let mut client = Client {
+        seat,
+        who,
+        read: BufReader::new(read),
+        write,
+    };
     loop {
         seat.set_waiting(true);
-        let line = match timeout(idle(), read_request(&mut read)).await {
+        let line = match timeout(idle(), read_request(&mut client.read)).await {
             Ok(Line::Request(line)) => line,
             Ok(Line::TooLong) => {
                 let text = format!("request longer than {MAX_REQUEST} bytes");
-                let _ = seat.send(&mut write, &Response::error(text).encode()).await;
+                client.reply(&Response::error(text)).await;
                 return;
             }
             // Gone, or silent for too long.
@@ -203,151 +270,227 @@ async fn serve_client(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let sent = match protocol::parse_request(&line) {
-            Err(text) => seat.send(&mut write, &Response::error(text).encode()).await,
-            Ok(Request::Logs {
-                lines,
-                tail,
-                ps,
-                source,
-            }) => 'logs: {
-                if let Some(name) = &ps {
-                    if let Err(text) = known_ps(context, name).await {
-                        break 'logs seat.send(&mut write, &Response::error(text).encode()).await;
-                    }
-                }
-                if !seat.start_stream() {
-                    let busy = Response::error("too many logs clients at once; try again");
-                    let _ = seat.send(&mut write, &busy.encode()).await;
-                    return;
-                }
-                let filter = Filter { ps, source };
-                let lines = lines.min(history::KEEP);
-                let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
-                let mut out = Response {
-                    logs: Some(context.header.clone()),
-                    ..Response::ok()
-                }
-                .encode();
-                // In batches, each awaited: a client that does not read holds only one.
-                for (chunk, line) in history::last_lines(&chunks, lines) {
-                    out.extend(line_response(chunk, line));
-                    if out.len() >= SEND_BATCH {
-                        if seat.send(&mut write, &out).await.is_err() {
-                            return;
-                        }
-                        out.clear();
-                    }
-                }
-                drop(chunks);
-                if follow.is_none() {
-                    out.extend(
-                        Response {
-                            end: true,
-                            ..Response::ok()
-                        }
-                        .encode(),
-                    );
-                }
-                match (seat.send(&mut write, &out).await, follow) {
-                    (Ok(()), Some(follow)) => {
-                        tail_log(seat, &mut read, &mut write, follow, &filter).await;
-                        return;
-                    }
-                    (sent, _) => {
-                        seat.end_stream();
-                        sent
-                    }
-                }
-            }
-            Ok(Request::Connect { dyno, size, framed }) => {
-                if !seat.start_stream() {
-                    let busy = Response::error("too many streaming clients at once; try again");
-                    let _ = seat.send(&mut write, &busy.encode()).await;
-                    return;
-                }
-                let (reply, rx) = oneshot::channel();
-                let call = Call::Attach {
-                    dyno,
-                    who: who.to_owned(),
-                    size,
-                    reply,
-                };
-                if context.calls.send(call).is_err() {
-                    let _ = seat.send(&mut write, &stopping().encode()).await;
-                    return;
-                }
-                match rx.await {
-                    Ok(Ok(attached)) => {
-                        // However this connection ends, the dyno is free again.
-                        let _detach = DetachOnDrop {
-                            calls: context.calls.clone(),
-                            slot: attached.slot.clone(),
-                            id: attached.id,
-                        };
-                        let text = format!("Connected to {}. Ctrl-] detaches.", attached.slot);
-                        if seat
-                            .send(&mut write, &Response::message(text).encode())
-                            .await
-                            .is_ok()
-                        {
-                            relay(&mut read, &mut write, attached, framed).await;
-                        }
-                        return;
-                    }
-                    Ok(Err(refusal)) => {
-                        seat.end_stream();
-                        let refused = Response::error(refusal.to_string());
-                        seat.send(&mut write, &refused.encode()).await
-                    }
-                    Err(_) => {
-                        let _ = seat.send(&mut write, &stopping().encode()).await;
-                        return;
-                    }
-                }
-            }
-            Ok(Request::Resize { dyno, size }) => {
-                let (reply, rx) = oneshot::channel();
-                let call = Call::Resize {
-                    dyno,
-                    who: who.to_owned(),
-                    size,
-                    reply,
-                };
-                let response = match context.calls.send(call) {
-                    Err(_) => stopping(),
-                    Ok(()) => match rx.await {
-                        Ok(Ok(())) => Response::ok(),
-                        Ok(Err(refusal)) => Response::error(refusal.to_string()),
-                        Err(_) => stopping(),
-                    },
-                };
-                seat.send(&mut write, &response.encode()).await
-            }
-            Ok(request) => {
-                let stop_all = matches!(&request, Request::Stop { target: None, targets } if targets.is_empty());
-                let answer = call(context, request);
-                tokio::pin!(answer);
-                // A client that hangs up while waiting (a long restart) frees its place.
-                let response = tokio::select! {
-                    response = &mut answer => response,
-                    gone = hung_up(&mut read) => {
-                        if gone {
-                            return;
-                        }
-                        answer.await
-                    }
-                };
-                let sent = seat.send(&mut write, &response.encode()).await;
-                if stop_all && sent.is_ok() {
-                    // Held open until hkrun exits: the client waits for that.
-                    std::future::pending::<()>().await;
-                }
-                sent
-            }
+        let flow = match protocol::parse_request(&line) {
+            Err(text) => client.reply(&Response::error(text)).await,
+            Ok(request) => dispatch(&mut client, request).await,
         };
-        if sent.is_err() {
+        if flow == Flow::Close {
             return;
+        }
+    }
+}
+
+/// Answers one request, read and checked: the streams here, what is about dynos by the
+/// driver (`Call`s).
+async fn dispatch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<'_, R, W>,
+    request: Request,
+) -> Flow {
+    let context = client.context();
+    match request {
+        Request::Logs {
+            lines,
+            tail,
+            ps,
+            source,
+        } => logs(client, lines, tail, Filter { ps, source }).await,
+        Request::Connect { dyno, size, framed } => connect(client, dyno, size, framed).await,
+        Request::Resize { dyno, size } => {
+            let who = client.who.to_owned();
+            let resize = |reply| Call::Resize {
+                dyno,
+                who,
+                size,
+                reply,
+            };
+            let reply = match ask(context, resize).await {
+                Ok(Ok(())) => Response::ok(),
+                Ok(Err(refusal)) => Response::error(refusal.to_string()),
+                Err(Stopping) => stopping(),
+            };
+            client.reply(&reply).await
+        }
+        Request::Ps {} => {
+            let ps = |ps| Response {
+                ps: Some(ps),
+                ..Response::ok()
+            };
+            client.answer(ask(context, Call::Ps), ps).await
+        }
+        Request::Reload {} => {
+            let reload = ask(context, |reply| Call::Reload { reply });
+            client.answer(reload, |outcome| answered(&outcome)).await
+        }
+        Request::Stop {
+            target: None,
+            targets,
+        } if targets.is_empty() => stop_all(client).await,
+        Request::Scale { changes } if changes.is_empty() => {
+            let nothing = "nothing to scale (give changes such as web=2 worker+1)";
+            client.reply(&Response::error(nothing)).await
+        }
+        Request::Scale { changes } => change(client, Control::Scale(values(changes))).await,
+        Request::Restart { target, targets } => {
+            let targets = values(target.into_iter().chain(targets));
+            change(client, Control::Restart(targets)).await
+        }
+        Request::Stop { target, targets } => {
+            let targets = values(target.into_iter().chain(targets));
+            change(client, Control::Stop(targets)).await
+        }
+        Request::Kill { targets, .. } if targets.is_empty() => {
+            client
+                .reply(&Response::error("name the dynos to signal"))
+                .await
+        }
+        Request::Kill { targets, signal } => {
+            let targets = values(targets);
+            let signal = signal.into_value();
+            change(client, Control::Kill { targets, signal }).await
+        }
+    }
+}
+
+/// The values a request's texts were read as.
+fn values<T>(parsed: impl IntoIterator<Item = Parsed<T>>) -> Vec<T> {
+    parsed.into_iter().map(Parsed::into_value).collect()
+}
+
+/// The driver has gone: hkrun is exiting.
+struct Stopping;
+
+/// Asks the driver: `call` makes the call from where its answer goes.
+async fn ask<T>(
+    context: &Context,
+    call: impl FnOnce(oneshot::Sender<T>) -> Call,
+) -> Result<T, Stopping> {
+    let (reply, answer) = oneshot::channel();
+    context.calls.send(call(reply)).map_err(|_| Stopping)?;
+    answer.await.map_err(|_| Stopping)
+}
+
+/// A change the core carries out or refuses: answered with its outcome.
+async fn change<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<'_, R, W>,
+    request: Control,
+) -> Flow {
+    let asked = ask(client.context(), |reply| Call::Change { request, reply });
+    client.answer(asked, |outcome| answered(&outcome)).await
+}
+
+/// `hkrun stop` with no target: answered at once, then the connection is held open until
+/// hkrun exits, which the client waits for.
+async fn stop_all<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<'_, R, W>,
+) -> Flow {
+    let reply = match client.context().calls.send(Call::StopAll) {
+        Ok(()) => Response::message("Stopping all dynos..."),
+        Err(_) => stopping(),
+    };
+    if client.reply(&reply).await == Flow::Close {
+        return Flow::Close;
+    }
+    std::future::pending().await
+}
+
+/// `hkrun logs`: the last lines, then with `tail` the live stream.
+async fn logs<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<'_, R, W>,
+    lines: usize,
+    tail: bool,
+    filter: Filter,
+) -> Flow {
+    let context = client.context();
+    if let Some(name) = &filter.ps {
+        if let Err(text) = known_ps(context, name).await {
+            return client.reply(&Response::error(text)).await;
+        }
+    }
+    if !client.seat.start_stream() {
+        let busy = Response::error("too many logs clients at once; try again");
+        client.reply(&busy).await;
+        return Flow::Close;
+    }
+    let lines = lines.min(history::KEEP);
+    let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
+    let mut out = Response {
+        logs: Some(context.header.clone()),
+        ..Response::ok()
+    }
+    .encode();
+    // In batches, each awaited: a client that does not read holds only one.
+    for (chunk, line) in history::last_lines(&chunks, lines) {
+        out.extend(line_response(chunk, line));
+        if out.len() >= SEND_BATCH {
+            if client.send(&out).await.is_err() {
+                return Flow::Close;
+            }
+            out.clear();
+        }
+    }
+    drop(chunks);
+    if follow.is_none() {
+        out.extend(
+            Response {
+                end: true,
+                ..Response::ok()
+            }
+            .encode(),
+        );
+    }
+    match (client.send(&out).await, follow) {
+        (Ok(()), Some(follow)) => {
+            tail_log(client, follow, &filter).await;
+            Flow::Close
+        }
+        (sent, _) => {
+            client.seat.end_stream();
+            sent.into()
+        }
+    }
+}
+
+/// `hkrun connect`: the dyno's terminal, relayed until either side ends it.
+async fn connect<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<'_, R, W>,
+    dyno: String,
+    size: Option<[u16; 2]>,
+    framed: bool,
+) -> Flow {
+    if !client.seat.start_stream() {
+        let busy = Response::error("too many streaming clients at once; try again");
+        client.reply(&busy).await;
+        return Flow::Close;
+    }
+    let context = client.context();
+    let who = client.who.to_owned();
+    let attach = |reply| Call::Attach {
+        dyno,
+        who,
+        size,
+        reply,
+    };
+    match ask(context, attach).await {
+        Ok(Ok(attached)) => {
+            // However this connection ends, the dyno is free again.
+            let _detach = DetachOnDrop {
+                calls: context.calls.clone(),
+                slot: attached.slot.clone(),
+                id: attached.id,
+            };
+            let text = format!("Connected to {}. Ctrl-] detaches.", attached.slot);
+            if client.reply(&Response::message(text)).await == Flow::Next {
+                relay(&mut client.read, &mut client.write, attached, framed).await;
+            }
+            Flow::Close
+        }
+        Ok(Err(refusal)) => {
+            client.seat.end_stream();
+            client.reply(&Response::error(refusal.to_string())).await
+        }
+        Err(Stopping) => {
+            client.reply(&stopping()).await;
+            Flow::Close
         }
     }
 }
@@ -459,84 +602,6 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(),
     }
 }
 
-/// Turns a request about dynos into a call to the driver and its answer into a response.
-async fn call(context: &Context, request: Request) -> Response {
-    let request = match request {
-        Request::Ps {} => {
-            let (tx, rx) = oneshot::channel();
-            if context.calls.send(Call::Ps(tx)).is_err() {
-                return stopping();
-            }
-            return match rx.await {
-                Ok(ps) => Response {
-                    ps: Some(ps),
-                    ..Response::ok()
-                },
-                Err(_) => stopping(),
-            };
-        }
-        Request::Stop {
-            target: None,
-            targets,
-        } if targets.is_empty() => {
-            if context.calls.send(Call::StopAll).is_err() {
-                return stopping();
-            }
-            return Response::message("Stopping all dynos...");
-        }
-        Request::Scale { changes } => {
-            if changes.is_empty() {
-                return Response::error("nothing to scale (give changes such as web=2 worker+1)");
-            }
-            match changes.iter().map(|c| c.parse::<ScaleChange>()).collect() {
-                Ok(changes) => Control::Scale(changes),
-                Err(err) => return Response::error(err.to_string()),
-            }
-        }
-        Request::Restart { target, targets } => match parse_targets(target, targets) {
-            Ok(targets) => Control::Restart(targets),
-            Err(text) => return Response::error(text),
-        },
-        Request::Stop { target, targets } => match parse_targets(target, targets) {
-            Ok(targets) => Control::Stop(targets),
-            Err(text) => return Response::error(text),
-        },
-        Request::Kill { targets, signal } => {
-            let Some(signal) = crate::dyno::signal_named(&signal) else {
-                return Response::error(format!(
-                    "bad signal `{signal}` (expected a name such as SIGHUP, HUP or USR1, or a number)"
-                ));
-            };
-            match parse_targets(None, targets) {
-                Ok(targets) if !targets.is_empty() => Control::Kill { targets, signal },
-                Ok(_) => return Response::error("name the dynos to signal"),
-                Err(text) => return Response::error(text),
-            }
-        }
-        Request::Logs { .. } | Request::Connect { .. } | Request::Resize { .. } => {
-            return Response::error("answered elsewhere");
-        }
-        Request::Reload {} => {
-            let (reply, rx) = oneshot::channel();
-            if context.calls.send(Call::Reload { reply }).is_err() {
-                return stopping();
-            }
-            return match rx.await {
-                Ok(outcome) => answered(&outcome),
-                Err(_) => stopping(),
-            };
-        }
-    };
-    let (reply, rx) = oneshot::channel();
-    if context.calls.send(Call::Change { request, reply }).is_err() {
-        return stopping();
-    }
-    match rx.await {
-        Ok(outcome) => answered(&outcome),
-        Err(_) => stopping(),
-    }
-}
-
 /// The core's answer to a change, as the client shows it.
 fn answered(outcome: &Outcome) -> Response {
     match outcome.is_done() {
@@ -549,11 +614,7 @@ fn answered(outcome: &Outcome) -> Response {
 /// running or not: its lines may be in the history, or still to come), `release` or
 /// `system` (hkrun's own lines).
 async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
-    let (tx, rx) = oneshot::channel();
-    if context.calls.send(Call::Ps(tx)).is_err() {
-        return Ok(());
-    }
-    let Ok(view) = rx.await else {
+    let Ok(view) = ask(context, Call::Ps).await else {
         return Ok(());
     };
     let kind = match ps.rsplit_once('.') {
@@ -571,22 +632,6 @@ async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
         "unknown process type or dyno `{ps}` for --ps (the Procfile has {})",
         view.procfile.join(", ")
     ))
-}
-
-/// `target` and `targets` of a request, each read.
-fn parse_targets(target: Option<String>, targets: Vec<String>) -> Result<Vec<Target>, String> {
-    target
-        .into_iter()
-        .chain(targets)
-        .map(|text| {
-            text.parse().map_err(|()| {
-                format!(
-                    "bad target `{text}` (expected a process type such as web, a dyno such as \
-                     web.2, or a glob such as 'work*')"
-                )
-            })
-        })
-        .collect()
 }
 
 fn stopping() -> Response {
@@ -636,10 +681,8 @@ fn line_response(chunk: &Chunk, line: &[u8]) -> Vec<u8> {
 
 /// Streams new lines until the client leaves or stops reading, or the log ends (hkrun is
 /// exiting): then the last lines and the end.
-async fn tail_log(
-    seat: &Seat,
-    read: &mut (impl AsyncRead + Unpin),
-    write: &mut (impl AsyncWrite + Unpin),
+async fn tail_log<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<'_, R, W>,
     mut follow: Follow,
     filter: &Filter,
 ) {
@@ -648,7 +691,7 @@ async fn tail_log(
         let first = tokio::select! {
             got = follow.recv() => got,
             // Anything but more bytes means the client has gone.
-            n = read.read(&mut scratch) => match n {
+            n = client.read.read(&mut scratch) => match n {
                 Ok(n) if n > 0 => continue,
                 _ => return,
             },
@@ -689,7 +732,7 @@ async fn tail_log(
                 next = follow.ready();
             }
         }
-        let failed = !out.is_empty() && seat.send(write, &out).await.is_err();
+        let failed = !out.is_empty() && client.send(&out).await.is_err();
         if failed || ended {
             return;
         }
