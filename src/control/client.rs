@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use super::protocol::{FromText, LogSource, Parsed, Request, Response, encode_request};
+use super::protocol::{FromText, LogSource, Parsed, Reply, Request, encode_request};
 use super::{ps, socket};
 use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
@@ -50,16 +50,14 @@ impl Client {
             Ok(()) => Ok(()),
             // The supervisor may have answered before hanging up (a refused peer).
             Err(e) => match self.next() {
-                Ok(Some(response)) if !response.ok => Err(Error::Refused(
-                    response.error.unwrap_or_else(|| "refused".into()),
-                )),
+                Ok(Some(refused @ Reply::Error { .. })) => Err(refusal(&refused)),
                 _ => Err(self.broken(format!("cannot send the request: {e}"))),
             },
         }
     }
 
     /// The next line from the supervisor, or `None` once it has closed the connection.
-    pub(super) fn next(&mut self) -> Result<Option<Response>, Error> {
+    pub(super) fn next(&mut self) -> Result<Option<Reply>, Error> {
         let mut line = Vec::new();
         match self.stream.read_until(b'\n', &mut line) {
             Ok(0) => Ok(None),
@@ -71,20 +69,27 @@ impl Client {
     }
 
     /// One answer; a refusal becomes the error.
-    pub(super) fn answer(&mut self) -> Result<Response, Error> {
+    pub(super) fn answer(&mut self) -> Result<Reply, Error> {
         match self.next()? {
-            Some(response) if response.ok => Ok(response),
-            Some(response) => Err(Error::Refused(
-                response.error.unwrap_or_else(|| "refused".into()),
-            )),
+            Some(refused @ Reply::Error { .. }) => Err(refusal(&refused)),
+            Some(reply) => Ok(reply),
             None => Err(self.broken("hkrun closed the connection without answering")),
         }
     }
 
+    /// What the request came to, in words: a change's outcome as this hkrun says it.
     pub(super) fn message(&mut self, request: &Request) -> Result<String, Error> {
         self.send(request)?;
-        let response = self.answer()?;
-        Ok(response.message.unwrap_or_default())
+        Ok(self.answer()?.said().unwrap_or_default())
+    }
+}
+
+/// An error line as the client's error (exit code `REFUSED`): a refused change's outcome
+/// as this hkrun says it.
+fn refusal(refused: &Reply) -> Error {
+    match refused.said() {
+        Some(text) if !text.is_empty() => Error::Refused(text),
+        _ => Error::Refused("refused".into()),
     }
 }
 
@@ -103,10 +108,9 @@ pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
 pub fn ps(args: &PsArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     client.send(&Request::Ps {})?;
-    let response = client.answer()?;
-    let ps = response
-        .ps
-        .ok_or_else(|| client.broken("the answer to ps has no dynos"))?;
+    let Reply::Ps(ps) = client.answer()? else {
+        return Err(client.broken("the answer to ps has no dynos"));
+    };
     let text = if args.json {
         let mut text = serde_json::to_string_pretty(&ps).unwrap_or_default();
         text.push('\n');
@@ -210,10 +214,9 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
         ps: args.ps.clone(),
         source: args.source.map(Into::into),
     })?;
-    let header = client
-        .answer()?
-        .logs
-        .ok_or_else(|| client.broken("the answer to logs has no header"))?;
+    let Reply::Logs(header) = client.answer()? else {
+        return Err(client.broken("the answer to logs has no header"));
+    };
     let mut style = Style {
         strip_ansi: false,
         format: header.format,
@@ -224,8 +227,8 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut buf = Vec::new();
-    while let Some(response) = client.next()? {
-        if let Some(line) = response.line {
+    while let Some(reply) = client.next()? {
+        if let Reply::Line(line) = reply {
             let origin = match line.source {
                 LogSource::App => Origin::App,
                 LogSource::Heroku => Origin::Hkrun,
@@ -246,15 +249,15 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
                 // Nobody reads any more (`hkrun logs | head`): done.
                 return Ok(0);
             }
-        } else if let Some(n) = response.skipped {
+        } else if let Reply::Skipped(n) = reply {
             let _ = out.flush();
             errors::warn(format_args!(
                 "lines were skipped here ({n} batches; this client read too slowly)"
             ));
-        } else if response.end {
+        } else if reply == Reply::End {
             break;
-        } else if !response.ok {
-            return Err(Error::Refused(response.error.unwrap_or_default()));
+        } else if let Reply::Error { error, .. } = reply {
+            return Err(Error::Refused(error));
         }
         // Show what has come as soon as nothing more is waiting.
         if client.stream.buffer().is_empty() && out.flush().is_err() {
@@ -286,7 +289,7 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     let mut size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
     let mut framed = true;
     let (client, answer) = loop {
-        let attach = || -> Result<(Client, Response), Error> {
+        let attach = || -> Result<(Client, Reply), Error> {
             let mut client = Client::open(&args.control)?;
             client.send(&Request::Connect {
                 dyno: args.dyno.clone(),
@@ -310,7 +313,7 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
             other => break other?,
         }
     };
-    errors::print_err(&format!("{}\n", answer.message.unwrap_or_default()));
+    errors::print_err(&format!("{}\n", answer.said().unwrap_or_default()));
     let stream = client.stream.get_ref();
     let mut keys_to = stream
         .try_clone()
@@ -403,14 +406,16 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
 fn show_frames(mut client: Client, out: &mut impl Write) -> Option<i32> {
     let mut bytes = Vec::new();
     loop {
-        let response = client.next().ok()??;
-        if let Some(n) = response.output {
-            bytes.resize(n, 0);
-            io::Read::read_exact(&mut client.stream, &mut bytes).ok()?;
-            // Shown or not (stdout closed), the dyno's output is read on to its end.
-            let _ = out.write_all(&bytes);
-        } else if response.exit.is_some() || !response.ok {
-            return response.exit;
+        match client.next().ok()?? {
+            Reply::Output(n) => {
+                bytes.resize(n, 0);
+                io::Read::read_exact(&mut client.stream, &mut bytes).ok()?;
+                // Shown or not (stdout closed), the dyno's output is read on to its end.
+                let _ = out.write_all(&bytes);
+            }
+            Reply::Exit(code) => return Some(code),
+            Reply::Error { .. } => return None,
+            _ => {}
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::logs::LogFormat;
 use crate::plan::formation::ScaleChange;
 use crate::supervisor::input::Target;
+use crate::supervisor::outcome::Outcome;
 
 /// The protocol version this hkrun speaks.
 pub const VERSION: u32 = 1;
@@ -234,9 +235,9 @@ pub fn encode_request(request: &Request) -> String {
     format!("{value}\n")
 }
 
-/// One line from the supervisor. Which fields are set says what it is: `error`, a
-/// `message` (scale, restart, stop), `ps`, the `logs` header, a log `line`, `skipped`,
-/// `end` of the log lines, or to a framed `connect` client, `output` or `exit`.
+/// One line from the supervisor, as it is on the wire: which field is set says what it
+/// is (`Reply` has one variant for each). Clients of any version read it as this; hkrun
+/// writes and reads it as a `Reply`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub v: u32,
@@ -245,6 +246,14 @@ pub struct Response {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What a change came to, as data, beside the `message` or `error` that says it. One
+    /// this hkrun does not know (a newer one's) is left out: the text still says it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_outcome"
+    )]
+    pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ps: Option<Ps>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,28 +274,89 @@ pub struct Response {
     pub exit: Option<i32>,
 }
 
-impl Response {
-    pub fn ok() -> Self {
-        Self {
-            v: VERSION,
-            ok: true,
-            ..Self::default()
-        }
-    }
+fn known_outcome<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|value| serde_json::from_value(value).ok()))
+}
 
+/// One line from the supervisor: one variant per kind of line. Written as a `Response`
+/// would be, field for field, so clients of every version read it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `ok: false`: what went wrong; with the core's outcome when it refused a change.
+    Error {
+        error: String,
+        outcome: Option<Outcome>,
+    },
+    /// Done, and what to tell the user; with the core's outcome for a change.
+    Message {
+        message: String,
+        outcome: Option<Outcome>,
+    },
+    /// Done, nothing to say (`resize`).
+    Done,
+    Ps(Ps),
+    /// The header of a `logs` answer.
+    Logs(LogsHeader),
+    Line(LogLine),
+    /// Batches of lines a `--tail` client missed because it read too slowly.
+    Skipped(u64),
+    /// The end of the log lines.
+    End,
+    /// The next this many bytes, right after this line, are what the dyno wrote.
+    Output(usize),
+    /// The dyno's run has ended: its code, or 128 + the signal that killed it.
+    Exit(i32),
+}
+
+impl Reply {
     pub fn error(text: impl Into<String>) -> Self {
-        Self {
-            v: VERSION,
-            ok: false,
-            error: Some(text.into()),
-            ..Self::default()
+        Self::Error {
+            error: text.into(),
+            outcome: None,
         }
     }
 
     pub fn message(text: impl Into<String>) -> Self {
-        Self {
-            message: Some(text.into()),
-            ..Self::ok()
+        Self::Message {
+            message: text.into(),
+            outcome: None,
+        }
+    }
+
+    /// A change's answer: `ok` when done, its text for clients that only print, and the
+    /// outcome itself.
+    pub fn outcome(outcome: Outcome) -> Self {
+        let text = outcome.to_string();
+        match outcome.is_done() {
+            true => Self::Message {
+                message: text,
+                outcome: Some(outcome),
+            },
+            false => Self::Error {
+                error: text,
+                outcome: Some(outcome),
+            },
+        }
+    }
+
+    /// What the user is told of a message or an error: the outcome in this hkrun's words
+    /// when the line carries one, else the server's text.
+    pub fn said(&self) -> Option<String> {
+        match self {
+            Self::Error {
+                error: text,
+                outcome,
+            }
+            | Self::Message {
+                message: text,
+                outcome,
+            } => Some(
+                outcome
+                    .as_ref()
+                    .map_or_else(|| text.clone(), ToString::to_string),
+            ),
+            _ => None,
         }
     }
 
@@ -295,6 +365,88 @@ impl Response {
         let mut line = serde_json::to_vec(self).unwrap_or_default();
         line.push(b'\n');
         line
+    }
+}
+
+/// As a `Response` writes it: `v`, `ok`, then the one field of its kind.
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("v", &VERSION)?;
+        map.serialize_entry("ok", &!matches!(self, Self::Error { .. }))?;
+        match self {
+            Self::Error {
+                error: text,
+                outcome,
+            }
+            | Self::Message {
+                message: text,
+                outcome,
+            } => {
+                let key = match self {
+                    Self::Error { .. } => "error",
+                    _ => "message",
+                };
+                map.serialize_entry(key, text)?;
+                if let Some(outcome) = outcome {
+                    map.serialize_entry("outcome", outcome)?;
+                }
+            }
+            Self::Done => {}
+            Self::Ps(ps) => map.serialize_entry("ps", ps)?,
+            Self::Logs(header) => map.serialize_entry("logs", header)?,
+            Self::Line(line) => map.serialize_entry("line", line)?,
+            Self::Skipped(n) => map.serialize_entry("skipped", n)?,
+            Self::End => map.serialize_entry("end", &true)?,
+            Self::Output(n) => map.serialize_entry("output", n)?,
+            Self::Exit(code) => map.serialize_entry("exit", code)?,
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Reply {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Response::deserialize(d).map(Self::from)
+    }
+}
+
+/// The kind of line by which field is set, as clients have always read it.
+impl From<Response> for Reply {
+    fn from(line: Response) -> Self {
+        let Response {
+            ok,
+            error,
+            message,
+            outcome,
+            ..
+        } = line;
+        if !ok {
+            return Self::Error {
+                error: error.unwrap_or_default(),
+                outcome,
+            };
+        }
+        if let Some(message) = message {
+            return Self::Message { message, outcome };
+        }
+        match line {
+            Response { ps: Some(ps), .. } => Self::Ps(ps),
+            Response {
+                logs: Some(header), ..
+            } => Self::Logs(header),
+            Response { line: Some(l), .. } => Self::Line(l),
+            Response {
+                skipped: Some(n), ..
+            } => Self::Skipped(n),
+            Response { end: true, .. } => Self::End,
+            Response {
+                output: Some(n), ..
+            } => Self::Output(n),
+            Response { exit: Some(c), .. } => Self::Exit(c),
+            _ => Self::Done,
+        }
     }
 }
 
@@ -545,13 +697,85 @@ mod tests {
     }
 
     #[test]
-    fn responses_leave_out_what_they_do_not_carry() {
+    fn each_kind_of_line_is_written_as_it_always_was_and_read_back() {
+        let header = LogsHeader {
+            format: LogFormat::Default,
+            timestamps: false,
+            width: 6,
+        };
+        let line = LogLine {
+            ts: "2024-01-01T00:00:00.000000Z".into(),
+            hms: "00:00:00".into(),
+            source: LogSource::App,
+            dyno: "web.1".into(),
+            color: Some(1),
+            line: "hi".into(),
+        };
+        let cases = [
+            (Reply::error("no"), r#"{"v":1,"ok":false,"error":"no"}"#),
+            (
+                Reply::message("done"),
+                r#"{"v":1,"ok":true,"message":"done"}"#,
+            ),
+            (Reply::Done, r#"{"v":1,"ok":true}"#),
+            (
+                Reply::Ps(Ps::default()),
+                r#"{"v":1,"ok":true,"ps":{"types":[],"dynos":[]}}"#,
+            ),
+            (
+                Reply::Logs(header),
+                r#"{"v":1,"ok":true,"logs":{"format":"default","timestamps":false,"width":6}}"#,
+            ),
+            (
+                Reply::Line(line),
+                r#"{"v":1,"ok":true,"line":{"ts":"2024-01-01T00:00:00.000000Z","hms":"00:00:00","source":"app","dyno":"web.1","color":1,"line":"hi"}}"#,
+            ),
+            (Reply::Skipped(3), r#"{"v":1,"ok":true,"skipped":3}"#),
+            (Reply::End, r#"{"v":1,"ok":true,"end":true}"#),
+            (Reply::Output(42), r#"{"v":1,"ok":true,"output":42}"#),
+            (Reply::Exit(130), r#"{"v":1,"ok":true,"exit":130}"#),
+        ];
+        for (reply, want) in cases {
+            let encoded = reply.encode();
+            assert_eq!(String::from_utf8_lossy(&encoded), format!("{want}\n"));
+            let back: Reply = serde_json::from_slice(&encoded).unwrap();
+            assert_eq!(back, reply, "{want}");
+            // Read as the wire's struct and written again: the same bytes, so `Response`
+            // and `Reply` agree field for field.
+            let wire: Response = serde_json::from_slice(&encoded).unwrap();
+            assert_eq!(serde_json::to_string(&wire).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_changes_answer_carries_its_outcome_beside_the_text_older_clients_print() {
+        use crate::supervisor::outcome::{Refusal, TypeSize};
+        let scaled = Outcome::Scaled {
+            types: vec![TypeSize {
+                name: "web".into(),
+                count: 2,
+                size: "Standard-1X".into(),
+            }],
+        };
         assert_eq!(
-            String::from_utf8(Response::error("no").encode()).unwrap(),
-            "{\"v\":1,\"ok\":false,\"error\":\"no\"}\n"
+            String::from_utf8_lossy(&Reply::outcome(scaled.clone()).encode()),
+            "{\"v\":1,\"ok\":true,\"message\":\"Scaling dynos... done, now running web at 2:Standard-1X\",\
+             \"outcome\":{\"outcome\":\"scaled\",\"types\":[{\"name\":\"web\",\"count\":2,\"size\":\"Standard-1X\"}]}}\n"
         );
-        let line = Response::message("done").encode();
-        let back: Response = serde_json::from_slice(&line).unwrap();
-        assert_eq!(back, Response::message("done"));
+        let refused = Reply::outcome(Outcome::Refused(Refusal::NothingRunning));
+        assert_eq!(
+            String::from_utf8_lossy(&refused.encode()),
+            "{\"v\":1,\"ok\":false,\"error\":\"no dyno is running\",\
+             \"outcome\":{\"outcome\":\"refused\",\"kind\":\"nothing_running\"}}\n"
+        );
+        // The client says the outcome in its own words, whatever text came with it.
+        let line = br#"{"v":1,"ok":true,"message":"(a newer text)","outcome":{"outcome":"scaled","types":[{"name":"web","count":2,"size":"Standard-1X"}]}}"#;
+        let reply: Reply = serde_json::from_slice(line).unwrap();
+        assert_eq!(reply.said().unwrap(), scaled.to_string());
+        // An outcome it does not know (a newer hkrun's): the text.
+        let line = br#"{"v":1,"ok":false,"error":"no can do","outcome":{"outcome":"vanished"}}"#;
+        let reply: Reply = serde_json::from_slice(line).unwrap();
+        assert_eq!(reply, Reply::error("no can do"));
+        assert_eq!(reply.said().unwrap(), "no can do");
     }
 }

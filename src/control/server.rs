@@ -16,9 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::protocol::{
-    self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Parsed, Request, Response,
-};
+use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Parsed, Reply, Request};
 use crate::dyno::Slot;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
@@ -26,7 +24,6 @@ use crate::logs::pump::Shown;
 use crate::seats::{self, Limits, Seats};
 use crate::supervisor::api::{Attached, Call};
 use crate::supervisor::input::Control;
-use crate::supervisor::outcome::Outcome;
 
 /// How long a client may take to send a whole request.
 const IDLE: Duration = Duration::from_secs(10);
@@ -92,7 +89,7 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context)
         };
         let Some(seat) = shared.clients.admit() else {
             // A new connection's buffer is empty, so this short line fits without waiting.
-            let busy = Response::error("too many control clients at once; try again");
+            let busy = Reply::error("too many control clients at once; try again");
             let _ = stream.try_write(&busy.encode());
             continue;
         };
@@ -152,9 +149,7 @@ async fn connection(mut stream: UnixStream, seat: &Seat, me: u32) {
                 "permission denied: uid {} may not control hkrun (it runs as uid {me})",
                 peer.uid()
             );
-            let _ = seat
-                .send(&mut stream, &Response::error(text).encode())
-                .await;
+            let _ = seat.send(&mut stream, &Reply::error(text).encode()).await;
             return;
         }
         Err(_) => return,
@@ -214,7 +209,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<'a, R, W> {
         self.seat.send(&mut self.write, bytes).await
     }
 
-    async fn reply(&mut self, response: &Response) -> Flow {
+    async fn reply(&mut self, response: &Reply) -> Flow {
         self.send(&response.encode()).await.into()
     }
 
@@ -223,7 +218,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<'a, R, W> {
     async fn answer<T>(
         &mut self,
         asked: impl Future<Output = Result<T, Stopping>>,
-        reply: impl FnOnce(T) -> Response,
+        reply: impl FnOnce(T) -> Reply,
     ) -> Flow {
         tokio::pin!(asked);
         let answered = tokio::select! {
@@ -260,7 +255,7 @@ async fn serve_client(
             Ok(Line::Request(line)) => line,
             Ok(Line::TooLong) => {
                 let text = format!("request longer than {MAX_REQUEST} bytes");
-                client.reply(&Response::error(text)).await;
+                client.reply(&Reply::error(text)).await;
                 return;
             }
             // Gone, or silent for too long.
@@ -271,7 +266,7 @@ async fn serve_client(
             continue;
         }
         let flow = match protocol::parse_request(&line) {
-            Err(text) => client.reply(&Response::error(text)).await,
+            Err(text) => client.reply(&Reply::error(text)).await,
             Ok(request) => dispatch(&mut client, request).await,
         };
         if flow == Flow::Close {
@@ -304,22 +299,16 @@ async fn dispatch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 reply,
             };
             let reply = match ask(context, resize).await {
-                Ok(Ok(())) => Response::ok(),
-                Ok(Err(refusal)) => Response::error(refusal.to_string()),
+                Ok(Ok(())) => Reply::Done,
+                Ok(Err(refusal)) => Reply::error(refusal.to_string()),
                 Err(Stopping) => stopping(),
             };
             client.reply(&reply).await
         }
-        Request::Ps {} => {
-            let ps = |ps| Response {
-                ps: Some(ps),
-                ..Response::ok()
-            };
-            client.answer(ask(context, Call::Ps), ps).await
-        }
+        Request::Ps {} => client.answer(ask(context, Call::Ps), Reply::Ps).await,
         Request::Reload {} => {
             let reload = ask(context, |reply| Call::Reload { reply });
-            client.answer(reload, |outcome| answered(&outcome)).await
+            client.answer(reload, Reply::outcome).await
         }
         Request::Stop {
             target: None,
@@ -327,7 +316,7 @@ async fn dispatch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         } if targets.is_empty() => stop_all(client).await,
         Request::Scale { changes } if changes.is_empty() => {
             let nothing = "nothing to scale (give changes such as web=2 worker+1)";
-            client.reply(&Response::error(nothing)).await
+            client.reply(&Reply::error(nothing)).await
         }
         Request::Scale { changes } => change(client, Control::Scale(values(changes))).await,
         Request::Restart { target, targets } => {
@@ -340,7 +329,7 @@ async fn dispatch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
         Request::Kill { targets, .. } if targets.is_empty() => {
             client
-                .reply(&Response::error("name the dynos to signal"))
+                .reply(&Reply::error("name the dynos to signal"))
                 .await
         }
         Request::Kill { targets, signal } => {
@@ -375,7 +364,7 @@ async fn change<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     request: Control,
 ) -> Flow {
     let asked = ask(client.context(), |reply| Call::Change { request, reply });
-    client.answer(asked, |outcome| answered(&outcome)).await
+    client.answer(asked, Reply::outcome).await
 }
 
 /// `hkrun stop` with no target: answered at once, then the connection is held open until
@@ -384,7 +373,7 @@ async fn stop_all<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     client: &mut Client<'_, R, W>,
 ) -> Flow {
     let reply = match client.context().calls.send(Call::StopAll) {
-        Ok(()) => Response::message("Stopping all dynos..."),
+        Ok(()) => Reply::message("Stopping all dynos..."),
         Err(_) => stopping(),
     };
     if client.reply(&reply).await == Flow::Close {
@@ -403,21 +392,17 @@ async fn logs<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let context = client.context();
     if let Some(name) = &filter.ps {
         if let Err(text) = known_ps(context, name).await {
-            return client.reply(&Response::error(text)).await;
+            return client.reply(&Reply::error(text)).await;
         }
     }
     if !client.seat.start_stream() {
-        let busy = Response::error("too many logs clients at once; try again");
+        let busy = Reply::error("too many logs clients at once; try again");
         client.reply(&busy).await;
         return Flow::Close;
     }
     let lines = lines.min(history::KEEP);
     let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
-    let mut out = Response {
-        logs: Some(context.header.clone()),
-        ..Response::ok()
-    }
-    .encode();
+    let mut out = Reply::Logs(context.header.clone()).encode();
     // In batches, each awaited: a client that does not read holds only one.
     for (chunk, line) in history::last_lines(&chunks, lines) {
         out.extend(line_response(chunk, line));
@@ -430,13 +415,7 @@ async fn logs<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     drop(chunks);
     if follow.is_none() {
-        out.extend(
-            Response {
-                end: true,
-                ..Response::ok()
-            }
-            .encode(),
-        );
+        out.extend(Reply::End.encode());
     }
     match (client.send(&out).await, follow) {
         (Ok(()), Some(follow)) => {
@@ -458,7 +437,7 @@ async fn connect<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     framed: bool,
 ) -> Flow {
     if !client.seat.start_stream() {
-        let busy = Response::error("too many streaming clients at once; try again");
+        let busy = Reply::error("too many streaming clients at once; try again");
         client.reply(&busy).await;
         return Flow::Close;
     }
@@ -479,14 +458,14 @@ async fn connect<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 id: attached.id,
             };
             let text = format!("Connected to {}. Ctrl-] detaches.", attached.slot);
-            if client.reply(&Response::message(text)).await == Flow::Next {
+            if client.reply(&Reply::message(text)).await == Flow::Next {
                 relay(&mut client.read, &mut client.write, attached, framed).await;
             }
             Flow::Close
         }
         Ok(Err(refusal)) => {
             client.seat.end_stream();
-            client.reply(&Response::error(refusal.to_string())).await
+            client.reply(&Reply::error(refusal.to_string())).await
         }
         Err(Stopping) => {
             client.reply(&stopping()).await;
@@ -537,11 +516,7 @@ async fn relay(
             shown = attached.output.recv() => match shown {
                 Some(Shown::Output(bytes)) => {
                     let framed = framed.then(|| {
-                        let mut frame = Response {
-                            output: Some(bytes.len()),
-                            ..Response::ok()
-                        }
-                        .encode();
+                        let mut frame = Reply::Output(bytes.len()).encode();
                         frame.extend_from_slice(&bytes);
                         frame
                     });
@@ -551,11 +526,7 @@ async fn relay(
                 }
                 Some(Shown::Exited(exit)) => {
                     if framed {
-                        let end = Response {
-                            exit: Some(exit.code()),
-                            ..Response::ok()
-                        };
-                        let _ = send(write, &end.encode()).await;
+                        let _ = send(write, &Reply::Exit(exit.code()).encode()).await;
                     }
                     return;
                 }
@@ -602,14 +573,6 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(),
     }
 }
 
-/// The core's answer to a change, as the client shows it.
-fn answered(outcome: &Outcome) -> Response {
-    match outcome.is_done() {
-        true => Response::message(outcome.to_string()),
-        false => Response::error(outcome.to_string()),
-    }
-}
-
 /// Checks that `logs --ps` names a process type of the Procfile, one of its dynos (`web.3`,
 /// running or not: its lines may be in the history, or still to come), `release` or
 /// `system` (hkrun's own lines).
@@ -634,8 +597,8 @@ async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
     ))
 }
 
-fn stopping() -> Response {
-    Response::error("hkrun is stopping the app")
+fn stopping() -> Reply {
+    Reply::error("hkrun is stopping the app")
 }
 
 /// `--ps` and `--source`.
@@ -665,17 +628,14 @@ fn source(origin: Origin) -> LogSource {
 }
 
 fn line_response(chunk: &Chunk, line: &[u8]) -> Vec<u8> {
-    Response {
-        line: Some(LogLine {
-            ts: chunk.clock.rfc3339.clone(),
-            hms: chunk.clock.hms.clone(),
-            source: source(chunk.origin),
-            dyno: chunk.label.name.clone(),
-            color: chunk.label.color,
-            line: String::from_utf8_lossy(line).into_owned(),
-        }),
-        ..Response::ok()
-    }
+    Reply::Line(LogLine {
+        ts: chunk.clock.rfc3339.clone(),
+        hms: chunk.clock.hms.clone(),
+        source: source(chunk.origin),
+        dyno: chunk.label.name.clone(),
+        color: chunk.label.color,
+        line: String::from_utf8_lossy(line).into_owned(),
+    })
     .encode()
 }
 
@@ -708,21 +668,11 @@ async fn tail_log<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     }
                 }
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => out.extend(
-                    Response {
-                        skipped: Some(n),
-                        ..Response::ok()
-                    }
-                    .encode(),
-                ),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    out.extend(Reply::Skipped(n).encode());
+                }
                 Err(broadcast::error::RecvError::Closed) => {
-                    out.extend(
-                        Response {
-                            end: true,
-                            ..Response::ok()
-                        }
-                        .encode(),
-                    );
+                    out.extend(Reply::End.encode());
                     ended = true;
                     break;
                 }
@@ -789,7 +739,7 @@ mod tests {
             .expect("no panic")
     }
 
-    async fn answer(client: &mut DuplexStream) -> Response {
+    async fn answer(client: &mut DuplexStream) -> Reply {
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         while client.read(&mut byte).await.expect("read") == 1 && byte[0] != b'\n' {
@@ -824,7 +774,7 @@ mod tests {
         sleep(Duration::from_secs(9)).await;
         client.write_all(b"nonsense\n").await.expect("write");
         let response = answer(&mut client).await;
-        assert!(!response.ok, "{response:?}");
+        assert!(matches!(response, Reply::Error { .. }), "{response:?}");
         assert_eq!(start.elapsed(), Duration::from_secs(9));
         assert_eq!(
             closed_at(task).await - start,

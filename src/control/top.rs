@@ -19,7 +19,7 @@ use crossterm::terminal::{self, ClearType};
 use crossterm::{cursor, execute, queue};
 
 use super::client::Client;
-use super::protocol::{Parsed, Ps, PsDyno, Request};
+use super::protocol::{Parsed, Ps, PsDyno, Reply, Request};
 use crate::cli::TopArgs;
 use crate::errors::Error;
 
@@ -300,10 +300,10 @@ fn memory_bar(d: &PsDyno) -> String {
 fn ps(control: &crate::cli::ControlArgs) -> Result<Ps, Error> {
     let mut client = Client::open(control)?;
     client.send(&Request::Ps {})?;
-    let response = client.answer()?;
-    response
-        .ps
-        .ok_or_else(|| client.broken("the answer to ps has no dynos"))
+    match client.answer()? {
+        Reply::Ps(ps) => Ok(ps),
+        _ => Err(client.broken("the answer to ps has no dynos")),
+    }
 }
 
 fn spawn_ps(control: crate::cli::ControlArgs, tx: mpsc::Sender<Event>) {
@@ -389,15 +389,15 @@ fn follow_log(
     screen.log.closer = client.closer().ok();
     let tx = tx.clone();
     std::thread::spawn(move || {
-        while let Ok(Some(response)) = client.next() {
-            let event = match (response.line, response.error) {
-                (Some(line), _) => Event::Line {
+        while let Ok(Some(reply)) = client.next() {
+            let event = match reply {
+                Reply::Line(line) => Event::Line {
                     stream: id,
                     dyno: line.dyno,
                     text: line.line,
                 },
-                (None, Some(error)) => Event::Said(error),
-                (None, None) => continue,
+                Reply::Error { error, .. } => Event::Said(error),
+                _ => continue,
             };
             if tx.send(event).is_err() {
                 return;
