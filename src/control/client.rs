@@ -5,7 +5,9 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use super::protocol::{FromText, LogSource, Parsed, Reply, Request, encode_request};
+use super::protocol::{
+    self, FromText, Hello, LogSource, Parsed, Reply, Request, encode_request, feature,
+};
 use super::{ps, socket};
 use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
@@ -268,6 +270,24 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// What the supervisor speaks, as its answer to `hello` says. One from before `hello`
+/// refuses it: it speaks none of the features. Asked on a connection of its own, so the
+/// one that attaches starts clean whatever an older supervisor made of the question.
+fn hello(control: &ControlArgs) -> Result<Hello, Error> {
+    let mut client = Client::open(control)?;
+    client.send(&Request::Hello {
+        features: feature::ALL.map(String::from).to_vec(),
+    })?;
+    match client.answer() {
+        Ok(Reply::Hello(hello)) => Ok(hello),
+        Ok(_) | Err(Error::Refused(_)) => Ok(Hello {
+            version: protocol::VERSION,
+            features: Vec::new(),
+        }),
+        Err(err) => Err(err),
+    }
+}
+
 /// Ctrl-], which detaches `hkrun connect` (as it leaves telnet).
 const DETACH: u8 = 0x1d;
 
@@ -285,34 +305,21 @@ enum Ended {
 pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     // Before the size is read: a resize from now on is queued, none falls in between.
     let resizes = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]);
-    // The dyno takes this terminal's size while attached, and its changes (below).
-    let mut size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
-    let mut framed = true;
-    let (client, answer) = loop {
-        let attach = || -> Result<(Client, Reply), Error> {
-            let mut client = Client::open(&args.control)?;
-            client.send(&Request::Connect {
-                dyno: args.dyno.clone(),
-                size,
-                framed,
-            })?;
-            let answer = client.answer()?;
-            Ok((client, answer))
-        };
-        match attach() {
-            // A supervisor from before exit statuses were sent: raw bytes, and no status.
-            Err(Error::Refused(text)) if framed && text.contains("unknown field `framed`") => {
-                framed = false;
-            }
-            // One from before sizes were sent: attached at its own size.
-            Err(Error::Refused(text))
-                if size.is_some() && text.contains("unknown field `size`") =>
-            {
-                size = None;
-            }
-            other => break other?,
-        }
-    };
+    let hello = hello(&args.control)?;
+    // The dyno takes this terminal's size while attached, and its changes (below), when
+    // the supervisor takes sizes.
+    let size = crate::os::terminal::own_size()
+        .map(|s| [s.ws_row, s.ws_col])
+        .filter(|_| hello.has(feature::SIZE));
+    // A supervisor from before exit statuses were sent: raw bytes, and no status.
+    let framed = hello.has(feature::FRAMED);
+    let mut client = Client::open(&args.control)?;
+    client.send(&Request::Connect {
+        dyno: args.dyno.clone(),
+        size,
+        framed,
+    })?;
+    let answer = client.answer()?;
     errors::print_err(&format!("{}\n", answer.said().unwrap_or_default()));
     let stream = client.stream.get_ref();
     let mut keys_to = stream
@@ -340,8 +347,8 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
         let _ = detached.send(Ended::Detached);
     });
     // A resized window resizes the dyno's terminal, asked on a connection of its own
-    // (this one carries the terminal's bytes).
-    if let Ok(mut resizes) = resizes {
+    // (this one carries the terminal's bytes), of a supervisor that takes sizes.
+    if let (Ok(mut resizes), true) = (resizes, hello.has(feature::SIZE)) {
         let (control, dyno) = (args.control.clone(), args.dyno.clone());
         std::thread::spawn(move || {
             for _ in resizes.forever() {

@@ -68,6 +68,13 @@ pub enum Request {
     /// Read the env files again, then restart every dyno (web preboot-style):
     /// `config:set` and `config:unset` on a running app.
     Reload {},
+    /// Which protocol and features the server speaks (answered with `Hello`); `features`
+    /// are the client's own. A server from before `hello` refuses it as an unknown
+    /// `cmd`: it has none of the features.
+    Hello {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
+    },
     /// The last `lines` log lines, then with `tail` the live stream.
     Logs {
         #[serde(default = "default_lines")]
@@ -84,6 +91,41 @@ pub enum Request {
 
 fn default_lines() -> usize {
     DEFAULT_LINES
+}
+
+/// What a side of the protocol does beyond its first requests, as `hello` names it.
+pub mod feature {
+    /// `connect` takes `framed`: the dyno's bytes in `output` frames, its run's `exit`.
+    pub const FRAMED: &str = "framed";
+    /// `connect` takes the client's `size`, and `resize` is served.
+    pub const SIZE: &str = "size";
+    /// A change's answer carries its `outcome`.
+    pub const OUTCOME: &str = "outcome";
+    /// Everything this hkrun speaks.
+    pub const ALL: [&str; 3] = [FRAMED, SIZE, OUTCOME];
+}
+
+/// The answer to `hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version (`VERSION`).
+    pub version: u32,
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+impl Hello {
+    /// This hkrun's.
+    pub fn ours() -> Self {
+        Self {
+            version: VERSION,
+            features: feature::ALL.map(String::from).to_vec(),
+        }
+    }
+
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
 }
 
 /// A value a request carries as text (`web=3`, `web.2`, `HUP`), read when the request
@@ -272,6 +314,9 @@ pub struct Response {
     /// 128 + the signal that killed it. The last line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<i32>,
+    /// The answer to `hello`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<Hello>,
 }
 
 fn known_outcome<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
@@ -307,6 +352,7 @@ pub enum Reply {
     Output(usize),
     /// The dyno's run has ended: its code, or 128 + the signal that killed it.
     Exit(i32),
+    Hello(Hello),
 }
 
 impl Reply {
@@ -401,6 +447,7 @@ impl Serialize for Reply {
             Self::End => map.serialize_entry("end", &true)?,
             Self::Output(n) => map.serialize_entry("output", n)?,
             Self::Exit(code) => map.serialize_entry("exit", code)?,
+            Self::Hello(hello) => map.serialize_entry("hello", hello)?,
         }
         map.end()
     }
@@ -445,6 +492,9 @@ impl From<Response> for Reply {
                 output: Some(n), ..
             } => Self::Output(n),
             Response { exit: Some(c), .. } => Self::Exit(c),
+            Response {
+                hello: Some(hello), ..
+            } => Self::Hello(hello),
             _ => Self::Done,
         }
     }
@@ -565,6 +615,7 @@ mod tests {
             changes in proptest::collection::vec("[a-z]{1,5}[=+-][0-9]{1,3}", 0..4),
         ) {
             let target = target.map(|t| Parsed::read(t).unwrap());
+            let changes_text = changes.clone();
             let changes = changes.into_iter().map(|c| Parsed::read(c).unwrap()).collect();
             let requests = [
                 Request::Ps {},
@@ -577,6 +628,8 @@ mod tests {
                 },
                 Request::Scale { changes },
                 Request::Connect { dyno: "repl.1".into(), size: Some([24, 80]), framed: tail },
+                Request::Hello { features: changes_text.clone() },
+                Request::Hello { features: Vec::new() },
             ];
             for request in requests {
                 let line = encode_request(&request);
@@ -604,7 +657,7 @@ mod tests {
             ),
             (
                 br#"{"v":1,"cmd":"dance"}"#,
-                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `resize`, `reload`, `logs`",
+                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `resize`, `reload`, `hello`, `logs`",
             ),
             (
                 br#"{"v":1,"cmd":"ps","x":1}"#,
@@ -734,6 +787,10 @@ mod tests {
             (Reply::End, r#"{"v":1,"ok":true,"end":true}"#),
             (Reply::Output(42), r#"{"v":1,"ok":true,"output":42}"#),
             (Reply::Exit(130), r#"{"v":1,"ok":true,"exit":130}"#),
+            (
+                Reply::Hello(Hello::ours()),
+                r#"{"v":1,"ok":true,"hello":{"version":1,"features":["framed","size","outcome"]}}"#,
+            ),
         ];
         for (reply, want) in cases {
             let encoded = reply.encode();

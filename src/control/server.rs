@@ -16,7 +16,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::protocol::{self, LogLine, LogSource, LogsHeader, MAX_REQUEST, Parsed, Reply, Request};
+use super::protocol::{
+    self, Hello, LogLine, LogSource, LogsHeader, MAX_REQUEST, Parsed, Reply, Request,
+};
 use crate::dyno::Slot;
 use crate::logs::Origin;
 use crate::logs::history::{self, Chunk, Follow, History};
@@ -305,6 +307,8 @@ async fn dispatch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             };
             client.reply(&reply).await
         }
+        // The client's own features change nothing this hkrun sends.
+        Request::Hello { .. } => client.reply(&Reply::Hello(Hello::ours())).await,
         Request::Ps {} => client.answer(ask(context, Call::Ps), Reply::Ps).await,
         Request::Reload {} => {
             let reload = ask(context, |reply| Call::Reload { reply });

@@ -1232,3 +1232,28 @@ fn a_changes_answer_carries_its_outcome_beside_the_text() {
     hk.stop_cleanly();
     assert_none_left(&hk.tag);
 }
+
+#[test]
+fn hello_names_the_protocol_and_its_features() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let hello = ask_raw(&app.file(".hkrun.sock"), r#"{"v":1,"cmd":"hello"}"#);
+    assert_eq!(
+        hello,
+        serde_json::json!({
+            "v": 1,
+            "ok": true,
+            "hello": {"version": 1, "features": ["framed", "size", "outcome"]},
+        })
+    );
+    // A client says what it speaks too; the answer is the same.
+    let asked = r#"{"v":1,"cmd":"hello","features":["framed","something-new"]}"#;
+    assert_eq!(ask_raw(&app.file(".hkrun.sock"), asked), hello);
+    hk.stop_cleanly();
+    assert_none_left(&hk.tag);
+}
