@@ -348,45 +348,11 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     });
     // A resized window resizes the dyno's terminal, asked on a connection of its own
     // (this one carries the terminal's bytes), of a supervisor that takes sizes.
-    if let (Ok(mut resizes), true) = (resizes, hello.has(feature::SIZE)) {
+    if let (Ok(resizes), true) = (resizes, hello.has(feature::SIZE)) {
         let (control, dyno) = (args.control.clone(), args.dyno.clone());
-        std::thread::spawn(move || {
-            for _ in resizes.forever() {
-                let Some(size) = crate::os::terminal::own_size() else {
-                    continue;
-                };
-                if let Ok(mut client) = Client::open(&control) {
-                    let resize = Request::Resize {
-                        dyno: dyno.clone(),
-                        size: [size.ws_row, size.ws_col],
-                    };
-                    if client.send(&resize).is_ok() {
-                        let _ = client.answer();
-                    }
-                }
-            }
-        });
+        std::thread::spawn(move || pass_resizes(resizes, &control, &dyno));
     }
-    std::thread::spawn(move || {
-        let mut stdin = io::stdin().lock();
-        let mut keys = [0u8; 1024];
-        loop {
-            let n = match io::Read::read(&mut stdin, &mut keys) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let (typed, detach) = match keys[..n].iter().position(|&b| b == DETACH) {
-                Some(at) => (&keys[..at], true),
-                None => (&keys[..n], false),
-            };
-            if keys_to.write_all(typed).is_err() || detach {
-                break;
-            }
-        }
-        // Said first: the server closes the connection once it sees this side close.
-        let _ = events.send(Ended::Detached);
-        let _ = keys_to.shutdown(std::net::Shutdown::Write);
-    });
+    std::thread::spawn(move || pass_keys(&mut keys_to, &events));
     let ended = event.recv().unwrap_or(Ended::Run(None));
     drop(_raw);
     let (text, code) = match ended {
@@ -406,6 +372,47 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     };
     errors::print_err(&text);
     Ok(code)
+}
+
+/// Each new size of this terminal to the dyno's, until the process ends.
+fn pass_resizes(mut resizes: signal_hook::iterator::Signals, control: &ControlArgs, dyno: &str) {
+    for _ in resizes.forever() {
+        let Some(size) = crate::os::terminal::own_size() else {
+            continue;
+        };
+        if let Ok(mut client) = Client::open(control) {
+            let resize = Request::Resize {
+                dyno: dyno.to_owned(),
+                size: [size.ws_row, size.ws_col],
+            };
+            if client.send(&resize).is_ok() {
+                let _ = client.answer();
+            }
+        }
+    }
+}
+
+/// What is typed, to the dyno's terminal, until Ctrl-] or the end of stdin: then this side
+/// of the connection closes.
+fn pass_keys(keys_to: &mut UnixStream, events: &std::sync::mpsc::Sender<Ended>) {
+    let mut stdin = io::stdin().lock();
+    let mut keys = [0u8; 1024];
+    loop {
+        let n = match io::Read::read(&mut stdin, &mut keys) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let (typed, detach) = match keys[..n].iter().position(|&b| b == DETACH) {
+            Some(at) => (&keys[..at], true),
+            None => (&keys[..n], false),
+        };
+        if keys_to.write_all(typed).is_err() || detach {
+            break;
+        }
+    }
+    // Said first: the server closes the connection once it sees this side close.
+    let _ = events.send(Ended::Detached);
+    let _ = keys_to.shutdown(std::net::Shutdown::Write);
 }
 
 /// A framed connection's output (ARCHITECTURE.md, Control protocol) to `out`, until its

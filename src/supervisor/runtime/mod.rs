@@ -283,6 +283,7 @@ impl Servers {
                     timestamps: config.style.timestamps,
                     width: config.style.width,
                 },
+                types: config.plan.types.iter().map(|t| t.name.clone()).collect(),
             };
             tokio::spawn(server::serve(listener, context));
         }

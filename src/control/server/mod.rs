@@ -1,6 +1,7 @@
 //! The control server: accepts clients on the socket, checks who they are, reads their
-//! requests and answers them. Questions about dynos go to the driver as `Call`s (the core
-//! decides); `logs` is served from the log history directly.
+//! requests and answers them (`dispatch`). Questions about dynos go to the driver as
+//! `Call`s (the core decides); `logs` is served from the log history directly (`logs`),
+//! and `connect` relays a dyno's terminal (`attach`).
 //!
 //! A client can never hold up the supervisor: each connection is its own task, reads and
 //! writes time out, request lines are capped, and the number of clients is bounded.
@@ -13,19 +14,18 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::protocol::{
-    self, Hello, LogLine, LogSource, LogsHeader, MAX_REQUEST, Parsed, Reply, Request,
-};
-use crate::dyno::Slot;
-use crate::logs::Origin;
-use crate::logs::history::{self, Chunk, Follow, History};
-use crate::logs::pump::Shown;
+use super::protocol::{self, LogsHeader, MAX_REQUEST, Reply};
+use crate::logs::history::History;
 use crate::seats::{self, Limits, Seats};
-use crate::supervisor::api::{Attached, Call};
-use crate::supervisor::input::Control;
+use crate::supervisor::api::Call;
+use dispatch::dispatch;
+
+mod attach;
+mod dispatch;
+mod logs;
 
 /// How long a client may take to send a whole request.
 const IDLE: Duration = Duration::from_secs(10);
@@ -46,10 +46,6 @@ const LIMITS: Limits = Limits {
 };
 /// How often a control client that cannot be accepted is warned about, at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
-/// Bytes of log answer gathered before each write.
-const SEND_BATCH: usize = 64 * 1024;
-/// Chunks of log lines sent to a `--tail` client in one write, at most.
-const TAIL_BATCH: usize = 64;
 
 /// What every connection needs.
 pub struct Context {
@@ -57,6 +53,9 @@ pub struct Context {
     pub history: Arc<History>,
     /// How the supervisor renders its log, for `hkrun logs`.
     pub header: LogsHeader,
+    /// The Procfile's process types, in its order: what `logs --ps` may name (with their
+    /// dynos, the one-offs and `system`). Scaling never changes them.
+    pub types: Vec<String>,
 }
 
 /// Serves clients until the runtime ends.
@@ -193,15 +192,16 @@ impl From<Result<(), ()>> for Flow {
     }
 }
 
-/// One client's connection: its seat, who it is (`pid 4242`), and its two halves.
-struct Client<'a, R, W> {
+/// One client's connection: its seat, who it is (`pid 4242`), and its two halves (a
+/// socket's; in the tests, an in-memory stream's).
+struct Client<'a> {
     seat: &'a Seat,
     who: &'a str,
-    read: BufReader<R>,
-    write: W,
+    read: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
+    write: Box<dyn AsyncWrite + Send + Unpin>,
 }
 
-impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<'a, R, W> {
+impl<'a> Client<'a> {
     fn context(&self) -> &'a Context {
         &self.seat.shared.context
     }
@@ -237,19 +237,37 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<'a, R, W> {
     }
 }
 
+/// The driver has gone: hkrun is exiting.
+struct Stopping;
+
+/// What a client is told when the driver has gone.
+fn stopping() -> Reply {
+    Reply::error("hkrun is stopping the app")
+}
+
+/// Asks the driver: `call` makes the call, given where its answer goes.
+async fn ask<T>(
+    context: &Context,
+    call: impl FnOnce(oneshot::Sender<T>) -> Call,
+) -> Result<T, Stopping> {
+    let (reply, answer) = oneshot::channel();
+    context.calls.send(call(reply)).map_err(|_| Stopping)?;
+    answer.await.map_err(|_| Stopping)
+}
+
 /// Answers one client's requests until it leaves, times out, or hkrun exits. Generic over
 /// the stream so the timeouts can be tested on tokio's paused clock.
 async fn serve_client(
-    read: impl AsyncRead + Unpin,
-    write: impl AsyncWrite + Unpin,
+    read: impl AsyncRead + Send + Unpin + 'static,
+    write: impl AsyncWrite + Send + Unpin + 'static,
     seat: &Seat,
     who: &str,
 ) {
     let mut client = Client {
         seat,
         who,
-        read: BufReader::new(read),
-        write,
+        read: BufReader::new(Box::new(read)),
+        write: Box::new(write),
     };
     loop {
         seat.set_waiting(true);
@@ -273,269 +291,6 @@ async fn serve_client(
         };
         if flow == Flow::Close {
             return;
-        }
-    }
-}
-
-/// Answers one request, read and checked: the streams here, what is about dynos by the
-/// driver (`Call`s).
-async fn dispatch<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    client: &mut Client<'_, R, W>,
-    request: Request,
-) -> Flow {
-    let context = client.context();
-    match request {
-        Request::Logs {
-            lines,
-            tail,
-            ps,
-            source,
-        } => logs(client, lines, tail, Filter { ps, source }).await,
-        Request::Connect { dyno, size, framed } => connect(client, dyno, size, framed).await,
-        Request::Resize { dyno, size } => {
-            let who = client.who.to_owned();
-            let resize = |reply| Call::Resize {
-                dyno,
-                who,
-                size,
-                reply,
-            };
-            let reply = match ask(context, resize).await {
-                Ok(Ok(())) => Reply::Done,
-                Ok(Err(refusal)) => Reply::error(refusal.to_string()),
-                Err(Stopping) => stopping(),
-            };
-            client.reply(&reply).await
-        }
-        // The client's own features change nothing this hkrun sends.
-        Request::Hello { .. } => client.reply(&Reply::Hello(Hello::ours())).await,
-        Request::Ps {} => client.answer(ask(context, Call::Ps), Reply::Ps).await,
-        Request::Reload {} => {
-            let reload = ask(context, |reply| Call::Reload { reply });
-            client.answer(reload, Reply::outcome).await
-        }
-        Request::Stop {
-            target: None,
-            targets,
-        } if targets.is_empty() => stop_all(client).await,
-        Request::Scale { changes } if changes.is_empty() => {
-            let nothing = "nothing to scale (give changes such as web=2 worker+1)";
-            client.reply(&Reply::error(nothing)).await
-        }
-        Request::Scale { changes } => change(client, Control::Scale(values(changes))).await,
-        Request::Restart { target, targets } => {
-            let targets = values(target.into_iter().chain(targets));
-            change(client, Control::Restart(targets)).await
-        }
-        Request::Stop { target, targets } => {
-            let targets = values(target.into_iter().chain(targets));
-            change(client, Control::Stop(targets)).await
-        }
-        Request::Kill { targets, .. } if targets.is_empty() => {
-            client
-                .reply(&Reply::error("name the dynos to signal"))
-                .await
-        }
-        Request::Kill { targets, signal } => {
-            let targets = values(targets);
-            let signal = signal.into_value();
-            change(client, Control::Kill { targets, signal }).await
-        }
-    }
-}
-
-/// The values a request's texts were read as.
-fn values<T>(parsed: impl IntoIterator<Item = Parsed<T>>) -> Vec<T> {
-    parsed.into_iter().map(Parsed::into_value).collect()
-}
-
-/// The driver has gone: hkrun is exiting.
-struct Stopping;
-
-/// Asks the driver: `call` makes the call from where its answer goes.
-async fn ask<T>(
-    context: &Context,
-    call: impl FnOnce(oneshot::Sender<T>) -> Call,
-) -> Result<T, Stopping> {
-    let (reply, answer) = oneshot::channel();
-    context.calls.send(call(reply)).map_err(|_| Stopping)?;
-    answer.await.map_err(|_| Stopping)
-}
-
-/// A change the core carries out or refuses: answered with its outcome.
-async fn change<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    client: &mut Client<'_, R, W>,
-    request: Control,
-) -> Flow {
-    let asked = ask(client.context(), |reply| Call::Change { request, reply });
-    client.answer(asked, Reply::outcome).await
-}
-
-/// `hkrun stop` with no target: answered at once, then the connection is held open until
-/// hkrun exits, which the client waits for.
-async fn stop_all<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    client: &mut Client<'_, R, W>,
-) -> Flow {
-    let reply = match client.context().calls.send(Call::StopAll) {
-        Ok(()) => Reply::message("Stopping all dynos..."),
-        Err(_) => stopping(),
-    };
-    if client.reply(&reply).await == Flow::Close {
-        return Flow::Close;
-    }
-    std::future::pending().await
-}
-
-/// `hkrun logs`: the last lines, then with `tail` the live stream.
-async fn logs<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    client: &mut Client<'_, R, W>,
-    lines: usize,
-    tail: bool,
-    filter: Filter,
-) -> Flow {
-    let context = client.context();
-    if let Some(name) = &filter.ps {
-        if let Err(text) = known_ps(context, name).await {
-            return client.reply(&Reply::error(text)).await;
-        }
-    }
-    if !client.seat.start_stream() {
-        let busy = Reply::error("too many logs clients at once; try again");
-        client.reply(&busy).await;
-        return Flow::Close;
-    }
-    let lines = lines.min(history::KEEP);
-    let (chunks, follow) = context.history.since(lines, |c| filter.keeps(c), tail);
-    let mut out = Reply::Logs(context.header.clone()).encode();
-    // In batches, each awaited: a client that does not read holds only one.
-    for (chunk, line) in history::last_lines(&chunks, lines) {
-        out.extend(line_response(chunk, line));
-        if out.len() >= SEND_BATCH {
-            if client.send(&out).await.is_err() {
-                return Flow::Close;
-            }
-            out.clear();
-        }
-    }
-    drop(chunks);
-    if follow.is_none() {
-        out.extend(Reply::End.encode());
-    }
-    match (client.send(&out).await, follow) {
-        (Ok(()), Some(follow)) => {
-            tail_log(client, follow, &filter).await;
-            Flow::Close
-        }
-        (sent, _) => {
-            client.seat.end_stream();
-            sent.into()
-        }
-    }
-}
-
-/// `hkrun connect`: the dyno's terminal, relayed until either side ends it.
-async fn connect<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    client: &mut Client<'_, R, W>,
-    dyno: String,
-    size: Option<[u16; 2]>,
-    framed: bool,
-) -> Flow {
-    if !client.seat.start_stream() {
-        let busy = Reply::error("too many streaming clients at once; try again");
-        client.reply(&busy).await;
-        return Flow::Close;
-    }
-    let context = client.context();
-    let who = client.who.to_owned();
-    let attach = |reply| Call::Attach {
-        dyno,
-        who,
-        size,
-        reply,
-    };
-    match ask(context, attach).await {
-        Ok(Ok(attached)) => {
-            // However this connection ends, the dyno is free again.
-            let _detach = DetachOnDrop {
-                calls: context.calls.clone(),
-                slot: attached.slot.clone(),
-                id: attached.id,
-            };
-            let text = format!("Connected to {}. Ctrl-] detaches.", attached.slot);
-            if client.reply(&Reply::message(text)).await == Flow::Next {
-                relay(&mut client.read, &mut client.write, attached, framed).await;
-            }
-            Flow::Close
-        }
-        Ok(Err(refusal)) => {
-            client.seat.end_stream();
-            client.reply(&Reply::error(refusal.to_string())).await
-        }
-        Err(Stopping) => {
-            client.reply(&stopping()).await;
-            Flow::Close
-        }
-    }
-}
-
-/// Tells the driver an attachment has ended, when its connection does.
-struct DetachOnDrop {
-    calls: mpsc::UnboundedSender<Call>,
-    slot: Slot,
-    id: u64,
-}
-
-impl Drop for DetachOnDrop {
-    fn drop(&mut self) {
-        let _ = self.calls.send(Call::Detach {
-            slot: self.slot.clone(),
-            id: self.id,
-        });
-    }
-}
-
-/// Carries an attached client's keys to the dyno's terminal and the dyno's output back,
-/// until the client hangs up or the dyno's run ends. A dyno that takes no keys for
-/// `WRITE` (its terminal's input full) ends the session, so the client can leave.
-/// `framed`: each chunk of output after an `output` line, and the run's end as an `exit`
-/// line (ARCHITECTURE.md, Control protocol); else raw bytes, for clients from before.
-async fn relay(
-    read: &mut (impl AsyncBufReadExt + Unpin),
-    write: &mut (impl AsyncWrite + Unpin),
-    mut attached: Attached,
-    framed: bool,
-) {
-    let mut keys = vec![0; 4096];
-    loop {
-        tokio::select! {
-            typed = read.read(&mut keys) => match typed {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    match timeout(WRITE, attached.input.write_all(&keys[..n])).await {
-                        Ok(Ok(())) => {}
-                        _ => return,
-                    }
-                }
-            },
-            shown = attached.output.recv() => match shown {
-                Some(Shown::Output(bytes)) => {
-                    let framed = framed.then(|| {
-                        let mut frame = Reply::Output(bytes.len()).encode();
-                        frame.extend_from_slice(&bytes);
-                        frame
-                    });
-                    if send(write, framed.as_deref().unwrap_or(&bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Shown::Exited(exit)) => {
-                    if framed {
-                        let _ = send(write, &Reply::Exit(exit.code()).encode()).await;
-                    }
-                    return;
-                }
-                None => return,
-            },
         }
     }
 }
@@ -577,122 +332,6 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(),
     }
 }
 
-/// Checks that `logs --ps` names a process type of the Procfile, one of its dynos (`web.3`,
-/// running or not: its lines may be in the history, or still to come), `release` or
-/// `system` (hkrun's own lines).
-async fn known_ps(context: &Context, ps: &str) -> Result<(), String> {
-    let Ok(view) = ask(context, Call::Ps).await else {
-        return Ok(());
-    };
-    let kind = match ps.rsplit_once('.') {
-        Some((kind, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => kind,
-        Some(_) => "",
-        None => ps,
-    };
-    let known = view.procfile.iter().any(|t| t == kind)
-        || crate::dyno::is_one_off(kind)
-        || ps == crate::logs::Label::system().name;
-    if known {
-        return Ok(());
-    }
-    Err(format!(
-        "unknown process type or dyno `{ps}` for --ps (the Procfile has {})",
-        view.procfile.join(", ")
-    ))
-}
-
-fn stopping() -> Reply {
-    Reply::error("hkrun is stopping the app")
-}
-
-/// `--ps` and `--source`.
-struct Filter {
-    ps: Option<String>,
-    source: Option<LogSource>,
-}
-
-impl Filter {
-    fn keeps(&self, chunk: &Chunk) -> bool {
-        let name = chunk.label.name.as_str();
-        let ps_ok = self.ps.as_deref().is_none_or(|ps| {
-            name == ps
-                || name
-                    .strip_prefix(ps)
-                    .is_some_and(|rest| rest.starts_with('.'))
-        });
-        ps_ok && self.source.is_none_or(|s| s == source(chunk.origin))
-    }
-}
-
-fn source(origin: Origin) -> LogSource {
-    match origin {
-        Origin::App => LogSource::App,
-        Origin::Hkrun => LogSource::Heroku,
-    }
-}
-
-fn line_response(chunk: &Chunk, line: &[u8]) -> Vec<u8> {
-    Reply::Line(LogLine {
-        ts: chunk.clock.rfc3339.clone(),
-        hms: chunk.clock.hms.clone(),
-        source: source(chunk.origin),
-        dyno: chunk.label.name.clone(),
-        color: chunk.label.color,
-        line: String::from_utf8_lossy(line).into_owned(),
-    })
-    .encode()
-}
-
-/// Streams new lines until the client leaves or stops reading, or the log ends (hkrun is
-/// exiting): then the last lines and the end.
-async fn tail_log<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    client: &mut Client<'_, R, W>,
-    mut follow: Follow,
-    filter: &Filter,
-) {
-    let mut scratch = [0u8; 256];
-    loop {
-        let first = tokio::select! {
-            got = follow.recv() => got,
-            // Anything but more bytes means the client has gone.
-            n = client.read.read(&mut scratch) => match n {
-                Ok(n) if n > 0 => continue,
-                _ => return,
-            },
-        };
-        let mut out = Vec::new();
-        let mut next = Some(first);
-        let mut taken = 0;
-        let mut ended = false;
-        while let Some(got) = next.take() {
-            match got {
-                Ok(chunk) if filter.keeps(&chunk) => {
-                    for line in chunk.lines() {
-                        out.extend(line_response(&chunk, line));
-                    }
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    out.extend(Reply::Skipped(n).encode());
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    out.extend(Reply::End.encode());
-                    ended = true;
-                    break;
-                }
-            }
-            taken += 1;
-            if taken < TAIL_BATCH {
-                next = follow.ready();
-            }
-        }
-        let failed = !out.is_empty() && client.send(&out).await.is_err();
-        if failed || ended {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -723,6 +362,7 @@ mod tests {
                     timestamps: false,
                     width: 6,
                 },
+                types: vec!["web".into()],
             },
             clients: Seats::new(LIMITS),
         });
