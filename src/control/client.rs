@@ -5,13 +5,16 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use super::protocol::{LogSource, Request, Response, encode_request};
+use super::protocol::{
+    self, FromText, Hello, LogSource, Parsed, Reply, Request, encode_request, feature,
+};
 use super::{ps, socket};
 use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
 use crate::errors::{self, Error};
 use crate::logs::{Clock, Label, Origin, Style};
 use crate::plan::formation::ScaleChange;
+use crate::supervisor::input::Target;
 
 pub(super) struct Client {
     stream: BufReader<UnixStream>,
@@ -49,16 +52,14 @@ impl Client {
             Ok(()) => Ok(()),
             // The supervisor may have answered before hanging up (a refused peer).
             Err(e) => match self.next() {
-                Ok(Some(response)) if !response.ok => Err(Error::Refused(
-                    response.error.unwrap_or_else(|| "refused".into()),
-                )),
+                Ok(Some(refused @ Reply::Error { .. })) => Err(refusal(&refused)),
                 _ => Err(self.broken(format!("cannot send the request: {e}"))),
             },
         }
     }
 
     /// The next line from the supervisor, or `None` once it has closed the connection.
-    pub(super) fn next(&mut self) -> Result<Option<Response>, Error> {
+    pub(super) fn next(&mut self) -> Result<Option<Reply>, Error> {
         let mut line = Vec::new();
         match self.stream.read_until(b'\n', &mut line) {
             Ok(0) => Ok(None),
@@ -70,20 +71,27 @@ impl Client {
     }
 
     /// One answer; a refusal becomes the error.
-    pub(super) fn answer(&mut self) -> Result<Response, Error> {
+    pub(super) fn answer(&mut self) -> Result<Reply, Error> {
         match self.next()? {
-            Some(response) if response.ok => Ok(response),
-            Some(response) => Err(Error::Refused(
-                response.error.unwrap_or_else(|| "refused".into()),
-            )),
+            Some(refused @ Reply::Error { .. }) => Err(refusal(&refused)),
+            Some(reply) => Ok(reply),
             None => Err(self.broken("hkrun closed the connection without answering")),
         }
     }
 
+    /// What the request came to, in words: a change's outcome as this hkrun says it.
     pub(super) fn message(&mut self, request: &Request) -> Result<String, Error> {
         self.send(request)?;
-        let response = self.answer()?;
-        Ok(response.message.unwrap_or_default())
+        Ok(self.answer()?.said().unwrap_or_default())
+    }
+}
+
+/// An error line as the client's error (exit code `REFUSED`): a refused change's outcome
+/// as this hkrun says it.
+fn refusal(refused: &Reply) -> Error {
+    match refused.said() {
+        Some(text) if !text.is_empty() => Error::Refused(text),
+        _ => Error::Refused("refused".into()),
     }
 }
 
@@ -102,10 +110,9 @@ pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
 pub fn ps(args: &PsArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     client.send(&Request::Ps { cpu: false })?;
-    let response = client.answer()?;
-    let ps = response
-        .ps
-        .ok_or_else(|| client.broken("the answer to ps has no dynos"))?;
+    let Reply::Ps(ps) = client.answer()? else {
+        return Err(client.broken("the answer to ps has no dynos"));
+    };
     let text = if args.json {
         let mut text = serde_json::to_string_pretty(&ps).unwrap_or_default();
         text.push('\n');
@@ -120,24 +127,36 @@ pub fn ps(args: &PsArgs) -> Result<i32, Error> {
 /// `hkrun scale web=3 worker=0 clock+1`.
 pub fn scale(args: &ScaleArgs) -> Result<i32, Error> {
     // Malformed changes are refused here, before the socket is even opened.
-    for change in &args.changes {
-        change.parse::<ScaleChange>()?;
-    }
+    let changes = args
+        .changes
+        .iter()
+        .map(|text| Ok(Parsed::from_parts(text.parse::<ScaleChange>()?, text)))
+        .collect::<Result<_, Error>>()?;
     let mut client = Client::open(&args.control)?;
-    let text = client.message(&Request::Scale {
-        changes: args.changes.clone(),
-    })?;
+    let text = client.message(&Request::Scale { changes })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
 }
 
-/// One target as `target` (which every hkrun that speaks protocol 1 reads), several as
-/// `targets`.
-fn one_or_several(targets: &[String]) -> (Option<String>, Vec<String>) {
-    match targets {
-        [one] => (Some(one.clone()), Vec::new()),
-        several => (None, several.to_vec()),
-    }
+/// `texts` read as the supervisor reads them, refused in its words.
+fn read_all<T: FromText>(texts: &[String]) -> Result<Vec<Parsed<T>>, Error> {
+    texts
+        .iter()
+        .map(|text| Parsed::read(text.as_str()).map_err(Error::Refused))
+        .collect()
+}
+
+/// Targets as a request carries them: one as `target` (which every hkrun that speaks
+/// protocol 1 reads), several as `targets`.
+type Targets = (Option<Parsed<Target>>, Vec<Parsed<Target>>);
+
+/// The targets named, read: one as `target`, several as `targets`.
+fn one_or_several(texts: &[String]) -> Result<Targets, Error> {
+    let mut targets = read_all(texts)?;
+    Ok(match targets.len() {
+        1 => (targets.pop(), Vec::new()),
+        _ => (None, targets),
+    })
 }
 
 /// `hkrun kill TARGET... SIGNAL` (or `-s SIGNAL TARGET...`): answered once sent.
@@ -155,6 +174,8 @@ pub fn kill(args: &KillArgs) -> Result<i32, Error> {
         });
     }
     let mut client = Client::open(&args.control)?;
+    let signal = Parsed::read(signal).map_err(Error::Refused)?;
+    let targets = read_all(&targets)?;
     let text = client.message(&Request::Kill { targets, signal })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
@@ -163,7 +184,7 @@ pub fn kill(args: &KillArgs) -> Result<i32, Error> {
 /// `hkrun restart [TARGET...]`: returns once the new dynos are up.
 pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    let (target, targets) = one_or_several(&args.targets);
+    let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Restart { target, targets })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
@@ -172,7 +193,7 @@ pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
 /// `hkrun stop [TARGET]`: with no target, returns once the supervisor has exited.
 pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
-    let (target, targets) = one_or_several(&args.targets);
+    let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Stop { target, targets })?;
     // Waited for even when nobody reads what is printed: the stop is what was asked.
     let printed = errors::print_out(&format!("{text}\n"));
@@ -195,10 +216,9 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
         ps: args.ps.clone(),
         source: args.source.map(Into::into),
     })?;
-    let header = client
-        .answer()?
-        .logs
-        .ok_or_else(|| client.broken("the answer to logs has no header"))?;
+    let Reply::Logs(header) = client.answer()? else {
+        return Err(client.broken("the answer to logs has no header"));
+    };
     let mut style = Style {
         strip_ansi: false,
         format: header.format,
@@ -209,8 +229,8 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut buf = Vec::new();
-    while let Some(response) = client.next()? {
-        if let Some(line) = response.line {
+    while let Some(reply) = client.next()? {
+        if let Reply::Line(line) = reply {
             let origin = match line.source {
                 LogSource::App => Origin::App,
                 LogSource::Heroku => Origin::Hkrun,
@@ -231,15 +251,15 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
                 // Nobody reads any more (`hkrun logs | head`): done.
                 return Ok(0);
             }
-        } else if let Some(n) = response.skipped {
+        } else if let Reply::Skipped(n) = reply {
             let _ = out.flush();
             errors::warn(format_args!(
                 "lines were skipped here ({n} batches; this client read too slowly)"
             ));
-        } else if response.end {
+        } else if reply == Reply::End {
             break;
-        } else if !response.ok {
-            return Err(Error::Refused(response.error.unwrap_or_default()));
+        } else if let Reply::Error { error, .. } = reply {
+            return Err(Error::Refused(error));
         }
         // Show what has come as soon as nothing more is waiting.
         if client.stream.buffer().is_empty() && out.flush().is_err() {
@@ -248,6 +268,24 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
     }
     let _ = out.flush();
     Ok(0)
+}
+
+/// What the supervisor speaks, as its answer to `hello` says. One from before `hello`
+/// refuses it: it speaks none of the features. Asked on a connection of its own, so the
+/// one that attaches starts clean whatever an older supervisor made of the question.
+fn hello(control: &ControlArgs) -> Result<Hello, Error> {
+    let mut client = Client::open(control)?;
+    client.send(&Request::Hello {
+        features: feature::ALL.map(String::from).to_vec(),
+    })?;
+    match client.answer() {
+        Ok(Reply::Hello(hello)) => Ok(hello),
+        Ok(_) | Err(Error::Refused(_)) => Ok(Hello {
+            version: protocol::VERSION,
+            features: Vec::new(),
+        }),
+        Err(err) => Err(err),
+    }
 }
 
 /// Ctrl-], which detaches `hkrun connect` (as it leaves telnet).
@@ -267,35 +305,22 @@ enum Ended {
 pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     // Before the size is read: a resize from now on is queued, none falls in between.
     let resizes = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]);
-    // The dyno takes this terminal's size while attached, and its changes (below).
-    let mut size = crate::os::terminal::own_size().map(|s| [s.ws_row, s.ws_col]);
-    let mut framed = true;
-    let (client, answer) = loop {
-        let attach = || -> Result<(Client, Response), Error> {
-            let mut client = Client::open(&args.control)?;
-            client.send(&Request::Connect {
-                dyno: args.dyno.clone(),
-                size,
-                framed,
-            })?;
-            let answer = client.answer()?;
-            Ok((client, answer))
-        };
-        match attach() {
-            // A supervisor from before exit statuses were sent: raw bytes, and no status.
-            Err(Error::Refused(text)) if framed && text.contains("unknown field `framed`") => {
-                framed = false;
-            }
-            // One from before sizes were sent: attached at its own size.
-            Err(Error::Refused(text))
-                if size.is_some() && text.contains("unknown field `size`") =>
-            {
-                size = None;
-            }
-            other => break other?,
-        }
-    };
-    errors::print_err(&format!("{}\n", answer.message.unwrap_or_default()));
+    let hello = hello(&args.control)?;
+    // The dyno takes this terminal's size while attached, and its changes (below), when
+    // the supervisor takes sizes.
+    let size = crate::os::terminal::own_size()
+        .map(|s| [s.ws_row, s.ws_col])
+        .filter(|_| hello.has(feature::SIZE));
+    // A supervisor from before exit statuses were sent: raw bytes, and no status.
+    let framed = hello.has(feature::FRAMED);
+    let mut client = Client::open(&args.control)?;
+    client.send(&Request::Connect {
+        dyno: args.dyno.clone(),
+        size,
+        framed,
+    })?;
+    let answer = client.answer()?;
+    errors::print_err(&format!("{}\n", answer.said().unwrap_or_default()));
     let stream = client.stream.get_ref();
     let mut keys_to = stream
         .try_clone()
@@ -322,46 +347,12 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
         let _ = detached.send(Ended::Detached);
     });
     // A resized window resizes the dyno's terminal, asked on a connection of its own
-    // (this one carries the terminal's bytes).
-    if let Ok(mut resizes) = resizes {
+    // (this one carries the terminal's bytes), of a supervisor that takes sizes.
+    if let (Ok(resizes), true) = (resizes, hello.has(feature::SIZE)) {
         let (control, dyno) = (args.control.clone(), args.dyno.clone());
-        std::thread::spawn(move || {
-            for _ in resizes.forever() {
-                let Some(size) = crate::os::terminal::own_size() else {
-                    continue;
-                };
-                if let Ok(mut client) = Client::open(&control) {
-                    let resize = Request::Resize {
-                        dyno: dyno.clone(),
-                        size: [size.ws_row, size.ws_col],
-                    };
-                    if client.send(&resize).is_ok() {
-                        let _ = client.answer();
-                    }
-                }
-            }
-        });
+        std::thread::spawn(move || pass_resizes(resizes, &control, &dyno));
     }
-    std::thread::spawn(move || {
-        let mut stdin = io::stdin().lock();
-        let mut keys = [0u8; 1024];
-        loop {
-            let n = match io::Read::read(&mut stdin, &mut keys) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let (typed, detach) = match keys[..n].iter().position(|&b| b == DETACH) {
-                Some(at) => (&keys[..at], true),
-                None => (&keys[..n], false),
-            };
-            if keys_to.write_all(typed).is_err() || detach {
-                break;
-            }
-        }
-        // Said first: the server closes the connection once it sees this side close.
-        let _ = events.send(Ended::Detached);
-        let _ = keys_to.shutdown(std::net::Shutdown::Write);
-    });
+    std::thread::spawn(move || pass_keys(&mut keys_to, &events));
     let ended = event.recv().unwrap_or(Ended::Run(None));
     drop(_raw);
     let (text, code) = match ended {
@@ -383,19 +374,62 @@ pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     Ok(code)
 }
 
+/// Each new size of this terminal to the dyno's, until the process ends.
+fn pass_resizes(mut resizes: signal_hook::iterator::Signals, control: &ControlArgs, dyno: &str) {
+    for _ in resizes.forever() {
+        let Some(size) = crate::os::terminal::own_size() else {
+            continue;
+        };
+        if let Ok(mut client) = Client::open(control) {
+            let resize = Request::Resize {
+                dyno: dyno.to_owned(),
+                size: [size.ws_row, size.ws_col],
+            };
+            if client.send(&resize).is_ok() {
+                let _ = client.answer();
+            }
+        }
+    }
+}
+
+/// What is typed, to the dyno's terminal, until Ctrl-] or the end of stdin: then this side
+/// of the connection closes.
+fn pass_keys(keys_to: &mut UnixStream, events: &std::sync::mpsc::Sender<Ended>) {
+    let mut stdin = io::stdin().lock();
+    let mut keys = [0u8; 1024];
+    loop {
+        let n = match io::Read::read(&mut stdin, &mut keys) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let (typed, detach) = match keys[..n].iter().position(|&b| b == DETACH) {
+            Some(at) => (&keys[..at], true),
+            None => (&keys[..n], false),
+        };
+        if keys_to.write_all(typed).is_err() || detach {
+            break;
+        }
+    }
+    // Said first: the server closes the connection once it sees this side close.
+    let _ = events.send(Ended::Detached);
+    let _ = keys_to.shutdown(std::net::Shutdown::Write);
+}
+
 /// A framed connection's output (ARCHITECTURE.md, Control protocol) to `out`, until its
 /// `exit` line (the status), or until it ends without one.
 fn show_frames(mut client: Client, out: &mut impl Write) -> Option<i32> {
     let mut bytes = Vec::new();
     loop {
-        let response = client.next().ok()??;
-        if let Some(n) = response.output {
-            bytes.resize(n, 0);
-            io::Read::read_exact(&mut client.stream, &mut bytes).ok()?;
-            // Shown or not (stdout closed), the dyno's output is read on to its end.
-            let _ = out.write_all(&bytes);
-        } else if response.exit.is_some() || !response.ok {
-            return response.exit;
+        match client.next().ok()?? {
+            Reply::Output(n) => {
+                bytes.resize(n, 0);
+                io::Read::read_exact(&mut client.stream, &mut bytes).ok()?;
+                // Shown or not (stdout closed), the dyno's output is read on to its end.
+                let _ = out.write_all(&bytes);
+            }
+            Reply::Exit(code) => return Some(code),
+            Reply::Error { .. } => return None,
+            _ => {}
         }
     }
 }

@@ -20,7 +20,7 @@ use crossterm::terminal::{self, ClearType};
 use crossterm::{cursor, execute, queue};
 
 use super::client::Client;
-use super::protocol::{Ps, PsDyno, Request};
+use super::protocol::{Parsed, Ps, PsDyno, Reply, Request};
 use crate::cli::TopArgs;
 use crate::errors::Error;
 
@@ -160,12 +160,15 @@ fn act(
     tx: &mpsc::Sender<Event>,
 ) -> bool {
     let selected = screen.ps.dynos.get(screen.selected).cloned();
-    let ask = |request: Request, doing: String| {
+    let ask = |request: Result<Request, String>, doing: String| {
         let control = control.clone();
         let tx = tx.clone();
         let _ = tx.send(Event::Said(doing));
         std::thread::spawn(move || {
-            let said = match Client::open(&control).and_then(|mut c| c.message(&request)) {
+            let asked = request
+                .map_err(Error::Refused)
+                .and_then(|request| Client::open(&control).and_then(|mut c| c.message(&request)));
+            let said = match asked {
                 Ok(text) => text,
                 Err(err) => err.to_string(),
             };
@@ -181,23 +184,23 @@ fn act(
         (KeyCode::Down | KeyCode::Char('j'), _) => screen.selected += 1,
         (KeyCode::Char('/') | KeyCode::Char('f'), _) => screen.filtered = !screen.filtered,
         (KeyCode::Char('r'), Some(d)) => ask(
-            Request::Restart {
-                target: Some(d.name.clone()),
+            Parsed::read(d.name.as_str()).map(|target| Request::Restart {
+                target: Some(target),
                 targets: Vec::new(),
-            },
+            }),
             format!("Restarting {}...", d.name),
         ),
         (KeyCode::Char('s'), Some(d)) => ask(
-            Request::Stop {
-                target: Some(d.name.clone()),
+            Parsed::read(d.name.as_str()).map(|target| Request::Stop {
+                target: Some(target),
                 targets: Vec::new(),
-            },
+            }),
             format!("Stopping {}...", d.name),
         ),
         (KeyCode::Char(sign @ ('+' | '-')), Some(d)) => ask(
-            Request::Scale {
-                changes: vec![format!("{}{sign}1", d.kind)],
-            },
+            Parsed::read(format!("{}{sign}1", d.kind)).map(|change| Request::Scale {
+                changes: vec![change],
+            }),
             format!("Scaling {}...", d.kind),
         ),
         _ => {}
@@ -308,9 +311,10 @@ fn ps(control: &crate::cli::ControlArgs, cpu: &mut bool) -> Result<Ps, Error> {
                 *cpu = false;
             }
             answer => {
-                return answer?
-                    .ps
-                    .ok_or_else(|| client.broken("the answer to ps has no dynos"));
+                return match answer? {
+                    Reply::Ps(ps) => Ok(ps),
+                    _ => Err(client.broken("the answer to ps has no dynos")),
+                };
             }
         }
     }
@@ -405,15 +409,15 @@ fn follow_log(
     screen.log.closer = client.closer().ok();
     let tx = tx.clone();
     std::thread::spawn(move || {
-        while let Ok(Some(response)) = client.next() {
-            let event = match (response.line, response.error) {
-                (Some(line), _) => Event::Line {
+        while let Ok(Some(reply)) = client.next() {
+            let event = match reply {
+                Reply::Line(line) => Event::Line {
                     stream: id,
                     dyno: line.dyno,
                     text: line.line,
                 },
-                (None, Some(error)) => Event::Said(error),
-                (None, None) => continue,
+                Reply::Error { error, .. } => Event::Said(error),
+                _ => continue,
             };
             if tx.send(event).is_err() {
                 return;

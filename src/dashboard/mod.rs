@@ -25,13 +25,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::control::protocol::Ps;
 use crate::control::ps;
-use crate::control::server::Call;
 use crate::http;
 use crate::logs::history::{self, Chunk, History};
 use crate::logs::render::{self, Label, Origin};
 use crate::logs::writer::LogSender;
 use crate::metrics::{self, Highest, Snapshot};
 use crate::router::Traffic;
+use crate::supervisor::api::Call;
 use crate::supervisor::runtime::effects::Heard;
 
 mod recorder;

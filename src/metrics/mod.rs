@@ -20,10 +20,10 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::server::Call;
 use crate::http;
 use crate::logs::render::Label;
 use crate::logs::writer::LogSender;
+use crate::supervisor::api::Call;
 
 pub(crate) mod snapshot;
 

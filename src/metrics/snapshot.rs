@@ -1,5 +1,5 @@
 //! What `/metrics` shows, as the driver gathers it at one moment (apart from `metrics`,
-//! so the control server can name it).
+//! so the driver's `supervisor::api` can name it).
 
 use crate::supervisor::view::View;
 

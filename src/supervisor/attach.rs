@@ -3,9 +3,67 @@
 //! attached). `runtime::terminals` carries out the answers. Pure: no I/O.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use super::core::Dyno;
 use crate::dyno::Slot;
+
+/// Why `hkrun connect` cannot attach to a dyno's terminal, or resize it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TerminalRefusal {
+    /// No running dyno has that name or type.
+    NotRunning { dyno: String },
+    /// A type with several dynos running: the client must name one.
+    Several { dyno: String, running: Vec<Slot> },
+    /// The dyno runs on a pipe, not a terminal (no `--tty`).
+    NoTerminal { slot: Slot },
+    /// Another client holds the dyno's terminal.
+    Taken { slot: Slot, holder: String },
+    /// The terminal could not be opened for writing, or resized.
+    Io {
+        slot: Slot,
+        doing: &'static str,
+        error: String,
+    },
+    /// The dyno's run ended meanwhile.
+    Ended { slot: Slot, just: bool },
+    /// `[rows, columns]` with a zero.
+    NoSize { rows: u16, cols: u16 },
+    /// A client without a pid of its own cannot be told from others.
+    Anonymous { who: String },
+    /// A resize from a client that is not attached to that dyno.
+    NotAttached { who: String, dyno: String },
+}
+
+impl fmt::Display for TerminalRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRunning { dyno } => write!(f, "no dyno {dyno} is running"),
+            Self::Several { dyno, running } => {
+                let names: Vec<String> = running.iter().map(ToString::to_string).collect();
+                write!(f, "{dyno} runs {}: name one of them", names.join(", "))
+            }
+            Self::NoTerminal { slot } => write!(
+                f,
+                "{slot} is not on a terminal: start hkrun with --tty {kind} (or tty = true \
+                 under [types.{kind}] in hkrun.toml) to connect to it",
+                kind = slot.kind
+            ),
+            Self::Taken { slot, holder } => write!(
+                f,
+                "{slot} is attached already, by {holder}: one client at a time (Ctrl-] detaches)"
+            ),
+            Self::Io { slot, doing, error } => {
+                write!(f, "cannot {doing} {slot}'s terminal: {error}")
+            }
+            Self::Ended { slot, just: true } => write!(f, "{slot}'s run has just ended"),
+            Self::Ended { slot, just: false } => write!(f, "{slot}'s run has ended"),
+            Self::NoSize { rows, cols } => write!(f, "{rows}x{cols} is no terminal size"),
+            Self::Anonymous { who } => write!(f, "{who} cannot be told from other clients"),
+            Self::NotAttached { who, dyno } => write!(f, "{who} is not attached to {dyno}"),
+        }
+    }
+}
 
 /// The client attached to a terminal dyno.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +81,7 @@ pub(crate) type Holders = HashMap<Slot, Holder>;
 
 /// The dyno `name` means for `hkrun connect`: the running dyno of that name, or the one
 /// running dyno of that type; with a preboot under way, its newer generation.
-pub(crate) fn which(dynos: &[Dyno], name: &str) -> Result<Slot, String> {
+pub(crate) fn which(dynos: &[Dyno], name: &str) -> Result<Slot, TerminalRefusal> {
     which_running(
         dynos.iter().filter(|d| d.pid().is_some()).map(|d| d.slot()),
         name,
@@ -32,23 +90,25 @@ pub(crate) fn which(dynos: &[Dyno], name: &str) -> Result<Slot, String> {
 
 /// `which`, among the running dynos' slots, in the core's order (a preboot's newer
 /// generation after the older).
-fn which_running<'a>(running: impl Iterator<Item = &'a Slot>, name: &str) -> Result<Slot, String> {
+fn which_running<'a>(
+    running: impl Iterator<Item = &'a Slot>,
+    name: &str,
+) -> Result<Slot, TerminalRefusal> {
     let named: Vec<&Slot> = running
         .filter(|s| s.to_string() == name || s.kind == name)
         .collect();
     match named.as_slice() {
-        [] => Err(format!("no dyno {name} is running")),
+        [] => Err(TerminalRefusal::NotRunning {
+            dyno: name.to_owned(),
+        }),
         // A preboot's two generations: the newer one.
         [.., last] if named.iter().all(|s| s.to_string() == last.to_string()) => {
             Ok((*last).clone())
         }
-        several => {
-            let names: Vec<String> = several.iter().map(|s| s.to_string()).collect();
-            Err(format!(
-                "{name} runs {}: name one of them",
-                names.join(", ")
-            ))
-        }
+        several => Err(TerminalRefusal::Several {
+            dyno: name.to_owned(),
+            running: several.iter().map(|s| (*s).clone()).collect(),
+        }),
     }
 }
 
@@ -58,19 +118,15 @@ pub(crate) fn may_attach<T>(
     slot: &Slot,
     terminal: Option<T>,
     holders: &Holders,
-) -> Result<T, String> {
+) -> Result<T, TerminalRefusal> {
     let Some(terminal) = terminal else {
-        return Err(format!(
-            "{slot} is not on a terminal: start hkrun with --tty {kind} (or tty = true \
-             under [types.{kind}] in hkrun.toml) to connect to it",
-            kind = slot.kind
-        ));
+        return Err(TerminalRefusal::NoTerminal { slot: slot.clone() });
     };
     if let Some(holder) = holders.get(slot) {
-        return Err(format!(
-            "{slot} is attached already, by {}: one client at a time (Ctrl-] detaches)",
-            holder.who
-        ));
+        return Err(TerminalRefusal::Taken {
+            slot: slot.clone(),
+            holder: holder.who.clone(),
+        });
     }
     Ok(terminal)
 }
@@ -88,19 +144,24 @@ pub(crate) fn may_resize<'a>(
     dyno: &str,
     who: &str,
     [rows, cols]: [u16; 2],
-) -> Result<&'a Slot, String> {
+) -> Result<&'a Slot, TerminalRefusal> {
     if rows == 0 || cols == 0 {
-        return Err(format!("{rows}x{cols} is no terminal size"));
+        return Err(TerminalRefusal::NoSize { rows, cols });
     }
     // Only a client known by its own pid: peers without one all look alike.
     if !who.starts_with("pid ") || who == "pid 0" {
-        return Err(format!("{who} cannot be told from other clients"));
+        return Err(TerminalRefusal::Anonymous {
+            who: who.to_owned(),
+        });
     }
     holders
         .iter()
         .find(|(slot, holder)| holder.who == who && (slot.to_string() == dyno || slot.kind == dyno))
         .map(|(slot, _)| slot)
-        .ok_or_else(|| format!("{who} is not attached to {dyno}"))
+        .ok_or_else(|| TerminalRefusal::NotAttached {
+            who: who.to_owned(),
+            dyno: dyno.to_owned(),
+        })
 }
 
 /// Whether attachment `id` still holds `slot`: a later one stays when an earlier one's
@@ -144,11 +205,11 @@ mod tests {
         assert_eq!(which_running(running.iter(), "web.2"), Ok(slot("web.2")));
         assert_eq!(which_running(running.iter(), "repl"), Ok(slot("repl.1")));
         assert_eq!(
-            which_running(running.iter(), "web"),
+            which_running(running.iter(), "web").map_err(|e| e.to_string()),
             Err("web runs web.1, web.2: name one of them".into())
         );
         assert_eq!(
-            which_running(running.iter(), "worker"),
+            which_running(running.iter(), "worker").map_err(|e| e.to_string()),
             Err("no dyno worker is running".into())
         );
     }
@@ -203,7 +264,7 @@ mod tests {
         let mut sup = Supervisor::new(repl());
         sup.start(t0);
         assert_eq!(
-            which(sup.dynos(), "repl.1"),
+            which(sup.dynos(), "repl.1").map_err(|e| e.to_string()),
             Err("no dyno repl.1 is running".into())
         );
         sup.handle(
@@ -222,7 +283,7 @@ mod tests {
         let mut holders = Holders::new();
         assert_eq!(may_attach(&repl, Some("pty"), &holders), Ok("pty"));
         assert_eq!(
-            may_attach(&repl, None::<()>, &holders),
+            may_attach(&repl, None::<()>, &holders).map_err(|e| e.to_string()),
             Err(
                 "repl.1 is not on a terminal: start hkrun with --tty repl (or tty = true \
                  under [types.repl] in hkrun.toml) to connect to it"
@@ -231,7 +292,7 @@ mod tests {
         );
         holders.insert(repl.clone(), held("pid 4242", 1, None));
         assert_eq!(
-            may_attach(&repl, Some("pty"), &holders),
+            may_attach(&repl, Some("pty"), &holders).map_err(|e| e.to_string()),
             Err(
                 "repl.1 is attached already, by pid 4242: one client at a time (Ctrl-] detaches)"
                     .into()
@@ -266,21 +327,21 @@ mod tests {
             Ok(&repl)
         );
         assert_eq!(
-            may_resize(&holders, "repl", "pid 4242", [0, 100]),
+            may_resize(&holders, "repl", "pid 4242", [0, 100]).map_err(|e| e.to_string()),
             Err("0x100 is no terminal size".into())
         );
         for who in ["pid 0", "uid 1000"] {
             assert_eq!(
-                may_resize(&holders, "repl", who, [30, 100]),
+                may_resize(&holders, "repl", who, [30, 100]).map_err(|e| e.to_string()),
                 Err(format!("{who} cannot be told from other clients"))
             );
         }
         assert_eq!(
-            may_resize(&holders, "repl", "pid 7", [30, 100]),
+            may_resize(&holders, "repl", "pid 7", [30, 100]).map_err(|e| e.to_string()),
             Err("pid 7 is not attached to repl".into())
         );
         assert_eq!(
-            may_resize(&holders, "web", "pid 4242", [30, 100]),
+            may_resize(&holders, "web", "pid 4242", [30, 100]).map_err(|e| e.to_string()),
             Err("pid 4242 is not attached to web".into())
         );
     }

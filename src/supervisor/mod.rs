@@ -1,5 +1,6 @@
 //! The supervisor: a pure core that decides, and a runtime (the driver) that does.
 
+pub(crate) mod api;
 pub(crate) mod attach;
 pub mod core;
 pub mod event;

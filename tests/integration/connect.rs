@@ -239,3 +239,45 @@ fn connect_to_an_hkrun_from_before_exit_statuses_exits_0_when_the_run_ends() {
     let asked = old.join().expect("the old hkrun");
     assert!(!asked.last().unwrap().contains("framed"), "{asked:?}");
 }
+
+#[test]
+fn connect_asks_hello_first_and_sends_only_what_the_supervisor_names() {
+    // A supervisor that says it takes sizes but does not frame: the dyno's bytes come raw.
+    let app = App::new("repl: exec sleep 1000\n");
+    let listener = std::os::unix::net::UnixListener::bind(app.file(".hkrun.sock")).expect("listen");
+    let server = std::thread::spawn(move || {
+        let mut asked = Vec::new();
+        for answer in [
+            &b"{\"v\":1,\"ok\":true,\"hello\":{\"version\":1,\"features\":[\"size\",\"outcome\"]}}\n"[..],
+            b"{\"v\":1,\"ok\":true,\"message\":\"Connected to repl.1. Ctrl-] detaches.\"}\nhi there\r\n",
+        ] {
+            let (stream, _) = listener.accept().expect("a client");
+            stream
+                .set_read_timeout(Some(PATIENCE))
+                .expect("a read timeout");
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("dup"));
+            let mut request = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut request).expect("a request");
+            let mut stream = stream;
+            stream.write_all(answer).expect("answer");
+            asked.push(request);
+        }
+        asked
+    });
+    let mut connected = Connected::start(&app, "repl");
+    connected.wait_for("hi there");
+    let (status, stderr) = connected.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("The connection to repl ended."), "{stderr}");
+    let asked = server.join().expect("the supervisor");
+    let asked: Vec<serde_json::Value> = asked
+        .iter()
+        .map(|r| serde_json::from_str(r).expect("a JSON request"))
+        .collect();
+    assert_eq!(asked[0]["cmd"], "hello", "{asked:?}");
+    assert_eq!(
+        asked[1],
+        serde_json::json!({"v": 1, "cmd": "connect", "dyno": "repl"}),
+        "{asked:?}"
+    );
+}

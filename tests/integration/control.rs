@@ -1213,3 +1213,104 @@ fn ps_asked_for_cpu_says_each_running_dynos_cpu_time_and_ps_json_never_does() {
     hk.stop_cleanly();
     assert_none_left(&hk.tag);
 }
+
+/// One request line on a connection of its own; the first answer, as JSON.
+fn ask_raw(socket: &Path, request: &str) -> serde_json::Value {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("write");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("an answer");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn a_changes_answer_carries_its_outcome_beside_the_text() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let socket = app.file(".hkrun.sock");
+    let scaled = ask_raw(&socket, r#"{"v":1,"cmd":"scale","changes":["worker=2"]}"#);
+    assert_eq!(
+        scaled,
+        serde_json::json!({
+            "v": 1,
+            "ok": true,
+            "message": "Scaling dynos... done, now running worker at 2:Standard-1X",
+            "outcome": {
+                "outcome": "scaled",
+                "types": [{"name": "worker", "count": 2, "size": "Standard-1X"}],
+            },
+        })
+    );
+    let refused = ask_raw(&socket, r#"{"v":1,"cmd":"scale","changes":["nope=1"]}"#);
+    assert_eq!(
+        refused,
+        serde_json::json!({
+            "v": 1,
+            "ok": false,
+            "error": "unknown process type `nope` (the Procfile has worker, clock)",
+            "outcome": {
+                "outcome": "refused",
+                "kind": "unknown_type",
+                "name": "nope",
+                "known": ["worker", "clock"],
+            },
+        })
+    );
+    // A value that does not read is refused with the request, before the core: no outcome.
+    let bad = ask_raw(
+        &socket,
+        r#"{"v":1,"cmd":"restart","targets":["worker","no!"]}"#,
+    );
+    assert_eq!(
+        bad,
+        serde_json::json!({
+            "v": 1,
+            "ok": false,
+            "error": "bad target `no!` (expected a process type such as web, a dyno such as web.2, or a glob such as 'work*')",
+        })
+    );
+    // The client prints what it printed before.
+    let out = client(app.path(), &["scale", "worker=1"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Scaling dynos... done, now running worker at 1:Standard-1X\n"
+    );
+    hk.stop_cleanly();
+    assert_none_left(&hk.tag);
+}
+
+#[test]
+fn hello_names_the_protocol_and_its_features() {
+    let app = polite_app();
+    let port = free_base_port().to_string();
+    let mut hk = started(
+        &app,
+        &["start", "--no-timestamp", "-m", "worker=1", "-p", &port],
+        "worker.1 ready",
+    );
+    let hello = ask_raw(&app.file(".hkrun.sock"), r#"{"v":1,"cmd":"hello"}"#);
+    assert_eq!(
+        hello,
+        serde_json::json!({
+            "v": 1,
+            "ok": true,
+            "hello": {"version": 1, "features": ["framed", "size", "outcome"]},
+        })
+    );
+    // A client says what it speaks too; the answer is the same.
+    let asked = r#"{"v":1,"cmd":"hello","features":["framed","something-new"]}"#;
+    assert_eq!(ask_raw(&app.file(".hkrun.sock"), asked), hello);
+    hk.stop_cleanly();
+    assert_none_left(&hk.tag);
+}

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use super::Driver;
 use crate::control::ps;
-use crate::control::server::Call;
+use crate::supervisor::api::Call;
 use crate::supervisor::core::Supervisor;
 use crate::supervisor::input::{Control, Input, StopRequest};
 use crate::supervisor::view::{self, View};

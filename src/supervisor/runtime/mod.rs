@@ -29,6 +29,7 @@ use nix::unistd::Pid;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use super::api::Call;
 use super::attach;
 use super::core::Supervisor;
 use super::input::{Input, StopRequest};
@@ -36,7 +37,7 @@ use super::outcome::Outcome;
 use crate::config::env::Vars;
 use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
-use crate::control::server::{self, Call};
+use crate::control::server;
 use crate::dyno::{Backend, Exit, Slot};
 use crate::errors::Error;
 use crate::logs::pump::Tee;
@@ -303,6 +304,7 @@ impl Servers {
                     timestamps: config.style.timestamps,
                     width: config.style.width,
                 },
+                types: config.plan.types.iter().map(|t| t.name.clone()).collect(),
             };
             tokio::spawn(server::serve(listener, context));
         }

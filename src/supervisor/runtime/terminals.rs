@@ -7,10 +7,10 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
 use super::Driver;
-use crate::control::server::Attached;
 use crate::dyno::Slot;
 use crate::logs::pump::Tee;
 use crate::os::terminal;
+use crate::supervisor::api::{Attached, TerminalRefusal};
 use crate::supervisor::attach::{self, Holder};
 use crate::supervisor::core::Supervisor;
 
@@ -34,16 +34,20 @@ impl Driver {
         dyno: &str,
         who: String,
         size: Option<[u16; 2]>,
-    ) -> Result<Attached, String> {
+    ) -> Result<Attached, TerminalRefusal> {
         let slot = attach::which(sup.dynos(), dyno)?;
         let (master, tee) = attach::may_attach(&slot, self.terminals.get(&slot), &self.attached)?;
         let input = master
             .try_clone()
             .and_then(pipe::Sender::from_owned_fd_unchecked)
-            .map_err(|e| format!("cannot write to {slot}'s terminal: {e}"))?;
+            .map_err(|e| TerminalRefusal::Io {
+                slot: slot.clone(),
+                doing: "write to",
+                error: e.to_string(),
+            })?;
         let (client, output) = mpsc::channel(Tee::BOUND);
         if !tee.attach(client) {
-            return Err(format!("{slot}'s run has just ended"));
+            return Err(TerminalRefusal::Ended { slot, just: true });
         }
         let size = attach::client_size(size);
         if let Some([rows, cols]) = size {
@@ -62,7 +66,12 @@ impl Driver {
 
     /// The terminal of `who`, attached to `dyno` (a name or its type), is `size` now, if
     /// `attach::may_resize`.
-    pub(super) fn resize(&mut self, dyno: &str, who: &str, size: [u16; 2]) -> Result<(), String> {
+    pub(super) fn resize(
+        &mut self,
+        dyno: &str,
+        who: &str,
+        size: [u16; 2],
+    ) -> Result<(), TerminalRefusal> {
         let slot = attach::may_resize(&self.attached, dyno, who, size)?.clone();
         if let Some(holder) = self.attached.get_mut(&slot) {
             holder.size = Some(size);
@@ -70,8 +79,12 @@ impl Driver {
         let [rows, cols] = size;
         match self.terminals.get(&slot) {
             Some((master, _)) => terminal::resize(master.as_fd(), terminal::sized(rows, cols))
-                .map_err(|e| format!("cannot resize {slot}'s terminal: {e}")),
-            None => Err(format!("{slot}'s run has ended")),
+                .map_err(|e| TerminalRefusal::Io {
+                    slot: slot.clone(),
+                    doing: "resize",
+                    error: e.to_string(),
+                }),
+            None => Err(TerminalRefusal::Ended { slot, just: false }),
         }
     }
 
