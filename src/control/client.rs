@@ -273,7 +273,7 @@ pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
 /// What the supervisor speaks, as its answer to `hello` says. One from before `hello`
 /// refuses it: it speaks none of the features. Asked on a connection of its own, so the
 /// one that attaches starts clean whatever an older supervisor made of the question.
-fn hello(control: &ControlArgs) -> Result<Hello, Error> {
+pub(crate) fn hello(control: &ControlArgs) -> Result<Hello, Error> {
     let mut client = Client::open(control)?;
     client.send(&Request::Hello {
         features: feature::ALL.map(String::from).to_vec(),

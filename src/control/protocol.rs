@@ -104,8 +104,10 @@ pub mod feature {
     pub const SIZE: &str = "size";
     /// A change's answer carries its `outcome`.
     pub const OUTCOME: &str = "outcome";
+    /// `ps` takes `cpu`: each running dyno's CPU time (`hkrun top`).
+    pub const CPU: &str = "cpu";
     /// Everything this hkrun speaks.
-    pub const ALL: [&str; 3] = [FRAMED, SIZE, OUTCOME];
+    pub const ALL: [&str; 4] = [FRAMED, SIZE, OUTCOME, CPU];
 }
 
 /// The answer to `hello`.
@@ -796,7 +798,7 @@ mod tests {
             (Reply::Exit(130), r#"{"v":1,"ok":true,"exit":130}"#),
             (
                 Reply::Hello(Hello::ours()),
-                r#"{"v":1,"ok":true,"hello":{"version":1,"features":["framed","size","outcome"]}}"#,
+                r#"{"v":1,"ok":true,"hello":{"version":1,"features":["framed","size","outcome","cpu"]}}"#,
             ),
         ];
         for (reply, want) in cases {

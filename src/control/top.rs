@@ -20,7 +20,7 @@ use crossterm::terminal::{self, ClearType};
 use crossterm::{cursor, execute, queue};
 
 use super::client::Client;
-use super::protocol::{Parsed, Ps, PsDyno, Reply, Request};
+use super::protocol::{Parsed, Ps, PsDyno, Reply, Request, feature};
 use crate::cli::TopArgs;
 use crate::errors::Error;
 
@@ -71,8 +71,9 @@ struct Log {
 /// `hkrun top`.
 pub fn top(args: &TopArgs) -> Result<i32, Error> {
     // Fails here, before the terminal changes, when no hkrun runs.
-    let mut cpu = true;
-    let first = ps(&args.control, &mut cpu)?;
+    // A supervisor that does not say it takes `cpu` is not asked: CPU shows `-`.
+    let cpu = super::client::hello(&args.control)?.has(feature::CPU);
+    let first = ps(&args.control, cpu)?;
     let (tx, events) = mpsc::channel();
     spawn_ps(args.control.clone(), cpu, tx.clone());
     spawn_keys(tx.clone());
@@ -299,33 +300,23 @@ fn memory_bar(d: &PsDyno) -> String {
     }
 }
 
-/// `ps`, with each running dyno's CPU time (`cpu`). A supervisor from before that refuses
-/// it as an unknown field: it is then asked without, and `cpu` turns false (CPU shows
-/// `-`).
-fn ps(control: &crate::cli::ControlArgs, cpu: &mut bool) -> Result<Ps, Error> {
-    loop {
-        let mut client = Client::open(control)?;
-        client.send(&Request::Ps { cpu: *cpu })?;
-        match client.answer() {
-            Err(Error::Refused(text)) if *cpu && text.contains("unknown field `cpu`") => {
-                *cpu = false;
-            }
-            answer => {
-                return match answer? {
-                    Reply::Ps(ps) => Ok(ps),
-                    _ => Err(client.broken("the answer to ps has no dynos")),
-                };
-            }
-        }
+/// `ps`, with each running dyno's CPU time when `cpu` (the supervisor's hello says it
+/// takes it).
+fn ps(control: &crate::cli::ControlArgs, cpu: bool) -> Result<Ps, Error> {
+    let mut client = Client::open(control)?;
+    client.send(&Request::Ps { cpu })?;
+    match client.answer()? {
+        Reply::Ps(ps) => Ok(ps),
+        _ => Err(client.broken("the answer to ps has no dynos")),
     }
 }
 
-fn spawn_ps(control: crate::cli::ControlArgs, mut cpu: bool, tx: mpsc::Sender<Event>) {
+fn spawn_ps(control: crate::cli::ControlArgs, cpu: bool, tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
         let mut last: Option<(Instant, HashMap<String, u64>)> = None;
         loop {
             std::thread::sleep(EVERY);
-            let Ok(ps) = ps(&control, &mut cpu) else {
+            let Ok(ps) = ps(&control, cpu) else {
                 let _ = tx.send(Event::Gone);
                 return;
             };

@@ -1163,12 +1163,9 @@ fn ps_asked_for_cpu_says_each_running_dynos_cpu_time_and_ps_json_never_does() {
         "busy: echo busy ready; while :; do :; done\nidle: echo idle ready; exec sleep 1000\n",
     );
     let port = free_base_port().to_string();
-    let mut hk = started(
-        &app,
-        &["start", "--no-timestamp", "-p", &port],
-        "busy.1 | busy ready",
-    );
-    hk.wait_for("idle.1 | idle ready");
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+    // The two dynos start together: their lines come in either order.
+    hk.wait_for_each(&["busy.1 | busy ready", "idle.1 | idle ready"]);
     let socket = app.file(".hkrun.sock");
     // Each dyno's `cpu_ms` in the answer to `line`, by name.
     let ask = |line: &[u8]| -> Vec<(String, serde_json::Value)> {
@@ -1305,7 +1302,7 @@ fn hello_names_the_protocol_and_its_features() {
         serde_json::json!({
             "v": 1,
             "ok": true,
-            "hello": {"version": 1, "features": ["framed", "size", "outcome"]},
+            "hello": {"version": 1, "features": ["framed", "size", "outcome", "cpu"]},
         })
     );
     // A client says what it speaks too; the answer is the same.
