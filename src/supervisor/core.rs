@@ -5,19 +5,16 @@
 //! (starting, up, crashed, stopping, down), readiness and R10, crash restarts with
 //! back-off, R14/R15, the exit rule, and shutdown escalation.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::event::{Event, Shown, Skipped};
-use super::input::{Effect, Input, StopRequest};
-use super::outcome::DynoFailure;
-use crate::dyno::{Backend, Exit, POSTDEPLOY, RELEASE, SCHEDULER, Slot, is_one_off};
-use crate::plan::policy::MemoryLimit;
+use super::event::{Event, Shown};
+use super::input::{Effect, Input};
+use crate::dyno::{Backend, Exit, Slot};
 use crate::plan::{AppPlan, DynoSpec, ProcessType};
 pub use dyno::{AfterStop, Dyno, DynoState, Errors, Leader, Leftovers, Remains};
-use quota::Verdict;
 
 mod dyno;
 mod lifecycle;
@@ -90,18 +87,10 @@ pub struct Supervisor {
     probing: Vec<requests::Probing>,
     /// The backends last published to the router.
     published: Vec<Backend>,
-    /// A preboot restart of web under way.
-    preboot: Option<preboot::Preboot>,
-    /// How the last preboot nobody waited on directly ended (`hkrun restart` of every
-    /// dyno answers with it).
-    preboot_result: Option<Result<(), DynoFailure>>,
-    /// When Ctrl-Z paused the app (real time); the core's clock stands still until it
-    /// resumes.
-    paused_at: Option<Instant>,
-    /// Time spent paused so far: the core's clock is real time less this.
-    paused_total: Duration,
-    /// The real time of the input being handled.
-    real_now: Option<Instant>,
+    /// A preboot restart of web under way, and how the last one ended.
+    preboot: preboot::Prebooting,
+    /// The core's clock, which leaves time paused out (`pause`).
+    clock: pause::Clock,
     /// Types not started yet: each waits for the types of its `after` to be up.
     held: Vec<String>,
     /// The router listens on every interface too (`Effect::WidenRouter`, at most once).
@@ -123,11 +112,8 @@ impl Supervisor {
             pending: Vec::new(),
             probing: Vec::new(),
             published: Vec::new(),
-            preboot: None,
-            preboot_result: None,
-            paused_at: None,
-            paused_total: Duration::ZERO,
-            real_now: None,
+            preboot: preboot::Prebooting::default(),
+            clock: pause::Clock::default(),
             held: Vec::new(),
             router_widened: false,
             scheduled: Vec::new(),
@@ -189,20 +175,18 @@ impl Supervisor {
     /// The core's clock at real time `real`: time spent paused does not count, so every
     /// timer (boot, back-off, grace) is in this time, and it stands still while paused.
     pub fn clock(&self, real: Instant) -> Instant {
-        let at = self.paused_at.unwrap_or(real);
-        at.checked_sub(self.paused_total).unwrap_or(at)
+        self.clock.at(real)
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
-        self.real_now = Some(now);
-        // The core's clock reads the same just before and just after a resume.
-        let now = self.clock(now);
+        self.clock.arrive(now);
+        let now = self.clock.at(now);
         let mut effects = self.dispatch(now, input);
         if self.paused() {
             effects = self.spawned_paused(effects);
         }
         // The preboot first: a pending restart may wait for its outcome.
-        if self.preboot.is_some() {
+        if self.preboot.under_way() {
             effects.extend(self.advance_preboot(now));
         }
         if !self.held.is_empty() && self.phase == Phase::Running {
@@ -230,7 +214,7 @@ impl Supervisor {
             .iter()
             .filter(|d| d.plan().role.is_web() && d.state() == DynoState::Up)
             // New dynos of a preboot take traffic only once all of them are up.
-            .filter(|d| !self.preboot.as_ref().is_some_and(|p| p.is_new(d.slot())))
+            .filter(|d| !self.preboot.is_new(d.slot()))
             .filter_map(|d| {
                 let ip = d.ip().unwrap_or(Ipv4Addr::LOCALHOST.into());
                 Some(Backend {

@@ -2,7 +2,18 @@
 //! start (types held back by `after`), launching, readiness, exits, crashes and their
 //! back-off, and memory against the quota (R14, R15).
 
-use super::*;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::quota::{self, Verdict};
+use super::{AfterStop, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say};
+use crate::dyno::{Exit, POSTDEPLOY, RELEASE, SCHEDULER, Slot, is_one_off};
+use crate::plan::DynoSpec;
+use crate::plan::policy::MemoryLimit;
+use crate::supervisor::event::{Event, Shown, Skipped};
+use crate::supervisor::input::Effect;
 
 impl Supervisor {
     pub(super) fn start_release_or_formation(&mut self, now: Instant) -> Vec<Effect> {

@@ -28,9 +28,29 @@ pub(super) struct Preboot {
     new: Vec<Slot>,
 }
 
-impl Preboot {
+/// The preboot under way, if any, and how the last one ended.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Prebooting {
+    current: Option<Preboot>,
+    /// How the last preboot nobody waited on directly ended (`hkrun restart` of every
+    /// dyno answers with it).
+    last: Option<Result<(), DynoFailure>>,
+}
+
+impl Prebooting {
+    pub(super) fn under_way(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Whether `slot` is of the new generation of the preboot under way: it takes
+    /// traffic only once all of them are up.
     pub(super) fn is_new(&self, slot: &Slot) -> bool {
-        self.new.contains(slot)
+        self.current.as_ref().is_some_and(|p| p.new.contains(slot))
+    }
+
+    /// How the last preboot nobody waited on directly ended.
+    pub(super) fn last(&self) -> Option<&Result<(), DynoFailure>> {
+        self.last.as_ref()
     }
 }
 
@@ -43,7 +63,7 @@ impl Supervisor {
         old: &[Slot],
         also_taken: &[u16],
     ) -> Result<Vec<DynoSpec>, Refusal> {
-        if self.preboot.is_some() {
+        if self.preboot.under_way() {
             return Err(Refusal::PrebootUnderWay);
         }
         let Some(web) = self.plan.types.iter().find(|t| t.role.behind_router()) else {
@@ -108,8 +128,8 @@ impl Supervisor {
             let i = self.add_dyno(plan, now);
             effects.extend(self.launch(now, i));
         }
-        self.preboot_result = None;
-        self.preboot = Some(Preboot {
+        self.preboot.last = None;
+        self.preboot.current = Some(Preboot {
             reply,
             old: old.to_vec(),
             new,
@@ -119,12 +139,12 @@ impl Supervisor {
 
     /// Moves a preboot on once its new dynos are all up, or abandons it when one fails.
     pub(super) fn advance_preboot(&mut self, now: Instant) -> Vec<Effect> {
-        let Some(preboot) = &self.preboot else {
+        let Some(preboot) = &self.preboot.current else {
             return Vec::new();
         };
         if !matches!(self.phase, Phase::Running) {
             let reply = preboot.reply;
-            self.preboot = None;
+            self.preboot.current = None;
             return self.preboot_done(reply, Err(DynoFailure::AppStopping));
         }
         let mut failed = None;
@@ -151,7 +171,7 @@ impl Supervisor {
             }
         }
         let Some(preboot) = (if failed.is_some() || all_up {
-            self.preboot.take()
+            self.preboot.current.take()
         } else {
             None
         }) else {
@@ -221,7 +241,7 @@ impl Supervisor {
         result: Result<Vec<Slot>, DynoFailure>,
     ) -> Vec<Effect> {
         let Some(id) = reply else {
-            self.preboot_result = Some(result.map(|_| ()));
+            self.preboot.last = Some(result.map(|_| ()));
             return Vec::new();
         };
         let outcome = match result {

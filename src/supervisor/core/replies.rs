@@ -130,11 +130,11 @@ impl Supervisor {
                 })
             }
             Wait::Restarted { waits, preboot } => {
-                if preboot.is_some() && self.preboot.is_some() {
+                if preboot.is_some() && self.preboot.under_way() {
                     return None;
                 }
                 let mut failed = Vec::new();
-                if let (Some(_), Some(Err(why))) = (preboot, &self.preboot_result) {
+                if let (Some(_), Some(Err(why))) = (preboot, self.preboot.last()) {
                     failed.push(why.clone());
                 }
                 for wait in waits {

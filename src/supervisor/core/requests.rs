@@ -90,7 +90,7 @@ impl Supervisor {
             // Heroku refuses formation changes during a preboot too.
             Phase::Running if self.paused() => Some(Refusal::Paused),
             Phase::Running
-                if self.preboot.is_some()
+                if self.preboot.under_way()
                     && !matches!(request, Control::Stop(_) | Control::Kill { .. }) =>
             {
                 Some(Refusal::PrebootUnderWay)

@@ -2,7 +2,17 @@
 //! the notice of what the stop waits for, SIGKILL at the grace, and the stragglers that
 //! must be gone before hkrun exits.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{
+    DynoState, Leader, NAMED_WHILE_WAITING, Phase, Remains, SAME_REQUEST, STOP_NOTICE,
+    STRAGGLER_RESCAN, Supervisor, kill_remaining, r12, requests, say, stopping_with_app,
+};
+use crate::dyno::Slot;
+use crate::supervisor::event::{Event, StopRequest};
+use crate::supervisor::input::Effect;
 
 impl Supervisor {
     pub(super) fn on_stop(&mut self, now: Instant, request: StopRequest) -> Vec<Effect> {

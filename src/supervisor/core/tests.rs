@@ -1,9 +1,13 @@
 //! The core driven with exact inputs and instants: no processes, no runtime, no sleeps.
 
+use std::net::IpAddr;
+
 use super::*;
 use crate::plan::formation::DynoSize;
+use crate::plan::policy::MemoryLimit;
 use crate::plan::policy::RestartPolicy;
 use crate::plan::{Role, SpawnSpec, StopRule};
+use crate::supervisor::event::StopRequest;
 use crate::supervisor::input::{Control, SIGNALLED, Source, Target};
 use crate::supervisor::outcome::{Outcome, Refusal, TypeSize};
 

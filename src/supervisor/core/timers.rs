@@ -1,7 +1,15 @@
 //! Timers: each dyno's next one comes from its state (`DynoState::next_due`), the app's
 //! from its phase; a tick fires every timer due, however many.
 
-use super::*;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::{
+    DynoState, Leader, Leftovers, Phase, Remains, Supervisor, kill_remaining, r12, requests, say,
+};
+use crate::supervisor::event::Event;
+use crate::supervisor::input::Effect;
 
 impl Supervisor {
     /// The next instant (real time) at which `Input::Tick` is due, if any; none while
@@ -10,7 +18,7 @@ impl Supervisor {
         if self.paused() {
             return None;
         }
-        self.deadline().map(|at| at + self.paused_total)
+        self.deadline().map(|at| self.clock.real(at))
     }
 
     /// The next deadline on the core's clock.
