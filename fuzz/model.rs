@@ -335,7 +335,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 world.exited = true;
             }
             Effect::AwaitReady { .. }
-            | Effect::RestartAccepted { .. }
+            | Effect::TakeEnv(_)
             | Effect::WidenRouter { .. }
             | Effect::OutputMayBeDropped
             | Effect::Backends(_)
@@ -419,7 +419,11 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
                     ][b.below(3)],
                     size: None,
                 }]),
-                1 => Control::Restart(target.into_iter().collect()),
+                // A restart of every dyno reads the env files again: a reload.
+                1 => match target {
+                    Some(target) => Control::Restart(vec![target]),
+                    None => Control::Reload(std::sync::Arc::default()),
+                },
                 _ => Control::Stop(vec![target.unwrap_or(Target::Type(kind))]),
             };
             Input::Control { id, request }

@@ -10,12 +10,11 @@
 //! quadratic in a line's length behind a line-counting reader. One pass over the bytes
 //! here gives bash's meaning, exact lines for errors, and linear time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// An environment handed to children: sorted, so it prints the same every time.
-pub type Vars = BTreeMap<String, String>;
+pub use crate::plan::Vars;
 
 /// One `KEY=value` of a file, with the line it starts on.
 #[derive(Clone, Debug, PartialEq, Eq)]

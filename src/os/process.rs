@@ -18,8 +18,8 @@ use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::config::env::Vars;
 use crate::dyno::Exit;
+use crate::plan::Vars;
 
 /// A dyno just started.
 pub struct Spawned {

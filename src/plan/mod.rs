@@ -4,13 +4,16 @@
 //! Pure data and arithmetic: the formation's syntax (`formation`), restart and memory
 //! policies (`policy`), and the port layout (`ports`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::dyno::Slot;
+
+/// An environment handed to children: sorted, so it prints the same every time.
+pub type Vars = BTreeMap<String, String>;
 
 pub mod formation;
 pub mod policy;

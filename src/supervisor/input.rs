@@ -8,14 +8,15 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
 pub use super::event::{Event, Source, StopRequest};
 use super::outcome::Outcome;
 use crate::dyno::{Backend, Exit, Slot, is_type_name};
-use crate::plan::SpawnSpec;
 use crate::plan::formation::ScaleChange;
+use crate::plan::{SpawnSpec, Vars};
 
 /// Everything the core reacts to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +73,10 @@ pub enum Control {
     Scale(Vec<ScaleChange>),
     /// `hkrun restart [TARGET...]`: stop-then-start; no target means every dyno.
     Restart(Vec<Target>),
+    /// Every dyno restarted on the env files as they were read again (`config:set`,
+    /// `hkrun restart` with no target, SIGUSR2): the new env is the app's if the restart
+    /// goes ahead (`Effect::TakeEnv`), and never if it is refused.
+    Reload(Arc<Vars>),
     /// `hkrun stop TARGET...` (at least one): the dynos stop and leave the formation.
     Stop(Vec<Target>),
     /// `hkrun kill TARGET... SIGNAL`: the signal to each dyno's process group, which
@@ -169,12 +174,10 @@ pub enum Effect {
     WidenRouter {
         by: Slot,
     },
-    /// A restart request is carried out (the effects that carry it out follow): what the
-    /// driver held back for it takes effect now, the env files read again on `config:set`.
-    /// A request refused gets only its `Reply`.
-    RestartAccepted {
-        id: u64,
-    },
+    /// A reload goes ahead: the app's env is this from now on, for every spawn that
+    /// follows (the restart's effects come after it). A reload refused gets only its
+    /// `Reply`.
+    TakeEnv(Arc<Vars>),
     /// The answer to `Input::Control { id, .. }`: what the request came to.
     Reply {
         id: u64,

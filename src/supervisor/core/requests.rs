@@ -1,6 +1,7 @@
 //! What control clients change: scaling, restarting and stopping dynos, and the replies
 //! that wait for those dynos to settle. Part of the core: pure, explicit instants.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -9,7 +10,7 @@ use super::replies::{Pending, Restarting};
 use super::scale::ScalePlan;
 use super::{AfterStop, DynoState, Leader, Leftovers, Phase, Remains, Supervisor, changed, say};
 use crate::dyno::{Slot, is_one_off};
-use crate::plan::{DynoSpec, Role};
+use crate::plan::{DynoSpec, Role, Vars};
 use crate::supervisor::event::{Event, Shown};
 use crate::supervisor::input::{Control, Effect, SIGNALLED, Target};
 use crate::supervisor::outcome::{Outcome, Refusal};
@@ -21,6 +22,8 @@ pub(super) struct RestartPlan {
     web: Vec<Slot>,
     preboot: Vec<DynoSpec>,
     rest: Vec<Slot>,
+    /// A reload's env, which the app takes on as the restart goes ahead.
+    env: Option<Arc<Vars>>,
 }
 
 /// A request worked out against the app as it is, changing nothing yet: carried out by
@@ -67,8 +70,7 @@ impl Supervisor {
             return vec![reply(id, Outcome::Refused(why))];
         }
         let planned = match &request {
-            Control::Scale(changes) => self.plan_scale(changes).map(Plan::Scale),
-            Control::Restart(targets) => self.plan_restart(targets).map(Plan::Restart),
+            Control::Scale(_) | Control::Restart(_) | Control::Reload(_) => self.plan(&request),
             Control::Stop(targets) => {
                 let done = self.stop_dynos(now, id, targets);
                 return answered(id, done);
@@ -144,11 +146,7 @@ impl Supervisor {
         }
         let again = match self.refusal(&request) {
             Some(why) => Err(why),
-            None => match &request {
-                Control::Scale(changes) => self.plan_scale(changes).map(Plan::Scale),
-                Control::Restart(targets) => self.plan_restart(targets).map(Plan::Restart),
-                Control::Stop(_) | Control::Kill { .. } => Ok(plan.clone()),
-            },
+            None => self.plan(&request),
         };
         match again {
             Err(why) => vec![reply(id, Outcome::Refused(why))],
@@ -157,14 +155,30 @@ impl Supervisor {
         }
     }
 
+    /// `request` worked out against the app as it is now: a scale, a restart or a
+    /// reload (stop and kill are carried out at once, with no plan).
+    fn plan(&self, request: &Control) -> Result<Plan, Refusal> {
+        match request {
+            Control::Scale(changes) => self.plan_scale(changes).map(Plan::Scale),
+            Control::Restart(targets) => self.plan_restart(targets, None).map(Plan::Restart),
+            Control::Reload(env) => self
+                .plan_restart(&[], Some(Arc::clone(env)))
+                .map(Plan::Restart),
+            Control::Stop(_) | Control::Kill { .. } => {
+                unreachable!("stop and kill are carried out without a plan")
+            }
+        }
+    }
+
     /// Carries out a plan whose ports are free.
     fn commit(&mut self, now: Instant, id: u64, plan: Plan) -> Vec<Effect> {
         let (mut effects, answer) = match plan {
             Plan::Scale(plan) => self.commit_scale(now, id, plan),
-            Plan::Restart(plan) => {
+            // A reload's env comes before the spawns of its restart.
+            Plan::Restart(mut plan) => {
+                let take = plan.env.take().map(Effect::TakeEnv);
                 let (effects, answer) = self.commit_restart(now, id, plan);
-                let accepted = Effect::RestartAccepted { id };
-                (std::iter::once(accepted).chain(effects).collect(), answer)
+                (take.into_iter().chain(effects).collect(), answer)
             }
         };
         if let Some(answer) = answer {
@@ -274,7 +288,11 @@ impl Supervisor {
 
     /// Which dynos a restart stops and starts, and, with preboot, the new generation of
     /// the web dynos among them. Changes nothing.
-    fn plan_restart(&self, targets: &[Target]) -> Result<RestartPlan, Refusal> {
+    fn plan_restart(
+        &self,
+        targets: &[Target],
+        env: Option<Arc<Vars>>,
+    ) -> Result<RestartPlan, Refusal> {
         let slots = self.targets(targets)?;
         // Web behind the router restarts preboot-style; the rest stop, then start.
         if !self.plan.preboot {
@@ -282,6 +300,7 @@ impl Supervisor {
                 web: Vec::new(),
                 preboot: Vec::new(),
                 rest: slots,
+                env,
             });
         }
         let (web, rest): (Vec<Slot>, Vec<Slot>) = slots
@@ -291,7 +310,12 @@ impl Supervisor {
             true => Vec::new(),
             false => self.preboot_plans(&web, &[])?,
         };
-        Ok(RestartPlan { web, preboot, rest })
+        Ok(RestartPlan {
+            web,
+            preboot,
+            rest,
+            env,
+        })
     }
 
     fn commit_restart(
@@ -300,7 +324,9 @@ impl Supervisor {
         id: u64,
         plan: RestartPlan,
     ) -> (Vec<Effect>, Option<Outcome>) {
-        let RestartPlan { web, preboot, rest } = plan;
+        let RestartPlan {
+            web, preboot, rest, ..
+        } = plan;
         let mut effects = Vec::new();
         let mut prebooted = None;
         if !web.is_empty() {

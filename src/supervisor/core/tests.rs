@@ -1,6 +1,7 @@
 //! The core driven with exact inputs and instants: no processes, no runtime, no sleeps.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::*;
 use crate::plan::formation::DynoSize;
@@ -105,7 +106,7 @@ fn actions(effects: &[Effect]) -> Vec<Effect> {
         .filter(|e| {
             !matches!(
                 e,
-                Effect::Event(_) | Effect::OutputMayBeDropped | Effect::RestartAccepted { .. }
+                Effect::Event(_) | Effect::OutputMayBeDropped | Effect::TakeEnv(_)
             )
         })
         .cloned()
@@ -1484,8 +1485,8 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
         port: 5004
     }));
     assert!(replies(&effects).is_empty());
-    // Accepted before anything that carries it out (a reloaded env applies to its spawns).
-    assert_eq!(effects[0], Effect::RestartAccepted { id: 9 });
+    // A restart of some dynos changes no env.
+    assert!(!effects.iter().any(|e| matches!(e, Effect::TakeEnv(_))));
     // A second restart or a scale waits for this one.
     let refused = control(&mut sup, t0, 10, web());
     assert_eq!(
@@ -1494,7 +1495,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
             id: 10,
             outcome: Outcome::Refused(Refusal::PrebootUnderWay),
         }],
-        "refused: only the reply, never `RestartAccepted`"
+        "refused: only the reply"
     );
     // One new dyno up: nothing moves yet.
     assert!(actions(&ready(&mut sup, t0 + secs(1), new1.clone())).is_empty());
@@ -2671,4 +2672,40 @@ fn a_dyno_killed_at_its_own_grace_is_not_said_to_miss_the_apps() {
     assert!(r12.iter().all(|l| l.starts_with("web.")), "{r12:?}");
     // Past the app's grace, no dyno's own grace is left to come.
     assert_eq!(sup.next_deadline(), None);
+}
+
+#[test]
+fn a_reloads_env_is_taken_on_before_its_restart_and_never_when_it_is_refused() {
+    let t0 = Instant::now();
+    let mut sup = started(plan(false, RestartPolicy::Always), t0);
+    let env: Arc<crate::plan::Vars> = Arc::new([("GREETING".to_owned(), "hi".to_owned())].into());
+    // Refused (the app is paused): only the reply, the app's env unchanged.
+    sup.handle(t0, Input::Pause);
+    let refused = control(&mut sup, t0, 1, Control::Reload(Arc::clone(&env)));
+    assert_eq!(
+        refused,
+        [Effect::Reply {
+            id: 1,
+            outcome: Outcome::Refused(Refusal::Paused),
+        }]
+    );
+    sup.handle(t0, Input::Resume);
+    // Taken on first: every spawn of the restart that follows gets it.
+    let effects = control(&mut sup, t0, 2, Control::Reload(Arc::clone(&env)));
+    assert_eq!(effects.first(), Some(&Effect::TakeEnv(env)));
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::TakeEnv(_)))
+            .count(),
+        1
+    );
+    assert_eq!(
+        logs(&effects)
+            .iter()
+            .filter(|l| l.ends_with(": Restarting"))
+            .count(),
+        3,
+        "every dyno restarts: {effects:?}"
+    );
 }

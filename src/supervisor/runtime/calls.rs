@@ -25,7 +25,7 @@ impl Driver {
                 // A restart of the whole app starts it on its config as the env files have
                 // it now, as `config:set` does: never a mix.
                 if matches!(&request, Control::Restart(targets) if targets.is_empty()) {
-                    self.reload(self.next_id, request, Some(reply));
+                    self.reload(self.next_id, Some(reply));
                     return None;
                 }
                 self.replies.insert(self.next_id, reply);
@@ -66,7 +66,7 @@ impl Driver {
             }
             Call::Reload { reply } => {
                 self.next_id += 1;
-                self.reload(self.next_id, Control::Restart(Vec::new()), Some(reply));
+                self.reload(self.next_id, Some(reply));
                 None
             }
         }

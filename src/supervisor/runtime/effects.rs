@@ -83,13 +83,8 @@ impl Driver {
                     self.queue.push_back(Input::PortsProbed { id, taken });
                 }
                 Effect::WidenRouter { by } => self.widen_router(&by),
-                Effect::RestartAccepted { id } => {
-                    if let Some(env) = self.reloaded.remove(&id) {
-                        self.env = env;
-                    }
-                }
+                Effect::TakeEnv(env) => self.env = env,
                 Effect::Reply { id, outcome } => {
-                    self.reloaded.remove(&id);
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(outcome);
                     }

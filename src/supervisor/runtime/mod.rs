@@ -137,8 +137,7 @@ async fn drive(
     let (reread, rereads) = mpsc::unbounded_channel();
     let mut driver = Driver {
         root: config.app.root,
-        env: config.app.env,
-        reloaded: HashMap::new(),
+        env: Arc::new(config.app.env),
         reloads: VecDeque::new(),
         reading: false,
         reread,
@@ -360,9 +359,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 
 struct Driver {
     root: PathBuf,
-    env: Vars,
-    /// Env files read again for a restart the core has not yet accepted, by request id.
-    reloaded: HashMap<u64, Vars>,
+    /// The app's env, as the core last took it on (`Effect::TakeEnv`).
+    env: Arc<Vars>,
     /// Restarts of the whole app waiting for the env files to be read again, in order.
     reloads: VecDeque<Reload>,
     /// The env files are being read again, for the restart before those in `reloads`.

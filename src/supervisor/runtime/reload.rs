@@ -1,12 +1,14 @@
 //! The env files (and app.json) read again for a restart of the whole app (`config:set`,
 //! `hkrun restart` with no target, SIGUSR2), off the loop: the files are read on a
 //! blocking thread, one reading at a time in the order asked, and only what was read
-//! goes with the restart request to the core. The env is taken on only if the core
-//! accepts it (`Effect::RestartAccepted`), so a refused one leaves every later start on
-//! the old env.
+//! goes to the core, as `Control::Reload`. The core decides: the app takes the new env on
+//! only if the restart goes ahead (`Effect::TakeEnv`), so a refused one leaves every
+//! later start on the old env.
 
 use crate::supervisor::event::Event;
 use crate::supervisor::outcome::{Outcome, Refusal};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::Driver;
@@ -16,7 +18,6 @@ use crate::supervisor::input::{Control, Input, SIGNALLED};
 /// A restart request that waits for the env files to be read again.
 pub(super) struct Reload {
     id: u64,
-    request: Control,
     /// The control client waiting for the core's answer; none for SIGUSR2.
     reply: Option<oneshot::Sender<Outcome>>,
 }
@@ -32,20 +33,15 @@ pub(super) type Rereads = mpsc::UnboundedReceiver<Reread>;
 
 impl Driver {
     /// Restart request `id` (every dyno), once the env files are read again.
-    pub(super) fn reload(
-        &mut self,
-        id: u64,
-        request: Control,
-        reply: Option<oneshot::Sender<Outcome>>,
-    ) {
-        self.reloads.push_back(Reload { id, request, reply });
+    pub(super) fn reload(&mut self, id: u64, reply: Option<oneshot::Sender<Outcome>>) {
+        self.reloads.push_back(Reload { id, reply });
         self.read_next();
     }
 
     /// SIGUSR2: every dyno restarted on the env files as they are now, as `config:set`
     /// does.
     pub(super) fn restart_signalled(&mut self) {
-        self.reload(SIGNALLED, Control::Restart(Vec::new()), None);
+        self.reload(SIGNALLED, None);
     }
 
     /// Starts reading for the next waiting request, unless a reading is under way: each
@@ -86,16 +82,18 @@ impl Driver {
         self.reading = false;
         self.read_next();
         let Reread {
-            reload: Reload { id, request, reply },
+            reload: Reload { id, reply },
             env,
         } = reread;
         match env {
             Ok(env) => {
-                self.reloaded.insert(id, env);
                 if let Some(reply) = reply {
                     self.replies.insert(id, reply);
                 }
-                Some(Input::Control { id, request })
+                Some(Input::Control {
+                    id,
+                    request: Control::Reload(Arc::new(env)),
+                })
             }
             Err(err) => {
                 match reply {

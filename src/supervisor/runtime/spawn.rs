@@ -86,7 +86,7 @@ impl Driver {
             true => env::for_dyno(&self.env, name, spec.port),
             // Its type's variables over the app's, under hkrun's own (PORT, DYNO, PS).
             false => {
-                let mut app = self.env.clone();
+                let mut app = Vars::clone(&self.env);
                 app.extend(spec.env.iter().cloned());
                 env::for_dyno(&app, name, spec.port)
             }
