@@ -189,12 +189,8 @@ impl Supervisor {
         if self.preboot.under_way() {
             effects.extend(self.advance_preboot(now));
         }
-        if !self.held.is_empty() && self.phase == Phase::Running {
-            effects.extend(self.start_held(now));
-        }
-        if !self.pending.is_empty() {
-            effects.extend(self.answer_pending());
-        }
+        effects.extend(self.start_held(now));
+        effects.extend(self.answer_pending());
         if self.plan.router.is_some() {
             effects.extend(self.publish_backends());
         }

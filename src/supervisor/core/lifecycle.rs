@@ -116,6 +116,9 @@ impl Supervisor {
 
     /// Starts each held type whose `after` types are started and have every dyno up.
     pub(super) fn start_held(&mut self, now: Instant) -> Vec<Effect> {
+        if self.held.is_empty() || self.phase != Phase::Running {
+            return Vec::new();
+        }
         let mut effects = Vec::new();
         loop {
             let up = |kind: &str| {

@@ -79,6 +79,9 @@ impl Restarting {
 impl Supervisor {
     /// Replies whose dynos have settled; every one of them once the app stops.
     pub(super) fn answer_pending(&mut self) -> Vec<Effect> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
         let stopping = matches!(self.phase, Phase::Stopping { .. } | Phase::Done);
         let mut effects = Vec::new();
         let mut pending = std::mem::take(&mut self.pending);
@@ -98,6 +101,11 @@ impl Supervisor {
         });
         self.pending = pending;
         effects
+    }
+
+    /// A request whose answer waits for its dynos to settle.
+    pub(super) fn reply_later(&mut self, pending: Pending) {
+        self.pending.push(pending);
     }
 
     /// Whether the dyno that left the formation under this name is still stopping. A

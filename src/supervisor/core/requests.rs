@@ -346,7 +346,7 @@ impl Supervisor {
                 effects.extend(self.restart_one(now, i));
             }
         }
-        self.pending.push(Pending::restarted(id, waits, prebooted));
+        self.reply_later(Pending::restarted(id, waits, prebooted));
         (effects, None)
     }
 
@@ -406,7 +406,7 @@ impl Supervisor {
         for slot in slots.iter().rev() {
             effects.extend(self.retire(now, slot, Duration::ZERO));
         }
-        self.pending.push(Pending::gone(id, slots));
+        self.reply_later(Pending::gone(id, slots));
         Ok((effects, None))
     }
 

@@ -206,7 +206,7 @@ impl Supervisor {
         if leaving.iter().all(|s| self.find(s).is_none()) {
             return (effects, Some(answer));
         }
-        self.pending.push(Pending::scaled(id, leaving, answer));
+        self.reply_later(Pending::scaled(id, leaving, answer));
         (effects, None)
     }
 
