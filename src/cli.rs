@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::control::protocol::LogSource;
 use crate::logs::LogFormat;
+use crate::logs::LogSource;
 use crate::router::Balance;
 
 /// Run a Procfile app the way Heroku runs it: release first, dynos scaled to a formation,
@@ -215,7 +215,7 @@ pub struct LogsArgs {
     #[command(flatten)]
     pub control: ControlArgs,
     /// How many past lines to show (at most 1500).
-    #[arg(short = 'n', long = "num", value_name = "N", default_value_t = crate::control::protocol::DEFAULT_LINES)]
+    #[arg(short = 'n', long = "num", value_name = "N", default_value_t = crate::logs::DEFAULT_LINES)]
     pub num: usize,
     /// Keep showing new lines as they come.
     #[arg(short = 't', long)]
@@ -533,7 +533,7 @@ impl From<LogFormatArg> for LogFormat {
     }
 }
 
-/// `hkrun logs --source`: `control::protocol::LogSource` as typed.
+/// `hkrun logs --source`: `logs::LogSource` as typed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogSourceArg {
     /// The dynos' own output.

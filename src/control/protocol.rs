@@ -16,8 +16,7 @@ use crate::supervisor::outcome::Outcome;
 pub const VERSION: u32 = 1;
 /// The longest request line taken, newline included; longer ones are refused.
 pub const MAX_REQUEST: usize = 64 * 1024;
-/// Log lines `hkrun logs` shows without `-n`.
-pub const DEFAULT_LINES: usize = 100;
+pub use crate::logs::DEFAULT_LINES;
 
 /// What a client asks, as `{"v":1,"cmd":"ps"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,15 +236,7 @@ impl FromText for Signal {
     }
 }
 
-/// Who wrote a log line, as `heroku logs --source` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogSource {
-    /// The dynos' own output.
-    App,
-    /// hkrun's events (Heroku's `heroku[web.1]` lines).
-    Heroku,
-}
+pub use crate::logs::LogSource;
 
 /// Reads one request line (without its newline). The error is the text of the error
 /// response.

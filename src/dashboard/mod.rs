@@ -32,7 +32,7 @@ use crate::logs::writer::LogSender;
 use crate::metrics::{self, Highest, Snapshot};
 use crate::router::Traffic;
 use crate::supervisor::api::Call;
-use crate::supervisor::runtime::effects::Heard;
+use crate::supervisor::api::Heard;
 
 mod recorder;
 

@@ -16,6 +16,19 @@ pub use history::History;
 pub use render::{Clock, Label, LogFormat, Origin, Style};
 pub use writer::{LogSender, Writer};
 
+/// Log lines `hkrun logs` shows without `-n`.
+pub const DEFAULT_LINES: usize = 100;
+
+/// Who wrote a log line, as `heroku logs --source` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// The dynos' own output.
+    App,
+    /// hkrun's events (Heroku's `heroku[web.1]` lines).
+    Heroku,
+}
+
 /// The longest line written as one; longer lines are cut into pieces of this size, each
 /// a full line, so a runaway dyno cannot make hkrun hold unbounded memory.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -25,9 +25,7 @@ use crate::logs::render::Label;
 use crate::logs::writer::LogSender;
 use crate::supervisor::api::Call;
 
-pub(crate) mod snapshot;
-
-pub use snapshot::{RouterFigures, Snapshot};
+pub use crate::supervisor::api::{RouterFigures, Snapshot};
 
 /// How long a scraper may take to send its request and take the answer.
 const ANSWER: Duration = Duration::from_secs(10);

@@ -7,18 +7,20 @@ pub use super::attach::TerminalRefusal;
 
 use tokio::sync::{mpsc, oneshot};
 
+use std::time::SystemTime;
+
+use super::event::Event;
 use super::input::Control;
 use super::outcome::Outcome;
-use crate::control::protocol::Ps;
+use super::view::View;
 use crate::dyno::Slot;
 use crate::logs::pump::Shown;
-use crate::metrics::snapshot::Snapshot;
 
 /// A request to the driver.
 #[derive(Debug)]
 pub enum Call {
-    /// `hkrun ps`.
-    Ps(oneshot::Sender<Ps>),
+    /// `hkrun ps`: the app as every reader shows it.
+    Ps(oneshot::Sender<View>),
     /// scale, restart, stop TARGET, kill: the core's answer.
     Change {
         request: Control,
@@ -59,6 +61,35 @@ pub struct Attached {
     pub input: tokio::net::unix::pipe::Sender,
     /// What the dyno writes, as it comes; ends with its run (with how, when it exited).
     pub output: mpsc::Receiver<Shown>,
+}
+
+/// One of the core's events, as the runtime's followers (the dashboard) hear it: when it
+/// was said.
+#[derive(Debug)]
+pub struct Heard {
+    pub at: SystemTime,
+    pub event: Event,
+}
+
+/// What `/metrics` and the dashboard show, as the driver gathers it at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The app as `hkrun ps` shows it, with the core's counters.
+    pub view: View,
+    pub router: Option<RouterFigures>,
+    /// `(dyno, lines, bytes)` of output so far.
+    pub output: Vec<(String, u64, u64)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouterFigures {
+    pub connections: u64,
+    pub unserved: u64,
+    pub failed_connects: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Each dyno's share, by name.
+    pub dynos: Vec<(String, crate::router::Traffic)>,
 }
 
 #[cfg(test)]

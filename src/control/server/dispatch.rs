@@ -83,7 +83,7 @@ async fn stop_all(client: &mut Client<'_>) -> Flow {
 /// `ps`'s view, with each running dyno's CPU time when asked (read from /proc off the
 /// async thread).
 async fn ps(context: &Context, cpu: bool) -> Result<Ps, Stopping> {
-    let ps = ask(context, Call::Ps).await?;
+    let ps = crate::control::ps::wire(&ask(context, Call::Ps).await?);
     if !cpu {
         return Ok(ps);
     }

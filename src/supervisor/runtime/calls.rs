@@ -5,7 +5,6 @@
 use std::time::{Instant, SystemTime};
 
 use super::Driver;
-use crate::control::ps;
 use crate::supervisor::api::Call;
 use crate::supervisor::core::Supervisor;
 use crate::supervisor::input::{Control, Input, StopRequest};
@@ -17,7 +16,7 @@ impl Driver {
     pub(super) fn call(&mut self, sup: &Supervisor, call: Call) -> Option<Input> {
         match call {
             Call::Ps(reply) => {
-                let _ = reply.send(ps::wire(&self.view(sup)));
+                let _ = reply.send(self.view(sup));
                 None
             }
             Call::Change { request, reply } => {

@@ -17,6 +17,7 @@ use crate::dyno::Slot;
 use crate::os::proc::{self, Access, Snapshot};
 use crate::os::readiness::Watch;
 use crate::os::{self, process};
+use crate::supervisor::api::Heard;
 use crate::supervisor::event::Event;
 use crate::supervisor::input::{Effect, Input, Source};
 
@@ -26,13 +27,6 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// followers run on, so one burst (a stop of a thousand dynos) comes whole before any of
 /// them reads; what overflows is lost to them (the log has it).
 pub(crate) const EVENTS_HELD: usize = 4096;
-
-/// One of the core's events, as its followers hear it: when it was said.
-#[derive(Debug)]
-pub(crate) struct Heard {
-    pub at: SystemTime,
-    pub event: Event,
-}
 
 /// Where the core's events go, besides the log; none without a follower (`--dashboard`).
 pub(crate) type Events = Option<broadcast::Sender<Arc<Heard>>>;
