@@ -88,6 +88,40 @@ fn the_pure_layers_import_no_io_layer() {
     assert!(graph.imports[core].iter().any(|m| starts_with(m, "plan")));
 }
 
+/// Crates and paths that do I/O, run tasks or spawn processes: none of them in a pure layer.
+const RUNTIME_ONLY: &[&str] = &[
+    "tokio::",
+    "procfs::",
+    "std::process",
+    "Command::new",
+    "std::fs::",
+    "std::net::TcpStream",
+    "std::thread",
+];
+
+#[test]
+fn the_pure_layers_use_no_runtime_crate_nor_spawn_anything() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let graph = graph();
+    let mut wrong = Vec::new();
+    for file in graph.modules.keys() {
+        let module = &graph.modules[file];
+        if !PURE.iter().any(|(layer, _)| starts_with(module, layer)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(root.join(file)).expect("a readable source file");
+        // The file's tests may use what they like.
+        let code = code_only(&text);
+        let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+        for used in RUNTIME_ONLY {
+            if code.contains(used) {
+                wrong.push(format!("{} uses {used}", file.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn no_files_import_each_other_in_a_circle() {
     let graph = graph();
