@@ -379,47 +379,24 @@ fn end_of_head(head: &[u8]) -> Option<usize> {
     None
 }
 
-fn is_token(word: &[u8]) -> bool {
-    !word.is_empty()
-        && word
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// A request's head, its lines ended by CRLF or LF.
+/// A request's head (its request line and field lines, each ended by CRLF or LF), read
+/// by httparse; what hkrun then asks of it is checked here. The request line is taken
+/// first, so a bad method or target is refused as such whatever the field lines hold.
 fn parse(head: &[u8]) -> Result<Request, Refusal> {
     use Refusal::Malformed;
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let request_line = lines.next().unwrap_or_default();
-    let words: Vec<&[u8]> = request_line.split(|&b| b == b' ').collect();
-    let [method, target, version] = words[..] else {
-        return Err(Malformed("expected METHOD TARGET HTTP/1.1"));
-    };
-    let http11 = match version {
-        b"HTTP/1.1" => true,
-        b"HTTP/1.0" => false,
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            return Err(Refusal::Version);
-        }
-        _ => return Err(Malformed("expected METHOD TARGET HTTP/1.1")),
-    };
-    if !is_token(method) {
-        return Err(Malformed("the method is not a token"));
-    }
-    if target.is_empty() || !target.iter().all(u8::is_ascii_graphic) {
+    let line_end = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(head.len(), |i| i + 1);
+    let (method, target, http11) = request_line(&head[..line_end])?;
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Malformed("the target is not a URI"));
     }
-    let method = match method {
-        b"GET" => Method::Get,
-        b"HEAD" => Method::Head,
+    let method = match method.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
         _ => return Err(Refusal::Method),
     };
-    // Checked: every byte is ASCII.
-    let target = String::from_utf8_lossy(target);
     let (path, authority) = match target.split_once("://") {
         // The absolute form, which a server must take (RFC 9112 §3.2.2); its authority
         // stands for `Host`.
@@ -431,27 +408,7 @@ fn parse(head: &[u8]) -> Result<Request, Refusal> {
         _ => return Err(Malformed("the target is not a path")),
     };
     let path = path.split(['?', '#']).next().unwrap_or_default().to_owned();
-    let mut hosts = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        if line.contains(&b'\r') {
-            return Err(Malformed("a bare CR in the head"));
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Err(Malformed("a field line without a colon"));
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        // Whitespace before the colon, or a line folded onto the last (RFC 9112 §5).
-        if !is_token(name) {
-            return Err(Malformed("a field name is not a token"));
-        }
-        if name.eq_ignore_ascii_case(b"host") {
-            let value = value.trim_ascii();
-            if !value.iter().all(u8::is_ascii_graphic) {
-                return Err(Malformed("Host is not a host"));
-            }
-            hosts.push(String::from_utf8_lossy(value).into_owned());
-        }
-    }
+    let mut hosts = hosts(head)?;
     // Exactly one `Host` in HTTP/1.1, at most one in 1.0 (RFC 9112 §3.2).
     if hosts.len() > 1 || (http11 && hosts.is_empty()) {
         return Err(Malformed("a request needs one Host"));
@@ -463,7 +420,74 @@ fn parse(head: &[u8]) -> Result<Request, Refusal> {
     Ok(Request { method, path, host })
 }
 
-/// A whole response, the connection closed after it.
+/// `METHOD TARGET HTTP/1.x` of a request line: its method, its target, and whether it
+/// is HTTP/1.1.
+fn request_line(line: &[u8]) -> Result<(String, String, bool), Refusal> {
+    // httparse reads up to the empty line that ends a head.
+    let whole = [line, b"\r\n"].concat();
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse(&whole) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // A version but 1.0 or 1.1 is refused as such, whatever else is wrong.
+        _ if other_version(line) => return Err(Refusal::Version),
+        _ => return Err(Refusal::Malformed("expected METHOD TARGET HTTP/1.1")),
+    }
+    match (request.method, request.path, request.version) {
+        (Some(method), Some(target), Some(version)) => {
+            Ok((method.to_owned(), target.to_owned(), version == 1))
+        }
+        _ => Err(Refusal::Malformed("expected METHOD TARGET HTTP/1.1")),
+    }
+}
+
+/// The values of `head`'s `Host` fields, once httparse has read every field line.
+fn hosts(head: &[u8]) -> Result<Vec<String>, Refusal> {
+    use Refusal::Malformed;
+    let whole = [head, b"\r\n"].concat();
+    // One field per line at most, so httparse never runs out of room.
+    let lines = whole.iter().filter(|&&b| b == b'\n').count();
+    let mut fields = vec![httparse::EMPTY_HEADER; lines];
+    let mut request = httparse::Request::new(&mut fields);
+    match request.parse(&whole) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Malformed("the head is cut short")),
+        // Whitespace before the colon, or a line folded onto the last (RFC 9112 §5), are
+        // field names that are not tokens.
+        Err(httparse::Error::HeaderName) => return Err(Malformed("a field name is not a token")),
+        Err(httparse::Error::HeaderValue) => return Err(Malformed("a field value is not text")),
+        Err(_) => return Err(Malformed("a line is not ended by CRLF or LF")),
+    }
+    let mut hosts = Vec::new();
+    for field in request.headers.iter() {
+        if field.name.eq_ignore_ascii_case("host") {
+            let value = field.value.trim_ascii();
+            if !value.iter().all(u8::is_ascii_graphic) {
+                return Err(Malformed("Host is not a host"));
+            }
+            hosts.push(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    Ok(hosts)
+}
+
+/// Whether the request line is `METHOD TARGET HTTP/d.d` with a version but 1.0 and 1.1
+/// (505, where httparse only says the version is not one it reads).
+fn other_version(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    match words[..] {
+        [_, _, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]] => {
+            major.is_ascii_digit()
+                && minor.is_ascii_digit()
+                && !matches!([*major, *minor], [b'1', b'0' | b'1'])
+        }
+        _ => false,
+    }
+}
+
+/// A whole response, the connection closed after it; every head hkrun's listeners write
+/// is built by `head`, a stream's (its length unsaid) too.
 #[derive(Debug)]
 pub struct Response {
     status: &'static str,
@@ -568,6 +592,8 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n",
             b"GET / HTTP/1.1\r\nHost: x\rA: b\r\n",
             b"GET / HTTP/1.1\r\nno colon\r\n",
+            // A control byte in any field's value (RFC 9110 §5.5).
+            b"GET / HTTP/1.1\r\nHost: x\r\nA: b\x01\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n",
             b"GET / HTTP/1.1\r\nA: b\r\n",
             b"GET nowhere HTTP/1.1\r\nHost: x\r\n",

@@ -52,9 +52,6 @@ const PAGES: usize = 16;
 /// Connections held at once, streams included (`http::serve`): a newcomer takes the
 /// place of the one that has waited longest on its client.
 const CONNECTIONS: usize = PAGES + 8;
-/// The head of `/events`: a stream, its length unsaid.
-const EVENTS_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-    Cache-Control: no-store\r\nConnection: close\r\n\r\n";
 /// Log lines a page gets when it connects.
 const FIRST_LINES: usize = 200;
 /// Log chunks put in one `log` event at most.
@@ -64,6 +61,12 @@ const LOG_BATCH: usize = 64;
 /// (the newest of each batch read), and a `skipped` event a second counts the rest
 /// (`hkrun logs` and the log files have them all).
 const LINES_PER_SECOND: usize = 2000;
+
+/// The head of `/events`: a stream, its length unsaid; built as every response's head is
+/// (`http::Response`).
+fn events_head() -> String {
+    http::Response::new("200 OK", "text/event-stream", String::new()).head(None)
+}
 
 /// What every connection shares.
 struct Shared {
@@ -283,7 +286,7 @@ async fn answer(mut stream: TcpStream, place: http::Place, shared: &Shared) {
         },
         "/events" if request.method == http::Method::Head => {
             if place
-                .write(&mut stream, EVENTS_HEAD.as_bytes())
+                .write(&mut stream, events_head().as_bytes())
                 .await
                 .is_ok()
             {
@@ -346,7 +349,7 @@ async fn stream_events(mut stream: TcpStream, place: &http::Place, shared: &Shar
         .unwrap_or_else(PoisonError::into_inner)
         .join(&shared.app, false);
     let (chunks, follow) = shared.history.since(FIRST_LINES, |_| true, true);
-    let mut out = format!("{EVENTS_HEAD}retry: 1000\n\n").into_bytes();
+    let mut out = format!("{}retry: 1000\n\n", events_head()).into_bytes();
     out.extend(hello);
     let first = history::last_lines(&chunks, FIRST_LINES);
     if !first.is_empty() {

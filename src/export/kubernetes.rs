@@ -4,7 +4,7 @@
 //! R14/R15 and the log format are what they are locally (README, "When one machine is not
 //! enough").
 
-use std::hash::Hasher;
+use std::fmt::Write as _;
 
 use serde_norway::{Mapping, Value};
 
@@ -199,14 +199,22 @@ fn secret(export: &Export) -> Value {
     ])
 }
 
-/// FNV-1a of `parts`, 16 hex digits.
+/// SHA-256 of `parts`, each ended by a NUL, as 64 hex digits: the `checksum/config` that
+/// Helm charts put in a pod template (README, "When one machine is not enough").
 fn hash<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
-    let mut hasher = fnv::FnvHasher::default();
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     for part in parts {
-        hasher.write(part.as_bytes());
-        hasher.write(&[0]);
+        context.update(part.as_bytes());
+        context.update(&[0]);
     }
-    format!("{:016x}", hasher.finish())
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// The config vars' checksum: a changed Secret changes the pod template, so the pods

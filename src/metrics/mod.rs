@@ -12,10 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -45,154 +47,235 @@ fn dyno_labels(name: &str, kind: &str, generation: u32) -> Labels {
 }
 
 /// The exposition of `snapshot`, with `cpu` (seconds, by process group: a running dyno's
-/// pid leads its group) from /proc.
+/// pid leads its group) from /proc: each family with series, its HELP and TYPE first, its
+/// series in the snapshot's order.
 pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
     let mut registry = Registry::with_prefix("hkrun");
-    let gauge = |registry: &mut Registry, name: &str, help: &str| {
-        let family = Family::<Labels, Gauge>::default();
-        registry.register(name, help, family.clone());
-        family
-    };
-    let counter = |registry: &mut Registry, name: &str, help: &str| {
-        let family = Family::<Labels, Counter>::default();
-        registry.register(name, help, family.clone());
-        family
-    };
-    let memory = gauge(
-        &mut registry,
-        "dyno_memory_bytes",
-        "Resident memory of the dyno's processes at the last sample",
-    );
-    let quota = gauge(
-        &mut registry,
-        "dyno_memory_quota_bytes",
-        "The dyno's memory quota",
-    );
-    let state = gauge(
-        &mut registry,
-        "dyno_state",
-        "1 for the state the dyno is in (starting, up, crashed, stopping, down)",
-    );
-    let pid = gauge(
-        &mut registry,
-        "dyno_pid",
-        "The dyno's process id while it runs",
-    );
-    let restarts = counter(
-        &mut registry,
-        "dyno_restarts",
-        "Times the dyno's process was started again (crashes, restarts, R15)",
-    );
-    let crashes = counter(
-        &mut registry,
-        "dyno_crashes",
-        "Exits nobody asked for (Heroku counts exit 0 too)",
-    );
-    let errors = counter(
-        &mut registry,
-        "dyno_errors",
-        "Heroku's errors: R10 boot timeouts, R14 memory quota exceeded (as logged), R15 kills",
-    );
-    let cpu_seconds = Family::<Labels, Counter<f64>>::default();
-    registry.register(
-        "dyno_cpu_seconds",
-        "CPU time of the dyno's running processes and the children they reaped",
-        cpu_seconds.clone(),
-    );
-    let log_lines = counter(&mut registry, "log_lines", "Lines of output from the dyno");
-    let log_bytes = counter(&mut registry, "log_bytes", "Bytes of output from the dyno");
-
-    for d in &snapshot.view.dynos {
-        let labels = dyno_labels(&d.name, d.kind(), d.slot.generation);
-        if let Some(bytes) = d.memory {
-            memory.get_or_create(&labels).set(saturate(bytes));
-        }
-        if let Some(bytes) = d.quota {
-            quota.get_or_create(&labels).set(saturate(bytes));
-        }
-        let mut with_state = labels.clone();
-        with_state.push(("state".to_owned(), d.state.as_str().to_owned()));
-        state.get_or_create(&with_state).set(1);
-        if let Some(p) = d.pid {
-            pid.get_or_create(&labels).set(i64::from(p));
-        }
-        restarts.get_or_create(&labels).inc_by(d.restarts);
-        crashes.get_or_create(&labels).inc_by(d.crashes);
-        let e = d.errors;
-        for (code, count) in [("R10", e.r10), ("R14", e.r14), ("R15", e.r15)] {
-            let mut with_code = labels.clone();
-            with_code.push(("code".to_owned(), code.to_owned()));
-            errors.get_or_create(&with_code).inc_by(count);
-        }
-        if let Some((_, seconds)) = cpu.iter().find(|(group, _)| Some(*group) == d.pid) {
-            cpu_seconds.get_or_create(&labels).inc_by(*seconds);
-        }
-    }
-    for (name, lines, bytes) in &snapshot.output {
-        let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
-        let labels = dyno_labels(name, kind, 0);
-        log_lines.get_or_create(&labels).inc_by(*lines);
-        log_bytes.get_or_create(&labels).inc_by(*bytes);
-    }
-    if let Some(r) = &snapshot.router {
-        for (name, help, value) in [
-            (
-                "router_connections",
-                "Connections the router accepted",
-                r.connections,
-            ),
-            (
-                "router_unserved_connections",
-                "Connections closed because no web dyno came up within 30 s",
-                r.unserved,
-            ),
-            (
-                "router_failed_connects",
-                "Connects to a web dyno that failed (the router tried another)",
-                r.failed_connects,
-            ),
-        ] {
-            let total = Counter::<u64>::default();
-            total.inc_by(value);
-            registry.register(name, help, total);
-        }
-        let bytes = counter(
-            &mut registry,
-            "router_bytes",
-            "Bytes the router carried, from clients (in) and back (out), as connections end",
-        );
-        for (direction, value) in [("in", r.bytes_in), ("out", r.bytes_out)] {
-            bytes
-                .get_or_create(&vec![("direction".to_owned(), direction.to_owned())])
-                .inc_by(value);
-        }
-        let dyno_connections = counter(
-            &mut registry,
-            "router_dyno_connections",
-            "Connections the router made to the dyno",
-        );
-        let dyno_bytes = counter(
-            &mut registry,
-            "router_dyno_bytes",
-            "Bytes the router carried to the dyno (in) and back (out), as connections end",
-        );
-        for (name, traffic) in &r.dynos {
-            let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
-            let labels = dyno_labels(name, kind, 0);
-            dyno_connections
-                .get_or_create(&labels)
-                .inc_by(traffic.connections);
-            for (direction, value) in [("in", traffic.bytes_in), ("out", traffic.bytes_out)] {
-                let mut with_direction = labels.clone();
-                with_direction.push(("direction".to_owned(), direction.to_owned()));
-                dyno_bytes.get_or_create(&with_direction).inc_by(value);
-            }
-        }
-    }
+    registry.register_collector(Box::new(Figures(families(snapshot, cpu))));
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut text, &registry);
     text
+}
+
+/// One family's series: its labels and value each.
+#[derive(Debug)]
+enum Series {
+    Gauge(Vec<(Labels, i64)>),
+    Counter(Vec<(Labels, u64)>),
+    Seconds(Vec<(Labels, f64)>),
+}
+
+/// One family: its name (less the `hkrun_` prefix), its help (a sentence, ended by a
+/// full stop as `Registry::register` ends one), and its series.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    series: Series,
+}
+
+/// One scrape's families, written as const metrics: the figures are the snapshot's, so
+/// nothing is kept between scrapes.
+#[derive(Debug)]
+struct Figures(Vec<Family>);
+
+impl Collector for Figures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        for family in &self.0 {
+            match &family.series {
+                Series::Gauge(series) => write_family(
+                    &mut encoder,
+                    family,
+                    MetricType::Gauge,
+                    series,
+                    ConstGauge::new,
+                )?,
+                Series::Counter(series) => write_family(
+                    &mut encoder,
+                    family,
+                    MetricType::Counter,
+                    series,
+                    ConstCounter::new,
+                )?,
+                Series::Seconds(series) => write_family(
+                    &mut encoder,
+                    family,
+                    MetricType::Counter,
+                    series,
+                    ConstCounter::new,
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `family`'s HELP and TYPE, then each series; one without labels is the family's lone
+/// sample. A family without series is left out (no dyno has a pid, say).
+fn write_family<V: Copy, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    family: &Family,
+    metric_type: MetricType,
+    series: &[(Labels, V)],
+    metric: impl Fn(V) -> M,
+) -> std::fmt::Result {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut out = encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
+    match series {
+        [(labels, value)] if labels.is_empty() => metric(*value).encode(out),
+        _ => {
+            for (labels, value) in series {
+                metric(*value).encode(out.encode_family(labels)?)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The families of `snapshot`, in the order they are written.
+fn families(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> Vec<Family> {
+    let family = |name, help, series| Family { name, help, series };
+    let (mut memory, mut quota, mut state, mut pid) = (vec![], vec![], vec![], vec![]);
+    let (mut restarts, mut crashes, mut errors, mut cpu_seconds) = (vec![], vec![], vec![], vec![]);
+    for d in &snapshot.view.dynos {
+        let labels = dyno_labels(&d.name, d.kind(), d.slot.generation);
+        if let Some(bytes) = d.memory {
+            memory.push((labels.clone(), saturate(bytes)));
+        }
+        if let Some(bytes) = d.quota {
+            quota.push((labels.clone(), saturate(bytes)));
+        }
+        let mut with_state = labels.clone();
+        with_state.push(("state".to_owned(), d.state.as_str().to_owned()));
+        state.push((with_state, 1));
+        if let Some(p) = d.pid {
+            pid.push((labels.clone(), i64::from(p)));
+        }
+        restarts.push((labels.clone(), d.restarts));
+        crashes.push((labels.clone(), d.crashes));
+        let e = d.errors;
+        for (code, count) in [("R10", e.r10), ("R14", e.r14), ("R15", e.r15)] {
+            let mut with_code = labels.clone();
+            with_code.push(("code".to_owned(), code.to_owned()));
+            errors.push((with_code, count));
+        }
+        if let Some((_, seconds)) = cpu.iter().find(|(group, _)| Some(*group) == d.pid) {
+            cpu_seconds.push((labels, *seconds));
+        }
+    }
+    let (mut log_lines, mut log_bytes) = (vec![], vec![]);
+    for (name, lines, bytes) in &snapshot.output {
+        let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
+        let labels = dyno_labels(name, kind, 0);
+        log_lines.push((labels.clone(), *lines));
+        log_bytes.push((labels, *bytes));
+    }
+    let mut families = vec![
+        family(
+            "dyno_memory_bytes",
+            "Resident memory of the dyno's processes at the last sample.",
+            Series::Gauge(memory),
+        ),
+        family(
+            "dyno_memory_quota_bytes",
+            "The dyno's memory quota.",
+            Series::Gauge(quota),
+        ),
+        family(
+            "dyno_state",
+            "1 for the state the dyno is in (starting, up, crashed, stopping, down).",
+            Series::Gauge(state),
+        ),
+        family(
+            "dyno_pid",
+            "The dyno's process id while it runs.",
+            Series::Gauge(pid),
+        ),
+        family(
+            "dyno_restarts",
+            "Times the dyno's process was started again (crashes, restarts, R15).",
+            Series::Counter(restarts),
+        ),
+        family(
+            "dyno_crashes",
+            "Exits nobody asked for (Heroku counts exit 0 too).",
+            Series::Counter(crashes),
+        ),
+        family(
+            "dyno_errors",
+            "Heroku's errors: R10 boot timeouts, R14 memory quota exceeded (as logged), R15 kills.",
+            Series::Counter(errors),
+        ),
+        family(
+            "dyno_cpu_seconds",
+            "CPU time of the dyno's running processes and the children they reaped.",
+            Series::Seconds(cpu_seconds),
+        ),
+        family(
+            "log_lines",
+            "Lines of output from the dyno.",
+            Series::Counter(log_lines),
+        ),
+        family(
+            "log_bytes",
+            "Bytes of output from the dyno.",
+            Series::Counter(log_bytes),
+        ),
+    ];
+    if let Some(r) = &snapshot.router {
+        for (name, help, value) in [
+            (
+                "router_connections",
+                "Connections the router accepted.",
+                r.connections,
+            ),
+            (
+                "router_unserved_connections",
+                "Connections closed because no web dyno came up within 30 s.",
+                r.unserved,
+            ),
+            (
+                "router_failed_connects",
+                "Connects to a web dyno that failed (the router tried another).",
+                r.failed_connects,
+            ),
+        ] {
+            families.push(family(name, help, Series::Counter(vec![(vec![], value)])));
+        }
+        let bytes = [("in", r.bytes_in), ("out", r.bytes_out)].map(|(direction, value)| {
+            (vec![("direction".to_owned(), direction.to_owned())], value)
+        });
+        families.push(family(
+            "router_bytes",
+            "Bytes the router carried, from clients (in) and back (out), as connections end.",
+            Series::Counter(bytes.to_vec()),
+        ));
+        let (mut dyno_connections, mut dyno_bytes) = (vec![], vec![]);
+        for (name, traffic) in &r.dynos {
+            let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
+            let labels = dyno_labels(name, kind, 0);
+            dyno_connections.push((labels.clone(), traffic.connections));
+            for (direction, value) in [("in", traffic.bytes_in), ("out", traffic.bytes_out)] {
+                let mut with_direction = labels.clone();
+                with_direction.push(("direction".to_owned(), direction.to_owned()));
+                dyno_bytes.push((with_direction, value));
+            }
+        }
+        families.push(family(
+            "router_dyno_connections",
+            "Connections the router made to the dyno.",
+            Series::Counter(dyno_connections),
+        ));
+        families.push(family(
+            "router_dyno_bytes",
+            "Bytes the router carried to the dyno (in) and back (out), as connections end.",
+            Series::Counter(dyno_bytes),
+        ));
+    }
+    families
 }
 
 fn saturate(bytes: u64) -> i64 {

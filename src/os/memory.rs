@@ -41,7 +41,10 @@ const ALLOCATOR_THRESHOLD: i32 = 128 * 1024;
 /// has had its 8 MiB of output queued and written, that memory stayed in hkrun's
 /// resident size for good, although almost none of it was in use (the chaos soak saw
 /// 7 MB become 25 MB; with fixed thresholds it stays near 3 MB).
-#[allow(unsafe_code)]
+#[cfg_attr(
+    target_env = "gnu",
+    expect(unsafe_code, reason = "mallopt is glibc's, with no safe wrapper")
+)]
 pub fn keep_own_memory_small() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes two of the allocator's tuning values; it is safe to call
@@ -56,7 +59,10 @@ pub fn keep_own_memory_small() {
 /// drain's queue of megabytes is filled on one thread and emptied on another, and once it
 /// has emptied its pages would otherwise stay in hkrun's resident size until the same
 /// arena's top is free.
-#[allow(unsafe_code)]
+#[cfg_attr(
+    target_env = "gnu",
+    expect(unsafe_code, reason = "malloc_trim is glibc's, with no safe wrapper")
+)]
 pub fn give_back() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free memory to the system; it is safe to call at

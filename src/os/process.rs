@@ -32,7 +32,10 @@ pub struct Spawned {
 /// Starts `/bin/sh -c command` in `cwd` as the leader of a new process group, with stdin
 /// from `/dev/null` and stdout and stderr into one pipe. `env` is added to hkrun's own
 /// environment, less hkrun's settings variables (`without_settings`).
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "pre_exec is unsafe: the hook makes std fork and exec"
+)]
 pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let write_err = write.try_clone()?;
@@ -64,7 +67,10 @@ pub fn spawn(command: &str, env: &Vars, cwd: &Path) -> io::Result<Spawned> {
 /// Starts `/bin/sh -c command` as `spawn` does, but on the terminal whose dyno side is
 /// `terminal`: its stdin, stdout and stderr, and its controlling terminal, in a session
 /// of its own (so also the leader of its own process group). hkrun reads the other side.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "pre_exec is unsafe: setsid and TIOCSCTTY run between fork and exec"
+)]
 pub fn spawn_on_terminal(
     command: &str,
     env: &Vars,
@@ -187,7 +193,10 @@ pub fn reap() -> Vec<(Pid, Exit)> {
 /// Descriptors hkrun inherited (a parent's leak, a shell's `3>file`) stay open in hkrun
 /// but reach no dyno: every open descriptor above stderr gets close-on-exec. Called before
 /// hkrun starts a thread, so no number listed can be closed and reused meanwhile.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "F_SETFD on descriptors listed by number, which no safe API takes"
+)]
 pub fn close_inherited_on_exec() {
     let Ok(fds) = procfs::process::Process::myself().and_then(|me| me.fd()) else {
         return;

@@ -3,7 +3,7 @@
 //! reads the other side as it reads a pipe.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 pub use nix::pty::Winsize;
@@ -37,16 +37,11 @@ pub fn size() -> Winsize {
 }
 
 /// The size of the terminal this process runs on (its stdout, stdin or stderr), if any.
-#[allow(unsafe_code)]
 pub fn own_size() -> Option<Winsize> {
-    [1, 0, 2]
+    let (stdout, stdin, stderr) = (io::stdout(), io::stdin(), io::stderr());
+    [stdout.as_fd(), stdin.as_fd(), stderr.as_fd()]
         .into_iter()
-        .find_map(|fd| {
-            // SAFETY: fds 0 to 2 stay open for hkrun's life (a closed one makes the
-            // ioctl fail, nothing more).
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-            get_size(fd).ok()
-        })
+        .find_map(|fd| get_size(fd).ok())
         .filter(|s| s.ws_row > 0 && s.ws_col > 0)
 }
 
@@ -59,26 +54,25 @@ pub fn sized(rows: u16, cols: u16) -> Winsize {
     }
 }
 
-#[allow(unsafe_code)]
 fn get_size(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
-    let mut size = DEFAULT;
-    // SAFETY: TIOCGWINSZ writes one `winsize` to the pointer, which is valid for it.
-    let done = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::TIOCGWINSZ, &mut size) };
-    match done {
-        0 => Ok(size),
-        _ => Err(io::Error::last_os_error()),
-    }
+    let size = rustix::termios::tcgetwinsize(fd)?;
+    Ok(Winsize {
+        ws_row: size.ws_row,
+        ws_col: size.ws_col,
+        ws_xpixel: size.ws_xpixel,
+        ws_ypixel: size.ws_ypixel,
+    })
 }
 
 /// Gives a dyno's terminal a new size; the kernel sends its foreground group SIGWINCH.
-#[allow(unsafe_code)]
 pub fn resize(master: BorrowedFd<'_>, size: Winsize) -> io::Result<()> {
-    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for it.
-    let done = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
-    match done {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
+    let size = rustix::termios::Winsize {
+        ws_row: size.ws_row,
+        ws_col: size.ws_col,
+        ws_xpixel: size.ws_xpixel,
+        ws_ypixel: size.ws_ypixel,
+    };
+    Ok(rustix::termios::tcsetwinsize(master, size)?)
 }
 
 #[cfg(test)]

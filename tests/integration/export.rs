@@ -241,7 +241,7 @@ fn kubernetes_objects_pass_the_official_schemas_and_say_what_the_formation_says(
     assert!(
         at(&web, "spec.template.metadata.annotations")["checksum/config"]
             .as_str()
-            .is_some_and(|c| c.len() == 16)
+            .is_some_and(|c| c.len() == 64)
     );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(shop_dir.join("00-secret.yaml"))

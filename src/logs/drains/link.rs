@@ -378,7 +378,7 @@ impl Link {
 
 /// Bytes written on `stream` that its receiver's kernel has not acknowledged yet
 /// (Linux's SIOCOUTQ, which is TIOCOUTQ's number).
-#[allow(unsafe_code)]
+#[expect(unsafe_code, reason = "SIOCOUTQ has no safe wrapper in nix")]
 fn unacked(stream: &TcpStream) -> io::Result<u64> {
     let mut count: nix::libc::c_int = 0;
     // SAFETY: SIOCOUTQ writes one int through the pointer, to `count`, which outlives the
