@@ -609,18 +609,8 @@ impl StartConfig {
                 reason: "expected a number of seconds above 0",
             });
         }
-        let restart = PerType::parse(
-            &args.restart,
-            RestartPolicy::Always,
-            "--restart",
-            "always, on-failure or never",
-        )?;
-        let memory = PerType::parse(
-            &args.memory_limit,
-            MemoryLimit::On,
-            "--memory-limit",
-            "on, warn or off",
-        )?;
+        let restart = args.restart.clone();
+        let memory = args.memory_limit.clone();
         let procfile = app.procfile();
         if let Some(path) = &args.rules_from {
             check_rules(path, &args.rules, &plans)?;
@@ -851,16 +841,7 @@ fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, E
     let Some(dir) = &args.log_dir else {
         return Ok(None);
     };
-    let max_size = match args.log_max_size.parse::<DynoSize>() {
-        Ok(size) if size.name.is_none() && size.bytes >= 1024 => size.bytes,
-        _ => {
-            return Err(Error::BadFlag {
-                flag: "--log-max-size",
-                value: args.log_max_size.clone(),
-                reason: "expected a size of 1K or more, such as 512K, 10M or 1G",
-            });
-        }
-    };
+    let max_size = args.log_max_size;
     if args.log_keep > crate::logs::files::KEEP_AT_MOST {
         return Err(Error::BadFlag {
             flag: "--log-keep",

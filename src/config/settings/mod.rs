@@ -16,6 +16,7 @@ use crate::plan::schedule::{Frequency, Job};
 use crate::plan::{StopRule, TypeRules};
 
 pub(crate) mod error;
+pub mod values;
 
 pub use error::SettingsError;
 
@@ -88,6 +89,9 @@ pub struct Settings {
     /// `[[scheduler]]`: Heroku Scheduler's jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduler: Vec<SchedulerJob>,
+    /// Each key's line in the file (`types.web.restart` for a table's), for errors.
+    #[serde(skip)]
+    pub lines: BTreeMap<String, usize>,
 }
 
 /// One `[[scheduler]]` job: a command, and either Scheduler's `frequency` or `cron`.
@@ -209,6 +213,30 @@ struct Foreman {
     timeout: Option<f64>,
 }
 
+/// The line of each `key =` in a TOML file, by its dotted path (`port`,
+/// `types.web.restart`): the first line it is on.
+fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut table = String::new();
+    let mut lines = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            table = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        } else if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            let path = match table.is_empty() {
+                true => key.to_owned(),
+                false => format!("{table}.{key}"),
+            };
+            lines.entry(path).or_insert(n + 1);
+        }
+    }
+    lines
+}
+
 /// The 1-based line of byte `at`.
 fn line_of(text: &str, at: usize) -> usize {
     1 + text.as_bytes()[..at.min(text.len())]
@@ -252,10 +280,14 @@ impl Settings {
 
     pub fn read_toml(path: &Path) -> Result<Self, SettingsError> {
         let text = Self::read(path)?;
-        toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+        let settings: Self = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
             path: path.to_owned(),
             line: e.span().map(|s| line_of(&text, s.start)),
             message: e.message().trim().to_owned(),
+        })?;
+        Ok(Self {
+            lines: key_lines(&text),
+            ..settings
         })
     }
 
@@ -319,6 +351,17 @@ impl Settings {
             line: None,
             message: format!("bad {key} `{value}` (expected {expected})"),
         };
+        // A value the flag's parser refuses, at the line of `key` (else of `or_key`).
+        let refused =
+            |key: &str, or_key: Option<String>, value: &str, reason: String| SettingsError::Value {
+                path: from.to_owned(),
+                line: self
+                    .lines
+                    .get(key)
+                    .or_else(|| self.lines.get(&or_key?))
+                    .copied(),
+                message: format!("bad value `{value}` for --{key}: {reason}"),
+            };
         if let (Some(p), true) = (self.procfile, unset("procfile")) {
             args.files.procfile = Some(folder.join(p));
         }
@@ -333,7 +376,8 @@ impl Settings {
             args.formation.formation = Some(f);
         }
         if let (Some(size), true) = (self.dyno_size, unset("dyno_size")) {
-            args.formation.dyno_size = size;
+            args.formation.dyno_size =
+                values::dyno_size(&size).map_err(|r| refused("dyno-size", None, &size, r))?;
         }
         macro_rules! plain {
             ($($field:ident),*) => {$(
@@ -350,6 +394,11 @@ impl Settings {
                 .iter()
                 .filter_map(|(name, t)| pick(t).map(|v| format!(",{name}={v}")))
                 .collect()
+        };
+        // The first `[types.NAME]` that sets `key`, for the line of an error.
+        let type_key = |pick: fn(&TypeSettings) -> Option<&String>, key: &str| {
+            let (name, _) = types.iter().find(|(_, t)| pick(t).is_some())?;
+            Some(format!("types.{name}.{key}"))
         };
         for (name, t) in &types {
             let bad = |key: &str, value: &str, expected: &str| {
@@ -402,7 +451,6 @@ impl Settings {
         }
         plain!(
             drain,
-            log_max_size,
             log_keep,
             quiet,
             timeout,
@@ -410,16 +458,28 @@ impl Settings {
             no_router,
             no_preboot,
             exit_on_crash,
-            restart,
             restart_cap,
-            boot_timeout,
-            memory_limit
+            boot_timeout
         );
-        if unset("restart") {
-            args.restart.push_str(&restart_types);
+        if let (Some(size), true) = (self.log_max_size, unset("log_max_size")) {
+            args.log_max_size =
+                values::log_max_size(&size).map_err(|r| refused("log-max-size", None, &size, r))?;
         }
-        if unset("memory_limit") {
-            args.memory_limit.push_str(&memory_types);
+        // The file's policy (else the default), then its `[types.NAME]` ones, parsed as
+        // the flag's value would be.
+        if unset("restart") && (self.restart.is_some() || !restart_types.is_empty()) {
+            let base = (self.restart.clone()).unwrap_or_else(|| args.restart.to_string());
+            let text = format!("{base}{restart_types}");
+            let or_key = type_key(|t| t.restart.as_ref(), "restart");
+            args.restart =
+                values::restart(&text).map_err(|r| refused("restart", or_key, &text, r))?;
+        }
+        if unset("memory_limit") && (self.memory_limit.is_some() || !memory_types.is_empty()) {
+            let base = (self.memory_limit.clone()).unwrap_or_else(|| args.memory_limit.to_string());
+            let text = format!("{base}{memory_types}");
+            let or_key = type_key(|t| t.memory_limit.as_ref(), "memory-limit");
+            args.memory_limit = values::memory_limit(&text)
+                .map_err(|r| refused("memory-limit", or_key, &text, r))?;
         }
         if let (Some(a), true) = (self.router_address, unset("router_address")) {
             args.router_address = Some(
