@@ -305,16 +305,6 @@ pub struct StartArgs {
     pub files: FileArgs,
     #[command(flatten)]
     pub formation: FormationArgs,
-    /// hkrun.toml's `[types.NAME]` rules that no flag has (stop signal, grace, boot
-    /// timeout, env, `after`), by type.
-    #[arg(skip)]
-    pub rules: std::collections::BTreeMap<String, crate::plan::TypeRules>,
-    /// The file `rules` (and `scheduler`) came from.
-    #[arg(skip)]
-    pub rules_from: Option<PathBuf>,
-    /// hkrun.toml's `[[scheduler]]` jobs.
-    #[arg(skip)]
-    pub scheduler: Vec<crate::plan::schedule::Job>,
     /// Seconds a dyno gets between SIGTERM and SIGKILL when stopping.
     #[arg(
         short = 't',
@@ -564,18 +554,12 @@ pub enum ColorChoice {
     Never,
 }
 
+/// `check` takes `start`'s settings (flags, `HKRUN_*` variables, the settings file), and
+/// shows the plan `start` would run.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    pub files: FileArgs,
-    #[command(flatten)]
-    pub formation: FormationArgs,
-    /// Skip the Procfile's `release` entry in the plan shown.
-    #[arg(long)]
-    pub no_release: bool,
-    /// Show foreman's port layout, with no router in front of web.
-    #[arg(long)]
-    pub no_router: bool,
+    pub start: StartArgs,
     /// List every setting of `start` and where it comes from, even when only defaults
     /// and flags set them (with hkrun.toml, app.json or an `HKRUN_*` variable, always).
     #[arg(long)]

@@ -459,6 +459,7 @@ fn a_bad_policy_is_a_usage_error_on_the_command_line_and_names_its_line_in_the_f
         (&["check", "--dyno-size", "huge"][..], None),
         (&["start", "--log-max-size", "tiny"][..], None),
         (&["start"][..], Some(("HKRUN_RESTART", "sometimes"))),
+        (&["check"][..], Some(("HKRUN_RESTART", "sometimes"))),
     ] {
         let mut command = hkrun(app.path(), args, &tag);
         command.envs(var);
