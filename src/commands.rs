@@ -200,43 +200,8 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
 
     // Where each of start's settings comes from, highest first.
     let app = App::load(&options.args.files, false)?;
-    let file_name = options.file.as_ref().map(|p| p.display().to_string());
-    let command = <StartArgs as clap::Args>::augment_args(clap::Command::new("start"));
-    let mut rows: Vec<(&str, String, String)> = Vec::new();
-    for setting in config::settings::table::SETTINGS {
-        let source = given
-            .try_contains_id(setting.id)
-            .unwrap_or(false)
-            .then(|| given.value_source(setting.id))
-            .flatten();
-        let env = command
-            .get_arguments()
-            .find(|a| a.get_id() == setting.id)
-            .and_then(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned());
-        let file = (options.from_file.contains(&setting.key))
-            .then_some(file_name.as_deref())
-            .flatten();
-        let value = (setting.show)(&options.args);
-        let row = match (
-            config::settings::table::origin(source, env.as_deref(), file),
-            value,
-        ) {
-            (Some(origin), Some(value)) if origin != "default" || setting.key != "formation" => {
-                Some((value, origin))
-            }
-            // Below the flags, `HKRUN_FORMATION` and hkrun.toml: app.json's formation.
-            (None | Some(_), _) if setting.key == "formation" => app
-                .app_json
-                .as_ref()
-                .and_then(|(_, a)| a.formation())
-                .map(|spec| (spec, "app.json".to_owned())),
-            _ => None,
-        };
-        if let Some((value, origin)) = row {
-            rows.push((setting.key, value, origin));
-        }
-    }
+    let app_json_formation = app.app_json.as_ref().and_then(|(_, a)| a.formation());
+    let mut rows = config::settings::table::provenance(&options, given, app_json_formation);
     // A plain app's check reads as it always has: the settings show once something
     // besides flags and defaults sets one, or when asked.
     if !args.settings && rows.iter().all(|(_, _, o)| o == "flag" || o == "default") {

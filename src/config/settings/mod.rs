@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::cli::StartArgs;
 use crate::plan::schedule::{Frequency, Job};
@@ -81,13 +81,11 @@ impl StartOptions {
 }
 
 /// One `[[scheduler]]` job: a command, and either Scheduler's `frequency` or `cron`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SchedulerJob {
     pub command: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
 }
 
@@ -111,25 +109,17 @@ impl SchedulerJob {
 /// `[types.NAME]` in hkrun.toml: the per-type forms of `--restart`, `--memory-limit`,
 /// `--timeout` and `--boot-timeout`, and what only a type can have: its stop signal,
 /// its own variables, and the types it starts after.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TypeSettings {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
     /// Its dynos run on pseudo-terminals.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
 }
 

@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::ArgMatches;
 use clap::ValueEnum;
 use clap::parser::ValueSource;
 use serde::de::DeserializeOwned;
 
-use super::values;
+use super::{StartOptions, values};
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
 use crate::plan::formation::DynoSize;
 
@@ -400,20 +401,47 @@ pub fn in_file(key: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.in_file && s.key == key)
 }
 
-/// Where a setting's value came from, as `check` names it: its source on the command
-/// line (clap's), its `HKRUN_*` variable, the file that set it, or none.
-pub fn origin(
-    source: Option<ValueSource>,
-    env: Option<&str>,
-    file: Option<&str>,
-) -> Option<String> {
-    match (source, file) {
-        (Some(ValueSource::CommandLine), _) => Some("flag".into()),
-        (Some(ValueSource::EnvVariable), _) => env.map(str::to_owned),
-        (_, Some(file)) => Some(file.to_owned()),
-        (Some(ValueSource::DefaultValue), None) => Some("default".into()),
-        _ => None,
+/// Each setting `start` would run with, its value and where it came from, highest
+/// first: `flag`, its `HKRUN_*` variable (clap's value source in `given`, the
+/// subcommand's matches), the settings file (the keys it set), app.json's formation, or
+/// `default`; a setting nothing set is left out.
+pub fn provenance(
+    options: &StartOptions,
+    given: &ArgMatches,
+    app_json_formation: Option<String>,
+) -> Vec<(&'static str, String, String)> {
+    let command = <StartArgs as clap::Args>::augment_args(clap::Command::new("start"));
+    let file = options.file.as_ref().map(|p| p.display().to_string());
+    let mut rows = Vec::new();
+    for setting in SETTINGS {
+        let source = (given.try_contains_id(setting.id).unwrap_or(false))
+            .then(|| given.value_source(setting.id))
+            .flatten();
+        let origin = match source {
+            Some(ValueSource::CommandLine) => Some("flag".to_owned()),
+            Some(ValueSource::EnvVariable) => command
+                .get_arguments()
+                .find(|a| a.get_id() == setting.id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned()),
+            _ if options.from_file.contains(&setting.key) => file.clone(),
+            Some(ValueSource::DefaultValue) => Some("default".to_owned()),
+            _ => None,
+        };
+        let row = match (origin, (setting.show)(&options.args)) {
+            (Some(origin), Some(value)) => Some((value, origin)),
+            // The formation has no default: below the flags, `HKRUN_FORMATION` and the
+            // file, app.json's.
+            _ if setting.key == "formation" => app_json_formation
+                .clone()
+                .map(|spec| (spec, "app.json".to_owned())),
+            _ => None,
+        };
+        if let Some((value, origin)) = row {
+            rows.push((setting.key, value, origin));
+        }
     }
+    rows
 }
 
 #[cfg(test)]
