@@ -67,8 +67,27 @@ fn named<T: ValueEnum>(value: &T) -> Option<String> {
 }
 
 /// A row: key, clap id, the file value's type, how it is set (`Ok(())` once done), and
-/// how it is shown.
+/// how it is shown; `plain` (set as it is, shown by `Display`), `some` (an `Option` field)
+/// and `list` (a list of names) for the usual ones.
 macro_rules! row {
+    (plain $key:literal, $id:literal, $t:ty, $($f:ident).+) => {
+        row!($key, $id, $t, |a, v, _f| {
+            a.$($f).+ = v;
+            Ok(())
+        }, |a| Some(a.$($f).+.to_string()))
+    };
+    (some $key:literal, $id:literal, $t:ty, $($f:ident).+) => {
+        row!($key, $id, $t, |a, v, _f| {
+            a.$($f).+ = Some(v);
+            Ok(())
+        }, |a| a.$($f).+.as_ref().map(ToString::to_string))
+    };
+    (list $key:literal, $id:literal, $($f:ident).+) => {
+        row!($key, $id, Vec<String>, |a, v, _f| {
+            a.$($f).+ = v;
+            Ok(())
+        }, |a| joined(&a.$($f).+))
+    };
     ($key:literal, $id:literal, $t:ty, |$a:ident, $v:ident, $f:ident| $set:expr, |$s:ident| $show:expr) => {
         Setting {
             key: $key,
@@ -119,16 +138,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         |a| joined(a.files.env.iter().map(|p| p.display()))
     ),
-    row!(
-        "port",
-        "port",
-        u16,
-        |a, v, _f| {
-            a.files.port = Some(v);
-            Ok(())
-        },
-        |a| a.files.port.map(|p| p.to_string())
-    ),
+    row!(some "port", "port", u16, files.port),
     row!(
         "formation",
         "formation",
@@ -152,26 +162,8 @@ pub static SETTINGS: &[Setting] = &[
         },
         |a| Some(a.formation.dyno_size.clone())
     ),
-    row!(
-        "timeout",
-        "timeout",
-        f64,
-        |a, v, _f| {
-            a.timeout = v;
-            Ok(())
-        },
-        |a| Some(a.timeout.to_string())
-    ),
-    row!(
-        "no-release",
-        "no_release",
-        bool,
-        |a, v, _f| {
-            a.no_release = v;
-            Ok(())
-        },
-        |a| Some(a.no_release.to_string())
-    ),
+    row!(plain "timeout", "timeout", f64, timeout),
+    row!(plain "no-release", "no_release", bool, no_release),
     row!(
         "tty",
         "tty",
@@ -182,26 +174,8 @@ pub static SETTINGS: &[Setting] = &[
         },
         |a| a.tty.as_ref().and_then(joined)
     ),
-    row!(
-        "metrics",
-        "metrics",
-        String,
-        |a, v, _f| {
-            a.metrics = Some(v);
-            Ok(())
-        },
-        |a| a.metrics.clone()
-    ),
-    row!(
-        "dashboard",
-        "dashboard",
-        String,
-        |a, v, _f| {
-            a.dashboard = Some(v);
-            Ok(())
-        },
-        |a| a.dashboard.clone()
-    ),
+    row!(some "metrics", "metrics", String, metrics),
+    row!(some "dashboard", "dashboard", String, dashboard),
     row!(
         "drain",
         "drain",
@@ -239,46 +213,10 @@ pub static SETTINGS: &[Setting] = &[
             .to_string()
         )
     ),
-    row!(
-        "log-keep",
-        "log_keep",
-        usize,
-        |a, v, _f| {
-            a.log_keep = v;
-            Ok(())
-        },
-        |a| Some(a.log_keep.to_string())
-    ),
-    row!(
-        "quiet",
-        "quiet",
-        Vec<String>,
-        |a, v, _f| {
-            a.quiet = v;
-            Ok(())
-        },
-        |a| joined(&a.quiet)
-    ),
-    row!(
-        "no-router",
-        "no_router",
-        bool,
-        |a, v, _f| {
-            a.no_router = v;
-            Ok(())
-        },
-        |a| Some(a.no_router.to_string())
-    ),
-    row!(
-        "no-preboot",
-        "no_preboot",
-        bool,
-        |a, v, _f| {
-            a.no_preboot = v;
-            Ok(())
-        },
-        |a| Some(a.no_preboot.to_string())
-    ),
+    row!(plain "log-keep", "log_keep", usize, log_keep),
+    row!(list "quiet", "quiet", quiet),
+    row!(plain "no-router", "no_router", bool, no_router),
+    row!(plain "no-preboot", "no_preboot", bool, no_preboot),
     row!(
         "router-address",
         "router_address",
@@ -307,16 +245,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         |a| named(&a.balance)
     ),
-    row!(
-        "exit-on-crash",
-        "exit_on_crash",
-        bool,
-        |a, v, _f| {
-            a.exit_on_crash = v;
-            Ok(())
-        },
-        |a| Some(a.exit_on_crash.to_string())
-    ),
+    row!(plain "exit-on-crash", "exit_on_crash", bool, exit_on_crash),
     row!(
         "restart",
         "restart",
@@ -327,26 +256,8 @@ pub static SETTINGS: &[Setting] = &[
         },
         |a| Some(a.restart.to_string())
     ),
-    row!(
-        "restart-cap",
-        "restart_cap",
-        f64,
-        |a, v, _f| {
-            a.restart_cap = v;
-            Ok(())
-        },
-        |a| Some(a.restart_cap.to_string())
-    ),
-    row!(
-        "boot-timeout",
-        "boot_timeout",
-        f64,
-        |a, v, _f| {
-            a.boot_timeout = v;
-            Ok(())
-        },
-        |a| Some(a.boot_timeout.to_string())
-    ),
+    row!(plain "restart-cap", "restart_cap", f64, restart_cap),
+    row!(plain "boot-timeout", "boot_timeout", f64, boot_timeout),
     row!(
         "memory-limit",
         "memory_limit",
@@ -369,16 +280,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         |a| named(&a.output.color)
     ),
-    row!(
-        "no-timestamp",
-        "no_timestamp",
-        bool,
-        |a, v, _f| {
-            a.output.no_timestamp = v;
-            Ok(())
-        },
-        |a| Some(a.output.no_timestamp.to_string())
-    ),
+    row!(plain "no-timestamp", "no_timestamp", bool, output.no_timestamp),
     row!(
         "log-format",
         "log_format",
