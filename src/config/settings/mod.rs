@@ -359,7 +359,9 @@ impl Settings {
         options.file = Some(from.to_owned());
         for (key, value) in &self.values {
             let setting = table::in_file(key).expect("checked when read");
-            if given(setting.id) {
+            // `start web=2` names the formation too.
+            let typed_formation = setting.key == "formation" && !options.args.types.is_empty();
+            if given(setting.id) || typed_formation {
                 continue;
             }
             let text = match value {

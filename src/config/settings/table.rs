@@ -144,10 +144,7 @@ pub static SETTINGS: &[Setting] = &[
         "formation",
         String,
         |a, v, _f| {
-            // `start web=2` names the formation too.
-            if a.types.is_empty() {
-                a.formation.formation = Some(v);
-            }
+            a.formation.formation = Some(v);
             Ok(())
         },
         |a| a.formation.formation.clone()
@@ -334,7 +331,7 @@ pub fn provenance(
             (Some(origin), Some(value)) => Some((value, origin)),
             // The formation has no default: below the flags, `HKRUN_FORMATION` and the
             // file, app.json's.
-            _ if setting.key == "formation" => app_json_formation
+            _ if setting.key == "formation" && options.args.types.is_empty() => app_json_formation
                 .clone()
                 .map(|spec| (spec, "app.json".to_owned())),
             _ => None,
