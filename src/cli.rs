@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::logs::LogFormat;
-use crate::logs::LogSource;
+use crate::config::settings::values;
+use crate::logs::{LogFormat, LogSource};
+use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::router::Balance;
 
 /// Run a Procfile app the way Heroku runs it: release first, dynos scaled to a formation,
@@ -277,7 +278,8 @@ pub struct FormationArgs {
         long = "dyno-size",
         value_name = "SIZE",
         default_value = "standard-1x",
-        env = "HKRUN_DYNO_SIZE"
+        env = "HKRUN_DYNO_SIZE",
+        value_parser = values::dyno_size
     )]
     pub dyno_size: String,
 }
@@ -302,16 +304,6 @@ pub struct StartArgs {
     pub files: FileArgs,
     #[command(flatten)]
     pub formation: FormationArgs,
-    /// hkrun.toml's `[types.NAME]` rules that no flag has (stop signal, grace, boot
-    /// timeout, env, `after`), by type.
-    #[arg(skip)]
-    pub rules: std::collections::BTreeMap<String, crate::plan::TypeRules>,
-    /// The file `rules` (and `scheduler`) came from.
-    #[arg(skip)]
-    pub rules_from: Option<PathBuf>,
-    /// hkrun.toml's `[[scheduler]]` jobs.
-    #[arg(skip)]
-    pub scheduler: Vec<crate::plan::schedule::Job>,
     /// Seconds a dyno gets between SIGTERM and SIGKILL when stopping.
     #[arg(
         short = 't',
@@ -375,9 +367,10 @@ pub struct StartArgs {
         long = "log-max-size",
         value_name = "SIZE",
         default_value = "10M",
-        env = "HKRUN_LOG_MAX_SIZE"
+        env = "HKRUN_LOG_MAX_SIZE",
+        value_parser = values::log_max_size
     )]
-    pub log_max_size: String,
+    pub log_max_size: u64,
     /// Rotated log files kept beside each current one (web.1.log.1 is the newest), at
     /// most 1000.
     #[arg(
@@ -441,9 +434,10 @@ pub struct StartArgs {
         long,
         value_name = "POLICY",
         default_value = "always",
-        env = "HKRUN_RESTART"
+        env = "HKRUN_RESTART",
+        value_parser = values::restart
     )]
-    pub restart: String,
+    pub restart: PerType<RestartPolicy>,
     /// The longest wait between restarts of a crashing dyno (the back-off doubles from
     /// 1 second up to this).
     #[arg(
@@ -467,9 +461,10 @@ pub struct StartArgs {
         long,
         value_name = "MODE",
         default_value = "on",
-        env = "HKRUN_MEMORY_LIMIT"
+        env = "HKRUN_MEMORY_LIMIT",
+        value_parser = values::memory_limit
     )]
-    pub memory_limit: String,
+    pub memory_limit: PerType<MemoryLimit>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -558,18 +553,12 @@ pub enum ColorChoice {
     Never,
 }
 
+/// `check` takes `start`'s settings (flags, `HKRUN_*` variables, the settings file), and
+/// shows the plan `start` would run.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    pub files: FileArgs,
-    #[command(flatten)]
-    pub formation: FormationArgs,
-    /// Skip the Procfile's `release` entry in the plan shown.
-    #[arg(long)]
-    pub no_release: bool,
-    /// Show foreman's port layout, with no router in front of web.
-    #[arg(long)]
-    pub no_router: bool,
+    pub start: StartArgs,
     /// List every setting of `start` and where it comes from, even when only defaults
     /// and flags set them (with hkrun.toml, app.json or an `HKRUN_*` variable, always).
     #[arg(long)]
@@ -805,6 +794,14 @@ mod tests {
             "invalid value 'sometimes' for '--color <WHEN>' (possible values: auto, always, never)"
         );
         assert_eq!(
+            said("hkrun start --restart web=sometimes"),
+            "invalid value 'web=sometimes' for '--restart <POLICY>': expected always, on-failure or never, or TYPE=VALUE pairs"
+        );
+        assert_eq!(
+            said("hkrun start --log-max-size 1B"),
+            "invalid value '1B' for '--log-max-size <SIZE>': expected a size of 1K or more, such as 512K, 10M or 1G"
+        );
+        assert_eq!(
             said("hkrun sacle web=2"),
             "unrecognized subcommand 'sacle'; some similar subcommands exist: 'ps:scale', 'scale'"
         );
@@ -892,6 +889,11 @@ mod tests {
             "hkrun start web -m web=1",
             "hkrun start --color sometimes",
             "hkrun start --log-format xml",
+            "hkrun start --restart sometimes",
+            "hkrun start --memory-limit lots",
+            "hkrun start --dyno-size huge",
+            "hkrun check --dyno-size huge",
+            "hkrun start --log-max-size tiny",
             "hkrun run",
             "hkrun scale",
             "hkrun logs --source db",

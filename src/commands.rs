@@ -21,31 +21,42 @@ fn warn_all(app: &App) {
     }
 }
 
+/// `start`'s (or `check`'s) settings: `args` as flags and `HKRUN_*` variables gave them
+/// (`given`: the subcommand's matches), then the settings file's where they said nothing.
+fn configured(
+    args: &StartArgs,
+    given: &clap::ArgMatches,
+) -> Result<config::settings::StartOptions, Error> {
+    let root = config::app_root(args.files.root.as_deref(), args.files.procfile.as_deref());
+    Ok(
+        match config::settings::Settings::find(args.config.as_deref(), &root)? {
+            Some((path, settings)) => settings.apply(
+                &path,
+                &|id| config::settings::given_in(given, id),
+                args.clone(),
+            )?,
+            None => config::settings::StartOptions::new(args.clone()),
+        },
+    )
+}
+
 /// `hkrun start`, with the settings file's defaults where flags and `HKRUN_*` variables
 /// said nothing.
 pub fn start_configured(args: &StartArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
-    let root = config::app_root(args.files.root.as_deref(), args.files.procfile.as_deref());
     let given = matches
         .subcommand_matches("start")
         .expect("the command line is start's");
-    let args = match config::settings::Settings::find(args.config.as_deref(), &root)? {
-        Some((path, settings)) => settings.apply(
-            &path,
-            &|id| config::settings::given_in(given, id),
-            args.clone(),
-        )?,
-        None => args.clone(),
-    };
-    start(&args)
+    start(&configured(args, given)?)
 }
 
 /// `hkrun start`.
-pub fn start(args: &StartArgs) -> Result<i32, Error> {
+pub fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
     process::close_inherited_on_exec();
     if let Err(err) = process::unblock_signals() {
         tracing::warn!(%err, "cannot unblock signals; dynos may start with some blocked");
     }
-    let config = StartConfig::resolve(args)?;
+    let args = &options.args;
+    let config = StartConfig::resolve(options)?;
     warn_all(&config.app);
     let path = socket::path(args.socket.as_deref(), &config.app.root);
     // One supervisor per app folder, whatever its socket; held until hkrun exits.
@@ -178,109 +189,19 @@ mod libc_errno {
 /// `hkrun check`, with the settings `start` would apply, and where each of `start`'s
 /// settings comes from.
 pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
-    use clap::{CommandFactory, FromArgMatches};
     let given = matches
         .subcommand_matches("check")
         .expect("the command line is check's");
-    // `start` with nothing typed: its defaults and the `HKRUN_*` variables.
-    let cli = crate::cli::Cli::command();
-    let start_command = cli
-        .find_subcommand("start")
-        .expect("start is a subcommand")
-        .clone();
-    let unreadable = |e: clap::Error| Error::BadFlag {
-        flag: "HKRUN_*",
-        value: e.kind().to_string(),
-        reason: "an HKRUN_* variable holds a value start does not take",
-    };
-    let untyped = start_command
-        .clone()
-        .try_get_matches_from(["start"])
-        .map_err(unreadable)?;
-    let mut start = StartArgs::from_arg_matches(&untyped).map_err(unreadable)?;
-    start.files = args.files.clone();
-    start.formation = args.formation.clone();
-    start.no_release = args.no_release;
-    start.no_router = args.no_router;
-    let root = config::app_root(args.files.root.as_deref(), args.files.procfile.as_deref());
-    // The file `start` reads: `HKRUN_CONFIG`'s, else hkrun.toml or .foreman.
-    let found = config::settings::Settings::find(start.config.as_deref(), &root)?;
-    if let Some((path, settings)) = &found {
-        let typed = |id: &str| {
-            config::settings::given_in(given, id) || config::settings::given_in(&untyped, id)
-        };
-        start = settings.clone().apply(path, &typed, start)?;
-    }
+    let options = configured(&args.start, given)?;
     // Whatever `start` would refuse, `check` does, by the same code (app.json's secrets
     // left unmade).
-    StartConfig::checked(App::load(&start.files, false)?, &start)?;
-    let resolved = CheckArgs {
-        files: start.files.clone(),
-        formation: start.formation.clone(),
-        no_release: start.no_release,
-        no_router: start.no_router,
-        settings: args.settings,
-    };
-    check(&resolved)?;
+    StartConfig::checked(App::load(&options.args.files, false)?, &options)?;
+    check(&options.args)?;
 
     // Where each of start's settings comes from, highest first.
-    let app = App::load(&resolved.files, false)?;
-    let from_file: Vec<(String, String)> =
-        found.as_ref().map(|(_, s)| s.shown()).unwrap_or_default();
-    let file_name = found
-        .as_ref()
-        .map(|(p, _)| p.display().to_string())
-        .unwrap_or_default();
-    let raw = |m: &clap::ArgMatches, id: &str| {
-        m.get_raw(id)
-            .map(|values| {
-                values
-                    .map(|v| v.to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    for arg in start_command.get_arguments() {
-        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
-            continue;
-        };
-        if matches!(long, "help" | "config" | "socket" | "dyno") {
-            continue;
-        }
-        let in_check = given.try_contains_id(id).unwrap_or(false)
-            && given.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        let from_env = untyped.value_source(id) == Some(clap::parser::ValueSource::EnvVariable)
-            || (given.try_contains_id(id).unwrap_or(false)
-                && given.value_source(id) == Some(clap::parser::ValueSource::EnvVariable));
-        let row = if in_check {
-            Some((raw(given, id), "flag".to_owned()))
-        } else if from_env {
-            let name = arg.get_env().map(|e| e.to_string_lossy().into_owned());
-            Some((raw(&untyped, id), name.unwrap_or_default()))
-        } else if let Some((_, value)) = from_file.iter().find(|(k, _)| k == long) {
-            Some((value.clone(), file_name.clone()))
-        } else if let (true, Some((_, a))) = (long == "formation", &app.app_json) {
-            a.formation().map(|spec| (spec, "app.json".to_owned()))
-        } else if untyped.value_source(id) == Some(clap::parser::ValueSource::DefaultValue) {
-            Some((raw(&untyped, id), "default".to_owned()))
-        } else {
-            None
-        };
-        if let Some((value, origin)) = row {
-            // A drain's credentials are never shown (README, "Log drains").
-            let value = match long {
-                "drain" => value
-                    .split(',')
-                    .map(crate::logs::drains::masked)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => value,
-            };
-            rows.push((long.to_owned(), value, origin));
-        }
-    }
+    let app = App::load(&options.args.files, false)?;
+    let app_json_formation = app.app_json.as_ref().and_then(|(_, a)| a.formation());
+    let mut rows = config::settings::table::provenance(&options, given, app_json_formation);
     // A plain app's check reads as it always has: the settings show once something
     // besides flags and defaults sets one, or when asked.
     if !args.settings && rows.iter().all(|(_, _, o)| o == "flag" || o == "default") {
@@ -323,10 +244,10 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
 }
 
 /// `hkrun check`: validates and prints the plan, starting nothing.
-pub fn check(args: &CheckArgs) -> Result<i32, Error> {
+pub fn check(args: &StartArgs) -> Result<i32, Error> {
     let app = App::load(&args.files, false)?;
     warn_all(&app);
-    let plans = config::plans(&app, &args.formation, &[])?;
+    let plans = config::plans(&app, &args.formation, &args.types)?;
     let router = config::router(&plans, app.base_port, args.no_router)?;
     let types = config::process_types(&plans, router.is_some(), &config::Policies::default());
     let dynos = config::dynos(&types, &plans, app.base_port)?;

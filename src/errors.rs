@@ -199,7 +199,8 @@ impl Error {
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE
             }
-            Self::ConfigVar(_) | Self::Settings(SettingsError::Invalid { .. }) => {
+            Self::ConfigVar(_)
+            | Self::Settings(SettingsError::Invalid { .. } | SettingsError::Value { .. }) => {
                 exit_code::BAD_INPUT
             }
             Self::Settings(SettingsError::Read { .. })

@@ -28,6 +28,7 @@ use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, TypeRules, ports};
 use env::Vars;
 use procfile::{Procfile, ProcfileError};
+use settings::StartOptions;
 
 /// The process type that gets HTTP traffic, readiness checks and the router.
 pub const WEB: &str = "web";
@@ -580,17 +581,18 @@ pub struct StartConfig {
 
 impl StartConfig {
     /// `start`'s config: the app loaded, app.json's secrets made, then `checked`.
-    pub fn resolve(args: &StartArgs) -> Result<Self, Error> {
-        let mut app = App::load(&args.files, false)?;
+    pub fn resolve(options: &StartOptions) -> Result<Self, Error> {
+        let mut app = App::load(&options.args.files, false)?;
         app.generate_secrets()?;
-        Self::checked(app, args)
+        Self::checked(app, options)
     }
 
     /// Everything `start` refuses of its settings and the app before it runs anything,
     /// writing nothing: `check` runs it too, so the two refuse the same (README,
     /// "Settings"). What depends on the machine at the start (a port in use, a host name
     /// that does not resolve) is left to `start`.
-    pub fn checked(app: App, args: &StartArgs) -> Result<Self, Error> {
+    pub fn checked(app: App, options: &StartOptions) -> Result<Self, Error> {
+        let args = &options.args;
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
         let release = if args.no_release {
@@ -609,22 +611,12 @@ impl StartConfig {
                 reason: "expected a number of seconds above 0",
             });
         }
-        let restart = PerType::parse(
-            &args.restart,
-            RestartPolicy::Always,
-            "--restart",
-            "always, on-failure or never",
-        )?;
-        let memory = PerType::parse(
-            &args.memory_limit,
-            MemoryLimit::On,
-            "--memory-limit",
-            "on, warn or off",
-        )?;
+        let restart = args.restart.clone();
+        let memory = args.memory_limit.clone();
         let procfile = app.procfile();
-        if let Some(path) = &args.rules_from {
-            check_rules(path, &args.rules, &plans)?;
-            check_type_env(path, &args.rules, &app)?;
+        if let Some(path) = options.rules_from() {
+            check_rules(path, &options.rules, &plans)?;
+            check_type_env(path, &options.rules, &app)?;
         }
         known_types(
             procfile,
@@ -634,7 +626,7 @@ impl StartConfig {
             restart,
             memory,
             boot_timeout,
-            rules: args.rules.clone(),
+            rules: options.rules.clone(),
             tty: args.tty.clone().unwrap_or_default(),
             dyno_name: args.dyno.clone(),
         };
@@ -687,10 +679,10 @@ impl StartConfig {
             },
             _ => None,
         };
-        if let (Some(path), false) = (&args.rules_from, args.scheduler.is_empty()) {
+        if let (Some(path), false) = (options.rules_from(), options.scheduler.is_empty()) {
             if app.procfile().names().contains(&crate::dyno::SCHEDULER) {
                 return Err(Error::BadSetting {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     key: "[[scheduler]]".into(),
                     reason: "its runs are scheduler.N, and the Procfile has a type of that name"
                         .into(),
@@ -708,7 +700,7 @@ impl StartConfig {
         let plan = AppPlan {
             release,
             postdeploy,
-            scheduler: args.scheduler.clone(),
+            scheduler: options.scheduler.clone(),
             dynos,
             types,
             base_port: app.base_port,
@@ -851,16 +843,7 @@ fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, E
     let Some(dir) = &args.log_dir else {
         return Ok(None);
     };
-    let max_size = match args.log_max_size.parse::<DynoSize>() {
-        Ok(size) if size.name.is_none() && size.bytes >= 1024 => size.bytes,
-        _ => {
-            return Err(Error::BadFlag {
-                flag: "--log-max-size",
-                value: args.log_max_size.clone(),
-                reason: "expected a size of 1K or more, such as 512K, 10M or 1G",
-            });
-        }
-    };
+    let max_size = args.log_max_size;
     if args.log_keep > crate::logs::files::KEEP_AT_MOST {
         return Err(Error::BadFlag {
             flag: "--log-keep",

@@ -134,6 +134,27 @@ impl fmt::Display for RestartPolicy {
     }
 }
 
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::On => "on",
+            Self::Warn => "warn",
+            Self::Off => "off",
+        })
+    }
+}
+
+/// As typed: the default, then each `TYPE=VALUE` (`always,css=never`).
+impl<T: fmt::Display> fmt::Display for PerType<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.default)?;
+        for (name, value) in &self.overrides {
+            write!(f, ",{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +174,7 @@ mod tests {
         assert_eq!(p.get("worker"), RestartPolicy::OnFailure);
         assert_eq!(p.get("web"), RestartPolicy::Always);
         assert_eq!(p.names().collect::<Vec<_>>(), ["web"]);
+        assert_eq!(p.to_string(), "on-failure,web=always");
     }
 
     #[test]

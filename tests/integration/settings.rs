@@ -447,3 +447,43 @@ fn check_refuses_every_setting_start_refuses() {
     app.write("app.json", r#"{"scripts": {"postdeploy": "echo seed"}}"#);
     assert!(both_refuse(&app, &[]).contains("scripts.postdeploy runs as postdeploy.1"));
 }
+
+#[test]
+fn a_bad_policy_is_a_usage_error_on_the_command_line_and_names_its_line_in_the_file() {
+    let app = App::new("worker: touch started\n");
+    let tag = unique_tag();
+    for (args, var) in [
+        (&["start", "--restart", "sometimes"][..], None),
+        (&["start", "--memory-limit", "lots"][..], None),
+        (&["start", "--dyno-size", "huge"][..], None),
+        (&["check", "--dyno-size", "huge"][..], None),
+        (&["start", "--log-max-size", "tiny"][..], None),
+        (&["start"][..], Some(("HKRUN_RESTART", "sometimes"))),
+        (&["check"][..], Some(("HKRUN_RESTART", "sometimes"))),
+    ] {
+        let mut command = hkrun(app.path(), args, &tag);
+        command.envs(var);
+        let mut hk = Hk::spawn(command);
+        let status = hk.wait_exit();
+        let stderr = hk.stderr();
+        assert_eq!(status.code(), Some(2), "{args:?} {var:?}: {stderr}");
+        assert!(stderr.starts_with("hkrun: invalid value '"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert!(!app.file("started").exists());
+    app.write(
+        "hkrun.toml",
+        "port = 6100\n\n[types.worker]\nrestart = \"sometimes\"\n",
+    );
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: bad value `always,worker=sometimes` for --restart: expected always, \
+         on-failure or never, or TYPE=VALUE pairs (hkrun.toml:4)\n"
+    );
+    app.write("hkrun.toml", "port = 6100\nlog-max-size = \"1B\"\n");
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: bad value `1B` for --log-max-size: expected a size of 1K or more, such as \
+         512K, 10M or 1G (hkrun.toml:2)\n"
+    );
+}

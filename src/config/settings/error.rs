@@ -16,4 +16,11 @@ pub enum SettingsError {
         line: Option<usize>,
         message: String,
     },
+    /// A value the flag would refuse: the flag's words, then where the file says it.
+    #[error("{message} ({}{})", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Value {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
 }

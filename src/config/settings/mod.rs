@@ -9,95 +9,83 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
+use crate::cli::StartArgs;
 use crate::plan::schedule::{Frequency, Job};
 use crate::plan::{StopRule, TypeRules};
 
 pub(crate) mod error;
+pub mod table;
+pub mod values;
 
 pub use error::SettingsError;
 
-/// `hkrun.toml`: each key is a `start` flag's long name.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// `hkrun.toml` (or `.foreman`): each top-level key a `start` flag's long name, a row of
+/// `table::SETTINGS`; then `[types.NAME]` and `[[scheduler]]`.
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub procfile: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub env: Option<Vec<PathBuf>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub formation: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dyno_size: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_release: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quiet: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<String>,
-    /// `dashboard = "127.0.0.1:0"` (an address, a host name and port, or a port on
-    /// 127.0.0.1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dashboard: Option<String>,
-    /// Log drains' URLs (`drains` is taken too).
-    #[serde(skip_serializing_if = "Option::is_none", alias = "drains")]
-    pub drain: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_dir: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_max_size: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_keep: Option<usize>,
-    /// Types whose dynos run on pseudo-terminals (`["all"]`: every type).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tty: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_router: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_preboot: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub balance: Option<String>,
-    /// `router-address = "0.0.0.0"`: where the router listens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub router_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_on_crash: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_cap: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub boot_timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_limit: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub color: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_timestamp: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<String>,
+    /// The top-level keys, each checked against the table and of its type.
+    values: toml::Table,
     /// `[types.NAME]`: what differs for one process type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub types: Option<BTreeMap<String, TypeSettings>>,
+    types: BTreeMap<String, TypeSettings>,
     /// `[[scheduler]]`: Heroku Scheduler's jobs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scheduler: Vec<SchedulerJob>,
+    scheduler: Vec<SchedulerJob>,
+    /// Each key's line in the file (`types.web.restart` for a table's), for errors.
+    lines: BTreeMap<String, usize>,
+}
+
+/// hkrun.toml's tables; its other keys are `Settings::values`.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Tables {
+    #[serde(default)]
+    types: BTreeMap<String, TypeSettings>,
+    #[serde(default)]
+    scheduler: Vec<SchedulerJob>,
+}
+
+/// `start`'s settings merged: the command line's and the `HKRUN_*` variables', then the
+/// settings file's where they said nothing.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub args: StartArgs,
+    /// hkrun.toml's `[types.NAME]` rules that no flag has (stop signal, grace, boot
+    /// timeout, env, `after`), by type.
+    pub rules: BTreeMap<String, TypeRules>,
+    /// hkrun.toml's `[[scheduler]]` jobs.
+    pub scheduler: Vec<Job>,
+    /// The settings file, when there is one.
+    pub file: Option<PathBuf>,
+    /// The keys the file set (`table::SETTINGS`' keys).
+    pub from_file: Vec<&'static str>,
+}
+
+impl StartOptions {
+    /// The command line's and `HKRUN_*`'s settings alone.
+    pub fn new(args: StartArgs) -> Self {
+        Self {
+            args,
+            rules: BTreeMap::new(),
+            scheduler: Vec::new(),
+            file: None,
+            from_file: Vec::new(),
+        }
+    }
+
+    /// The file `rules` and `scheduler` came from, when they are some.
+    pub fn rules_from(&self) -> Option<&Path> {
+        let any = !self.rules.is_empty() || !self.scheduler.is_empty();
+        self.file.as_deref().filter(|_| any)
+    }
 }
 
 /// One `[[scheduler]]` job: a command, and either Scheduler's `frequency` or `cron`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SchedulerJob {
     pub command: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
 }
 
@@ -121,25 +109,17 @@ impl SchedulerJob {
 /// `[types.NAME]` in hkrun.toml: the per-type forms of `--restart`, `--memory-limit`,
 /// `--timeout` and `--boot-timeout`, and what only a type can have: its stop signal,
 /// its own variables, and the types it starts after.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TypeSettings {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<String>>,
     /// Its dynos run on pseudo-terminals.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
 }
 
@@ -209,6 +189,30 @@ struct Foreman {
     timeout: Option<f64>,
 }
 
+/// The line of each `key =` in a TOML file, by its dotted path (`port`,
+/// `types.web.restart`): the first line it is on.
+fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut table = String::new();
+    let mut lines = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            table = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        } else if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            let path = match table.is_empty() {
+                true => key.to_owned(),
+                false => format!("{table}.{key}"),
+            };
+            lines.entry(path).or_insert(n + 1);
+        }
+    }
+    lines
+}
+
 /// The 1-based line of byte `at`.
 fn line_of(text: &str, at: usize) -> usize {
     1 + text.as_bytes()[..at.min(text.len())]
@@ -252,11 +256,49 @@ impl Settings {
 
     pub fn read_toml(path: &Path) -> Result<Self, SettingsError> {
         let text = Self::read(path)?;
-        toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+        let invalid = |e: toml::de::Error| SettingsError::Invalid {
             path: path.to_owned(),
             line: e.span().map(|s| line_of(&text, s.start)),
             message: e.message().trim().to_owned(),
-        })
+        };
+        let tables: Tables = toml::from_str(&text).map_err(invalid)?;
+        let mut values: toml::Table = toml::from_str(&text).map_err(invalid)?;
+        values.remove("types");
+        values.remove("scheduler");
+        Self {
+            values,
+            types: tables.types,
+            scheduler: tables.scheduler,
+            lines: key_lines(&text),
+        }
+        .checked(path)
+    }
+
+    /// Refuses a key no setting has, or a value not of its setting's type, with its line.
+    fn checked(self, path: &Path) -> Result<Self, SettingsError> {
+        for (key, value) in &self.values {
+            let invalid = |message: String| SettingsError::Invalid {
+                path: path.to_owned(),
+                line: self.lines.get(key).copied(),
+                message,
+            };
+            let Some(setting) = table::in_file(key) else {
+                let known: Vec<String> = table::SETTINGS
+                    .iter()
+                    .filter(|s| s.in_file)
+                    .map(|s| format!("`{}`", s.key))
+                    .chain(["`types`".into(), "`scheduler`".into()])
+                    .collect();
+                return Err(invalid(format!(
+                    "unknown field `{key}`, expected one of {}",
+                    known.join(", ")
+                )));
+            };
+            if let Err(table::Refusal::Type(message)) = (setting.check)(value) {
+                return Err(invalid(message));
+            }
+        }
+        Ok(self)
     }
 
     fn read_foreman(path: &Path) -> Result<Self, SettingsError> {
@@ -269,89 +311,91 @@ impl Settings {
                 message: crate::config::text::without_position(&e),
             })?,
         };
+        let mut values = toml::Table::new();
+        let mut put = |key: &str, value: Option<toml::Value>| {
+            if let Some(value) = value {
+                values.insert(key.to_owned(), value);
+            }
+        };
+        put(
+            "procfile",
+            foreman.procfile.map(|p| p.display().to_string().into()),
+        );
+        // foreman's `env` is one file or several, comma-separated.
+        put(
+            "env",
+            foreman.env.map(|e| {
+                e.split(',')
+                    .map(|f| f.trim().to_owned())
+                    .collect::<Vec<_>>()
+                    .into()
+            }),
+        );
+        put("port", foreman.port.map(|p| i64::from(p).into()));
+        put(
+            "formation",
+            foreman.formation.or(foreman.concurrency).map(Into::into),
+        );
+        put("timeout", foreman.timeout.map(Into::into));
         Ok(Self {
-            procfile: foreman.procfile,
-            // foreman's `env` is one file or several, comma-separated.
-            env: foreman
-                .env
-                .map(|e| e.split(',').map(|f| PathBuf::from(f.trim())).collect()),
-            port: foreman.port,
-            formation: foreman.formation.or(foreman.concurrency),
-            timeout: foreman.timeout,
+            values,
             ..Self::default()
         })
     }
 
-    /// The keys the file sets, each as text (`hkrun check`).
-    pub fn shown(&self) -> Vec<(String, String)> {
-        let Ok(toml::Value::Table(table)) = toml::Value::try_from(self) else {
-            return Vec::new();
-        };
-        table
-            .into_iter()
-            .map(|(key, value)| {
-                let text = match value {
-                    toml::Value::String(s) => s,
-                    toml::Value::Array(items) => items
-                        .iter()
-                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    other => other.to_string(),
-                };
-                (key, text)
-            })
-            .collect()
-    }
-
     /// `args` with every setting that neither a flag nor an `HKRUN_*` variable gave
-    /// (`given`, by clap's argument id). Paths in the file are relative to its folder.
+    /// (`given`, by clap's argument id), set from the file by `table::SETTINGS`; with the
+    /// file's `[types.NAME]` rules and `[[scheduler]]` jobs. Paths in the file are relative
+    /// to its folder.
     pub fn apply(
         self,
         from: &Path,
         given: &dyn Fn(&str) -> bool,
-        mut args: StartArgs,
-    ) -> Result<StartArgs, SettingsError> {
+        args: StartArgs,
+    ) -> Result<StartOptions, SettingsError> {
         let folder = from.parent().unwrap_or(Path::new("."));
-        let unset = |id: &str| !given(id);
+        let line = |key: &str| self.lines.get(key).copied();
+        let mut options = StartOptions::new(args);
+        options.file = Some(from.to_owned());
+        for (key, value) in &self.values {
+            let setting = table::in_file(key).expect("checked when read");
+            // `start web=2` names the formation too.
+            let typed_formation = setting.key == "formation" && !options.args.types.is_empty();
+            if given(setting.id) || typed_formation {
+                continue;
+            }
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (setting.set)(&mut options.args, value.clone(), folder).map_err(
+                |refusal| match refusal {
+                    table::Refusal::Value(reason) => SettingsError::Value {
+                        path: from.to_owned(),
+                        line: line(key),
+                        message: format!("bad value `{text}` for --{}: {reason}", setting.key),
+                    },
+                    table::Refusal::Type(message) => SettingsError::Invalid {
+                        path: from.to_owned(),
+                        line: line(key),
+                        message,
+                    },
+                    table::Refusal::Words(message) => SettingsError::Invalid {
+                        path: from.to_owned(),
+                        line: None,
+                        message,
+                    },
+                },
+            )?;
+            options.from_file.push(setting.key);
+        }
         let invalid = |key: &str, value: &str, expected: &str| SettingsError::Invalid {
             path: from.to_owned(),
             line: None,
             message: format!("bad {key} `{value}` (expected {expected})"),
         };
-        if let (Some(p), true) = (self.procfile, unset("procfile")) {
-            args.files.procfile = Some(folder.join(p));
-        }
-        if let (Some(files), true) = (self.env, unset("env")) {
-            args.files.env = files.into_iter().map(|f| folder.join(f)).collect();
-        }
-        if let (Some(port), true) = (self.port, unset("port")) {
-            args.files.port = Some(port);
-        }
-        // `start web=2` names the formation too.
-        if let (Some(f), true, true) = (self.formation, unset("formation"), args.types.is_empty()) {
-            args.formation.formation = Some(f);
-        }
-        if let (Some(size), true) = (self.dyno_size, unset("dyno_size")) {
-            args.formation.dyno_size = size;
-        }
-        macro_rules! plain {
-            ($($field:ident),*) => {$(
-                if let (Some(value), true) = (self.$field, unset(stringify!($field))) {
-                    args.$field = value;
-                }
-            )*};
-        }
-        // `[types.NAME]` adds `NAME=value` to the flag's form, unless a flag or an
-        // `HKRUN_*` variable gave the whole setting.
-        let types = self.types.clone().unwrap_or_default();
-        let per_type = |pick: fn(&TypeSettings) -> Option<&String>| -> String {
-            types
-                .iter()
-                .filter_map(|(name, t)| pick(t).map(|v| format!(",{name}={v}")))
-                .collect()
-        };
-        for (name, t) in &types {
+        let types = &self.types;
+        for (name, t) in types {
             let bad = |key: &str, value: &str, expected: &str| {
                 invalid(&format!("[types.{name}] {key}"), value, expected)
             };
@@ -363,8 +407,7 @@ impl Settings {
             if given("boot_timeout") {
                 rules.boot_timeout = None;
             }
-            args.rules.insert(name.clone(), rules);
-            args.rules_from = Some(from.to_owned());
+            options.rules.insert(name.clone(), rules);
         }
         for (n, job) in self.scheduler.iter().enumerate() {
             let job = job.job().map_err(|message| SettingsError::Invalid {
@@ -372,88 +415,51 @@ impl Settings {
                 line: None,
                 message: format!("[[scheduler]] #{}: {message}", n + 1),
             })?;
-            args.scheduler.push(job);
-            args.rules_from = Some(from.to_owned());
+            options.scheduler.push(job);
         }
         // `--tty` (or `HKRUN_TTY`) says which types, whole; else the file's list and the
         // types whose table says `tty = true`.
-        if !given("tty") {
-            let mut tty = self.tty.clone().unwrap_or_default();
-            tty.extend(
-                types
-                    .iter()
-                    .filter(|(_, t)| t.tty == Some(true))
-                    .map(|(name, _)| name.clone()),
-            );
-            if !tty.is_empty() {
-                args.tty = Some(tty);
+        let tty_types = types.iter().filter(|(_, t)| t.tty == Some(true));
+        if !given("tty") && tty_types.clone().next().is_some() {
+            let tty = options.args.tty.get_or_insert_with(Vec::new);
+            tty.extend(tty_types.map(|(name, _)| name.clone()));
+            if !options.from_file.contains(&"tty") {
+                options.from_file.push("tty");
             }
         }
-        let restart_types = per_type(|t| t.restart.as_ref());
-        let memory_types = per_type(|t| t.memory_limit.as_ref());
-        if let (Some(dir), true) = (self.log_dir, unset("log_dir")) {
-            args.log_dir = Some(folder.join(dir));
-        }
-        if let (Some(addr), true) = (self.metrics, unset("metrics")) {
-            args.metrics = Some(addr);
-        }
-        if let (Some(addr), true) = (self.dashboard, unset("dashboard")) {
-            args.dashboard = Some(addr);
-        }
-        plain!(
-            drain,
-            log_max_size,
-            log_keep,
-            quiet,
-            timeout,
-            no_release,
-            no_router,
-            no_preboot,
-            exit_on_crash,
-            restart,
-            restart_cap,
-            boot_timeout,
-            memory_limit
-        );
-        if unset("restart") {
-            args.restart.push_str(&restart_types);
-        }
-        if unset("memory_limit") {
-            args.memory_limit.push_str(&memory_types);
-        }
-        if let (Some(a), true) = (self.router_address, unset("router_address")) {
-            args.router_address = Some(
-                a.parse()
-                    .map_err(|_| invalid("router-address", &a, "an IP address such as 0.0.0.0"))?,
-            );
-        }
-        if let (Some(b), true) = (self.balance, unset("balance")) {
-            args.balance = match b.as_str() {
-                "round-robin" => BalanceArg::RoundRobin,
-                "least-connections" => BalanceArg::LeastConnections,
-                _ => return Err(invalid("balance", &b, "round-robin or least-connections")),
+        // `[types.NAME]` adds `NAME=value` to the flag's form (the file's, else the
+        // default), unless a flag or an `HKRUN_*` variable gave the whole setting; parsed as
+        // the flag's value would be.
+        let per_type = |pick: fn(&TypeSettings) -> Option<&String>, key: &str| {
+            let text: String = types
+                .iter()
+                .filter_map(|(name, t)| pick(t).map(|v| format!(",{name}={v}")))
+                .collect();
+            let first = types.iter().find(|(_, t)| pick(t).is_some());
+            let at = first.and_then(|(name, _)| line(&format!("types.{name}.{key}")));
+            (text, at)
+        };
+        let refused =
+            |key: &str, at: Option<usize>, value: &str, reason: String| SettingsError::Value {
+                path: from.to_owned(),
+                line: at.or(line(key)),
+                message: format!("bad value `{value}` for --{key}: {reason}"),
             };
+        let (restart_types, at) = per_type(|t| t.restart.as_ref(), "restart");
+        if !given("restart") && !restart_types.is_empty() {
+            let text = format!("{}{restart_types}", options.args.restart);
+            options.args.restart =
+                values::restart(&text).map_err(|r| refused("restart", at, &text, r))?;
+            options.from_file.push("restart");
         }
-        if let (Some(c), true) = (self.color, unset("color")) {
-            args.output.color = match c.as_str() {
-                "auto" => ColorChoice::Auto,
-                "always" => ColorChoice::Always,
-                "never" => ColorChoice::Never,
-                _ => return Err(invalid("color", &c, "auto, always or never")),
-            };
+        let (memory_types, at) = per_type(|t| t.memory_limit.as_ref(), "memory-limit");
+        if !given("memory_limit") && !memory_types.is_empty() {
+            let text = format!("{}{memory_types}", options.args.memory_limit);
+            options.args.memory_limit =
+                values::memory_limit(&text).map_err(|r| refused("memory-limit", at, &text, r))?;
+            options.from_file.push("memory-limit");
         }
-        if let (Some(t), true) = (self.no_timestamp, unset("no_timestamp")) {
-            args.output.no_timestamp = t;
-        }
-        if let (Some(f), true) = (self.log_format, unset("log_format")) {
-            args.output.log_format = match f.as_str() {
-                "default" => LogFormatArg::Default,
-                "heroku" => LogFormatArg::Heroku,
-                "json" => LogFormatArg::Json,
-                _ => return Err(invalid("log-format", &f, "default, heroku or json")),
-            };
-        }
-        Ok(args)
+        Ok(options)
     }
 }
 
@@ -495,11 +501,12 @@ mod tests {
         )
         .unwrap();
         let settings = Settings::read_foreman(&path).unwrap();
-        assert_eq!(settings.formation.as_deref(), Some("web=2,worker=1"));
-        assert_eq!(settings.port, Some(6000));
+        let value = |key: &str| settings.values.get(key).cloned();
+        assert_eq!(value("formation"), Some("web=2,worker=1".into()));
+        assert_eq!(value("port"), Some(6000.into()));
         assert_eq!(
-            settings.env.unwrap(),
-            [".env", ".env.local"].map(PathBuf::from)
+            value("env").map(|e| e.try_into::<Vec<PathBuf>>().unwrap()),
+            Some([".env", ".env.local"].map(PathBuf::from).to_vec())
         );
         std::fs::write(&path, "port: 6000\nbogus: 1\n").unwrap();
         let err = Settings::read_foreman(&path).unwrap_err().to_string();
