@@ -6,15 +6,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::settings::values;
 use crate::logs::{LogFormat, LogSource};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
+use crate::plan::values;
 use crate::router::Balance;
 
 /// Run a Procfile app the way Heroku runs it: release first, dynos scaled to a formation,
 /// one prefixed log, graceful stops.
 #[derive(Debug, Parser)]
-#[command(name = "hkrun", version, about, after_help = crate::errors::EXIT_CODES_HELP)]
+#[command(name = "hkrun", version, about, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -692,6 +692,28 @@ pub struct RunArgs {
     )]
     pub command: Vec<String>,
 }
+
+/// The exit-code table shown by `hkrun --help` and in the README.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0        a requested stop (SIGTERM, SIGINT, SIGHUP), or every dyno exited 0; any
+           command whose stdout was closed
+  N        the release phase failed with N; once no dyno is left running (--restart
+           on-failure or never), the first non-zero exit code of a dyno; with
+           --exit-on-crash, the code of the first dyno to exit (128+signal when a signal
+           killed it)
+  1        (ps, scale, restart, stop, logs) the supervisor refused the command, or a
+           restarted dyno did not come up
+  2        the command line was not understood
+  65       the Procfile, an env file, the formation or a port is malformed
+  66       the Procfile or an env file cannot be read
+  69       a port the app needs is already in use, or hkrun already runs this app;
+           (control commands) no hkrun runs this app
+  71       hkrun could not set itself up (signals, pipes, runtime)
+  73       (export) the folder could not be written; (config:set, config:unset) the
+           env file could not be written
+  77       (control commands) the hkrun running the app is another user's
+  127      `hkrun run` could not start its command";
 
 /// hkrun's settings variables: the `HKRUN_*` each flag reads (`env = "HKRUN_..."`), read
 /// from clap, so a flag added later is among them. Only these: the run mark

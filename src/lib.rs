@@ -124,6 +124,8 @@ impl tracing::field::Visit for Fields {
 /// Runs a parsed command line (`matches` says where each value came from: flag,
 /// `HKRUN_*` variable or default); `main` is only this.
 pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
+    // hkrun's settings are its own, never the app's: no command it starts inherits them.
+    os::process::hide_from_dynos(cli::settings_variables().to_vec());
     let result = match &cli.command {
         cli::Command::Start(args) => commands::start_configured(args, matches),
         cli::Command::Check(args) => commands::check_configured(args, matches),

@@ -103,14 +103,24 @@ pub fn spawn_on_terminal(
     ))
 }
 
-/// Leaves hkrun's own settings variables (`cli::settings_variables`: `HKRUN_DRAIN`, with a
+/// Leaves hkrun's own settings variables (`hide_from_dynos`, from `cli::settings_variables`: `HKRUN_DRAIN`, with a
 /// drain's credentials, among them) out of what `command` inherits: they are hkrun's,
 /// not the app's. Set after this (an env file's), they pass. The run mark and every other
 /// variable (`HKRUN_LOG`, the tests' `HKRUN_TEST_*`) pass as they are.
 pub fn without_settings(command: &mut Command) {
-    for name in crate::cli::settings_variables() {
+    for name in HIDDEN.get().into_iter().flatten() {
         command.env_remove(name);
     }
+}
+
+/// hkrun's settings variables, named once at start (`hide_from_dynos`).
+static HIDDEN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Names the variables `without_settings` keeps from every command hkrun starts:
+/// hkrun's own settings (`cli::settings_variables`), given by the command line's layer,
+/// which knows them.
+pub fn hide_from_dynos(names: Vec<String>) {
+    let _ = HIDDEN.set(names);
 }
 
 /// The script given to `sh -c`: a simple command is prefixed with `exec`, so the app

@@ -19,6 +19,7 @@ pub mod formation;
 pub mod policy;
 pub mod ports;
 pub mod schedule;
+pub mod values;
 
 use formation::DynoSize;
 use policy::{MemoryLimit, RestartPolicy};

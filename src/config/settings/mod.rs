@@ -13,11 +13,11 @@ use serde::Deserialize;
 
 use crate::cli::StartArgs;
 use crate::plan::schedule::{Frequency, Job};
+use crate::plan::values;
 use crate::plan::{StopRule, TypeRules};
 
 pub(crate) mod error;
 pub mod table;
-pub mod values;
 
 pub use error::SettingsError;
 

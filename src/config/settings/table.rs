@@ -12,9 +12,10 @@ use clap::ValueEnum;
 use clap::parser::ValueSource;
 use serde::de::DeserializeOwned;
 
-use super::{StartOptions, values};
+use super::StartOptions;
 use crate::cli::{BalanceArg, ColorChoice, LogFormatArg, StartArgs};
 use crate::plan::formation::DynoSize;
+use crate::plan::values;
 
 /// Why the file's value for a setting was refused.
 #[derive(Debug)]
