@@ -15,12 +15,11 @@
 //! - `control`: the socket, its protocol, the server in `start`, and the client
 //!   commands (`ps`, `scale`, `restart`, `stop`, `logs`).
 //! - `router`: the public port's proxy.
-//! - `commands`: one function per subcommand; `errors`: what stops hkrun and its exit codes.
+//! - `cmd`: one function per subcommand; `errors`: what stops hkrun and its exit codes.
 
 pub mod cli;
-pub(crate) mod commands;
+pub(crate) mod cmd;
 pub mod config;
-pub(crate) mod config_vars;
 pub mod control;
 pub(crate) mod dashboard;
 pub mod dyno;
@@ -127,9 +126,9 @@ pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
     // hkrun's settings are its own, never the app's: no command it starts inherits them.
     os::process::hide_from_dynos(cli::settings_variables().to_vec());
     let result = match &cli.command {
-        cli::Command::Start(args) => commands::start_configured(args, matches),
-        cli::Command::Check(args) => commands::check_configured(args, matches),
-        cli::Command::Run(args) => commands::run(args),
+        cli::Command::Start(args) => cmd::start_configured(args, matches),
+        cli::Command::Check(args) => cmd::check_configured(args, matches),
+        cli::Command::Run(args) => cmd::run(args),
         cli::Command::Ps(args) => control::client::ps(args),
         cli::Command::Scale(args) => control::client::scale(args),
         cli::Command::Restart(args) => control::client::restart(args),
@@ -138,14 +137,14 @@ pub fn main(cli: cli::Cli, matches: &clap::ArgMatches) -> ExitCode {
         cli::Command::Connect(args) => control::client::connect(args),
         cli::Command::Top(args) => control::top::top(args),
         cli::Command::Logs(args) => control::client::logs(args),
-        cli::Command::Export(args) => export::export(args),
-        cli::Command::Open(args) => commands::open(args),
-        cli::Command::Completions(args) => commands::completions(args),
-        cli::Command::Man => commands::man(),
-        cli::Command::Config(args) => config_vars::show(args),
-        cli::Command::ConfigGet(args) => config_vars::get(args),
-        cli::Command::ConfigSet(args) => config_vars::set(args),
-        cli::Command::ConfigUnset(args) => config_vars::unset(args),
+        cli::Command::Export(args) => cmd::export::export(args),
+        cli::Command::Open(args) => cmd::open(args),
+        cli::Command::Completions(args) => cmd::completions(args),
+        cli::Command::Man => cmd::man(),
+        cli::Command::Config(args) => cmd::config_vars::show(args),
+        cli::Command::ConfigGet(args) => cmd::config_vars::get(args),
+        cli::Command::ConfigSet(args) => cmd::config_vars::set(args),
+        cli::Command::ConfigUnset(args) => cmd::config_vars::unset(args),
     };
     match result {
         // Codes past 255 cannot be passed on; 1 says "failed" without lying about which.

@@ -1,23 +1,20 @@
 //! `hkrun export FORMAT DIR`: the app's formation for a scheduler of its own (README,
-//! "When one machine is not enough"). `Export::resolve` reads what the Procfile, the env
+//! "When one machine is not enough"). `cmd::export` resolves what the Procfile, the env
 //! files and the flags say, as `start` would; `kubernetes` and `systemd` render it as
 //! files, the same bytes for the same input; `write` puts them in place all at once.
 
 pub(crate) mod error;
-mod kubernetes;
-mod systemd;
-mod write;
+pub(crate) mod kubernetes;
+pub(crate) mod systemd;
+pub(crate) mod write;
 
 pub use error::ExportError;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::ExportArgs;
-use crate::config::{self, APP_NAME_MAX, App, env::Vars};
-use crate::errors::Error;
+use crate::config::{self, APP_NAME_MAX, env::Vars};
 use crate::plan::formation::DynoSize;
-use crate::plan::ports;
 
 /// The schedulers hkrun writes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,113 +75,8 @@ impl ExportedType {
     }
 }
 
-/// `hkrun export`.
-pub fn export(args: &ExportArgs) -> Result<i32, Error> {
-    let format: Format = args.format.parse()?;
-    if format == Format::Kubernetes && args.image.is_none() {
-        return Err(ExportError::NoImage.into());
-    }
-    let export = Export::resolve(args)?;
-    // Checked before anything is rendered or written.
-    let files = match format {
-        Format::Kubernetes => kubernetes::render(&export)?,
-        Format::Systemd => systemd::render(&export, &canonical_target(&args.dir)?)?,
-    };
-    write::check_target(&args.dir, args.force, &files)?;
-    write::replace(&args.dir, format, &files)?;
-    let text = format!(
-        "exported {} ({} files) to {}\n",
-        export.app,
-        files.len(),
-        args.dir.display()
-    );
-    crate::errors::print_out(&text)?;
-    Ok(0)
-}
-
-impl Export {
-    fn resolve(args: &ExportArgs) -> Result<Self, Error> {
-        let app = App::load(&args.files, false)?;
-        for warning in &app.warnings {
-            crate::errors::warn(warning);
-        }
-        let plans = config::plans(&app, &args.formation, &[])?;
-        let grace = Duration::try_from_secs_f64(args.timeout).map_err(|_| Error::BadFlag {
-            flag: "--timeout",
-            value: args.timeout.to_string(),
-            reason: "expected a number of seconds",
-        })?;
-        // Resolved: systemd refuses a path with `..` in it.
-        let root = std::fs::canonicalize(&app.root).or_else(|_| absolute(&app.root))?;
-        let name = match &args.app {
-            Some(name) if valid_app_name(name) => name.clone(),
-            Some(name) => return Err(ExportError::BadAppName(name.clone()).into()),
-            None => config::app_name(&root),
-        };
-        let mut types = Vec::new();
-        for plan in &plans {
-            let port = ports::dyno_port(app.base_port, plan.index, 1, false, &plan.name)?;
-            // The last dyno's port must exist too.
-            if plan.count > 1 {
-                ports::dyno_port(
-                    app.base_port,
-                    plan.index,
-                    plan.count,
-                    false,
-                    &format!("{}.{}", plan.name, plan.count),
-                )?;
-            }
-            types.push(ExportedType {
-                name: plan.name.clone(),
-                command: plan.command.clone(),
-                count: plan.count,
-                size: plan.size,
-                port,
-            });
-        }
-        let mut env = app.env.clone();
-        env.remove("PORT");
-        Ok(Self {
-            app: name,
-            root,
-            base_port: app.base_port,
-            types,
-            release: app.procfile().release().map(|e| e.command.clone()),
-            default_size: args.formation.dyno_size.parse()?,
-            env,
-            grace,
-            image: args.image.clone(),
-            helm_hooks: args.helm_hooks,
-        })
-    }
-}
-
-/// DIR as it will be once written, without `.` or `..` (systemd refuses such paths):
-/// its parent resolved, its own name kept.
-fn canonical_target(dir: &Path) -> Result<PathBuf, Error> {
-    let dir = absolute(dir)?;
-    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
-        return Ok(dir);
-    };
-    match std::fs::canonicalize(parent) {
-        Ok(parent) => Ok(parent.join(name)),
-        Err(source) => Err(ExportError::Write {
-            path: parent.to_owned(),
-            source,
-        }
-        .into()),
-    }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, Error> {
-    std::path::absolute(path).map_err(|source| Error::Setup {
-        what: "find the current directory",
-        source,
-    })
-}
-
 /// A name Kubernetes takes in every object name (a DNS label) and systemd in a unit's.
-fn valid_app_name(name: &str) -> bool {
+pub(crate) fn valid_app_name(name: &str) -> bool {
     !config::name::reads_as_boolean(name)
         && name.len() <= APP_NAME_MAX
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -212,6 +104,8 @@ pub enum Contents {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// The example app as `hkrun export` reads it, its folder given a fixed place.

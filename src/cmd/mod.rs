@@ -1,5 +1,8 @@
 //! One function per subcommand: load what it needs, do it, return an exit code.
 
+pub(crate) mod config_vars;
+pub(crate) mod export;
+
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
