@@ -10,6 +10,7 @@ use crate::config::app_json::AppJsonError;
 use crate::config::env::EnvError;
 use crate::config::procfile::ProcfileError;
 use crate::config::settings::error::SettingsError;
+use crate::control::socket::SocketError;
 use crate::export::error::ExportError;
 use crate::plan::formation::FormationError;
 use crate::plan::policy::PolicyError;
@@ -55,6 +56,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Env(#[from] EnvError),
+    #[error(transparent)]
+    Control(#[from] SocketError),
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error(transparent)]
@@ -117,37 +120,6 @@ pub enum Error {
     },
     #[error("cannot run `{command}`: {source}")]
     CannotRun { command: String, source: io::Error },
-    #[error(
-        "hkrun is already running in {}{}",
-        root.display(),
-        if *pid > 0 { format!(" (pid {pid})") } else { String::new() }
-    )]
-    AlreadyRunning { root: PathBuf, pid: i32 },
-    #[error(
-        "no hkrun is running in {} ({why}){}",
-        root.display(),
-        if *hint { "; run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH" } else { "" }
-    )]
-    NotRunning {
-        root: PathBuf,
-        why: String,
-        /// The user gave no `-d`, `-f` or `--socket`: say how to.
-        hint: bool,
-    },
-    #[error(
-        "the hkrun behind {} runs as another user (uid {uid}); run this command as that user, or as root",
-        path.display()
-    )]
-    OtherUser { path: PathBuf, uid: u32 },
-    #[error("control socket {}: {source}", path.display())]
-    Socket { path: PathBuf, source: io::Error },
-    #[error("cannot create the control socket {}: {source}", path.display())]
-    SocketNotCreated { path: PathBuf, source: io::Error },
-    #[error(
-        "control socket path {} is {len} bytes, more than the 107 Unix allows",
-        path.display()
-    )]
-    SocketPathTooLong { path: PathBuf, len: usize },
     /// The supervisor's own words.
     #[error("{0}")]
     Refused(String),
@@ -187,15 +159,13 @@ impl Error {
             Self::Export(_) => exit_code::BAD_INPUT,
             Self::PortInUse { .. }
             | Self::AddressInUse { .. }
-            | Self::AlreadyRunning { .. }
-            | Self::NotRunning { .. }
+            | Self::Control(SocketError::AlreadyRunning { .. } | SocketError::NotRunning { .. })
             | Self::EnvBusy { .. } => exit_code::UNAVAILABLE,
-            Self::SocketPathTooLong { .. } => exit_code::BAD_INPUT,
-            Self::Socket { .. } | Self::SocketNotCreated { .. } | Self::BadAnswer { .. } => {
-                exit_code::OS_ERROR
-            }
+            Self::Control(SocketError::PathTooLong { .. }) => exit_code::BAD_INPUT,
+            Self::Control(SocketError::Socket { .. } | SocketError::NotCreated { .. })
+            | Self::BadAnswer { .. } => exit_code::OS_ERROR,
             Self::Refused(_) => exit_code::REFUSED,
-            Self::OtherUser { .. } => exit_code::NO_PERMISSION,
+            Self::Control(SocketError::OtherUser { .. }) => exit_code::NO_PERMISSION,
             Self::Setup { .. } => exit_code::OS_ERROR,
             Self::CannotRun { .. } => exit_code::CANNOT_RUN,
             // As ripgrep and other pipeline tools do: a reader that has gone is no failure.

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::client;
 use crate::cli::{ConfigArgs, ConfigFileArgs, ConfigGetArgs, ConfigSetArgs, ConfigUnsetArgs};
 use crate::config::env_file::{self, EnvFile};
 use crate::config::{self};
-use crate::control::client;
 use crate::errors::{self, Error};
 
 /// How long a change waits for another one to the same env file to finish.

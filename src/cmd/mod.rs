@@ -1,7 +1,9 @@
 //! One function per subcommand: load what it needs, do it, return an exit code.
 
+pub(crate) mod client;
 pub(crate) mod config_vars;
 pub(crate) mod export;
+pub(crate) mod top;
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -12,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{CheckArgs, CompletionsArgs, OpenArgs, RunArgs, StartArgs};
 use crate::config::{self, App, StartConfig, env};
-use crate::control::socket;
+use crate::control::socket::{self, SocketError};
 use crate::dyno::{Exit, Slot};
 use crate::errors::{self, Error};
 use crate::os::{self, process};
@@ -68,14 +70,14 @@ pub fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
     let (listener, _socket) = match socket::claim(&path, &config.app.root) {
         Ok((listener, file)) => (Some(listener), Some(file)),
         // The app runs all the same, as in a read-only folder.
-        Err(err @ Error::SocketPathTooLong { .. }) => {
+        Err(err @ SocketError::PathTooLong { .. }) => {
             errors::warn(format_args!(
                 "no control socket ({err}); choose a shorter path with --socket or HKRUN_SOCKET"
             ));
             (None, None)
         }
         // A read-only app folder (a locked-down container) still runs, uncontrolled.
-        Err(Error::SocketNotCreated { path, source })
+        Err(SocketError::NotCreated { path, source })
             if matches!(
                 source.raw_os_error(),
                 Some(libc_errno::EROFS | libc_errno::EACCES)
@@ -87,7 +89,7 @@ pub fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
             ));
             (None, None)
         }
-        Err(err) => return Err(err),
+        Err(err) => return Err(err.into()),
     };
     // After the claim: a second start of a running app hears "already running", not
     // that its ports are taken.

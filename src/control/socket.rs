@@ -13,7 +13,41 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{Mode, umask};
 
-use crate::errors::Error;
+/// Why the control socket could not be claimed or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error(
+        "hkrun is already running in {}{}",
+        root.display(),
+        if *pid > 0 { format!(" (pid {pid})") } else { String::new() }
+    )]
+    AlreadyRunning { root: PathBuf, pid: i32 },
+    #[error(
+        "no hkrun is running in {} ({why}){}",
+        root.display(),
+        if *hint { "; run this in the app's folder, or point to it with -d DIR, -f PROCFILE or --socket PATH" } else { "" }
+    )]
+    NotRunning {
+        root: PathBuf,
+        why: String,
+        /// The user gave no `-d`, `-f` or `--socket`: say how to.
+        hint: bool,
+    },
+    #[error(
+        "the hkrun behind {} runs as another user (uid {uid}); run this command as that user, or as root",
+        path.display()
+    )]
+    OtherUser { path: PathBuf, uid: u32 },
+    #[error("control socket {}: {source}", path.display())]
+    Socket { path: PathBuf, source: io::Error },
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    NotCreated { path: PathBuf, source: io::Error },
+    #[error(
+        "control socket path {} is {len} bytes, more than the 107 Unix allows",
+        path.display()
+    )]
+    PathTooLong { path: PathBuf, len: usize },
+}
 
 /// The socket's name in the app root.
 pub const FILE_NAME: &str = ".hkrun.sock";
@@ -40,7 +74,7 @@ pub struct RootClaim {
 }
 
 /// Claims the app root at `root` for a new supervisor; refused while another runs it.
-pub fn claim_root(root: &Path) -> Result<RootClaim, Error> {
+pub fn claim_root(root: &Path) -> Result<RootClaim, SocketError> {
     let Ok(meta) = std::fs::metadata(root) else {
         // The Procfile was read from there, so this is a race with its removal: the
         // start fails further on, with a clearer error than this one could give.
@@ -64,7 +98,7 @@ pub fn claim_root(root: &Path) -> Result<RootClaim, Error> {
                 );
                 Ok(RootClaim { _name: None })
             }
-            peer => Err(Error::AlreadyRunning {
+            peer => Err(SocketError::AlreadyRunning {
                 root: shown_root(root),
                 pid: peer.map_or(0, |p| p.pid()),
             }),
@@ -130,8 +164,8 @@ impl Drop for SocketFile {
 ///
 /// Two `hkrun start`s racing for the same socket take turns through a lock on its
 /// folder, so one of them always finds the other's live socket.
-pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Error> {
-    let fail = |source: io::Error| Error::Socket {
+pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), SocketError> {
+    let fail = |source: io::Error| SocketError::Socket {
         path: path.to_path_buf(),
         source,
     };
@@ -150,7 +184,7 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
         Ok(_) => match UnixStream::connect(&reach) {
             Ok(stream) => {
                 let pid = getsockopt(&stream, PeerCredentials).map_or(0, |c| c.pid());
-                return Err(Error::AlreadyRunning {
+                return Err(SocketError::AlreadyRunning {
                     root: shown_root(root),
                     pid,
                 });
@@ -171,7 +205,7 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
     let old = umask(Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(&reach);
     umask(old);
-    let listener = bound.map_err(|source| Error::SocketNotCreated {
+    let listener = bound.map_err(|source| SocketError::NotCreated {
         path: path.to_path_buf(),
         source,
     })?;
@@ -188,8 +222,8 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Err
 
 /// Connects a client to the supervisor of the app at `root`. `hint` says how to point
 /// at an app, for a user who gave no `-d`, `-f` or `--socket`.
-pub fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, Error> {
-    let fail = |source: io::Error| Error::Socket {
+pub fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, SocketError> {
+    let fail = |source: io::Error| SocketError::Socket {
         path: path.to_path_buf(),
         source,
     };
@@ -208,12 +242,12 @@ pub fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, Error
         None => path.to_path_buf(),
     };
     UnixStream::connect(&reach).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => Error::NotRunning {
+        io::ErrorKind::NotFound => SocketError::NotRunning {
             root: shown_root(root),
             why: format!("no socket at {}", shown.display()),
             hint,
         },
-        io::ErrorKind::ConnectionRefused => Error::NotRunning {
+        io::ErrorKind::ConnectionRefused => SocketError::NotRunning {
             root: shown_root(root),
             why: format!("nothing listens on {}", shown.display()),
             hint,
@@ -224,17 +258,17 @@ pub fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, Error
 }
 
 /// A socket refused for its owner (or its folder's): the supervisor runs as another user.
-fn another_user(path: &Path, shown: &Path, source: io::Error) -> Error {
+fn another_user(path: &Path, shown: &Path, source: io::Error) -> SocketError {
     let me = nix::unistd::geteuid().as_raw();
     let owner = std::fs::metadata(path)
         .or_else(|_| std::fs::metadata(folder_of(path)))
         .map(|m| m.uid());
     match owner {
-        Ok(uid) if uid != me => Error::OtherUser {
+        Ok(uid) if uid != me => SocketError::OtherUser {
             path: shown.to_path_buf(),
             uid,
         },
-        _ => Error::Socket {
+        _ => SocketError::Socket {
             path: path.to_path_buf(),
             source,
         },
@@ -251,7 +285,7 @@ fn folder_of(path: &Path) -> &Path {
 
 /// Unix socket paths are limited to 107 bytes on Linux. A longer one is reached through
 /// its open folder, `/proc/self/fd/N/NAME`; only a name too long for that is refused.
-fn reachable(path: &Path, folder: &File) -> Result<PathBuf, Error> {
+fn reachable(path: &Path, folder: &File) -> Result<PathBuf, SocketError> {
     const MAX: usize = 107;
     let len = path.as_os_str().len();
     if len <= MAX {
@@ -264,7 +298,7 @@ fn reachable(path: &Path, folder: &File) -> Result<PathBuf, Error> {
         None => PathBuf::new(),
     };
     if short.as_os_str().is_empty() || short.as_os_str().len() > MAX {
-        return Err(Error::SocketPathTooLong {
+        return Err(SocketError::PathTooLong {
             path: path.to_path_buf(),
             len,
         });

@@ -5,12 +5,13 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use super::protocol::{
-    self, FromText, Hello, LogSource, Parsed, Reply, Request, encode_request, feature,
-};
-use super::{ps, socket};
 use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
 use crate::config;
+use crate::control::protocol::{
+    self, FromText, Hello, LogSource, Parsed, Reply, Request, encode_request, feature,
+};
+use crate::control::ps;
+use crate::control::socket::{self, SocketError};
 use crate::errors::{self, Error};
 use crate::logs::{Clock, Label, Origin, Style};
 use crate::plan::formation::ScaleChange;
@@ -100,7 +101,7 @@ fn refusal(refused: &Reply) -> Error {
 pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
     let mut client = match Client::open(control) {
         Ok(client) => client,
-        Err(Error::NotRunning { .. }) => return Ok(None),
+        Err(Error::Control(SocketError::NotRunning { .. })) => return Ok(None),
         Err(err) => return Err(err),
     };
     client.message(&Request::Reload {}).map(Some)

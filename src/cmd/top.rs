@@ -20,8 +20,8 @@ use crossterm::terminal::{self, ClearType};
 use crossterm::{cursor, execute, queue};
 
 use super::client::Client;
-use super::protocol::{Parsed, Ps, PsDyno, Reply, Request, feature};
 use crate::cli::TopArgs;
+use crate::control::protocol::{Parsed, Ps, PsDyno, Reply, Request, feature};
 use crate::errors::Error;
 
 /// Log lines kept for the pane.
