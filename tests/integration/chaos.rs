@@ -25,22 +25,19 @@ use crate::harness::{
     App, assert_none_left, client, eventually, free_base_port, free_port, kill_tagged,
     own_memory_kib, tagged_command, wait_bounded,
 };
-use crate::router::{GRACEFUL_PY, Load};
+use crate::router::{GRACEFUL, Load};
 
-const PROCFILE: &str = "\
-web: exec python3 -u web.py
+/// The soak's app: prebooted web dynos (`GRACEFUL`), a worker with escaping children, and
+/// `chatty`'s bursts of lines of every length up to 300 bytes, so a splice would show.
+fn procfile() -> String {
+    format!(
+        "\
+web: {GRACEFUL}
 worker: setsid sleep 1000 & (sleep 1000 &); while :; do echo \"tick $$\"; sleep 0.2; done
-chatty: exec python3 -u chatty.py
-";
-
-/// Bursts of lines of every length up to 300 bytes, so a splice would show.
-const CHATTY_PY: &str = "\
-import random, time
-while True:
-    for _ in range(100):
-        print('c' * random.randint(1, 300))
-    time.sleep(0.05)
-";
+chatty: exec hkrun-test-child burst 100 --len 300 --vary --char c --every 0.05
+"
+    )
+}
 
 const FORMATION: &str = "web=2,worker=1,chatty=1";
 const CLIENTS: usize = 2;
@@ -490,9 +487,7 @@ fn chaos_soak() {
     eprintln!("chaos soak: {secs} s, HKRUN_SOAK_SEED={seed}");
     let mut dice = Dice(seed);
 
-    let app = App::new(PROCFILE);
-    app.write("web.py", GRACEFUL_PY);
-    app.write("chatty.py", CHATTY_PY);
+    let app = App::new(&procfile());
     // Web dynos listen at once; `.env` is read by default.
     app.write(".env", "BIND_DELAY=0.2\n");
     let port = free_base_port();

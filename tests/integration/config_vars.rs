@@ -317,24 +317,14 @@ fn a_config_set_that_cannot_have_its_turn_fails_saying_so_and_changes_nothing() 
     );
 }
 
-/// Binds `PORT` once the file `hold` is gone, then accepts and closes connections.
-const HELD_WEB_PY: &str = r"import os, socket, time
-while os.path.exists('hold'):
-    time.sleep(0.05)
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', int(os.environ['PORT'])))
-s.listen(16)
-while True:
-    s.accept()[0].close()
-";
+/// Binds `PORT` once the file `hold` is gone, then answers every request.
+const HELD_WEB: &str = "exec hkrun-test-child listen --wait-while hold";
 
 #[test]
 fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_config() {
-    let app = App::new(
-        "web: exec python3 -u web.py\nworker: echo \"greeting=$GREETING\"; exec sleep 1000\n",
-    );
-    app.write("web.py", HELD_WEB_PY);
+    let app = App::new(&format!(
+        "web: {HELD_WEB}\nworker: echo \"greeting=$GREETING\"; exec sleep 1000\n",
+    ));
     app.write(".env", "GREETING=hello\n");
     let port = free_base_port().to_string();
     let mut hk = Hk::start(
@@ -352,7 +342,7 @@ fn a_config_set_whose_restart_is_refused_leaves_the_running_app_on_its_old_confi
     app.write("hold", "");
     let dir = app.path().to_owned();
     let restart = std::thread::spawn(move || client(&dir, &["restart", "web"]));
-    hk.wait_for("Starting process with command `exec python3 -u web.py`");
+    hk.wait_for(&format!("Starting process with command `{HELD_WEB}`"));
     let out = client(app.path(), &["config:set", "GREETING=bonjour"]);
     eprintln!("config:set during the preboot: {}", out.stderr.trim());
     assert_eq!(out.status.code(), Some(1), "{} {}", out.stdout, out.stderr);

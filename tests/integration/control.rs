@@ -139,7 +139,7 @@ fn scale_up_and_down() {
 #[test]
 fn restart_a_dyno_then_a_type() {
     let app = App::new(&format!(
-        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: {POLITE}\n"
+        "web: exec hkrun-test-child listen\nworker: {POLITE}\n"
     ));
     let port = free_base_port().to_string();
     let mut hk = started(
@@ -663,15 +663,9 @@ fn twenty_clients_ask_ps_while_the_app_logs_heavily() {
 
 #[test]
 fn a_restarted_dyno_finishes_its_whole_group_first() {
-    let app = App::new("worker: python3 -u drain.py; echo never reached\n");
-    app.write(
-        "drain.py",
-        "import os, signal, sys, time\n\
-         def finish(*_):\n    time.sleep(1)\n    print('drained', os.getpid(), flush=True)\n    sys.exit(0)\n\
-         signal.signal(signal.SIGTERM, finish)\n\
-         print('ready', os.getpid(), flush=True)\n\
-         while True:\n    time.sleep(0.1)\n",
-    );
+    // Says `ready PID`; on SIGTERM takes a second, says `drained PID` and exits.
+    let app =
+        App::new("worker: hkrun-test-child trap --exit-on TERM --drain 1; echo never reached\n");
     let port = free_base_port().to_string();
     let mut hk = started(&app, &["start", "--no-timestamp", "-p", &port], "| ready");
     let old: i32 = hk
@@ -679,7 +673,7 @@ fn a_restarted_dyno_finishes_its_whole_group_first() {
         .last()
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .expect("a pid");
-    // The shell leads the group and dies at once; python takes a second to finish.
+    // The shell leads the group and dies at once; the child takes a second to finish.
     let out = client(app.path(), &["restart", "worker"]);
     assert!(out.status.success(), "{}", out.stderr);
     hk.wait_for(&format!("worker.1 | drained {old}"));
@@ -731,7 +725,7 @@ fn stop_without_a_target_returns_once_hkrun_has_exited() {
 /// does, instead of starting a dyno that can only crash on bind.
 #[test]
 fn scaling_web_onto_a_taken_port_is_refused() {
-    let app = App::new("web: exec python3 -m http.server $PORT --bind 127.0.0.1\n");
+    let app = App::new("web: exec hkrun-test-child listen\n");
     let base = free_base_port();
     let port = base.to_string();
     let mut hk = started(

@@ -66,9 +66,8 @@ fn read_events(
 
 #[test]
 fn the_stream_says_what_ps_says_and_only_to_this_machines_names() {
-    let app = App::new(
-        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: echo working; exec sleep 1000\n",
-    );
+    let app =
+        App::new("web: exec hkrun-test-child listen\nworker: echo working; exec sleep 1000\n");
     let base = free_base_port().to_string();
     let mut hk = Hk::start(
         app.path(),
@@ -333,15 +332,10 @@ fn the_page_shows_every_dyno_and_marks_r14_within_five_seconds() {
         return;
     };
     // The hog holds 96 MB over its 64 MB quota once told to: R14, not R15.
-    let grow = "import os, time\n\
-        while not os.path.exists('go'):\n    time.sleep(0.05)\n\
-        held = [b'x' * (8 << 20) for _ in range(12)]\n\
-        print('holding 96 MB', flush=True)\n\
-        time.sleep(1000)\n";
+    // The hog takes 96 MB once `go` exists, and says `holding 96 MB`.
     let app = App::new(
-        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: echo working; exec sleep 1000\nhog: python3 grow.py\n",
+        "web: exec hkrun-test-child listen\nworker: echo working; exec sleep 1000\nhog: hkrun-test-child hold 96 --after go\n",
     );
-    app.write("grow.py", grow);
     let base = free_base_port().to_string();
     let mut hk = Hk::start(
         app.path(),
@@ -575,13 +569,8 @@ fn open_events(at: &str) -> (String, BufReader<TcpStream>) {
 #[test]
 fn idle_and_unread_connections_give_their_places_to_a_scrape_and_a_page() {
     // 2,000 lines a second, so a page that never reads stops taking its stream at once.
-    let chatty = "import sys, time\n\
-        while True:\n\
-        \x20   sys.stdout.write(('x' * 100 + '\\n') * 200)\n\
-        \x20   sys.stdout.flush()\n\
-        \x20   time.sleep(0.1)\n";
-    let app = App::new("chatty: python3 chatty.py\n");
-    app.write("chatty.py", chatty);
+    // 200 lines of 100 bytes at once, every 0.1 s.
+    let app = App::new("chatty: hkrun-test-child burst 200 --len 100 --every 0.1\n");
     let mut hk = Hk::start(
         app.path(),
         &[

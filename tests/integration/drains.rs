@@ -154,10 +154,9 @@ fn a_hundred_thousand_lines_reach_rsyslog_in_order_and_intact() {
 #[test]
 fn a_drain_down_for_ten_seconds_slows_nothing_and_its_drops_are_counted() {
     // 10,000 lines a second: more than the drain's queue holds in 10 s.
-    let app = App::new("chatty: exec python3 -u chatty.py\n");
-    app.write(
-        "chatty.py",
-        "import time\ni = 0\nwhile True:\n    for _ in range(100):\n        i += 1\n        print('line %d' % i)\n    time.sleep(0.01)\n",
+    // 100 lines `line N` every 0.01 s.
+    let app = App::new(
+        "chatty: exec hkrun-test-child burst 100 --number 'line {n}' --len 0 --every 0.01\n",
     );
     let Some((receiver, port, drain, tag, mut hk)) = start_with_a_drain(&app) else {
         return;

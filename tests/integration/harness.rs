@@ -76,14 +76,16 @@ pub fn tagged_command(program: &str, dir: &Path, tag: &str) -> Command {
     command
 }
 
-/// `PATH` with the folder of the real `python3` first. Where `python3` is a version
-/// manager's shim (pyenv's is a bash script that runs another), each start of a Python
-/// dyno costs three times as long, which on a busy 2-core machine adds seconds to every
-/// preboot; the tests are about hkrun, not the shim.
+/// `PATH` with a folder holding only `hkrun-test-child` (tests/support/child.rs, the app
+/// most tests run as dynos) first, then the folder of the real `python3`. Where `python3`
+/// is a version manager's shim (pyenv's is a bash script that runs another), each start
+/// of a Python dyno costs three times as long, which on a busy 2-core machine adds
+/// seconds to every preboot; the tests are about hkrun, not the shim.
 fn path_to_python() -> &'static OsString {
     static PATH: OnceLock<OsString> = OnceLock::new();
     PATH.get_or_init(|| {
         let inherited = std::env::var_os("PATH").unwrap_or_default();
+        let mut folders = vec![child_folder()];
         let real = Command::new("python3")
             .args([
                 "-c",
@@ -95,13 +97,27 @@ fn path_to_python() -> &'static OsString {
             .filter(|out| out.status.success())
             .and_then(|out| String::from_utf8(out.stdout).ok())
             .map(|line| PathBuf::from(line.trim()));
-        let Some(folder) = real.as_deref().and_then(Path::parent) else {
-            return inherited;
-        };
-        let mut folders = vec![folder.to_path_buf()];
+        if let Some(folder) = real.as_deref().and_then(Path::parent) {
+            folders.push(folder.to_path_buf());
+        }
         folders.extend(std::env::split_paths(&inherited));
         std::env::join_paths(folders).unwrap_or(inherited)
     })
+}
+
+/// A folder with `hkrun-test-child` in it and nothing else: cargo's own folder of
+/// binaries holds `hkrun` too, which on the `PATH` would change what dynos find.
+fn child_folder() -> PathBuf {
+    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-child-bin");
+    let link = folder.join("hkrun-test-child");
+    let target = Path::new(env!("CARGO_BIN_EXE_hkrun-test-child"));
+    if std::fs::read_link(&link).ok().as_deref() != Some(target) {
+        std::fs::create_dir_all(&folder).expect("create the test child's folder");
+        // Another test binary may make the same link at the same time: either link works.
+        let _ = std::fs::remove_file(&link);
+        let _ = std::os::unix::fs::symlink(target, &link);
+    }
+    folder
 }
 
 /// A running hkrun. Dropping it kills hkrun and every process tagged with its tag.

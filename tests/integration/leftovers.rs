@@ -120,9 +120,8 @@ fn restart_and_scale_down_stop_escaped_processes_first() {
 fn r15_kills_the_memory_of_escaped_processes_too() {
     // The dyno's child leaves its group and holds 150 MB; the dyno itself stays small.
     // Each R15 is a crash: the back-off is capped, as above.
-    let hog = "import os, time\nprint('boot', flush=True)\nif os.fork() == 0:\n    os.setsid()\n    hold = b'x' * (150 << 20)\n    time.sleep(1000)\nelse:\n    time.sleep(1000)\n";
-    let app = App::new("hog: python3 hog.py\n");
-    app.write("hog.py", hog);
+    // Says `boot`, and its child leaves the group (setsid) and holds 150 MB.
+    let app = App::new("hog: hkrun-test-child escape --hold 150\n");
     let base = free_base_port().to_string();
     let mut hk = Hk::start(
         app.path(),
@@ -141,7 +140,7 @@ fn r15_kills_the_memory_of_escaped_processes_too() {
     );
     for cycle in 1..=3 {
         hk.wait_for("hog.1  | Error R15 (Memory quota vastly exceeded)");
-        let killed = pids(&hk.tag, "hog.py");
+        let killed = pids(&hk.tag, "hkrun-test-child");
         hk.wait_for("hog.1  | boot");
         let left = alive(&hk.tag, &killed);
         eprintln!(

@@ -1,4 +1,5 @@
-//! One integration binary: the real hkrun, real `sh` and `python3` children, real signals.
+//! One integration binary: the real hkrun, real `sh`, `hkrun-test-child` (the stand-in app,
+//! tests/support/child.rs) and `python3` children, real signals.
 
 mod harness;
 

@@ -74,9 +74,8 @@ fn value(samples: &[(String, serde_json::Value, f64)], name: &str, dyno: &str) -
 
 #[test]
 fn metrics_parse_strictly_and_say_what_ps_says() {
-    let app = App::new(
-        "web: exec python3 -m http.server $PORT --bind 127.0.0.1\nworker: echo working; exec sleep 1000\n",
-    );
+    let app =
+        App::new("web: exec hkrun-test-child listen\nworker: echo working; exec sleep 1000\n");
     let tag = unique_tag();
     let base = free_base_port();
     let metrics = free_port();

@@ -9,7 +9,7 @@
 use std::net::TcpStream;
 
 use crate::harness::{App, Hk, client, eventually, free_base_port, tagged_command, unique_tag};
-use crate::router::{WEB_PY, get};
+use crate::router::{WEB, get};
 
 /// hkrun's descriptors, as `ulimit -n` gives them, in a shell that then becomes hkrun.
 fn hkrun_with_descriptors(app: &App, limit: u32, args: &[&str]) -> Hk {
@@ -23,8 +23,7 @@ fn hkrun_with_descriptors(app: &App, limit: u32, args: &[&str]) -> Hk {
 
 #[test]
 fn idle_router_clients_never_take_the_descriptors_hkrun_needs() {
-    let app = App::new("web: exec python3 -u web.py\n");
-    app.write("web.py", WEB_PY);
+    let app = App::new(&format!("web: {WEB}\n"));
     let port = free_base_port();
     let mut hk = hkrun_with_descriptors(
         &app,

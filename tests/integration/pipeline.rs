@@ -62,9 +62,10 @@ fn a_closed_stdout_stops_the_app_quietly() {
 
 #[test]
 fn an_unread_stdout_does_not_stop_supervision() {
-    let grow = "import time\nchunks = []\nfor i in range(40):\n    chunks.append(b'x' * (8 << 20))\n    time.sleep(0.25)\ntime.sleep(1000)\n";
-    let app = App::new("loud: yes 'a line nobody reads'\nhog: python3 grow.py\n");
-    app.write("grow.py", grow);
+    // The hog takes 8 MB more every 0.25 s, up to 320 MB.
+    let app = App::new(
+        "loud: yes 'a line nobody reads'\nhog: hkrun-test-child hold 320 --step 8 --every 0.25\n",
+    );
     let tag = format!("unread-{}", std::process::id());
     let _cleanup = Cleanup(tag.clone());
     // stdout is a pipe this test holds and never reads.
@@ -239,30 +240,25 @@ fn a_stop_meeting_an_unread_stdout_keeps_memory_bounded() {
     assert_none_left(&tag);
 }
 
-/// Writes numbered 81-byte lines in 4,000-byte writes, as C stdio does, so nearly every
-/// write ends in the middle of a line; each write waits on the pipe when hkrun stops
-/// reading.
-const STDIO_WRITER: &str = r"import os, sys
-tag = sys.argv[1]
-buf = b''
-for i in range(200000):
-    line = ('%s:%d:' % (tag, i)).encode()
-    buf += line + b'x' * (80 - len(line)) + b'\n'
-    while len(buf) >= 4000:
-        os.write(1, buf[:4000])
-        buf = buf[4000:]
-os.write(1, buf)
-os.write(1, b'done\n')
-import time
-time.sleep(1000)
-";
+/// Writes numbered 81-byte lines `TAG:n:xxx…` (n from 0) in 4,000-byte writes, as C
+/// stdio does, so nearly every write ends in the middle of a line; each write waits on
+/// the pipe when hkrun stops reading. 200,000 lines, then `done`.
+fn writer(tag: &str) -> String {
+    format!(
+        "hkrun-test-child burst 200000 --rounds 1 --number '{tag}:{{n}}:' --first 0 --len 80 \
+         --write 4000"
+    )
+}
 
 #[test]
 fn lines_are_never_split_by_a_stalled_stdout() {
-    let app = App::new(
-        "t1: python3 writer.py T1\nt2: python3 writer.py T2\nt3: python3 writer.py T3\nt4: python3 writer.py T4\n",
-    );
-    app.write("writer.py", STDIO_WRITER);
+    let app = App::new(&format!(
+        "t1: {}\nt2: {}\nt3: {}\nt4: {}\n",
+        writer("T1"),
+        writer("T2"),
+        writer("T3"),
+        writer("T4")
+    ));
     let tag = format!("split-{}", std::process::id());
     let _cleanup = Cleanup(tag.clone());
     let mut hk = tagged_command(env!("CARGO_BIN_EXE_hkrun"), app.path(), &tag)

@@ -13,29 +13,8 @@ use nix::unistd::Pid;
 
 use crate::harness::{App, Hk, client, eventually, free_base_port};
 
-/// The request handler of the test web dynos: every answer is the dyno's name.
-macro_rules! name_handler {
-    () => {
-        "\
-import http.server, os, signal, threading, time
-class Name(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = os.environ['DYNO'].encode()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-"
-    };
-}
-
-/// A web dyno that answers every request with its name.
-pub const WEB_PY: &str = concat!(
-    name_handler!(),
-    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Name).serve_forever()\n"
-);
+/// A web dyno that answers every request with its name (tests/support/child.rs).
+pub const WEB: &str = "exec hkrun-test-child listen";
 
 /// One HTTP/1.0 request through `port`: the dyno that answered, or why not.
 pub fn get(port: u16) -> Result<String, String> {
@@ -65,8 +44,7 @@ pub fn ps(app: &App) -> Ps {
 
 /// Starts `-m web=N` behind the router and waits until every web dyno is up.
 pub fn web_app(n: usize, extra: &[&str]) -> (App, Hk, u16) {
-    let app = App::new("web: exec python3 -u web.py\n");
-    app.write("web.py", WEB_PY);
+    let app = App::new(&format!("web: {WEB}\n"));
     let base = free_base_port();
     let formation = format!("web={n}");
     let port = base.to_string();
@@ -201,8 +179,7 @@ fn one_line_says_where_the_router_listens() {
 #[test]
 fn a_connection_waits_for_a_web_dyno_to_come_up() {
     // The dyno takes a second to listen; a request sent at once is answered, not refused.
-    let app = App::new("web: sleep 1; exec python3 -u web.py\n");
-    app.write("web.py", WEB_PY);
+    let app = App::new(&format!("web: sleep 1; {WEB}\n"));
     let base = free_base_port();
     let port = base.to_string();
     let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
@@ -213,21 +190,10 @@ fn a_connection_waits_for_a_web_dyno_to_come_up() {
     hk.stop_cleanly();
 }
 
-/// A web dyno listening on IPv6's loopback only.
-const WEB_V6_PY: &str = concat!(
-    name_handler!(),
-    "\
-import socket
-class V6(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-V6(('::1', int(os.environ['PORT'])), Name).serve_forever()
-"
-);
-
 #[test]
 fn a_dyno_listening_on_ipv6_only_is_reached() {
-    let app = App::new("web: python3 -u web.py\n");
-    app.write("web.py", WEB_V6_PY);
+    // IPv6's loopback only.
+    let app = App::new("web: hkrun-test-child listen --host ::1\n");
     let base = free_base_port();
     let port = base.to_string();
     let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
@@ -237,21 +203,10 @@ fn a_dyno_listening_on_ipv6_only_is_reached() {
     hk.stop_cleanly();
 }
 
-/// A web dyno that takes 1.5 s to listen (or never, while `broken` exists in the app
-/// folder) and finishes the requests it has on SIGTERM.
-pub const GRACEFUL_PY: &str = concat!(
-    name_handler!(),
-    "\
-while os.path.exists('broken'):
-    time.sleep(0.1)
-time.sleep(float(os.environ.get('BIND_DELAY', '1.5')))
-server = http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Name)
-server.daemon_threads = False
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-server.serve_forever()
-server.server_close()
-"
-);
+/// A web dyno that takes 1.5 s (`BIND_DELAY`) to listen (or never, while `broken`
+/// exists in the app folder) and finishes the requests it has on SIGTERM.
+pub const GRACEFUL: &str =
+    "exec hkrun-test-child listen --graceful --wait-while broken --delay ${BIND_DELAY:-1.5}";
 
 /// Clients requesting through the router in a loop until dropped; counts what failed.
 pub struct Load {
@@ -299,8 +254,7 @@ fn web_pids(ps: &Ps) -> Vec<i32> {
 }
 
 fn graceful_app(extra: &[&str]) -> (App, Hk, u16) {
-    let app = App::new("web: exec python3 -u web.py\n");
-    app.write("web.py", GRACEFUL_PY);
+    let app = App::new(&format!("web: {GRACEFUL}\n"));
     app.write("quick.env", "BIND_DELAY=0\n");
     let base = free_base_port();
     let port = base.to_string();
@@ -382,10 +336,9 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn sigusr2_restarts_every_dyno_with_web_prebooted() {
-    let app = App::new(
-        "web: exec python3 -u web.py\nworker: trap 'exit 0' TERM; echo working; while :; do sleep 0.1; done\n",
-    );
-    app.write("web.py", GRACEFUL_PY);
+    let app = App::new(&format!(
+        "web: {GRACEFUL}\nworker: trap 'exit 0' TERM; echo working; while :; do sleep 0.1; done\n",
+    ));
     app.write("quick.env", "BIND_DELAY=0\n");
     let port = free_base_port().to_string();
     let mut hk = Hk::start(
@@ -454,12 +407,6 @@ fn listening_at(port: u16) -> Vec<std::net::Ipv4Addr> {
         .collect()
 }
 
-/// A web dyno bound to every interface, as an app in a container is.
-const WEB_EVERYWHERE_PY: &str = concat!(
-    name_handler!(),
-    "http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), Name).serve_forever()\n"
-);
-
 #[test]
 fn the_router_is_never_more_reachable_than_the_web_dynos() {
     // Web on loopback: the router is too.
@@ -481,8 +428,8 @@ fn the_router_is_never_more_reachable_than_the_web_dynos() {
     );
 
     // Web on every interface: the router follows, and says so.
-    let app = App::new("web: exec python3 -u web.py\n");
-    app.write("web.py", WEB_EVERYWHERE_PY);
+    // Web on every interface, as an app in a container is.
+    let app = App::new("web: exec hkrun-test-child listen --host 0.0.0.0\n");
     let port = free_base_port();
     let mut hk = Hk::start(
         app.path(),

@@ -4,7 +4,7 @@
 
 use crate::harness::{App, Hk, client, free_base_port, hkrun, unique_tag};
 
-const WORKER: &str = "worker: exec python3 -c \"import time; time.sleep(3600)\"\n";
+const WORKER: &str = "worker: exec hkrun-test-child sleep 3600\n";
 
 /// `hkrun start` of a worker with `settings` as hkrun.toml; the app, hkrun, its tag.
 fn start_with(settings: &str) -> (App, Hk, String) {

@@ -3,22 +3,10 @@
 
 use crate::harness::{App, Hk, client, free_base_port, hkrun, unique_tag};
 
-/// A dyno that says each signal it gets (and exits on SIGTERM).
-const TELLS: &str = "\
-import os, signal, sys, time
-def said(n, _):
-    print(os.environ['DYNO'] + ' got ' + signal.Signals(n).name, flush=True)
-    if n == signal.SIGTERM:
-        sys.exit(0)
-for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
-    signal.signal(s, said)
-print('ready', flush=True)
-while True:
-    time.sleep(1)
-";
+/// A dyno that says each signal it gets (and exits on SIGTERM), after `ready`.
+const TELLS: &str = "exec hkrun-test-child trap HUP USR1 --exit-on TERM --prefix \"$DYNO \"";
 
 fn start(app: &App, tag: &str) -> Hk {
-    app.write("tell.py", TELLS);
     let port = free_base_port().to_string();
     let mut hk = Hk::spawn(hkrun(
         app.path(),
@@ -38,7 +26,7 @@ fn start(app: &App, tag: &str) -> Hk {
 
 #[test]
 fn kill_sends_a_signal_and_the_dynos_keep_running() {
-    let app = App::new("worker: exec python3 -u tell.py\nclock: exec python3 -u tell.py\n");
+    let app = App::new(&format!("worker: {TELLS}\nclock: {TELLS}\n"));
     let tag = unique_tag();
     let mut hk = start(&app, &tag);
     let out = client(app.path(), &["kill", "work*", "HUP"]);
@@ -98,7 +86,7 @@ fn kill_sends_a_signal_and_the_dynos_keep_running() {
 
 #[test]
 fn restart_and_stop_take_several_names_and_globs() {
-    let app = App::new("worker: exec python3 -u tell.py\nclock: exec python3 -u tell.py\n");
+    let app = App::new(&format!("worker: {TELLS}\nclock: {TELLS}\n"));
     let tag = unique_tag();
     let mut hk = start(&app, &tag);
     let out = client(app.path(), &["restart", "clock", "worker.[2]"]);

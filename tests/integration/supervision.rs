@@ -167,11 +167,9 @@ fn a_web_dyno_that_never_binds_gets_r10() {
 
 #[test]
 fn a_web_dyno_is_up_once_it_listens() {
-    let app = App::new(
-        "web: python3 -c \"import socket, time, os; time.sleep(0.5); s = socket.socket(); s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); print('bound', flush=True); time.sleep(1000)\"\n",
-    );
+    let app = App::new("web: hkrun-test-child listen --delay 0.5\n");
     let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &base()]);
-    hk.wait_for("web.1  | bound");
+    hk.wait_for("web.1  | listening on 127.0.0.1:");
     hk.wait_for("web.1  | State changed from starting to up");
     hk.signal(Signal::SIGTERM);
     assert_eq!(hk.wait_exit().code(), Some(0));
@@ -179,9 +177,8 @@ fn a_web_dyno_is_up_once_it_listens() {
 
 #[test]
 fn memory_over_quota_gives_r14_then_r15_and_a_restart() {
-    let grow = "import time\nchunks = []\nfor i in range(40):\n    chunks.append(b'x' * (8 << 20))\n    print('holding', 8 * (i + 1), 'MB', flush=True)\n    time.sleep(0.25)\ntime.sleep(1000)\n";
-    let app = App::new("hog: python3 grow.py\n");
-    app.write("grow.py", grow);
+    // 8 MB more every 0.25 s, up to 320 MB.
+    let app = App::new("hog: hkrun-test-child hold 320 --step 8 --every 0.25\n");
     let mut hk = Hk::start(
         app.path(),
         &["start", "--no-timestamp", "-m", "hog=1:64M", "-p", &base()],
@@ -201,9 +198,7 @@ fn memory_over_quota_gives_r14_then_r15_and_a_restart() {
 
 #[test]
 fn memory_limit_off_leaves_the_dyno_alone() {
-    let app = App::new(
-        "hog: python3 -c \"b = b'x' * (100 << 20); print('holding', flush=True); import time; time.sleep(1000)\"\n",
-    );
+    let app = App::new("hog: hkrun-test-child hold 100\n");
     let mut hk = Hk::start(
         app.path(),
         &[
