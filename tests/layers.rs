@@ -231,7 +231,6 @@ const UPWARD_LEFT: &[&str] = &[
     "config -> cli",
     "config -> errors",
     "config::settings -> cli",
-    "supervisor::runtime -> errors",
 ];
 
 /// Whether `to` reaches `from` through the edges: `from -> to` is then on a circle.

@@ -139,7 +139,7 @@ pub fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
     let dashboard = (args.dashboard.as_deref())
         .map(|addr| http_listener(addr, "--dashboard", "the dashboard (--dashboard)"))
         .transpose()?;
-    runtime::run(
+    let code = runtime::run(
         config,
         listener,
         runtime::Listeners {
@@ -148,6 +148,8 @@ pub fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
             dashboard,
         },
     )
+    .map_err(|runtime::SetupError { what, source }| Error::Setup { what, source })?;
+    Ok(code)
 }
 
 /// The listeners of `--metrics ADDR` or `--dashboard ADDR`: `HOST:PORT` (a host name at

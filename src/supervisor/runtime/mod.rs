@@ -39,7 +39,6 @@ use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
 use crate::control::server;
 use crate::dyno::{Backend, Exit, Slot};
-use crate::errors::Error;
 use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::proc;
@@ -77,15 +76,12 @@ pub fn run(
     config: StartConfig,
     control: Option<UnixListener>,
     listeners: Listeners,
-) -> Result<i32, Error> {
+) -> Result<i32, SetupError> {
     memory::keep_own_memory_small();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Setup {
-            what: "start the runtime",
-            source,
-        })?;
+        .map_err(setup("start the runtime"))?;
     let code = runtime.block_on(drive(config, control, listeners));
     // What hkrun waits for at exit, `drive` has waited for. A blocking read still under
     // way (the env files read again, one a FIFO nobody writes) must not hold the exit, as
@@ -94,15 +90,23 @@ pub fn run(
     code
 }
 
-fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
-    move |source| Error::Setup { what, source }
+/// What hkrun could not set up to run the app (signals, the runtime, pipes): `errors`
+/// says it as `cannot WHAT: SOURCE`.
+#[derive(Debug)]
+pub struct SetupError {
+    pub what: &'static str,
+    pub source: std::io::Error,
+}
+
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> SetupError {
+    move |source| SetupError { what, source }
 }
 
 async fn drive(
     config: StartConfig,
     control: Option<UnixListener>,
     listeners: Listeners,
-) -> Result<i32, Error> {
+) -> Result<i32, SetupError> {
     // Handlers first: nothing is spawned before hkrun can stop it.
     let mut signals = Signals::install()?;
     if let Err(err) = process::become_subreaper() {
@@ -206,7 +210,7 @@ impl Log {
         config: &StartConfig,
         inputs: &mpsc::UnboundedSender<Input>,
         host: &str,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, SetupError> {
         let closed = inputs.clone();
         let history = History::new();
         let writer = Writer::spawn(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{self, SignalKind};
 
-use crate::errors::Error;
+use super::SetupError;
 use crate::os::process;
 
 /// What a signal hkrun caught asks of it.
@@ -50,18 +50,18 @@ pub(super) struct Signals {
     job: Arc<AtomicUsize>,
 }
 
-fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
-    move |source| Error::Setup { what, source }
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> SetupError {
+    move |source| SetupError { what, source }
 }
 
-fn handle(kind: SignalKind, what: &'static str) -> Result<unix::Signal, Error> {
+fn handle(kind: SignalKind, what: &'static str) -> Result<unix::Signal, SetupError> {
     unix::signal(kind).map_err(setup(what))
 }
 
 impl Signals {
     /// Installs every handler (in a tokio runtime). Until it is dropped, what the signals
     /// ask comes out of `recv`; the handlers stay installed after, and do nothing.
-    pub(super) fn install() -> Result<Self, Error> {
+    pub(super) fn install() -> Result<Self, SetupError> {
         let job = Arc::new(AtomicUsize::new(JOB_RUNNING));
         signal_hook::flag::register_usize(nix::libc::SIGTSTP, Arc::clone(&job), JOB_PAUSED)
             .map_err(setup("handle SIGTSTP"))?;
