@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::config::ConfigError;
 use crate::config::app_json::AppJsonError;
 use crate::config::env::EnvError;
 use crate::config::procfile::ProcfileError;
@@ -128,6 +129,37 @@ pub enum Error {
     /// Nobody reads stdout any more (`hkrun ps | head -1`): the command ends quietly.
     #[error("stdout is closed")]
     StdoutClosed,
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        match error {
+            ConfigError::NoProcfile { path } => Self::NoProcfile { path },
+            ConfigError::ReadProcfile { path, source } => Self::ReadProcfile { path, source },
+            ConfigError::Procfile { path, source } => Self::Procfile { path, source },
+            ConfigError::Env(e) => Self::Env(e),
+            ConfigError::Settings(e) => Self::Settings(e),
+            ConfigError::AppJson(e) => Self::AppJson(e),
+            ConfigError::WriteEnv { path, source } => Self::WriteEnv { path, source },
+            ConfigError::Formation(e) => Self::Formation(e),
+            ConfigError::Port(e) => Self::Port(e),
+            ConfigError::Policy(e) => Self::Policy(e),
+            ConfigError::BadDrain { url, reason } => Self::BadDrain { url, reason },
+            ConfigError::AppState(e) => Self::AppState(e),
+            ConfigError::BadSetting { path, key, reason } => Self::BadSetting { path, key, reason },
+            ConfigError::BadFlag {
+                flag,
+                value,
+                reason,
+            } => Self::BadFlag {
+                flag,
+                value,
+                reason,
+            },
+            ConfigError::UnsafeLogDir { dir, source } => Self::UnsafeLogDir { dir, source },
+            ConfigError::Setup { what, source } => Self::Setup { what, source },
+        }
+    }
 }
 
 impl Error {

@@ -6,6 +6,7 @@
 pub(crate) mod app_json;
 pub mod env;
 pub(crate) mod env_file;
+pub mod error;
 pub(crate) mod name;
 pub mod procfile;
 pub(crate) mod settings;
@@ -21,12 +22,12 @@ use std::time::Duration;
 
 use crate::cli::{ColorChoice, FileArgs, FormationArgs, OutputArgs, StartArgs};
 use crate::dyno::RELEASE;
-use crate::errors::Error;
 use crate::logs::Style;
 use crate::plan::formation::{self, DynoSize, FormationError, FormationSpec, Quantity};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, TypeRules, ports};
 use env::Vars;
+pub use error::ConfigError;
 use procfile::{Procfile, ProcfileError};
 use settings::StartOptions;
 
@@ -62,7 +63,7 @@ pub struct App {
 impl App {
     /// Loads the Procfile and the env files. A missing Procfile is an error unless
     /// `procfile_optional`.
-    pub fn load(files: &FileArgs, procfile_optional: bool) -> Result<Self, Error> {
+    pub fn load(files: &FileArgs, procfile_optional: bool) -> Result<Self, ConfigError> {
         let procfile_path = match (&files.procfile, &files.root) {
             (Some(path), _) => path.clone(),
             (None, Some(root)) => root.join("Procfile"),
@@ -72,7 +73,7 @@ impl App {
         let mut warnings = Vec::new();
         let procfile = match std::fs::read(&procfile_path) {
             Ok(bytes) => {
-                let procfile = Procfile::parse(&bytes).map_err(|source| Error::Procfile {
+                let procfile = Procfile::parse(&bytes).map_err(|source| ConfigError::Procfile {
                     path: procfile_path.clone(),
                     source,
                 })?;
@@ -84,12 +85,12 @@ impl App {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && procfile_optional => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoProcfile {
+                return Err(ConfigError::NoProcfile {
                     path: procfile_path,
                 });
             }
             Err(source) => {
-                return Err(Error::ReadProcfile {
+                return Err(ConfigError::ReadProcfile {
                     path: procfile_path,
                     source,
                 });
@@ -129,7 +130,7 @@ impl App {
     /// and keeps them in the env file (the first named, else `.env`), as Heroku makes them
     /// once at the app's creation. `start` and `run` call it; `check` and `export` leave
     /// them unset.
-    pub fn generate_secrets(&mut self) -> Result<(), Error> {
+    pub fn generate_secrets(&mut self) -> Result<(), ConfigError> {
         let Some((_, app_json)) = &self.app_json else {
             return Ok(());
         };
@@ -144,14 +145,14 @@ impl App {
         };
         let mut file = env_file::EnvFile::load(&path)?;
         for key in &keys {
-            let value = app_json::secret().map_err(|source| Error::Setup {
+            let value = app_json::secret().map_err(|source| ConfigError::Setup {
                 what: "read /dev/urandom",
                 source,
             })?;
             file.set(key, &value)?;
             self.env.insert(key.clone(), value);
         }
-        file.save().map_err(|source| Error::WriteEnv {
+        file.save().map_err(|source| ConfigError::WriteEnv {
             path: path.clone(),
             source,
         })?;
@@ -196,7 +197,7 @@ pub fn env_files(given: &[PathBuf], root: &Path) -> Vec<PathBuf> {
 
 /// Each env file's variables, in order. `$NAME` in a file sees the inherited environment
 /// and earlier files, as bash sourcing them in order would (README).
-fn read_env_files(files: &[PathBuf]) -> Result<Vec<Vec<env::Var>>, Error> {
+fn read_env_files(files: &[PathBuf]) -> Result<Vec<Vec<env::Var>>, ConfigError> {
     let mut scope = inherited_vars();
     let mut parsed = Vec::new();
     for path in files {
@@ -222,7 +223,7 @@ pub fn load_env(
     files: &[PathBuf],
     root: &Path,
     longest: Option<(&str, usize)>,
-) -> Result<Vars, Error> {
+) -> Result<Vars, ConfigError> {
     let parsed = read_env_files(files)?;
     let app_json = app_json::AppJson::find(root)?;
     let room = exec_room(files.iter().zip(parsed.iter()), app_json.as_ref())?;
@@ -334,7 +335,7 @@ impl ExecRoom {
 fn exec_room<'a>(
     files: impl Iterator<Item = (&'a PathBuf, &'a Vec<env::Var>)>,
     app_json: Option<&(PathBuf, app_json::AppJson)>,
-) -> Result<ExecRoom, Error> {
+) -> Result<ExecRoom, ConfigError> {
     let mut room = ExecRoom::inherited();
     for (path, vars) in files {
         for var in vars {
@@ -367,7 +368,7 @@ fn check_exec_limits(
     procfile_path: &Path,
     procfile: Option<&Procfile>,
     room: &ExecRoom,
-) -> Result<(), Error> {
+) -> Result<(), ConfigError> {
     let max = EXEC_STRING_MAX - 1;
     let Some(procfile) = procfile else {
         return Ok(());
@@ -376,7 +377,7 @@ fn check_exec_limits(
     for entry in procfile.entries() {
         let len = crate::os::process::exec_form(&entry.command).len();
         if len > max {
-            return Err(Error::Procfile {
+            return Err(ConfigError::Procfile {
                 path: procfile_path.to_owned(),
                 source: ProcfileError::TooLong {
                     line: entry.line,
@@ -401,7 +402,7 @@ fn check_type_env(
     path: &Path,
     rules: &BTreeMap<String, TypeRules>,
     app: &App,
-) -> Result<(), Error> {
+) -> Result<(), ConfigError> {
     for (name, rule) in rules.iter().filter(|(_, r)| !r.env.is_empty()) {
         let mut room = app.exec_room.clone();
         for (key, value) in &rule.env {
@@ -434,9 +435,13 @@ fn exec_total_limit() -> usize {
 }
 
 /// Resolves the formation for `start` and `check`.
-pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<Quantity>, Error> {
+pub fn plans(
+    app: &App,
+    args: &FormationArgs,
+    types: &[String],
+) -> Result<Vec<Quantity>, ConfigError> {
     if app.procfile().types().next().is_none() {
-        return Err(Error::Procfile {
+        return Err(ConfigError::Procfile {
             path: app.procfile_path.clone(),
             source: ProcfileError::OnlyRelease,
         });
@@ -474,7 +479,7 @@ pub fn plans(app: &App, args: &FormationArgs, types: &[String]) -> Result<Vec<Qu
 
 /// The router's port, when web runs and `--no-router` is not given: the first of web's
 /// block.
-pub fn router(plans: &[Quantity], base: u16, no_router: bool) -> Result<Option<u16>, Error> {
+pub fn router(plans: &[Quantity], base: u16, no_router: bool) -> Result<Option<u16>, ConfigError> {
     match plans.iter().find(|p| p.name == WEB) {
         Some(web) if web.count > 0 && !no_router => Ok(Some(ports::router_port(base, web.index)?)),
         _ => Ok(None),
@@ -552,7 +557,11 @@ pub fn process_types(plans: &[Quantity], router: bool, policies: &Policies) -> V
 
 /// Every dyno of the formation with its port, in start order: foreman's layout, with web
 /// one port further along when the router runs.
-pub fn dynos(types: &[ProcessType], plans: &[Quantity], base: u16) -> Result<Vec<DynoSpec>, Error> {
+pub fn dynos(
+    types: &[ProcessType],
+    plans: &[Quantity],
+    base: u16,
+) -> Result<Vec<DynoSpec>, ConfigError> {
     let mut dynos = Vec::new();
     for (ty, plan) in types.iter().zip(plans) {
         for n in 1..=plan.count {
@@ -581,7 +590,7 @@ pub struct StartConfig {
 
 impl StartConfig {
     /// `start`'s config: the app loaded, app.json's secrets made, then `checked`.
-    pub fn resolve(options: &StartOptions) -> Result<Self, Error> {
+    pub fn resolve(options: &StartOptions) -> Result<Self, ConfigError> {
         let mut app = App::load(&options.args.files, false)?;
         app.generate_secrets()?;
         Self::checked(app, options)
@@ -591,7 +600,7 @@ impl StartConfig {
     /// writing nothing: `check` runs it too, so the two refuse the same (README,
     /// "Settings"). What depends on the machine at the start (a port in use, a host name
     /// that does not resolve) is left to `start`.
-    pub fn checked(app: App, options: &StartOptions) -> Result<Self, Error> {
+    pub fn checked(app: App, options: &StartOptions) -> Result<Self, ConfigError> {
         let args = &options.args;
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
@@ -605,7 +614,7 @@ impl StartConfig {
         let boot_timeout = seconds("--boot-timeout", args.boot_timeout)?;
         if boot_timeout.is_zero() {
             // No web dyno could ever come up: each would get R10 at once.
-            return Err(Error::BadFlag {
+            return Err(ConfigError::BadFlag {
                 flag: "--boot-timeout",
                 value: args.boot_timeout.to_string(),
                 reason: "expected a number of seconds above 0",
@@ -633,7 +642,7 @@ impl StartConfig {
         let types = process_types(&plans, router.is_some(), &policies);
         let dynos = dynos(&types, &plans, app.base_port)?;
         if dynos.is_empty() {
-            return Err(Error::BadFlag {
+            return Err(ConfigError::BadFlag {
                 flag: "--formation",
                 value: args
                     .formation
@@ -644,7 +653,7 @@ impl StartConfig {
             });
         }
         if let (Some(name), 2..) = (&args.dyno, dynos.len()) {
-            return Err(Error::BadFlag {
+            return Err(ConfigError::BadFlag {
                 flag: "--dyno",
                 value: name.clone(),
                 reason: "it names the one dyno of a formation, and this one runs more",
@@ -665,10 +674,10 @@ impl StartConfig {
         let postdeploy = match &app.app_json {
             Some((path, json)) if !args.no_release => match json.postdeploy() {
                 Some(command) => {
-                    let state = state::State::read(&app.root).map_err(Error::AppState)?;
+                    let state = state::State::read(&app.root).map_err(ConfigError::AppState)?;
                     let procfile = app.procfile();
                     if procfile.names().contains(&crate::dyno::POSTDEPLOY) {
-                        return Err(Error::AppState(format!(
+                        return Err(ConfigError::AppState(format!(
                             "{}: scripts.postdeploy runs as postdeploy.1, and the Procfile has a type of that name",
                             path.display()
                         )));
@@ -681,7 +690,7 @@ impl StartConfig {
         };
         if let (Some(path), false) = (options.rules_from(), options.scheduler.is_empty()) {
             if app.procfile().names().contains(&crate::dyno::SCHEDULER) {
-                return Err(Error::BadSetting {
+                return Err(ConfigError::BadSetting {
                     path: path.to_owned(),
                     key: "[[scheduler]]".into(),
                     reason: "its runs are scheduler.N, and the Procfile has a type of that name"
@@ -722,7 +731,7 @@ impl StartConfig {
                 .drain
                 .iter()
                 .map(|url| {
-                    url.parse().map_err(|reason| Error::BadDrain {
+                    url.parse().map_err(|reason| ConfigError::BadDrain {
                         url: crate::logs::drains::masked(url),
                         reason,
                     })
@@ -747,7 +756,7 @@ pub fn typed_in(args: &StartArgs) -> impl Iterator<Item = &str> {
 pub fn known_types<'a>(
     procfile: &Procfile,
     names: impl IntoIterator<Item = &'a str>,
-) -> Result<(), Error> {
+) -> Result<(), ConfigError> {
     for name in names {
         if procfile.types().all(|e| e.name != name) {
             let known = procfile
@@ -771,8 +780,8 @@ pub fn check_rules(
     path: &Path,
     rules: &BTreeMap<String, TypeRules>,
     plans: &[Quantity],
-) -> Result<(), Error> {
-    let bad = |key: String, reason: String| Error::BadSetting {
+) -> Result<(), ConfigError> {
+    let bad = |key: String, reason: String| ConfigError::BadSetting {
         path: path.to_owned(),
         key,
         reason,
@@ -839,19 +848,19 @@ pub fn check_rules(
 }
 
 /// `--log-dir`, `--log-max-size` and `--log-keep`, checked.
-fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, Error> {
+fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, ConfigError> {
     let Some(dir) = &args.log_dir else {
         return Ok(None);
     };
     let max_size = args.log_max_size;
     if args.log_keep > crate::logs::files::KEEP_AT_MOST {
-        return Err(Error::BadFlag {
+        return Err(ConfigError::BadFlag {
             flag: "--log-keep",
             value: args.log_keep.to_string(),
             reason: "expected at most 1000 rotated files",
         });
     }
-    crate::logs::files::check_folder(dir).map_err(|source| Error::UnsafeLogDir {
+    crate::logs::files::check_folder(dir).map_err(|source| ConfigError::UnsafeLogDir {
         dir: dir.clone(),
         source,
     })?;
@@ -864,16 +873,16 @@ fn log_files(args: &StartArgs) -> Result<Option<crate::logs::files::LogFiles>, E
 
 /// Refuses an address `--metrics` or `--dashboard` could never listen on, whatever the
 /// machine: not `HOST:PORT` nor a port.
-fn listen_address(flag: &'static str, addr: &str) -> Result<(), Error> {
-    crate::http::well_formed(addr).map_err(|_| Error::BadFlag {
+fn listen_address(flag: &'static str, addr: &str) -> Result<(), ConfigError> {
+    crate::http::well_formed(addr).map_err(|_| ConfigError::BadFlag {
         flag,
         value: addr.to_owned(),
         reason: "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port",
     })
 }
 
-fn seconds(flag: &'static str, value: f64) -> Result<Duration, Error> {
-    Duration::try_from_secs_f64(value).map_err(|_| Error::BadFlag {
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::BadFlag {
         flag,
         value: value.to_string(),
         reason: "expected a number of seconds",
