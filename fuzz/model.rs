@@ -559,7 +559,7 @@ fn trace() -> bool {
     std::env::var_os("HKRUN_MODEL_TRACE").is_some()
 }
 
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let mut b = Bytes(data);
     let plan = plan(&mut b, data.last().copied().unwrap_or(0));
     let mut world = World {

@@ -18,34 +18,34 @@ use crate::plan::policy::PolicyError;
 use crate::plan::ports::PortError;
 
 /// hkrun's own exit codes. A dyno's or the release's code is passed through as it is.
-pub mod exit_code {
+pub(crate) mod exit_code {
     /// A requested stop, or every dyno finished with 0.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// The supervisor refused a control command, or what it started failed.
-    pub const REFUSED: u8 = 1;
+    pub(crate) const REFUSED: u8 = 1;
     /// The command line was not understood (clap's code).
     #[expect(dead_code, reason = "clap exits with it; listed so every code is here")]
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// The Procfile, an env file, the formation or a port is malformed (EX_DATAERR).
-    pub const BAD_INPUT: u8 = 65;
+    pub(crate) const BAD_INPUT: u8 = 65;
     /// The Procfile or an env file cannot be read (EX_NOINPUT).
-    pub const NO_INPUT: u8 = 66;
+    pub(crate) const NO_INPUT: u8 = 66;
     /// A port the app needs is taken, hkrun already runs the app, or (for control
     /// commands) no hkrun runs it (EX_UNAVAILABLE).
-    pub const UNAVAILABLE: u8 = 69;
+    pub(crate) const UNAVAILABLE: u8 = 69;
     /// hkrun could not set itself up: signals, runtime, pipes (EX_OSERR).
-    pub const OS_ERROR: u8 = 71;
+    pub(crate) const OS_ERROR: u8 = 71;
     /// `hkrun export` could not write its folder (EX_CANTCREAT).
-    pub const CANNOT_CREATE: u8 = 73;
+    pub(crate) const CANNOT_CREATE: u8 = 73;
     /// (control commands) the supervisor runs as another user (EX_NOPERM).
-    pub const NO_PERMISSION: u8 = 77;
+    pub(crate) const NO_PERMISSION: u8 = 77;
     /// `hkrun run` could not start its command (the shell's code).
-    pub const CANNOT_RUN: u8 = 127;
+    pub(crate) const CANNOT_RUN: u8 = 127;
 }
 
 /// Failures that stop hkrun before or instead of running the app.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{}: no such file (give the Procfile with -f)", path.display())]
     NoProcfile { path: PathBuf },
     #[error("{}: cannot read: {source}", path.display())]
@@ -164,7 +164,7 @@ impl From<ConfigError> for Error {
 
 impl Error {
     /// The documented exit code for this failure.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Self::NoProcfile { .. } | Self::ReadProcfile { .. } => exit_code::NO_INPUT,
             Self::Env(EnvError::Read { .. }) => exit_code::NO_INPUT,
@@ -207,7 +207,7 @@ impl Error {
 }
 
 /// Prints `hkrun: <error>` on one line to stderr and gives the exit code.
-pub fn report(err: &Error) -> ExitCode {
+pub(crate) fn report(err: &Error) -> ExitCode {
     if !matches!(err, Error::StdoutClosed) {
         to_stderr(&format!("hkrun: {err}\n"));
     }
@@ -216,12 +216,12 @@ pub fn report(err: &Error) -> ExitCode {
 
 /// Prints `hkrun: warning: <text>` on one line to stderr: the one form of warnings, that
 /// of `tracing::warn!` too (see `init_logging`).
-pub fn warn(text: impl std::fmt::Display) {
+pub(crate) fn warn(text: impl std::fmt::Display) {
     to_stderr(&format!("hkrun: warning: {text}\n"));
 }
 
 /// Prints a note for the user (not an error) to stderr, as is.
-pub fn print_err(text: &str) {
+pub(crate) fn print_err(text: &str) {
     to_stderr(text);
 }
 
@@ -232,7 +232,7 @@ fn to_stderr(line: &str) {
 }
 
 /// Writes a command's answer to stdout; `Error::StdoutClosed` when nobody reads it.
-pub fn print_out(text: &str) -> Result<(), Error> {
+pub(crate) fn print_out(text: &str) -> Result<(), Error> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

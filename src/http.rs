@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-pub use crate::seats::Limits;
+pub(crate) use crate::seats::Limits;
 use crate::seats::Seats;
 
 /// How long a client may take to send a whole request head.
@@ -39,7 +39,7 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// What `--metrics ADDR` or `--dashboard ADDR` named, bound.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     /// One per address (a host name may resolve to several), all on one port.
     pub listeners: Vec<std::net::TcpListener>,
     /// The host name given, if one was: in the URL hkrun logs, and a name the dashboard
@@ -49,7 +49,7 @@ pub struct Bound {
 
 /// Why an address cannot be listened on.
 #[derive(Debug, thiserror::Error)]
-pub enum BindError {
+pub(crate) enum BindError {
     #[error("expected HOST:PORT or a port")]
     Malformed,
     #[error("{0}")]
@@ -62,7 +62,7 @@ pub enum BindError {
 
 /// Binds `given`: `HOST:PORT` (an IPv4 address, `[IPv6]`, or a host name, bound at each
 /// address it resolves to), or a port alone on 127.0.0.1.
-pub fn bind(given: &str) -> Result<Bound, BindError> {
+pub(crate) fn bind(given: &str) -> Result<Bound, BindError> {
     let (addrs, name) = resolve(given)?;
     Ok(Bound {
         listeners: bind_all(&addrs)?,
@@ -95,7 +95,7 @@ fn parse_address(given: &str) -> Result<Given<'_>, BindError> {
 
 /// Whether `bind` could take `given`'s form (`BindError::Malformed` if not), without
 /// resolving a name or binding: what `check` refuses as `start` would.
-pub fn well_formed(given: &str) -> Result<(), BindError> {
+pub(crate) fn well_formed(given: &str) -> Result<(), BindError> {
     parse_address(given).map(drop)
 }
 
@@ -162,7 +162,7 @@ fn unavailable(err: &io::Error) -> bool {
 }
 
 /// `http://HOST:PORT` for what `bound` listens on: the name given, or the address.
-pub fn url(name: Option<&str>, listeners: &[TcpListener]) -> Option<String> {
+pub(crate) fn url(name: Option<&str>, listeners: &[TcpListener]) -> Option<String> {
     let at = listeners.first()?.local_addr().ok()?;
     Some(match name {
         Some(name) => format!("http://{name}:{}", at.port()),
@@ -171,7 +171,7 @@ pub fn url(name: Option<&str>, listeners: &[TcpListener]) -> Option<String> {
 }
 
 /// The listeners of `bound`, on the runtime; those that cannot be are warned about.
-pub fn listen(bound: Bound, what: &str) -> Vec<TcpListener> {
+pub(crate) fn listen(bound: Bound, what: &str) -> Vec<TcpListener> {
     bound
         .listeners
         .into_iter()
@@ -189,7 +189,7 @@ pub fn listen(bound: Bound, what: &str) -> Vec<TcpListener> {
 /// Accepts connections on every listener until the runtime ends, each answered by
 /// `answer` on a task of its own, with at most `limits.connections` held, so no client
 /// can take hkrun's file descriptors (the dynos' pipes need them).
-pub async fn serve<F, A>(listeners: Vec<TcpListener>, limits: Limits, answer: A)
+pub(crate) async fn serve<F, A>(listeners: Vec<TcpListener>, limits: Limits, answer: A)
 where
     A: Fn(TcpStream, Place) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
@@ -235,11 +235,11 @@ where
 }
 
 /// One connection's place among those held (`seats`); given up when dropped.
-pub use crate::seats::Seat as Place;
+pub(crate) use crate::seats::Seat as Place;
 
 impl Place {
     /// Writes `bytes` within `WRITE`, waiting on the client meanwhile.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         stream: &mut (impl AsyncWrite + Unpin),
         bytes: &[u8],
@@ -256,7 +256,7 @@ impl Place {
 
 /// The methods served: every resource is read-only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     /// As `Get`, without the body.
     Head,
@@ -264,7 +264,7 @@ pub enum Method {
 
 /// A request's head, as far as hkrun's listeners need it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: Method,
     /// The path, without the query.
     pub path: String,
@@ -306,7 +306,7 @@ impl Refusal {
 /// The request on `stream`, once its head has arrived within `HEAD`. A head that is not
 /// a `GET` or `HEAD` is answered here (400, 405, 431 or 505); none then, nor when the
 /// client hangs up or is too slow.
-pub async fn read_request(stream: &mut TcpStream, place: &Place) -> Option<Request> {
+pub(crate) async fn read_request(stream: &mut TcpStream, place: &Place) -> Option<Request> {
     let refusal = match read_head(stream).await? {
         Ok(request) => {
             place.set_waiting(false);
@@ -489,7 +489,7 @@ fn other_version(head: &[u8]) -> bool {
 /// A whole response, the connection closed after it; every head hkrun's listeners write
 /// is built by `head`, a stream's (its length unsaid) too.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     status: &'static str,
     content_type: &'static str,
     /// Further header lines, each ended by CRLF.
@@ -498,7 +498,7 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(status: &'static str, content_type: &'static str, body: String) -> Self {
+    pub(crate) fn new(status: &'static str, content_type: &'static str, body: String) -> Self {
         Self {
             status,
             content_type,
@@ -507,17 +507,17 @@ impl Response {
         }
     }
 
-    pub fn text(status: &'static str, body: impl Into<String>) -> Self {
+    pub(crate) fn text(status: &'static str, body: impl Into<String>) -> Self {
         Self::new(status, "text/plain; charset=utf-8", body.into())
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push_str(&format!("{name}: {value}\r\n"));
         self
     }
 
     /// The head, for a body of `length` bytes (unsaid for a stream).
-    pub fn head(&self, length: Option<usize>) -> String {
+    pub(crate) fn head(&self, length: Option<usize>) -> String {
         let length = length.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
         format!(
             "HTTP/1.1 {}\r\nContent-Type: {}\r\n{length}Cache-Control: no-store\r\n\
@@ -528,7 +528,7 @@ impl Response {
 }
 
 /// Writes `response` (its head alone for `HEAD`), then ends the stream's writing side.
-pub async fn respond(
+pub(crate) async fn respond(
     stream: &mut TcpStream,
     place: &Place,
     method: Method,

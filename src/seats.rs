@@ -13,13 +13,13 @@ use tokio::time::Instant;
 
 /// How many connections a listener holds at once, and how many of those may be streams.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub connections: usize,
     pub streams: usize,
 }
 
 /// The seats, and what each connection is waiting for.
-pub struct Seats {
+pub(crate) struct Seats {
     limits: Limits,
     table: Mutex<Table>,
 }
@@ -39,7 +39,7 @@ struct Entry {
 }
 
 impl Seats {
-    pub fn new(limits: Limits) -> Arc<Self> {
+    pub(crate) fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             limits,
             table: Mutex::default(),
@@ -53,7 +53,7 @@ impl Seats {
 
     /// A seat for a new connection, made by closing the one that has waited longest on
     /// its client if all are taken; `None` if none is waiting.
-    pub fn admit(self: &Arc<Self>) -> Option<Seat> {
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<Seat> {
         let mut table = self.lock();
         if table.entries.len() >= self.limits.connections && !evict(&mut table, false) {
             return None;
@@ -73,7 +73,7 @@ impl Seats {
     }
 
     /// How to close the connection in seat `id` when it must give its seat up.
-    pub fn set_abort(&self, id: u64, abort: AbortHandle) {
+    pub(crate) fn set_abort(&self, id: u64, abort: AbortHandle) {
         match self.lock().entries.get_mut(&id) {
             Some(entry) => entry.abort = Some(abort),
             // Done already, or made room for before it could be told how to stop.
@@ -83,7 +83,7 @@ impl Seats {
 
     /// Closes the connection that has waited longest (out of descriptors: make room);
     /// false if none is waiting.
-    pub fn make_room(&self) -> bool {
+    pub(crate) fn make_room(&self) -> bool {
         evict(&mut self.lock(), false)
     }
 
@@ -112,18 +112,18 @@ fn evict(table: &mut Table, streams_only: bool) -> bool {
 }
 
 /// One connection's seat; given up when dropped.
-pub struct Seat {
+pub(crate) struct Seat {
     id: u64,
     seats: Arc<Seats>,
 }
 
 impl Seat {
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// The connection waits on its client from now (`true`), or hkrun works for it.
-    pub fn set_waiting(&self, waiting: bool) {
+    pub(crate) fn set_waiting(&self, waiting: bool) {
         if let Some(entry) = self.seats.lock().entries.get_mut(&self.id) {
             entry.waiting = waiting.then(Instant::now);
         }
@@ -131,7 +131,7 @@ impl Seat {
 
     /// Takes one of the streams' seats, closing the stream that has waited longest on
     /// its client if all are taken; false if none is waiting.
-    pub fn start_stream(&self) -> bool {
+    pub(crate) fn start_stream(&self) -> bool {
         let mut table = self.seats.lock();
         let streams = table.entries.values().filter(|e| e.stream).count();
         if streams >= self.seats.limits.streams && !evict(&mut table, true) {
@@ -146,7 +146,7 @@ impl Seat {
         }
     }
 
-    pub fn end_stream(&self) {
+    pub(crate) fn end_stream(&self) {
         if let Some(entry) = self.seats.lock().entries.get_mut(&self.id) {
             entry.stream = false;
         }

@@ -98,7 +98,7 @@ fn refusal(refused: &Reply) -> Error {
 
 /// Asks a running app to read its env files again and restart its dynos: the answer,
 /// or `None` when no hkrun runs the app.
-pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
+pub(crate) fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
     let mut client = match Client::open(control) {
         Ok(client) => client,
         Err(Error::Control(SocketError::NotRunning { .. })) => return Ok(None),
@@ -108,7 +108,7 @@ pub fn reload(control: &ControlArgs) -> Result<Option<String>, Error> {
 }
 
 /// `hkrun ps [--json]`.
-pub fn ps(args: &PsArgs) -> Result<i32, Error> {
+pub(crate) fn ps(args: &PsArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     client.send(&Request::Ps { cpu: false })?;
     let Reply::Ps(ps) = client.answer()? else {
@@ -126,7 +126,7 @@ pub fn ps(args: &PsArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun scale web=3 worker=0 clock+1`.
-pub fn scale(args: &ScaleArgs) -> Result<i32, Error> {
+pub(crate) fn scale(args: &ScaleArgs) -> Result<i32, Error> {
     // Malformed changes are refused here, before the socket is even opened.
     let changes = args
         .changes
@@ -161,7 +161,7 @@ fn one_or_several(texts: &[String]) -> Result<Targets, Error> {
 }
 
 /// `hkrun kill TARGET... SIGNAL` (or `-s SIGNAL TARGET...`): answered once sent.
-pub fn kill(args: &KillArgs) -> Result<i32, Error> {
+pub(crate) fn kill(args: &KillArgs) -> Result<i32, Error> {
     let mut targets = args.args.clone();
     let signal = match &args.signal {
         Some(signal) => signal.clone(),
@@ -183,7 +183,7 @@ pub fn kill(args: &KillArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun restart [TARGET...]`: returns once the new dynos are up.
-pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
+pub(crate) fn restart(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Restart { target, targets })?;
@@ -192,7 +192,7 @@ pub fn restart(args: &TargetArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun stop [TARGET]`: with no target, returns once the supervisor has exited.
-pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
+pub(crate) fn stop(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Stop { target, targets })?;
@@ -209,7 +209,7 @@ pub fn stop(args: &TargetArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun logs [-n N] [--tail] [--ps TYPE|DYNO] [--source app|heroku]`.
-pub fn logs(args: &LogsArgs) -> Result<i32, Error> {
+pub(crate) fn logs(args: &LogsArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     client.send(&Request::Logs {
         lines: args.num,
@@ -303,7 +303,7 @@ enum Ended {
 /// `hkrun connect DYNO`: the dyno's terminal here, raw, until Ctrl-] (or the end of stdin)
 /// detaches (exit 0), or the dyno's run ends (its exit status, as `heroku run` exits). The
 /// dyno keeps running either way.
-pub fn connect(args: &ConnectArgs) -> Result<i32, Error> {
+pub(crate) fn connect(args: &ConnectArgs) -> Result<i32, Error> {
     // Before the size is read: a resize from now on is queued, none falls in between.
     let resizes = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]);
     let hello = hello(&args.control)?;

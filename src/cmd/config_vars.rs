@@ -73,7 +73,7 @@ fn listed(keys: &[&str]) -> String {
 }
 
 /// `hkrun config [-s | --json]`.
-pub fn show(args: &ConfigArgs) -> Result<i32, Error> {
+pub(crate) fn show(args: &ConfigArgs) -> Result<i32, Error> {
     let (file, app) = open(&args.file)?;
     let vars = file.vars();
     let text = if args.shell {
@@ -96,7 +96,7 @@ pub fn show(args: &ConfigArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun config:get KEY`: the value, or an empty line when it is not set (as Heroku).
-pub fn get(args: &ConfigGetArgs) -> Result<i32, Error> {
+pub(crate) fn get(args: &ConfigGetArgs) -> Result<i32, Error> {
     let (file, _) = open(&args.file)?;
     let value = file.get(&args.key).unwrap_or_default();
     let text = match args.shell {
@@ -108,7 +108,7 @@ pub fn get(args: &ConfigGetArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun config:set KEY=VALUE...`.
-pub fn set(args: &ConfigSetArgs) -> Result<i32, Error> {
+pub(crate) fn set(args: &ConfigSetArgs) -> Result<i32, Error> {
     // Every pair is checked before the file is touched.
     let mut pairs = Vec::new();
     for pair in &args.pairs {
@@ -139,7 +139,7 @@ pub fn set(args: &ConfigSetArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun config:unset KEY...`.
-pub fn unset(args: &ConfigUnsetArgs) -> Result<i32, Error> {
+pub(crate) fn unset(args: &ConfigUnsetArgs) -> Result<i32, Error> {
     for key in &args.keys {
         env_file::check_key(key).map_err(Error::ConfigVar)?;
     }

@@ -13,7 +13,7 @@ use crate::export::{
 use crate::plan::ports;
 
 /// `hkrun export`.
-pub fn export(args: &ExportArgs) -> Result<i32, Error> {
+pub(crate) fn export(args: &ExportArgs) -> Result<i32, Error> {
     let format: Format = args.format.parse()?;
     if format == Format::Kubernetes && args.image.is_none() {
         return Err(ExportError::NoImage.into());

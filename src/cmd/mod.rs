@@ -47,7 +47,7 @@ fn configured(
 
 /// `hkrun start`, with the settings file's defaults where flags and `HKRUN_*` variables
 /// said nothing.
-pub fn start_configured(args: &StartArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
+pub(crate) fn start_configured(args: &StartArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
     let given = matches
         .subcommand_matches("start")
         .expect("the command line is start's");
@@ -55,7 +55,7 @@ pub fn start_configured(args: &StartArgs, matches: &clap::ArgMatches) -> Result<
 }
 
 /// `hkrun start`.
-pub fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
+pub(crate) fn start(options: &config::settings::StartOptions) -> Result<i32, Error> {
     process::close_inherited_on_exec();
     if let Err(err) = process::unblock_signals() {
         tracing::warn!(%err, "cannot unblock signals; dynos may start with some blocked");
@@ -189,13 +189,13 @@ fn http_listener(
 }
 
 mod libc_errno {
-    pub const EROFS: i32 = nix::errno::Errno::EROFS as i32;
-    pub const EACCES: i32 = nix::errno::Errno::EACCES as i32;
+    pub(super) const EROFS: i32 = nix::errno::Errno::EROFS as i32;
+    pub(super) const EACCES: i32 = nix::errno::Errno::EACCES as i32;
 }
 
 /// `hkrun check`, with the settings `start` would apply, and where each of `start`'s
 /// settings comes from.
-pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
+pub(crate) fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<i32, Error> {
     let given = matches
         .subcommand_matches("check")
         .expect("the command line is check's");
@@ -251,7 +251,7 @@ pub fn check_configured(args: &CheckArgs, matches: &clap::ArgMatches) -> Result<
 }
 
 /// `hkrun check`: validates and prints the plan, starting nothing.
-pub fn check(args: &StartArgs) -> Result<i32, Error> {
+pub(crate) fn check(args: &StartArgs) -> Result<i32, Error> {
     let app = App::load(&args.files, false)?;
     warn_all(&app);
     let plans = config::plans(&app, &args.formation, &args.types)?;
@@ -301,7 +301,7 @@ pub fn check(args: &StartArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun run`: one process attached to the terminal, as `run.1`, with the app's env.
-pub fn run(args: &RunArgs) -> Result<i32, Error> {
+pub(crate) fn run(args: &RunArgs) -> Result<i32, Error> {
     let mut app = App::load(&args.files, true)?;
     app.generate_secrets()?;
     warn_all(&app);
@@ -376,7 +376,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// `hkrun open [PATH]`: the URL web is reached at, as `start` would lay it out.
-pub fn open(args: &OpenArgs) -> Result<i32, Error> {
+pub(crate) fn open(args: &OpenArgs) -> Result<i32, Error> {
     let app = App::load(&args.files, false)?;
     let plans = config::plans(&app, &crate::cli::FormationArgs::default(), &[])?;
     let port = match config::router(&plans, app.base_port, args.no_router)? {
@@ -408,7 +408,7 @@ pub fn open(args: &OpenArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun completions SHELL`, from the clap definitions.
-pub fn completions(args: &CompletionsArgs) -> Result<i32, Error> {
+pub(crate) fn completions(args: &CompletionsArgs) -> Result<i32, Error> {
     use clap::CommandFactory;
     let mut out = Vec::new();
     clap_complete::generate(
@@ -422,7 +422,7 @@ pub fn completions(args: &CompletionsArgs) -> Result<i32, Error> {
 }
 
 /// `hkrun man`, from the clap definitions.
-pub fn man() -> Result<i32, Error> {
+pub(crate) fn man() -> Result<i32, Error> {
     use clap::CommandFactory;
     let mut out = Vec::new();
     clap_mangen::Man::new(crate::cli::Cli::command())

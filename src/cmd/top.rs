@@ -69,7 +69,7 @@ struct Log {
 }
 
 /// `hkrun top`.
-pub fn top(args: &TopArgs) -> Result<i32, Error> {
+pub(crate) fn top(args: &TopArgs) -> Result<i32, Error> {
     // Fails here, before the terminal changes, when no hkrun runs.
     // A supervisor that does not say it takes `cpu` is not asked: CPU shows `-`.
     let cpu = super::client::hello(&args.control)?.has(feature::CPU);

@@ -295,7 +295,7 @@ impl AppJson {
 
 /// A secret as Heroku's `generator: "secret"` makes one: 64 hex digits from the
 /// kernel's random source.
-pub fn secret() -> std::io::Result<String> {
+pub(crate) fn secret() -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;

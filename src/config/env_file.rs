@@ -20,14 +20,14 @@ const TURN_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 /// The turn to read, change and replace an env file: a lock on its folder (the file
 /// itself is replaced, so a lock on it would not hold across the change), released on
 /// drop.
-pub struct Turn {
+pub(crate) struct Turn {
     _lock: nix::fcntl::Flock<fs::File>,
 }
 
 /// Waits up to `max` for the turn to change the env file at `path` (the folder of the
 /// file a symbolic link points to, which is what `save` replaces). `Ok(None)`: another
 /// change held it all that time.
-pub fn take_turn(path: &Path, max: std::time::Duration) -> io::Result<Option<Turn>> {
+pub(crate) fn take_turn(path: &Path, max: std::time::Duration) -> io::Result<Option<Turn>> {
     use nix::fcntl::{Flock, FlockArg};
     let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let (folder, _) = crate::os::files::folder_and_name(&target, ".env");
@@ -50,7 +50,7 @@ pub fn take_turn(path: &Path, max: std::time::Duration) -> io::Result<Option<Tur
 
 /// An env file's text, and its variables with where each entry is.
 #[derive(Debug)]
-pub struct EnvFile {
+pub(crate) struct EnvFile {
     path: PathBuf,
     /// Whether the file starts with a UTF-8 byte-order mark (kept).
     bom: bool,
@@ -63,7 +63,7 @@ pub struct EnvFile {
 }
 
 /// Why a key cannot be set.
-pub fn check_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_key(key: &str) -> Result<(), String> {
     let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && key
             .chars()
@@ -78,7 +78,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
 
 impl EnvFile {
     /// Reads `path`; a file that does not exist is empty (`config:set` creates it).
-    pub fn load(path: &Path) -> Result<Self, EnvError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, EnvError> {
         let (bytes, meta) = match fs::read(path) {
             Ok(bytes) => (bytes, fs::metadata(path).ok()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
@@ -115,7 +115,7 @@ impl EnvFile {
     }
 
     /// The variables, later entries of a key winning, in the file's order.
-    pub fn vars(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn vars(&self) -> Vec<(&str, &str)> {
         let mut vars: Vec<(&str, &str)> = Vec::new();
         for (var, _) in &self.entries {
             match vars.iter_mut().find(|(k, _)| *k == var.key) {
@@ -126,7 +126,7 @@ impl EnvFile {
         vars
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.entries
             .iter()
             .rev()
@@ -136,7 +136,7 @@ impl EnvFile {
 
     /// Sets `key`: its last entry is rewritten in place (keeping an `export`), or a new
     /// line is added at the end.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), EnvError> {
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<(), EnvError> {
         let last = self.entries.iter().rev().find(|(var, _)| var.key == key);
         match last {
             Some((_, span)) => {
@@ -166,7 +166,7 @@ impl EnvFile {
     }
 
     /// Removes every entry of `key`, line and all; whether there was one.
-    pub fn unset(&mut self, key: &str) -> Result<bool, EnvError> {
+    pub(crate) fn unset(&mut self, key: &str) -> Result<bool, EnvError> {
         let spans: Vec<_> = self
             .entries
             .iter()
@@ -186,7 +186,7 @@ impl EnvFile {
     }
 
     /// The file's bytes as they would be written.
-    pub fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.text.len() + 3);
         if self.bom {
             bytes.extend_from_slice(BOM.as_bytes());
@@ -197,7 +197,7 @@ impl EnvFile {
 
     /// Replaces the file at once: a temporary file in its folder, with its mode (0600 for
     /// a new file: it holds secrets), synced, then renamed over it.
-    pub fn save(&self) -> io::Result<()> {
+    pub(crate) fn save(&self) -> io::Result<()> {
         self.save_with(|from, to| fs::rename(from, to))
     }
 
@@ -235,14 +235,14 @@ impl EnvFile {
         written
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
 
 /// A value as the env reader gives it back: bare when it is plain, else double-quoted
 /// with `\`, `"` and `$` escaped and a newline as `\n`.
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let plain = !value.is_empty()
         && value
             .chars()

@@ -39,7 +39,7 @@ pub const APP_NAME_MAX: usize = 30;
 
 /// Words YAML 1.1 (what kubectl and Helm read) takes for booleans when bare, and which a
 /// YAML 1.2 writer leaves bare: never an app's name, nor a name or key in an export.
-pub fn reads_as_boolean(word: &str) -> bool {
+pub(crate) fn reads_as_boolean(word: &str) -> bool {
     matches!(
         word.to_ascii_lowercase().as_str(),
         "y" | "n" | "yes" | "no" | "on" | "off"

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The file's name in the app root.
-pub const STATE_FILE: &str = ".hkrun-state.toml";
+pub(crate) const STATE_FILE: &str = ".hkrun-state.toml";
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct State {
+pub(crate) struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postdeploy: Option<Done>,
 }
@@ -21,19 +21,19 @@ pub struct State {
 /// A script that has run to exit 0: which command, and when (UTC, RFC 3339).
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct Done {
+pub(crate) struct Done {
     pub command: String,
     pub finished_at: String,
 }
 
-pub fn path(root: &Path) -> PathBuf {
+pub(crate) fn path(root: &Path) -> PathBuf {
     root.join(STATE_FILE)
 }
 
 impl State {
     /// The app's state: none recorded when the file is missing. An unreadable or
     /// malformed file is an error, so postdeploy never runs twice by mistake.
-    pub fn read(root: &Path) -> Result<Self, String> {
+    pub(crate) fn read(root: &Path) -> Result<Self, String> {
         let path = path(root);
         match fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {
@@ -49,7 +49,7 @@ impl State {
     }
 
     /// Records that postdeploy `command` has run, replacing the file at once.
-    pub fn record_postdeploy(root: &Path, command: &str) -> io::Result<()> {
+    pub(crate) fn record_postdeploy(root: &Path, command: &str) -> io::Result<()> {
         let mut state = Self::read(root).unwrap_or_default();
         state.postdeploy = Some(Done {
             command: command.to_owned(),

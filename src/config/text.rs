@@ -2,7 +2,7 @@
 
 /// The text of a file's bytes, less a UTF-8 byte-order mark; or, when they are not UTF-8,
 /// the 1-based line of the first byte that is not.
-pub fn utf8(bytes: &[u8]) -> Result<&str, usize> {
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, usize> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes)
         .map_err(|e| 1 + memchr::memchr_iter(b'\n', &bytes[..e.valid_up_to()]).count())
@@ -10,7 +10,7 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, usize> {
 
 /// A parser's error message without the position it ends with (`... at line 3 column
 /// 1`): the caller names the file and line its own way.
-pub fn without_position(error: &dyn std::fmt::Display) -> String {
+pub(crate) fn without_position(error: &dyn std::fmt::Display) -> String {
     let text = error.to_string();
     text.split(" at line ")
         .next()

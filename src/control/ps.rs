@@ -12,7 +12,7 @@ use crate::supervisor::view::View;
 const STAMP: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 /// `view` as `ps` sends it (`hkrun ps --json`).
-pub fn wire(view: &View) -> Ps {
+pub(crate) fn wire(view: &View) -> Ps {
     Ps {
         router: view.router,
         types: view
@@ -58,7 +58,7 @@ pub fn wire(view: &View) -> Ps {
 }
 
 /// `ps` with each running dyno's CPU time, from one read of /proc (blocking).
-pub fn with_cpu(mut ps: Ps) -> Ps {
+pub(crate) fn with_cpu(mut ps: Ps) -> Ps {
     let snapshot = crate::os::proc::Snapshot::read();
     for d in &mut ps.dynos {
         d.cpu_ms = d.pid.map(|pid| {
@@ -70,7 +70,7 @@ pub fn with_cpu(mut ps: Ps) -> Ps {
 }
 
 /// The human form.
-pub fn render(ps: &Ps) -> String {
+pub(crate) fn render(ps: &Ps) -> String {
     let mut out = render_dynos(ps);
     if !ps.scheduler.is_empty() {
         out.push_str(&render_scheduler(&ps.scheduler));

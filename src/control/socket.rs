@@ -15,7 +15,7 @@ use nix::sys::stat::{Mode, umask};
 
 /// Why the control socket could not be claimed or reached.
 #[derive(Debug, thiserror::Error)]
-pub enum SocketError {
+pub(crate) enum SocketError {
     #[error(
         "hkrun is already running in {}{}",
         root.display(),
@@ -50,15 +50,15 @@ pub enum SocketError {
 }
 
 /// The socket's name in the app root.
-pub const FILE_NAME: &str = ".hkrun.sock";
+pub(crate) const FILE_NAME: &str = ".hkrun.sock";
 
 /// Where the socket is: `--socket`/`HKRUN_SOCKET`, else `.hkrun.sock` in the app root.
-pub fn path(flag: Option<&Path>, root: &Path) -> PathBuf {
+pub(crate) fn path(flag: Option<&Path>, root: &Path) -> PathBuf {
     flag.map_or_else(|| root.join(FILE_NAME), Path::to_path_buf)
 }
 
 /// The app root for messages: absolute when it can be.
-pub fn shown_root(root: &Path) -> PathBuf {
+pub(crate) fn shown_root(root: &Path) -> PathBuf {
     std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
 }
 
@@ -69,12 +69,12 @@ pub fn shown_root(root: &Path) -> PathBuf {
 /// it leaves no file behind (even on SIGKILL), needs no writable folder, and the running
 /// supervisor answers who it is through the peer's credentials.
 #[derive(Debug)]
-pub struct RootClaim {
+pub(crate) struct RootClaim {
     _name: Option<UnixListener>,
 }
 
 /// Claims the app root at `root` for a new supervisor; refused while another runs it.
-pub fn claim_root(root: &Path) -> Result<RootClaim, SocketError> {
+pub(crate) fn claim_root(root: &Path) -> Result<RootClaim, SocketError> {
     let Ok(meta) = std::fs::metadata(root) else {
         // The Procfile was read from there, so this is a race with its removal: the
         // start fails further on, with a clearer error than this one could give.
@@ -145,7 +145,7 @@ fn shown_path(path: &Path) -> PathBuf {
 /// The socket file this supervisor created; removed when dropped, unless another
 /// process's socket has since taken its place.
 #[derive(Debug)]
-pub struct SocketFile {
+pub(crate) struct SocketFile {
     path: PathBuf,
     inode: (u64, u64),
 }
@@ -164,7 +164,7 @@ impl Drop for SocketFile {
 ///
 /// Two `hkrun start`s racing for the same socket take turns through a lock on its
 /// folder, so one of them always finds the other's live socket.
-pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), SocketError> {
+pub(crate) fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), SocketError> {
     let fail = |source: io::Error| SocketError::Socket {
         path: path.to_path_buf(),
         source,
@@ -222,7 +222,7 @@ pub fn claim(path: &Path, root: &Path) -> Result<(UnixListener, SocketFile), Soc
 
 /// Connects a client to the supervisor of the app at `root`. `hint` says how to point
 /// at an app, for a user who gave no `-d`, `-f` or `--socket`.
-pub fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, SocketError> {
+pub(crate) fn connect(path: &Path, root: &Path, hint: bool) -> Result<UnixStream, SocketError> {
     let fail = |source: io::Error| SocketError::Socket {
         path: path.to_path_buf(),
         source,

@@ -109,7 +109,7 @@ impl Recording {
 
 /// Serves the dashboard on `bound` until the runtime ends, after logging its address.
 /// `heard` is subscribed to the core's events before the core says any.
-pub async fn serve(
+pub(crate) async fn serve(
     bound: http::Bound,
     calls: mpsc::UnboundedSender<Call>,
     heard: broadcast::Receiver<Arc<Heard>>,

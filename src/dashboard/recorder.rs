@@ -12,12 +12,12 @@ use crate::supervisor::event::{Event, Shown};
 use crate::supervisor::view::DynoView;
 
 /// What the page charts, in seconds.
-pub const WINDOW_SECS: u64 = 15 * 60;
+pub(super) const WINDOW_SECS: u64 = 15 * 60;
 const WINDOW_MS: u64 = WINDOW_SECS * 1000;
 
 /// Something that happened to a dyno, at `t` (Unix milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Mark {
+pub(super) struct Mark {
     pub t: u64,
     pub dyno: String,
     /// `R10`, `R14`, `R15`, `crash` or `restart`.
@@ -26,7 +26,7 @@ pub struct Mark {
 
 /// The core's counters for one dyno, as the page shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
+pub(super) struct Counts {
     pub restarts: u64,
     pub crashes: u64,
     pub r10: u64,
@@ -35,7 +35,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn of(dyno: &DynoView) -> Self {
+    pub(super) fn of(dyno: &DynoView) -> Self {
         Self {
             restarts: dyno.restarts,
             crashes: dyno.crashes,
@@ -48,7 +48,7 @@ impl Counts {
 
 /// The history the page starts from.
 #[derive(Debug, Default)]
-pub struct Recorder {
+pub(super) struct Recorder {
     /// Per dyno name, `(t, resident bytes)`.
     memory: BTreeMap<String, VecDeque<(u64, u64)>>,
     marks: VecDeque<Mark>,
@@ -62,7 +62,7 @@ pub struct Recorder {
 
 /// What a page is sent first.
 #[derive(Debug, Serialize)]
-pub struct Hello<'a> {
+pub(super) struct Hello<'a> {
     pub app: &'a str,
     pub window_secs: u64,
     pub now: u64,
@@ -110,7 +110,7 @@ fn marks(event: &Event) -> Option<(&Slot, &'static [&'static str], Option<std::t
 
 impl Recorder {
     /// Takes an event the core said at `t`.
-    pub fn heard(&mut self, t: u64, event: &Event) {
+    pub(super) fn heard(&mut self, t: u64, event: &Event) {
         let Some((slot, kinds, later)) = marks(event) else {
             return;
         };
@@ -131,7 +131,7 @@ impl Recorder {
     /// Takes the snapshot made at `t`; the marks it adds: those heard since the last,
     /// and the restarts due by now, each kind once per dyno (one a second at most:
     /// enough to see, and bounded).
-    pub fn observe(&mut self, t: u64, snapshot: &Snapshot) -> Vec<Mark> {
+    pub(super) fn observe(&mut self, t: u64, snapshot: &Snapshot) -> Vec<Mark> {
         let (due, later) = std::mem::take(&mut self.due)
             .into_iter()
             .partition(|m| m.t <= t);
@@ -181,7 +181,7 @@ impl Recorder {
     }
 
     /// The history, for a page that connects at `now`.
-    pub fn hello<'a>(&'a self, app: &'a str, now: u64) -> Hello<'a> {
+    pub(super) fn hello<'a>(&'a self, app: &'a str, now: u64) -> Hello<'a> {
         Hello {
             app,
             window_secs: WINDOW_SECS,

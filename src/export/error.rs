@@ -7,7 +7,7 @@ use crate::config::name::APP_NAME_MAX;
 
 /// Why nothing was exported.
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
+pub(crate) enum ExportError {
     #[error("unknown export format `{0}` (expected kubernetes or systemd)")]
     UnknownFormat(String),
     #[error("kubernetes needs the image that holds the app and hkrun: give it with --image")]

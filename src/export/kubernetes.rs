@@ -16,7 +16,7 @@ use crate::plan::formation::DynoSize;
 /// R12 line and SIGKILL of the dyno come first.
 const KILL_MARGIN_SECS: u64 = 5;
 
-pub fn render(export: &Export) -> Result<Vec<File>, ExportError> {
+pub(crate) fn render(export: &Export) -> Result<Vec<File>, ExportError> {
     let names = type_names(export)?;
     let mut objects: Vec<(String, Value)> = vec![("00-secret.yaml".into(), secret(export))];
     if let Some(command) = &export.release {

@@ -8,7 +8,7 @@ pub(crate) mod kubernetes;
 pub(crate) mod systemd;
 pub(crate) mod write;
 
-pub use error::ExportError;
+pub(crate) use error::ExportError;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::plan::formation::DynoSize;
 
 /// The schedulers hkrun writes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Kubernetes,
     Systemd,
 }
@@ -37,7 +37,7 @@ impl std::str::FromStr for Format {
 
 /// What is exported, whatever the format.
 #[derive(Debug)]
-pub struct Export {
+pub(crate) struct Export {
     /// Names every object or unit.
     pub app: String,
     /// Where the dynos run, absolute (systemd's `WorkingDirectory=`).
@@ -60,7 +60,7 @@ pub struct Export {
 }
 
 #[derive(Debug)]
-pub struct ExportedType {
+pub(crate) struct ExportedType {
     pub name: String,
     pub command: String,
     pub count: u32,
@@ -70,7 +70,7 @@ pub struct ExportedType {
 }
 
 impl ExportedType {
-    pub fn is_web(&self) -> bool {
+    pub(crate) fn is_web(&self) -> bool {
         self.name == config::WEB
     }
 }
@@ -88,13 +88,13 @@ pub(crate) fn valid_app_name(name: &str) -> bool {
 
 /// A file of an export: its path under DIR and what it holds.
 #[derive(Debug, PartialEq, Eq)]
-pub struct File {
+pub(crate) struct File {
     pub path: String,
     pub contents: Contents,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Contents {
+pub(crate) enum Contents {
     Text(String),
     /// Only readable by its owner: it holds the config vars.
     Secret(String),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Contents, Export, ExportError, ExportedType, File};
 use crate::os::process::exec_form;
 
-pub fn render(export: &Export, dir: &Path) -> Result<Vec<File>, ExportError> {
+pub(crate) fn render(export: &Export, dir: &Path) -> Result<Vec<File>, ExportError> {
     let app = &export.app;
     // systemd drops an assignment whose name is not a shell variable's.
     if let Some(key) = export

@@ -15,14 +15,14 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use super::{Contents, ExportError, File, Format};
 
 /// The file that marks a folder as an export of hkrun's, which `--force` may replace.
-pub const MARK: &str = ".hkrun-export";
+pub(crate) const MARK: &str = ".hkrun-export";
 /// The mark's line before the files it lists.
 const LISTED: &str = "Files it wrote (`--force` refuses a folder holding any other):";
 
 /// Whether DIR may be written: absent, empty, or with `force` an earlier export that holds
 /// only what hkrun wrote (`files`, the new export, stand for that list in a mark written
 /// before marks listed their files).
-pub fn check_target(dir: &Path, force: bool, files: &[File]) -> Result<(), ExportError> {
+pub(crate) fn check_target(dir: &Path, force: bool, files: &[File]) -> Result<(), ExportError> {
     let mut entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -116,7 +116,7 @@ fn walk(
 
 /// Writes `files` as DIR, replacing what `check_target` allowed (and only if that still
 /// holds once it is exchanged).
-pub fn replace(dir: &Path, format: Format, files: &[File]) -> Result<(), ExportError> {
+pub(crate) fn replace(dir: &Path, format: Format, files: &[File]) -> Result<(), ExportError> {
     let (parent, name) = crate::os::files::folder_and_name(dir, "export");
     let staging = parent.join(crate::os::files::staging_name(&name));
     let failed = |path: &Path| {

@@ -36,7 +36,7 @@ pub struct LogFiles {
 
 /// `--log-keep` at most: rotation moves each kept file, and a count nobody means is a
 /// typo better refused at start.
-pub const KEEP_AT_MOST: usize = 1000;
+pub(crate) const KEEP_AT_MOST: usize = 1000;
 
 /// Bytes of the log the files may be behind before they miss lines: four times what
 /// stdout may be behind (`logs::writer`'s budget), so a burst stdout keeps up with lands
@@ -67,7 +67,7 @@ pub enum UnsafeFolder {
 /// others may add files, but not remove or rename hkrun's, and the files hkrun opens are
 /// checked one by one). A folder that does not exist yet is created by hkrun (mode 0750);
 /// one that cannot be looked at is said when the first line is written.
-pub fn check_folder(dir: &Path) -> Result<(), UnsafeFolder> {
+pub(crate) fn check_folder(dir: &Path) -> Result<(), UnsafeFolder> {
     let Ok(meta) = fs::metadata(dir) else {
         return Ok(());
     };
@@ -104,7 +104,7 @@ enum Unwritable {
 
 /// Starts writing the log files; the thread ends once the history has ended and every
 /// line recorded before is written. `log` is where hkrun says what the files miss.
-pub fn spawn(
+pub(crate) fn spawn(
     files: LogFiles,
     history: &History,
     log: LogSender,

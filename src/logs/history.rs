@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::render::{Clock, Label, Origin};
 
 /// Lines kept for `hkrun logs` (Heroku keeps 1500).
-pub const KEEP: usize = 1500;
+pub(crate) const KEEP: usize = 1500;
 /// Bytes of text kept at most, so long lines cannot make the history large.
 const KEEP_BYTES: usize = 8 * 1024 * 1024;
 /// Chunks a `--tail` client may fall behind before it misses some.
@@ -26,7 +26,7 @@ const TAIL_DRAIN: Duration = Duration::from_secs(2);
 
 /// Whole lines from one source, each ending in `\n`, as the writer wrote them.
 #[derive(Clone, Debug)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     pub clock: Arc<Clock>,
     pub origin: Origin,
     pub label: Arc<Label>,
@@ -36,7 +36,7 @@ pub struct Chunk {
 
 impl Chunk {
     /// `text` holds `lines` lines, each ending in `\n`.
-    pub fn new(
+    pub(crate) fn new(
         clock: Arc<Clock>,
         origin: Origin,
         label: Arc<Label>,
@@ -53,12 +53,12 @@ impl Chunk {
     }
 
     /// How many lines it holds.
-    pub fn line_count(&self) -> usize {
+    pub(crate) fn line_count(&self) -> usize {
         self.lines
     }
 
     /// Each line, without its newline.
-    pub fn lines(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+    pub(crate) fn lines(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
         // `a\nb\n` is two lines; an empty chunk is none.
         let text = self.text.strip_suffix(b"\n");
         text.map(|t| t.split(|&b| b == b'\n')).into_iter().flatten()
@@ -67,7 +67,7 @@ impl Chunk {
 
 /// The shared history.
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     inner: Mutex<Inner>,
 }
 
@@ -88,18 +88,18 @@ struct Inner {
 /// A `--tail` client's stream of new chunks; it ends (`Closed`) once the log has, after
 /// every chunk recorded before.
 #[derive(Debug)]
-pub struct Follow {
+pub(crate) struct Follow {
     rx: broadcast::Receiver<Chunk>,
     _held: Option<mpsc::Sender<()>>,
 }
 
 impl Follow {
-    pub async fn recv(&mut self) -> Result<Chunk, broadcast::error::RecvError> {
+    pub(crate) async fn recv(&mut self) -> Result<Chunk, broadcast::error::RecvError> {
         self.rx.recv().await
     }
 
     /// What `recv` would give now, without waiting; `None` when nothing is waiting.
-    pub fn ready(&mut self) -> Option<Result<Chunk, broadcast::error::RecvError>> {
+    pub(crate) fn ready(&mut self) -> Option<Result<Chunk, broadcast::error::RecvError>> {
         use broadcast::error::{RecvError, TryRecvError};
         match self.rx.try_recv() {
             Ok(chunk) => Some(Ok(chunk)),
@@ -115,14 +115,14 @@ impl Follow {
 /// chunks, and a follower that must keep every line (the log files) would miss them
 /// whenever it is not scheduled for a moment. What does not fit is counted in lines.
 #[derive(Debug)]
-pub struct Queue {
+pub(crate) struct Queue {
     shared: Arc<QueueShared>,
     _held: Option<mpsc::Sender<()>>,
 }
 
 /// What a `Queue` gives, in the order recorded.
 #[derive(Debug)]
-pub enum Queued {
+pub(crate) enum Queued {
     Chunk(Chunk),
     /// Lines dropped here because the queue was full.
     Missed(u64),
@@ -170,7 +170,7 @@ impl QueueState {
 impl Queue {
     /// Waits for what was recorded since the last call and moves it into `into`; false
     /// once the log has ended and everything recorded before has been taken.
-    pub fn take(&self, into: &mut VecDeque<Queued>) -> bool {
+    pub(crate) fn take(&self, into: &mut VecDeque<Queued>) -> bool {
         let mut state = self.shared.lock();
         while state.items.is_empty() && !state.ended {
             state = self
@@ -193,7 +193,7 @@ impl Queue {
 }
 
 impl History {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         let (followers, gone) = mpsc::channel(1);
         Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -214,7 +214,7 @@ impl History {
     }
 
     /// Records a batch of chunks, oldest first.
-    pub fn record(&self, chunks: impl IntoIterator<Item = Chunk>) {
+    pub(crate) fn record(&self, chunks: impl IntoIterator<Item = Chunk>) {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let live = inner
@@ -254,7 +254,7 @@ impl History {
 
     /// A queue of every chunk recorded from now on, holding at most `limit` bytes not yet
     /// taken; `None` once the log has ended. `finish` waits for it as for a `Follow`.
-    pub fn queue(&self, limit: usize) -> Option<Queue> {
+    pub(crate) fn queue(&self, limit: usize) -> Option<Queue> {
         let mut inner = self.lock();
         inner.tail.as_ref()?;
         let shared = Arc::new(QueueShared {
@@ -272,7 +272,7 @@ impl History {
     /// The chunks holding the last `n` lines that `keep` accepts (the first may hold more;
     /// `last_lines` trims), and with `follow` a receiver of every chunk after them:
     /// nothing missed, nothing twice.
-    pub fn since(
+    pub(crate) fn since(
         &self,
         n: usize,
         keep: impl Fn(&Chunk) -> bool,
@@ -305,7 +305,7 @@ impl History {
     /// Ends the log once the last chunk is recorded: every follower's stream closes after
     /// what it has not yet taken, and this returns once all have hung up (for at most
     /// `TAIL_DRAIN`), so `--tail` clients get every line up to hkrun's exit.
-    pub async fn finish(&self) {
+    pub(crate) async fn finish(&self) {
         let gone = {
             let mut inner = self.lock();
             inner.tail = None;
@@ -324,7 +324,7 @@ impl History {
 }
 
 /// The last `n` lines of `chunks`, each with its chunk.
-pub fn last_lines(chunks: &[Chunk], n: usize) -> Vec<(&Chunk, &[u8])> {
+pub(crate) fn last_lines(chunks: &[Chunk], n: usize) -> Vec<(&Chunk, &[u8])> {
     let mut lines: Vec<(&Chunk, &[u8])> = chunks
         .iter()
         .rev()

@@ -5,16 +5,16 @@
 //! `history` keeps the last lines for `hkrun logs`, and `files` writes them to
 //! `--log-dir` too.
 
-pub mod drains;
-pub mod files;
-pub mod history;
-pub mod pump;
-pub mod render;
-pub mod writer;
+pub(crate) mod drains;
+pub(crate) mod files;
+pub(crate) mod history;
+pub(crate) mod pump;
+pub(crate) mod render;
+pub(crate) mod writer;
 
-pub use history::History;
-pub use render::{Clock, Label, LogFormat, Origin, Style};
-pub use writer::{LogSender, Writer};
+pub(crate) use history::History;
+pub(crate) use render::{Clock, Label, LogFormat, Origin, Style};
+pub(crate) use writer::{LogSender, Writer};
 
 /// Log lines `hkrun logs` shows without `-n`.
 pub const DEFAULT_LINES: usize = 100;
@@ -31,4 +31,4 @@ pub enum LogSource {
 
 /// The longest line written as one; longer lines are cut into pieces of this size, each
 /// a full line, so a runaway dyno cannot make hkrun hold unbounded memory.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;

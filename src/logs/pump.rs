@@ -21,7 +21,7 @@ use super::{Label, LogSender, MAX_LINE};
 use crate::dyno::Exit;
 
 /// How long a partial line waits for its newline before it is shown as it is.
-pub const PARTIAL_FLUSH: Duration = Duration::from_millis(500);
+pub(crate) const PARTIAL_FLUSH: Duration = Duration::from_millis(500);
 /// Bytes read at once.
 const READ_SIZE: usize = 64 * 1024;
 /// Reads per wake-up before other dynos get a turn.
@@ -33,7 +33,7 @@ const DROP_CHECK: Duration = Duration::from_millis(100);
 /// (one at most), then how its run ended. A client that falls behind misses chunks; the
 /// log never does, and the end is never missed.
 #[derive(Default)]
-pub struct Tee(std::sync::Mutex<TeeState>);
+pub(crate) struct Tee(std::sync::Mutex<TeeState>);
 
 #[derive(Default)]
 struct TeeState {
@@ -44,7 +44,7 @@ struct TeeState {
 
 /// What an attached client is given.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Shown {
+pub(crate) enum Shown {
     /// Bytes the dyno wrote to its terminal, as they came.
     Output(Vec<u8>),
     /// Its run has ended so, once all it wrote before is given: the last message.
@@ -54,10 +54,10 @@ pub enum Shown {
 impl Tee {
     /// Chunks the client has not taken yet, at most: then it misses some (one place is
     /// kept for `Shown::Exited`).
-    pub const BOUND: usize = 256;
+    pub(crate) const BOUND: usize = 256;
 
     /// Gives the output to `client` from now on; false once the run is over.
-    pub fn attach(&self, client: mpsc::Sender<Shown>) -> bool {
+    pub(crate) fn attach(&self, client: mpsc::Sender<Shown>) -> bool {
         let mut state = self.lock();
         if state.closed {
             return false;
@@ -67,7 +67,7 @@ impl Tee {
     }
 
     /// No client any more; one that is still reading sees its output end.
-    pub fn detach(&self) {
+    pub(crate) fn detach(&self) {
         self.lock().client = None;
     }
 
@@ -283,7 +283,7 @@ fn as_terminal_shows(lines: &mut Vec<u8>) {
 /// before exiting is queued (or dropped, see the module). An attached client's view ends
 /// with the run: at the dyno's exit, which it is told, once it has what the dyno wrote
 /// before (or when the pump ends first).
-pub async fn run(
+pub(crate) async fn run(
     label: Arc<Label>,
     log: LogSender,
     pipe: pipe::Receiver,

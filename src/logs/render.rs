@@ -84,7 +84,7 @@ pub struct Style {
 
 /// `text` without ANSI escape sequences, and with other control characters as spaces:
 /// what is safe to draw on a screen of hkrun's own (`hkrun top`).
-pub fn plain(text: &str) -> String {
+pub(crate) fn plain(text: &str) -> String {
     let stripped = ANSI.replace_all(text.as_bytes(), &b""[..]);
     String::from_utf8_lossy(&stripped)
         .chars()
@@ -112,7 +112,7 @@ const MOVE_BOUND: usize = 1024;
 /// stay, each cell keeping the colour it was written in; moves to other lines, to a
 /// screen position, and the terminal's modes, which a log cannot follow, are left out.
 /// A line with none of these is returned as it is, byte for byte.
-pub fn as_terminal_shows(line: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn as_terminal_shows(line: &[u8]) -> Cow<'_, [u8]> {
     if memchr::memchr3(b'\r', 0x08, 0x1b, line).is_none() {
         return Cow::Borrowed(line);
     }

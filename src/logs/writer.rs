@@ -25,7 +25,7 @@ const BATCH: usize = 256 * 1024;
 /// How long hkrun's exit waits for stdout to take what is queued.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
 /// A write that has not finished in this long means nobody is reading.
-pub const STALLED: Duration = Duration::from_secs(1);
+pub(crate) const STALLED: Duration = Duration::from_secs(1);
 /// Bytes of hkrun's own lines that may wait for stdout at once: a crash loop under a
 /// stalled stdout must not grow hkrun either.
 const EVENT_BUDGET: usize = 1024 * 1024;
@@ -45,7 +45,7 @@ enum Record {
 
 /// A cheap, cloneable way to hand lines to the writer.
 #[derive(Clone)]
-pub struct LogSender {
+pub(crate) struct LogSender {
     tx: UnboundedSender<Record>,
     budget: Arc<Semaphore>,
     writing: Arc<WriteClock>,
@@ -58,7 +58,7 @@ pub struct LogSender {
 /// Lines and bytes of output written (or kept, for a `--quiet` type) per dyno name, for
 /// `/metrics`.
 #[derive(Debug, Default)]
-pub struct OutputCount(std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>);
+pub(crate) struct OutputCount(std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>);
 
 impl OutputCount {
     fn add(&self, name: &str, lines: usize, bytes: usize) {
@@ -78,7 +78,7 @@ impl OutputCount {
 
     /// A dyno that left the formation: its counts go with it (a one-off's name is never
     /// seen again).
-    pub fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -86,7 +86,7 @@ impl OutputCount {
     }
 
     /// `(name, lines, bytes)` for each name, in name order.
-    pub fn all(&self) -> Vec<(String, u64, u64)> {
+    pub(crate) fn all(&self) -> Vec<(String, u64, u64)> {
         let counts = self
             .0
             .lock()
@@ -138,14 +138,14 @@ impl WriteClock {
 
 impl LogSender {
     /// Lines and bytes of output per dyno so far.
-    pub fn output_count(&self) -> &OutputCount {
+    pub(crate) fn output_count(&self) -> &OutputCount {
         &self.output
     }
 
     /// Queues whole lines (each ending in `\n`), waiting while the budget is spent.
     /// Returns false once the writer is gone. What the pumps do, in one call, for tests.
     #[cfg(test)]
-    pub async fn output(&self, label: &Arc<Label>, lines: Vec<u8>) -> bool {
+    pub(crate) async fn output(&self, label: &Arc<Label>, lines: Vec<u8>) -> bool {
         match self.reserve(lines.len()).await {
             Some(permit) => self.send(label, lines, permit),
             None => false,
@@ -154,7 +154,7 @@ impl LogSender {
 
     /// Room for `len` bytes of output, once the budget has it; `None` once the writer is
     /// gone. Cancel-safe: dropping the future gives nothing up.
-    pub async fn reserve(&self, len: usize) -> Option<Permit> {
+    pub(crate) async fn reserve(&self, len: usize) -> Option<Permit> {
         Arc::clone(&self.budget)
             .acquire_many_owned(permits(len))
             .await
@@ -163,7 +163,7 @@ impl LogSender {
     }
 
     /// Room for `len` bytes of output if the budget has it now.
-    pub fn try_reserve(&self, len: usize) -> Option<Permit> {
+    pub(crate) fn try_reserve(&self, len: usize) -> Option<Permit> {
         Arc::clone(&self.budget)
             .try_acquire_many_owned(permits(len))
             .ok()
@@ -172,7 +172,7 @@ impl LogSender {
 
     /// Queues whole lines (each ending in `\n`) in the room `permit` holds. Returns false
     /// once the writer is gone.
-    pub fn send(&self, label: &Arc<Label>, lines: Vec<u8>, permit: Permit) -> bool {
+    pub(crate) fn send(&self, label: &Arc<Label>, lines: Vec<u8>, permit: Permit) -> bool {
         self.tx
             .send(Record::Output {
                 label: Arc::clone(label),
@@ -185,7 +185,7 @@ impl LogSender {
     /// Queues one of hkrun's own lines; never waits. Past `EVENT_BUDGET` of lines waiting
     /// for stdout, the line is counted and dropped, and the count is logged once stdout
     /// takes lines again.
-    pub fn event(&self, label: &Arc<Label>, text: String) {
+    pub(crate) fn event(&self, label: &Arc<Label>, text: String) {
         let len = text.len();
         let waiting = self.events.waiting.fetch_add(len, Ordering::Relaxed);
         if waiting + len > EVENT_BUDGET {
@@ -207,7 +207,7 @@ impl LogSender {
 
     /// Waits (blocking) until everything queued so far is written, or for `limit` when
     /// stdout does not take it (a reader that never reads).
-    pub fn flush_blocking(&self, limit: Duration) {
+    pub(crate) fn flush_blocking(&self, limit: Duration) {
         let (done, wait) = std::sync::mpsc::channel();
         if self.tx.send(Record::Flush(done)).is_ok() {
             let _ = wait.recv_timeout(limit);
@@ -216,14 +216,14 @@ impl LogSender {
 
     /// Whether stdout has not taken a write for `longer_than`: a reader that stopped
     /// reading, or never reads.
-    pub fn stalled(&self, longer_than: Duration) -> bool {
+    pub(crate) fn stalled(&self, longer_than: Duration) -> bool {
         self.writing.stalled_for() > longer_than
     }
 
     /// The app is stopping (`Effect::OutputMayBeDropped`): from now on output that a
     /// stalled stdout holds back may be dropped (`may_drop`), so no dyno's exit waits for a
     /// reader that never reads.
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
@@ -231,13 +231,13 @@ impl LogSender {
     /// taken nothing for `STALLED`, and the dyno has exited (`exited`) or the app is
     /// stopping. A running dyno is held back instead, so a paused terminal (Ctrl-S)
     /// loses nothing.
-    pub fn may_drop(&self, exited: bool) -> bool {
+    pub(crate) fn may_drop(&self, exited: bool) -> bool {
         (exited || self.stopping.load(Ordering::Relaxed)) && self.stalled(STALLED)
     }
 }
 
 /// Room in the budget for one chunk of output.
-pub struct Permit(OwnedSemaphorePermit);
+pub(crate) struct Permit(OwnedSemaphorePermit);
 
 /// A chunk bigger than the whole budget takes all of it.
 fn permits(len: usize) -> u32 {
@@ -245,7 +245,7 @@ fn permits(len: usize) -> u32 {
 }
 
 /// The writer thread and the way to reach it.
-pub struct Writer {
+pub(crate) struct Writer {
     sender: LogSender,
     thread: JoinHandle<()>,
 }
@@ -253,7 +253,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer on `out`. `on_closed` runs once if `out` stops taking bytes
     /// (EPIPE and the like); what follows is read and dropped so no dyno blocks.
-    pub fn spawn(
+    pub(crate) fn spawn(
         style: Style,
         history: Arc<History>,
         out: impl Write + Send + 'static,
@@ -296,12 +296,12 @@ impl Writer {
         })
     }
 
-    pub fn sender(&self) -> LogSender {
+    pub(crate) fn sender(&self) -> LogSender {
         self.sender.clone()
     }
 
     /// Writes what is queued and stops; senders still held elsewhere are closed off.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         let Self { sender, thread } = self;
         sender.budget.close();
         // A stdout that has taken nothing for a while will not take the rest either.

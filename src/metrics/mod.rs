@@ -27,7 +27,7 @@ use crate::logs::render::Label;
 use crate::logs::writer::LogSender;
 use crate::supervisor::api::Call;
 
-pub use crate::supervisor::api::{RouterFigures, Snapshot};
+pub(crate) use crate::supervisor::api::{RouterFigures, Snapshot};
 
 /// How long a scraper may take to send its request and take the answer.
 const ANSWER: Duration = Duration::from_secs(10);
@@ -49,7 +49,7 @@ fn dyno_labels(name: &str, kind: &str, generation: u32) -> Labels {
 /// The exposition of `snapshot`, with `cpu` (seconds, by process group: a running dyno's
 /// pid leads its group) from /proc: each family with series, its HELP and TYPE first, its
 /// series in the snapshot's order.
-pub fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
+pub(crate) fn render(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> String {
     let mut registry = Registry::with_prefix("hkrun");
     registry.register_collector(Box::new(Figures(families(snapshot, cpu))));
     let mut text = String::new();
@@ -287,7 +287,7 @@ fn saturate(bytes: u64) -> i64 {
 const AT_ONCE: usize = 8;
 
 /// Serves `/metrics` on `bound` until the runtime ends, after logging its address.
-pub async fn serve(bound: http::Bound, calls: mpsc::UnboundedSender<Call>, log: LogSender) {
+pub(crate) async fn serve(bound: http::Bound, calls: mpsc::UnboundedSender<Call>, log: LogSender) {
     let name = bound.name.clone();
     let listeners = http::listen(bound, "the metrics endpoint");
     let Some(url) = http::url(name.as_deref(), &listeners) else {
@@ -315,10 +315,10 @@ pub async fn serve(bound: http::Bound, calls: mpsc::UnboundedSender<Call>, log: 
 /// Each dyno group's highest CPU time seen: a process that leaves the group takes its
 /// time with it, and a counter must not go down.
 #[derive(Clone, Debug, Default)]
-pub struct Highest(Arc<Mutex<HashMap<i32, f64>>>);
+pub(crate) struct Highest(Arc<Mutex<HashMap<i32, f64>>>);
 
 /// The content type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 async fn answer(
     mut stream: TcpStream,
@@ -341,7 +341,10 @@ async fn answer(
 
 /// The exposition now: the driver's snapshot and CPU time from /proc; none once the
 /// driver has gone.
-pub async fn exposition(calls: &mpsc::UnboundedSender<Call>, highest: &Highest) -> Option<String> {
+pub(crate) async fn exposition(
+    calls: &mpsc::UnboundedSender<Call>,
+    highest: &Highest,
+) -> Option<String> {
     let (reply, rx) = oneshot::channel();
     calls.send(Call::Metrics(reply)).ok()?;
     let snapshot = rx.await.ok()?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// `path`'s folder (`.` for a bare name) and its name (`default` when it has none).
-pub fn folder_and_name(path: &Path, default: &str) -> (PathBuf, String) {
+pub(crate) fn folder_and_name(path: &Path, default: &str) -> (PathBuf, String) {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -17,7 +17,7 @@ pub fn folder_and_name(path: &Path, default: &str) -> (PathBuf, String) {
 
 /// A hidden name beside `name` for what will replace it, unique however often this
 /// process id comes back (PID 1 in a container, where a crash left one behind).
-pub fn staging_name(name: &str) -> String {
+pub(crate) fn staging_name(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

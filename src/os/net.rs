@@ -5,13 +5,13 @@ use crate::dyno::Slot;
 
 /// Whether something already listens on `port`: binding it on every address fails with
 /// "address in use".
-pub fn port_taken(port: u16) -> bool {
+pub(crate) fn port_taken(port: u16) -> bool {
     std::net::TcpListener::bind(("0.0.0.0", port))
         .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
 /// The first of `ports` that something already listens on, with the dyno meant for it.
-pub fn first_taken<'a>(
+pub(crate) fn first_taken<'a>(
     ports: impl IntoIterator<Item = &'a (u16, Slot)>,
 ) -> Option<&'a (u16, Slot)> {
     ports.into_iter().find(|(port, _)| port_taken(*port))
@@ -22,7 +22,9 @@ pub fn first_taken<'a>(
 /// beside it once a web dyno listens on every interface, without closing the first (its
 /// queued connections would be reset). The kernel gives each connection to the listener
 /// whose address matches it best, so loopback's stay where they were.
-pub fn listen_widenable(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn listen_widenable(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpListener> {
     use nix::sys::socket::{
         AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt,
         socket, sockopt,

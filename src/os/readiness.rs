@@ -12,7 +12,7 @@ use super::proc::{Listening, Snapshot};
 use crate::dyno::Slot;
 
 /// How often booting web dynos are looked at.
-pub const PROBE_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(50);
 
 /// Where to connect to a listener bound to `ip`: a wildcard address is reached on the
 /// loopback address of its family.
@@ -58,7 +58,7 @@ fn listens_at(
 
 /// Where a dyno listens on its PORT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// The address to connect to (IPv4 first when it listens on both).
     pub at: IpAddr,
     /// It listens on a wildcard address: other machines reach it too.
@@ -67,14 +67,17 @@ pub struct Listener {
 
 /// A change to the set of dynos being watched.
 #[derive(Debug)]
-pub enum Watch {
+pub(crate) enum Watch {
     Add { slot: Slot, pgid: Pid, port: u16 },
     Remove { slot: Slot },
 }
 
 /// Watches booting dynos and calls `ready` once for each that listens, with the address
 /// to reach it at. Ends when the sender of `changes` is dropped.
-pub async fn run(mut changes: mpsc::UnboundedReceiver<Watch>, ready: impl Fn(Slot, Listener)) {
+pub(crate) async fn run(
+    mut changes: mpsc::UnboundedReceiver<Watch>,
+    ready: impl Fn(Slot, Listener),
+) {
     let mut watched: Vec<(Slot, Pid, u16)> = Vec::new();
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

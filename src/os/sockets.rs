@@ -17,7 +17,7 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
 
 /// Every TCP socket in the listen state, IPv4 and IPv6: its inode and local address.
-pub fn listening() -> io::Result<HashMap<u64, SocketAddr>> {
+pub(crate) fn listening() -> io::Result<HashMap<u64, SocketAddr>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&NetlinkAddr::new(0, 0))?;

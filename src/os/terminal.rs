@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-pub use nix::pty::Winsize;
+pub(crate) use nix::pty::Winsize;
 
 /// What a dyno gets when hkrun itself is on no terminal: a VT100's size.
 const DEFAULT: Winsize = Winsize {
@@ -18,7 +18,7 @@ const DEFAULT: Winsize = Winsize {
 
 /// A new pseudo-terminal: `(hkrun's side, the dyno's side)`. hkrun's side is
 /// non-blocking; neither reaches a dyno's exec but as the dyno's stdio.
-pub fn open(size: Winsize) -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn open(size: Winsize) -> io::Result<(OwnedFd, OwnedFd)> {
     let pty = nix::pty::openpty(Some(&size), None)?;
     for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
         fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
@@ -32,12 +32,12 @@ pub fn open(size: Winsize) -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The size of the terminal hkrun runs on (its stdout, stdin or stderr), or 80×24.
-pub fn size() -> Winsize {
+pub(crate) fn size() -> Winsize {
     own_size().unwrap_or(DEFAULT)
 }
 
 /// The size of the terminal this process runs on (its stdout, stdin or stderr), if any.
-pub fn own_size() -> Option<Winsize> {
+pub(crate) fn own_size() -> Option<Winsize> {
     let (stdout, stdin, stderr) = (io::stdout(), io::stdin(), io::stderr());
     [stdout.as_fd(), stdin.as_fd(), stderr.as_fd()]
         .into_iter()
@@ -46,7 +46,7 @@ pub fn own_size() -> Option<Winsize> {
 }
 
 /// `rows` × `cols`.
-pub fn sized(rows: u16, cols: u16) -> Winsize {
+pub(crate) fn sized(rows: u16, cols: u16) -> Winsize {
     Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -65,7 +65,7 @@ fn get_size(fd: BorrowedFd<'_>) -> io::Result<Winsize> {
 }
 
 /// Gives a dyno's terminal a new size; the kernel sends its foreground group SIGWINCH.
-pub fn resize(master: BorrowedFd<'_>, size: Winsize) -> io::Result<()> {
+pub(crate) fn resize(master: BorrowedFd<'_>, size: Winsize) -> io::Result<()> {
     let size = rustix::termios::Winsize {
         ws_row: size.ws_row,
         ws_col: size.ws_col,

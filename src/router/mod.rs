@@ -24,7 +24,7 @@ use places::{Places, Watched};
 
 /// How long a new connection waits for a web dyno to be up before it is closed
 /// (Heroku's router waits 30 s for a response).
-pub const WAIT_FOR_DYNO: Duration = Duration::from_secs(30);
+pub(crate) const WAIT_FOR_DYNO: Duration = Duration::from_secs(30);
 /// How long to wait before trying again when every dyno refused a connection.
 const RETRY: Duration = Duration::from_millis(50);
 /// How often a failing accept is warned about, at most.
@@ -86,7 +86,7 @@ impl Drop for Open<'_> {
 
 /// What the router has done since it started (`/metrics`).
 #[derive(Debug, Default)]
-pub struct RouterStats {
+pub(crate) struct RouterStats {
     /// Connections accepted.
     pub connections: AtomicU64,
     /// Connections closed because no dyno came up within 30 s.
@@ -102,7 +102,7 @@ pub struct RouterStats {
 
 /// One dyno's share of the router's traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Traffic {
+pub(crate) struct Traffic {
     pub connections: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -110,7 +110,7 @@ pub struct Traffic {
 
 impl RouterStats {
     /// Each dyno's traffic so far, by name.
-    pub fn per_dyno(&self) -> Vec<(String, Traffic)> {
+    pub(crate) fn per_dyno(&self) -> Vec<(String, Traffic)> {
         let dynos = self.dynos.lock().unwrap_or_else(PoisonError::into_inner);
         let mut all: Vec<_> = dynos.iter().map(|(n, t)| (n.clone(), *t)).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -128,13 +128,13 @@ impl RouterStats {
 
 /// The running router: its counters, and where to give it another listener on the same
 /// port (0.0.0.0 beside 127.0.0.1, `os::net::listen_widenable`).
-pub struct Router {
+pub(crate) struct Router {
     pub stats: Arc<RouterStats>,
     pub listeners: tokio::sync::mpsc::UnboundedSender<TcpListener>,
 }
 
 /// Starts the router on `listener` in its own thread.
-pub fn spawn(
+pub(crate) fn spawn(
     listener: TcpListener,
     backends: watch::Receiver<Vec<Backend>>,
     balance: Balance,

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Heroku's router: a connection with no data either way for this long is closed.
-pub const IDLE: Duration = Duration::from_secs(55);
+pub(super) const IDLE: Duration = Duration::from_secs(55);
 /// A connection that carried data this recently is not given up for a newcomer.
 const BUSY: Duration = Duration::from_secs(1);
 /// File descriptors kept for hkrun's own needs, at least.
@@ -31,7 +31,7 @@ const RESERVE: u64 = 512;
 
 /// How many connections the router may hold with `limit` file descriptors: two each,
 /// after a reserve of a quarter (512 at least).
-pub fn for_limit(limit: u64) -> usize {
+pub(super) fn for_limit(limit: u64) -> usize {
     let reserve = RESERVE.max(limit / 4);
     usize::try_from(limit.saturating_sub(reserve) / 2)
         .unwrap_or(usize::MAX)
@@ -39,7 +39,7 @@ pub fn for_limit(limit: u64) -> usize {
 }
 
 /// The places, and each holder's last activity.
-pub struct Places {
+pub(super) struct Places {
     max: usize,
     started: Instant,
     next: AtomicU64,
@@ -47,21 +47,21 @@ pub struct Places {
 }
 
 /// One connection's place: when it last carried data, and the call to give it up.
-pub struct Place {
+pub(super) struct Place {
     /// Milliseconds since `Places::started`.
     active: AtomicU64,
     evicted: Notify,
 }
 
 /// A place held: given back when dropped.
-pub struct Held {
+pub(super) struct Held {
     places: Arc<Places>,
     id: u64,
     pub place: Arc<Place>,
 }
 
 impl Held {
-    pub fn places(&self) -> &Places {
+    pub(super) fn places(&self) -> &Places {
         &self.places
     }
 }
@@ -73,7 +73,7 @@ impl Drop for Held {
 }
 
 impl Places {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(super) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,
             started: Instant::now(),
@@ -92,7 +92,7 @@ impl Places {
 
     /// A place for a new connection: a free one, or the place of the connection idle
     /// longest (told to close); `None` when all are busy.
-    pub fn take(self: &Arc<Self>) -> Option<Held> {
+    pub(super) fn take(self: &Arc<Self>) -> Option<Held> {
         let now = self.now();
         let mut held = self.lock();
         if held.len() >= self.max {
@@ -126,7 +126,7 @@ impl Places {
 
     /// Waits until the connection holding `place` is to close: given up for a newcomer,
     /// or idle for `IDLE`.
-    pub async fn closing(&self, place: &Place) {
+    pub(super) async fn closing(&self, place: &Place) {
         loop {
             let idle_for = Duration::from_millis(
                 self.now()
@@ -144,7 +144,7 @@ impl Places {
 }
 
 /// A stream whose reads and writes mark its place as active, counting what it read.
-pub struct Watched<'a, S> {
+pub(super) struct Watched<'a, S> {
     pub inner: S,
     pub places: &'a Places,
     pub place: &'a Place,

@@ -3,7 +3,7 @@
 //! holds or hands the request to the core (`runtime::calls`); the servers turn answers
 //! into what their clients read.
 
-pub use super::attach::TerminalRefusal;
+pub(crate) use super::attach::TerminalRefusal;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,7 +18,7 @@ use crate::logs::pump::Shown;
 
 /// A request to the driver.
 #[derive(Debug)]
-pub enum Call {
+pub(crate) enum Call {
     /// `hkrun ps`: the app as every reader shows it.
     Ps(oneshot::Sender<View>),
     /// scale, restart, stop TARGET, kill: the core's answer.
@@ -53,7 +53,7 @@ pub enum Call {
 
 /// A `--tty` dyno's terminal, for the one client attached to it.
 #[derive(Debug)]
-pub struct Attached {
+pub(crate) struct Attached {
     pub slot: Slot,
     /// Which attachment this is, for its `Detach`.
     pub id: u64,
@@ -66,14 +66,14 @@ pub struct Attached {
 /// One of the core's events, as the runtime's followers (the dashboard) hear it: when it
 /// was said.
 #[derive(Debug)]
-pub struct Heard {
+pub(crate) struct Heard {
     pub at: SystemTime,
     pub event: Event,
 }
 
 /// What `/metrics` and the dashboard show, as the driver gathers it at one moment.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The app as `hkrun ps` shows it, with the core's counters.
     pub view: View,
     pub router: Option<RouterFigures>,
@@ -82,7 +82,7 @@ pub struct Snapshot {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouterFigures {
+pub(crate) struct RouterFigures {
     pub connections: u64,
     pub unserved: u64,
     pub failed_connects: u64,

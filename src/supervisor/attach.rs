@@ -10,7 +10,7 @@ use crate::dyno::Slot;
 
 /// Why `hkrun connect` cannot attach to a dyno's terminal, or resize it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TerminalRefusal {
+pub(crate) enum TerminalRefusal {
     /// No running dyno has that name or type.
     NotRunning { dyno: String },
     /// A type with several dynos running: the client must name one.

@@ -336,11 +336,11 @@ mod slot {
 
     use crate::dyno::Slot;
 
-    pub fn serialize<S: Serializer>(slot: &Slot, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(slot: &Slot, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(slot)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Slot, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Slot, D::Error> {
         let name = String::deserialize(d)?;
         name.parse()
             .map_err(|()| D::Error::custom(format!("not a dyno name: `{name}`")))
@@ -353,11 +353,11 @@ mod slots {
 
     use crate::dyno::Slot;
 
-    pub fn serialize<S: Serializer>(slots: &[Slot], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(slots: &[Slot], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(slots.iter().map(ToString::to_string))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Slot>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Slot>, D::Error> {
         Vec::<String>::deserialize(d)?
             .into_iter()
             .map(|name| {

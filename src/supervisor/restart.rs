@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 /// A dyno up this long before crashing starts its back-off afresh.
-pub const RESET_AFTER: Duration = Duration::from_secs(10 * 60);
+pub(crate) const RESET_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// The wait before restarting a dyno that has crashed `crashes` times in a row before
 /// this crash: 0 (the first restart is immediate), then 1 s, 2 s, 4 s ... up to `cap`.
-pub fn delay(crashes: u32, cap: Duration) -> Duration {
+pub(crate) fn delay(crashes: u32, cap: Duration) -> Duration {
     match crashes {
         0 => Duration::ZERO,
         n => Duration::from_secs(1u64.checked_shl(n - 1).unwrap_or(u64::MAX)).min(cap),

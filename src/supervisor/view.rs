@@ -18,7 +18,7 @@ use crate::plan::schedule::Frequency;
 
 /// What the app looks like.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct View {
+pub(crate) struct View {
     /// The router's port, when it runs.
     pub router: Option<u16>,
     /// The types that have dynos shown, in Procfile order (the release phase first while
@@ -35,7 +35,7 @@ pub struct View {
 
 /// A type with dynos.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TypeView {
+pub(crate) struct TypeView {
     pub name: String,
     pub command: String,
     /// None for the release phase, which is no type of the Procfile.
@@ -46,7 +46,7 @@ pub struct TypeView {
 
 /// One dyno: one process under its name (a preboot runs two `web.1` for a while).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DynoView {
+pub(crate) struct DynoView {
     pub slot: Slot,
     /// `web.1`: the slot's name, as every reader shows it.
     pub name: String,
@@ -73,14 +73,14 @@ pub struct DynoView {
 }
 
 impl DynoView {
-    pub fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         &self.slot.kind
     }
 }
 
 /// A `[[scheduler]]` job.
 #[derive(Clone, Debug, PartialEq)]
-pub struct JobView {
+pub(crate) struct JobView {
     pub command: String,
     pub frequency: Frequency,
     /// When it runs next, by the scheduler's clock; none if never.
@@ -102,7 +102,7 @@ fn shown(dyno: &Dyno) -> bool {
 
 /// The view of `sup` at `now` (wall clock `wall`), with each `[[scheduler]]` job's next
 /// run in `next_runs` (by the scheduler's clock, in the jobs' order).
-pub fn view(
+pub(crate) fn view(
     sup: &Supervisor,
     now: Instant,
     wall: SystemTime,

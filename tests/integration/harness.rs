@@ -16,35 +16,35 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 /// The longest any single wait in a test may take before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A temporary app directory with a Procfile.
-pub struct App {
+pub(crate) struct App {
     pub dir: tempfile::TempDir,
 }
 
 impl App {
-    pub fn new(procfile: &str) -> Self {
+    pub(crate) fn new(procfile: &str) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary app directory");
         std::fs::write(dir.path().join("Procfile"), procfile).expect("write the Procfile");
         Self { dir }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    pub fn write(&self, name: &str, contents: &str) -> &Self {
+    pub(crate) fn write(&self, name: &str, contents: &str) -> &Self {
         std::fs::write(self.file(name), contents).expect("write an app file");
         self
     }
 }
 
-pub fn unique_tag() -> String {
+pub(crate) fn unique_tag() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{}-{}",
@@ -54,7 +54,7 @@ pub fn unique_tag() -> String {
 }
 
 /// The hkrun command, with the test's tag and no colour unless a test asks for it.
-pub fn hkrun(dir: &Path, args: &[&str], tag: &str) -> Command {
+pub(crate) fn hkrun(dir: &Path, args: &[&str], tag: &str) -> Command {
     let mut command = tagged_command(env!("CARGO_BIN_EXE_hkrun"), dir, tag);
     command.args(args);
     command
@@ -62,7 +62,7 @@ pub fn hkrun(dir: &Path, args: &[&str], tag: &str) -> Command {
 
 /// `program` in `dir` as the tests run hkrun: tagged, no colour, no inherited PORT, stdin
 /// empty, stdout and stderr piped.
-pub fn tagged_command(program: &str, dir: &Path, tag: &str) -> Command {
+pub(crate) fn tagged_command(program: &str, dir: &Path, tag: &str) -> Command {
     let mut command = Command::new(program);
     command
         .current_dir(dir)
@@ -121,7 +121,7 @@ fn child_folder() -> PathBuf {
 }
 
 /// A running hkrun. Dropping it kills hkrun and every process tagged with its tag.
-pub struct Hk {
+pub(crate) struct Hk {
     pub child: Child,
     pub tag: String,
     lines: mpsc::Receiver<String>,
@@ -131,11 +131,11 @@ pub struct Hk {
 }
 
 impl Hk {
-    pub fn start(dir: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Self {
         Self::spawn(hkrun(dir, args, &unique_tag()))
     }
 
-    pub fn spawn(mut command: Command) -> Self {
+    pub(crate) fn spawn(mut command: Command) -> Self {
         let tag = command
             .get_envs()
             .find(|(k, _)| *k == "HKRUN_TEST_TAG")
@@ -153,7 +153,7 @@ impl Hk {
 
     /// A started hkrun whose output comes from `stdout` (a pipe, or a terminal's master
     /// side); `stderr` is read to its end when given.
-    pub fn attach(
+    pub(crate) fn attach(
         child: Child,
         tag: String,
         stdout: impl Read + Send + 'static,
@@ -187,17 +187,17 @@ impl Hk {
         }
     }
 
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.id()).expect("pids fit in i32"))
     }
 
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         signal::kill(self.pid(), signal).expect("signal hkrun");
     }
 
     /// The next line containing `needle`; fails after `PATIENCE`, showing what was seen.
     #[track_caller]
-    pub fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -217,7 +217,7 @@ impl Hk {
     }
 
     /// The next line, if one arrives before `deadline`.
-    pub fn next_line(&mut self, deadline: Instant) -> Option<String> {
+    pub(crate) fn next_line(&mut self, deadline: Instant) -> Option<String> {
         let line = self
             .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -227,7 +227,7 @@ impl Hk {
     }
 
     /// CPU time hkrun itself has used so far (user + system), from /proc.
-    pub fn cpu_time(&self) -> Duration {
+    pub(crate) fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .expect("read hkrun's stat");
         let fields: Vec<&str> = stat
@@ -245,7 +245,7 @@ impl Hk {
 
     /// Waits until each needle has appeared in some line, in any order.
     #[track_caller]
-    pub fn wait_for_each(&mut self, needles: &[&str]) {
+    pub(crate) fn wait_for_each(&mut self, needles: &[&str]) {
         let mut missing: Vec<&str> = needles.to_vec();
         let deadline = Instant::now() + PATIENCE;
         while !missing.is_empty() {
@@ -265,7 +265,7 @@ impl Hk {
 
     /// Waits for hkrun to exit, then returns its status and the rest of its output.
     #[track_caller]
-    pub fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -287,7 +287,7 @@ impl Hk {
 
     /// SIGTERM, then hkrun must exit 0 with no process of the test's left behind.
     #[track_caller]
-    pub fn stop_cleanly(&mut self) {
+    pub(crate) fn stop_cleanly(&mut self) {
         self.signal(Signal::SIGTERM);
         let status = self.wait_exit();
         assert_eq!(status.code(), Some(0), "{}", self.stderr());
@@ -295,7 +295,7 @@ impl Hk {
     }
 
     /// hkrun's stderr, once it has exited.
-    pub fn stderr(&mut self) -> String {
+    pub(crate) fn stderr(&mut self) -> String {
         self.stderr
             .take()
             .map(|t| t.join().expect("stderr reader"))
@@ -317,7 +317,7 @@ impl Drop for Hk {
 }
 
 /// Runs hkrun to its end (bounded by `PATIENCE`): exit status, stdout lines, stderr.
-pub fn run_to_end(dir: &Path, args: &[&str]) -> (ExitStatus, Vec<String>, String) {
+pub(crate) fn run_to_end(dir: &Path, args: &[&str]) -> (ExitStatus, Vec<String>, String) {
     let mut hk = Hk::start(dir, args);
     let status = hk.wait_exit();
     let stderr = hk.stderr();
@@ -325,7 +325,7 @@ pub fn run_to_end(dir: &Path, args: &[&str]) -> (ExitStatus, Vec<String>, String
 }
 
 /// Live (not zombie) processes whose environment holds `HKRUN_TEST_TAG=tag`.
-pub fn tagged(tag: &str) -> Vec<Pid> {
+pub(crate) fn tagged(tag: &str) -> Vec<Pid> {
     let needle = format!("HKRUN_TEST_TAG={tag}");
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -360,7 +360,7 @@ pub fn tagged(tag: &str) -> Vec<Pid> {
     found
 }
 
-pub fn kill_tagged(tag: &str) {
+pub(crate) fn kill_tagged(tag: &str) {
     for pid in tagged(tag) {
         let _ = signal::kill(pid, Signal::SIGKILL);
     }
@@ -369,7 +369,7 @@ pub fn kill_tagged(tag: &str) {
 /// Asserts no process of the test is alive, allowing a moment for the kernel to finish
 /// tearing down processes hkrun has already reaped.
 #[track_caller]
-pub fn assert_none_left(tag: &str) {
+pub(crate) fn assert_none_left(tag: &str) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let left = tagged(tag);
@@ -392,7 +392,7 @@ pub fn assert_none_left(tag: &str) {
 }
 
 /// A port free on 127.0.0.1 now (a metrics endpoint, a syslog receiver).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -401,7 +401,7 @@ pub fn free_port() -> u16 {
 
 /// A base port whose block (base to base+3, base+100, base+101, base+200) is free now: the
 /// router and web dynos, or foreman's layout.
-pub fn free_base_port() -> u16 {
+pub(crate) fn free_base_port() -> u16 {
     // Below the kernel's ephemeral range: a port from there can be taken at any moment as
     // the local end of some connection (the router's own, in a long soak), and a dyno
     // scaled back up would find its port in use.
@@ -435,7 +435,7 @@ pub fn free_base_port() -> u16 {
 }
 
 /// Lines whose name column is `name`, with the prefix removed (`--no-timestamp` output).
-pub fn payloads<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
+pub(crate) fn payloads<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
     lines
         .iter()
         .filter_map(|line| {
@@ -448,7 +448,7 @@ pub fn payloads<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
 /// Runs a command to its end with stdout captured as raw bytes, killing it (and failing)
 /// after `PATIENCE`.
 #[track_caller]
-pub fn raw_output(mut command: Command) -> (ExitStatus, Vec<u8>) {
+pub(crate) fn raw_output(mut command: Command) -> (ExitStatus, Vec<u8>) {
     let out = tempfile::tempfile().expect("a temporary file");
     let mut child = command
         .stdout(out.try_clone().expect("clone the file"))
@@ -464,7 +464,7 @@ pub fn raw_output(mut command: Command) -> (ExitStatus, Vec<u8>) {
 }
 
 /// What a client command (`hkrun ps`, `scale`, ...) printed, and how it exited.
-pub struct Client {
+pub(crate) struct Client {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -472,7 +472,7 @@ pub struct Client {
 
 /// Runs a client command in `dir` to its end, failing the test after `PATIENCE`.
 #[track_caller]
-pub fn client(dir: &Path, args: &[&str]) -> Client {
+pub(crate) fn client(dir: &Path, args: &[&str]) -> Client {
     let mut command = hkrun(dir, args, &unique_tag());
     let out = tempfile::tempfile().expect("a temporary file");
     let err = tempfile::tempfile().expect("a temporary file");
@@ -496,7 +496,7 @@ pub fn client(dir: &Path, args: &[&str]) -> Client {
 }
 
 /// The pid `ps` shows for `dyno`, when it has one.
-pub fn dyno_pid(dir: &Path, dyno: &str) -> Option<i32> {
+pub(crate) fn dyno_pid(dir: &Path, dyno: &str) -> Option<i32> {
     let out = client(dir, &["ps", "--json"]);
     let ps: hkrun::control::protocol::Ps = serde_json::from_str(&out.stdout).ok()?;
     ps.dynos.iter().find(|d| d.name == dyno)?.pid
@@ -504,7 +504,7 @@ pub fn dyno_pid(dir: &Path, dyno: &str) -> Option<i32> {
 
 /// Polls `check` every 20 ms until it gives a value, failing after `PATIENCE`.
 #[track_caller]
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(value) = check() {
@@ -517,7 +517,7 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 
 /// Waits for `child` to exit, killing it and failing the test after `PATIENCE`.
 #[track_caller]
-pub fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
+pub(crate) fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -534,7 +534,7 @@ pub fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
 
 /// A process's own resident memory in KiB (`RssAnon`: not the pages of its executable it
 /// has read, which grow as more of its code runs); 0 once it is gone.
-pub fn own_memory_kib(pid: u32) -> u64 {
+pub(crate) fn own_memory_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

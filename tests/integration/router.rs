@@ -14,10 +14,10 @@ use nix::unistd::Pid;
 use crate::harness::{App, Hk, client, eventually, free_base_port};
 
 /// A web dyno that answers every request with its name (tests/support/child.rs).
-pub const WEB: &str = "exec hkrun-test-child listen";
+pub(crate) const WEB: &str = "exec hkrun-test-child listen";
 
 /// One HTTP/1.0 request through `port`: the dyno that answered, or why not.
-pub fn get(port: u16) -> Result<String, String> {
+pub(crate) fn get(port: u16) -> Result<String, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -36,14 +36,14 @@ pub fn get(port: u16) -> Result<String, String> {
 }
 
 #[track_caller]
-pub fn ps(app: &App) -> Ps {
+pub(crate) fn ps(app: &App) -> Ps {
     let out = client(app.path(), &["ps", "--json"]);
     assert!(out.status.success(), "{}", out.stderr);
     serde_json::from_str(&out.stdout).expect("JSON")
 }
 
 /// Starts `-m web=N` behind the router and waits until every web dyno is up.
-pub fn web_app(n: usize, extra: &[&str]) -> (App, Hk, u16) {
+pub(crate) fn web_app(n: usize, extra: &[&str]) -> (App, Hk, u16) {
     let app = App::new(&format!("web: {WEB}\n"));
     let base = free_base_port();
     let formation = format!("web={n}");
@@ -205,17 +205,17 @@ fn a_dyno_listening_on_ipv6_only_is_reached() {
 
 /// A web dyno that takes 1.5 s (`BIND_DELAY`) to listen (or never, while `broken`
 /// exists in the app folder) and finishes the requests it has on SIGTERM.
-pub const GRACEFUL: &str =
+pub(crate) const GRACEFUL: &str =
     "exec hkrun-test-child listen --graceful --wait-while broken --delay ${BIND_DELAY:-1.5}";
 
 /// Clients requesting through the router in a loop until dropped; counts what failed.
-pub struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
 }
 
 impl Load {
-    pub fn start(port: u16, clients: usize) -> Self {
+    pub(crate) fn start(port: u16, clients: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
             .map(|_| {
@@ -236,7 +236,7 @@ impl Load {
     }
 
     /// Requests that succeeded, and the failures.
-    pub fn finish(self) -> (usize, Vec<String>) {
+    pub(crate) fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let mut ok = 0;
         let mut failed = Vec::new();

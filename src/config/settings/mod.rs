@@ -17,14 +17,14 @@ use crate::plan::values;
 use crate::plan::{StopRule, TypeRules};
 
 pub(crate) mod error;
-pub mod table;
+pub(crate) mod table;
 
-pub use error::SettingsError;
+pub(crate) use error::SettingsError;
 
 /// `hkrun.toml` (or `.foreman`): each top-level key a `start` flag's long name, a row of
 /// `table::SETTINGS`; then `[types.NAME]` and `[[scheduler]]`.
 #[derive(Clone, Debug, Default)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The top-level keys, each checked against the table and of its type.
     values: toml::Table,
     /// `[types.NAME]`: what differs for one process type.
@@ -83,7 +83,7 @@ impl StartOptions {
 /// One `[[scheduler]]` job: a command, and either Scheduler's `frequency` or `cron`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SchedulerJob {
+pub(crate) struct SchedulerJob {
     pub command: String,
     pub frequency: Option<String>,
     pub cron: Option<String>,
@@ -111,7 +111,7 @@ impl SchedulerJob {
 /// its own variables, and the types it starts after.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TypeSettings {
+pub(crate) struct TypeSettings {
     pub restart: Option<String>,
     pub memory_limit: Option<String>,
     pub stop_signal: Option<String>,
@@ -224,7 +224,7 @@ fn line_of(text: &str, at: usize) -> usize {
 impl Settings {
     /// The settings for an app whose root is `root`: `explicit` (`--config`), else
     /// `hkrun.toml`, else `.foreman`, else none; with the file they came from.
-    pub fn find(
+    pub(crate) fn find(
         explicit: Option<&Path>,
         root: &Path,
     ) -> Result<Option<(PathBuf, Self)>, SettingsError> {
@@ -254,7 +254,7 @@ impl Settings {
         })
     }
 
-    pub fn read_toml(path: &Path) -> Result<Self, SettingsError> {
+    pub(crate) fn read_toml(path: &Path) -> Result<Self, SettingsError> {
         let text = Self::read(path)?;
         let invalid = |e: toml::de::Error| SettingsError::Invalid {
             path: path.to_owned(),
@@ -347,7 +347,7 @@ impl Settings {
     /// (`given`, by clap's argument id), set from the file by `table::SETTINGS`; with the
     /// file's `[types.NAME]` rules and `[[scheduler]]` jobs. Paths in the file are relative
     /// to its folder.
-    pub fn apply(
+    pub(crate) fn apply(
         self,
         from: &Path,
         given: &dyn Fn(&str) -> bool,
@@ -464,7 +464,7 @@ impl Settings {
 }
 
 /// Whether the command line or an `HKRUN_*` variable gave argument `id` in `matches`.
-pub fn given_in(matches: &ArgMatches, id: &str) -> bool {
+pub(crate) fn given_in(matches: &ArgMatches, id: &str) -> bool {
     matches.try_contains_id(id).unwrap_or(false)
         && matches!(
             matches.value_source(id),

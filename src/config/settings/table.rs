@@ -19,7 +19,7 @@ use crate::plan::values;
 
 /// Why the file's value for a setting was refused.
 #[derive(Debug)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The flag's parser refused it; what it expected.
     Value(String),
     /// Not of the setting's type (toml's words).
@@ -29,7 +29,7 @@ pub enum Refusal {
 }
 
 /// One of `start`'s settings.
-pub struct Setting {
+pub(crate) struct Setting {
     /// The flag's long name, and hkrun.toml's key.
     pub key: &'static str,
     /// clap's id of its field in `StartArgs`.
@@ -117,7 +117,7 @@ macro_rules! row {
 
 /// Every setting of `start` but `--config`, `--socket` and `--dyno` (which hkrun.toml
 /// cannot name, and `check` does not list), in `start --help`'s order.
-pub static SETTINGS: &[Setting] = &[
+pub(crate) static SETTINGS: &[Setting] = &[
     row!(
         "procfile",
         "procfile",
@@ -296,7 +296,7 @@ pub static SETTINGS: &[Setting] = &[
 ];
 
 /// The setting hkrun.toml's `key` names (`drains` is `drain`'s other name).
-pub fn in_file(key: &str) -> Option<&'static Setting> {
+pub(crate) fn in_file(key: &str) -> Option<&'static Setting> {
     let key = if key == "drains" { "drain" } else { key };
     SETTINGS.iter().find(|s| s.in_file && s.key == key)
 }
@@ -305,7 +305,7 @@ pub fn in_file(key: &str) -> Option<&'static Setting> {
 /// first: `flag`, its `HKRUN_*` variable (clap's value source in `given`, the
 /// subcommand's matches), the settings file (the keys it set), app.json's formation, or
 /// `default`; a setting nothing set is left out.
-pub fn provenance(
+pub(crate) fn provenance(
     options: &StartOptions,
     given: &ArgMatches,
     app_json_formation: Option<String>,

@@ -48,7 +48,7 @@ const LIMITS: Limits = Limits {
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// What every connection needs.
-pub struct Context {
+pub(crate) struct Context {
     pub calls: mpsc::UnboundedSender<Call>,
     pub history: Arc<History>,
     /// How the supervisor renders its log, for `hkrun logs`.
@@ -59,7 +59,7 @@ pub struct Context {
 }
 
 /// Serves clients until the runtime ends.
-pub async fn serve(listener: std::os::unix::net::UnixListener, context: Context) {
+pub(crate) async fn serve(listener: std::os::unix::net::UnixListener, context: Context) {
     let listener = match tokio::net::UnixListener::from_std(listener) {
         Ok(listener) => listener,
         Err(err) => {

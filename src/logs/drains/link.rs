@@ -27,13 +27,13 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What TLS trusts, for both TLS transports.
 #[derive(Clone)]
-pub struct Roots {
+pub(super) struct Roots {
     tls: Arc<rustls::ClientConfig>,
     http: ureq::tls::RootCerts,
 }
 
 /// The roots every TLS drain checks certificates against.
-pub fn trusted_roots() -> io::Result<Roots> {
+pub(super) fn trusted_roots() -> io::Result<Roots> {
     let mut store = rustls::RootCertStore::empty();
     let http = match std::env::var_os("SSL_CERT_FILE") {
         Some(path) => {
@@ -75,7 +75,7 @@ pub fn trusted_roots() -> io::Result<Roots> {
 }
 
 /// A connection to a drain.
-pub enum Link {
+pub(super) enum Link {
     Tcp(Counted),
     Udp(UdpSocket),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Counted>>),
@@ -88,7 +88,7 @@ pub enum Link {
 
 /// Why a batch did not go.
 #[derive(Debug)]
-pub enum SendError {
+pub(super) enum SendError {
     /// The receiver answered that it will not take this batch, whenever it is sent (an
     /// HTTP drain's 4xx but 408 and 429): sending it again would stop every later line.
     Refused(String),
@@ -98,7 +98,7 @@ pub enum SendError {
 
 /// A TCP connection and the bytes written on it, to compare with what the receiver's
 /// kernel has acknowledged.
-pub struct Counted {
+pub(super) struct Counted {
     stream: TcpStream,
     written: u64,
 }
@@ -126,7 +126,7 @@ static FRAMES: AtomicU64 = AtomicU64::new(0);
 
 impl Link {
     /// Connects to `drain` (`roots` for its TLS transports).
-    pub fn connect(drain: &Drain, roots: &Option<Roots>) -> io::Result<Self> {
+    pub(super) fn connect(drain: &Drain, roots: &Option<Roots>) -> io::Result<Self> {
         let no_roots = || io::Error::other("no trusted certificates");
         match drain.transport {
             Transport::Tcp => Ok(Self::Tcp(tcp(&address(drain)?)?)),
@@ -199,7 +199,7 @@ impl Link {
     /// Sends `messages`: all handed to the connection, or an error. Over HTTP, handed
     /// means answered with a 2xx; over TCP and TLS, written into the kernel (`acked` and
     /// `check` tell more later); over UDP, sent.
-    pub fn send(&mut self, messages: &[Vec<u8>]) -> Result<(), SendError> {
+    pub(super) fn send(&mut self, messages: &[Vec<u8>]) -> Result<(), SendError> {
         match self {
             Self::Tcp(stream) => stream
                 .write_all(&octet_counted(messages))
@@ -255,7 +255,7 @@ impl Link {
 
     /// The bytes written so far on a TCP or TLS connection; `None` for the others, whose
     /// `send` says all there is to know.
-    pub fn written(&self) -> Option<u64> {
+    pub(super) fn written(&self) -> Option<u64> {
         match self {
             Self::Tcp(counted) => Some(counted.written),
             Self::Tls(stream) => Some(stream.sock.written),
@@ -264,7 +264,7 @@ impl Link {
     }
 
     /// How many of the bytes written the receiver's kernel has acknowledged.
-    pub fn acked(&self) -> io::Result<u64> {
+    pub(super) fn acked(&self) -> io::Result<u64> {
         let counted = match self {
             Self::Tcp(counted) => counted,
             Self::Tls(stream) => &stream.sock,
@@ -275,7 +275,7 @@ impl Link {
 
     /// An error once the receiver has closed or reset the connection. Without a look
     /// first, a closed connection takes one more write without an error, and loses it.
-    pub fn check(&mut self) -> io::Result<()> {
+    pub(super) fn check(&mut self) -> io::Result<()> {
         use nix::sys::socket::{MsgFlags, recv};
         let closed = || {
             io::Error::new(
@@ -323,7 +323,7 @@ impl Link {
     /// The log has ended: closes a TCP or TLS connection, and waits up to `within` for the
     /// receiver to show it had everything: it closes its end too, or acknowledges every
     /// byte and does not reset the connection for a moment. An error where it does not.
-    pub fn finish(&mut self, within: Duration) -> io::Result<()> {
+    pub(super) fn finish(&mut self, within: Duration) -> io::Result<()> {
         /// How long a receiver that acknowledged everything may leave its end open.
         const QUIET: Duration = Duration::from_millis(300);
         let start = Instant::now();
@@ -417,7 +417,7 @@ fn http_error(err: ureq::Error) -> io::Error {
 /// A TLS error as one line of words. rustls shows some as Rust's debug text
 /// (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`); the certificate's
 /// common faults are said plainly, the rest have their names split into words.
-pub fn tls_text(err: &rustls::Error) -> String {
+pub(super) fn tls_text(err: &rustls::Error) -> String {
     use rustls::CertificateError as Cert;
     let rustls::Error::InvalidCertificate(cert) = err else {
         return words(&err.to_string());

@@ -31,7 +31,7 @@ mod link;
 use link::{Link, SendError};
 
 /// Messages queued for a drain, at most, and their bytes at most.
-pub const QUEUE: usize = 50_000;
+pub(crate) const QUEUE: usize = 50_000;
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes sent at once to a drain (one POST to an HTTPS drain).
 const BATCH: usize = 64 * 1024;
@@ -90,7 +90,7 @@ pub struct Drain {
 /// shown still says which parameters the URL has. Read by hand, not parsed, so a URL
 /// refused is shown masked too; where it is unclear where the credentials end, more is
 /// masked rather than less.
-pub fn masked(url: &str) -> String {
+pub(crate) fn masked(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
@@ -357,7 +357,7 @@ impl Queue {
 
 /// Starts sending the log to `drain`; `host` names the app in each message. The receiver
 /// hears once the drain has sent everything the log held when it ended (or given up).
-pub fn spawn(
+pub(crate) fn spawn(
     drain: Drain,
     host: String,
     history: &History,

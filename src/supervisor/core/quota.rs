@@ -3,7 +3,7 @@
 
 /// What a memory sample means against a quota.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// At or under the quota.
     Ok,
     /// Over the quota: Heroku's R14.
@@ -14,7 +14,7 @@ pub enum Verdict {
 
 /// Classifies `rss` bytes against `quota` bytes. Computed in u128 so `2 * quota` cannot
 /// overflow.
-pub fn classify(rss: u64, quota: u64) -> Verdict {
+pub(super) fn classify(rss: u64, quota: u64) -> Verdict {
     let (rss, quota) = (u128::from(rss), u128::from(quota));
     if rss >= 2 * quota {
         Verdict::FarOverQuota

@@ -61,7 +61,7 @@ const PAUSE_FLUSH: Duration = Duration::from_millis(200);
 
 /// The TCP listeners `start` has bound, each when it runs.
 #[derive(Debug)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     /// The router's public port.
     pub router: Option<TcpListener>,
     /// `--metrics`.
@@ -72,7 +72,7 @@ pub struct Listeners {
 
 /// Runs the app to the end and returns hkrun's exit code. `control` is the claimed
 /// control socket, when there is one.
-pub fn run(
+pub(crate) fn run(
     config: StartConfig,
     control: Option<UnixListener>,
     listeners: Listeners,
@@ -93,7 +93,7 @@ pub fn run(
 /// What hkrun could not set up to run the app (signals, the runtime, pipes): `errors`
 /// says it as `cannot WHAT: SOURCE`.
 #[derive(Debug)]
-pub struct SetupError {
+pub(crate) struct SetupError {
     pub what: &'static str,
     pub source: std::io::Error,
 }
