@@ -907,3 +907,143 @@ pub fn color_for(choice: ColorChoice) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn types(names: &[&str]) -> Vec<Quantity> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| Quantity {
+                name: (*name).to_owned(),
+                command: format!("run-{name}"),
+                index,
+                count: 1,
+                size: DynoSize::default(),
+            })
+            .collect()
+    }
+
+    fn after(pairs: &[(&str, &[&str])]) -> BTreeMap<String, TypeRules> {
+        pairs
+            .iter()
+            .map(|(name, after)| {
+                let rule = TypeRules {
+                    after: after.iter().map(|a| (*a).to_owned()).collect(),
+                    ..TypeRules::default()
+                };
+                ((*name).to_owned(), rule)
+            })
+            .collect()
+    }
+
+    /// `check_rules`' refusal, as the user reads it.
+    fn refusal(rules: &BTreeMap<String, TypeRules>, plans: &[Quantity]) -> Option<String> {
+        check_rules(Path::new("hkrun.toml"), rules, plans)
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn after_chains_pass_and_a_circle_is_named_step_by_step() {
+        let plans = types(&["web", "worker", "db", "clock"]);
+        let chain = after(&[("web", &["db"]), ("worker", &["db", "web"]), ("clock", &[])]);
+        assert_eq!(refusal(&chain, &plans), None);
+        let circle = after(&[("web", &["worker"]), ("worker", &["db"]), ("db", &["web"])]);
+        assert_eq!(
+            refusal(&circle, &plans).as_deref(),
+            Some(
+                "hkrun.toml: [types.db] after: a circle: db waits for web waits for worker waits for db"
+            )
+        );
+        let itself = after(&[("web", &["web"])]);
+        assert_eq!(
+            refusal(&itself, &plans).as_deref(),
+            Some("hkrun.toml: [types.web] after: a circle: web waits for web")
+        );
+    }
+
+    #[test]
+    fn rules_name_only_the_procfiles_types_and_only_web_has_a_boot_timeout() {
+        let plans = types(&["web", "worker"]);
+        assert_eq!(
+            refusal(&after(&[("web", &["redis"])]), &plans).as_deref(),
+            Some(
+                "hkrun.toml: [types.web] after: no process type `redis` in the Procfile (it has web, worker)"
+            )
+        );
+        assert_eq!(
+            refusal(&after(&[("clock", &[])]), &plans).as_deref(),
+            Some(
+                "hkrun.toml: [types.clock]: no process type `clock` in the Procfile (it has web, worker)"
+            )
+        );
+        let timed = |name: &str| {
+            let rule = TypeRules {
+                boot_timeout: Some(Duration::from_secs(5)),
+                ..TypeRules::default()
+            };
+            BTreeMap::from([(name.to_owned(), rule)])
+        };
+        assert_eq!(refusal(&timed("web"), &plans), None);
+        assert_eq!(
+            refusal(&timed("worker"), &plans).as_deref(),
+            Some(
+                "hkrun.toml: [types.worker] boot-timeout: only web has a boot timeout: other types are up once started"
+            )
+        );
+    }
+
+    #[test]
+    fn exec_refuses_a_nul_and_a_variable_past_its_longest_string() {
+        let at = env::Origin::Line {
+            path: PathBuf::from(".env"),
+            line: 3,
+        };
+        assert_eq!(ExecRoom::fits(&at, "KEY", "value").ok(), Some(9));
+        assert!(matches!(
+            ExecRoom::fits(&at, "KEY", "a\0b"),
+            Err(env::EnvError::NulIn { .. })
+        ));
+        // `KEY=` and the value, its NUL aside, may take all but one byte of the string.
+        let longest = "v".repeat(EXEC_STRING_MAX - 1 - "KEY=".len());
+        assert!(ExecRoom::fits(&at, "KEY", &longest).is_ok());
+        let over = format!("{longest}v");
+        assert!(matches!(
+            ExecRoom::fits(&at, "KEY", &over),
+            Err(env::EnvError::TooLarge { len, .. }) if len == EXEC_STRING_MAX
+        ));
+    }
+
+    #[test]
+    fn an_environment_past_execs_room_names_its_largest_variable() {
+        let mut room = ExecRoom {
+            sizes: BTreeMap::new(),
+        };
+        let at = |line| env::Origin::Line {
+            path: PathBuf::from(".env"),
+            line,
+        };
+        room.set(at(1), "SMALL", "x").expect("fits");
+        assert!(room.check_total("web.1", 20).is_ok());
+        // Many variables, each within the longest string, together past the limit.
+        let value = "v".repeat(EXEC_STRING_MAX / 2);
+        let count = exec_total_limit() / value.len() + 1;
+        for n in 0..count {
+            room.set(at(n + 2), &format!("BIG_{n}"), &value)
+                .expect("fits");
+        }
+        room.set(at(count + 2), "BIGGEST", &format!("{value}vv"))
+            .expect("fits");
+        match room.check_total("web.1", 20) {
+            Err(env::EnvError::Total { dyno, largest, .. }) => {
+                assert_eq!((dyno.as_str(), largest.as_str()), ("web.1", "BIGGEST"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
