@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use crate::config::ConfigError;
 use crate::config::app_json::AppJsonError;
 use crate::config::env::EnvError;
-use crate::config::procfile::ProcfileError;
 use crate::config::settings::error::SettingsError;
 use crate::control::socket::SocketError;
 use crate::export::error::ExportError;
@@ -46,15 +45,8 @@ pub(crate) mod exit_code {
 /// Failures that stop hkrun before or instead of running the app.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    #[error("{}: no such file (give the Procfile with -f)", path.display())]
-    NoProcfile { path: PathBuf },
-    #[error("{}: cannot read: {source}", path.display())]
-    ReadProcfile { path: PathBuf, source: io::Error },
-    #[error("{}{}: {source}", path.display(), source.line().map(|l| format!(":{l}")).unwrap_or_default())]
-    Procfile {
-        path: PathBuf,
-        source: ProcfileError,
-    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Env(#[from] EnvError),
     #[error(transparent)]
@@ -89,30 +81,13 @@ pub(crate) enum Error {
         "port {port} for {dyno} is already in use (stop what holds it, or choose another base port with -p)"
     )]
     PortInUse { port: u16, dyno: String },
-    #[error("bad drain `{url}`: {reason}")]
-    BadDrain { url: String, reason: String },
     #[error("{addr} for {what} is already in use (stop what holds it, or choose another)")]
     AddressInUse { addr: String, what: &'static str },
-    /// What `.hkrun-state.toml` or app.json's scripts make impossible.
-    #[error("{0}")]
-    AppState(String),
-    #[error("{}: {key}: {reason}", path.display())]
-    BadSetting {
-        path: PathBuf,
-        key: String,
-        reason: String,
-    },
     #[error("bad value `{value}` for {flag}: {reason}")]
     BadFlag {
         flag: &'static str,
         value: String,
         reason: &'static str,
-    },
-    /// A `--log-dir` whoever can write to could make hkrun write elsewhere.
-    #[error("log folder {} refused: {source}", dir.display())]
-    UnsafeLogDir {
-        dir: PathBuf,
-        source: crate::logs::files::UnsafeFolder,
     },
     #[error("cannot {what}: {source}")]
     Setup {
@@ -131,53 +106,17 @@ pub(crate) enum Error {
     StdoutClosed,
 }
 
-impl From<ConfigError> for Error {
-    fn from(error: ConfigError) -> Self {
-        match error {
-            ConfigError::NoProcfile { path } => Self::NoProcfile { path },
-            ConfigError::ReadProcfile { path, source } => Self::ReadProcfile { path, source },
-            ConfigError::Procfile { path, source } => Self::Procfile { path, source },
-            ConfigError::Env(e) => Self::Env(e),
-            ConfigError::Settings(e) => Self::Settings(e),
-            ConfigError::AppJson(e) => Self::AppJson(e),
-            ConfigError::WriteEnv { path, source } => Self::WriteEnv { path, source },
-            ConfigError::Formation(e) => Self::Formation(e),
-            ConfigError::Port(e) => Self::Port(e),
-            ConfigError::Policy(e) => Self::Policy(e),
-            ConfigError::BadDrain { url, reason } => Self::BadDrain { url, reason },
-            ConfigError::AppState(e) => Self::AppState(e),
-            ConfigError::BadSetting { path, key, reason } => Self::BadSetting { path, key, reason },
-            ConfigError::BadFlag {
-                flag,
-                value,
-                reason,
-            } => Self::BadFlag {
-                flag,
-                value,
-                reason,
-            },
-            ConfigError::UnsafeLogDir { dir, source } => Self::UnsafeLogDir { dir, source },
-            ConfigError::Setup { what, source } => Self::Setup { what, source },
-        }
-    }
-}
-
 impl Error {
     /// The documented exit code for this failure.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::NoProcfile { .. } | Self::ReadProcfile { .. } => exit_code::NO_INPUT,
+            Self::Config(error) => config_exit_code(error),
             Self::Env(EnvError::Read { .. }) => exit_code::NO_INPUT,
-            Self::Procfile { .. }
-            | Self::Env(_)
+            Self::Env(_)
             | Self::Formation(_)
             | Self::Port(_)
             | Self::Policy(_)
-            | Self::BadFlag { .. }
-            | Self::BadSetting { .. }
-            | Self::BadDrain { .. }
-            | Self::UnsafeLogDir { .. }
-            | Self::AppState(_) => exit_code::BAD_INPUT,
+            | Self::BadFlag { .. } => exit_code::BAD_INPUT,
             Self::Export(ExportError::Write { .. }) | Self::WriteEnv { .. } => {
                 exit_code::CANNOT_CREATE
             }
@@ -203,6 +142,32 @@ impl Error {
             // As ripgrep and other pipeline tools do: a reader that has gone is no failure.
             Self::StdoutClosed => exit_code::OK,
         }
+    }
+}
+
+/// The documented exit code for what stops `config`: the same as for the top-level
+/// errors of the same kind.
+fn config_exit_code(error: &ConfigError) -> u8 {
+    match error {
+        ConfigError::NoProcfile { .. }
+        | ConfigError::ReadProcfile { .. }
+        | ConfigError::Env(EnvError::Read { .. })
+        | ConfigError::Settings(SettingsError::Read { .. })
+        | ConfigError::AppJson(AppJsonError::Read { .. }) => exit_code::NO_INPUT,
+        ConfigError::WriteEnv { .. } => exit_code::CANNOT_CREATE,
+        ConfigError::Setup { .. } => exit_code::OS_ERROR,
+        ConfigError::Procfile { .. }
+        | ConfigError::Env(_)
+        | ConfigError::Settings(_)
+        | ConfigError::AppJson(_)
+        | ConfigError::Formation(_)
+        | ConfigError::Port(_)
+        | ConfigError::Policy(_)
+        | ConfigError::BadDrain { .. }
+        | ConfigError::AppState(_)
+        | ConfigError::BadSetting { .. }
+        | ConfigError::BadFlag { .. }
+        | ConfigError::UnsafeLogDir { .. } => exit_code::BAD_INPUT,
     }
 }
 
