@@ -138,17 +138,33 @@ fn r15_kills_the_memory_of_escaped_processes_too() {
             &base,
         ],
     );
+    // Each run names its two processes (`boot PID`, `escaped PID`), so the killed run's
+    // are known however late this test reads the R15 line.
+    let pid_in = |line: &str| -> Pid {
+        let pid = line.rsplit(' ').next().and_then(|p| p.trim().parse().ok());
+        Pid::from_raw(pid.unwrap_or_else(|| panic!("no pid in {line:?}")))
+    };
+    let mut run = vec![pid_in(&hk.wait_for("hog.1  | boot "))];
     for cycle in 1..=3 {
-        hk.wait_for("hog.1  | Error R15 (Memory quota vastly exceeded)");
-        let killed = pids(&hk.tag, "hkrun-test-child");
-        hk.wait_for("hog.1  | boot");
-        let left = alive(&hk.tag, &killed);
+        hk.wait_for_each(&[
+            "hog.1  | escaped ",
+            "hog.1  | Error R15 (Memory quota vastly exceeded)",
+        ]);
+        let escaped = hk
+            .seen
+            .iter()
+            .rev()
+            .find(|l| l.contains("hog.1  | escaped "));
+        run.push(pid_in(escaped.expect("seen")));
+        let next = pid_in(&hk.wait_for("hog.1  | boot "));
+        let left = alive(&hk.tag, &run);
         eprintln!(
             "R15 cycle {cycle}: {} of the killed run's {} processes alive at the restart",
             left.len(),
-            killed.len()
+            run.len()
         );
         assert!(left.is_empty(), "{left:?} alive at restart {cycle}");
+        run = vec![next];
     }
     hk.stop_cleanly();
 }

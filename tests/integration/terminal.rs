@@ -518,12 +518,13 @@ fn wait_drawn(screen: &std::sync::mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, n
 #[test]
 fn tops_filter_shows_a_quiet_dynos_lines_while_another_floods() {
     // `flood` (kept off stdout: the test reads only the log's tail) writes 1000 lines on
-    // SIGUSR1, and floods without end on SIGUSR2; `quiet` says one line at its start, and
+    // SIGUSR1, and floods without end on SIGUSR2 (it says `flood-42` once its traps are
+    // set); `quiet` says one line at its start, and
     // one more on SIGUSR1. Its words are computed, so hkrun's `Starting process` line,
     // which shows the command, does not hold them.
     let app = App::new(
         "quiet: trap 'echo quiet-$((6*7))-again' USR1; echo quiet-$((6*7)); while :; do sleep 0.1; done\n\
-         flood: trap 'seq -f \"flood %g\" 1 1000' USR1; trap 'while :; do seq -f \"flood %g\" 1 1000; sleep 0.02; done' USR2; while :; do sleep 0.1; done\n",
+         flood: trap 'seq -f \"flood %g\" 1 1000' USR1; trap 'while :; do seq -f \"flood %g\" 1 1000; sleep 0.02; done' USR2; echo flood-$((6*7)); while :; do sleep 0.1; done\n",
     );
     let port = free_base_port().to_string();
     let mut hk = Hk::spawn(crate::harness::hkrun(
@@ -539,6 +540,11 @@ fn tops_filter_shows_a_quiet_dynos_lines_while_another_floods() {
         let sent = crate::harness::client(app.path(), &["kill", target, signal]);
         assert!(sent.status.success(), "{}", sent.stderr);
     };
+    // Its traps are set once it has said so (a signal before would end it).
+    eventually("flood's traps to be set", || {
+        let logs = crate::harness::client(app.path(), &["logs", "--ps", "flood", "-n", "5"]);
+        logs.stdout.contains("flood-42").then_some(())
+    });
     kill("flood", "USR1");
     eventually("flood's 1000 lines", || {
         let logs = crate::harness::client(app.path(), &["logs", "--ps", "flood", "-n", "1"]);

@@ -19,8 +19,9 @@
 //!   on an `--exit-on` signal it waits SECS, prints `drained PID` (with `--drain`) and
 //!   exits 0.
 //! - `ignore-term`: SIGTERM blocked (never delivered), prints `ignoring SIGTERM`, sleeps.
-//! - `escape [--hold MIB]`: prints `boot`, starts a grandchild that leaves the process
-//!   group with `setsid` (and holds MIB), and sleeps; the grandchild sleeps too.
+//! - `escape [--hold MIB]`: prints `boot PID`, starts a grandchild that leaves the process
+//!   group with `setsid`, prints `escaped PID` (and holds MIB), and sleeps; the grandchild
+//!   sleeps too.
 //! - `burst N [--len L] [--vary] [--char C] [--number TEMPLATE] [--first F]
 //!   [--every SECS] [--rounds R] [--write BYTES]`: R rounds (forever without) of N
 //!   lines, SECS apart, each round written BYTES at a time (at once without), so writes
@@ -304,7 +305,7 @@ fn ignore_term() -> Result<(), String> {
 fn escape(args: &[String]) -> Result<(), String> {
     let options = Options::parse(args, &[]);
     let hold = options.number("hold", 0usize)?;
-    say("boot");
+    say(&format!("boot {}", std::process::id()));
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     // Spawned, not forked: the grandchild calls setsid itself (escaped below).
     Command::new(me)
@@ -317,6 +318,7 @@ fn escape(args: &[String]) -> Result<(), String> {
 fn escaped(args: &[String]) -> Result<(), String> {
     let mib: usize = number(args.first())?;
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    say(&format!("escaped {}", std::process::id()));
     let held = take(mib);
     std::hint::black_box(&held);
     sleep_forever()
