@@ -163,7 +163,6 @@ fn config_exit_code(error: &ConfigError) -> u8 {
         | ConfigError::Formation(_)
         | ConfigError::Port(_)
         | ConfigError::Policy(_)
-        | ConfigError::BadDrain { .. }
         | ConfigError::AppState(_)
         | ConfigError::BadSetting { .. }
         | ConfigError::BadFlag { .. }

@@ -2,7 +2,6 @@
 //! as `start` resolves them (`resolve`), rendered by `export` and written all at once.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::cli::ExportArgs;
 use crate::config::{self, App};
@@ -43,11 +42,7 @@ fn resolve(args: &ExportArgs) -> Result<Export, Error> {
         crate::errors::warn(warning);
     }
     let plans = config::plans(&app, &args.formation, &[])?;
-    let grace = Duration::try_from_secs_f64(args.timeout).map_err(|_| Error::BadFlag {
-        flag: "--timeout",
-        value: args.timeout.to_string(),
-        reason: "expected a number of seconds",
-    })?;
+    let grace = args.timeout.0;
     // Resolved: systemd refuses a path with `..` in it.
     let root = std::fs::canonicalize(&app.root).or_else(|_| absolute(&app.root))?;
     let name = match &args.app {
@@ -84,7 +79,7 @@ fn resolve(args: &ExportArgs) -> Result<Export, Error> {
         base_port: app.base_port,
         types,
         release: app.procfile().release().map(|e| e.command.clone()),
-        default_size: args.formation.dyno_size.parse()?,
+        default_size: args.formation.dyno_size,
         env,
         grace,
         image: args.image.clone(),

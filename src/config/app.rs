@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::ConfigError;
 use super::env::{self, Vars};
 use super::procfile::Procfile;
-use crate::cli::FileArgs;
+use crate::config::settings::args::FileArgs;
 use crate::plan::ports;
 
 use super::*;

@@ -38,8 +38,6 @@ pub enum ConfigError {
     Port(#[from] PortError),
     #[error("{0}")]
     Policy(#[from] PolicyError),
-    #[error("bad drain `{url}`: {reason}")]
-    BadDrain { url: String, reason: String },
     /// What `.hkrun-state.toml` or app.json's scripts make impossible.
     #[error("{0}")]
     AppState(String),

@@ -9,10 +9,10 @@ use std::time::Duration;
 use super::ConfigError;
 use super::procfile::ProcfileError;
 use super::settings::StartOptions;
-use crate::cli::{ColorChoice, FormationArgs, OutputArgs, StartArgs};
+use crate::config::settings::args::{ColorChoice, FormationArgs, OutputArgs, StartArgs};
 use crate::dyno::RELEASE;
 use crate::logs::Style;
-use crate::plan::formation::{self, DynoSize, FormationSpec, Quantity};
+use crate::plan::formation::{self, FormationSpec, Quantity};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::plan::{AppPlan, DynoSpec, ProcessType, Role, TypeRules, ports};
 
@@ -30,7 +30,7 @@ pub fn plans(
             source: ProcfileError::OnlyRelease,
         });
     }
-    let default_size: DynoSize = args.dyno_size.parse()?;
+    let default_size = args.dyno_size;
     // Below the flags, `HKRUN_FORMATION` and hkrun.toml (already in `args`): app.json's.
     let from_app_json = match (&args.formation, types.is_empty(), &app.app_json) {
         (None, true, Some((path, app_json))) => app_json.formation().map(|spec| (path, spec)),
@@ -193,17 +193,9 @@ impl StartConfig {
         } else {
             app.procfile().release().map(|e| e.command.clone())
         };
-        let grace = seconds("--timeout", args.timeout)?;
-        let restart_cap = seconds("--restart-cap", args.restart_cap)?;
-        let boot_timeout = seconds("--boot-timeout", args.boot_timeout)?;
-        if boot_timeout.is_zero() {
-            // No web dyno could ever come up: each would get R10 at once.
-            return Err(ConfigError::BadFlag {
-                flag: "--boot-timeout",
-                value: args.boot_timeout.to_string(),
-                reason: "expected a number of seconds above 0",
-            });
-        }
+        let grace = args.timeout.0;
+        let restart_cap = args.restart_cap.0;
+        let boot_timeout = args.boot_timeout.0;
         let restart = args.restart.clone();
         let memory = args.memory_limit.clone();
         let procfile = app.procfile();
@@ -311,16 +303,7 @@ impl StartConfig {
             style,
             quiet: args.quiet.clone(),
             log_files: log_files(args)?,
-            drains: args
-                .drain
-                .iter()
-                .map(|url| {
-                    url.parse().map_err(|reason| ConfigError::BadDrain {
-                        url: crate::logs::drains::masked(url),
-                        reason,
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+            drains: args.drain.clone(),
         })
     }
 }
@@ -343,22 +326,14 @@ pub(super) fn log_files(
     let Some(dir) = &args.log_dir else {
         return Ok(None);
     };
-    let max_size = args.log_max_size;
-    if args.log_keep > crate::logs::files::KEEP_AT_MOST {
-        return Err(ConfigError::BadFlag {
-            flag: "--log-keep",
-            value: args.log_keep.to_string(),
-            reason: "expected at most 1000 rotated files",
-        });
-    }
     crate::logs::files::check_folder(dir).map_err(|source| ConfigError::UnsafeLogDir {
         dir: dir.clone(),
         source,
     })?;
     Ok(Some(crate::logs::files::LogFiles {
         dir: dir.clone(),
-        max_size,
-        keep: args.log_keep,
+        max_size: args.log_max_size.0,
+        keep: args.log_keep.0,
     }))
 }
 
@@ -369,14 +344,6 @@ pub(super) fn listen_address(flag: &'static str, addr: &str) -> Result<(), Confi
         flag,
         value: addr.to_owned(),
         reason: "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port",
-    })
-}
-
-pub(super) fn seconds(flag: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::BadFlag {
-        flag,
-        value: value.to_string(),
-        reason: "expected a number of seconds",
     })
 }
 

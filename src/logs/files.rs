@@ -34,10 +34,6 @@ pub struct LogFiles {
     pub keep: usize,
 }
 
-/// `--log-keep` at most: rotation moves each kept file, and a count nobody means is a
-/// typo better refused at start.
-pub(crate) const KEEP_AT_MOST: usize = 1000;
-
 /// Bytes of the log the files may be behind before they miss lines: four times what
 /// stdout may be behind (`logs::writer`'s budget), so a burst stdout keeps up with lands
 /// whole in the files even when their thread is not scheduled for a while.

@@ -420,7 +420,14 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        let snapshot = Snapshot::read();
+        // Its environment is readable once its exec has finished setting it up, which a
+        // loaded machine may not have done when `spawn` returns.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        let mut snapshot = Snapshot::read();
+        while !snapshot.carries_mark(pid, "test-mark") && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+            snapshot = Snapshot::read();
+        }
         let found = snapshot.descendants(Pid::this());
         let marked = [
             snapshot.carries_mark(pid, "test-mark"),

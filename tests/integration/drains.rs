@@ -729,7 +729,7 @@ fn drain_credentials_are_never_shown_nor_passed_to_dynos() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(
-        stderr.contains("bad drain `syslog+tcp://hkrun:***@127.0.0.1:514`"),
+        stderr.contains("invalid value 'syslog+tcp://hkrun:***@127.0.0.1:514' for '--drain <URL>'"),
         "{stderr}"
     );
     assert!(!leaks(&stderr), "{stderr}");

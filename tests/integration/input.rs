@@ -70,19 +70,20 @@ fn nul_bytes_and_values_too_large_for_exec_are_refused_with_their_line() {
 #[test]
 fn zero_port_and_zero_boot_timeout_are_refused() {
     let app = App::new("web: touch started\n");
+    // Bad on the command line: clap's words, exit 2, as every flag's bad value.
     for command in ["check", "start"] {
         refused(
             &app,
             &[command, "-p", "0"],
-            65,
-            "hkrun: bad PORT `0` from -p (expected a number from 1 to 65535)",
+            2,
+            "hkrun: invalid value '0' for '--port <PORT>': expected a number from 1 to 65535",
         );
     }
     refused(
         &app,
         &["start", "--boot-timeout", "0"],
-        65,
-        "hkrun: bad value `0` for --boot-timeout: expected a number of seconds above 0",
+        2,
+        "hkrun: invalid value '0' for '--boot-timeout <SECONDS>': expected a number of seconds above 0",
     );
 }
 

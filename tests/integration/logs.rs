@@ -542,10 +542,10 @@ fn a_huge_log_keep_is_refused_at_start() {
         ],
     );
     let status = hk.wait_exit();
-    assert_eq!(status.code(), Some(65));
+    assert_eq!(status.code(), Some(2));
     assert_eq!(
         hk.stderr(),
-        "hkrun: bad value `99999999999` for --log-keep: expected at most 1000 rotated files\n"
+        "hkrun: invalid value '99999999999' for '--log-keep <N>': expected a number of files, at most 1000\n"
     );
     assert!(!app.file("started").exists());
 }

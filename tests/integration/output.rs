@@ -55,9 +55,8 @@ fn a_closed_stdout_ends_each_command_quietly() {
         let out = with_closed_stdout(app.path(), args);
         results.push((args[0], out.status.code(), out.stderr));
     }
-    // Each change was made all the same.
-    hk.wait_for("worker.2 ready");
-    hk.wait_for("worker.2 | Restarting");
+    // Each change was made all the same (the dyno's own line may come after hkrun's).
+    hk.wait_for_each(&["worker.2 ready", "worker.2 | Restarting"]);
     let out = client(app.path(), &["ps", "--json"]);
     assert!(
         out.stdout.contains("worker.1") && !out.stdout.contains("worker.2"),

@@ -64,15 +64,15 @@ fn a_bad_job_is_refused_before_anything_starts() {
     for (toml, says) in [
         (
             "[[scheduler]]\ncommand = \"x\"\nfrequency = \"every 5 minutes\"\n",
-            "hkrun.toml: [[scheduler]] #1: `every 5 minutes` is not one of Scheduler's frequencies",
+            "hkrun.toml:1: [[scheduler]] #1: `every 5 minutes` is not one of Scheduler's frequencies",
         ),
         (
             "[[scheduler]]\ncommand = \"x\"\ncron = \"* * * * * *\"\n",
-            "hkrun.toml: [[scheduler]] #1: cron `* * * * * *`: ",
+            "hkrun.toml:1: [[scheduler]] #1: cron `* * * * * *`: ",
         ),
         (
             "[[scheduler]]\ncommand = \"x\"\n",
-            "hkrun.toml: [[scheduler]] #1: give either frequency or cron",
+            "hkrun.toml:1: [[scheduler]] #1: give either frequency or cron",
         ),
         (
             "[[scheduler]]\ncommand = \"x\"\nevery = \"hour\"\n",

@@ -104,7 +104,7 @@ fn unknown_and_malformed_settings_are_refused_with_their_line() {
     assert_eq!(code, Some(65));
     assert_eq!(
         stderr,
-        "hkrun: hkrun.toml: bad balance `fastest` (expected round-robin or least-connections)\n"
+        "hkrun: bad value `fastest` for --balance: expected round-robin or least-connections (hkrun.toml:1)\n"
     );
 }
 
@@ -314,6 +314,12 @@ fn a_types_rules_are_checked_against_the_procfile() {
 /// same for both.
 #[track_caller]
 fn both_refuse(app: &App, vars: &[(&str, &str)]) -> String {
+    both_refuse_with(app, vars, 65)
+}
+
+/// As `both_refuse`, exiting `code`: 2 for a value clap refuses (a flag's, or its
+/// `HKRUN_*` variable's), 65 for the app's files.
+fn both_refuse_with(app: &App, vars: &[(&str, &str)], code: i32) -> String {
     let mut said = Vec::new();
     // One tag, so both see the same environment (its size is in some messages).
     let tag = unique_tag();
@@ -324,7 +330,12 @@ fn both_refuse(app: &App, vars: &[(&str, &str)]) -> String {
         let mut hk = Hk::spawn(hkrun);
         let status = hk.wait_exit();
         let stderr = hk.stderr();
-        assert_eq!(status.code(), Some(65), "{command}: {stderr}{:#?}", hk.seen);
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{command}: {stderr}{:#?}",
+            hk.seen
+        );
         assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
         assert!(!app.file("started").exists(), "{command} started a dyno");
         said.push(stderr);
@@ -395,7 +406,10 @@ fn check_refuses_every_setting_start_refuses() {
             "log-dir = \"logs\"\nlog-max-size = \"tiny\"\n",
             "bad value `tiny` for --log-max-size",
         ),
-        ("drain = [\"ftp://logs\"]\n", "bad drain `ftp://logs`"),
+        (
+            "drain = [\"ftp://logs\"]\n",
+            "bad value `ftp://logs` for --drain",
+        ),
         (
             "formation = \"worker=0\"\n",
             "bad value `worker=0` for --formation: it runs no dynos",
@@ -419,18 +433,24 @@ fn check_refuses_every_setting_start_refuses() {
     std::fs::remove_file(app.file("hkrun.toml")).expect("remove hkrun.toml");
     // The `HKRUN_*` variables and the file `HKRUN_CONFIG` names.
     app.write("other.toml", "timeout = -1\n");
-    for (var, says) in [
-        (("HKRUN_TIMEOUT", "-1"), "bad value `-1` for --timeout"),
+    for (var, code, says) in [
+        (
+            ("HKRUN_TIMEOUT", "-1"),
+            2,
+            "invalid value '-1' for '--timeout <SECONDS>'",
+        ),
         (
             ("HKRUN_CONFIG", "other.toml"),
+            65,
             "bad value `-1` for --timeout",
         ),
         (
             ("HKRUN_DYNO", "shop-1"),
+            65,
             "bad value `shop-1` for --dyno: it names the one dyno of a formation",
         ),
     ] {
-        let said = both_refuse(&app, &[var]);
+        let said = both_refuse_with(&app, &[var], code);
         assert!(
             said.starts_with(&format!("hkrun: {says}")),
             "{var:?}: {said}"

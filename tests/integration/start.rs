@@ -248,7 +248,7 @@ fn bad_input_is_refused_with_one_line_and_nothing_started() {
             "",
             &["start", "-p", "70000"],
             2,
-            "hkrun: invalid value '70000' for '--port <PORT>': 70000 is not in 0..=65535",
+            "hkrun: invalid value '70000' for '--port <PORT>': expected a number from 1 to 65535",
         ),
         (
             "web: touch started\n",

@@ -11,21 +11,24 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use crate::cli::StartArgs;
 use crate::plan::schedule::{Frequency, Job};
 use crate::plan::values;
 use crate::plan::{StopRule, TypeRules};
+use args::StartArgs;
+use value::Field;
 
+pub(crate) mod args;
 pub(crate) mod error;
 pub(crate) mod table;
+pub(crate) mod value;
 
 pub(crate) use error::SettingsError;
 
-/// `hkrun.toml` (or `.foreman`): each top-level key a `start` flag's long name, a row of
-/// `table::SETTINGS`; then `[types.NAME]` and `[[scheduler]]`.
+/// `hkrun.toml` (or `.foreman`): each top-level key a `start` flag's long name (a field
+/// of `StartArgs`, `table`); then `[types.NAME]` and `[[scheduler]]`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Settings {
-    /// The top-level keys, each checked against the table and of its type.
+    /// The top-level keys, each a setting's.
     values: toml::Table,
     /// `[types.NAME]`: what differs for one process type.
     types: BTreeMap<String, TypeSettings>,
@@ -57,8 +60,8 @@ pub struct StartOptions {
     pub scheduler: Vec<Job>,
     /// The settings file, when there is one.
     pub file: Option<PathBuf>,
-    /// The keys the file set (`table::SETTINGS`' keys).
-    pub from_file: Vec<&'static str>,
+    /// The keys the file set (flags' long names).
+    pub from_file: Vec<String>,
 }
 
 impl StartOptions {
@@ -190,13 +193,21 @@ struct Foreman {
 }
 
 /// The line of each `key =` in a TOML file, by its dotted path (`port`,
-/// `types.web.restart`): the first line it is on.
+/// `types.web.restart`): the first line it is on; each `[[scheduler]]` header as
+/// `scheduler#N`.
 fn key_lines(text: &str) -> BTreeMap<String, usize> {
     let mut table = String::new();
     let mut lines = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.starts_with('[') {
+        if let Some(name) = line.strip_prefix("[[") {
+            // An array of tables: each entry's header by its number (`scheduler#2`).
+            table = name.trim_end_matches(']').trim().to_owned();
+            let count = counts.entry(table.clone()).or_insert(0);
+            *count += 1;
+            lines.insert(format!("{table}#{count}"), n + 1);
+        } else if line.starts_with('[') {
             table = line
                 .trim_matches(|c| c == '[' || c == ']')
                 .trim()
@@ -274,29 +285,25 @@ impl Settings {
         .checked(path)
     }
 
-    /// Refuses a key no setting has, or a value not of its setting's type, with its line.
+    /// Refuses a key no setting has, with its line.
     fn checked(self, path: &Path) -> Result<Self, SettingsError> {
-        for (key, value) in &self.values {
-            let invalid = |message: String| SettingsError::Invalid {
+        for key in self.values.keys() {
+            if table::in_file(key).is_some() {
+                continue;
+            }
+            let known: Vec<String> = table::file_keys()
+                .into_iter()
+                .chain(["types".into(), "scheduler".into()])
+                .map(|k| format!("`{k}`"))
+                .collect();
+            return Err(SettingsError::Invalid {
                 path: path.to_owned(),
                 line: self.lines.get(key).copied(),
-                message,
-            };
-            let Some(setting) = table::in_file(key) else {
-                let known: Vec<String> = table::SETTINGS
-                    .iter()
-                    .filter(|s| s.in_file)
-                    .map(|s| format!("`{}`", s.key))
-                    .chain(["`types`".into(), "`scheduler`".into()])
-                    .collect();
-                return Err(invalid(format!(
+                message: format!(
                     "unknown field `{key}`, expected one of {}",
                     known.join(", ")
-                )));
-            };
-            if let Err(table::Refusal::Type(message)) = (setting.check)(value) {
-                return Err(invalid(message));
-            }
+                ),
+            });
         }
         Ok(self)
     }
@@ -344,7 +351,7 @@ impl Settings {
     }
 
     /// `args` with every setting that neither a flag nor an `HKRUN_*` variable gave
-    /// (`given`, by clap's argument id), set from the file by `table::SETTINGS`; with the
+    /// (`given`, by clap's argument id), set from the file by `table`; with the
     /// file's `[types.NAME]` rules and `[[scheduler]]` jobs. Paths in the file are relative
     /// to its folder.
     pub(crate) fn apply(
@@ -357,47 +364,55 @@ impl Settings {
         let line = |key: &str| self.lines.get(key).copied();
         let mut options = StartOptions::new(args);
         options.file = Some(from.to_owned());
-        for (key, value) in &self.values {
-            let setting = table::in_file(key).expect("checked when read");
+        for (name, value) in &self.values {
+            let (key, id) = table::in_file(name).expect("checked when read");
             // `start web=2` names the formation too.
-            let typed_formation = setting.key == "formation" && !options.args.types.is_empty();
-            if given(setting.id) || typed_formation {
-                continue;
-            }
+            let typed_formation = key == "formation" && !options.args.types.is_empty();
+            let overridden = given(&id) || typed_formation;
+            // A value a flag overrides is read all the same, so a bad one is refused
+            // whatever the command line says.
+            let mut probe;
+            let args = match overridden {
+                true => {
+                    probe = options.args.clone();
+                    &mut probe
+                }
+                false => &mut options.args,
+            };
+            let setting = args.find_mut("", &id).expect("every setting has its field");
             let text = match value {
                 toml::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            (setting.set)(&mut options.args, value.clone(), folder).map_err(
-                |refusal| match refusal {
-                    table::Refusal::Value(reason) => SettingsError::Value {
-                        path: from.to_owned(),
-                        line: line(key),
-                        message: format!("bad value `{text}` for --{}: {reason}", setting.key),
+            setting
+                .set(value.clone(), folder)
+                .map_err(|refusal| SettingsError::Value {
+                    path: from.to_owned(),
+                    line: line(name),
+                    message: match refusal {
+                        value::Refusal::Value(reason) => {
+                            format!("bad value `{text}` for --{key}: {reason}")
+                        }
+                        value::Refusal::Item { value, reason } => {
+                            format!("bad value `{value}` for --{key}: {reason}")
+                        }
+                        value::Refusal::Kind(kind) => {
+                            format!("bad value `{text}` for --{key}: expected {kind}")
+                        }
                     },
-                    table::Refusal::Type(message) => SettingsError::Invalid {
-                        path: from.to_owned(),
-                        line: line(key),
-                        message,
-                    },
-                    table::Refusal::Words(message) => SettingsError::Invalid {
-                        path: from.to_owned(),
-                        line: None,
-                        message,
-                    },
-                },
-            )?;
-            options.from_file.push(setting.key);
+                })?;
+            if !overridden {
+                options.from_file.push(key);
+            }
         }
-        let invalid = |key: &str, value: &str, expected: &str| SettingsError::Invalid {
-            path: from.to_owned(),
-            line: None,
-            message: format!("bad {key} `{value}` (expected {expected})"),
-        };
         let types = &self.types;
         for (name, t) in types {
-            let bad = |key: &str, value: &str, expected: &str| {
-                invalid(&format!("[types.{name}] {key}"), value, expected)
+            // The line of the key, or of the entry in its table (`[types.web.env]`).
+            let bad = |key: &str, value: &str, expected: &str| SettingsError::Invalid {
+                path: from.to_owned(),
+                line: line(&format!("types.{name}.{key}"))
+                    .or_else(|| line(&format!("types.{name}.{key}.{value}"))),
+                message: format!("bad [types.{name}] {key} `{value}` (expected {expected})"),
             };
             let mut rules = t.rules(&bad)?;
             // The flags, or their `HKRUN_*` variables, are for every type.
@@ -412,7 +427,7 @@ impl Settings {
         for (n, job) in self.scheduler.iter().enumerate() {
             let job = job.job().map_err(|message| SettingsError::Invalid {
                 path: from.to_owned(),
-                line: None,
+                line: line(&format!("scheduler#{}", n + 1)),
                 message: format!("[[scheduler]] #{}: {message}", n + 1),
             })?;
             options.scheduler.push(job);
@@ -423,8 +438,8 @@ impl Settings {
         if !given("tty") && tty_types.clone().next().is_some() {
             let tty = options.args.tty.get_or_insert_with(Vec::new);
             tty.extend(tty_types.map(|(name, _)| name.clone()));
-            if !options.from_file.contains(&"tty") {
-                options.from_file.push("tty");
+            if !options.from_file.iter().any(|k| k == "tty") {
+                options.from_file.push("tty".to_owned());
             }
         }
         // `[types.NAME]` adds `NAME=value` to the flag's form (the file's, else the
@@ -450,14 +465,14 @@ impl Settings {
             let text = format!("{}{restart_types}", options.args.restart);
             options.args.restart =
                 values::restart(&text).map_err(|r| refused("restart", at, &text, r))?;
-            options.from_file.push("restart");
+            options.from_file.push("restart".to_owned());
         }
         let (memory_types, at) = per_type(|t| t.memory_limit.as_ref(), "memory-limit");
         if !given("memory_limit") && !memory_types.is_empty() {
             let text = format!("{}{memory_types}", options.args.memory_limit);
             options.args.memory_limit =
                 values::memory_limit(&text).map_err(|r| refused("memory-limit", at, &text, r))?;
-            options.from_file.push("memory-limit");
+            options.from_file.push("memory-limit".to_owned());
         }
         Ok(options)
     }
@@ -486,9 +501,60 @@ mod tests {
             err.starts_with(&format!("{}:3: unknown field `formaton`", path.display())),
             "{err}"
         );
-        std::fs::write(&path, "port = \"six thousand\"\n").unwrap();
-        let err = Settings::read_toml(&path).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}:1: ", path.display())), "{err}");
+    }
+
+    /// A value is read by its flag's parser, and refused naming the file and line, even
+    /// where a flag overrides it.
+    #[test]
+    fn a_bad_value_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hkrun.toml");
+        let start = args::defaults;
+        for (text, line, message) in [
+            (
+                "port = \"six thousand\"\n",
+                1,
+                "bad value `six thousand` for --port",
+            ),
+            (
+                "\nrestart = \"sometimes\"\n",
+                2,
+                "bad value `sometimes` for --restart",
+            ),
+            (
+                "balance = \"random-ish\"\n",
+                1,
+                "bad value `random-ish` for --balance: expected round-robin or least-connections",
+            ),
+            (
+                "boot-timeout = 0\n",
+                1,
+                "bad value `0` for --boot-timeout: expected a number of seconds above 0",
+            ),
+            (
+                "[types.web]\nstop-signal = \"SIGNOPE\"\n",
+                2,
+                "bad [types.web] stop-signal `SIGNOPE`",
+            ),
+            (
+                "[[scheduler]]\ncommand = \"a\"\nfrequency = \"hourly at :05\"\n[[scheduler]]\ncommand = \"b\"\n",
+                4,
+                "[[scheduler]] #2",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let settings = Settings::read_toml(&path).unwrap();
+            let given = |id: &str| id == "port";
+            let err = settings
+                .apply(&path, &given, start())
+                .unwrap_err()
+                .to_string();
+            let at = format!("hkrun.toml:{line}");
+            assert!(
+                err.contains(message) && err.contains(&at),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]
