@@ -88,6 +88,9 @@ fn the_pure_layers_import_no_io_layer() {
     assert!(graph.imports[core].iter().any(|m| starts_with(m, "plan")));
 }
 
+/// Crates that run tasks or read /proc: not even named in a pure layer.
+const RUNTIME_CRATES: &[&str] = &["tokio", "procfs", "signal_hook", "crossterm"];
+
 /// Crates and paths that do I/O, run tasks or spawn processes: none of them in a pure layer.
 const RUNTIME_ONLY: &[&str] = &[
     "tokio::",
@@ -116,6 +119,15 @@ fn the_pure_layers_use_no_runtime_crate_nor_spawn_anything() {
         for used in RUNTIME_ONLY {
             if code.contains(used) {
                 wrong.push(format!("{} uses {used}", file.display()));
+            }
+        }
+        // A crate named however it is (`use tokio as _;`, `tokio::spawn`, `::tokio`).
+        let words: BTreeSet<&str> = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        for name in RUNTIME_CRATES {
+            if words.contains(name) {
+                wrong.push(format!("{} names the crate {name}", file.display()));
             }
         }
     }
