@@ -20,26 +20,133 @@ use hkrun::supervisor::core::Supervisor;
 use hkrun::supervisor::input::{Control, Effect, Input, StopRequest, Target};
 use nix::sys::signal::Signal;
 
-/// Reads the fuzzer's bytes as choices; zeros once they run out.
-struct Bytes<'a>(&'a [u8]);
+/// The model's choices, each named (`input.kind`, `spawn.fails`): read from the fuzzer's
+/// bytes (zeros once they run out), or from a trace written earlier, whose lines are each
+/// choice's name and value (`tests/model_traces/`). Every choice made is kept, so a run
+/// from bytes can be written out as a trace; a trace whose names no longer match the
+/// model's choices is refused, never read as something else.
+pub(crate) struct Choices<'a> {
+    bytes: &'a [u8],
+    replay: Option<std::collections::VecDeque<(String, String)>>,
+    made: Vec<String>,
+}
 
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
+impl<'a> Choices<'a> {
+    fn bytes(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            replay: None,
+            made: Vec::new(),
         }
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        usize::from(self.byte()) % n.max(1)
+    /// A trace's lines: `NAME VALUE`, blank lines and `#` comments aside.
+    fn trace(text: &str) -> Self {
+        let lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.split_once(' ').expect("a line is `NAME VALUE`");
+                (name.to_owned(), value.trim().to_owned())
+            })
+            .collect();
+        Self {
+            bytes: &[],
+            replay: Some(lines),
+            made: Vec::new(),
+        }
+    }
+
+    /// The next byte (0 once they run out); `None` when replaying a trace.
+    fn raw(&mut self) -> Option<u8> {
+        self.replay
+            .is_none()
+            .then(|| match self.bytes.split_first() {
+                Some((&b, rest)) => {
+                    self.bytes = rest;
+                    b
+                }
+                None => 0,
+            })
+    }
+
+    /// The trace's next value, which must be `name`'s (`None` once it runs out).
+    fn replayed(&mut self, name: &str) -> Option<String> {
+        let (found, value) = self.replay.as_mut()?.pop_front()?;
+        assert_eq!(
+            found,
+            name,
+            "the trace no longer matches the model at choice {}",
+            self.made.len() + 1
+        );
+        Some(value)
+    }
+
+    fn record(&mut self, name: &str, value: impl std::fmt::Display) {
+        self.made.push(format!("{name} {value}"));
+    }
+
+    /// A number below `n` (a count, a byte).
+    fn below(&mut self, name: &str, n: usize) -> usize {
+        let value = match self.raw() {
+            Some(byte) => usize::from(byte) % n.max(1),
+            None => self
+                .replayed(name)
+                .map_or(0, |v| v.parse().expect("a number")),
+        };
+        assert!(value < n.max(1), "{name} {value}: out of range");
+        self.record(name, value);
+        value
+    }
+
+    fn byte(&mut self, name: &str) -> u8 {
+        u8::try_from(self.below(name, 256)).expect("a byte")
+    }
+
+    /// One of `options`, by its word.
+    fn pick<S: AsRef<str>>(&mut self, name: &str, options: &[S]) -> usize {
+        let index = match self.raw() {
+            Some(byte) => usize::from(byte) % options.len().max(1),
+            // `-`: there was nothing to pick from.
+            None => self.replayed(name).map_or(0, |word| {
+                options
+                    .iter()
+                    .position(|o| o.as_ref() == word)
+                    .or((word == "-" && options.is_empty()).then_some(0))
+                    .unwrap_or_else(|| panic!("{name} {word}: not one of the choices"))
+            }),
+        };
+        let word = options.get(index).map_or("-", |o| o.as_ref()).to_owned();
+        self.record(name, word);
+        index
+    }
+
+    /// True one time in `one_in`: `yes` or `no`.
+    fn chance(&mut self, name: &str, one_in: usize) -> bool {
+        let yes = match self.raw() {
+            Some(byte) => usize::from(byte) % one_in == 0,
+            None => self.replayed(name).is_some_and(|v| v == "yes"),
+        };
+        self.record(name, if yes { "yes" } else { "no" });
+        yes
+    }
+
+    /// Whether another input comes: while bytes are left, or as the trace says.
+    fn more(&mut self) -> bool {
+        let more = match self.replay {
+            Some(_) => self.replayed("step").is_some_and(|v| v == "yes"),
+            None => !self.bytes.is_empty(),
+        };
+        self.record("step", if more { "yes" } else { "no" });
+        more
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        match &self.replay {
+            Some(lines) => lines.is_empty(),
+            None => self.bytes.is_empty(),
+        }
     }
 }
 
@@ -173,13 +280,13 @@ fn dyno_type(name: &str, index: usize, restart: RestartPolicy, router: bool) -> 
 
 /// `features`: the data's last byte, read without taking it, so inputs kept as regressions
 /// (none of which has bit 4 or 6 set) run as they did before these features.
-fn plan(b: &mut Bytes, features: u8) -> AppPlan {
-    let flags = b.byte();
+fn plan(b: &mut Choices, features: u8) -> AppPlan {
+    let flags = b.byte("plan.flags");
     let restart = [
         RestartPolicy::Always,
         RestartPolicy::OnFailure,
         RestartPolicy::Never,
-    ][b.below(3)];
+    ][b.pick("plan.restart", &["always", "on-failure", "never"])];
     let router = flags & 1 != 0;
     let mut types = vec![
         dyno_type("web", 0, restart, router),
@@ -196,7 +303,9 @@ fn plan(b: &mut Bytes, features: u8) -> AppPlan {
     }
     let base_port = 5000;
     let mut dynos: Vec<DynoSpec> = Vec::new();
-    for (t, count) in [(0, 1 + b.below(2)), (1, b.below(3))] {
+    let web = 1 + b.pick("plan.web", &["1", "2"]);
+    let workers = b.pick("plan.workers", &["0", "1", "2"]);
+    for (t, count) in [(0, web), (1, workers)] {
         for n in 1..=count {
             dynos.push(types[t].dyno(n as u32, base_port).expect("ports fit"));
         }
@@ -219,13 +328,18 @@ fn plan(b: &mut Bytes, features: u8) -> AppPlan {
         preboot: router && flags & 4 == 0,
         grace: Duration::from_secs(1 + u64::from(flags >> 5)),
         exit_on_crash: flags & 8 != 0,
-        restart_cap: Duration::from_secs(1 + u64::from(b.byte() % 8)),
+        restart_cap: Duration::from_secs(
+            1 + b.pick(
+                "plan.restart_cap",
+                &["1s", "2s", "3s", "4s", "5s", "6s", "7s", "8s"],
+            ) as u64,
+        ),
     }
 }
 
 /// Carries out effects as the driver would, checking each; returns the inputs they
 /// produce at once (the driver's queue).
-fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input> {
+fn perform(world: &mut World, b: &mut Choices, effects: Vec<Effect>) -> Vec<Input> {
     let mut queue = Vec::new();
     for effect in effects {
         assert!(!world.exited, "an effect after the exit: {effect:?}");
@@ -240,7 +354,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                         "{slot:#} spawned again while its last run lives: {old:?}"
                     );
                 }
-                if !world.calm && b.below(16) == 0 {
+                if !world.calm && b.chance("spawn.fails", 16) {
                     queue.push(Input::SpawnFailed {
                         slot,
                         error: "exec failed".into(),
@@ -251,7 +365,10 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 let pid = world.next_pid;
                 let (others, term_kills) = match world.calm {
                     true => (0, true),
-                    false => (b.below(3), b.below(4) != 0),
+                    false => (
+                        b.below("spawn.others", 3),
+                        !b.chance("spawn.ignores_term", 4),
+                    ),
                 };
                 world.runs.insert(
                     slot.clone(),
@@ -317,7 +434,7 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
                 // Now and then something else holds the first port.
                 let taken = ports
                     .into_iter()
-                    .take(usize::from(b.below(8) == 0))
+                    .take(usize::from(b.chance("probe.first_taken", 8)))
                     .collect();
                 queue.push(Input::PortsProbed { id, taken });
             }
@@ -345,23 +462,42 @@ fn perform(world: &mut World, b: &mut Bytes, effects: Vec<Effect>) -> Vec<Input>
     queue
 }
 
+/// What the world does next, by `input`'s choice (three ways in twelve to exit).
+const INPUTS: [&str; 12] = [
+    "exit",
+    "exit",
+    "exit",
+    "ready",
+    "memory",
+    "stop",
+    "scheduler-or-usr1",
+    "pause-or-resume",
+    "control",
+    "control",
+    "control",
+    "tick",
+];
+
 /// An input the world could send now.
-fn input(world: &mut World, b: &mut Bytes) -> Input {
+fn input(world: &mut World, b: &mut Choices) -> Input {
     let live: Vec<Slot> = world
         .runs
         .iter()
         .filter(|(_, r)| r.leader_alive)
         .map(|(s, _)| s.clone())
         .collect();
-    let pick = |b: &mut Bytes, slots: &[Slot]| slots.get(b.below(slots.len())).cloned();
-    match b.below(12) {
+    let pick = |b: &mut Choices, slots: &[Slot]| {
+        let names: Vec<String> = slots.iter().map(ToString::to_string).collect();
+        slots.get(b.pick("input.dyno", &names)).cloned()
+    };
+    match b.pick("input", &INPUTS) {
         0..=2 => match pick(b, &live) {
             Some(slot) => {
                 let run = world.runs.get_mut(&slot).expect("live");
                 run.leader_alive = false;
-                let status = match b.below(3) {
+                let status = match b.pick("exit", &["0", "code", "sigkill"]) {
                     0 => Exit::Code(0),
-                    1 => Exit::Code(1 + i32::from(b.byte())),
+                    1 => Exit::Code(1 + i32::from(b.byte("exit.code"))),
                     _ => Exit::Signaled(Signal::SIGKILL),
                 };
                 Input::Exited { slot, status }
@@ -380,7 +516,10 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
             let mb = 1024 * 1024;
             let samples = live
                 .iter()
-                .map(|s| (s.clone(), [10 * mb, 600 * mb, 1100 * mb][b.below(3)]))
+                .map(|s| {
+                    let at = b.pick("memory", &["10M", "600M", "1100M"]);
+                    (s.clone(), [10 * mb, 600 * mb, 1100 * mb][at])
+                })
                 .collect();
             Input::Memory(samples)
         }
@@ -391,11 +530,11 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
                 StopRequest::Signal(Signal::SIGINT),
                 StopRequest::Control,
                 StopRequest::StdoutClosed,
-            ][b.below(4)]
+            ][b.pick("stop", &["sigterm", "sigint", "control", "stdout-closed"])]
         }),
-        6 if world.scheduler && b.below(2) == 0 => Input::Scheduled { job: 0 },
+        6 if world.scheduler && b.chance("scheduled", 2) => Input::Scheduled { job: 0 },
         6 => Input::Forward(Signal::SIGUSR1),
-        7 => match b.below(2) {
+        7 => match b.pick("pause", &["pause", "resume"]) {
             0 => Input::Pause,
             _ => Input::Resume,
         },
@@ -403,20 +542,23 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
             world.next_id += 1;
             let id = world.next_id;
             world.waiting.insert(id);
-            let kind = ["web", "worker"][b.below(2)].to_owned();
-            let target = match b.below(3) {
+            let kind = ["web", "worker"][b.pick("control.type", &["web", "worker"])].to_owned();
+            let target = match b.pick("control.target", &["all", "type", "dyno"]) {
                 0 => None,
                 1 => Some(Target::Type(kind.clone())),
-                _ => Some(Target::Dyno(Slot::new(&kind, 1 + b.below(3) as u32))),
+                _ => Some(Target::Dyno(Slot::new(
+                    &kind,
+                    1 + b.below("control.dyno", 3) as u32,
+                ))),
             };
-            let request = match b.below(3) {
+            let request = match b.pick("control.request", &["scale", "restart", "stop"]) {
                 0 => Control::Scale(vec![ScaleChange {
                     name: kind,
                     op: [
-                        ScaleOp::Set(b.below(4) as u32),
+                        ScaleOp::Set(b.below("scale.to", 4) as u32),
                         ScaleOp::Add(1),
                         ScaleOp::Sub(1),
-                    ][b.below(3)],
+                    ][b.pick("scale.op", &["set", "add-1", "sub-1"])],
                     size: None,
                 }]),
                 // A restart of every dyno reads the env files again: a reload.
@@ -433,7 +575,7 @@ fn input(world: &mut World, b: &mut Bytes) -> Input {
 }
 
 /// Handles one input and everything its effects lead to at once, checking as it goes.
-fn step(sup: &mut Supervisor, world: &mut World, b: &mut Bytes, now: Instant, input: Input) {
+fn step(sup: &mut Supervisor, world: &mut World, b: &mut Choices, now: Instant, input: Input) {
     let tick = input == Input::Tick;
     let mut queue = vec![input];
     while let Some(input) = queue.pop() {
@@ -475,7 +617,7 @@ fn step(sup: &mut Supervisor, world: &mut World, b: &mut Bytes, now: Instant, in
 fn settle(
     sup: &mut Supervisor,
     world: &mut World,
-    b: &mut Bytes,
+    b: &mut Choices,
     now: &mut Instant,
     exits_on_crash: bool,
 ) {
@@ -559,9 +701,46 @@ fn trace() -> bool {
     std::env::var_os("HKRUN_MODEL_TRACE").is_some()
 }
 
+/// A run from the fuzzer's bytes. The features come from the last byte, so that short
+/// inputs have them too.
 pub(crate) fn run(data: &[u8]) {
-    let mut b = Bytes(data);
-    let plan = plan(&mut b, data.last().copied().unwrap_or(0));
+    let features = data.last().copied().unwrap_or(0);
+    let mut b = Choices::bytes(data);
+    run_with(&mut b, features);
+}
+
+/// The trace of a run from bytes (`run`'s choices, as lines), whether or not the run
+/// failed, and its failure.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn trace_of(data: &[u8]) -> (String, Option<String>) {
+    let features = data.last().copied().unwrap_or(0);
+    let mut b = Choices::bytes(data);
+    b.made.push(format!("plan.features {features}"));
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_with(&mut b, features);
+    }))
+    .err()
+    .map(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    });
+    (b.made.join("\n") + "\n", failed)
+}
+
+/// A run from a trace (`Choices::trace`): its first line gives the features.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn replay(trace: &str) {
+    let mut b = Choices::trace(trace);
+    let features = b.byte("plan.features");
+    run_with(&mut b, features);
+    assert!(b.is_empty(), "choices left in the trace after the run");
+}
+
+fn run_with(b: &mut Choices, features: u8) {
+    let plan = plan(b, features);
     let mut world = World {
         scheduler: !plan.scheduler.is_empty(),
         ..World::default()
@@ -570,29 +749,32 @@ pub(crate) fn run(data: &[u8]) {
     let mut sup = Supervisor::new(plan);
     let mut now = Instant::now();
     let effects = sup.start(now);
-    let mut queue = perform(&mut world, &mut b, effects);
+    let mut queue = perform(&mut world, b, effects);
     while let Some(input) = queue.pop() {
         let effects = sup.handle(now, input);
-        queue.extend(perform(&mut world, &mut b, effects));
+        queue.extend(perform(&mut world, b, effects));
     }
-    while !b.is_empty() && !world.exited {
+    while !world.exited && b.more() {
         // Time moves: to the next deadline, or by a few milliseconds to seconds.
-        match (b.below(3), sup.next_deadline()) {
+        match (
+            b.pick("time", &["to-deadline", "by", "by"]),
+            sup.next_deadline(),
+        ) {
             (0, Some(at)) if at > now => now = at,
-            _ => now += Duration::from_millis(u64::from(b.byte()) * 20),
+            _ => now += Duration::from_millis(u64::from(b.byte("time.by_20ms")) * 20),
         }
-        let next = input(&mut world, &mut b);
-        step(&mut sup, &mut world, &mut b, now, next);
+        let next = input(&mut world, b);
+        step(&mut sup, &mut world, b, now, next);
     }
     if !world.stop_sent && !world.exited {
-        settle(&mut sup, &mut world, &mut b, &mut now, exits_on_crash);
+        settle(&mut sup, &mut world, b, &mut now, exits_on_crash);
     }
     // Then the app is stopped, and every process dies once SIGKILLed: it must exit, with
     // every request answered.
     step(
         &mut sup,
         &mut world,
-        &mut b,
+        b,
         now,
         Input::Stop(StopRequest::Signal(Signal::SIGTERM)),
     );
@@ -601,13 +783,13 @@ pub(crate) fn run(data: &[u8]) {
             break;
         }
         if let Some(exit) = world.next_doomed_exit(Signal::SIGKILL) {
-            step(&mut sup, &mut world, &mut b, now, exit);
+            step(&mut sup, &mut world, b, now, exit);
             continue;
         }
         now = sup
             .next_deadline()
             .map_or(now + Duration::from_secs(1), |at| at.max(now));
-        step(&mut sup, &mut world, &mut b, now, Input::Tick);
+        step(&mut sup, &mut world, b, now, Input::Tick);
     }
     assert!(world.exited, "no exit after the stop: {:?}", world.runs);
     assert!(

@@ -5,6 +5,8 @@
 #[path = "../fuzz/model.rs"]
 mod model;
 
+use std::path::{Path, PathBuf};
+
 use proptest::prelude::*;
 
 proptest! {
@@ -16,51 +18,39 @@ proptest! {
     }
 }
 
-/// Inputs the model once failed on, kept as regressions.
+/// Runs the model once failed on, kept as traces (`tests/model_traces/*.trace`): each
+/// line a choice the model made and its value, so a trace reads as what happened and
+/// stays the same run whatever bytes would now decode to it.
 #[test]
 fn known_failures() {
-    for data in FOUND {
-        model::run(data);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/model_traces");
+    let mut traces: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/model_traces")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "trace"))
+        .collect();
+    traces.sort();
+    assert!(traces.len() >= 6, "{traces:?}");
+    for trace in traces {
+        eprintln!("{}", trace.display());
+        model::replay(&std::fs::read_to_string(&trace).expect("a readable trace"));
     }
 }
 
-const FOUND: &[&[u8]] = &[
-    &[
-        10, 0, 31, 0, 0, 1, 0, 0, 0, 0, 43, 0, 0, 0, 8, 0, 203, 0, 1, 0, 0, 27, 0, 0, 0, 54, 0, 0,
-        3, 0, 0, 0, 36,
-    ],
-    &[
-        44, 0, 156, 87, 0, 1, 16, 72, 97, 0, 212, 0, 0, 7, 93, 0, 0, 0, 0, 3, 6, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0,
-    ],
-    &[
-        41, 0, 31, 220, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 150, 30, 0, 0, 128, 0, 0, 121, 1, 0, 0, 1, 0,
-        0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 137, 0, 0, 0, 30, 0, 0, 132, 73, 44, 0, 0,
-        6, 0, 0, 150, 0, 0, 80, 2, 24, 175,
-    ],
-    // A crashed dyno scaled away after a scan had found its run gone was sent SIGTERM.
-    &[
-        162, 15, 162, 66, 0, 1, 0, 0, 0, 0, 12, 0, 21, 17, 0, 0, 177, 11, 0, 0, 54, 0, 0, 32, 0,
-        47, 1, 55, 0, 0, 59, 0, 0, 36, 0, 0, 1, 3, 0, 4, 0, 88, 150, 24, 187, 162, 0, 0, 11, 0, 0,
-        12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 180, 0, 0, 0,
-        187, 1, 3, 104, 0, 0, 0,
-    ],
-    // A scale's answer waited on `web.1` by name, and a later scale's new web.1 kept it
-    // waiting until the app stopped.
-    &[
-        112, 96, 31, 108, 0, 1, 0, 0, 1, 159, 0, 93, 12, 0, 65, 1, 0, 0, 0, 0, 148, 0, 0, 0, 0,
-        104, 19, 0, 233, 0, 0, 104, 126, 0, 69, 252, 42, 93, 0, 0, 0, 0, 0, 243, 0, 0, 0, 114, 0,
-        0, 3, 0, 0, 0, 68, 0, 24, 0, 10, 63, 1, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 102, 0, 0, 44, 31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ],
-    &[
-        146, 24, 83, 29, 0, 1, 0, 0, 0, 0, 104, 0, 81, 24, 0, 0, 0, 0, 91, 103, 0, 0, 188, 0, 15,
-        144, 0, 0, 0, 0, 60, 0, 24, 17, 1, 0, 176, 1, 0, 0, 240, 1, 0, 0, 1, 0, 0, 87, 0, 60, 17,
-        0, 0, 44, 0, 108, 43, 52, 0, 111, 0, 0, 88, 0, 0, 0, 0, 82, 44, 0, 63, 100, 0, 6, 220, 0,
-        0, 0, 0, 160, 243, 64, 1, 7, 0, 1, 0, 44, 55, 0, 8, 16, 0, 36, 4, 140, 204, 12, 24, 26, 49,
-        1, 1, 0, 1, 35, 255, 90, 0, 244, 87, 16, 1, 0, 0, 0, 18, 0, 0, 3, 5, 93, 28, 0, 0, 0, 0, 0,
-        0, 54, 0, 0, 140, 0, 51, 76, 1, 0, 12, 31, 104, 0, 56, 85, 0, 150, 29, 21, 1, 13, 0, 0, 0,
-        35, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 52, 0, 0, 0, 0,
-    ],
-];
+/// The trace of a failure proptest or the fuzzer found, to keep in tests/model_traces/:
+/// `HKRUN_MODEL_BYTES='[1, 2, 3]' cargo test --test supervisor_model -- --ignored
+/// trace_of_bytes --nocapture` (the bytes of proptest's `shrinks to data = [...]`).
+#[test]
+#[ignore = "a tool, run on demand"]
+fn trace_of_bytes() {
+    let text = std::env::var("HKRUN_MODEL_BYTES").expect("HKRUN_MODEL_BYTES");
+    let bytes: Vec<u8> = text
+        .trim_matches(|c: char| c == '[' || c == ']' || c.is_whitespace())
+        .split(',')
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| b.trim().parse().expect("a byte"))
+        .collect();
+    let (trace, failed) = model::trace_of(&bytes);
+    print!("{trace}");
+    eprintln!("{}", failed.as_deref().unwrap_or("(the run passes)"));
+}
