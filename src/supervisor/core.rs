@@ -349,4 +349,4 @@ fn changed(slot: &Slot, from: Shown, to: Shown) -> Effect {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

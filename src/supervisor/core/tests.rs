@@ -70,7 +70,7 @@ fn dyno_type(kind: &str, index: usize) -> ProcessType {
     }
 }
 
-fn plan(release: bool, restart: RestartPolicy) -> AppPlan {
+pub(crate) fn plan(release: bool, restart: RestartPolicy) -> AppPlan {
     AppPlan {
         release: release.then(|| "migrate".to_owned()),
         postdeploy: None,

@@ -2,7 +2,7 @@
 //! `/metrics` from the one `View` of the core, `supervisor::view`), or handed to the core
 //! as an input.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use super::Driver;
 use crate::supervisor::api::Call;
@@ -74,7 +74,7 @@ impl Driver {
     /// The app as every reader shows it, now.
     fn view(&self, sup: &Supervisor) -> View {
         let next = self.next_runs.borrow().clone();
-        view::view(sup, Instant::now(), SystemTime::now(), &next)
+        view::view(sup, super::now(), SystemTime::now(), &next)
     }
 
     /// What `/metrics` and the dashboard show: the view, and the router's and the log's

@@ -15,6 +15,8 @@ mod reload;
 mod signals;
 mod spawn;
 mod terminals;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::TcpListener;
@@ -361,6 +363,56 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
+/// The time the core is told: tokio's clock, so that on a paused clock (the tests) the
+/// core's timers move with the loop's; in a running hkrun, the monotonic clock.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Where OS signals come from: `Signals`, or a test's channel.
+trait SignalSource {
+    /// The next signal caught; cancel-safe.
+    async fn recv(&mut self) -> Caught;
+}
+
+impl SignalSource for Signals {
+    async fn recv(&mut self) -> Caught {
+        Signals::recv(self).await
+    }
+}
+
+/// What the loop waited for.
+enum Waited {
+    Input(Input),
+    Caught(Caught),
+    Call(Call),
+    Reread(Reread),
+    /// `REAP_FALLBACK` has passed.
+    Reap,
+    /// The core's next deadline has come.
+    Deadline,
+}
+
+impl Incoming {
+    /// The next thing from the world, a signal, the reap tick or the core's `deadline`,
+    /// whichever comes first (`select!` picks at random among those ready).
+    async fn next(
+        &mut self,
+        signals: &mut impl SignalSource,
+        reap_tick: &mut tokio::time::Interval,
+        deadline: Option<Instant>,
+    ) -> Waited {
+        tokio::select! {
+            Some(input) = self.inputs.recv() => Waited::Input(input),
+            caught = signals.recv() => Waited::Caught(caught),
+            Some(call) = self.calls.recv() => Waited::Call(call),
+            Some(reread) = self.rereads.recv() => Waited::Reread(reread),
+            _ = reap_tick.tick() => Waited::Reap,
+            () = sleep_until(deadline) => Waited::Deadline,
+        }
+    }
+}
+
 struct Driver {
     root: PathBuf,
     /// The app's env, as the core last took it on (`Effect::TakeEnv`).
@@ -438,12 +490,8 @@ impl Driver {
         signals: &mut Signals,
         incoming: Incoming,
     ) -> i32 {
-        let Incoming {
-            mut inputs,
-            mut calls,
-            mut rereads,
-        } = incoming;
-        let mut effects = sup.start(Instant::now());
+        let mut incoming = incoming;
+        let mut effects = sup.start(now());
         let mut reap_tick = tokio::time::interval(REAP_FALLBACK);
         loop {
             if let Some(code) = self.perform(&mut effects) {
@@ -463,25 +511,31 @@ impl Driver {
             }
             let input = match self.queue.pop_front() {
                 Some(input) => input,
-                None => tokio::select! {
-                    Some(input) = inputs.recv() => input,
-                    caught = signals.recv() => match self.caught(caught) {
+                None => match incoming
+                    .next(signals, &mut reap_tick, sup.next_deadline())
+                    .await
+                {
+                    Waited::Input(input) => input,
+                    Waited::Caught(caught) => match self.caught(caught) {
                         Some(input) => input,
                         None => continue,
                     },
-                    Some(call) = calls.recv() => match self.call(sup, call) {
+                    Waited::Call(call) => match self.call(sup, call) {
                         Some(input) => input,
                         None => continue,
                     },
-                    Some(reread) = rereads.recv() => match self.reread(reread) {
+                    Waited::Reread(reread) => match self.reread(reread) {
                         Some(input) => input,
                         None => continue,
                     },
-                    _ = reap_tick.tick() => { self.reap(); continue; }
-                    () = sleep_until(sup.next_deadline()) => Input::Tick,
+                    Waited::Reap => {
+                        self.reap();
+                        continue;
+                    }
+                    Waited::Deadline => Input::Tick,
                 },
             };
-            effects = sup.handle(Instant::now(), input);
+            effects = sup.handle(now(), input);
         }
     }
 
