@@ -38,6 +38,9 @@ pub enum Balance {
     RoundRobin,
     /// The dyno with the fewest open connections through the router (in turn on ties).
     LeastConnections,
+    /// A dyno at random, as Heroku's router chooses (the others in turn after it, should
+    /// it refuse).
+    Random,
 }
 
 /// Chooses dynos and counts the connections open to each.
@@ -48,12 +51,19 @@ struct Picker {
     open: Mutex<HashMap<SocketAddr, usize>>,
     /// Connects to a dyno that failed, ever.
     failed: AtomicU64,
+    /// `Random`'s state (xorshift: a spread, not a secret).
+    dice: AtomicU64,
 }
 
 impl Picker {
     /// The order to try `addrs` in for one new connection.
     fn order(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = match self.balance {
+            Balance::Random => self.roll(),
+            Balance::RoundRobin | Balance::LeastConnections => {
+                self.next.fetch_add(1, Ordering::Relaxed)
+            }
+        };
         let mut order: Vec<SocketAddr> = (0..addrs.len())
             .map(|k| addrs[(start + k) % addrs.len()])
             .collect();
@@ -63,6 +73,30 @@ impl Picker {
             order.sort_by_key(|addr| open.get(addr).copied().unwrap_or(0));
         }
         order
+    }
+
+    /// The next of `dice`'s numbers.
+    fn roll(&self) -> usize {
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let before = self
+            .dice
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(step(x)))
+            .unwrap_or_else(|x| x);
+        // The high half: xorshift's low bits are its weakest.
+        (step(before) >> 32) as usize
+    }
+
+    /// A seed for `dice` (never 0, where xorshift stays).
+    fn seed() -> u64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        (nanos ^ u64::from(std::process::id()).rotate_left(32)) | 1
     }
 
     fn count(&self, addr: SocketAddr, up: bool) {
@@ -169,6 +203,7 @@ async fn serve(
         next: AtomicUsize::new(0),
         open: Mutex::new(HashMap::new()),
         failed: AtomicU64::new(0),
+        dice: AtomicU64::new(Picker::seed()),
     });
     // Two descriptors a connection, out of what the limit leaves hkrun's own needs.
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -356,6 +391,7 @@ mod tests {
             next: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
             failed: AtomicU64::new(0),
+            dice: AtomicU64::new(Picker::seed()),
         }
     }
 
@@ -472,6 +508,25 @@ mod tests {
             p.order(&[a(5001), a(5002), a(5003)]),
             [a(5002), a(5003), a(5001)]
         );
+    }
+
+    #[test]
+    fn random_starts_anywhere_and_tries_every_dyno_once() {
+        let p = picker(Balance::Random);
+        let addrs = [a(5001), a(5002), a(5003)];
+        let mut first = HashMap::new();
+        for _ in 0..3000 {
+            let order = p.order(&addrs);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, addrs, "each dyno once");
+            *first.entry(order[0]).or_insert(0) += 1;
+        }
+        // About 1000 each: far from any one dyno always or never first.
+        for addr in addrs {
+            let n = first.get(&addr).copied().unwrap_or(0);
+            assert!((700..=1300).contains(&n), "{addr} first {n} times in 3000");
+        }
     }
 
     #[test]

@@ -60,6 +60,27 @@ pub(crate) fn web_app(n: usize, extra: &[&str]) -> (App, Hk, u16) {
     (app, hk, base)
 }
 
+/// `--balance random`, Heroku's router's choice: each connection to a dyno at random, so
+/// over 90 connections each of 3 dynos serves some, and not in turn.
+#[test]
+fn balance_random_spreads_connections_at_random() {
+    let (_app, mut hk, port) = web_app(3, &["--balance", "random"]);
+    let answers: Vec<String> = (0..90)
+        .map(|_| get(port).expect("a request through the router"))
+        .collect();
+    let mut served: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for answer in &answers {
+        *served.entry(answer.as_str()).or_default() += 1;
+    }
+    assert_eq!(served.len(), 3, "{served:?}");
+    assert!(served.values().all(|&n| n >= 10), "{served:?}");
+    // In turn, each answer would differ from the one before; at random, about a third
+    // repeat it.
+    let repeats = answers.windows(2).filter(|w| w[0] == w[1]).count();
+    assert!(repeats >= 5, "{repeats} repeats in {answers:?}");
+    hk.stop_cleanly();
+}
+
 #[test]
 fn spreads_requests_and_routes_around_a_killed_dyno() {
     let (app, mut hk, port) = web_app(3, &[]);

@@ -104,7 +104,7 @@ fn unknown_and_malformed_settings_are_refused_with_their_line() {
     assert_eq!(code, Some(65));
     assert_eq!(
         stderr,
-        "hkrun: bad value `fastest` for --balance: expected round-robin or least-connections (hkrun.toml:1)\n"
+        "hkrun: bad value `fastest` for --balance: expected round-robin, least-connections or random (hkrun.toml:1)\n"
     );
 }
 

@@ -209,7 +209,7 @@ pub struct StartArgs {
     #[arg(long, value_name = "ADDR", env = "HKRUN_ROUTER_ADDRESS")]
     pub router_address: Option<std::net::IpAddr>,
     /// How the router spreads new connections over the web dynos that are up:
-    /// round-robin or least-connections.
+    /// round-robin, least-connections or random (Heroku's router's way).
     #[arg(
         long,
         value_name = "HOW",
@@ -319,6 +319,8 @@ pub enum BalanceArg {
     RoundRobin,
     /// The dyno with the fewest open connections through the router (in turn on ties).
     LeastConnections,
+    /// A dyno at random, as Heroku's router chooses.
+    Random,
 }
 
 impl From<BalanceArg> for Balance {
@@ -326,6 +328,7 @@ impl From<BalanceArg> for Balance {
         match arg {
             BalanceArg::RoundRobin => Self::RoundRobin,
             BalanceArg::LeastConnections => Self::LeastConnections,
+            BalanceArg::Random => Self::Random,
         }
     }
 }

@@ -524,7 +524,7 @@ mod tests {
             (
                 "balance = \"random-ish\"\n",
                 1,
-                "bad value `random-ish` for --balance: expected round-robin or least-connections",
+                "bad value `random-ish` for --balance: expected round-robin, least-connections or random",
             ),
             (
                 "boot-timeout = 0\n",

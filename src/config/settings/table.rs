@@ -129,7 +129,7 @@ mod tests {
         assert!(
             set("balance", "random-ish".into())
                 .unwrap_err()
-                .contains("expected round-robin or least-connections")
+                .contains("expected round-robin, least-connections or random")
         );
         assert!(set("boot_timeout", 0.into()).is_err());
         assert!(set("env", ".env".into()).is_err());
