@@ -403,7 +403,8 @@ Exit codes:
   1        (ps, scale, restart, stop, logs) the supervisor refused the command, or a
            restarted dyno did not come up
   2        the command line was not understood, or a flag's value was refused
-  65       the Procfile, an env file, the formation or a port is malformed
+  65       the Procfile, an env file, a settings file, app.json, the formation's
+           types or a port is malformed
   66       the Procfile or an env file cannot be read
   69       a port the app needs is already in use, or hkrun already runs this app;
            (control commands) no hkrun runs this app

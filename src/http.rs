@@ -99,6 +99,30 @@ pub(crate) fn well_formed(given: &str) -> Result<(), BindError> {
     parse_address(given).map(drop)
 }
 
+/// Where `--metrics` or `--dashboard` listens, as given (`127.0.0.1:9100`,
+/// `localhost:9100`, `9100`): of `bind`'s form, checked when read; a name is resolved
+/// only when bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenAddress(pub String);
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(given: &str) -> Result<Self, String> {
+        well_formed(given)
+            .map(|()| Self(given.to_owned()))
+            .map_err(|_| {
+                "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port".to_owned()
+            })
+    }
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 fn resolve(given: &str) -> Result<(Vec<SocketAddr>, Option<String>), BindError> {
     let (host, port) = match parse_address(given)? {
         Given::At(at) => return Ok((vec![at], None)),

@@ -133,10 +133,10 @@ pub(crate) fn start(options: &config::settings::StartOptions) -> Result<i32, Err
         ),
         None => None,
     };
-    let metrics = (args.metrics.as_deref())
+    let metrics = (args.metrics.as_ref().map(|a| a.0.as_str()))
         .map(|addr| http_listener(addr, "--metrics", "the metrics endpoint (--metrics)"))
         .transpose()?;
-    let dashboard = (args.dashboard.as_deref())
+    let dashboard = (args.dashboard.as_ref().map(|a| a.0.as_str()))
         .map(|addr| http_listener(addr, "--dashboard", "the dashboard (--dashboard)"))
         .transpose()?;
     let code = runtime::run(

@@ -42,7 +42,7 @@ pub fn plans(
             message: e.to_string(),
         };
     let spec = match (&args.formation, &from_app_json) {
-        (Some(spec), _) => Some(spec.parse::<FormationSpec>()?),
+        (Some(spec), _) => Some(spec.0.parse::<FormationSpec>()?),
         (None, Some((path, spec))) => Some(
             spec.parse::<FormationSpec>()
                 .map_err(|e| in_app_json(&e, path))?,
@@ -220,11 +220,8 @@ impl StartConfig {
         if dynos.is_empty() {
             return Err(ConfigError::BadFlag {
                 flag: "--formation",
-                value: args
-                    .formation
-                    .formation
-                    .clone()
-                    .unwrap_or_else(|| args.types.join(" ")),
+                value: (args.formation.formation.as_ref())
+                    .map_or_else(|| args.types.join(" "), |f| f.0.clone()),
                 reason: "it runs no dynos",
             });
         }
@@ -272,14 +269,6 @@ impl StartConfig {
                     reason: "its runs are scheduler.N, and the Procfile has a type of that name"
                         .into(),
                 });
-            }
-        }
-        for (flag, addr) in [
-            ("--metrics", &args.metrics),
-            ("--dashboard", &args.dashboard),
-        ] {
-            if let Some(addr) = addr {
-                listen_address(flag, addr)?;
             }
         }
         let plan = AppPlan {
@@ -335,16 +324,6 @@ pub(super) fn log_files(
         max_size: args.log_max_size.0,
         keep: args.log_keep.0,
     }))
-}
-
-/// Refuses an address `--metrics` or `--dashboard` could never listen on, whatever the
-/// machine: not `HOST:PORT` nor a port.
-pub(super) fn listen_address(flag: &'static str, addr: &str) -> Result<(), ConfigError> {
-    crate::http::well_formed(addr).map_err(|_| ConfigError::BadFlag {
-        flag,
-        value: addr.to_owned(),
-        reason: "expected HOST:PORT, such as 127.0.0.1:9100 or localhost:9100, or a port",
-    })
 }
 
 /// Colour only on a terminal, unless `TERM=dumb` or `NO_COLOR` says otherwise, or the

@@ -160,6 +160,28 @@ impl FromStr for FormationSpec {
     }
 }
 
+/// `-m`'s formation as given: of `FormationSpec`'s form, checked when read, and kept as
+/// typed for what hkrun says of it (`bad value `worker=0` for --formation: ...`); what it
+/// means depends on the Procfile, worked out later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormationText(pub String);
+
+impl FromStr for FormationText {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<FormationSpec>()
+            .map(|_| Self(s.to_owned()))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl fmt::Display for FormationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl FormationSpec {
     /// `hkrun start web=2 worker`: a type alone is one dyno of it, and `TYPE=COUNT[:SIZE]`
     /// means what it does in `-m` (as node-foreman and `heroku local` read them).

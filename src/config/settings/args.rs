@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::value::{named, settings};
+use crate::http::ListenAddress;
 use crate::logs::LogFormat;
 use crate::logs::drains::Drain;
-use crate::plan::formation::DynoSize;
+use crate::plan::formation::{DynoSize, FormationText};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::plan::values::{self, ByteSize, PositiveSeconds, RotatedFiles, Seconds};
 use crate::router::Balance;
@@ -63,7 +64,7 @@ pub struct FormationArgs {
         value_name = "SPEC",
         env = "HKRUN_FORMATION"
     )]
-    pub formation: Option<String>,
+    pub formation: Option<FormationText>,
     /// The default dyno size (memory quota): eco, basic, standard-1x, standard-2x,
     /// performance-m, performance-l, or an amount such as 768M.
     #[arg(
@@ -127,7 +128,7 @@ pub struct StartArgs {
     /// on 127.0.0.1, and 0 on a free port, its URL printed): what `ps` shows, restarts,
     /// R10/R14/R15, CPU, the router's connections and bytes, log lines and bytes per dyno.
     #[arg(long = "metrics", value_name = "ADDR", env = "HKRUN_METRICS")]
-    pub metrics: Option<String>,
+    pub metrics: Option<ListenAddress>,
     /// Serve a live dashboard at ADDR (given alone: a free port on 127.0.0.1, its URL
     /// printed): each dyno's state, memory against its quota over 15 minutes with R14/R15
     /// marked, restarts and crashes, the router's traffic, the live log; `/metrics` too.
@@ -140,7 +141,7 @@ pub struct StartArgs {
         default_missing_value = "127.0.0.1:0",
         env = "HKRUN_DASHBOARD"
     )]
-    pub dashboard: Option<String>,
+    pub dashboard: Option<ListenAddress>,
     /// Send every log line to a drain too (repeatable), as Heroku's drains: RFC 5424 over
     /// syslog+tcp://HOST:PORT (or syslog://, octet-counted), syslog+tls://, syslog+udp://,
     /// or https://[USER:PASSWORD@]HOST/PATH (logplex batches). TLS trusts Mozilla's roots,

@@ -6,8 +6,9 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::http::ListenAddress;
 use crate::logs::drains::Drain;
-use crate::plan::formation::DynoSize;
+use crate::plan::formation::{DynoSize, FormationText};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
 use crate::plan::values::{self, ByteSize, PositiveSeconds, RotatedFiles, Seconds};
 
@@ -159,6 +160,8 @@ parsed! {
     PositiveSeconds => str::parse,
     ByteSize => str::parse,
     RotatedFiles => str::parse,
+    ListenAddress => str::parse,
+    FormationText => str::parse,
     PerType<RestartPolicy> => values::restart,
     PerType<MemoryLimit> => values::memory_limit,
 }
