@@ -153,8 +153,8 @@ macro_rules! parsed {
 }
 
 parsed! {
+    // The one setting of this type is the base port (`--port`).
     u16 => values::port,
-    usize => |s| s.parse().map_err(|_| "expected a whole number".to_owned()),
     IpAddr => |s| s.parse().map_err(|_| "expected an IP address such as 0.0.0.0".to_owned()),
     Seconds => str::parse,
     PositiveSeconds => str::parse,
