@@ -455,7 +455,7 @@ fn perform(world: &mut World, b: &mut Choices, effects: Vec<Effect>) -> Vec<Inpu
             | Effect::TakeEnv(_)
             | Effect::WidenRouter { .. }
             | Effect::OutputMayBeDropped
-            | Effect::Backends(_)
+            | Effect::Routes(_)
             | Effect::StopSelf => {}
         }
     }

@@ -95,6 +95,22 @@ pub enum Command {
     ///
     /// Example: `hkrun logs --tail`, `hkrun logs -n 200 --ps web --source app`.
     Logs(LogsArgs),
+    /// Show whether the running app is in maintenance mode.
+    ///
+    /// Example: `hkrun maintenance`.
+    Maintenance(MaintenanceArgs),
+    /// Put the running app in maintenance mode: every request gets the maintenance page
+    /// (`MAINTENANCE_PAGE_URL`, or hkrun's) with 503 and H80; dynos keep running. Kept in
+    /// .hkrun-state.toml, so it outlasts a restart of hkrun.
+    ///
+    /// Example: `hkrun maintenance:on`.
+    #[command(name = "maintenance:on")]
+    MaintenanceOn(MaintenanceArgs),
+    /// Take the running app out of maintenance mode.
+    ///
+    /// Example: `hkrun maintenance:off`.
+    #[command(name = "maintenance:off")]
+    MaintenanceOff(MaintenanceArgs),
     /// Show the app's config vars (its .env), as `heroku config` does.
     ///
     /// `-s` prints `KEY=value` lines in .env syntax, which `config:set` and .env files
@@ -155,6 +171,12 @@ pub struct ControlArgs {
         env = "HKRUN_PROCFILE"
     )]
     pub procfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 #[derive(Debug, Args)]

@@ -156,3 +156,25 @@ pub struct Backend {
     pub slot: Slot,
     pub addr: SocketAddr,
 }
+
+/// Where the router may send traffic now: the web dynos that are up, and, while none
+/// is, why (which of Heroku's answers a request gets meanwhile).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// In slot order.
+    pub up: Vec<Backend>,
+    /// What the web dynos are doing; it matters only while `up` is empty.
+    pub web: WebState,
+}
+
+/// Why no web dyno takes traffic (Heroku's H20, H10 and H14).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebState {
+    /// Some are starting (or the app is): a request waits for one (H20 after 75 s).
+    #[default]
+    Booting,
+    /// They crashed: a request is answered H10 at once.
+    Crashed,
+    /// web is scaled to 0 (or stopping): H14 at once.
+    NoDynos,
+}

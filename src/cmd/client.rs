@@ -5,7 +5,9 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use crate::cli::{ConnectArgs, ControlArgs, KillArgs, LogsArgs, PsArgs, ScaleArgs, TargetArgs};
+use crate::cli::{
+    ConnectArgs, ControlArgs, KillArgs, LogsArgs, MaintenanceArgs, PsArgs, ScaleArgs, TargetArgs,
+};
 use crate::config;
 use crate::control::protocol::{
     self, FromText, Hello, LogSource, Parsed, Reply, Request, encode_request, feature,
@@ -187,6 +189,14 @@ pub(crate) fn restart(args: &TargetArgs) -> Result<i32, Error> {
     let mut client = Client::open(&args.control)?;
     let (target, targets) = one_or_several(&args.targets)?;
     let text = client.message(&Request::Restart { target, targets })?;
+    errors::print_out(&format!("{text}\n"))?;
+    Ok(0)
+}
+
+/// `hkrun maintenance`, `maintenance:on`, `maintenance:off`.
+pub(crate) fn maintenance(args: &MaintenanceArgs, on: Option<bool>) -> Result<i32, Error> {
+    let mut client = Client::open(&args.control)?;
+    let text = client.message(&Request::Maintenance { on })?;
     errors::print_out(&format!("{text}\n"))?;
     Ok(0)
 }

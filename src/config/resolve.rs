@@ -161,8 +161,8 @@ pub struct StartConfig {
     pub app: App,
     /// What the core runs.
     pub plan: AppPlan,
-    /// How the router spreads connections.
-    pub balance: crate::router::Balance,
+    /// How the router speaks, spreads requests and logs them.
+    pub router: crate::router::Settings,
     pub style: Style,
     /// `--quiet`: process types whose output stdout does not show.
     pub quiet: Vec<String>,
@@ -288,7 +288,13 @@ impl StartConfig {
         Ok(Self {
             app,
             plan,
-            balance: args.balance.into(),
+            router: crate::router::Settings {
+                mode: args.router.into(),
+                balance: args.balance.into(),
+                log: args.router_log.into(),
+                request_timeout: Some(args.request_timeout.0).filter(|t| !t.is_zero()),
+                max_requests: args.max_requests.0,
+            },
             style,
             quiet: args.quiet.clone(),
             log_files: log_files(args)?,

@@ -1,6 +1,7 @@
 //! `.hkrun-state.toml` in the app root: what hkrun has done to the app once and must not
-//! do again (README, "app.json"). Today that is app.json's `scripts.postdeploy`, run after
-//! the first successful release.
+//! do again (README, "app.json"): app.json's `scripts.postdeploy`, run after the first
+//! successful release; and what the app was set to that outlasts hkrun's run: maintenance
+//! mode.
 
 use std::fs;
 use std::io::{self, Write};
@@ -14,6 +15,8 @@ pub(crate) const STATE_FILE: &str = ".hkrun-state.toml";
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct State {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postdeploy: Option<Done>,
 }
@@ -55,9 +58,24 @@ impl State {
             command: command.to_owned(),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
+        state.write(root)
+    }
+
+    /// Records maintenance mode on or off. A file that cannot be read is left as it is
+    /// (it holds what postdeploy needs), and the error said.
+    pub(crate) fn record_maintenance(root: &Path, on: bool) -> Result<(), String> {
+        let mut state = Self::read(root)?;
+        state.maintenance = on;
+        state
+            .write(root)
+            .map_err(|e| format!("{}: cannot write: {e}", path(root).display()))
+    }
+
+    /// The file replaced at once with this state.
+    fn write(&self, root: &Path) -> io::Result<()> {
         let text = format!(
             "# What hkrun has done to this app once. Delete a table to have it done again.\n{}",
-            toml::to_string(&state).map_err(io::Error::other)?
+            toml::to_string(self).map_err(io::Error::other)?
         );
         let path = path(root);
         let (folder, name) = crate::os::files::folder_and_name(&path, STATE_FILE);
@@ -89,5 +107,24 @@ mod tests {
         fs::write(path(dir.path()), "postdeploy = 3\n").unwrap();
         let err = State::read(dir.path()).unwrap_err();
         assert!(err.contains(".hkrun-state.toml: "), "{err}");
+    }
+
+    #[test]
+    fn maintenance_mode_is_kept_beside_postdeploy() {
+        let dir = tempfile::tempdir().unwrap();
+        State::record_postdeploy(dir.path(), "python3 seed.py").unwrap();
+        State::record_maintenance(dir.path(), true).unwrap();
+        let state = State::read(dir.path()).unwrap();
+        assert!(state.maintenance);
+        assert_eq!(state.postdeploy.unwrap().command, "python3 seed.py");
+        State::record_maintenance(dir.path(), false).unwrap();
+        assert!(!State::read(dir.path()).unwrap().maintenance);
+        // A file hkrun cannot read is not replaced.
+        fs::write(path(dir.path()), "postdeploy = 3\n").unwrap();
+        assert!(State::record_maintenance(dir.path(), true).is_err());
+        assert_eq!(
+            fs::read_to_string(path(dir.path())).unwrap(),
+            "postdeploy = 3\n"
+        );
     }
 }

@@ -67,6 +67,12 @@ pub enum Request {
     /// The terminal of an attached `connect` client has a new size, `[rows, columns]`:
     /// the dyno's too. Only the client attached to `dyno` may ask.
     Resize { dyno: String, size: [u16; 2] },
+    /// Maintenance mode on or off (`maintenance:on`, `maintenance:off`), or as it is
+    /// (`maintenance`): answered with a message.
+    Maintenance {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on: Option<bool>,
+    },
     /// Read the env files again, then restart every dyno (web preboot-style):
     /// `config:set` and `config:unset` on a running app.
     Reload {},
@@ -657,7 +663,7 @@ mod tests {
             ),
             (
                 br#"{"v":1,"cmd":"dance"}"#,
-                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `resize`, `reload`, `hello`, `logs`",
+                "bad request: unknown variant `dance`, expected one of `ps`, `scale`, `restart`, `stop`, `kill`, `connect`, `resize`, `maintenance`, `reload`, `hello`, `logs`",
             ),
             (
                 br#"{"v":1,"cmd":"ps","x":1}"#,

@@ -84,6 +84,28 @@ impl fmt::Display for RotatedFiles {
     }
 }
 
+/// Requests in flight per web dyno before the router answers H11 (`--max-requests`),
+/// 1 at least.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxRequests(pub usize);
+
+impl FromStr for MaxRequests {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err("expected a number of requests above 0".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for MaxRequests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A log file's size before it rotates (`--log-max-size`), 1K at least: shown as
 /// `DynoSize` shows an amount (`1024M` as `1G`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,34 +1,99 @@
-//! The router: a TCP proxy (layer 4) on the first port of web's block that spreads new
-//! connections round-robin over the web dynos that are up.
+//! The router on the first port of web's block: Heroku's HTTP router (`http`, each request
+//! routed on its own to a web dyno that is up, with Heroku's headers, line and H-codes), or
+//! a TCP proxy (`tcp`) that passes connections through whole.
 //!
 //! It owns connections only. Which dynos take traffic is the core's decision, published
-//! on a `watch` channel (`Effect::Backends`); the router never looks at dynos itself. It
+//! on a `watch` channel (`Effect::Routes`); the router never looks at dynos itself. It
 //! runs on its own thread and runtime, so proxying never competes with the supervisor's
 //! loop, and a slow client never delays a signal or a reap.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, timeout_at};
 
-use crate::dyno::Backend;
+use crate::dyno::Routes;
 
+pub(crate) mod heroku;
+mod http;
 mod places;
+mod pool;
+mod tcp;
 
-use places::{Places, Watched};
+use places::Places;
 
-/// How long a new connection waits for a web dyno to be up before it is closed
-/// (Heroku's router waits 30 s for a response).
-pub(crate) const WAIT_FOR_DYNO: Duration = Duration::from_secs(30);
-/// How long to wait before trying again when every dyno refused a connection.
-const RETRY: Duration = Duration::from_millis(50);
+/// How long to wait before accepting again after a failed accept.
+const RETRY_ACCEPT: Duration = Duration::from_millis(50);
 /// How often a failing accept is warned about, at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// What the router speaks (`--router`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Heroku's HTTP router.
+    #[default]
+    Http,
+    /// Connections passed through whole.
+    Tcp,
+}
+
+/// Which requests get the router's line (`--router-log`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RouterLog {
+    #[default]
+    All,
+    /// Those answered with an H-code.
+    Errors,
+    Off,
+}
+
+/// How the router works: `start`'s router settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub balance: Balance,
+    pub log: RouterLog,
+    /// How long a request waits for its response's first byte (H12); `None`: for ever.
+    pub request_timeout: Option<Duration>,
+    /// Requests in flight per web dyno before H11.
+    pub max_requests: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Http,
+            balance: Balance::RoundRobin,
+            log: RouterLog::All,
+            request_timeout: Some(Duration::from_secs(30)),
+            max_requests: 200,
+        }
+    }
+}
+
+/// Where the router's lines go (the log, under the name `router`).
+pub(crate) type Say = Arc<dyn Fn(String) + Send + Sync>;
+
+/// The pages the router answers with itself.
+#[derive(Clone, Debug)]
+pub(crate) struct Pages {
+    /// For an H-code (`ERROR_PAGE_URL`'s, or the default).
+    pub error: bytes::Bytes,
+    /// For maintenance mode (`MAINTENANCE_PAGE_URL`'s, or the default).
+    pub maintenance: bytes::Bytes,
+}
+
+impl Default for Pages {
+    fn default() -> Self {
+        Self {
+            error: bytes::Bytes::from_static(heroku::ERROR_PAGE.as_bytes()),
+            maintenance: bytes::Bytes::from_static(heroku::MAINTENANCE_PAGE.as_bytes()),
+        }
+    }
+}
 
 /// How the router chooses a dyno for a new connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +121,22 @@ struct Picker {
 }
 
 impl Picker {
+    fn new(balance: Balance) -> Self {
+        Self {
+            balance,
+            next: AtomicUsize::new(0),
+            open: Mutex::new(HashMap::new()),
+            failed: AtomicU64::new(0),
+            dice: AtomicU64::new(Self::seed()),
+        }
+    }
+
+    /// Connections (`tcp`) or requests (`http`) open to `addr` now.
+    fn open_to(&self, addr: SocketAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(&addr).copied().unwrap_or(0)
+    }
+
     /// The order to try `addrs` in for one new connection.
     fn order(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
         let start = match self.balance {
@@ -106,13 +187,23 @@ impl Picker {
     }
 }
 
-/// One open connection to a dyno, counted while it lives.
-struct Open<'a> {
-    picker: &'a Picker,
+/// One open connection (or request) to a dyno, counted while it lives.
+struct Open {
+    picker: Arc<Picker>,
     addr: SocketAddr,
 }
 
-impl Drop for Open<'_> {
+impl Open {
+    fn new(picker: &Arc<Picker>, addr: SocketAddr) -> Self {
+        picker.count(addr, true);
+        Self {
+            picker: Arc::clone(picker),
+            addr,
+        }
+    }
+}
+
+impl Drop for Open {
     fn drop(&mut self) {
         self.picker.count(self.addr, false);
     }
@@ -132,6 +223,8 @@ pub(crate) struct RouterStats {
     pub bytes_out: AtomicU64,
     /// The same per dyno name (a preboot's two generations of `web.1` share theirs).
     pub dynos: Mutex<HashMap<String, Traffic>>,
+    /// Requests answered (`--router http`), by status and H-code.
+    pub answered: Mutex<std::collections::BTreeMap<(u16, Option<heroku::Code>), u64>>,
 }
 
 /// One dyno's share of the router's traffic.
@@ -151,6 +244,12 @@ impl RouterStats {
         all
     }
 
+    /// One request answered with `status` (and `code`).
+    fn answered(&self, status: u16, code: Option<heroku::Code>) {
+        let mut answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        *answered.entry((status, code)).or_insert(0) += 1;
+    }
+
     fn add(&self, dyno: &str, change: impl FnOnce(&mut Traffic)) {
         let mut dynos = self.dynos.lock().unwrap_or_else(PoisonError::into_inner);
         match dynos.get_mut(dyno) {
@@ -165,46 +264,64 @@ impl RouterStats {
 pub(crate) struct Router {
     pub stats: Arc<RouterStats>,
     pub listeners: tokio::sync::mpsc::UnboundedSender<TcpListener>,
+    /// Maintenance mode: every request answered H80.
+    pub maintenance: Arc<AtomicBool>,
 }
 
 /// Starts the router on `listener` in its own thread.
 pub(crate) fn spawn(
     listener: TcpListener,
-    backends: watch::Receiver<Vec<Backend>>,
-    balance: Balance,
+    routes: watch::Receiver<Routes>,
+    settings: Settings,
+    pages: Pages,
+    say: Say,
 ) -> std::io::Result<Router> {
     listener.set_nonblocking(true)?;
     let stats = Arc::new(RouterStats::default());
+    let maintenance = Arc::new(AtomicBool::new(false));
     let (listeners, added) = tokio::sync::mpsc::unbounded_channel();
     // One thread: on the measured 2-core machine two router threads gave less
     // throughput, not more (BENCHMARKS.md).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let shared = Shared {
+        routes,
+        picker: Arc::new(Picker::new(settings.balance)),
+        stats: Arc::clone(&stats),
+        settings,
+    };
+    let http = http::Http::new(&shared, pages, say, Arc::clone(&maintenance));
     std::thread::Builder::new()
         .name("hkrun-router".into())
-        .spawn({
-            let stats = Arc::clone(&stats);
-            move || runtime.block_on(serve(listener, added, backends, balance, stats))
-        })?;
-    Ok(Router { stats, listeners })
+        .spawn(move || runtime.block_on(serve(listener, added, shared, http)))?;
+    Ok(Router {
+        stats,
+        listeners,
+        maintenance,
+    })
+}
+
+/// What every connection's task shares.
+#[derive(Clone)]
+struct Shared {
+    routes: watch::Receiver<Routes>,
+    picker: Arc<Picker>,
+    stats: Arc<RouterStats>,
+    settings: Settings,
 }
 
 /// Accepts on `listener`, and on each listener added later, until hkrun exits.
 async fn serve(
     listener: TcpListener,
     mut added: tokio::sync::mpsc::UnboundedReceiver<TcpListener>,
-    backends: watch::Receiver<Vec<Backend>>,
-    balance: Balance,
-    stats: Arc<RouterStats>,
+    shared: Shared,
+    http: http::Http,
 ) {
-    let picker = Arc::new(Picker {
-        balance,
-        next: AtomicUsize::new(0),
-        open: Mutex::new(HashMap::new()),
-        failed: AtomicU64::new(0),
-        dice: AtomicU64::new(Picker::seed()),
-    });
+    let http = Arc::new(http);
+    if shared.settings.mode == Mode::Http {
+        tokio::spawn(Arc::clone(&http).forget_old_connections());
+    }
     // Two descriptors a connection, out of what the limit leaves hkrun's own needs.
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft);
@@ -212,9 +329,8 @@ async fn serve(
     let accept = |listener: TcpListener| {
         tokio::spawn(accept(
             listener,
-            backends.clone(),
-            Arc::clone(&picker),
-            Arc::clone(&stats),
+            shared.clone(),
+            Arc::clone(&http),
             Arc::clone(&places),
         ))
     };
@@ -226,13 +342,7 @@ async fn serve(
     std::future::pending::<()>().await;
 }
 
-async fn accept(
-    listener: TcpListener,
-    backends: watch::Receiver<Vec<Backend>>,
-    picker: Arc<Picker>,
-    stats: Arc<RouterStats>,
-    places: Arc<Places>,
-) {
+async fn accept(listener: TcpListener, shared: Shared, http: Arc<http::Http>, places: Arc<Places>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(err) => {
@@ -252,11 +362,11 @@ async fn accept(
                     tracing::warn!(%err, "the router cannot accept a connection");
                     warned = Some(std::time::Instant::now());
                 }
-                tokio::time::sleep(RETRY).await;
+                tokio::time::sleep(RETRY_ACCEPT).await;
                 continue;
             }
         };
-        stats.connections.fetch_add(1, Ordering::Relaxed);
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         let Some(place) = places.take() else {
             // Every place carries data right now: the newcomer is closed.
             if warned_full.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
@@ -265,113 +375,19 @@ async fn accept(
             }
             continue;
         };
-        tokio::spawn(proxy(
-            client,
-            backends.clone(),
-            Arc::clone(&picker),
-            Arc::clone(&stats),
-            place,
-        ));
-    }
-}
-
-async fn proxy(
-    client: TcpStream,
-    mut backends: watch::Receiver<Vec<Backend>>,
-    picker: Arc<Picker>,
-    stats: Arc<RouterStats>,
-    held: places::Held,
-) {
-    let places = held.places();
-    let _ = client.set_nodelay(true);
-    // Given up for a newcomer while it waits for a dyno: closed.
-    let connected = tokio::select! {
-        connected = connect(&mut backends, &picker, TcpStream::connect) => connected,
-        () = places.closing(&held.place) => None,
-    };
-    stats
-        .failed_connects
-        .store(picker.failed.load(Ordering::Relaxed), Ordering::Relaxed);
-    let Some((upstream, open)) = connected else {
-        // No dyno came up in time: the client sees the connection close.
-        stats.unserved.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    // The dyno's name, from the set it was chosen from (an address is one dyno's).
-    let dyno = backends
-        .borrow()
-        .iter()
-        .find(|b| b.addr == open.addr)
-        .map(|b| b.slot.to_string());
-    if let Some(dyno) = &dyno {
-        stats.add(dyno, |t| t.connections += 1);
-    }
-    let _ = upstream.set_nodelay(true);
-    let watched = |inner| Watched {
-        inner,
-        places,
-        place: &held.place,
-        read: 0,
-    };
-    let (mut client, mut upstream) = (watched(client), watched(upstream));
-    // Copies both ways; when one side finishes sending, the other side's write half is
-    // shut down, so half-closed protocols keep working. Given up for a newcomer, or idle
-    // for 55 s: closed. The bytes are counted as they were read, however it ended.
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        () = places.closing(&held.place) => {}
-    }
-    let (sent, received) = (client.read, upstream.read);
-    stats.bytes_in.fetch_add(sent, Ordering::Relaxed);
-    stats.bytes_out.fetch_add(received, Ordering::Relaxed);
-    if let Some(dyno) = &dyno {
-        stats.add(dyno, |t| {
-            t.bytes_in += sent;
-            t.bytes_out += received;
-        });
-    }
-}
-
-/// A connection to an up dyno, trying each in turn from the round-robin position. Nothing
-/// of the client's has been sent yet, so trying another dyno is always safe. `dial` is
-/// `TcpStream::connect`, passed in so the waits can be tested on tokio's paused clock.
-async fn connect<'a, S, F>(
-    backends: &mut watch::Receiver<Vec<Backend>>,
-    picker: &'a Picker,
-    mut dial: impl FnMut(SocketAddr) -> F,
-) -> Option<(S, Open<'a>)>
-where
-    F: Future<Output = std::io::Result<S>>,
-{
-    let deadline = Instant::now() + WAIT_FOR_DYNO;
-    loop {
-        let addrs: Vec<SocketAddr> = backends
-            .borrow_and_update()
-            .iter()
-            .map(|b| b.addr)
-            .collect();
-        for addr in picker.order(&addrs) {
-            // Counted from before the connect, so connections opening at once spread out.
-            picker.count(addr, true);
-            let open = Open { picker, addr };
-            if let Ok(stream) = dial(addr).await {
-                return Some((stream, open));
+        match shared.settings.mode {
+            Mode::Tcp => {
+                tokio::spawn(tcp::proxy(
+                    client,
+                    shared.routes.clone(),
+                    Arc::clone(&shared.picker),
+                    Arc::clone(&shared.stats),
+                    place,
+                ));
             }
-            picker.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        // Wait for the set to change (a dyno coming up), or retry shortly: a dyno may
-        // refuse for a moment while the core has not yet heard it died.
-        let wait = async {
-            if addrs.is_empty() {
-                backends.changed().await.is_ok()
-            } else {
-                tokio::time::sleep(RETRY).await;
-                true
+            Mode::Http => {
+                tokio::spawn(Arc::clone(&http).serve(client, place));
             }
-        };
-        match timeout_at(deadline, wait).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return None,
         }
     }
 }
@@ -379,121 +395,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dyno::Slot;
 
     fn a(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     fn picker(balance: Balance) -> Picker {
-        Picker {
-            balance,
-            next: AtomicUsize::new(0),
-            open: Mutex::new(HashMap::new()),
-            failed: AtomicU64::new(0),
-            dice: AtomicU64::new(Picker::seed()),
-        }
-    }
-
-    /// What the router's `connect` does on the paused clock, given `dynos` up at first and
-    /// web.1 published at `up_at`: when it dialled, and when it got a dyno, if it did.
-    /// Dialling answers at once, refused until `accepts_from` (for ever, if `None`), so the
-    /// clock moves only on the router's own timers.
-    async fn connect_at(
-        dynos: Vec<Backend>,
-        up_at: Option<Duration>,
-        accepts_from: Option<Duration>,
-    ) -> (Vec<Duration>, Option<Duration>) {
-        let start = Instant::now();
-        let (publish, mut backends) = watch::channel(dynos);
-        tokio::spawn(async move {
-            if let Some(at) = up_at {
-                tokio::time::sleep_until(start + at).await;
-                let _ = publish.send(vec![backend(1)]);
-            }
-            // Held open past the wait, as the core holds it.
-            std::future::pending::<()>().await;
-        });
-        let picker = picker(Balance::RoundRobin);
-        let mut dialled = Vec::new();
-        let dial = |_addr| {
-            let now = start.elapsed();
-            dialled.push(now);
-            let accepts = accepts_from.is_some_and(|from| now >= from);
-            async move {
-                if accepts {
-                    Ok(())
-                } else {
-                    Err(std::io::ErrorKind::ConnectionRefused.into())
-                }
-            }
-        };
-        // Far past the wait: a connect still waiting then would wait for ever.
-        let got = tokio::time::timeout(
-            Duration::from_secs(600),
-            connect(&mut backends, &picker, dial),
-        )
-        .await
-        .expect("connect gives up in time");
-        let ended = start.elapsed();
-        (dialled, got.map(|_| ended))
-    }
-
-    fn backend(n: u32) -> Backend {
-        Backend {
-            slot: Slot::new("web", n),
-            addr: a(5000 + u16::try_from(n).expect("small")),
-        }
-    }
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    /// Heroku's router timeout, as README.md gives it; written out rather than
-    /// `WAIT_FOR_DYNO`, so a change to that fails here.
-    const THIRTY_SECONDS: Duration = Duration::from_secs(30);
-
-    #[tokio::test(start_paused = true)]
-    async fn with_no_dyno_up_a_connection_waits_thirty_seconds_then_closes() {
-        let start = Instant::now();
-        let (dialled, got) = connect_at(vec![], None, None).await;
-        assert_eq!(got, None);
-        assert!(dialled.is_empty(), "{dialled:?}");
-        assert_eq!(start.elapsed(), THIRTY_SECONDS);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_dyno_up_within_the_thirty_seconds_takes_the_connection_at_once() {
-        let up = THIRTY_SECONDS - ms(1);
-        let (dialled, got) = connect_at(vec![], Some(up), Some(Duration::ZERO)).await;
-        assert_eq!(dialled, [up]);
-        assert_eq!(got, Some(up));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn refusing_dynos_are_tried_again_every_50_ms_until_the_thirty_seconds() {
-        let start = Instant::now();
-        let (dialled, got) = connect_at(vec![backend(1), backend(2)], None, None).await;
-        assert_eq!(got, None);
-        assert_eq!(start.elapsed(), THIRTY_SECONDS);
-        // Both dynos in each round, a round every 50 ms from the start.
-        let rounds: Vec<Duration> = dialled.chunks(2).map(|r| r[0]).collect();
-        assert!(dialled.chunks(2).all(|r| r.len() == 2 && r[0] == r[1]));
-        let off_beat = (0u32..).zip(&rounds).find(|&(n, &at)| at != ms(50) * n);
-        assert_eq!(off_beat, None, "rounds at {:?}...", &rounds[..5]);
-        let last = *rounds.last().expect("rounds");
-        assert!(
-            last > THIRTY_SECONDS - ms(50) && last <= THIRTY_SECONDS,
-            "{last:?}"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_dyno_that_stops_refusing_is_reached_at_the_next_round() {
-        let (dialled, got) = connect_at(vec![backend(1)], None, Some(ms(1025))).await;
-        assert_eq!(got, Some(ms(1050)));
-        assert_eq!(dialled[dialled.len() - 2..], [ms(1000), ms(1050)]);
+        Picker::new(balance)
     }
 
     #[test]

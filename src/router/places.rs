@@ -51,6 +51,25 @@ pub(super) struct Place {
     /// Milliseconds since `Places::started`.
     active: AtomicU64,
     evicted: Notify,
+    /// Requests on it waiting for their dyno (`--router http`): while one waits, the
+    /// connection is not idle, however long the dyno takes (`--request-timeout 0`).
+    waiting: AtomicU64,
+}
+
+/// A request waiting for its dyno, counted on its connection's place while it lives.
+pub(super) struct Waiting(Arc<Place>);
+
+impl Waiting {
+    pub(super) fn on(place: &Arc<Place>) -> Self {
+        place.waiting.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(place))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A place held: given back when dropped.
@@ -63,6 +82,16 @@ pub(super) struct Held {
 impl Held {
     pub(super) fn places(&self) -> &Places {
         &self.places
+    }
+
+    /// `stream` marking this place active as it carries data.
+    pub(super) fn watch<S>(&self, stream: S) -> Watched<S> {
+        Watched {
+            inner: stream,
+            places: Arc::clone(&self.places),
+            place: Arc::clone(&self.place),
+            read: 0,
+        }
     }
 }
 
@@ -99,6 +128,7 @@ impl Places {
             let busy = u64::try_from(BUSY.as_millis()).unwrap_or(u64::MAX);
             let (&id, idlest) = held
                 .iter()
+                .filter(|(_, p)| p.waiting.load(Ordering::Relaxed) == 0)
                 .min_by_key(|(_, p)| p.active.load(Ordering::Relaxed))?;
             if now.saturating_sub(idlest.active.load(Ordering::Relaxed)) < busy {
                 return None;
@@ -110,6 +140,7 @@ impl Places {
         let place = Arc::new(Place {
             active: AtomicU64::new(now),
             evicted: Notify::new(),
+            waiting: AtomicU64::new(0),
         });
         held.insert(id, Arc::clone(&place));
         Some(Held {
@@ -128,6 +159,9 @@ impl Places {
     /// or idle for `IDLE`.
     pub(super) async fn closing(&self, place: &Place) {
         loop {
+            if place.waiting.load(Ordering::Relaxed) > 0 {
+                self.touch(place);
+            }
             let idle_for = Duration::from_millis(
                 self.now()
                     .saturating_sub(place.active.load(Ordering::Relaxed)),
@@ -144,14 +178,14 @@ impl Places {
 }
 
 /// A stream whose reads and writes mark its place as active, counting what it read.
-pub(super) struct Watched<'a, S> {
+pub(super) struct Watched<S> {
     pub inner: S,
-    pub places: &'a Places,
-    pub place: &'a Place,
+    pub places: Arc<Places>,
+    pub place: Arc<Place>,
     pub read: u64,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -162,13 +196,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.read += (buf.filled().len() - before) as u64;
-            this.places.touch(this.place);
+            this.places.touch(&this.place);
         }
         polled
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -177,7 +211,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, bytes);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.places.touch(this.place);
+            this.places.touch(&this.place);
         }
         polled
     }

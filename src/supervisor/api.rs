@@ -28,6 +28,11 @@ pub(crate) enum Call {
     },
     /// `hkrun stop` with no target: the app stops as on SIGTERM.
     StopAll,
+    /// `maintenance:on`/`off` (`on`), or as it is: what to tell the user, or why not.
+    Maintenance {
+        on: Option<bool>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
     /// `config:set`: the env files read again, then every dyno restarted.
     Reload { reply: oneshot::Sender<Outcome> },
     /// `hkrun connect DYNO` by `who` (`pid 4242`): its terminal, or why not.

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::event::{Event, Shown};
 use super::input::{Effect, Input};
-use crate::dyno::{Backend, Exit, Slot};
+use crate::dyno::{Backend, Exit, Routes, Slot, WebState};
 use crate::plan::{AppPlan, DynoSpec, ProcessType};
 pub use dyno::{AfterStop, Dyno, DynoState, Errors, Leader, Leftovers, Remains};
 
@@ -86,7 +86,7 @@ pub struct Supervisor {
     /// Control requests waiting for the ports of their new web dynos to be probed.
     probing: Vec<requests::Probing>,
     /// The backends last published to the router.
-    published: Vec<Backend>,
+    published: Routes,
     /// A preboot restart of web under way, and how the last one ended.
     preboot: preboot::Prebooting,
     /// The core's clock, which leaves time paused out (`pause`).
@@ -111,7 +111,7 @@ impl Supervisor {
             first_failure: None,
             pending: Vec::new(),
             probing: Vec::new(),
-            published: Vec::new(),
+            published: Routes::default(),
             preboot: preboot::Prebooting::default(),
             clock: pause::Clock::default(),
             held: Vec::new(),
@@ -202,8 +202,9 @@ impl Supervisor {
         self.plan.router
     }
 
-    /// New connections go to web dynos that are up, and only those: one that crashes or
-    /// starts to stop leaves the set at once, one that comes up joins it.
+    /// New requests go to web dynos that are up, and only those: one that crashes or
+    /// starts to stop leaves the set at once, one that comes up joins it. While none is
+    /// up, the router is told why.
     fn publish_backends(&mut self) -> Option<Effect> {
         let mut up: Vec<Backend> = self
             .dynos
@@ -220,11 +221,49 @@ impl Supervisor {
             })
             .collect();
         up.sort_by(|a, b| a.slot.cmp(&b.slot));
-        if up == self.published {
+        let web = if up.is_empty() {
+            self.web_state()
+        } else {
+            WebState::default()
+        };
+        let routes = Routes { up, web };
+        if routes == self.published {
             return None;
         }
-        self.published = up.clone();
-        Some(Effect::Backends(up))
+        self.published = routes.clone();
+        Some(Effect::Routes(routes))
+    }
+
+    /// What the web dynos are doing, for a request that finds none up.
+    fn web_state(&self) -> WebState {
+        let web = || self.dynos.iter().filter(|d| d.plan().role.is_web());
+        let starting = web().any(|d| {
+            matches!(
+                d.state(),
+                DynoState::Starting { .. }
+                    | DynoState::Stopping {
+                        then: AfterStop::Restart,
+                        ..
+                    }
+            )
+        });
+        let web_held = self
+            .plan
+            .types
+            .iter()
+            .any(|t| t.role.is_web() && self.held.contains(&t.name));
+        if starting || web_held || matches!(self.phase, Phase::Idle | Phase::Releasing) {
+            WebState::Booting
+        } else if web().any(|d| {
+            matches!(
+                d.state(),
+                DynoState::Crashed { .. } | DynoState::Killed { .. }
+            )
+        }) {
+            WebState::Crashed
+        } else {
+            WebState::NoDynos
+        }
     }
 
     fn dispatch(&mut self, now: Instant, input: Input) -> Vec<Effect> {

@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 
 pub use super::event::{Event, Source, StopRequest};
 use super::outcome::Outcome;
-use crate::dyno::{Backend, Exit, Slot, is_type_name};
+use crate::dyno::{Exit, Routes, Slot, is_type_name};
 use crate::plan::formation::ScaleChange;
 use crate::plan::{SpawnSpec, Vars};
 
@@ -147,8 +147,9 @@ pub enum Effect {
     SignalStragglers(Signal),
     /// Count hkrun's live descendants and answer with `Input::Stragglers`.
     ScanStragglers,
-    /// The web dynos that take new connections now (the router's set).
-    Backends(Vec<Backend>),
+    /// The web dynos that take new requests now (the router's set), and while there is
+    /// none, why.
+    Routes(Routes),
     /// Count the live processes of a dyno's (last) run, in its group or escaped from it
     /// (as `SignalAll` finds them), and answer with `Input::GroupLeft`.
     ScanGroup {

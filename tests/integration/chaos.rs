@@ -155,6 +155,7 @@ fn well_formed(line: &str) -> bool {
     };
     let name = name.trim_end();
     let known = name == "system"
+        || name == "router"
         || name.split_once('.').is_some_and(|(kind, n)| {
             ["web", "worker", "chatty", "release"].contains(&kind) && n.parse::<u32>().is_ok()
         });

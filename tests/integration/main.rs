@@ -18,6 +18,7 @@ mod exec;
 mod export;
 mod growth;
 mod herokus_app_json;
+mod http_router;
 mod input;
 mod leftovers;
 mod logs;

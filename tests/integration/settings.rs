@@ -507,3 +507,46 @@ fn a_bad_policy_is_a_usage_error_on_the_command_line_and_names_its_line_in_the_f
          512K, 10M or 1G (hkrun.toml:2)\n"
     );
 }
+
+/// The router's settings refused as every other: an unknown `--router`, a
+/// `--request-timeout` that is not a number of seconds, a `--max-requests` of 0: exit 2
+/// as a flag or `HKRUN_*` variable, 65 with the line in hkrun.toml; nothing started.
+#[test]
+fn the_routers_bad_settings_are_refused() {
+    let app = App::new("web: touch started\n");
+    for (var, value, said) in [
+        (
+            "HKRUN_ROUTER",
+            "udp",
+            "invalid value 'udp' for '--router <MODE>'",
+        ),
+        (
+            "HKRUN_REQUEST_TIMEOUT",
+            "soon",
+            "invalid value 'soon' for '--request-timeout <SECONDS>': expected a number of seconds",
+        ),
+        (
+            "HKRUN_MAX_REQUESTS",
+            "0",
+            "invalid value '0' for '--max-requests <N>': expected a number of requests above 0",
+        ),
+        (
+            "HKRUN_ROUTER_LOG",
+            "some",
+            "invalid value 'some' for '--router-log <WHICH>'",
+        ),
+    ] {
+        let stderr = both_refuse_with(&app, &[(var, value)], 2);
+        assert!(stderr.contains(said), "{var}: {stderr}");
+    }
+    app.write("hkrun.toml", "\nrouter = \"udp\"\n");
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: bad value `udp` for --router: expected http or tcp (hkrun.toml:2)\n"
+    );
+    app.write("hkrun.toml", "request-timeout = \"30s\"\n");
+    assert_eq!(
+        both_refuse(&app, &[]),
+        "hkrun: bad value `30s` for --request-timeout: expected a number of seconds (hkrun.toml:1)\n"
+    );
+}

@@ -13,8 +13,8 @@ use crate::logs::LogFormat;
 use crate::logs::drains::Drain;
 use crate::plan::formation::{DynoSize, FormationText};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
-use crate::plan::values::{self, ByteSize, PositiveSeconds, RotatedFiles, Seconds};
-use crate::router::Balance;
+use crate::plan::values::{self, ByteSize, MaxRequests, PositiveSeconds, RotatedFiles, Seconds};
+use crate::router::{Balance, Mode, RouterLog};
 
 settings! {
 /// Where the app's files are.
@@ -218,6 +218,37 @@ pub struct StartArgs {
         env = "HKRUN_BALANCE"
     )]
     pub balance: BalanceArg,
+    /// What the router speaks: http (Heroku's router: each request routed on its own,
+    /// its headers, a log line per request, H-codes) or tcp (connections passed through
+    /// whole, for web processes that do not speak HTTP/1.1).
+    #[arg(long, value_name = "MODE", default_value = "http", env = "HKRUN_ROUTER")]
+    pub router: RouterModeArg,
+    /// Which of the router's lines a request gets (`--router http`): all, errors (the
+    /// H-codes) or off.
+    #[arg(
+        long,
+        value_name = "WHICH",
+        default_value = "all",
+        env = "HKRUN_ROUTER_LOG"
+    )]
+    pub router_log: RouterLogArg,
+    /// How long the router waits for a response's first byte before answering H12 (503);
+    /// 0 waits for ever (a dyno paused in a debugger).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value = "30",
+        env = "HKRUN_REQUEST_TIMEOUT"
+    )]
+    pub request_timeout: Seconds,
+    /// Requests in flight per web dyno before the router answers H11 (503).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "200",
+        env = "HKRUN_MAX_REQUESTS"
+    )]
+    pub max_requests: MaxRequests,
     /// Stop the whole app when any dyno exits, and exit with its code (foreman's
     /// behaviour, for CI), instead of restarting it.
     #[arg(long, env = "HKRUN_EXIT_ON_CRASH")]
@@ -334,6 +365,45 @@ impl From<BalanceArg> for Balance {
     }
 }
 
+/// `--router`: `router::Mode` as typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RouterModeArg {
+    /// Heroku's HTTP router: each request routed on its own.
+    Http,
+    /// Connections passed through whole.
+    Tcp,
+}
+
+impl From<RouterModeArg> for Mode {
+    fn from(arg: RouterModeArg) -> Self {
+        match arg {
+            RouterModeArg::Http => Self::Http,
+            RouterModeArg::Tcp => Self::Tcp,
+        }
+    }
+}
+
+/// `--router-log`: `router::RouterLog` as typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RouterLogArg {
+    /// A line for every request.
+    All,
+    /// Lines for the requests that got an H-code.
+    Errors,
+    /// No line.
+    Off,
+}
+
+impl From<RouterLogArg> for RouterLog {
+    fn from(arg: RouterLogArg) -> Self {
+        match arg {
+            RouterLogArg::All => Self::All,
+            RouterLogArg::Errors => Self::Errors,
+            RouterLogArg::Off => Self::Off,
+        }
+    }
+}
+
 /// `--log-format`: `logs::LogFormat` as typed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormatArg {
@@ -362,7 +432,13 @@ pub enum ColorChoice {
     Never,
 }
 
-named!(BalanceArg, ColorChoice, LogFormatArg);
+named!(
+    BalanceArg,
+    ColorChoice,
+    LogFormatArg,
+    RouterModeArg,
+    RouterLogArg
+);
 
 /// `start` with no flags and no `HKRUN_*` variables read: hkrun's defaults.
 #[cfg(test)]

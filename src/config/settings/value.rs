@@ -10,7 +10,7 @@ use crate::http::ListenAddress;
 use crate::logs::drains::Drain;
 use crate::plan::formation::{DynoSize, FormationText};
 use crate::plan::policy::{MemoryLimit, PerType, RestartPolicy};
-use crate::plan::values::{self, ByteSize, PositiveSeconds, RotatedFiles, Seconds};
+use crate::plan::values::{self, ByteSize, MaxRequests, PositiveSeconds, RotatedFiles, Seconds};
 
 /// Why the file's value for a setting was refused.
 #[derive(Debug)]
@@ -160,6 +160,7 @@ parsed! {
     PositiveSeconds => str::parse,
     ByteSize => str::parse,
     RotatedFiles => str::parse,
+    MaxRequests => str::parse,
     ListenAddress => str::parse,
     FormationText => str::parse,
     PerType<RestartPolicy> => values::restart,

@@ -23,6 +23,14 @@ pub(super) async fn dispatch(client: &mut Client<'_>, request: Request) -> Flow 
         // The client's own features change nothing this hkrun sends.
         Request::Hello { .. } => client.reply(&Reply::Hello(Hello::ours())).await,
         Request::Ps { cpu } => client.answer(ps(context, cpu), Reply::Ps).await,
+        Request::Maintenance { on } => {
+            let answer = ask(context, |reply| Call::Maintenance { on, reply });
+            client
+                .answer(answer, |said| {
+                    said.map_or_else(Reply::error, Reply::message)
+                })
+                .await
+        }
         Request::Reload {} => {
             let reload = ask(context, |reply| Call::Reload { reply });
             client.answer(reload, Reply::outcome).await

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::*;
+use crate::dyno::{Routes, WebState};
 use crate::plan::formation::DynoSize;
 use crate::plan::policy::MemoryLimit;
 use crate::plan::policy::RestartPolicy;
@@ -1367,6 +1368,14 @@ fn router_plan() -> AppPlan {
     }
 }
 
+/// The router's set with these dynos up.
+fn routes(up: Vec<Backend>) -> Routes {
+    Routes {
+        up,
+        web: WebState::default(),
+    }
+}
+
 fn backend(kind: &str, index: u32, generation: u32, port: u16) -> Backend {
     Backend {
         slot: Slot {
@@ -1447,10 +1456,10 @@ fn the_router_connects_where_readiness_saw_the_dyno_listen() {
     let addr = SocketAddr::new(v6, 5001);
     assert_eq!(
         actions(&effects),
-        [Effect::Backends(vec![Backend {
+        [Effect::Routes(routes(vec![Backend {
             slot: slot("web", 1),
             addr
-        }])]
+        }]))]
     );
 }
 
@@ -1462,10 +1471,10 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
     let effects = ready(&mut sup, t0, slot("web", 2));
     assert_eq!(
         actions(&effects),
-        [Effect::Backends(vec![
+        [Effect::Routes(routes(vec![
             backend("web", 1, 0, 5001),
             backend("web", 2, 0, 5002)
-        ])]
+        ]))]
     );
     let web = || Control::Restart(vec![Target::Type("web".into())]);
     let effects = control(&mut sup, t0, 9, web());
@@ -1505,7 +1514,10 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
     assert_eq!(
         actions(&effects),
         [
-            Effect::Backends(vec![backend("web", 1, 1, 5003), backend("web", 2, 1, 5004)]),
+            Effect::Routes(routes(vec![
+                backend("web", 1, 1, 5003),
+                backend("web", 2, 1, 5004)
+            ])),
             Effect::Reply {
                 id: 9,
                 outcome: Outcome::Restarted {
@@ -1642,7 +1654,7 @@ fn a_preboot_whose_new_dyno_never_binds_keeps_the_old_ones() {
     assert!(
         !actions(&effects)
             .iter()
-            .any(|e| matches!(e, Effect::Backends(_)))
+            .any(|e| matches!(e, Effect::Routes(_)))
     );
     assert_eq!(state(&sup, "web", 1), DynoState::Up);
     // Their exits remove them and restart nothing.

@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use super::Driver;
+use crate::config;
 use crate::supervisor::api::Call;
 use crate::supervisor::core::Supervisor;
 use crate::supervisor::input::{Control, Input, StopRequest};
@@ -63,12 +64,37 @@ impl Driver {
                 let _ = reply.send(self.metrics(sup));
                 None
             }
+            Call::Maintenance { on, reply } => {
+                let _ = reply.send(self.maintenance(on));
+                None
+            }
             Call::Reload { reply } => {
                 self.next_id += 1;
                 self.reload(self.next_id, Some(reply));
                 None
             }
         }
+    }
+
+    /// Maintenance mode turned on or off (and recorded, so it outlasts this run), or
+    /// as it is: what to tell the user.
+    fn maintenance(&self, on: Option<bool>) -> Result<String, String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(flag) = &self.maintenance else {
+            return Err(
+                "maintenance mode needs the HTTP router (this app runs with --no-router or --router tcp)"
+                    .to_owned(),
+            );
+        };
+        let Some(on) = on else {
+            return Ok(if flag.load(Relaxed) { "on" } else { "off" }.to_owned());
+        };
+        config::state::State::record_maintenance(&self.root, on)?;
+        flag.store(on, Relaxed);
+        Ok(format!(
+            "{} maintenance mode... done",
+            if on { "Enabling" } else { "Disabling" }
+        ))
     }
 
     /// The app as every reader shows it, now.

@@ -66,8 +66,8 @@ impl Driver {
                 Effect::OutputMayBeDropped => self.log.stopping(),
                 Effect::Postdeployed { command } => self.record_postdeploy(&command),
                 Effect::Forget { slot } => self.forget(&slot),
-                Effect::Backends(set) => {
-                    self.backends.send_replace(set);
+                Effect::Routes(routes) => {
+                    self.backends.send_replace(routes);
                 }
                 Effect::ProbePorts { id, ports } => {
                     let taken = ports

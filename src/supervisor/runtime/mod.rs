@@ -40,7 +40,7 @@ use crate::config::env::Vars;
 use crate::config::{self, StartConfig};
 use crate::control::protocol::LogsHeader;
 use crate::control::server;
-use crate::dyno::{Backend, Exit, Slot};
+use crate::dyno::{Exit, Routes, Slot};
 use crate::logs::pump::Tee;
 use crate::logs::{self, History, Label, LogSender, Writer};
 use crate::os::proc;
@@ -117,15 +117,35 @@ async fn drive(
     let (inputs_tx, inputs) = mpsc::unbounded_channel();
     let host = config::app_name(&config.app.root);
     let log = Log::start(&config, &inputs_tx, &host)?;
-    let (backends, backends_rx) = watch::channel(Vec::new());
+    let (backends, backends_rx) = watch::channel(Routes::default());
     let router = match listeners.router {
-        Some(listener) => Some(
-            router::spawn(listener, backends_rx, config.balance)
-                .map_err(setup("start the router"))?,
-        ),
+        Some(listener) => {
+            let label = Arc::new(Label {
+                name: "router".to_owned(),
+                color: None,
+                quiet: false,
+            });
+            let sender = log.writer.sender();
+            let say: router::Say = Arc::new(move |line| sender.event(&label, line));
+            let pages = router::Pages::default();
+            Some(
+                router::spawn(listener, backends_rx, config.router, pages, say)
+                    .map_err(setup("start the router"))?,
+            )
+        }
         None => None,
     };
     let router_stats = router.as_ref().map(|r| Arc::clone(&r.stats));
+    // Maintenance mode needs pages, so HTTP; it outlasts hkrun's run (.hkrun-state.toml).
+    let maintenance = router
+        .as_ref()
+        .filter(|_| config.router.mode == router::Mode::Http)
+        .map(|r| Arc::clone(&r.maintenance));
+    if let Some(flag) = &maintenance
+        && config::state::State::read(&config.app.root).is_ok_and(|s| s.maintenance)
+    {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let widen_router = router
         .zip(config.plan.router)
         .map(|(r, port)| (port, r.listeners));
@@ -153,6 +173,7 @@ async fn drive(
             .map(|t| (t.name.clone(), os::process::exec_form(&t.command).len()))
             .max_by_key(|(_, len)| *len),
         widen_router,
+        maintenance,
         env_given: config.app.env_given,
         quiet: config.quiet,
         terminals: HashMap::new(),
@@ -428,6 +449,8 @@ struct Driver {
     longest: Option<(String, usize)>,
     /// The router's port, and where to give it a listener on 0.0.0.0 (`Effect::WidenRouter`).
     widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
+    /// The HTTP router's maintenance mode (`hkrun maintenance:on`).
+    maintenance: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
     env_given: Vec<PathBuf>,
     /// `--quiet`: types whose output is kept from stdout.
@@ -470,7 +493,7 @@ struct Driver {
     replies: HashMap<u64, oneshot::Sender<Outcome>>,
     next_id: u64,
     /// The router's backends, as the core publishes them.
-    backends: watch::Sender<Vec<Backend>>,
+    backends: watch::Sender<Routes>,
     /// The router's counters, for `/metrics`.
     router_stats: Option<Arc<RouterStats>>,
     /// Each `[[scheduler]]` job's next run, for `ps`.

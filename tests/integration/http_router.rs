@@ -1,0 +1,621 @@
+//! `--router http`, Heroku's router: tried with servers nobody here wrote (Python's
+//! `http.server`, gunicorn, node's `http`, `websockets`) and real clients (curl, wrk):
+//! the headers a dyno sees, the line per request field by field, the H-codes.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::harness::{App, Hk, eventually, free_base_port};
+use crate::router::ps;
+
+/// A WSGI app that answers every request with its headers as JSON, and its dyno's name.
+const ECHO_WSGI: &str = r#"
+import json, os, time
+def app(environ, start_response):
+    if environ.get("PATH_INFO") == "/slow":
+        time.sleep(float(environ.get("QUERY_STRING") or "3"))
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    body = json.dumps({"dyno": os.environ["DYNO"], "headers": headers}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+/// Whether `program` runs here; under CI (which installs it) its absence fails the test.
+fn have(program: &str, args: &[&str], install: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed (.ci/run installs it: {install})"
+        );
+        eprintln!("skipped: {program} is not installed ({install})");
+    }
+    ok
+}
+
+fn have_gunicorn() -> bool {
+    have(
+        "python3",
+        &["-m", "gunicorn", "--version"],
+        "pip install gunicorn",
+    )
+}
+
+/// A server that reads a request, then closes without answering; or answers half a
+/// body (`/half`), or nothing for 3 s (`/never`).
+const RUDE: &str = "
+import socket, os, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()
+while True:
+    c, _ = s.accept(); req = c.recv(65536)
+    if b'/half' in req: c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 100\\r\\n\\r\\nabc')
+    if b'/never' in req: time.sleep(3)
+    c.close()
+";
+
+/// A WebSocket echo server (the `websockets` package).
+const WS: &str = "
+import asyncio, os, websockets
+async def echo(ws):
+    async for m in ws: await ws.send('echo ' + m)
+async def main():
+    async with websockets.serve(echo, '127.0.0.1', int(os.environ['PORT'])): await asyncio.Future()
+asyncio.run(main())
+";
+
+/// An app of `procfile`, started behind the router with `web` web dynos and `extra`
+/// flags; waits for them to be up.
+fn start(procfile: &str, web: usize, extra: &[&str]) -> (App, Hk, u16) {
+    start_waiting(procfile, web, true, extra)
+}
+
+fn start_waiting(procfile: &str, web: usize, wait: bool, extra: &[&str]) -> (App, Hk, u16) {
+    let app = App::new(procfile);
+    app.write("echo.py", ECHO_WSGI);
+    app.write("rude.py", RUDE);
+    app.write("ws.py", WS);
+    let base = free_base_port();
+    let port = base.to_string();
+    let formation = format!("web={web}");
+    let mut args = vec!["start", "--no-timestamp", "-m", &formation, "-p", &port];
+    args.extend_from_slice(extra);
+    let mut hk = Hk::start(app.path(), &args);
+    hk.wait_for("router listening");
+    if wait {
+        eventually("the web dynos to be up", || {
+            let ps = ps(&app);
+            (ps.dynos.iter().filter(|d| d.state == "up").count() == web).then_some(())
+        });
+    }
+    (app, hk, base)
+}
+
+/// What curl got: status, headers (lower-case names), body.
+struct Got {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// One request by curl through the router, with `args` added.
+fn curl(port: u16, path: &str, args: &[&str]) -> Got {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "20"])
+        .args(args)
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no status from curl: {text:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Got {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The router's line's fields, by name (`path` and `fwd` unquoted).
+fn fields(line: &str) -> HashMap<String, String> {
+    let text = line.split_once("router | ").map_or(line, |(_, t)| t);
+    let mut out = HashMap::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            (&quoted[..end], quoted[end..].trim_start_matches('"'))
+        } else {
+            after.split_once(' ').unwrap_or((after, ""))
+        };
+        out.insert(key.trim().to_owned(), value.to_owned());
+        rest = next.trim_start();
+    }
+    out
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
+}
+
+/// Heroku's headers, as gunicorn (sync workers, then gthread) hands them to the app, and
+/// the router's line for each request, field by field.
+#[test]
+fn gunicorn_sees_herokus_headers_and_each_request_has_herokus_line() {
+    if !have_gunicorn() {
+        return;
+    }
+    for worker in ["sync", "gthread"] {
+        let procfile = format!(
+            "web: exec python3 -m gunicorn --worker-class {worker} --threads 4 -w 1 -b 127.0.0.1:$PORT --chdir . echo:app\n"
+        );
+        let (_app, mut hk, port) = start(&procfile, 1, &[]);
+        let before = now_ms();
+        let id = "client-chosen-id-0123456789";
+        let got = curl(
+            port,
+            "/a?b=1",
+            &[
+                "-H",
+                &format!("X-Request-Id: {id}"),
+                "-H",
+                "X-Forwarded-For: 10.1.2.3",
+                "-H",
+                "Connection: keep-alive, X-Secret",
+                "-H",
+                "X-Secret: hop",
+                "-H",
+                "Keep-Alive: timeout=5",
+            ],
+        );
+        let after = now_ms();
+        assert_eq!(got.status, 200, "{worker}: {}", got.body);
+        assert_eq!(got.headers["x-request-id"], id, "{worker}: sent back");
+        let seen = &json(&got.body)["headers"];
+        assert_eq!(seen["x-forwarded-for"], "10.1.2.3, 127.0.0.1", "{worker}");
+        assert_eq!(seen["x-forwarded-proto"], "http", "{worker}");
+        assert_eq!(seen["x-forwarded-port"], port.to_string(), "{worker}");
+        assert_eq!(seen["x-request-id"], id, "{worker}");
+        assert_eq!(seen["via"], "1.1 hkrun", "{worker}");
+        let start: u128 = seen["x-request-start"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{worker}: X-Request-Start {seen}"));
+        assert!(
+            (before..=after).contains(&start),
+            "{worker}: {before} {start} {after}"
+        );
+        assert!(seen.get("x-secret").is_none(), "{worker}: {seen}");
+        assert!(seen.get("keep-alive").is_none(), "{worker}: {seen}");
+
+        let line = hk.wait_for("router | at=info");
+        let f = fields(&line);
+        let order: Vec<&str> = line
+            .split_once("router | ")
+            .expect("the router's name")
+            .1
+            .split(' ')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "at",
+                "method",
+                "path",
+                "host",
+                "request_id",
+                "fwd",
+                "dyno",
+                "connect",
+                "service",
+                "status",
+                "bytes",
+                "protocol",
+                "tls"
+            ],
+            "{line}"
+        );
+        assert_eq!(f["method"], "GET");
+        assert_eq!(f["path"], "/a?b=1");
+        assert_eq!(f["host"], format!("127.0.0.1:{port}"));
+        assert_eq!(f["request_id"], id);
+        assert_eq!(f["fwd"], "10.1.2.3, 127.0.0.1");
+        assert_eq!(f["dyno"], "web.1");
+        assert!(
+            f["connect"].ends_with("ms") && f["service"].ends_with("ms"),
+            "{line}"
+        );
+        assert_eq!(f["status"], "200");
+        assert_eq!(f["bytes"], got.body.len().to_string());
+        assert_eq!(f["protocol"], "http1.1");
+        assert_eq!(f["tls"], "false");
+
+        // A request ID not of Heroku's form is replaced by a UUID.
+        let got = curl(port, "/", &["-H", "X-Request-Id: short"]);
+        let new_id = &got.headers["x-request-id"];
+        assert_eq!(new_id.len(), 36, "{new_id}");
+        assert_eq!(json(&got.body)["headers"]["x-request-id"], new_id.as_str());
+        hk.stop_cleanly();
+    }
+}
+
+/// node's `http` module behind the router, 2 dynos: the requests of one kept-alive
+/// client connection are spread over both, and an HTTP/1.0 client is served as one.
+#[test]
+fn each_request_on_a_kept_alive_connection_is_routed_on_its_own() {
+    if !have("node", &["--version"], "apt-get install nodejs") {
+        return;
+    }
+    let server = "web: exec node -e \"require('http').createServer((q, r) => r.end(process.env.DYNO)).listen(+process.env.PORT, '127.0.0.1')\"\n";
+    let (_app, mut hk, port) = start(server, 2, &[]);
+    let url = format!("http://127.0.0.1:{port}/");
+    // curl reuses one connection for every URL it is given.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", " %{num_connects}\\n"])
+        .args(std::iter::repeat_n(url.as_str(), 6))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<&str> = text.lines().map(str::trim).collect();
+    let connects: usize = answers
+        .iter()
+        .filter_map(|a| a.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(connects, 1, "one connection for six requests: {answers:?}");
+    let dynos: std::collections::HashSet<&str> =
+        answers.iter().filter_map(|a| a.split(' ').next()).collect();
+    assert_eq!(dynos.len(), 2, "both dynos answered: {answers:?}");
+    // HTTP/1.0.
+    let got = curl(port, "/", &["-0"]);
+    assert_eq!(got.status, 200);
+    assert!(got.body.starts_with("web."), "{}", got.body);
+    let line = hk.wait_for("protocol=http1.0");
+    assert_eq!(fields(&line)["status"], "200");
+    hk.stop_cleanly();
+}
+
+/// A dyno alive but not listening (a reloader in error): its requests are answered
+/// H21 within seconds, with Heroku's page and line, never a silent 30 s hang.
+#[test]
+fn a_dyno_that_stopped_listening_gets_h21_at_once() {
+    // Listens (so it comes up), then closes its listener and stays alive.
+    let web = "web: exec python3 -c \"import socket,os,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); time.sleep(1.5); s.close(); print('closed', flush=True); time.sleep(600)\"\n";
+    let (_app, mut hk, port) = start(web, 1, &[]);
+    hk.wait_for("| closed");
+    let began = Instant::now();
+    let got = curl(port, "/", &[]);
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(got.status, 503);
+    assert!(got.body.contains("Application error"), "{}", got.body);
+    let line = hk.wait_for("code=H21");
+    let f = fields(&line);
+    assert_eq!(f["at"], "error");
+    assert_eq!(f["desc"], "Backend connection refused");
+    assert_eq!(f["status"], "503");
+    // Left out for 5 s: the next request is answered without trying it.
+    let began = Instant::now();
+    assert_eq!(curl(port, "/", &[]).status, 503);
+    assert!(began.elapsed() < Duration::from_secs(2));
+    hk.wait_for("code=H21");
+    hk.stop_cleanly();
+}
+
+/// H10 (web crashed), H11 (`--max-requests`), H25 (a header over 8,192 bytes), H27 (the
+/// client left), H14 (web scaled to 0), H12 (`--request-timeout`), H13 (closed without a
+/// response), H18 (closed mid-response): each with its status, page and line.
+#[test]
+fn herokus_error_codes() {
+    // H10: web exits at once, again and again.
+    let (_app, mut hk, port) = start_waiting("web: exit 3\n", 1, false, &[]);
+    hk.wait_for("State changed from starting to crashed");
+    let got = curl(port, "/", &[]);
+    assert_eq!(got.status, 503);
+    let f = fields(&hk.wait_for("code=H10"));
+    assert_eq!(
+        (f["desc"].as_str(), f["dyno"].as_str(), f["status"].as_str()),
+        ("App crashed", "", "503")
+    );
+    hk.stop_cleanly();
+
+    if !have_gunicorn() {
+        return;
+    }
+    let gunicorn = "web: exec python3 -m gunicorn --worker-class gthread --threads 8 -w 1 -b 127.0.0.1:$PORT --chdir . echo:app\n";
+    let (app, mut hk, port) = start(gunicorn, 1, &["--max-requests", "1"]);
+    // H11: a request in flight, the next refused. The slow one may itself be the one
+    // refused, when a probe is in flight as it comes: it tries again.
+    let slow = std::thread::spawn(move || {
+        (0..50)
+            .map(|_| curl(port, "/slow?4", &[]).status)
+            .find(|&status| status == 200)
+    });
+    eventually("a request refused while another is in flight", || {
+        (curl(port, "/", &[]).status == 503).then_some(())
+    });
+    let f = fields(&hk.wait_for("code=H11"));
+    assert_eq!(f["desc"], "Backlog too deep");
+    assert_eq!(slow.join().expect("the slow request"), Some(200));
+    // H25.
+    let big = format!("X-Big: {}", "a".repeat(9000));
+    let got = curl(port, "/", &["-H", &big]);
+    assert_eq!(got.status, 400);
+    let f = fields(&hk.wait_for("code=H25"));
+    assert_eq!(f["desc"], "HTTP restriction: oversized header");
+    // H27: the client gives up before the response.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "0.3"])
+        .arg(format!("http://127.0.0.1:{port}/slow?0.8"))
+        .output()
+        .expect("run curl");
+    assert!(!out.status.success());
+    let line = hk.wait_for("code=H27");
+    let f = fields(&line);
+    assert!(line.contains("sock=client at=warning"), "{line}");
+    assert_eq!(f["status"], "499");
+    // H14: web scaled to 0.
+    let out = crate::harness::client(app.path(), &["scale", "web=0"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    eventually("no web dyno", || ps(&app).dynos.is_empty().then_some(()));
+    assert_eq!(curl(port, "/", &[]).status, 503);
+    let f = fields(&hk.wait_for("code=H14"));
+    assert_eq!(f["desc"], "No web processes running");
+    hk.stop_cleanly();
+
+    // H13, H18 and H12: a server that reads the request, then closes without answering,
+    // answers half a body, or nothing for 3 s.
+    let rude = "web: exec python3 rude.py\n";
+    let (_app, mut hk, port) = start(rude, 1, &["--request-timeout", "1"]);
+    assert_eq!(curl(port, "/", &[]).status, 503);
+    let f = fields(&hk.wait_for("code=H13"));
+    assert_eq!(f["desc"], "Connection closed without response");
+    let _ = curl(port, "/half", &[]);
+    let line = hk.wait_for("code=H18");
+    assert!(line.contains("sock=backend at=error"), "{line}");
+    // H12.
+    let began = Instant::now();
+    assert_eq!(curl(port, "/never", &[]).status, 503);
+    assert!(
+        began.elapsed() < Duration::from_millis(2900),
+        "{:?}",
+        began.elapsed()
+    );
+    let f = fields(&hk.wait_for("code=H12"));
+    assert_eq!(
+        (f["desc"].as_str(), f["dyno"].as_str()),
+        ("Request timeout", "web.1")
+    );
+    hk.stop_cleanly();
+}
+
+/// A WebSocket (the `websockets` package, server and client) passes through, and is
+/// logged when it ends with `status=101`.
+#[test]
+fn a_websocket_passes_through_and_is_logged_when_it_ends() {
+    if !have(
+        "python3",
+        &["-c", "import websockets"],
+        "pip install websockets",
+    ) {
+        return;
+    }
+    let server = "web: exec python3 ws.py\n";
+    let (_app, mut hk, port) = start(server, 1, &[]);
+    let client = format!(
+        "import asyncio, websockets\n\
+         async def main():\n\
+         \x20   async with websockets.connect('ws://127.0.0.1:{port}/chat') as ws:\n\
+         \x20       for m in ['a', 'b']:\n\
+         \x20           await ws.send(m); print(await ws.recv())\n\
+         asyncio.run(main())\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &client])
+        .output()
+        .expect("run the client");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echo a\necho b\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = fields(&hk.wait_for("status=101"));
+    assert_eq!((f["path"].as_str(), f["dyno"].as_str()), ("/chat", "web.1"));
+    hk.stop_cleanly();
+}
+
+/// `hkrun maintenance:on`: every request gets the maintenance page with 503 and H80 while
+/// the dynos keep running; `maintenance` says so; it outlasts a restart of hkrun; `off`
+/// serves again.
+#[test]
+fn maintenance_mode_answers_h80_and_outlasts_a_restart_of_hkrun() {
+    let web = "web: exec python3 -m http.server --bind 127.0.0.1 $PORT\n";
+    let (app, mut hk, port) = start(web, 1, &[]);
+    let say = |args: &[&str]| {
+        let out = crate::harness::client(app.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        out.stdout
+    };
+    assert_eq!(say(&["maintenance"]), "off\n");
+    assert_eq!(
+        say(&["maintenance:on"]),
+        "Enabling maintenance mode... done\n"
+    );
+    assert_eq!(say(&["maintenance"]), "on\n");
+    let got = curl(port, "/", &[]);
+    assert_eq!(got.status, 503);
+    assert!(got.body.contains("Offline for Maintenance"), "{}", got.body);
+    let f = fields(&hk.wait_for("code=H80"));
+    assert_eq!(
+        (f["at"].as_str(), f["desc"].as_str(), f["dyno"].as_str()),
+        ("info", "Maintenance mode", "")
+    );
+    assert_eq!(ps(&app).dynos[0].state, "up");
+    hk.stop_cleanly();
+
+    let port_text = port.to_string();
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port_text]);
+    hk.wait_for("State changed from starting to up");
+    assert_eq!(curl(port, "/", &[]).status, 503);
+    assert_eq!(
+        say(&["maintenance:off"]),
+        "Disabling maintenance mode... done\n"
+    );
+    assert_eq!(curl(port, "/", &[]).status, 200);
+    hk.stop_cleanly();
+}
+
+/// A node server that never stops on SIGTERM: it keeps every connection open and
+/// serving until hkrun's SIGKILL at the end of the grace.
+const STUBBORN_NODE: &str = "web: exec node -e \"process.on('SIGTERM', () => {}); require('http').createServer((q, r) => r.end(process.env.DYNO)).listen(+process.env.PORT, '127.0.0.1')\"\n";
+
+/// What a load through the router came to.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+}
+
+/// wrk (8 kept-alive connections) and a Python client that reuses one connection,
+/// through `port` while `during` runs; what each saw.
+fn under_load(port: u16, during: impl FnOnce()) -> (Tally, Tally) {
+    let wrk = Command::new("wrk")
+        .args(["-t", "2", "-c", "8", "-d", "120s"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wrk");
+    let reuse = format!(
+        "import http.client, sys, time\n\
+         ok = failed = 0\n\
+         c = http.client.HTTPConnection('127.0.0.1', {port}, timeout=10)\n\
+         end = time.time() + 120\n\
+         import select\n\
+         while not select.select([sys.stdin], [], [], 0)[0] and time.time() < end:\n\
+         \x20   try:\n\
+         \x20       c.request('GET', '/'); r = c.getresponse(); r.read()\n\
+         \x20       if r.status == 200: ok += 1\n\
+         \x20       else: failed += 1\n\
+         \x20   except Exception as e:\n\
+         \x20       failed += 1; c.close(); c = http.client.HTTPConnection('127.0.0.1', {port}, timeout=10)\n\
+         print(ok, failed)\n"
+    );
+    let mut python = Command::new("python3")
+        .args(["-c", &reuse])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the reusing client");
+    std::thread::sleep(Duration::from_millis(500));
+    during();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(wrk.id()).expect("a pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("stop wrk");
+    // Its stdin closed: the client stops.
+    drop(python.stdin.take());
+    let wrk = wrk.wait_with_output().expect("wrk's summary");
+    let python = python.wait_with_output().expect("the client's count");
+    let summary = String::from_utf8_lossy(&wrk.stdout);
+    let number = |after: &str| -> u64 {
+        summary
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(after))
+            .map_or(0, |rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .find(|s| !s.is_empty())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            })
+    };
+    let total = summary
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no total in wrk's summary: {summary}"));
+    let socket_errors: u64 = summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
+    let non_2xx = number("Non-2xx or 3xx responses:");
+    let counts = String::from_utf8_lossy(&python.stdout);
+    let mut counts = counts.split_whitespace().map(|n| n.parse().unwrap_or(0));
+    let reused = Tally {
+        ok: counts.next().unwrap_or(0),
+        failed: counts.next().unwrap_or(0),
+    };
+    let wrk = Tally {
+        ok: total - non_2xx.min(total),
+        failed: non_2xx + socket_errors,
+    };
+    (wrk, reused)
+}
+
+/// 10 `hkrun restart web` under a kept-alive load (wrk, and a client that reuses its
+/// connection), against a server that keeps its connections open through its SIGTERM
+/// grace: through the HTTP router not one request fails. The same through `--router tcp`
+/// is printed beside it (connections stay with the dyno they were opened to).
+#[test]
+fn ten_preboots_under_kept_alive_load_lose_no_request() {
+    if !have("sh", &["-c", "command -v wrk"], "apt-get install wrk") {
+        return;
+    }
+    if !have("node", &["--version"], "apt-get install nodejs") {
+        return;
+    }
+    let mut seen = Vec::new();
+    for router in ["http", "tcp"] {
+        let (app, mut hk, port) = start(STUBBORN_NODE, 2, &["--router", router, "--timeout", "3"]);
+        let (wrk, reused) = under_load(port, || {
+            for _ in 0..10 {
+                let out = crate::harness::client(app.path(), &["restart", "web"]);
+                assert!(out.status.success(), "{}", out.stderr);
+                assert_eq!(out.stdout, "Restarting web.1, web.2... done (preboot)\n");
+            }
+        });
+        eprintln!("--router {router}: 10 preboots: wrk {wrk:?}, reusing client {reused:?}");
+        seen.push((router, wrk, reused));
+        hk.stop_cleanly();
+    }
+    let (_, wrk, reused) = &seen[0];
+    assert!(wrk.ok > 1000 && reused.ok > 100, "{seen:?}");
+    assert_eq!((wrk.failed, reused.failed), (0, 0), "{seen:?}");
+}
