@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Router overhead: wrk against a small HTTP app directly (the dyno's own port) and through
-# hkrun's router (the public port), interleaved in the same run; then requests failed
-# while `hkrun restart web` (preboot) runs 10 times under load.
+# The HTTP router against the peers, side by side in one run: wrk through hkrun's router
+# (`--router http`, its line per request logged as by default, and with `--router-log
+# off`), haproxy (`mode http`, connections to the app reused) and nginx (`proxy_pass` to a
+# keep-alive upstream), all in front of the same web dyno, and the dyno's own port for
+# reference. For each app work per request (0, 50, 250 µs) and each kind of client:
+# keep-alive (wrk's default) and a new connection per request (`Connection: close`).
+# Requests/s and p99, each as a ratio to haproxy's.
 #
-# The app is bench/http_ok.rs (keep-alive, `200 ok`), run as one web dyno by hkrun. Each
-# round runs wrk on the dyno's port, then on the router's port; the figures are medians
-# over the rounds. wrk comes from Debian's packages (`apt-get install -y wrk`).
+# The app is bench/http_ok.rs (keep-alive, `200 ok` after WORK_US µs of CPU), run as web.1
+# by hkrun. Each proxy runs one thread (hkrun's router is one thread; haproxy `nbthread
+# 1`; nginx `worker_processes 1`), so the figures compare the proxies, not the cores they
+# take. wrk, haproxy and nginx come from Debian's packages (`apt-get install -y wrk
+# haproxy nginx`); a peer that is missing is left out.
 #
 # Usage: bench/router.sh
 # Environment (all optional):
-#   BENCH_ROUNDS=3        rounds (direct, then routed)
-#   BENCH_DURATION=10s    each wrk run
-#   BENCH_CONNECTIONS=32  wrk connections (-c); BENCH_THREADS=2 wrk threads (-t)
-#   BENCH_WORK_US=0       CPU the app spends on each request, in µs (0: none, the
-#                         worst case for the router; a lean app endpoint takes 250 µs or more)
-#   HKRUN=path            hkrun binary [default: `cargo build --release`, then target/release/hkrun]
+#   BENCH_WORK="0 50 250"  app work per request, in µs
+#   BENCH_DURATION=5s      each wrk run
+#   BENCH_ROUNDS=1         rounds of the whole matrix (medians reported)
+#   BENCH_CONNECTIONS=32   wrk connections (-c); BENCH_THREADS=2 wrk threads (-t)
+#   HKRUN=path             hkrun binary [default: `cargo build --release`]
 set -euo pipefail
 
-ROUNDS=${BENCH_ROUNDS:-3}
-DURATION=${BENCH_DURATION:-10s}
+WORK_LEVELS=${BENCH_WORK:-0 50 250}
+DURATION=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
-export WORK_US=${BENCH_WORK_US:-0}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 (cd "$root" && cargo build --release --quiet --example bench_http)
@@ -30,89 +35,157 @@ if [ -z "${HKRUN:-}" ]; then
     HKRUN=$root/target/release/hkrun
 fi
 app=$root/target/release/examples/bench_http
+# A free port below the ephemeral range, with the next `${1:-1}` free too: wrk's clients of
+# a new connection per request take ephemeral ports by the thousand.
+free_port() {
+    python3 - "${1:-1}" <<'PY'
+import random, socket, sys
+span = int(sys.argv[1])
+while True:
+    base = random.randrange(20000, 30000 - span)
+    try:
+        held = []
+        for port in range(base, base + span):
+            s = socket.socket(); s.bind(("127.0.0.1", port)); held.append(s)
+        print(base); break
+    except OSError:
+        pass
+PY
+}
 work=$(mktemp -d)
-printf 'web: exec %s\n' "$app" > "$work/Procfile"
-base=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$HKRUN" start -f "$work/Procfile" -m web=1 -p "$base" --no-timestamp > "$work/hkrun.log" 2>&1 &
-hk=$!
-trap 'kill -TERM $hk 2>/dev/null; wait $hk 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "State changed from starting to up" "$work/hkrun.log" && break; sleep 0.1; done
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+}
+trap 'cleanup; rm -rf "$work"' EXIT
 
-# A peer in the same run, when installed (`apt-get install -y haproxy`): haproxy as a TCP
-# proxy with one thread, like hkrun's router, in front of the same dyno.
-hp=""
-if command -v haproxy >/dev/null; then
-    hp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# Starts hkrun in front of one web dyno on base port $1 with flags $2...; waits until up.
+start_hkrun() {
+    local base=$1; shift
+    local dir=$work/hk$base
+    mkdir -p "$dir"
+    printf 'web: exec %s\n' "$app" > "$dir/Procfile"
+    "$HKRUN" start -f "$dir/Procfile" -m web=1 -p "$base" --no-timestamp "$@" > "$dir/hkrun.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 300); do grep -q "State changed from starting to up" "$dir/hkrun.log" && return; sleep 0.1; done
+    echo "hkrun on $base did not come up:" >&2; cat "$dir/hkrun.log" >&2; exit 1
+}
+
+start_haproxy() {
     cat > "$work/haproxy.cfg" <<CFG
 global
     nbthread 1
-    maxconn 4096
+    maxconn 8192
 defaults
-    mode tcp
+    mode http
+    option http-keep-alive
+    http-reuse always
     timeout connect 5s
     timeout client 60s
     timeout server 60s
 frontend public
-    bind 127.0.0.1:$hp_port
+    bind 127.0.0.1:$1
     default_backend dyno
 backend dyno
-    server web1 127.0.0.1:$((base + 1))
+    server web1 127.0.0.1:$2
 CFG
     haproxy -f "$work/haproxy.cfg" -db > "$work/haproxy.log" 2>&1 &
-    hp=$!
-    trap 'kill -TERM $hk $hp 2>/dev/null; wait $hk 2>/dev/null; rm -rf "$work"' EXIT
-    sleep 0.5
-fi
-
-# Prints "requests/s p50_ms p99_ms errors" for one wrk run.
-run() { run_for "$DURATION" "$1"; }
-run_for() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" --latency "http://127.0.0.1:$2/" |
-        python3 "$root/bench/wrk_summary.py" rps p50 p99 errors
+    pids+=($!)
 }
 
-echo "router: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, app work ${WORK_US} µs/request, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
-echo "hkrun: $HKRUN ($(git -C "$root" rev-parse --short HEAD)), router on $base, web.1 on $((base + 1))"
-direct=(); routed=(); peer=()
-for round in $(seq "$ROUNDS"); do
-    d=$(run $((base + 1))); r=$(run "$base")
-    p=""; [ -n "$hp" ] && p=$(run "$hp_port") && peer+=("$p")
-    echo "round $round: direct $d | routed $r | haproxy ${p:--}   (req/s p50_ms p99_ms errors)"
-    direct+=("$d"); routed+=("$r")
-done
-# Preboot under load: wrk through the router while `hkrun restart web` runs 10 times.
-restarts=$work/restarts.log
-(
-    sleep 2
-    for i in $(seq 10); do
-        if "$HKRUN" restart web -d "$work" >> "$restarts" 2>&1; then echo "restart $i ok" >> "$restarts"; else echo "restart $i FAILED" >> "$restarts"; fi
-        sleep 1
-    done
-) &
-restarter=$!
-preboot=$(run_for 25s "$base")
-wait $restarter
-echo "preboot: 10 restarts under wrk -c$CONNECTIONS for 25s: $(grep -c ' ok$' "$restarts") succeeded; wrk: $preboot (req/s p50_ms p99_ms errors)"
+start_nginx() {
+    mkdir -p "$work/nginx"
+    cat > "$work/nginx.conf" <<CFG
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    upstream dyno { server 127.0.0.1:$2; keepalive 64; }
+    server {
+        listen 127.0.0.1:$1;
+        location / {
+            proxy_pass http://dyno;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CFG
+    nginx -c "$work/nginx.conf" > "$work/nginx/stdout.log" 2>&1 &
+    pids+=($!)
+}
 
-python3 - "${direct[@]}" -- "${routed[@]}" -- "${peer[@]}" <<'PY'
-import statistics, sys
-args = sys.argv[1:]
-cut = args.index("--")
-cut2 = args.index("--", cut + 1)
-def parse(rows):
-    return [tuple(map(float, r.split())) for r in rows]
-d, r, p = parse(args[:cut]), parse(args[cut + 1:cut2]), parse(args[cut2 + 1:])
-med = lambda rows, i: statistics.median(row[i] for row in rows)
+# Prints "requests/s p99_ms errors" for one wrk run at port $1 ("close" as $2: a new
+# connection per request).
+run() {
+    local header=()
+    [ "${2:-}" = close ] && header=(-H "Connection: close")
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" "http://127.0.0.1:$1/" |
+        python3 "$root/bench/wrk_summary.py" rps p99 errors
+}
+
+echo "router: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS round(s), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
+echo "hkrun: $HKRUN ($(git -C "$root" rev-parse --short HEAD)); haproxy: $(haproxy -v 2>/dev/null | head -1 | awk '{print $3}'); nginx: $(nginx -v 2>&1 | sed 's|.*/||')"
+results=$work/results.txt
+: > "$results"
+for work_us in $WORK_LEVELS; do
+    export WORK_US=$work_us
+    # Two hkruns, ten ports apart (each takes its base and the next for web.1).
+    logged=$(free_port 12)
+    quiet=$((logged + 10))
+    start_hkrun "$logged"
+    start_hkrun "$quiet" --router-log off
+    dyno=$((logged + 1))
+    targets=("direct $dyno" "hkrun $logged" "hkrun-log-off $quiet")
+    if command -v haproxy >/dev/null; then
+        hp=$(free_port); start_haproxy "$hp" "$dyno"; targets+=("haproxy $hp")
+    fi
+    if command -v nginx >/dev/null; then
+        ng=$(free_port); start_nginx "$ng" "$dyno"; targets+=("nginx $ng")
+    fi
+    sleep 0.5
+    for round in $(seq "$ROUNDS"); do
+        for client in keep-alive close; do
+            for target in "${targets[@]}"; do
+                set -- $target
+                figures=$(run "$2" "$client")
+                echo "$work_us $client $1 $figures" | tee -a "$results"
+            done
+        done
+    done
+    cleanup
+done
+
+python3 - "$results" <<'PY'
+import collections, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    work, client, name, rps, p99, errors = line.split()
+    rows[(int(work), client, name)].append((float(rps), float(p99), int(float(errors))))
+med = lambda xs, i: statistics.median(x[i] for x in xs)
+names = ["direct", "hkrun", "hkrun-log-off", "haproxy", "nginx"]
 print()
-print("| path | requests/s (median) | p50 | p99 | errors |")
-print("|---|---|---|---|---|")
-for name, rows in (("direct to web.1", d), ("through the router", r), ("through haproxy (tcp, 1 thread)", p)):
-    if not rows:
-        continue
-    print(f"| {name} | {med(rows, 0):,.0f} | {med(rows, 1):.3f} ms | {med(rows, 2):.3f} ms | {sum(x[3] for x in rows):.0f} |")
-print()
-print(f"router ÷ direct throughput: {med(r, 0) / med(d, 0):.2f}; added p50 {med(r, 1) - med(d, 1):+.3f} ms, added p99 {med(r, 2) - med(d, 2):+.3f} ms")
-if p:
-    print(f"haproxy ÷ direct throughput: {med(p, 0) / med(d, 0):.2f}; added p50 {med(p, 1) - med(d, 1):+.3f} ms, added p99 {med(p, 2) - med(d, 2):+.3f} ms")
-    print(f"router ÷ haproxy throughput: {med(r, 0) / med(p, 0):.2f}")
+print("| app work | client | " + " | ".join(f"{n} req/s (p99)" for n in names) + " | hkrun ÷ haproxy req/s | hkrun ÷ haproxy p99 | log off ÷ haproxy req/s | nginx ÷ haproxy req/s |")
+print("|---" * (len(names) + 6) + "|")
+for (work, client) in sorted({(w, c) for (w, c, _) in rows}, key=lambda k: (k[0], k[1] != "keep-alive")):
+    cells, got = [], {}
+    for n in names:
+        xs = rows.get((work, client, n))
+        if xs:
+            got[n] = (med(xs, 0), med(xs, 1), sum(x[2] for x in xs))
+            cells.append(f"{got[n][0]:,.0f} ({got[n][1]:.2f} ms{', ' + str(got[n][2]) + ' errors' if got[n][2] else ''})")
+        else:
+            cells.append("-")
+    ratio = lambda a, i: f"{got[a][i] / got['haproxy'][i]:.2f}" if a in got and "haproxy" in got else "-"
+    print(f"| {work} µs | {client} | " + " | ".join(cells) + f" | {ratio('hkrun', 0)} | {ratio('hkrun', 1)} | {ratio('hkrun-log-off', 0)} | {ratio('nginx', 0)} |")
 PY

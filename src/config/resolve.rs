@@ -163,6 +163,8 @@ pub struct StartConfig {
     pub plan: AppPlan,
     /// How the router speaks, spreads requests and logs them.
     pub router: crate::router::Settings,
+    /// The pages the HTTP router answers with itself.
+    pub pages: crate::router::Pages,
     pub style: Style,
     /// `--quiet`: process types whose output stdout does not show.
     pub quiet: Vec<String>,
@@ -184,8 +186,9 @@ impl StartConfig {
     /// writing nothing: `check` runs it too, so the two refuse the same (README,
     /// "Settings"). What depends on the machine at the start (a port in use, a host name
     /// that does not resolve) is left to `start`.
-    pub fn checked(app: App, options: &StartOptions) -> Result<Self, ConfigError> {
+    pub fn checked(mut app: App, options: &StartOptions) -> Result<Self, ConfigError> {
         let args = &options.args;
+        let pages = router_pages(&mut app);
         let plans = plans(&app, &args.formation, &args.types)?;
         let router = router(&plans, app.base_port, args.no_router)?;
         let release = if args.no_release {
@@ -295,12 +298,49 @@ impl StartConfig {
                 request_timeout: Some(args.request_timeout.0).filter(|t| !t.is_zero()),
                 max_requests: args.max_requests.0,
             },
+            pages,
             style,
             quiet: args.quiet.clone(),
             log_files: log_files(args)?,
             drains: args.drain.clone(),
         })
     }
+}
+
+/// The router's own pages: `ERROR_PAGE_URL` and `MAINTENANCE_PAGE_URL`, as on Heroku (the
+/// env files', else hkrun's environment), each a file: `file:///path`, or a path from the
+/// app root. One that cannot be read is said once, and hkrun's page is served instead.
+fn router_pages(app: &mut App) -> crate::router::Pages {
+    let mut pages = crate::router::Pages::default();
+    for (name, page) in [
+        ("ERROR_PAGE_URL", &mut pages.error),
+        ("MAINTENANCE_PAGE_URL", &mut pages.maintenance),
+    ] {
+        let Some(url) = app
+            .env
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+            .filter(|u| !u.trim().is_empty())
+        else {
+            continue;
+        };
+        if url.starts_with("http://") || url.starts_with("https://") {
+            app.warnings.push(format!(
+                "{name} is a web address ({url}): hkrun serves its page from a file (file:///PATH or a path in the app); its own page is served"
+            ));
+            continue;
+        }
+        let path = app.root.join(url.strip_prefix("file://").unwrap_or(&url));
+        match std::fs::read(&path) {
+            Ok(bytes) => *page = bytes.into(),
+            Err(err) => app.warnings.push(format!(
+                "{name}: cannot read {}: {err}; hkrun's own page is served",
+                path.display()
+            )),
+        }
+    }
+    pages
 }
 
 /// The process types `--quiet` and `--tty` name (`all` aside).

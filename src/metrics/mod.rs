@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::http;
 use crate::logs::render::Label;
 use crate::logs::writer::LogSender;
+use crate::router::{SERVICE_BUCKETS, ServiceTimes};
 use crate::supervisor::api::Call;
 
 pub(crate) use crate::supervisor::api::{RouterFigures, Snapshot};
@@ -64,6 +65,22 @@ enum Series {
     Gauge(Vec<(Labels, i64)>),
     Counter(Vec<(Labels, u64)>),
     Seconds(Vec<(Labels, f64)>),
+    Histogram(Vec<(Labels, ServiceTimes)>),
+}
+
+/// A dyno's service times as a histogram's sample.
+struct Times(ServiceTimes);
+
+impl EncodeMetric for Times {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let bounds = SERVICE_BUCKETS.iter().copied().chain([f64::MAX]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.0.buckets).collect();
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum, self.0.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// One family: its name (less the `hkrun_` prefix), its help (a sentence, ended by a
@@ -98,6 +115,9 @@ impl Collector for Figures {
                     series,
                     ConstCounter::new,
                 )?,
+                Series::Histogram(series) => {
+                    write_family(&mut encoder, family, MetricType::Histogram, series, Times)?
+                }
                 Series::Seconds(series) => write_family(
                     &mut encoder,
                     family,
@@ -274,6 +294,35 @@ fn families(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> Vec<Family> {
             "Bytes the router carried to the dyno (in) and back (out), as connections end.",
             Series::Counter(dyno_bytes),
         ));
+        let requests = r
+            .requests
+            .iter()
+            .map(|&(status, code, n)| {
+                let mut labels = vec![("status".to_owned(), status.to_string())];
+                if let Some(code) = code {
+                    labels.push(("code".to_owned(), code.to_owned()));
+                }
+                (labels, n)
+            })
+            .collect();
+        families.push(family(
+            "router_requests",
+            "Requests the HTTP router answered, by status and Heroku's H-code.",
+            Series::Counter(requests),
+        ));
+        let service = r
+            .service
+            .iter()
+            .map(|(name, times)| {
+                let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
+                (dyno_labels(name, kind, 0), *times)
+            })
+            .collect();
+        families.push(family(
+            "router_service_seconds",
+            "How long the dyno took to serve each request through the HTTP router, from sending it to the response's end.",
+            Series::Histogram(service),
+        ));
     }
     families
 }
@@ -436,6 +485,13 @@ mod tests {
                         bytes_out: 2000,
                     },
                 )],
+                requests: vec![(200, None, 7), (503, Some("H12"), 1)],
+                service: vec![("web.1".into(), {
+                    let mut times = ServiceTimes::default();
+                    times.observe(0.003);
+                    times.observe(0.2);
+                    times
+                })],
             }),
             output: vec![("web.1".into(), 7, 70)],
         };
@@ -453,6 +509,13 @@ mod tests {
             "hkrun_dyno_cpu_seconds_total{dyno=\"web.1\",type=\"web\"} 1.5",
             "hkrun_log_lines_total{dyno=\"web.1\",type=\"web\"} 7",
             "hkrun_router_connections_total 10",
+            "hkrun_router_requests_total{status=\"200\"} 7",
+            "hkrun_router_requests_total{status=\"503\",code=\"H12\"} 1",
+            "# TYPE hkrun_router_service_seconds histogram",
+            "hkrun_router_service_seconds_count{dyno=\"web.1\",type=\"web\"} 2",
+            "hkrun_router_service_seconds_bucket{le=\"0.005\",dyno=\"web.1\",type=\"web\"} 1",
+            "hkrun_router_service_seconds_bucket{le=\"0.25\",dyno=\"web.1\",type=\"web\"} 2",
+            "hkrun_router_service_seconds_bucket{le=\"+Inf\",dyno=\"web.1\",type=\"web\"} 2",
             "hkrun_router_bytes_total{direction=\"out\"} 2000",
             "hkrun_router_dyno_bytes_total{dyno=\"web.1\",type=\"web\",direction=\"in\"} 100",
             "# EOF",

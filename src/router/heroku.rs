@@ -2,7 +2,7 @@
 //! for each request, the request ID it keeps or makes, the headers it sets and strips, and
 //! its error pages (README, "The router").
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -25,6 +25,8 @@ pub(crate) enum Code {
     H13,
     /// web is scaled to 0.
     H14,
+    /// The dyno's response carried nothing for 55 s.
+    H15,
     /// The dyno closed the connection mid-request or mid-response.
     H18,
     /// Connecting took more than 5 s on every dyno tried.
@@ -35,8 +37,13 @@ pub(crate) enum Code {
     H21,
     /// Over the router's limits on the request's head.
     H25,
+    /// A request the router cannot pass on as it came (an `Expect` other than
+    /// `100-continue`).
+    H26,
     /// The client closed its connection before the response.
     H27,
+    /// The client's request body carried nothing for 55 s.
+    H28,
     /// Maintenance mode.
     H80,
 }
@@ -49,12 +56,15 @@ impl Code {
             Self::H12 => "Request timeout",
             Self::H13 => "Connection closed without response",
             Self::H14 => "No web processes running",
+            Self::H15 => "Idle connection",
             Self::H18 => "Server Request Interrupted",
             Self::H19 => "Backend connection timeout",
             Self::H20 => "App boot timeout",
             Self::H21 => "Backend connection refused",
             Self::H25 => "HTTP restriction",
+            Self::H26 => "Request Error",
             Self::H27 => "Client Request Interrupted",
+            Self::H28 => "Client Connection Idle",
             Self::H80 => "Maintenance mode",
         }
     }
@@ -62,8 +72,8 @@ impl Code {
     /// The status the client gets (and the line says).
     pub(crate) fn status(self) -> u16 {
         match self {
-            Self::H25 => 400,
-            Self::H27 => 499,
+            Self::H25 | Self::H26 => 400,
+            Self::H27 | Self::H28 => 499,
             _ => 503,
         }
     }
@@ -72,7 +82,7 @@ impl Code {
     fn level(self) -> &'static str {
         match self {
             Self::H80 => "info",
-            Self::H27 => "warning",
+            Self::H27 | Self::H28 => "warning",
             _ => "error",
         }
     }
@@ -81,7 +91,7 @@ impl Code {
     fn sock(self) -> Option<&'static str> {
         match self {
             Self::H18 => Some("backend"),
-            Self::H27 => Some("client"),
+            Self::H27 | Self::H28 => Some("client"),
             _ => None,
         }
     }
@@ -93,12 +103,15 @@ impl Code {
             Self::H12 => "H12",
             Self::H13 => "H13",
             Self::H14 => "H14",
+            Self::H15 => "H15",
             Self::H18 => "H18",
             Self::H19 => "H19",
             Self::H20 => "H20",
             Self::H21 => "H21",
             Self::H25 => "H25",
+            Self::H26 => "H26",
             Self::H27 => "H27",
+            Self::H28 => "H28",
             Self::H80 => "H80",
         }
     }
@@ -188,8 +201,33 @@ pub(crate) fn request_id(given: Option<&HeaderValue>) -> String {
         });
     match kept {
         Some(id) => id.to_owned(),
-        None => uuid::Uuid::new_v4().to_string(),
+        None => new_id(),
     }
+}
+
+/// A new request ID: a random (version 4) UUID. Unique, not secret: the bytes come from
+/// splitmix64 over a counter seeded once from the OS, not a system call per request.
+fn new_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: OnceLock<AtomicU64> = OnceLock::new();
+    let state = STATE.get_or_init(|| {
+        let seed = uuid::Uuid::new_v4().as_u64_pair();
+        AtomicU64::new(seed.0 ^ seed.1)
+    });
+    let next = || {
+        let mut z = state
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let bytes = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// What a request's head breaks of the router's limits, if anything: a request line or a
@@ -254,19 +292,18 @@ impl Forwarded<'_> {
     /// Sets `X-Forwarded-For` (the client appended), `-Proto`, `-Port`, `X-Request-Start`
     /// (ms since the epoch), `X-Request-Id` and `Via`. Returns `X-Forwarded-For` as sent.
     pub(crate) fn set(&self, headers: &mut HeaderMap) -> String {
-        let before: Vec<&str> = headers
+        let mut fwd = String::new();
+        for before in headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
-            .collect();
-        let client = self.client.to_canonical().to_string();
-        let fwd = if before.is_empty() {
-            client
-        } else {
-            format!("{}, {client}", before.join(", "))
-        };
+        {
+            fwd.push_str(before);
+            fwd.push_str(", ");
+        }
+        let _ = write!(fwd, "{}", self.client.to_canonical());
         let ms = self
             .start
             .duration_since(UNIX_EPOCH)
@@ -300,7 +337,7 @@ charset=\"utf-8\"><title>Offline for Maintenance</title></head>\n<body>\n<h1>Off
 maintenance</h1>\n<p>This app is undergoing maintenance right now. Please check back \
 later.</p>\n</body>\n</html>\n";
 
-/// The page a client with a bad request (H25) gets.
+/// The page a client with a bad request (H25, H26) gets.
 pub(crate) const BAD_REQUEST_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head><meta \
 charset=\"utf-8\"><title>Bad Request</title></head>\n<body>\n<h1>Bad request</h1>\n</body>\n\
 </html>\n";
@@ -403,6 +440,10 @@ mod tests {
             assert_eq!(id.len(), 36, "a UUID: {id}");
         }
         assert_eq!(request_id(None).len(), 36);
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        let id = uuid::Uuid::parse_str(&new_id()).unwrap();
+        assert_eq!(id.get_version_num(), 4);
     }
 
     #[test]

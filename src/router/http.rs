@@ -22,15 +22,16 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::heroku::{self, Code, Line};
-use super::places::{self, Held, Place, Waiting};
+use super::idle::{BoxError, Idle};
+use super::places::{Held, Place, Waiting};
 use super::pool::{Pool, Sender};
 use super::{Open, Pages, RouterLog, Say, Shared};
-use crate::dyno::{Routes, WebState};
+use crate::dyno::WebState;
 
 /// Longest a connect to a dyno may take (H19).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,7 +52,13 @@ pub(super) struct Http {
     maintenance: Arc<AtomicBool>,
     /// Dynos that refused a connection, and until when they are left out.
     refused: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Lines waiting for `pass_lines`: handed to the log together, so its writer wakes
+    /// once per batch, not once per request.
+    lines: Mutex<Vec<String>>,
 }
+
+/// How often the router's lines go to the log.
+const LINES_EVERY: Duration = Duration::from_millis(10);
 
 /// A dyno chosen for a request, and a connection to it.
 struct Chosen {
@@ -78,6 +85,21 @@ impl Http {
             say,
             maintenance,
             refused: Mutex::new(HashMap::new()),
+            lines: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Hands the lines logged meanwhile to the log, every `LINES_EVERY`.
+    pub(super) async fn pass_lines(self: Arc<Self>) {
+        let mut every = tokio::time::interval(LINES_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let lines =
+                std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner));
+            for line in lines {
+                (self.say)(line);
+            }
         }
     }
 
@@ -109,10 +131,12 @@ impl Http {
             let place = Arc::clone(&place);
             async move { Ok::<_, Infallible>(http.handle(req, peer, local.port(), place).await) }
         });
+        // No timer of hyper's: a client slow to send its head is `places`' to close (idle
+        // for 55 s, or the idlest when every place is taken), which costs no timer per
+        // request.
         let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(places::IDLE)
-            // One past the limit, so a request over it is seen, and answered H25.
+            // One past the limit, so a request over it is seen, and answered H25 (past
+            // that, hyper answers 431 itself).
             .max_headers(heroku::MAX_HEADERS + 1)
             .serve_connection(io, service)
             .with_upgrades();
@@ -161,6 +185,13 @@ impl Http {
         if let Some(detail) = heroku::over_limits(req.method().as_str(), &target, req.headers()) {
             return pending.answer(Code::H25, Some(detail));
         }
+        if req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        {
+            return pending.answer(Code::H26, Some("unsupported expect header value"));
+        }
         if self.maintenance.load(Ordering::Relaxed) {
             return pending.answer(Code::H80, None);
         }
@@ -183,7 +214,10 @@ impl Http {
         }
         .set(req.headers_mut());
         pending.line_mut().fwd = fwd;
-        if let Ok(uri) = target.parse() {
+        // An absolute-form target (`GET http://host/path`) goes on as its path alone.
+        if req.uri().scheme().is_some()
+            && let Ok(uri) = target.parse()
+        {
             *req.uri_mut() = uri;
         }
         let client_version = req.version();
@@ -222,26 +256,38 @@ impl Http {
         });
         let sent_at = Instant::now();
         let deadline = self.shared.settings.request_timeout.map(|t| sent_at + t);
-        let mut response =
-            match within(deadline, sender.try_send_request(req.map(Either::Left))).await {
-                Err(()) => return pending.answer(Code::H12, None),
-                Ok(Ok(response)) => response,
-                Ok(Err(mut failed)) => {
-                    let resend = failed.take_message().or(if reused { again } else { None });
-                    let Some(resend) = resend else {
-                        return pending.answer(failure(failed.error()), None);
-                    };
-                    match self.connect(addr).await {
-                        Ok((fresh, _)) => sender = fresh,
-                        Err(code) => return pending.answer(code, None),
-                    }
-                    match within(deadline, sender.try_send_request(resend)).await {
-                        Err(()) => return pending.answer(Code::H12, None),
-                        Ok(Ok(response)) => response,
-                        Ok(Err(failed)) => return pending.answer(failure(failed.error()), None),
-                    }
+        let (parts, body) = req.into_parts();
+        let body = Idle::new(body);
+        let client_idled = body.idled();
+        let req = Request::from_parts(parts, Either::Left(body));
+        let failure = |err: &hyper::Error| {
+            if client_idled.load(Ordering::Relaxed) {
+                Code::H28
+            } else if err.is_body_write_aborted() {
+                Code::H18
+            } else {
+                Code::H13
+            }
+        };
+        let mut response = match within(deadline, sender.try_send_request(req)).await {
+            Err(()) => return pending.answer(Code::H12, None),
+            Ok(Ok(response)) => response,
+            Ok(Err(mut failed)) => {
+                let resend = failed.take_message().or(if reused { again } else { None });
+                let Some(resend) = resend else {
+                    return pending.answer(failure(failed.error()), None);
+                };
+                match self.connect(addr).await {
+                    Ok((fresh, _)) => sender = fresh,
+                    Err(code) => return pending.answer(code, None),
                 }
-            };
+                match within(deadline, sender.try_send_request(resend)).await {
+                    Err(()) => return pending.answer(Code::H12, None),
+                    Ok(Ok(response)) => response,
+                    Ok(Err(failed)) => return pending.answer(failure(failed.error()), None),
+                }
+            }
+        };
         let line = pending.line.take().expect("answered once");
         if response.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade
@@ -271,7 +317,9 @@ impl Http {
             .insert("x-request-id", header_value(&request_id));
         let status = response.status().as_u16();
         response.map(|body| {
+            let body = Idle::new(body);
             Either::Left(Served {
+                idled: body.idled(),
                 body,
                 bytes: 0,
                 ended: false,
@@ -299,8 +347,12 @@ impl Http {
         let mut routes = self.shared.routes.clone();
         let boot_deadline = Instant::now() + BOOT_WAIT;
         loop {
-            let Routes { up, web } = routes.borrow_and_update().clone();
-            if up.is_empty() {
+            let (addrs, web) = {
+                let routes = routes.borrow_and_update();
+                let addrs: Vec<SocketAddr> = routes.up.iter().map(|b| b.addr).collect();
+                (addrs, routes.web)
+            };
+            if addrs.is_empty() {
                 match web {
                     WebState::Crashed => return Err(Code::H10),
                     WebState::NoDynos => return Err(Code::H14),
@@ -310,7 +362,6 @@ impl Http {
                     },
                 }
             }
-            let addrs: Vec<SocketAddr> = up.iter().map(|b| b.addr).collect();
             let picker = &self.shared.picker;
             let max = self.shared.settings.max_requests;
             let order: Vec<SocketAddr> = picker
@@ -326,7 +377,9 @@ impl Http {
                 if self.left_out(addr) {
                     continue;
                 }
-                let dyno = up
+                let dyno = routes
+                    .borrow()
+                    .up
                     .iter()
                     .find(|b| b.addr == addr)
                     .map(|b| b.slot.to_string())
@@ -344,6 +397,7 @@ impl Http {
                 }
                 match self.connect(addr).await {
                     Ok((sender, connect)) => {
+                        self.shared.stats.add(&dyno, |t| t.connections += 1);
                         return Ok(Chosen {
                             addr,
                             dyno,
@@ -410,9 +464,16 @@ impl Http {
             RouterLog::Errors => line.code.is_some_and(|c| c != Code::H80),
             RouterLog::Off => false,
         };
-        self.shared.stats.answered(line.status, line.code);
+        self.shared.stats.answer(line.status, line.code);
+        if let (Some(dyno), Some(service)) = (&line.dyno, line.service) {
+            self.shared.stats.served(dyno, service);
+        }
         if shown {
-            (self.say)(line.to_string());
+            let line = line.to_string();
+            self.lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(line);
         }
     }
 }
@@ -434,7 +495,7 @@ impl Pending {
     fn answer(&mut self, code: Code, detail: Option<&'static str>) -> Response<ToClient> {
         let page = match code {
             Code::H80 => self.http.pages.maintenance.clone(),
-            Code::H25 => Bytes::from_static(heroku::BAD_REQUEST_PAGE.as_bytes()),
+            Code::H25 | Code::H26 => Bytes::from_static(heroku::BAD_REQUEST_PAGE.as_bytes()),
             _ => self.http.pages.error.clone(),
         };
         let mut line = self.line.take().expect("answered once");
@@ -464,7 +525,7 @@ impl Pending {
             HeaderValue::from_static("no-cache, no-store"),
         );
         headers.insert("x-request-id", request_id);
-        if code == Code::H25 {
+        if matches!(code, Code::H25 | Code::H26) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
@@ -496,10 +557,12 @@ struct Finish {
     _open: Open,
 }
 
-/// A dyno's response body on its way to the client, counted; when it is dropped (sent
-/// whole, or given up), the request's line is logged.
+/// A dyno's response body on its way to the client, counted (and given up after 55 s of
+/// nothing); when it is dropped (sent whole, or given up), the request's line is logged.
 struct Served {
-    body: Incoming,
+    body: Idle<Incoming>,
+    /// The dyno sent nothing for 55 s (H15).
+    idled: Arc<AtomicBool>,
     bytes: u64,
     ended: bool,
     /// The dyno's side broke mid-body (H18).
@@ -509,12 +572,12 @@ struct Served {
 
 impl Body for Served {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -547,10 +610,18 @@ impl Drop for Served {
         let mut line = finish.line;
         line.service = Some(finish.sent_at.elapsed());
         line.bytes = Some(self.bytes);
-        if self.failed {
+        if self.idled.load(Ordering::Relaxed) {
+            line.code = Some(Code::H15);
+            line.status = Code::H15.status();
+        } else if self.failed {
             line.code = Some(Code::H18);
         } else if !whole {
             line.code = Some(Code::H27);
+        }
+        let stats = &finish.http.shared.stats;
+        stats.bytes_out.fetch_add(self.bytes, Ordering::Relaxed);
+        if let Some(dyno) = &line.dyno {
+            stats.add(dyno, |t| t.bytes_out += self.bytes);
         }
         finish.http.log(&line);
         if whole {
@@ -586,16 +657,6 @@ async fn within<T>(deadline: Option<Instant>, future: impl Future<Output = T>) -
     }
 }
 
-/// The H-code for a request the dyno's connection failed before a response: cut off
-/// while the request's body was going (H18), or closed with no response (H13).
-fn failure(err: &hyper::Error) -> Code {
-    if err.is_body_write_aborted() {
-        Code::H18
-    } else {
-        Code::H13
-    }
-}
-
 /// Methods a request of which may be sent twice (RFC 9110 9.2.2).
 fn idempotent(method: &Method) -> bool {
     matches!(
@@ -614,4 +675,92 @@ fn protocol(version: Version) -> &'static str {
 
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dyno::{Backend, Routes, Slot};
+    use crate::router::{Picker, RouterStats, Settings};
+    use tokio::sync::watch;
+
+    fn http(routes: watch::Receiver<Routes>) -> Arc<Http> {
+        let shared = Shared {
+            routes,
+            picker: Arc::new(Picker::new(super::super::Balance::RoundRobin)),
+            stats: Arc::new(RouterStats::default()),
+            settings: Settings::default(),
+        };
+        Arc::new(Http::new(
+            &shared,
+            Pages::default(),
+            Arc::new(|_| {}),
+            Arc::new(AtomicBool::new(false)),
+        ))
+    }
+
+    fn none_up(web: WebState) -> Routes {
+        Routes {
+            up: Vec::new(),
+            web,
+        }
+    }
+
+    /// Heroku's router's wait while web dynos boot, written out rather than
+    /// `BOOT_WAIT`, so a change to that fails here.
+    const SEVENTY_FIVE_SECONDS: Duration = Duration::from_secs(75);
+
+    #[tokio::test(start_paused = true)]
+    async fn while_web_boots_a_request_waits_75_seconds_then_h20() {
+        let (_publish, routes) = watch::channel(none_up(WebState::Booting));
+        let start = Instant::now();
+        let got = http(routes).choose().await.map(|c| c.dyno);
+        assert_eq!(got.err(), Some(Code::H20));
+        assert_eq!(start.elapsed(), SEVENTY_FIVE_SECONDS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crashed_or_scaled_to_zero_is_answered_at_once() {
+        for (web, code) in [
+            (WebState::Crashed, Code::H10),
+            (WebState::NoDynos, Code::H14),
+        ] {
+            let (_publish, routes) = watch::channel(none_up(web));
+            let start = Instant::now();
+            let got = http(routes).choose().await.map(|c| c.dyno);
+            assert_eq!(got.err(), Some(code));
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dyno_crashing_while_a_request_waits_answers_it_h10_then() {
+        let (publish, routes) = watch::channel(none_up(WebState::Booting));
+        let http = http(routes);
+        let waiting = tokio::spawn(async move { http.choose().await.map(|c| c.dyno) });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        publish.send_replace(none_up(WebState::Crashed));
+        let got = waiting.await.expect("the request");
+        assert_eq!(got.err(), Some(Code::H10));
+    }
+
+    #[tokio::test]
+    async fn a_refusing_dyno_is_left_out_for_5_seconds() {
+        // A port nothing listens on: bound, then closed.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let up = Routes {
+            up: vec![Backend {
+                slot: Slot::new("web", 1),
+                addr,
+            }],
+            web: WebState::default(),
+        };
+        let (_publish, routes) = watch::channel(up);
+        let http = http(routes);
+        assert_eq!(http.choose().await.err().map(|_| ()), Some(()));
+        assert!(http.left_out(addr));
+        assert_eq!(http.choose().await.err(), Some(Code::H21));
+    }
 }

@@ -19,6 +19,7 @@ use crate::dyno::Routes;
 
 pub(crate) mod heroku;
 mod http;
+mod idle;
 mod places;
 mod pool;
 mod tcp;
@@ -79,7 +80,7 @@ pub(crate) type Say = Arc<dyn Fn(String) + Send + Sync>;
 
 /// The pages the router answers with itself.
 #[derive(Clone, Debug)]
-pub(crate) struct Pages {
+pub struct Pages {
     /// For an H-code (`ERROR_PAGE_URL`'s, or the default).
     pub error: bytes::Bytes,
     /// For maintenance mode (`MAINTENANCE_PAGE_URL`'s, or the default).
@@ -225,6 +226,35 @@ pub(crate) struct RouterStats {
     pub dynos: Mutex<HashMap<String, Traffic>>,
     /// Requests answered (`--router http`), by status and H-code.
     pub answered: Mutex<std::collections::BTreeMap<(u16, Option<heroku::Code>), u64>>,
+    /// How long each dyno took to serve its requests (`--router http`), by name.
+    pub service: Mutex<HashMap<String, ServiceTimes>>,
+}
+
+/// Upper bounds of the service times' buckets, in seconds (`/metrics`' histogram; the
+/// last bucket, `+Inf`, is past them).
+pub(crate) const SERVICE_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A histogram of service times: how many fell in each of `SERVICE_BUCKETS` (not
+/// counting those below), then past the last.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct ServiceTimes {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: [u64; SERVICE_BUCKETS.len() + 1],
+}
+
+impl ServiceTimes {
+    pub(crate) fn observe(&mut self, seconds: f64) {
+        self.sum += seconds;
+        self.count += 1;
+        let bucket = SERVICE_BUCKETS
+            .iter()
+            .position(|&upper| seconds <= upper)
+            .unwrap_or(SERVICE_BUCKETS.len());
+        self.buckets[bucket] += 1;
+    }
 }
 
 /// One dyno's share of the router's traffic.
@@ -244,8 +274,35 @@ impl RouterStats {
         all
     }
 
+    /// Requests answered so far, by status and H-code.
+    pub(crate) fn answered(&self) -> Vec<(u16, Option<&'static str>, u64)> {
+        let answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        answered
+            .iter()
+            .map(|(&(status, code), &n)| (status, code.map(heroku::Code::name), n))
+            .collect()
+    }
+
+    /// Each dyno's service times so far, by name.
+    pub(crate) fn service_times(&self) -> Vec<(String, ServiceTimes)> {
+        let service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = service.iter().map(|(n, t)| (n.clone(), *t)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// `dyno` took `took` to serve a request.
+    fn served(&self, dyno: &str, took: Duration) {
+        let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
+        let seconds = took.as_secs_f64();
+        match service.get_mut(dyno) {
+            Some(times) => times.observe(seconds),
+            None => service.entry(dyno.to_owned()).or_default().observe(seconds),
+        }
+    }
+
     /// One request answered with `status` (and `code`).
-    fn answered(&self, status: u16, code: Option<heroku::Code>) {
+    fn answer(&self, status: u16, code: Option<heroku::Code>) {
         let mut answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
         *answered.entry((status, code)).or_insert(0) += 1;
     }
@@ -321,6 +378,7 @@ async fn serve(
     let http = Arc::new(http);
     if shared.settings.mode == Mode::Http {
         tokio::spawn(Arc::clone(&http).forget_old_connections());
+        tokio::spawn(Arc::clone(&http).pass_lines());
     }
     // Two descriptors a connection, out of what the limit leaves hkrun's own needs.
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

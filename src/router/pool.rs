@@ -12,8 +12,11 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
-/// What the router sends a dyno: the client's body, or none (a retried request).
-pub(super) type ToDyno = Either<Incoming, Empty<Bytes>>;
+use super::idle::Idle;
+
+/// What the router sends a dyno: the client's body (given up after 55 s of nothing), or
+/// none (a retried request).
+pub(super) type ToDyno = Either<Idle<Incoming>, Empty<Bytes>>;
 
 /// A connection to a dyno, ready for the next request once the last is done.
 pub(super) type Sender = SendRequest<ToDyno>;

@@ -86,7 +86,7 @@ pub(crate) struct Snapshot {
     pub output: Vec<(String, u64, u64)>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct RouterFigures {
     pub connections: u64,
     pub unserved: u64,
@@ -95,6 +95,10 @@ pub(crate) struct RouterFigures {
     pub bytes_out: u64,
     /// Each dyno's share, by name.
     pub dynos: Vec<(String, crate::router::Traffic)>,
+    /// Requests answered (`--router http`), by status and H-code.
+    pub requests: Vec<(u16, Option<&'static str>, u64)>,
+    /// Each dyno's service times (`--router http`), by name.
+    pub service: Vec<(String, crate::router::ServiceTimes)>,
 }
 
 #[cfg(test)]

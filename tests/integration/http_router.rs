@@ -335,7 +335,8 @@ fn a_dyno_that_stopped_listening_gets_h21_at_once() {
 
 /// H10 (web crashed), H11 (`--max-requests`), H25 (a header over 8,192 bytes), H27 (the
 /// client left), H14 (web scaled to 0), H12 (`--request-timeout`), H13 (closed without a
-/// response), H18 (closed mid-response): each with its status, page and line.
+/// response), H18 (closed mid-response), H26 (an `Expect` the router cannot honour), H19
+/// (no connection within 5 s): each with its status, page and line.
 #[test]
 fn herokus_error_codes() {
     // H10: web exits at once, again and again.
@@ -374,6 +375,11 @@ fn herokus_error_codes() {
     assert_eq!(got.status, 400);
     let f = fields(&hk.wait_for("code=H25"));
     assert_eq!(f["desc"], "HTTP restriction: oversized header");
+    // H26.
+    let got = curl(port, "/", &["-H", "Expect: the-unexpected"]);
+    assert_eq!(got.status, 400);
+    let f = fields(&hk.wait_for("code=H26"));
+    assert_eq!(f["desc"], "Request Error: unsupported expect header value");
     // H27: the client gives up before the response.
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "0.3"])
@@ -618,4 +624,46 @@ fn ten_preboots_under_kept_alive_load_lose_no_request() {
     let (_, wrk, reused) = &seen[0];
     assert!(wrk.ok > 1000 && reused.ok > 100, "{seen:?}");
     assert_eq!((wrk.failed, reused.failed), (0, 0), "{seen:?}");
+}
+
+/// `ERROR_PAGE_URL` and `MAINTENANCE_PAGE_URL` name files the router answers with; one
+/// that cannot be read is warned about once, and hkrun's page served instead.
+#[test]
+fn error_pages_come_from_files_and_a_missing_one_is_said_once() {
+    let app_env =
+        "ERROR_PAGE_URL=pages/503.html\nMAINTENANCE_PAGE_URL=file:///nowhere/maintenance.html\n";
+    let (app, mut hk) = {
+        let app = App::new("web: exit 3\n");
+        std::fs::create_dir(app.file("pages")).expect("a folder");
+        app.write("pages/503.html", "<h1>We will be right back</h1>\n");
+        app.write(".env", app_env);
+        let port = free_base_port().to_string();
+        let hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+        (app, (hk, port.parse::<u16>().expect("a port")))
+    };
+    let (ref mut hk, port) = hk;
+    hk.wait_for("State changed from starting to crashed");
+    let got = curl(port, "/", &[]);
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (503, "<h1>We will be right back</h1>\n")
+    );
+    let out = crate::harness::client(app.path(), &["maintenance:on"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let got = curl(port, "/", &[]);
+    assert_eq!(got.status, 503);
+    assert!(got.body.contains("Offline for Maintenance"), "{}", got.body);
+    hk.stop_cleanly();
+    let stderr = hk.stderr();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("MAINTENANCE_PAGE_URL"))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "hkrun: warning: MAINTENANCE_PAGE_URL: cannot read /nowhere/maintenance.html: No such file or directory (os error 2); hkrun's own page is served"
+        ],
+        "{stderr}"
+    );
 }

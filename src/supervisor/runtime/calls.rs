@@ -119,6 +119,8 @@ impl Driver {
                     bytes_in: r.bytes_in.load(Relaxed),
                     bytes_out: r.bytes_out.load(Relaxed),
                     dynos: r.per_dyno(),
+                    requests: r.answered(),
+                    service: r.service_times(),
                 }),
             output: self.log.output_count().all(),
         }

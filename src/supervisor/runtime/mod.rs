@@ -127,10 +127,15 @@ async fn drive(
             });
             let sender = log.writer.sender();
             let say: router::Say = Arc::new(move |line| sender.event(&label, line));
-            let pages = router::Pages::default();
             Some(
-                router::spawn(listener, backends_rx, config.router, pages, say)
-                    .map_err(setup("start the router"))?,
+                router::spawn(
+                    listener,
+                    backends_rx,
+                    config.router,
+                    config.pages.clone(),
+                    say,
+                )
+                .map_err(setup("start the router"))?,
             )
         }
         None => None,
