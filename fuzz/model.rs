@@ -438,6 +438,14 @@ fn perform(world: &mut World, b: &mut Choices, effects: Vec<Effect>) -> Vec<Inpu
                     .collect();
                 queue.push(Input::PortsProbed { id, taken });
             }
+            Effect::AwaitDrained { slot, .. } => {
+                assert!(
+                    world.spawned.contains(&slot),
+                    "{slot:#} drained, never spawned"
+                );
+                // The router has nothing in flight to it: said at once.
+                queue.push(Input::Drained { slot });
+            }
             Effect::Postdeployed { .. } => {
                 assert!(!world.postdeployed, "postdeploy recorded twice");
                 assert_eq!(

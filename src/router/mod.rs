@@ -323,6 +323,7 @@ pub(crate) struct Router {
     pub listeners: tokio::sync::mpsc::UnboundedSender<TcpListener>,
     /// Maintenance mode: every request answered H80.
     pub maintenance: Arc<AtomicBool>,
+    pub in_flight: InFlight,
 }
 
 /// Starts the router on `listener` in its own thread.
@@ -349,6 +350,10 @@ pub(crate) fn spawn(
         settings,
     };
     let http = http::Http::new(&shared, pages, say, Arc::clone(&maintenance));
+    let in_flight = InFlight {
+        picker: Arc::clone(&shared.picker),
+        mode: settings.mode,
+    };
     std::thread::Builder::new()
         .name("hkrun-router".into())
         .spawn(move || runtime.block_on(serve(listener, added, shared, http)))?;
@@ -356,7 +361,42 @@ pub(crate) fn spawn(
         stats,
         listeners,
         maintenance,
+        in_flight,
     })
+}
+
+/// When a preboot's old dyno has nothing in flight through the router any more, for the
+/// driver to tell the core (`Input::Drained`).
+#[derive(Clone)]
+pub(crate) struct InFlight {
+    picker: Arc<Picker>,
+    mode: Mode,
+}
+
+/// `tcp`: how long after the switch an old dyno counts as drained. A connection to it
+/// may stay open for ever, so only what the router sent it just before the switch is
+/// waited for.
+const SETTLE: Duration = Duration::from_secs(1);
+/// `http`: the least wait after the switch, so a request that chose the old dyno just
+/// before it is counted.
+const SETTLE_HTTP: Duration = Duration::from_millis(100);
+/// How often the requests in flight are counted.
+const COUNT_EVERY: Duration = Duration::from_millis(10);
+
+impl InFlight {
+    /// Returns once `addr` is drained: no request in flight to it (`http`), or
+    /// `SETTLE` after being called (`tcp`).
+    pub(crate) async fn drained(&self, addr: SocketAddr) {
+        match self.mode {
+            Mode::Tcp => tokio::time::sleep(SETTLE).await,
+            Mode::Http => {
+                tokio::time::sleep(SETTLE_HTTP).await;
+                while self.picker.open_to(addr) > 0 {
+                    tokio::time::sleep(COUNT_EVERY).await;
+                }
+            }
+        }
+    }
 }
 
 /// What every connection's task shares.

@@ -296,6 +296,7 @@ impl Supervisor {
             Input::Stragglers(count) => self.on_stragglers(now, count),
             Input::GroupLeft { slot, count } => self.on_group_left(now, &slot, count),
             Input::Tick => self.on_tick(now),
+            Input::Drained { slot } => self.on_drained(now, &slot),
             Input::Control { id, request } => self.on_control(now, id, request),
             Input::PortsProbed { id, taken } => self.on_ports_probed(now, id, &taken),
             Input::Scheduled { job } => self.on_scheduled(now, job),

@@ -6,7 +6,7 @@
 //! an effect; what a request came to is an `outcome::Outcome` (see ARCHITECTURE.md).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -52,6 +52,9 @@ pub enum Input {
     GroupLeft { slot: Slot, count: usize },
     /// A deadline from `next_deadline` has passed.
     Tick,
+    /// The answer to `Effect::AwaitDrained`: the router has nothing in flight to this
+    /// old web dyno any more, so its stop signal may go now.
+    Drained { slot: Slot },
     /// A control client's request; answered with `Effect::Reply` carrying the same `id`
     /// (`SIGNALLED` for hkrun's own, on SIGUSR2).
     Control { id: u64, request: Control },
@@ -150,6 +153,12 @@ pub enum Effect {
     /// The web dynos that take new requests now (the router's set), and while there is
     /// none, why.
     Routes(Routes),
+    /// A preboot's old web dyno at `addr` left the router's set: answer with
+    /// `Input::Drained` once the router has nothing in flight to it.
+    AwaitDrained {
+        slot: Slot,
+        addr: SocketAddr,
+    },
     /// Count the live processes of a dyno's (last) run, in its group or escaped from it
     /// (as `SignalAll` finds them), and answer with `Input::GroupLeft`.
     ScanGroup {

@@ -58,6 +58,21 @@ while True:
     c.close()
 ";
 
+/// Python's `http.server` with no SIGTERM handler (it dies at once), answering its
+/// dyno's name, `/slow` after 3 s.
+const SLOW: &str = "
+import http.server, os, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print('serving', self.path, flush=True)
+        if self.path == '/slow': time.sleep(3)
+        body = os.environ['DYNO'].encode()
+        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+";
+
 /// A WebSocket echo server (the `websockets` package).
 const WS: &str = "
 import asyncio, os, websockets
@@ -79,6 +94,7 @@ fn start_waiting(procfile: &str, web: usize, wait: bool, extra: &[&str]) -> (App
     app.write("echo.py", ECHO_WSGI);
     app.write("rude.py", RUDE);
     app.write("ws.py", WS);
+    app.write("slow.py", SLOW);
     let base = free_base_port();
     let port = base.to_string();
     let formation = format!("web={web}");
@@ -666,4 +682,24 @@ fn error_pages_come_from_files_and_a_missing_one_is_said_once() {
         ],
         "{stderr}"
     );
+}
+
+/// A server that dies at once on SIGTERM (Python's `http.server`, no handler), with a
+/// request that takes 3 s: after a preboot's switch its old dyno gets SIGTERM only once
+/// that request is done, so it is served whole.
+#[test]
+fn a_preboots_old_dyno_is_signalled_once_its_requests_are_done() {
+    let (app, mut hk, port) = start("web: exec python3 slow.py\n", 1, &[]);
+    let restart = || {
+        let out = crate::harness::client(app.path(), &["restart", "web"]);
+        assert!(out.status.success(), "{}", out.stderr);
+    };
+    let request = std::thread::spawn(move || curl(port, "/slow", &[]));
+    hk.wait_for("| serving /slow");
+    restart();
+    let got = request.join().expect("the slow request");
+    assert_eq!((got.status, got.body.as_str()), (200, "web.1"));
+    let line = hk.wait_for("path=\"/slow\"");
+    assert_eq!(fields(&line)["status"], "200", "{line}");
+    hk.stop_cleanly();
 }

@@ -286,7 +286,15 @@ fn a_missing_procfile_is_named() {
 #[test]
 fn a_web_port_in_use_is_refused_before_anything_starts() {
     let app = App::new("release: touch started\nweb: touch started\n");
-    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    // A port held here whose next one (web.1's) is free: an ephemeral port's neighbour
+    // may be another test's connection.
+    let held = loop {
+        let held = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let next = held.local_addr().expect("addr").port().checked_add(1);
+        if next.is_some_and(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            break held;
+        }
+    };
     let port = held.local_addr().expect("addr").port().to_string();
     let (status, _, stderr) = run_to_end(app.path(), &["start", "-p", &port]);
     assert_eq!(status.code(), Some(69), "{stderr}");

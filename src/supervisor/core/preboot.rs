@@ -3,7 +3,8 @@
 //! router get the new set, and then the old ones stop. If a new one fails to come up,
 //! the new ones are killed and the old ones keep serving.
 
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
@@ -14,10 +15,6 @@ use crate::plan::ports::PortError;
 use crate::supervisor::event::Event;
 use crate::supervisor::input::Effect;
 use crate::supervisor::outcome::{DynoFailure, Outcome, PrebootFailure, Refusal, RestartFailure};
-
-/// Between moving traffic to the new dynos and SIGTERM to the old ones: a connection the
-/// router sent an old dyno just before the switch reaches it (and is served) first.
-pub(super) const SETTLE: Duration = Duration::from_secs(1);
 
 /// A preboot under way.
 #[derive(Clone, Debug)]
@@ -180,11 +177,22 @@ impl Supervisor {
         if let Some(why) = failed {
             return self.abandon(now, preboot, why);
         }
-        // The switch: the router gets the new set now; the old dynos get SIGTERM once
-        // what the router had already sent them has arrived.
+        // The switch: the router gets the new set now; each old dyno gets its stop signal
+        // once the router says what it had sent it is done (`Input::Drained`), at the
+        // latest its grace after the switch.
         let mut retired = Vec::new();
         for slot in &preboot.old {
-            retired.extend(self.retire(now, slot, SETTLE));
+            let Some(i) = self.find(slot) else { continue };
+            let (grace, _) = self.stop_of(i);
+            let dyno = &self.dynos[i];
+            if let (Some(port), true) = (dyno.plan().spec.port, dyno.state() == DynoState::Up) {
+                let ip = dyno.ip().unwrap_or(Ipv4Addr::LOCALHOST.into());
+                retired.push(Effect::AwaitDrained {
+                    slot: slot.clone(),
+                    addr: SocketAddr::new(ip, port),
+                });
+            }
+            retired.extend(self.retire(now, slot, grace));
         }
         let mut effects = vec![say(Event::PrebootSwitched {
             new: preboot.new.clone(),
@@ -233,6 +241,31 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// A preboot's old dyno has nothing in flight through the router any more: its stop
+    /// signal goes now rather than at the end of its wait.
+    /// Its grace runs from the signal.
+    pub(super) fn on_drained(&mut self, now: Instant, slot: &Slot) -> Vec<Effect> {
+        let Some(i) = self.find(slot) else {
+            return Vec::new();
+        };
+        let (grace, signal) = self.stop_of(i);
+        let dyno = &mut self.dynos[i];
+        let DynoState::Stopping {
+            then,
+            leader: Leader::Running { term_at: Some(_) },
+            ..
+        } = dyno.state()
+        else {
+            return Vec::new();
+        };
+        dyno.amend(DynoState::Stopping {
+            kill_at: Some(now + grace),
+            then,
+            leader: Leader::Running { term_at: None },
+        });
+        super::requests::stop_with(slot, signal)
+    }
+
     /// Answers whoever asked for the preboot, or keeps the outcome for a restart of every
     /// dyno that waits on it.
     fn preboot_done(

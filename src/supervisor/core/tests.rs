@@ -1508,7 +1508,7 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
     );
     // One new dyno up: nothing moves yet.
     assert!(actions(&ready(&mut sup, t0 + secs(1), new1.clone())).is_empty());
-    // All up: the router gets the new set; the old dynos get SIGTERM a moment later.
+    // All up: the router gets the new set; the old dynos get SIGTERM once drained.
     let t2 = t0 + secs(2);
     let effects = ready(&mut sup, t2, new2.clone());
     assert_eq!(
@@ -1518,6 +1518,14 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
                 backend("web", 1, 1, 5003),
                 backend("web", 2, 1, 5004)
             ])),
+            Effect::AwaitDrained {
+                slot: slot("web", 1),
+                addr: backend("web", 1, 0, 5001).addr,
+            },
+            Effect::AwaitDrained {
+                slot: slot("web", 2),
+                addr: backend("web", 2, 0, 5002).addr,
+            },
             Effect::Reply {
                 id: 9,
                 outcome: Outcome::Restarted {
@@ -1528,22 +1536,35 @@ fn preboot_moves_traffic_once_every_new_dyno_is_up() {
         ]
     );
     assert_eq!(state(&sup, "web", 1).name(), "stopping");
-    assert_eq!(sup.next_deadline(), Some(t2 + preboot::SETTLE));
-    let effects = sup.handle(t2 + preboot::SETTLE, Input::Tick);
+    // Each old dyno's SIGTERM once the router says it is drained, at the latest its
+    // grace after the switch.
+    assert_eq!(sup.next_deadline(), Some(t2 + GRACE));
+    let drained = |sup: &mut Supervisor, at, n| {
+        let effects = sup.handle(
+            at,
+            Input::Drained {
+                slot: slot("web", n),
+            },
+        );
+        actions(&effects)
+    };
     assert_eq!(
-        actions(&effects),
-        [
-            signal("web", 1, Signal::SIGTERM),
-            signal("web", 2, Signal::SIGTERM)
-        ]
+        drained(&mut sup, t2 + Duration::from_millis(150), 1),
+        [signal("web", 1, Signal::SIGTERM)]
     );
-    stopped(&mut sup, t0 + secs(4), ("web", 1, 143));
-    stopped(&mut sup, t0 + secs(4), ("web", 2, 143));
+    // Told twice: nothing more.
+    assert!(drained(&mut sup, t2 + Duration::from_millis(160), 1).is_empty());
+    let effects = sup.handle(t2 + GRACE, Input::Tick);
+    assert_eq!(actions(&effects), [signal("web", 2, Signal::SIGTERM)]);
+    assert!(drained(&mut sup, t2 + GRACE, 2).is_empty());
+    let t3 = t2 + GRACE + secs(1);
+    stopped(&mut sup, t3, ("web", 1, 143));
+    stopped(&mut sup, t3, ("web", 2, 143));
     assert_eq!(names(&sup), ["worker.1", "web.1", "web.2"]);
     // The new generation is what `restart web.1` names now.
     let effects = control(
         &mut sup,
-        t0 + secs(4),
+        t3,
         11,
         Control::Restart(vec![Target::Dyno(slot("web", 1))]),
     );

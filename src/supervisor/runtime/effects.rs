@@ -77,6 +77,16 @@ impl Driver {
                     self.queue.push_back(Input::PortsProbed { id, taken });
                 }
                 Effect::WidenRouter { by } => self.widen_router(&by),
+                Effect::AwaitDrained { slot, addr } => {
+                    let in_flight = self.in_flight.clone();
+                    let inputs = self.inputs.clone();
+                    tokio::spawn(async move {
+                        if let Some(in_flight) = in_flight {
+                            in_flight.drained(addr).await;
+                        }
+                        let _ = inputs.send(Input::Drained { slot });
+                    });
+                }
                 Effect::TakeEnv(env) => self.env = env,
                 Effect::Reply { id, outcome } => {
                     if let Some(reply) = self.replies.remove(&id) {

@@ -151,6 +151,7 @@ async fn drive(
     {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    let in_flight = router.as_ref().map(|r| r.in_flight.clone());
     let widen_router = router
         .zip(config.plan.router)
         .map(|(r, port)| (port, r.listeners));
@@ -178,6 +179,7 @@ async fn drive(
             .map(|t| (t.name.clone(), os::process::exec_form(&t.command).len()))
             .max_by_key(|(_, len)| *len),
         widen_router,
+        in_flight,
         maintenance,
         env_given: config.app.env_given,
         quiet: config.quiet,
@@ -454,6 +456,8 @@ struct Driver {
     longest: Option<(String, usize)>,
     /// The router's port, and where to give it a listener on 0.0.0.0 (`Effect::WidenRouter`).
     widen_router: Option<(u16, mpsc::UnboundedSender<TcpListener>)>,
+    /// What the router has in flight to each dyno (a preboot's old dynos drain).
+    in_flight: Option<router::InFlight>,
     /// The HTTP router's maintenance mode (`hkrun maintenance:on`).
     maintenance: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The env files as given (`-e`, or none for `.env`): read again on `Call::Reload`.
