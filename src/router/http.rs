@@ -39,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REFUSED_FOR: Duration = Duration::from_secs(5);
 /// Longest a request waits for a web dyno while they boot (H20).
 const BOOT_WAIT: Duration = Duration::from_secs(75);
+/// The most of a dyno's response read ahead of what its client has taken.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// What the client gets: the dyno's response, or the router's own page.
 type ToClient = Either<Served, Full<Bytes>>;
@@ -124,12 +126,21 @@ impl Http {
         let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
             return;
         };
+        self.serve_stream(client, peer, local.port(), held).await;
+    }
+
+    /// `serve` of any stream, from `peer` to the router's `port` (a test's in-memory
+    /// one, on tokio's paused clock).
+    async fn serve_stream<S>(self: Arc<Self>, client: S, peer: SocketAddr, port: u16, held: Held)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let place = Arc::clone(&held.place);
         let io = TokioIo::new(held.watch(client));
         let service = hyper::service::service_fn(move |req| {
             let http = Arc::clone(&self);
             let place = Arc::clone(&place);
-            async move { Ok::<_, Infallible>(http.handle(req, peer, local.port(), place).await) }
+            async move { Ok::<_, Infallible>(http.handle(req, peer, port, place).await) }
         });
         // No timer of hyper's: a client slow to send its head is `places`' to close (idle
         // for 55 s, or the idlest when every place is taken), which costs no timer per
@@ -138,6 +149,7 @@ impl Http {
             // One past the limit, so a request over it is seen, and answered H25 (past
             // that, hyper answers 431 itself).
             .max_headers(heroku::MAX_HEADERS + 1)
+            .max_buf_size(READ_AHEAD)
             .serve_connection(io, service)
             .with_upgrades();
         tokio::select! {
@@ -437,6 +449,9 @@ impl Http {
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            // What is read ahead of a client that does not take it: hyper's 400 KiB
+            // would let each client that never reads cost that much.
+            .max_buf_size(READ_AHEAD)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| Code::H21)?;
@@ -681,7 +696,7 @@ fn header_value(s: &str) -> HeaderValue {
 mod tests {
     use super::*;
     use crate::dyno::{Backend, Routes, Slot};
-    use crate::router::{Picker, RouterStats, Settings};
+    use crate::router::{Picker, RouterStats, Settings, places};
     use tokio::sync::watch;
 
     fn http(routes: watch::Receiver<Routes>) -> Arc<Http> {
@@ -742,6 +757,71 @@ mod tests {
         publish.send_replace(none_up(WebState::Crashed));
         let got = waiting.await.expect("the request");
         assert_eq!(got.err(), Some(Code::H10));
+    }
+
+    /// A request while web boots and no dyno comes up, through the whole HTTP path on an
+    /// in-memory connection: after 75 s, 503 with the error page, and the H20 line.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_finds_no_dyno_up_within_75_seconds_gets_h20() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (_publish, routes) = watch::channel(none_up(WebState::Booting));
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            routes,
+            picker: Arc::new(Picker::new(super::super::Balance::RoundRobin)),
+            stats: Arc::new(RouterStats::default()),
+            settings: Settings::default(),
+        };
+        let http = Arc::new(Http::new(
+            &shared,
+            Pages::default(),
+            Arc::new({
+                let said = Arc::clone(&said);
+                move |line| said.lock().expect("lines").push(line)
+            }),
+            Arc::new(AtomicBool::new(false)),
+        ));
+        tokio::spawn(Arc::clone(&http).pass_lines());
+        let places = places::Places::new(4);
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        tokio::spawn(http.serve_stream(server, peer, 5000, places.take().expect("a place")));
+        let start = Instant::now();
+        client
+            .write_all(b"GET /a?b=1 HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+            .await
+            .expect("the request");
+        let mut answer = vec![0; 4096];
+        let mut got = 0;
+        while !String::from_utf8_lossy(&answer[..got]).contains("</html>") {
+            let n = client.read(&mut answer[got..]).await.expect("the answer");
+            assert!(
+                n > 0,
+                "closed: {:?}",
+                String::from_utf8_lossy(&answer[..got])
+            );
+            got += n;
+        }
+        assert_eq!(start.elapsed(), SEVENTY_FIVE_SECONDS);
+        let answer = String::from_utf8_lossy(&answer[..got]);
+        assert!(
+            answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("Application error"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let said = said.lock().expect("lines").clone();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with(
+                "at=error code=H20 desc=\"App boot timeout\" method=GET path=\"/a?b=1\" host=app.localhost request_id="
+            ),
+            "{said:?}"
+        );
+        assert!(
+            said[0].ends_with(" fwd=\"127.0.0.1\" dyno= connect= service= status=503 bytes=283 protocol=http1.1 tls=false"),
+            "{said:?}"
+        );
     }
 
     #[tokio::test]

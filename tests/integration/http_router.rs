@@ -703,3 +703,39 @@ fn a_preboots_old_dyno_is_signalled_once_its_requests_are_done() {
     assert_eq!(fields(&line)["status"], "200", "{line}");
     hk.stop_cleanly();
 }
+
+/// Clients that ask for a large answer again and again on one connection and never read
+/// (200 requests pipelined, 50 clients, a 1 MiB file each): the router stops reading
+/// their requests once they stop reading its answers, so hkrun's memory stays bounded,
+/// and a newcomer is served.
+#[test]
+fn clients_that_never_read_cost_bounded_memory_and_lock_nobody_out() {
+    let web = "web: exec python3 -m http.server --bind 127.0.0.1 $PORT\n";
+    let (app, mut hk, port) = start(web, 1, &["--router-log", "errors"]);
+    app.write("big", &"x".repeat(1 << 20));
+    assert_eq!(curl(port, "/big", &[]).body.len(), 1 << 20);
+    let before = crate::harness::own_memory_kib(hk.pid().as_raw().unsigned_abs());
+    let request = "GET /big HTTP/1.1\r\nHost: hkrun\r\n\r\n".repeat(200);
+    let hostile: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            use std::io::Write as _;
+            s.set_write_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            // What the socket takes; the rest never goes.
+            let _ = s.write_all(request.as_bytes());
+            s
+        })
+        .collect();
+    // Let the router fill what it can.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = curl(port, "/", &[]);
+    assert_eq!(got.status, 200);
+    let after = crate::harness::own_memory_kib(hk.pid().as_raw().unsigned_abs());
+    eprintln!("hkrun's own memory: {before} KiB, then {after} KiB with 50 clients that never read");
+    // 50 clients × 1 MiB answers would be 50 MiB and more if the router buffered them;
+    // it reads at most 64 KiB ahead of each, and writes at most 64 KiB at once.
+    assert!(after < before + 16 * 1024, "{before} KiB, then {after} KiB");
+    drop(hostile);
+    hk.stop_cleanly();
+}
