@@ -739,3 +739,46 @@ fn clients_that_never_read_cost_bounded_memory_and_lock_nobody_out() {
     drop(hostile);
     hk.stop_cleanly();
 }
+
+/// A server that answers one request per connection and closes the connection at the
+/// next one without answering: what a dyno closing an idle kept-alive connection looks
+/// like to the router when a request crosses the close.
+const ONE_PER_CONNECTION: &str = "
+import socket, os, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()
+def serve(c):
+    c.recv(65536)
+    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')
+    c.recv(65536)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+";
+
+/// A kept connection the dyno closes as a request crosses it: an idempotent request
+/// without a body is sent again once, on a new connection, and served; another (a POST)
+/// is not, and gets H13.
+#[test]
+fn a_stale_kept_connection_is_retried_once_for_an_idempotent_request_only() {
+    let app = App::new("web: exec python3 one.py\n");
+    app.write("one.py", ONE_PER_CONNECTION);
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = Hk::start(app.path(), &["start", "--no-timestamp", "-p", &port]);
+    hk.wait_for("State changed from starting to up");
+    // Kept for the next request.
+    assert_eq!(curl(base, "/first", &[]).status, 200);
+    // Sent on the kept connection, which the dyno closes: sent again, served.
+    let got = curl(base, "/again", &[]);
+    assert_eq!((got.status, got.body.as_str()), (200, "ok"));
+    let f = fields(&hk.wait_for("path=\"/again\""));
+    assert_eq!((f["at"].as_str(), f["status"].as_str()), ("info", "200"));
+    // The retry's connection is kept in turn; a POST on it is not sent twice.
+    let got = curl(base, "/post", &["-d", "x=1"]);
+    assert_eq!(got.status, 503);
+    let f = fields(&hk.wait_for("path=\"/post\""));
+    assert_eq!((f["code"].as_str(), f["method"].as_str()), ("H13", "POST"));
+    hk.stop_cleanly();
+}
