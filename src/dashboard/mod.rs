@@ -171,6 +171,11 @@ struct RouterTick<'a> {
     bytes_in: u64,
     bytes_out: u64,
     dynos: BTreeMap<&'a str, Traffic>,
+    /// Requests answered so far (`--router http`), and those of each H-code.
+    requests: u64,
+    codes: BTreeMap<&'a str, u64>,
+    /// `[p50, p99]` in ms of the last second's service times, when it served any.
+    latency: Option<(f64, f64)>,
 }
 
 /// Every second: the view and the counters from the driver, into the history and out to
@@ -209,10 +214,11 @@ async fn record(shared: Arc<Shared>, mut heard: broadcast::Receiver<Arc<Heard>>)
         let t = now_ms();
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         let marks = state.recorder.observe(t, &figures);
-        let data = tick_data(t, &ps, &figures, &marks);
+        let latency = state.recorder.latency_at(t);
+        let data = tick_data(t, &ps, &figures, &marks, latency);
         state.last = Some(match marks.is_empty() {
             true => data.clone(),
-            false => tick_data(t, &ps, &figures, &[]),
+            false => tick_data(t, &ps, &figures, &[], latency),
         });
         if let Some(ticks) = &state.ticks {
             // No page open is no error.
@@ -221,7 +227,13 @@ async fn record(shared: Arc<Shared>, mut heard: broadcast::Receiver<Arc<Heard>>)
     }
 }
 
-fn tick_data(t: u64, ps: &Ps, figures: &Snapshot, marks: &[Mark]) -> String {
+fn tick_data(
+    t: u64,
+    ps: &Ps,
+    figures: &Snapshot,
+    marks: &[Mark],
+    latency: Option<(f64, f64)>,
+) -> String {
     let tick = Tick {
         t,
         ps,
@@ -238,6 +250,14 @@ fn tick_data(t: u64, ps: &Ps, figures: &Snapshot, marks: &[Mark]) -> String {
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
             dynos: r.dynos.iter().map(|(n, t)| (n.as_str(), *t)).collect(),
+            requests: r.requests.iter().map(|q| q.2).sum(),
+            codes: r.requests.iter().fold(BTreeMap::new(), |mut codes, q| {
+                if let Some(code) = q.1 {
+                    *codes.entry(code).or_default() += q.2;
+                }
+                codes
+            }),
+            latency,
         }),
         marks,
     };

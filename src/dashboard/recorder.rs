@@ -1,5 +1,7 @@
-//! The dashboard's last 15 minutes: each dyno's memory, the router's connection count,
-//! and marks (R10, R14, R15, crashes, restarts) from the core's events as it says them.
+//! The dashboard's last 15 minutes: each dyno's memory, the router's connection and
+//! request counts and each second's p50 and p99 service time, and marks (R10, R14, R15,
+//! crashes, restarts) from the core's events as it says them, and the router's H-codes
+//! (under `router`) as its counts rise.
 //! Pure: the server feeds it events, snapshots and wall-clock times.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -8,6 +10,7 @@ use serde::Serialize;
 
 use crate::dyno::Slot;
 use crate::metrics::Snapshot;
+use crate::router::{SERVICE_BUCKETS, ServiceTimes};
 use crate::supervisor::event::{Event, Shown};
 use crate::supervisor::view::DynoView;
 
@@ -20,7 +23,7 @@ const WINDOW_MS: u64 = WINDOW_SECS * 1000;
 pub(super) struct Mark {
     pub t: u64,
     pub dyno: String,
-    /// `R10`, `R14`, `R15`, `crash` or `restart`.
+    /// `R10`, `R14`, `R15`, `crash` or `restart`; under `router`, an H-code.
     pub kind: &'static str,
 }
 
@@ -54,6 +57,14 @@ pub(super) struct Recorder {
     marks: VecDeque<Mark>,
     /// `(t, connections the router accepted so far)`.
     connections: VecDeque<(u64, u64)>,
+    /// `(t, requests the router answered so far)`.
+    requests: VecDeque<(u64, u64)>,
+    /// `(t, p50 ms, p99 ms)` of the service times of the requests served since the tick
+    /// before.
+    latency: VecDeque<(u64, f64, f64)>,
+    /// The service times (every dyno's together) and H-code counts at the last tick.
+    last_service: Option<ServiceTimes>,
+    last_codes: BTreeMap<&'static str, u64>,
     /// Marks heard since the last snapshot: each goes out with the next tick.
     heard: Vec<(String, &'static str)>,
     /// Restarts a crash loop's line announced, due at `t` (its back-off ended).
@@ -69,6 +80,8 @@ pub(super) struct Hello<'a> {
     pub memory: BTreeMap<&'a str, &'a VecDeque<(u64, u64)>>,
     pub marks: &'a VecDeque<Mark>,
     pub connections: &'a VecDeque<(u64, u64)>,
+    pub requests: &'a VecDeque<(u64, u64)>,
+    pub latency: &'a VecDeque<(u64, f64, f64)>,
     /// Sent again to a page that fell behind on ticks: its charts start again from it,
     /// its log stays.
     pub resync: bool,
@@ -159,6 +172,36 @@ impl Recorder {
         }
         if let Some(router) = &snapshot.router {
             self.connections.push_back((t, router.connections));
+            self.requests
+                .push_back((t, router.requests.iter().map(|r| r.2).sum()));
+            let mut codes: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for &(_, code, n) in &router.requests {
+                if let Some(code) = code {
+                    *codes.entry(code).or_default() += n;
+                }
+            }
+            for (&code, &n) in &codes {
+                if n > self.last_codes.get(code).copied().unwrap_or(0) {
+                    marks.push(Mark {
+                        t,
+                        dyno: "router".to_owned(),
+                        kind: code,
+                    });
+                }
+            }
+            self.last_codes = codes;
+            let mut all = ServiceTimes::default();
+            for (_, times) in &router.service {
+                all.sum += times.sum;
+                all.count += times.count;
+                for (total, n) in all.buckets.iter_mut().zip(times.buckets) {
+                    *total += n;
+                }
+            }
+            let last = self.last_service.replace(all).unwrap_or_default();
+            if let Some(quantiles) = since(&last, &all) {
+                self.latency.push_back((t, quantiles.0, quantiles.1));
+            }
         }
         self.marks.extend(marks.iter().cloned());
         self.forget_before(t.saturating_sub(WINDOW_MS));
@@ -178,6 +221,20 @@ impl Recorder {
         while self.connections.front().is_some_and(|(t, _)| *t < oldest) {
             self.connections.pop_front();
         }
+        while self.requests.front().is_some_and(|(t, _)| *t < oldest) {
+            self.requests.pop_front();
+        }
+        while self.latency.front().is_some_and(|(t, _, _)| *t < oldest) {
+            self.latency.pop_front();
+        }
+    }
+
+    /// The p50 and p99 (ms) of the second that ended at `t`, when it served any.
+    pub(super) fn latency_at(&self, t: u64) -> Option<(f64, f64)> {
+        self.latency
+            .back()
+            .filter(|(at, _, _)| *at == t)
+            .map(|&(_, p50, p99)| (p50, p99))
     }
 
     /// The history, for a page that connects at `now`.
@@ -189,9 +246,44 @@ impl Recorder {
             memory: self.memory.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             marks: &self.marks,
             connections: &self.connections,
+            requests: &self.requests,
+            latency: &self.latency,
             resync: false,
         }
     }
+}
+
+/// The p50 and p99, in milliseconds, of the requests served between `before` and `now`
+/// (cumulative histograms); none when none was. Within a bucket, linear from its lower
+/// bound to its upper; past the last bound, the last bound.
+fn since(before: &ServiceTimes, now: &ServiceTimes) -> Option<(f64, f64)> {
+    let counts: Vec<u64> = now
+        .buckets
+        .iter()
+        .zip(before.buckets)
+        .map(|(n, b)| n.saturating_sub(b))
+        .collect();
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let quantile = |q: f64| {
+        let rank = q * total as f64;
+        let mut below = 0u64;
+        for (i, &n) in counts.iter().enumerate() {
+            if n > 0 && (below + n) as f64 >= rank {
+                let lower = if i == 0 { 0.0 } else { SERVICE_BUCKETS[i - 1] };
+                let Some(&upper) = SERVICE_BUCKETS.get(i) else {
+                    return lower * 1000.0;
+                };
+                let within = (rank - below as f64) / n as f64;
+                return (lower + (upper - lower) * within) * 1000.0;
+            }
+            below += n;
+        }
+        SERVICE_BUCKETS[SERVICE_BUCKETS.len() - 1] * 1000.0
+    };
+    Some((quantile(0.5), quantile(0.99)))
 }
 
 #[cfg(test)]
@@ -235,6 +327,53 @@ mod tests {
             }),
             output: Vec::new(),
         }
+    }
+
+    /// A snapshot with the router's requests: `served` with these service times, and
+    /// `h12` answered H12.
+    fn requests(served: &[f64], h12: u64) -> Snapshot {
+        let mut times = ServiceTimes::default();
+        for &seconds in served {
+            times.observe(seconds);
+        }
+        Snapshot {
+            router: Some(RouterFigures {
+                requests: vec![(200, None, served.len() as u64), (503, Some("H12"), h12)],
+                service: vec![("web.1".into(), times)],
+                ..RouterFigures::default()
+            }),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn each_second_has_its_requests_p50_and_p99_and_a_rising_h_code_marks_the_router() {
+        let mut r = Recorder::default();
+        // 100 requests: 98 within 5 ms, two of 2 s.
+        let mut served = vec![0.004; 98];
+        served.extend([2.0, 2.0]);
+        assert!(r.observe(1000, &requests(&served, 0)).is_empty());
+        let (_, p50, p99) = r.latency[0];
+        assert!(p50 > 0.0 && p50 <= 5.0, "{p50}");
+        assert!(p99 > 1000.0 && p99 <= 2500.0, "{p99}");
+        // The next second: one more H12, nothing served.
+        let marks = r.observe(2000, &requests(&served, 1));
+        assert_eq!(
+            marks,
+            [Mark {
+                t: 2000,
+                dyno: "router".into(),
+                kind: "H12"
+            }]
+        );
+        assert_eq!(
+            r.latency.len(),
+            1,
+            "no point for a second with nothing served"
+        );
+        assert_eq!(r.requests, [(1000, 100), (2000, 101)]);
+        // No new H12: no mark.
+        assert!(r.observe(3000, &requests(&served, 1)).is_empty());
     }
 
     fn slot(name: &str) -> Slot {

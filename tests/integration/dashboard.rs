@@ -667,3 +667,64 @@ fn idle_and_unread_connections_give_their_places_to_a_scrape_and_a_page() {
     drop((unread, idle, reader));
     hk.stop_cleanly();
 }
+
+/// The router's requests on the dashboard: each tick counts them and their H-codes,
+/// says the last second's p50 and p99, and an H-code marks the timeline under `router`;
+/// a page that connects later gets the requests and latencies in its `hello`.
+#[test]
+fn the_stream_has_the_routers_requests_latency_and_h_codes() {
+    let app = App::new("web: exec hkrun-test-child listen\n");
+    let base = free_base_port();
+    let port = base.to_string();
+    let mut hk = Hk::start(
+        app.path(),
+        &["start", "--no-timestamp", "-p", &port, "--dashboard"],
+    );
+    let at = dashboard_address(&mut hk);
+    hk.wait_for("State changed from starting to up");
+    for _ in 0..20 {
+        crate::router::get(base).expect("a request through the router");
+    }
+    // H26: an Expect the router cannot honour.
+    let mut stream = TcpStream::connect(("127.0.0.1", base)).expect("connect");
+    write!(
+        stream,
+        "GET / HTTP/1.0\r\nHost: x\r\nExpect: nothing\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("the answer");
+    assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+    let events = read_events(&at, |events| {
+        events.iter().any(|(name, data)| {
+            name == "tick"
+                && data["router"]["requests"] == 21
+                && data["router"]["codes"]["H26"] == 1
+        })
+    });
+    let (_, tick) = events
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "tick")
+        .expect("a tick");
+    assert!(tick["router"]["latency"].is_array() || tick["router"]["latency"].is_null());
+    // A page that connects now starts from the history.
+    let events = read_events(&at, |events| !events.is_empty());
+    let (_, hello) = &events[0];
+    let latency = hello["latency"].as_array().expect("latency in hello");
+    assert!(!latency.is_empty(), "{hello}");
+    let p99 = latency[latency.len() - 1][2].as_f64().expect("a p99");
+    assert!(p99 > 0.0 && p99 < 1000.0, "{latency:?}");
+    assert!(
+        hello["requests"].as_array().is_some_and(|r| !r.is_empty()),
+        "{hello}"
+    );
+    let marks = hello["marks"].as_array().expect("marks");
+    assert!(
+        marks
+            .iter()
+            .any(|m| m["dyno"] == "router" && m["kind"] == "H26"),
+        "{marks:?}"
+    );
+    hk.stop_cleanly();
+}
