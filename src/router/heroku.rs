@@ -7,6 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// The headers Heroku's router sets, named once (a name given as text is parsed at
+/// every use).
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Longest request line, and longest header line, the router takes.
 pub(crate) const MAX_LINE: usize = 8192;
 /// Most headers a request may have.
@@ -250,34 +258,41 @@ pub(crate) fn over_limits(method: &str, target: &str, headers: &HeaderMap) -> Op
 /// those the `Connection` header names. An upgrade keeps `Connection: upgrade` and its
 /// `Upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // One pass over the names first: most messages have none of these, and each
+    // `remove` is a lookup.
+    if headers.keys().any(hop_by_hop) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .chain(headers.keys().filter(|n| hop_by_hop(n)).cloned())
+            .collect();
+        for name in named {
+            if !(upgrade && name == header::UPGRADE) {
+                headers.remove(name);
+            }
+        }
     }
-    for name in [
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The connection's own headers, always stripped (`Upgrade` but on an upgrade).
+fn hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
         header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
         header::PROXY_AUTHORIZATION,
         header::PROXY_AUTHENTICATE,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(name);
-    }
-    headers.remove(header::CONNECTION);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
-    }
+        header::UPGRADE,
+    ]
+    .contains(name)
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// What the router tells the dyno about the request, as Heroku's router does.
@@ -294,7 +309,7 @@ impl Forwarded<'_> {
     pub(crate) fn set(&self, headers: &mut HeaderMap) -> String {
         let mut fwd = String::new();
         for before in headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .map(str::trim)
@@ -310,11 +325,11 @@ impl Forwarded<'_> {
             .map_or(0, |d| d.as_millis());
         let value = |s: String| HeaderValue::from_str(&s).ok();
         let set = [
-            ("x-forwarded-for", value(fwd.clone())),
-            ("x-forwarded-proto", Some(HeaderValue::from_static("http"))),
-            ("x-forwarded-port", value(self.port.to_string())),
-            ("x-request-start", value(ms.to_string())),
-            ("x-request-id", value(self.request_id.to_owned())),
+            (X_FORWARDED_FOR, value(fwd.clone())),
+            (X_FORWARDED_PROTO, Some(HeaderValue::from_static("http"))),
+            (X_FORWARDED_PORT, value(self.port.to_string())),
+            (X_REQUEST_START, value(ms.to_string())),
+            (X_REQUEST_ID, value(self.request_id.to_owned())),
         ];
         for (name, v) in set {
             if let Some(v) = v {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -167,7 +167,7 @@ impl Http {
     ) -> Response<ToClient> {
         let start = Instant::now();
         let wall = SystemTime::now();
-        let request_id = heroku::request_id(req.headers().get("x-request-id"));
+        let request_id = heroku::request_id(req.headers().get(heroku::X_REQUEST_ID));
         let host = req
             .headers()
             .get(header::HOST)
@@ -271,6 +271,7 @@ impl Http {
         let (parts, body) = req.into_parts();
         let body = Idle::new(body);
         let client_idled = body.idled();
+        let sent = body.carried();
         let req = Request::from_parts(parts, Either::Left(body));
         let failure = |err: &hyper::Error| {
             if client_idled.load(Ordering::Relaxed) {
@@ -307,7 +308,8 @@ impl Http {
             let dyno_upgrade = hyper::upgrade::on(&mut response);
             let http = Arc::clone(&self);
             tokio::spawn(async move {
-                tunnel(client_upgrade, dyno_upgrade).await;
+                let (to_dyno, from_dyno) = tunnel(client_upgrade, dyno_upgrade).await;
+                http.shared.stats.carried(&dyno, to_dyno, from_dyno);
                 let line = Line {
                     service: Some(sent_at.elapsed()),
                     status: 101,
@@ -319,14 +321,14 @@ impl Http {
             });
             response
                 .headers_mut()
-                .insert("x-request-id", header_value(&request_id));
+                .insert(heroku::X_REQUEST_ID, header_value(&request_id));
             return response.map(|_| Either::Right(Full::new(Bytes::new())));
         }
         heroku::strip_hop_by_hop(response.headers_mut(), false);
         *response.version_mut() = client_version;
         response
             .headers_mut()
-            .insert("x-request-id", header_value(&request_id));
+            .insert(heroku::X_REQUEST_ID, header_value(&request_id));
         let status = response.status().as_u16();
         response.map(|body| {
             let body = Idle::new(body);
@@ -344,6 +346,7 @@ impl Http {
                         ..line
                     },
                     sent_at,
+                    sent,
                     addr,
                     sender,
                     _open: open,
@@ -539,7 +542,7 @@ impl Pending {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, no-store"),
         );
-        headers.insert("x-request-id", request_id);
+        headers.insert(heroku::X_REQUEST_ID, request_id);
         if matches!(code, Code::H25 | Code::H26) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -567,6 +570,8 @@ struct Finish {
     http: Arc<Http>,
     line: Line,
     sent_at: Instant,
+    /// The bytes of the client's body sent on so far.
+    sent: Arc<AtomicU64>,
     addr: SocketAddr,
     sender: Sender,
     _open: Open,
@@ -633,10 +638,9 @@ impl Drop for Served {
         } else if !whole {
             line.code = Some(Code::H27);
         }
-        let stats = &finish.http.shared.stats;
-        stats.bytes_out.fetch_add(self.bytes, Ordering::Relaxed);
         if let Some(dyno) = &line.dyno {
-            stats.add(dyno, |t| t.bytes_out += self.bytes);
+            let sent = finish.sent.load(Ordering::Relaxed);
+            finish.http.shared.stats.carried(dyno, sent, self.bytes);
         }
         finish.http.log(&line);
         if whole {
@@ -654,14 +658,16 @@ impl Drop for Served {
 }
 
 /// Copies both ways between an upgraded client and dyno (a WebSocket), until either
-/// closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, dyno: hyper::upgrade::OnUpgrade) {
+/// closes; the bytes that went to the dyno, and back.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, dyno: hyper::upgrade::OnUpgrade) -> (u64, u64) {
     let (Ok(client), Ok(dyno)) = tokio::join!(client, dyno) else {
-        return;
+        return (0, 0);
     };
     let mut client = TokioIo::new(client);
     let mut dyno = TokioIo::new(dyno);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut dyno).await;
+    tokio::io::copy_bidirectional(&mut client, &mut dyno)
+        .await
+        .unwrap_or((0, 0))
 }
 
 /// `future`'s output, unless `deadline` passes first.

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub(super) struct Idle<B> {
     inner: B,
     sleep: Pin<Box<Sleep>>,
     idled: Arc<AtomicBool>,
+    /// Bytes of data it has carried.
+    carried: Arc<AtomicU64>,
 }
 
 impl<B> Idle<B> {
@@ -41,7 +43,13 @@ impl<B> Idle<B> {
             inner,
             sleep: Box::pin(tokio::time::sleep(IDLE)),
             idled: Arc::new(AtomicBool::new(false)),
+            carried: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The bytes of data it has carried so far.
+    pub(super) fn carried(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.carried)
     }
 
     /// Set once the body has given up for idleness.
@@ -64,6 +72,9 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.carried.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
                 self.sleep.as_mut().reset(Instant::now() + IDLE);
                 Poll::Ready(Some(Ok(frame)))
             }

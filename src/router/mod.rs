@@ -301,6 +301,17 @@ impl RouterStats {
         }
     }
 
+    /// `dyno` was sent `sent` bytes of a request's body (or a tunnel's) and sent back
+    /// `back` (`--router http`).
+    fn carried(&self, dyno: &str, sent: u64, back: u64) {
+        self.bytes_in.fetch_add(sent, Ordering::Relaxed);
+        self.bytes_out.fetch_add(back, Ordering::Relaxed);
+        self.add(dyno, |t| {
+            t.bytes_in += sent;
+            t.bytes_out += back;
+        });
+    }
+
     /// One request answered with `status` (and `code`).
     fn answer(&self, status: u16, code: Option<heroku::Code>) {
         let mut answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);

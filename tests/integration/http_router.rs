@@ -193,7 +193,7 @@ fn gunicorn_sees_herokus_headers_and_each_request_has_herokus_line() {
         let procfile = format!(
             "web: exec python3 -m gunicorn --worker-class {worker} --threads 4 -w 1 -b 127.0.0.1:$PORT --chdir . echo:app\n"
         );
-        let (_app, mut hk, port) = start(&procfile, 1, &[]);
+        let (_app, mut hk, port) = start(&procfile, 1, &["--metrics", "127.0.0.1:0"]);
         let before = now_ms();
         let id = "client-chosen-id-0123456789";
         let got = curl(
@@ -280,6 +280,36 @@ fn gunicorn_sees_herokus_headers_and_each_request_has_herokus_line() {
         let new_id = &got.headers["x-request-id"];
         assert_eq!(new_id.len(), 36, "{new_id}");
         assert_eq!(json(&got.body)["headers"]["x-request-id"], new_id.as_str());
+        // A body's bytes, each way, are the dyno's in /metrics.
+        let posted = curl(port, "/", &["--data-binary", "0123456789"]);
+        assert_eq!(posted.status, 200);
+        // Said at start, before the lines waited for above.
+        let line = hk
+            .seen
+            .iter()
+            .find(|l| l.contains("metrics at http://"))
+            .cloned()
+            .unwrap_or_else(|| hk.wait_for("metrics at http://"));
+        let at = line.split("http://").nth(1).expect("an address").trim();
+        let metrics = Command::new("curl")
+            .args(["-sS", "--max-time", "20", &format!("http://{at}")])
+            .output()
+            .expect("run curl");
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        let sample = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        };
+        let into_web =
+            sample("hkrun_router_dyno_bytes_total{dyno=\"web.1\",type=\"web\",direction=\"in\"}");
+        assert_eq!(into_web, 10, "{worker}");
+        assert!(sample("hkrun_router_bytes_total{direction=\"out\"}") > 0);
+        assert!(
+            sample("hkrun_router_requests_total{status=\"200\"}") >= 3,
+            "{metrics}"
+        );
         hk.stop_cleanly();
     }
 }
