@@ -39,6 +39,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REFUSED_FOR: Duration = Duration::from_secs(5);
 /// Longest a request waits for a web dyno while they boot (H20).
 const BOOT_WAIT: Duration = Duration::from_secs(75);
+/// Shortens `BOOT_WAIT` to this many milliseconds, for hkrun's own integration tests only
+/// (TESTING.md, Tests that control time).
+const BOOT_WAIT_KNOB: &str = "HKRUN_TEST_ROUTER_BOOT_WAIT_MS";
+
+/// `BOOT_WAIT`, unless `BOOT_WAIT_KNOB` says otherwise.
+fn boot_wait() -> Duration {
+    static BOOT_WAIT_NOW: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *BOOT_WAIT_NOW.get_or_init(|| {
+        std::env::var(BOOT_WAIT_KNOB)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(BOOT_WAIT, Duration::from_millis)
+    })
+}
 /// The most of a dyno's response read ahead of what its client has taken.
 const READ_AHEAD: usize = 64 * 1024;
 
@@ -360,7 +374,7 @@ impl Http {
     /// or the H-code that says why there is none.
     async fn choose(&self) -> Result<Chosen, Code> {
         let mut routes = self.shared.routes.clone();
-        let boot_deadline = Instant::now() + BOOT_WAIT;
+        let boot_deadline = Instant::now() + boot_wait();
         loop {
             let (addrs, web) = {
                 let routes = routes.borrow_and_update();

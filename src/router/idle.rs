@@ -13,6 +13,20 @@ use tokio::time::{Instant, Sleep};
 
 /// How long a body may carry nothing (Heroku's router's 55 s).
 pub(super) const IDLE: Duration = Duration::from_secs(55);
+/// Shortens `IDLE` to this many milliseconds, for hkrun's own integration tests only
+/// (TESTING.md, Tests that control time).
+const IDLE_KNOB: &str = "HKRUN_TEST_ROUTER_IDLE_MS";
+
+/// `IDLE`, unless `IDLE_KNOB` says otherwise.
+fn idle() -> Duration {
+    static IDLE_NOW: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *IDLE_NOW.get_or_init(|| {
+        std::env::var(IDLE_KNOB)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(IDLE, Duration::from_millis)
+    })
+}
 
 /// What ended a body early: it was idle for `IDLE`.
 #[derive(Debug)]
@@ -20,7 +34,7 @@ pub(super) struct Idled;
 
 impl std::fmt::Display for Idled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "nothing for {} s", IDLE.as_secs())
+        write!(f, "nothing for {} ms", idle().as_millis())
     }
 }
 
@@ -41,7 +55,7 @@ impl<B> Idle<B> {
     pub(super) fn new(inner: B) -> Self {
         Self {
             inner,
-            sleep: Box::pin(tokio::time::sleep(IDLE)),
+            sleep: Box::pin(tokio::time::sleep(idle())),
             idled: Arc::new(AtomicBool::new(false)),
             carried: Arc::new(AtomicU64::new(0)),
         }
@@ -75,7 +89,7 @@ where
                 if let Some(data) = frame.data_ref() {
                     self.carried.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                self.sleep.as_mut().reset(Instant::now() + IDLE);
+                self.sleep.as_mut().reset(Instant::now() + idle());
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),

@@ -812,3 +812,87 @@ fn a_stale_kept_connection_is_retried_once_for_an_idempotent_request_only() {
     assert_eq!((f["code"].as_str(), f["method"].as_str()), ("H13", "POST"));
     hk.stop_cleanly();
 }
+
+/// A server that answers `/stall` with a head and 3 bytes of 100, then nothing; and
+/// reads `/upload`'s body for ever without answering.
+const STALL: &str = "
+import socket, os, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()
+def serve(c):
+    req = c.recv(65536)
+    if b'/stall' in req: c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 100\\r\\n\\r\\nabc')
+    while c.recv(65536): pass
+    time.sleep(600)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+";
+
+/// H20, H15 and H28 with real servers, Heroku's 75 s and 55 s shortened to a second for
+/// the test (`HKRUN_TEST_ROUTER_BOOT_WAIT_MS`, `HKRUN_TEST_ROUTER_IDLE_MS`; TESTING.md).
+#[test]
+fn herokus_waits_give_h20_h15_and_h28() {
+    let start_with_knobs = |procfile: &str, extra: &[&str]| {
+        let app = App::new(procfile);
+        app.write("stall.py", STALL);
+        let base = free_base_port();
+        let port = base.to_string();
+        let mut args = vec!["start", "--no-timestamp", "-p", &port];
+        args.extend_from_slice(extra);
+        let mut command = crate::harness::hkrun(app.path(), &args, &crate::harness::unique_tag());
+        command
+            .env("HKRUN_TEST_ROUTER_BOOT_WAIT_MS", "1000")
+            .env("HKRUN_TEST_ROUTER_IDLE_MS", "1000");
+        let mut hk = Hk::spawn(command);
+        hk.wait_for("router listening");
+        (app, hk, base)
+    };
+    // H20: web never listens, and its boot timeout (R10) is far off.
+    let (_app, mut hk, port) = start_with_knobs("web: exec sleep 600\n", &["--boot-timeout", "60"]);
+    let began = Instant::now();
+    let got = curl(port, "/", &[]);
+    let took = began.elapsed();
+    assert_eq!(got.status, 503);
+    assert!(got.body.contains("Application error"), "{}", got.body);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let f = fields(&hk.wait_for("code=H20"));
+    assert_eq!(
+        (f["desc"].as_str(), f["dyno"].as_str()),
+        ("App boot timeout", "")
+    );
+    hk.stop_cleanly();
+
+    // H15 and H28 (no request timeout, so H12 does not come first).
+    let (_app, mut hk, port) =
+        start_with_knobs("web: exec python3 stall.py\n", &["--request-timeout", "0"]);
+    hk.wait_for("State changed from starting to up");
+    let got = curl(port, "/stall", &[]);
+    assert_eq!((got.status, got.body.as_str()), (200, "abc"));
+    let line = hk.wait_for("code=H15");
+    let f = fields(&line);
+    assert_eq!(
+        (f["desc"].as_str(), f["status"].as_str()),
+        ("Idle connection", "503")
+    );
+    // A body that stops after 5 of its 10 bytes.
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("a timeout");
+    use std::io::{Read as _, Write as _};
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .expect("send");
+    let mut answer = [0; 64];
+    let n = client.read(&mut answer).expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 499"), "{answer}");
+    let line = hk.wait_for("code=H28");
+    assert!(line.contains("sock=client at=warning"), "{line}");
+    assert_eq!(fields(&line)["desc"], "Client Connection Idle");
+    hk.stop_cleanly();
+}
