@@ -47,6 +47,13 @@ fn dyno_labels(name: &str, kind: &str, generation: u32) -> Labels {
     labels
 }
 
+/// `dyno_labels` of a figure kept by name alone (`web.1`: its type is `web`), which a
+/// preboot's two generations share.
+fn named_labels(name: &str) -> Labels {
+    let kind = name.rsplit_once('.').map_or(name, |(k, _)| k);
+    dyno_labels(name, kind, 0)
+}
+
 /// The exposition of `snapshot`, with `cpu` (seconds, by process group: a running dyno's
 /// pid leads its group) from /proc: each family with series, its HELP and TYPE first, its
 /// series in the snapshot's order.
@@ -188,8 +195,7 @@ fn families(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> Vec<Family> {
     }
     let (mut log_lines, mut log_bytes) = (vec![], vec![]);
     for (name, lines, bytes) in &snapshot.output {
-        let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
-        let labels = dyno_labels(name, kind, 0);
+        let labels = named_labels(name);
         log_lines.push((labels.clone(), *lines));
         log_bytes.push((labels, *bytes));
     }
@@ -275,8 +281,7 @@ fn families(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> Vec<Family> {
         ));
         let (mut dyno_connections, mut dyno_bytes) = (vec![], vec![]);
         for (name, traffic) in &r.dynos {
-            let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
-            let labels = dyno_labels(name, kind, 0);
+            let labels = named_labels(name);
             dyno_connections.push((labels.clone(), traffic.connections));
             for (direction, value) in [("in", traffic.bytes_in), ("out", traffic.bytes_out)] {
                 let mut with_direction = labels.clone();
@@ -313,10 +318,7 @@ fn families(snapshot: &Snapshot, cpu: &[(i32, f64)]) -> Vec<Family> {
         let service = r
             .service
             .iter()
-            .map(|(name, times)| {
-                let kind = name.rsplit_once('.').map_or(name.as_str(), |(k, _)| k);
-                (dyno_labels(name, kind, 0), *times)
-            })
+            .map(|(name, times)| (named_labels(name), *times))
             .collect();
         families.push(family(
             "router_service_seconds",

@@ -46,12 +46,7 @@ const BOOT_WAIT_KNOB: &str = "HKRUN_TEST_ROUTER_BOOT_WAIT_MS";
 /// `BOOT_WAIT`, unless `BOOT_WAIT_KNOB` says otherwise.
 fn boot_wait() -> Duration {
     static BOOT_WAIT_NOW: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *BOOT_WAIT_NOW.get_or_init(|| {
-        std::env::var(BOOT_WAIT_KNOB)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map_or(BOOT_WAIT, Duration::from_millis)
-    })
+    crate::os::test_knob(&BOOT_WAIT_NOW, BOOT_WAIT_KNOB, BOOT_WAIT)
 }
 /// The most of a dyno's response read ahead of what its client has taken.
 const READ_AHEAD: usize = 64 * 1024;
@@ -123,7 +118,7 @@ impl Http {
     pub(super) async fn forget_old_connections(self: Arc<Self>) {
         let mut routes = self.shared.routes.clone();
         while routes.changed().await.is_ok() {
-            let up: Vec<SocketAddr> = routes
+            let up: std::collections::HashSet<SocketAddr> = routes
                 .borrow_and_update()
                 .up
                 .iter()
@@ -345,11 +340,8 @@ impl Http {
             .insert(heroku::X_REQUEST_ID, header_value(&request_id));
         let status = response.status().as_u16();
         response.map(|body| {
-            let body = Idle::new(body);
             Either::Left(Served {
-                idled: body.idled(),
-                body,
-                bytes: 0,
+                body: Idle::new(body),
                 ended: false,
                 failed: false,
                 finish: Some(Finish {
@@ -594,10 +586,8 @@ struct Finish {
 /// A dyno's response body on its way to the client, counted (and given up after 55 s of
 /// nothing); when it is dropped (sent whole, or given up), the request's line is logged.
 struct Served {
+    /// Counted, and given up when the dyno sends nothing for 55 s (H15).
     body: Idle<Incoming>,
-    /// The dyno sent nothing for 55 s (H15).
-    idled: Arc<AtomicBool>,
-    bytes: u64,
     ended: bool,
     /// The dyno's side broke mid-body (H18).
     failed: bool,
@@ -614,11 +604,7 @@ impl Body for Served {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
-                }
-            }
+            Poll::Ready(Some(Ok(_))) => {}
             Poll::Ready(Some(Err(_))) => self.failed = true,
             Poll::Ready(None) => self.ended = true,
             Poll::Pending => {}
@@ -643,8 +629,9 @@ impl Drop for Served {
         let whole = self.ended || (!self.failed && self.body.is_end_stream());
         let mut line = finish.line;
         line.service = Some(finish.sent_at.elapsed());
-        line.bytes = Some(self.bytes);
-        if self.idled.load(Ordering::Relaxed) {
+        let bytes = self.body.carried_so_far();
+        line.bytes = Some(bytes);
+        if self.body.has_idled() {
             line.code = Some(Code::H15);
             line.status = Code::H15.status();
         } else if self.failed {
@@ -654,7 +641,7 @@ impl Drop for Served {
         }
         if let Some(dyno) = &line.dyno {
             let sent = finish.sent.load(Ordering::Relaxed);
-            finish.http.shared.stats.carried(dyno, sent, self.bytes);
+            finish.http.shared.stats.carried(dyno, sent, bytes);
         }
         finish.http.log(&line);
         if whole {

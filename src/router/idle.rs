@@ -20,12 +20,7 @@ const IDLE_KNOB: &str = "HKRUN_TEST_ROUTER_IDLE_MS";
 /// `IDLE`, unless `IDLE_KNOB` says otherwise.
 fn idle() -> Duration {
     static IDLE_NOW: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *IDLE_NOW.get_or_init(|| {
-        std::env::var(IDLE_KNOB)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map_or(IDLE, Duration::from_millis)
-    })
+    crate::os::test_knob(&IDLE_NOW, IDLE_KNOB, IDLE)
 }
 
 /// What ended a body early: it was idle for `IDLE`.
@@ -45,7 +40,9 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// `inner`, ended with `Idled` (and `idled` set) once it has carried nothing for `IDLE`.
 pub(super) struct Idle<B> {
     inner: B,
-    sleep: Pin<Box<Sleep>>,
+    /// Armed the first time the body has nothing to give: most bodies never wait, and
+    /// this is on every request's path.
+    sleep: Option<Pin<Box<Sleep>>>,
     idled: Arc<AtomicBool>,
     /// Bytes of data it has carried.
     carried: Arc<AtomicU64>,
@@ -55,7 +52,7 @@ impl<B> Idle<B> {
     pub(super) fn new(inner: B) -> Self {
         Self {
             inner,
-            sleep: Box::pin(tokio::time::sleep(idle())),
+            sleep: None,
             idled: Arc::new(AtomicBool::new(false)),
             carried: Arc::new(AtomicU64::new(0)),
         }
@@ -69,6 +66,16 @@ impl<B> Idle<B> {
     /// Set once the body has given up for idleness.
     pub(super) fn idled(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.idled)
+    }
+
+    /// Whether the body has given up for idleness.
+    pub(super) fn has_idled(&self) -> bool {
+        self.idled.load(Ordering::Relaxed)
+    }
+
+    /// The bytes of data it has carried so far.
+    pub(super) fn carried_so_far(&self) -> u64 {
+        self.carried.load(Ordering::Relaxed)
     }
 }
 
@@ -89,12 +96,19 @@ where
                 if let Some(data) = frame.data_ref() {
                     self.carried.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                self.sleep.as_mut().reset(Instant::now() + idle());
+                if let Some(sleep) = self.sleep.as_mut() {
+                    sleep.as_mut().reset(Instant::now() + idle());
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+            Poll::Pending => match self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle())))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => {
                     self.idled.store(true, Ordering::Relaxed);
                     Poll::Ready(Some(Err(Box::new(Idled))))

@@ -60,7 +60,7 @@ impl Pool {
     }
 
     /// Closes the idle connections to every dyno not in `up`.
-    pub(super) fn keep_only(&self, up: &[SocketAddr]) {
+    pub(super) fn keep_only(&self, up: &std::collections::HashSet<SocketAddr>) {
         self.lock().retain(|addr, _| up.contains(addr));
     }
 }

@@ -166,12 +166,7 @@ async fn connection(mut stream: UnixStream, seat: &Seat, me: u32) {
 /// `IDLE`, unless `IDLE_KNOB` says otherwise.
 fn idle() -> Duration {
     static IDLE_NOW: OnceLock<Duration> = OnceLock::new();
-    *IDLE_NOW.get_or_init(|| {
-        std::env::var(IDLE_KNOB)
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .map_or(IDLE, Duration::from_millis)
-    })
+    crate::os::test_knob(&IDLE_NOW, IDLE_KNOB, IDLE)
 }
 
 /// What a connection does after a request.
